@@ -1,0 +1,18 @@
+// npm run bench -- <name> [options]: runs one benchmark and prints its table and JSON.
+import { BenchArgs, markdownTable, type BenchResult } from './common.js';
+import { cpuGpt2 } from './cpu-gpt2.js';
+
+const BENCHES: Record<string, (args: BenchArgs) => Promise<BenchResult>> = {
+  'cpu-gpt2': cpuGpt2,
+};
+
+const [name, ...rest] = process.argv.slice(2);
+const bench = BENCHES[name];
+if (!bench) {
+  process.stderr.write(`usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [options]\n`);
+  process.exit(2);
+}
+const result = await bench(new BenchArgs(rest));
+process.stdout.write(`## ${result.name}\n\n${JSON.stringify(result.config)}\n\n${markdownTable(result.rows)}\n`);
+for (const n of result.notes ?? []) process.stdout.write(`\n${n}\n`);
+process.stdout.write(`\n${JSON.stringify(result)}\n`);

@@ -1,0 +1,111 @@
+// The CPU backend: the reference implementation of every op, in plain TypeScript over Float32Array.
+import { fail } from '../../errors.js';
+import { numel, type Activation, type AttentionShape, type Backend, type DType, type Tensor } from '../../ops/backend.js';
+import { attend, writeKV } from './attention.js';
+import { embed } from './embedding.js';
+import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
+import { linear } from './linear.js';
+import { gatherRows, meanPool } from './rows.js';
+
+export class CpuTensor implements Tensor {
+  constructor(readonly shape: readonly number[], readonly dtype: DType, readonly data: Float32Array | Int32Array) {}
+}
+
+function f32(t: Tensor): Float32Array {
+  const d = (t as CpuTensor).data;
+  if (!(d instanceof Float32Array)) throw new Error(`internal: expected an f32 CPU tensor, got ${t.dtype}`);
+  return d;
+}
+
+function i32(t: Tensor): Int32Array {
+  const d = (t as CpuTensor).data;
+  if (!(d instanceof Int32Array)) throw new Error(`internal: expected an i32 CPU tensor, got ${t.dtype}`);
+  return d;
+}
+
+function opt(t: Tensor | null): Float32Array | null {
+  return t ? f32(t) : null;
+}
+
+function checkDtype(dtype: DType): void {
+  if (dtype !== 'f32' && dtype !== 'i32') fail('bad-argument', `the CPU backend computes in fp32; dtype ${dtype} is for --device cuda`);
+}
+
+export class CpuBackend implements Backend {
+  readonly name = 'cpu';
+  private scores = new Float32Array(1024);
+
+  weight(data: Float32Array, shape: number[]): Tensor {
+    if (data.length !== numel(shape)) throw new Error(`internal: weight of ${data.length} values for shape [${shape}]`);
+    return new CpuTensor(shape, 'f32', data);
+  }
+
+  arena(bytes: number): Tensor {
+    return new CpuTensor([bytes], 'f32', new Float32Array(Math.ceil(bytes / 4)));
+  }
+
+  view(arena: Tensor, offset: number, shape: number[], dtype: DType): Tensor {
+    checkDtype(dtype);
+    const buf = (arena as CpuTensor).data.buffer;
+    const data = dtype === 'i32' ? new Int32Array(buf, offset, numel(shape)) : new Float32Array(buf, offset, numel(shape));
+    return new CpuTensor(shape, dtype, data);
+  }
+
+  buffer(shape: number[], dtype: DType): Tensor {
+    checkDtype(dtype);
+    const n = numel(shape);
+    return new CpuTensor(shape, dtype, dtype === 'i32' ? new Int32Array(n) : new Float32Array(n));
+  }
+
+  free(): void {
+    // garbage collected
+  }
+
+  writeInt(dst: Tensor, src: Int32Array, count: number): void {
+    const d = i32(dst);
+    for (let i = 0; i < count; i++) d[i] = src[i];
+  }
+
+  readFloat(src: Tensor, count: number): Float32Array {
+    return f32(src).subarray(0, count);
+  }
+
+  embed(out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor, typeIds: Tensor | null, types: Tensor | null, n: number): void {
+    embed(f32(out), i32(ids), i32(positions), f32(tok), f32(pos), typeIds ? i32(typeIds) : null, opt(types), n, tok.shape[1]);
+  }
+
+  layerNorm(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, n: number): void {
+    layerNorm(f32(out), f32(x), f32(gamma), f32(beta), eps, n, gamma.shape[0]);
+  }
+
+  addBiasResidualLayerNorm(sum: Tensor, norm: Tensor, x: Tensor, bias: Tensor | null, residual: Tensor,
+    gamma: Tensor, beta: Tensor, eps: number, n: number): void {
+    addBiasResidualLayerNorm(f32(sum), f32(norm), f32(x), opt(bias), f32(residual), f32(gamma), f32(beta), eps, n, gamma.shape[0]);
+  }
+
+  linear(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number): void {
+    linear(f32(out), f32(x), f32(w), opt(bias), act, n, w.shape[0], w.shape[1]);
+  }
+
+  writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, positions: Tensor, n: number): void {
+    writeKV(f32(qkv), f32(kCache), f32(vCache), i32(slots), i32(positions), n, kCache.shape[2], kCache.shape[1]);
+  }
+
+  attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void {
+    const maxSeq = kCache.shape[1];
+    if (this.scores.length < maxSeq) this.scores = new Float32Array(maxSeq);
+    attend(f32(out), f32(qkv), f32(kCache), f32(vCache), i32(slots), i32(keyLens), shape.heads, shape.headDim, shape.scale, n, maxSeq, this.scores);
+  }
+
+  gatherRows(out: Tensor, x: Tensor, srcRows: Tensor, dstRows: Tensor, n: number): void {
+    gatherRows(f32(out), f32(x), i32(srcRows), i32(dstRows), n, x.shape[1]);
+  }
+
+  meanPool(out: Tensor, x: Tensor, starts: Tensor, lengths: Tensor, n: number): void {
+    meanPool(f32(out), f32(x), i32(starts), i32(lengths), n, x.shape[1]);
+  }
+
+  dispose(): void {
+    // nothing held outside the garbage-collected heap
+  }
+}

@@ -1,0 +1,82 @@
+// out[m, j] = act(sum_k x[m, k] * w[j, k] + bias[j]): the reference GEMM, cache-blocked.
+// Weights are [N, K] (torch.nn.Linear layout), so every output is a contiguous dot product. Register
+// blocking: one row of x against eight weight rows, or two rows of x against four, so each loaded value
+// feeds several multiply-adds (V8 keeps the accumulators in registers). A block of weight rows stays in
+// cache while every row of x passes over it.
+import type { Activation } from '../../ops/backend.js';
+import { applyActivation } from './activations.js';
+
+const ROW_BLOCK_BYTES = 256 * 1024;
+
+export function linear(
+  out: Float32Array, x: Float32Array, w: Float32Array, bias: Float32Array | null,
+  act: Activation, M: number, N: number, K: number,
+): void {
+  const nb = Math.max(8, Math.floor(ROW_BLOCK_BYTES / (4 * K) / 8) * 8);
+  for (let j0 = 0; j0 < N; j0 += nb) {
+    const j1 = Math.min(N, j0 + nb);
+    let m = 0;
+    for (; m + 2 <= M; m += 2) {
+      let j = j0;
+      for (; j + 4 <= j1; j += 4) dot2x4(out, x, w, m, j, N, K);
+      for (; j < j1; j++) {
+        dot1x1(out, x, w, m, j, N, K);
+        dot1x1(out, x, w, m + 1, j, N, K);
+      }
+    }
+    if (m < M) {
+      let j = j0;
+      for (; j + 8 <= j1; j += 8) dot1x8(out, x, w, m, j, N, K);
+      for (; j < j1; j++) dot1x1(out, x, w, m, j, N, K);
+    }
+  }
+  if (bias || act !== 'none') {
+    for (let m = 0; m < M; m++) {
+      const o = m * N;
+      if (bias) for (let j = 0; j < N; j++) out[o + j] += bias[j];
+      if (act !== 'none') applyActivation(out, o, N, act);
+    }
+  }
+}
+
+function dot1x8(out: Float32Array, x: Float32Array, w: Float32Array, m: number, j: number, N: number, K: number): void {
+  const xm = m * K;
+  const w0 = j * K, w1 = w0 + K, w2 = w1 + K, w3 = w2 + K, w4 = w3 + K, w5 = w4 + K, w6 = w5 + K, w7 = w6 + K;
+  let a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+  for (let k = 0; k < K; k++) {
+    const xk = x[xm + k];
+    a0 += xk * w[w0 + k];
+    a1 += xk * w[w1 + k];
+    a2 += xk * w[w2 + k];
+    a3 += xk * w[w3 + k];
+    a4 += xk * w[w4 + k];
+    a5 += xk * w[w5 + k];
+    a6 += xk * w[w6 + k];
+    a7 += xk * w[w7 + k];
+  }
+  const o = m * N + j;
+  out[o] = a0; out[o + 1] = a1; out[o + 2] = a2; out[o + 3] = a3;
+  out[o + 4] = a4; out[o + 5] = a5; out[o + 6] = a6; out[o + 7] = a7;
+}
+
+function dot2x4(out: Float32Array, x: Float32Array, w: Float32Array, m: number, j: number, N: number, K: number): void {
+  const x0 = m * K, x1 = x0 + K;
+  const w0 = j * K, w1 = w0 + K, w2 = w1 + K, w3 = w2 + K;
+  let a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+  for (let k = 0; k < K; k++) {
+    const p = x[x0 + k], q = x[x1 + k];
+    const c0 = w[w0 + k], c1 = w[w1 + k], c2 = w[w2 + k], c3 = w[w3 + k];
+    a0 += p * c0; a1 += p * c1; a2 += p * c2; a3 += p * c3;
+    b0 += q * c0; b1 += q * c1; b2 += q * c2; b3 += q * c3;
+  }
+  const o = m * N + j, o2 = o + N;
+  out[o] = a0; out[o + 1] = a1; out[o + 2] = a2; out[o + 3] = a3;
+  out[o2] = b0; out[o2 + 1] = b1; out[o2 + 2] = b2; out[o2 + 3] = b3;
+}
+
+function dot1x1(out: Float32Array, x: Float32Array, w: Float32Array, m: number, j: number, N: number, K: number): void {
+  const xm = m * K, wj = j * K;
+  let a = 0;
+  for (let k = 0; k < K; k++) a += x[xm + k] * w[wj + k];
+  out[m * N + j] = a;
+}

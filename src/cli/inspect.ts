@@ -1,0 +1,44 @@
+// Human-readable output of `peregrine inspect`.
+import type { Inspection } from '../engine/load.js';
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+function formatCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}K`;
+  return String(n);
+}
+
+export function formatInspection(r: Inspection): string {
+  const i = r.info;
+  const lines = [
+    `model         ${r.dir}`,
+    `architecture  ${i.architecture} (${i.kind})`,
+    `shape         ${i.layers} layers, hidden ${i.hidden}, ${i.heads} heads, vocab ${i.vocabSize}, ${i.maxPositions} positions`,
+    `parameters    ${formatCount(i.parameters)} (${i.parameters})`,
+    `stored dtypes ${r.dtypes.map((d) => `${d.dtype}: ${formatCount(d.params)} values, ${formatBytes(d.bytes)}`).join('; ')}`,
+    `memory plan   for ${Object.entries(r.memory.capacity).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+  ];
+  let total = 0;
+  for (const region of r.memory.regions) {
+    lines.push(`  ${region.name.padEnd(12)} ${formatBytes(region.bytes)}`);
+    total += region.bytes;
+  }
+  lines.push(`  ${'total'.padEnd(12)} ${formatBytes(total)}`);
+  if (r.memory.buffers.length) {
+    lines.push('activation arena (buffers with disjoint lifetimes share bytes)');
+    for (const b of r.memory.buffers) {
+      lines.push(`  ${b.name.padEnd(10)} [${b.shape.join(', ')}] ${b.dtype}  offset ${formatBytes(b.offset)}, ${formatBytes(b.bytes)}`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,77 @@
+// Sentence embeddings, hidden states and sequence classification over an encoder model.
+import { fail } from '../errors.js';
+import type { EncoderModel } from '../models/model.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
+
+export type Pooling = 'cls' | 'mean';
+
+export interface EmbedOptions {
+  /** 'cls': the first token's last hidden state; 'mean': the mean over the sequence (default) */
+  pooling?: Pooling;
+  /** scale each vector to unit L2 norm */
+  normalize?: boolean;
+}
+
+export interface Classification {
+  label: string;
+  /** softmax over the labels */
+  scores: number[];
+  logits: number[];
+}
+
+export class Embedder {
+  constructor(readonly model: EncoderModel, readonly tokenizer: Tokenizer) {}
+
+  /** Token ids per text, with the tokenizer's special tokens ([CLS] ... [SEP]). */
+  encodeTexts(texts: string[]): Int32Array[] {
+    if (!Array.isArray(texts) || texts.length === 0) fail('bad-request', 'no inputs given; pass at least one text');
+    const maxPos = this.model.info.maxPositions;
+    return texts.map((t, i) => {
+      if (typeof t !== 'string') fail('bad-request', `input ${i} is not a string`);
+      const ids = this.tokenizer.encode(t);
+      if (ids.length === 0) fail('bad-request', `input ${i} produced no tokens`);
+      if (ids.length > maxPos) fail('bad-request', `input ${i} has ${ids.length} tokens, beyond the model's ${maxPos} positions; shorten it`);
+      return Int32Array.from(ids);
+    });
+  }
+
+  embed(texts: string[], options: EmbedOptions = {}): Float32Array[] {
+    const pooling = options.pooling ?? 'mean';
+    if (pooling !== 'cls' && pooling !== 'mean') fail('bad-argument', `pooling must be cls or mean, got ${JSON.stringify(pooling)}`);
+    const H = this.model.info.hidden;
+    const out = this.model.encode(this.encodeTexts(texts), { pooling });
+    return texts.map((_, i) => {
+      const v = out.pooled!.slice(i * H, (i + 1) * H);
+      if (options.normalize) l2normalize(v);
+      return v;
+    });
+  }
+
+  /** The last hidden state of every token, one [tokens, hidden] array per text. */
+  hiddenStates(texts: string[]): Float32Array[] {
+    const H = this.model.info.hidden;
+    const out = this.model.encode(this.encodeTexts(texts), {});
+    return out.starts.map((s, i) => out.hidden.slice(s * H, (s + out.lengths[i]) * H));
+  }
+
+  classify(texts: string[]): Classification[] {
+    const L = this.model.numLabels;
+    if (L === 0) fail('bad-request', `${this.model.info.architecture} has no classification head; use a ...ForSequenceClassification checkpoint`);
+    const out = this.model.encode(this.encodeTexts(texts), { classify: true });
+    return texts.map((_, i) => {
+      const logits = Array.from(out.logits!.subarray(i * L, (i + 1) * L));
+      const max = Math.max(...logits);
+      const exps = logits.map((x) => Math.exp(x - max));
+      const sum = exps.reduce((a, b) => a + b, 0);
+      const scores = exps.map((e) => e / sum);
+      return { label: this.model.labels[scores.indexOf(Math.max(...scores))], scores, logits };
+    });
+  }
+}
+
+export function l2normalize(v: Float32Array): void {
+  let ss = 0;
+  for (let i = 0; i < v.length; i++) ss += v[i] * v[i];
+  const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+  for (let i = 0; i < v.length; i++) v[i] *= inv;
+}

@@ -1,0 +1,47 @@
+// Errors a user can act on. The message is one line: what is wrong, where, and what to do.
+// The CLI prints it without a stack; anything that is not a PeregrineError is a bug in Peregrine.
+
+export type ErrorCode =
+  | 'file-missing'
+  | 'file-unreadable'
+  | 'bad-safetensors'
+  | 'bad-config'
+  | 'unknown-architecture'
+  | 'weights-mismatch'
+  | 'bad-argument'
+  | 'bad-request'
+  | 'cache'
+  | 'download'
+  | 'device'
+  | 'out-of-memory';
+
+export class PeregrineError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message.replace(/\s*\n\s*/g, ' '));
+    this.name = 'PeregrineError';
+    this.code = code;
+  }
+}
+
+export function fail(code: ErrorCode, message: string): never {
+  throw new PeregrineError(code, message);
+}
+
+/** Turns a Node.js filesystem error into a one-line PeregrineError; other errors pass through. */
+export function fsError(err: unknown, what: string, path: string): Error {
+  const e = err as NodeJS.ErrnoException;
+  switch (e?.code) {
+    case 'ENOENT':
+      return new PeregrineError('file-missing', `${what} not found: ${path}`);
+    case 'EACCES':
+    case 'EPERM':
+      return new PeregrineError('file-unreadable', `${what} is not readable (permission denied): ${path}; check its permissions`);
+    case 'EISDIR':
+      return new PeregrineError('file-unreadable', `${what} is a directory, expected a file: ${path}`);
+    case 'ENOTDIR':
+      return new PeregrineError('file-missing', `${what} not found (a parent is not a directory): ${path}`);
+    default:
+      return err instanceof Error ? err : new Error(String(err));
+  }
+}

@@ -1,0 +1,216 @@
+// Model directories from the Hugging Face hub: a hub id ("gpt2", "openai-community/gpt2") is downloaded
+// into a local cache laid out like huggingface_hub's, and found there again (also offline).
+//
+//   {cacheDir}/models--{owner}--{name}/refs/{revision}          the commit sha the revision pointed to
+//   {cacheDir}/models--{owner}--{name}/snapshots/{sha}/{files}  the files of that commit
+//   .../snapshots/{sha}/.peregrine-complete                     written last: JSON list of files and sizes
+
+import { mkdirSync, readFileSync, statSync, writeFileSync, renameSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { PeregrineError } from '../errors.js';
+import { alreadyThere, cacheWriteError, downloadFile, reason, type FetchOptions, type HubFile } from './hub-files.js';
+
+export interface HubOptions {
+  cacheDir?: string;        // default: env PEREGRINE_CACHE, else ~/.cache/peregrine
+  endpoint?: string;        // default: env PEREGRINE_HUB_URL, else env HF_ENDPOINT, else https://huggingface.co
+  revision?: string;        // default 'main'
+  offline?: boolean;        // default: env PEREGRINE_OFFLINE=1 or HF_HUB_OFFLINE=1
+  progress?: boolean;       // progress bar on stderr; default: process.stderr.isTTY
+  token?: string;           // default env HF_TOKEN; sent as Authorization: Bearer
+}
+
+const MARKER = '.peregrine-complete';
+const REQUIRED = ['config.json', 'tokenizer.json', 'tokenizer_config.json'];
+const OPTIONAL = ['special_tokens_map.json', 'generation_config.json'];
+const PART = /^[A-Za-z0-9._-]+$/;
+
+/** `name` or `owner/name`, characters [A-Za-z0-9._-], no leading/trailing '.' or '-', no '..'. */
+export function isHubId(s: string): boolean {
+  const parts = s.split('/');
+  return parts.length >= 1 && parts.length <= 2 && parts.every((p) =>
+    PART.test(p) && !p.includes('..') && !/^[.-]|[.-]$/.test(p));
+}
+
+function looksLikePath(s: string): boolean {
+  return /^[./~]/.test(s) || s.split('/').length > 2 || s.includes('\\');
+}
+
+function statOrUndefined(path: string) {
+  try { return statSync(path); } catch { return undefined; }
+}
+
+/** A local directory is returned as is; a hub id ("gpt2", "openai-community/gpt2") is downloaded into the cache (or found there) and its snapshot directory returned. */
+export async function resolveModelDir(nameOrPath: string, opts: HubOptions = {}): Promise<string> {
+  const path = nameOrPath === '~' || nameOrPath.startsWith('~/') ? join(homedir(), nameOrPath.slice(1)) : nameOrPath;
+  const st = statOrUndefined(path);
+  if (st?.isDirectory()) return path;
+  if (st || looksLikePath(nameOrPath)) {
+    const what = st ? 'it is a file, expected the directory holding config.json and the weights' : 'check the path';
+    throw new PeregrineError('file-missing', `model directory not found: ${path}; ${what}`);
+  }
+  if (!isHubId(nameOrPath)) {
+    throw new PeregrineError('bad-argument', `"${nameOrPath}" is neither a model directory nor a hub model id like "gpt2" or "openai-community/gpt2"; check the name`);
+  }
+  return fromHub(nameOrPath, opts);
+}
+
+interface Sibling { rfilename: string; size?: number; blobId?: string; lfs?: { sha256: string; size: number } }
+interface RepoInfo { sha: string; siblings: Sibling[] }
+
+async function fromHub(id: string, opts: HubOptions): Promise<string> {
+  const env = process.env;
+  const cacheDir = opts.cacheDir ?? env.PEREGRINE_CACHE ?? join(homedir(), '.cache', 'peregrine');
+  const endpoint = (opts.endpoint ?? env.PEREGRINE_HUB_URL ?? env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
+  const revision = opts.revision ?? 'main';
+  if (!safeName(revision)) {
+    throw new PeregrineError('bad-argument', `invalid revision "${revision}"; use a branch, tag or commit sha such as "main"`);
+  }
+  const offline = opts.offline ?? (env.PEREGRINE_OFFLINE === '1' || env.HF_HUB_OFFLINE === '1');
+  const token = opts.token ?? env.HF_TOKEN;
+  const fetchOpts: FetchOptions = {
+    headers: { 'User-Agent': 'peregrine/0.1', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+    progress: opts.progress ?? process.stderr.isTTY === true,
+  };
+
+  const cacheSt = statOrUndefined(cacheDir);
+  if (cacheSt && !cacheSt.isDirectory()) {
+    throw new PeregrineError('cache', `the model cache path ${cacheDir} exists but is not a directory; remove it, or set PEREGRINE_CACHE to a writable directory`);
+  }
+  const repoDir = join(cacheDir, `models--${id.replace('/', '--')}`);
+
+  if (offline) return fromCache(id, repoDir, revision, 'offline mode is on (offline option, PEREGRINE_OFFLINE or HF_HUB_OFFLINE); run once online to download it, or pass a local model directory');
+  const info = await fetchInfo(id, endpoint, revision, fetchOpts);
+  if (typeof info === 'string') {
+    return fromCache(id, repoDir, revision, `the hub ${endpoint} is unreachable (${info}); check the network, or run once online to fill the cache`);
+  }
+
+  const snapshot = join(repoDir, 'snapshots', info.sha);
+  if (!isComplete(snapshot)) await downloadSnapshot(id, info, snapshot, endpoint, fetchOpts);
+  writeAtomically(join(repoDir, 'refs', revision), info.sha);
+  return snapshot;
+}
+
+/** The repo's metadata, or a string saying why the hub could not be reached (network error). */
+async function fetchInfo(id: string, endpoint: string, revision: string, fetchOpts: FetchOptions): Promise<RepoInfo | string> {
+  const url = `${endpoint}/api/models/${id}/revision/${encodeURIComponent(revision)}?blobs=true`;
+  let res: Response;
+  try {
+    res = await fetch(url, { headers: fetchOpts.headers });
+  } catch (err) {
+    return reason(err);
+  }
+  if (res.status === 401 || res.status === 403 || res.status === 404) {
+    await res.body?.cancel();
+    throw new PeregrineError('download', `model ${id} (revision ${revision}) not found on ${endpoint} (HTTP ${res.status}); check the name, or set HF_TOKEN for a private model`);
+  }
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new PeregrineError('download', `the hub ${endpoint} answered HTTP ${res.status} for model ${id}; try again later, or use the cache with PEREGRINE_OFFLINE=1`);
+  }
+  const info = await res.json().catch(() => undefined) as RepoInfo | undefined;
+  if (typeof info?.sha !== 'string' || !/^[0-9a-f]{40}$/.test(info.sha) || !Array.isArray(info.siblings)) {
+    throw new PeregrineError('download', `the hub ${endpoint} answered ${url} with unexpected metadata (no commit sha or file list); check PEREGRINE_HUB_URL / HF_ENDPOINT`);
+  }
+  return info;
+}
+
+/** The snapshot that `refs/{revision}` (or a commit sha given as revision) points to, when complete. */
+function fromCache(id: string, repoDir: string, revision: string, why: string): string {
+  let sha = /^[0-9a-f]{40}$/.test(revision) ? revision : undefined;
+  try { sha ??= readFileSync(join(repoDir, 'refs', revision), 'utf8').trim(); } catch { /* no ref */ }
+  const snapshot = sha && /^[0-9a-f]{40}$/.test(sha) ? join(repoDir, 'snapshots', sha) : undefined;
+  if (snapshot && isComplete(snapshot)) return snapshot;
+  throw new PeregrineError('cache', `model ${id} (revision ${revision}) is not in the cache at ${repoDir} and ${why}`);
+}
+
+/** Complete = the marker exists and every file it lists is there with its size. */
+function isComplete(snapshot: string): boolean {
+  try {
+    const marker = JSON.parse(readFileSync(join(snapshot, MARKER), 'utf8')) as { files: { name: string; size: number }[] };
+    return marker.files.every((f) => statSync(join(snapshot, f.name)).size === f.size);
+  } catch {
+    return false;
+  }
+}
+
+function safeName(name: string): boolean {
+  return name.length > 0 && !name.startsWith('/') && !name.includes('\\') && name.split('/').every((p) => p !== '' && p !== '.' && p !== '..');
+}
+
+async function downloadSnapshot(id: string, info: RepoInfo, snapshot: string, endpoint: string, fetchOpts: FetchOptions): Promise<void> {
+  const files = new Map<string, HubFile>();
+  for (const s of info.siblings) {
+    if (typeof s?.rfilename !== 'string') continue;
+    files.set(s.rfilename, { name: s.rfilename, size: s.lfs?.size ?? s.size, sha256: s.lfs?.sha256, blobId: s.lfs ? undefined : s.blobId });
+  }
+  const missing = REQUIRED.filter((f) => !files.has(f));
+  if (missing.length > 0) {
+    throw new PeregrineError('download', `model ${id} on ${endpoint} has no ${missing.join(', ')}; peregrine needs ${REQUIRED.join(', ')} and safetensors weights`);
+  }
+  const wanted = [...REQUIRED, ...OPTIONAL.filter((f) => files.has(f))];
+  const index = 'model.safetensors.index.json';
+  if (files.has('model.safetensors')) wanted.push('model.safetensors');
+  else if (files.has(index)) wanted.push(index);
+  else {
+    const other = [...files.keys()].filter((f) => /\.(bin|pt|pth|h5|msgpack|ckpt|gguf)$/.test(f));
+    throw new PeregrineError('download', `model ${id} on ${endpoint} has no safetensors weights (model.safetensors or ${index})${other.length ? `, only ${other.slice(0, 3).join(', ')}` : ''}; peregrine supports only safetensors weights, convert the checkpoint or choose a repo that has them`);
+  }
+
+  try {
+    mkdirSync(snapshot, { recursive: true });
+  } catch (err) {
+    throw cacheWriteError(err, snapshot);
+  }
+  const base = `${endpoint}/${id}/resolve/${info.sha}/`;
+  const get = async (name: string): Promise<void> => {
+    const file = files.get(name)!;
+    const dest = join(snapshot, name);
+    if (alreadyThere(dest, file)) return;
+    try { mkdirSync(dirname(dest), { recursive: true }); } catch (err) { throw cacheWriteError(err, dirname(dest)); }
+    await downloadFile(base + name.split('/').map(encodeURIComponent).join('/'), dest, file, fetchOpts);
+  };
+  for (const name of wanted) await get(name);
+
+  if (wanted.includes(index)) {
+    for (const shard of shardsOf(join(snapshot, index), id)) {
+      if (!files.has(shard)) {
+        throw new PeregrineError('download', `model ${id}: ${index} names shard ${shard}, which the repo does not have; the repo is broken, report it to its owner`);
+      }
+      if (!wanted.includes(shard)) { wanted.push(shard); await get(shard); }
+    }
+  }
+
+  const marker = { files: wanted.map((name) => ({ name, size: statSync(join(snapshot, name)).size })) };
+  writeAtomically(join(snapshot, MARKER), JSON.stringify(marker, null, 1) + '\n');
+}
+
+/** Shard file names from a safetensors index, validated. */
+function shardsOf(indexPath: string, id: string): string[] {
+  let parsed: { weight_map?: unknown };
+  try {
+    parsed = JSON.parse(readFileSync(indexPath, 'utf8')) as { weight_map?: unknown };
+  } catch (err) {
+    throw new PeregrineError('download', `model ${id}: model.safetensors.index.json is not valid JSON (${(err as Error).message}); the repo is broken, report it to its owner`);
+  }
+  const map = parsed?.weight_map;
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) {
+    throw new PeregrineError('download', `model ${id}: model.safetensors.index.json has no weight_map object; the repo is broken, report it to its owner`);
+  }
+  const shards = [...new Set(Object.values(map))];
+  const bad = shards.find((s) => typeof s !== 'string' || !safeName(s));
+  if (bad !== undefined || shards.length === 0) {
+    throw new PeregrineError('download', `model ${id}: model.safetensors.index.json has an invalid shard name (${JSON.stringify(bad ?? 'none')}); the repo is broken, report it to its owner`);
+  }
+  return shards as string[];
+}
+
+function writeAtomically(path: string, text: string): void {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(`${path}.tmp`, text);
+    renameSync(`${path}.tmp`, path);
+  } catch (err) {
+    throw cacheWriteError(err, path);
+  }
+}

@@ -1,0 +1,119 @@
+// A Hugging Face model directory: config.json, safetensors weights (one file or sharded through
+// model.safetensors.index.json), tokenizer.json + tokenizer_config.json.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fail, fsError } from '../errors.js';
+import { SafetensorsFile, type TensorInfo } from './safetensors.js';
+
+export function readJsonFile(path: string, what: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw fsError(err, what, path);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    fail('bad-config', `${path} is not valid JSON (${(err as Error).message}); restore the file from the model's source`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('bad-config', `${path} must hold a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+/** Weights of a checkpoint by name, across shards; tensors are read only when asked for. */
+export class WeightStore {
+  private readonly files: SafetensorsFile[];
+  private readonly where = new Map<string, SafetensorsFile>();
+
+  constructor(files: SafetensorsFile[], weightMap?: Map<string, SafetensorsFile>) {
+    this.files = files;
+    if (weightMap) this.where = weightMap;
+    else for (const f of files) for (const name of f.tensors.keys()) this.where.set(name, f);
+  }
+
+  names(): string[] {
+    return [...this.where.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.where.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const f = this.where.get(name);
+    if (!f) fail('weights-mismatch', `the checkpoint has no tensor named ${name}; the config does not match the weights, or the weights are of another architecture`);
+    return f.info(name);
+  }
+
+  readF32(name: string): Float32Array {
+    this.info(name);
+    return this.where.get(name)!.readF32(name);
+  }
+
+  /** Number of elements and bytes per stored dtype, over all tensors. */
+  dtypeSummary(): Map<string, { params: number; bytes: number }> {
+    const out = new Map<string, { params: number; bytes: number }>();
+    for (const name of this.where.keys()) {
+      const t = this.info(name);
+      const e = out.get(t.dtype) ?? { params: 0, bytes: 0 };
+      e.params += t.shape.reduce((a, d) => a * d, 1);
+      e.bytes += t.end - t.begin;
+      out.set(t.dtype, e);
+    }
+    return out;
+  }
+
+  close(): void {
+    for (const f of this.files) f.close();
+  }
+}
+
+export interface ModelDir {
+  dir: string;
+  config: Record<string, unknown>;
+  weights: WeightStore;
+}
+
+export function openModelDir(dir: string): ModelDir {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (err) {
+    throw fsError(err, 'model directory', dir);
+  }
+  if (!st.isDirectory()) fail('file-missing', `${dir} is not a directory; pass a Hugging Face model directory (config.json + model.safetensors) or a hub id`);
+  const config = readJsonFile(join(dir, 'config.json'), 'config.json');
+  return { dir, config, weights: openWeights(dir) };
+}
+
+export function openWeights(dir: string): WeightStore {
+  const single = join(dir, 'model.safetensors');
+  const index = join(dir, 'model.safetensors.index.json');
+  if (existsSync(single)) return new WeightStore([SafetensorsFile.open(single)]);
+  if (!existsSync(index)) {
+    fail('file-missing', `no model.safetensors or model.safetensors.index.json in ${dir}; Peregrine reads safetensors weights (convert .bin checkpoints with Hugging Face's safetensors converter)`);
+  }
+  const json = readJsonFile(index, 'model.safetensors.index.json');
+  const map = json.weight_map;
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) fail('bad-config', `${index} has no weight_map object; restore the file from the model's source`);
+  const shards = new Map<string, SafetensorsFile>();
+  const where = new Map<string, SafetensorsFile>();
+  try {
+    for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
+      if (typeof file !== 'string' || file.includes('/') || file.includes('\\')) fail('bad-config', `${index}: weight_map entry ${name} names an invalid shard ${JSON.stringify(file)}`);
+      let shard = shards.get(file);
+      if (!shard) {
+        shard = SafetensorsFile.open(join(dir, file));
+        shards.set(file, shard);
+      }
+      if (!shard.tensors.has(name)) fail('weights-mismatch', `${index} places tensor ${name} in ${file}, but that shard has no such tensor; the index does not match the shards`);
+      where.set(name, shard);
+    }
+  } catch (err) {
+    for (const s of shards.values()) s.close();
+    throw err;
+  }
+  return new WeightStore([...shards.values()], where);
+}

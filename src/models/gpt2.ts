@@ -1,0 +1,244 @@
+// GPT-2 (GPT2LMHeadModel): pre-LayerNorm decoder, learned positions, gelu_new, LM head tied to wte.
+// Written once over the op set; every backend runs this file.
+import { fail } from '../errors.js';
+import type { ModelDir } from '../loaders/model-dir.js';
+import type { Backend, Tensor } from '../ops/backend.js';
+import { allocateArena, planArena, type Arena, type BufferRequest } from '../ops/plan.js';
+import { ConfigReader, divides } from './config.js';
+import { weightBytes, type Architecture, type CausalLM, type MemoryReport, type ModelInfo, type StepInput } from './model.js';
+import { Checkpoint, detectPrefix } from './weights.js';
+
+interface Gpt2Config {
+  vocab: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  inner: number;
+  maxPositions: number;
+  eps: number;
+  eos?: number;
+}
+
+function readConfig(raw: Record<string, unknown>): Gpt2Config {
+  const c = new ConfigReader(raw, 'GPT-2 config');
+  const hidden = c.int(['n_embd', 'hidden_size']);
+  const heads = c.int(['n_head', 'num_attention_heads']);
+  divides('GPT-2 config', 'n_embd', hidden, heads);
+  const act = c.string('activation_function', 'gelu_new');
+  if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') {
+    fail('bad-config', `GPT-2 config: activation_function ${JSON.stringify(act)} is not supported (Peregrine runs gelu_new)`);
+  }
+  return {
+    vocab: c.int('vocab_size'),
+    hidden,
+    layers: c.int(['n_layer', 'num_hidden_layers']),
+    heads,
+    inner: c.optionalInt('n_inner') || 4 * hidden,
+    maxPositions: c.int(['n_positions', 'max_position_embeddings']),
+    eps: c.number('layer_norm_epsilon', 1e-5),
+    eos: c.tokenId('eos_token_id'),
+  };
+}
+
+interface LayerWeights {
+  ln1g: Tensor; ln1b: Tensor;
+  qkvW: Tensor; qkvB: Tensor; // [3H, H], [3H]
+  projW: Tensor; projB: Tensor;
+  ln2g: Tensor; ln2b: Tensor;
+  fcW: Tensor; fcB: Tensor; // [inner, H]
+  fc2W: Tensor; fc2B: Tensor; // [H, inner]
+}
+
+function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: Gpt2Config) {
+  const { hidden: H, inner: F } = cfg;
+  // GPT-2's Conv1D stores [in, out]; the op set takes [out, in]
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < cfg.layers; l++) {
+    const p = `h.${l}.`;
+    layers.push({
+      ln1g: ckpt.load(backend, p + 'ln_1.weight', [H]),
+      ln1b: ckpt.load(backend, p + 'ln_1.bias', [H]),
+      qkvW: ckpt.load(backend, p + 'attn.c_attn.weight', [3 * H, H], true),
+      qkvB: ckpt.load(backend, p + 'attn.c_attn.bias', [3 * H]),
+      projW: ckpt.load(backend, p + 'attn.c_proj.weight', [H, H], true),
+      projB: ckpt.load(backend, p + 'attn.c_proj.bias', [H]),
+      ln2g: ckpt.load(backend, p + 'ln_2.weight', [H]),
+      ln2b: ckpt.load(backend, p + 'ln_2.bias', [H]),
+      fcW: ckpt.load(backend, p + 'mlp.c_fc.weight', [F, H], true),
+      fcB: ckpt.load(backend, p + 'mlp.c_fc.bias', [F]),
+      fc2W: ckpt.load(backend, p + 'mlp.c_proj.weight', [H, F], true),
+      fc2B: ckpt.load(backend, p + 'mlp.c_proj.bias', [H]),
+    });
+  }
+  const wte = ckpt.load(backend, 'wte.weight', [cfg.vocab, H]);
+  // an untied head is stored outside the "transformer." prefix
+  const untied = ckpt.store.has('lm_head.weight') && ckpt.prefix !== '';
+  const lmHead = untied
+    ? new Checkpoint(ckpt.store, '', `n_embd=${H}, vocab_size=${cfg.vocab}`).load(backend, 'lm_head.weight', [cfg.vocab, H])
+    : wte;
+  return {
+    wte,
+    wpe: ckpt.load(backend, 'wpe.weight', [cfg.maxPositions, H]),
+    lnfg: ckpt.load(backend, 'ln_f.weight', [H]),
+    lnfb: ckpt.load(backend, 'ln_f.bias', [H]),
+    lmHead,
+    layers,
+  };
+}
+
+export const DEFAULT_PREFILL_CHUNK = 256;
+
+/** Rows one forward pass may hold: a whole decode batch, or a prefill chunk. */
+function chunkFor(batch: number, prefillChunk = DEFAULT_PREFILL_CHUNK): number {
+  return Math.max(batch, prefillChunk);
+}
+
+/** Activation buffers of one forward pass over T rows, with their lifetimes in steps of one layer. */
+function arenaRequests(cfg: Gpt2Config, batch: number, T: number): BufferRequest[] {
+  const { hidden: H, inner: F, vocab: V } = cfg;
+  // steps: 1 qkv, 2 writeKV, 3 attend, 4 proj, 5 add+LN, 6 fc, 7 fc2, 8 add+LN, 9 gather, 10 head
+  return [
+    { name: 'residual', shape: [T, H], dtype: 'f32', first: 0, last: 11 },
+    { name: 'normed', shape: [T, H], dtype: 'f32', first: 0, last: 11 },
+    { name: 'qkv', shape: [T, 3 * H], dtype: 'f32', first: 1, last: 3 },
+    { name: 'attn', shape: [T, H], dtype: 'f32', first: 3, last: 4 },
+    { name: 'proj', shape: [T, H], dtype: 'f32', first: 4, last: 5 },
+    { name: 'fc', shape: [T, F], dtype: 'f32', first: 6, last: 7 },
+    { name: 'fc2', shape: [T, H], dtype: 'f32', first: 7, last: 8 },
+    { name: 'last', shape: [batch, H], dtype: 'f32', first: 9, last: 10 },
+    { name: 'logits', shape: [batch, V], dtype: 'f32', first: 10, last: 11 },
+    ...['ids', 'positions', 'slots', 'keyLens', 'srcRows', 'dstRows'].map((name) => ({ name, shape: [T], dtype: 'i32' as const, first: 0, last: 11 })),
+  ];
+}
+
+function report(cfg: Gpt2Config, weights: number, batch: number, seqLen: number, chunk = chunkFor(batch)): MemoryReport {
+  const arena = planArena(arenaRequests(cfg, batch, chunk));
+  return {
+    regions: [
+      { name: 'weights', bytes: weights },
+      { name: 'kv-cache', bytes: 2 * cfg.layers * batch * seqLen * cfg.hidden * 4 },
+      { name: 'activations', bytes: batch ? arena.bytes : 0 },
+    ],
+    buffers: batch ? arena.buffers : [],
+    capacity: { batch, seqLen, chunk: batch ? chunk : 0 },
+  };
+}
+
+class Gpt2 implements CausalLM {
+  readonly info: ModelInfo;
+  readonly eosTokenId: number | undefined;
+  capacity = { batch: 0, seqLen: 0, chunk: 0 };
+  private readonly w: ReturnType<typeof loadWeights>;
+  private arena: Arena | null = null;
+  private kv: { k: Tensor; v: Tensor }[] = [];
+  private keyLens = new Int32Array(0);
+  private dstRows = new Int32Array(0);
+
+  constructor(private readonly backend: Backend, private readonly cfg: Gpt2Config, ckpt: Checkpoint, info: ModelInfo) {
+    this.info = info;
+    this.eosTokenId = cfg.eos;
+    this.w = loadWeights(backend, ckpt, cfg);
+  }
+
+  reserve(batch: number, seqLen: number, prefillChunk?: number): void {
+    const c = this.capacity;
+    const fits = batch <= c.batch && seqLen <= c.seqLen;
+    if (fits && (prefillChunk === undefined || chunkFor(c.batch, prefillChunk) === c.chunk)) return;
+    batch = Math.max(batch, c.batch);
+    seqLen = Math.max(seqLen, c.seqLen);
+    this.release();
+    const T = chunkFor(batch, prefillChunk ?? (c.chunk || undefined));
+    const plan = planArena(arenaRequests(this.cfg, batch, T));
+    this.arena = allocateArena(this.backend, plan);
+    for (let l = 0; l < this.cfg.layers; l++) {
+      const H = this.cfg.hidden;
+      this.kv.push({ k: this.backend.buffer([batch, seqLen, H], 'f32'), v: this.backend.buffer([batch, seqLen, H], 'f32') });
+    }
+    this.keyLens = new Int32Array(T);
+    this.dstRows = Int32Array.from({ length: batch }, (_, i) => i);
+    this.capacity = { batch, seqLen, chunk: T };
+  }
+
+  forward(s: StepInput): Float32Array {
+    const b = this.backend;
+    const a = this.arena!.buffers;
+    const { hidden: H, heads, eps } = this.cfg;
+    const w = this.w;
+    const n = s.n;
+    for (let i = 0; i < n; i++) this.keyLens[i] = s.positions[i] + 1;
+    b.writeInt(a.ids, s.ids, n);
+    b.writeInt(a.positions, s.positions, n);
+    b.writeInt(a.slots, s.slots, n);
+    b.writeInt(a.keyLens, this.keyLens, n);
+    b.writeInt(a.srcRows, s.outRows, s.outCount);
+    b.writeInt(a.dstRows, this.dstRows, s.outCount);
+    const shape = { heads, headDim: H / heads, scale: 1 / Math.sqrt(H / heads) };
+
+    b.embed(a.residual, a.ids, a.positions, w.wte, w.wpe, null, null, n);
+    b.layerNorm(a.normed, a.residual, w.layers[0].ln1g, w.layers[0].ln1b, eps, n);
+    for (let l = 0; l < w.layers.length; l++) {
+      const L = w.layers[l];
+      const { k, v } = this.kv[l];
+      b.linear(a.qkv, a.normed, L.qkvW, L.qkvB, 'none', n);
+      b.writeKV(a.qkv, k, v, a.slots, a.positions, n);
+      b.attend(a.attn, a.qkv, k, v, a.slots, a.keyLens, shape, n);
+      b.linear(a.proj, a.attn, L.projW, null, 'none', n);
+      b.addBiasResidualLayerNorm(a.residual, a.normed, a.proj, L.projB, a.residual, L.ln2g, L.ln2b, eps, n);
+      b.linear(a.fc, a.normed, L.fcW, L.fcB, 'gelu_tanh', n);
+      b.linear(a.fc2, a.fc, L.fc2W, null, 'none', n);
+      // the next layer's ln_1, or ln_f after the last layer
+      const next = w.layers[l + 1];
+      b.addBiasResidualLayerNorm(a.residual, a.normed, a.fc2, L.fc2B, a.residual,
+        next ? next.ln1g : w.lnfg, next ? next.ln1b : w.lnfb, eps, n);
+    }
+    b.gatherRows(a.last, a.normed, a.srcRows, a.dstRows, s.outCount);
+    b.linear(a.logits, a.last, w.lmHead, null, 'none', s.outCount);
+    return b.readFloat(a.logits, s.outCount * this.cfg.vocab);
+  }
+
+  memory(): MemoryReport {
+    const w = this.w;
+    const tensors = [w.wte, w.wpe, w.lnfg, w.lnfb, ...(w.lmHead === w.wte ? [] : [w.lmHead]), ...w.layers.flatMap((L) => Object.values(L))];
+    return report(this.cfg, weightBytes(tensors), this.capacity.batch, this.capacity.seqLen, this.capacity.chunk);
+  }
+
+  private release(): void {
+    if (this.arena) this.backend.free(this.arena.region);
+    for (const { k, v } of this.kv) {
+      this.backend.free(k);
+      this.backend.free(v);
+    }
+    this.arena = null;
+    this.kv = [];
+  }
+
+  dispose(): void {
+    this.release();
+  }
+}
+
+function info(raw: Record<string, unknown>, className: string): ModelInfo {
+  const c = readConfig(raw);
+  const { vocab: V, hidden: H, inner: F, maxPositions: P, layers } = c;
+  const perLayer = 4 * H + (3 * H * H + 3 * H) + (H * H + H) + (F * H + F) + (F * H + H);
+  return {
+    architecture: className, kind: 'causal-lm', vocabSize: V, hidden: H, layers, heads: c.heads, maxPositions: P,
+    parameters: V * H + P * H + 2 * H + layers * perLayer,
+  };
+}
+
+export const gpt2: Architecture = {
+  classNames: ['GPT2LMHeadModel', 'GPT2Model'],
+  modelTypes: ['gpt2'],
+  kind: 'causal-lm',
+  info,
+  plan(raw: Record<string, unknown>, className: string, batch: number, seqLen: number): MemoryReport {
+    return report(readConfig(raw), info(raw, className).parameters * 4, batch, seqLen);
+  },
+  create(backend: Backend, dir: ModelDir, className: string): CausalLM {
+    const cfg = readConfig(dir.config);
+    const prefix = detectPrefix(dir.weights, ['transformer.', ''], 'wte.weight', 'GPT-2');
+    const ckpt = new Checkpoint(dir.weights, prefix, `n_embd=${cfg.hidden}, n_layer=${cfg.layers}, vocab_size=${cfg.vocab}, n_positions=${cfg.maxPositions}`);
+    return new Gpt2(backend, cfg, ckpt, info(dir.config, className));
+  },
+};

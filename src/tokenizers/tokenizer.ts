@@ -1,0 +1,36 @@
+// Tokenizers over tokenizer.json + tokenizer_config.json, through @huggingface/tokenizers
+// (which matches Hugging Face's Rust tokenizers on GPT-2 and BERT files).
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { join } from 'node:path';
+import { fail } from '../errors.js';
+import { readJsonFile } from '../loaders/model-dir.js';
+
+export class Tokenizer {
+  private constructor(private readonly tok: HfTokenizer, private readonly config: Record<string, unknown>) {}
+
+  static fromDir(dir: string): Tokenizer {
+    const json = readJsonFile(join(dir, 'tokenizer.json'), 'tokenizer.json');
+    const config = readJsonFile(join(dir, 'tokenizer_config.json'), 'tokenizer_config.json');
+    try {
+      return new Tokenizer(new HfTokenizer(json, config), config);
+    } catch (err) {
+      return fail('bad-config', `${join(dir, 'tokenizer.json')} could not be read as a tokenizer (${(err as Error).message}); restore it from the model's source`);
+    }
+  }
+
+  encode(text: string, addSpecialTokens = true): number[] {
+    return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  decode(ids: ArrayLike<number>, skipSpecialTokens = true): string {
+    if (ids.length === 0) return '';
+    return this.tok.decode(Array.from(ids), { skip_special_tokens: skipSpecialTokens });
+  }
+
+  /** The id of a special token named in tokenizer_config.json ("eos_token", "pad_token", ...). */
+  specialId(key: string): number | undefined {
+    const v = this.config[key];
+    const content = typeof v === 'string' ? v : (v as { content?: string } | undefined)?.content;
+    return content === undefined ? undefined : this.tok.token_to_id(content);
+  }
+}

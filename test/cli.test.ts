@@ -1,0 +1,128 @@
+// The peregrine command, run as a user runs it.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { CLI, fixture, reference } from './helpers/fixtures.js';
+
+const root = mkdtempSync(join(tmpdir(), 'peregrine-cli-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+const env = { ...process.env, PEREGRINE_CACHE: join(root, 'cache'), PEREGRINE_OFFLINE: '1' };
+
+function run(args: string[], input?: string) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env, input });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** A failing command: non-zero exit, one line on stderr matching `pattern`, no stack trace. */
+function failsWith(args: string[], pattern: RegExp): void {
+  const r = run(args);
+  assert.notEqual(r.code, 0, `exit code for ${args.join(' ')}`);
+  const lines = r.err.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `one line on stderr, got:\n${r.err}`);
+  assert.match(lines[0], pattern);
+  assert.doesNotMatch(r.err, /\n\s+at |internal error/);
+  assert.equal(r.out, '');
+}
+
+describe('generate', () => {
+  test('streams tokens to stdout as they are produced', async () => {
+    const child = spawn(process.execPath, [CLI, 'generate', '--model', fixture('gpt2-tiny'), '--prompt', 'hi', '-n', '24'], { env });
+    const chunks: string[] = [];
+    child.stdout.setEncoding('utf8').on('data', (d: string) => chunks.push(d));
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    assert.equal(code, 0);
+    assert.ok(chunks.length > 1, `text arrived in ${chunks.length} write(s)`);
+    assert.ok(chunks.join('').trim().length > 0);
+  });
+
+  test('--json prints the generated ids and text, equal to Hugging Face greedy', () => {
+    const ref = reference<{ prompts: { text: string }[]; greedy: { generated: number[] }[] }>('gpt2-tiny');
+    const r = run(['generate', '-m', fixture('gpt2-tiny'), '-p', ref.prompts[1].text, '-n', '32', '--json', '--ignore-eos']);
+    assert.equal(r.code, 0, r.err);
+    const out = JSON.parse(r.out);
+    assert.deepEqual(out.ids, ref.greedy[1].generated);
+    assert.equal(typeof out.text, 'string');
+  });
+
+  test('several prompts and sampling flags', () => {
+    const args = ['generate', '-m', fixture('gpt2-tiny'), '-p', 'a', 'b c', '-n', '5', '-t', '0.7', '-k', '40', '--top-p', '0.9', '-s', '3', '--json'];
+    const a = run(args), b = run(args);
+    assert.equal(a.code, 0, a.err);
+    assert.equal(a.out.trim().split('\n').length, 2);
+    assert.equal(a.out, b.out, 'same seed, same output');
+  });
+
+  test('bad arguments', () => {
+    const m = ['-m', fixture('gpt2-tiny')];
+    failsWith(['generate', ...m, '-p', ''], /the prompt is empty/);
+    failsWith(['generate', ...m, '-p', 'x', '--top-p', '2'], /--top-p.*\(0, 1\]/);
+    failsWith(['generate', ...m, '-p', 'x', '-t', 'hot'], /--temperature must be a number/);
+    failsWith(['generate', ...m, '-p', 'x', '-n', '0'], /--max-new-tokens must be a whole number >= 1/);
+    failsWith(['generate', ...m, '-p', 'x', '-k', '2.5'], /--top-k/);
+    failsWith(['generate', ...m, '-p', 'x', '-n', '100'], /beyond the model's 64/);
+    failsWith(['generate', ...m, '-p', 'x', '--device', 'tpu'], /Allowed choices are cpu, cuda, auto/);
+    failsWith(['generate', ...m, '-p', 'x', '--device', 'cuda'], /not built yet/);
+    failsWith(['generate', '-p', 'x'], /required option '-m, --model/);
+    failsWith(['generate', ...m], /required option '-p, --prompt/);
+    failsWith(['generate', '-m', fixture('bert-tiny'), '-p', 'x'], /encoder/);
+    failsWith(['frobnicate'], /unknown command/);
+  });
+});
+
+describe('embed, classify, inspect', () => {
+  test('embed prints one JSON vector per input, normalized on request', () => {
+    const ref = reference<{ inputs: { text: string }[]; mean_normalized: number[][] }>('bert-tiny');
+    const texts = ref.inputs.map((x) => x.text);
+    const r = run(['embed', '-m', fixture('bert-tiny'), '--pooling', 'mean', '--normalize', ...texts]);
+    assert.equal(r.code, 0, r.err);
+    const vecs = r.out.trim().split('\n').map((l) => JSON.parse(l) as number[]);
+    assert.equal(vecs.length, texts.length);
+    vecs.forEach((v, i) => v.forEach((x, j) => assert.ok(Math.abs(x - ref.mean_normalized[i][j]) < 1e-4)));
+    // stdin, one text per line
+    const s = run(['embed', '-m', fixture('bert-tiny'), '--pooling', 'cls'], 'first line\n\nsecond line\n');
+    assert.equal(s.code, 0, s.err);
+    assert.equal(s.out.trim().split('\n').length, 2);
+  });
+
+  test('classify prints labels and scores', () => {
+    const r = run(['classify', '-m', fixture('bert-tiny'), 'hello', 'world']);
+    assert.equal(r.code, 0, r.err);
+    const rows = r.out.trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(rows.length, 2);
+    assert.match(rows[0].label, /^LABEL_[0-2]$/);
+    assert.ok(Math.abs(rows[0].scores.reduce((a: number, b: number) => a + b, 0) - 1) < 1e-9);
+  });
+
+  test('inspect prints architecture, parameters, dtypes and the memory plan', () => {
+    const r = run(['inspect', '-m', fixture('gpt2-tiny'), '--max-batch', '2', '--max-seq-len', '64']);
+    assert.equal(r.code, 0, r.err);
+    for (const s of ['GPT2LMHeadModel', '3 layers, hidden 8', 'F16', 'kv-cache', 'activations', 'batch 2, seqLen 64']) assert.ok(r.out.includes(s), `${s} in\n${r.out}`);
+    const j = JSON.parse(run(['inspect', '-m', fixture('bert-tiny'), '--json']).out);
+    assert.equal(j.info.architecture, 'BertForSequenceClassification');
+    assert.deepEqual(j.dtypes.map((d: { dtype: string }) => d.dtype), ['BF16']);
+  });
+
+  test('--help on every command', () => {
+    for (const cmd of [[], ['generate'], ['embed'], ['classify'], ['inspect']]) {
+      const r = run([...cmd, '--help']);
+      assert.equal(r.code, 0);
+      assert.match(r.out, /Usage: peregrine/);
+      if (cmd.length) assert.match(r.out, /--device/);
+    }
+  });
+
+  test('bad model inputs', () => {
+    failsWith(['embed', '-m', fixture('bert-tiny'), '--pooling', 'max', 'x'], /Allowed choices are cls, mean/);
+    failsWith(['embed', '-m', fixture('gpt2-tiny'), 'x'], /causal LM/);
+    failsWith(['classify', '-m', fixture('bert-wide'), 'x'], /no classification head/);
+    failsWith(['inspect', '-m', join(root, 'missing')], /model directory not found/);
+    failsWith(['inspect', '-m', 'some-org/not-cached'], /not in the cache.*offline/);
+    const broken = join(root, 'broken');
+    cpSync(fixture('gpt2-wide'), broken, { recursive: true, dereference: true });
+    truncateSync(join(broken, 'model.safetensors'), 100000);
+    failsWith(['generate', '-m', broken, '-p', 'x'], /model\.safetensors.*truncated/);
+  });
+});

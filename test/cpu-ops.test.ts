@@ -1,0 +1,159 @@
+// The CPU reference ops against plain textbook loops, on random inputs of awkward sizes.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { erf, gelu, geluTanh } from '../src/backends/cpu/activations.js';
+import { attend, writeKV } from '../src/backends/cpu/attention.js';
+import { addBiasResidualLayerNorm, layerNorm } from '../src/backends/cpu/layernorm.js';
+import { linear } from '../src/backends/cpu/linear.js';
+import { gatherRows, meanPool } from '../src/backends/cpu/rows.js';
+import { seededRandom } from '../src/engine/rng.js';
+import { planArena } from '../src/ops/plan.js';
+import { assertClose } from './helpers/close.js';
+
+const rand = seededRandom(42);
+const randn = (n: number) => Float32Array.from({ length: n }, () => rand() * 2 - 1);
+
+describe('linear', () => {
+  for (const [M, N, K] of [[1, 1, 1], [1, 7, 5], [3, 33, 17], [4, 64, 64], [5, 1000, 3], [9, 13, 130], [1, 50, 1601]]) {
+    test(`[${M}x${K}] x [${N}x${K}]^T + bias, every activation`, () => {
+      const x = randn(M * K), w = randn(N * K), b = randn(N);
+      for (const act of ['none', 'gelu', 'gelu_tanh', 'tanh'] as const) {
+        const out = new Float32Array(M * N);
+        linear(out, x, w, act === 'none' ? null : b, act, M, N, K);
+        const want = new Float32Array(M * N);
+        for (let m = 0; m < M; m++) {
+          for (let j = 0; j < N; j++) {
+            let s = act === 'none' ? 0 : b[j];
+            for (let k = 0; k < K; k++) s += x[m * K + k] * w[j * K + k];
+            want[m * N + j] = act === 'gelu' ? gelu(s) : act === 'gelu_tanh' ? geluTanh(s) : act === 'tanh' ? Math.tanh(s) : s;
+          }
+        }
+        assertClose(out, want, 1e-6, act);
+      }
+    });
+  }
+});
+
+describe('activations', () => {
+  test('erf matches known values to 2e-7', () => {
+    const known: [number, number][] = [[0, 0], [0.1, 0.1124629160], [0.5, 0.5204998778], [1, 0.8427007929], [2, 0.9953222650], [-1.5, -0.9661051465], [4, 0.9999999846]];
+    for (const [x, v] of known) assert.ok(Math.abs(erf(x) - v) < 2e-7, `erf(${x}) = ${erf(x)}, want ${v}`);
+  });
+  test('gelu and its tanh approximation agree to 1e-3 and differ', () => {
+    let maxDiff = 0;
+    for (let x = -5; x <= 5; x += 0.01) maxDiff = Math.max(maxDiff, Math.abs(gelu(x) - geluTanh(x)));
+    assert.ok(maxDiff < 1e-3 && maxDiff > 1e-5, `max difference ${maxDiff}`);
+    assert.ok(Math.abs(gelu(1) - 0.8413447461) < 1e-7);
+  });
+});
+
+describe('layer norm', () => {
+  const ref = (x: Float32Array, g: Float32Array, b: Float32Array, eps: number, n: number, H: number) => {
+    const out = new Float32Array(n * H);
+    for (let r = 0; r < n; r++) {
+      const row = x.subarray(r * H, (r + 1) * H);
+      const mean = row.reduce((a, v) => a + v, 0) / H;
+      const variance = row.reduce((a, v) => a + (v - mean) ** 2, 0) / H;
+      for (let i = 0; i < H; i++) out[r * H + i] = ((row[i] - mean) / Math.sqrt(variance + eps)) * g[i] + b[i];
+    }
+    return out;
+  };
+
+  for (const [n, H] of [[1, 1], [1, 3], [5, 17], [3, 768]]) {
+    test(`${n} rows of ${H}`, () => {
+      const x = randn(n * H), g = randn(H), b = randn(H);
+      const out = new Float32Array(n * H);
+      layerNorm(out, x, g, b, 1e-5, n, H);
+      assertClose(out, ref(x, g, b, 1e-5, n, H), 1e-6, 'layerNorm');
+    });
+  }
+
+  test('add bias + residual + LayerNorm, with the sum written over the residual and over the output', () => {
+    const n = 3, H = 11;
+    const x = randn(n * H), bias = randn(H), res = randn(n * H), g = randn(H), b = randn(H);
+    const sum = new Float32Array(n * H);
+    for (let i = 0; i < n * H; i++) sum[i] = x[i] + bias[i % H] + res[i];
+    const want = ref(sum, g, b, 1e-12, n, H);
+    // sum into the residual (GPT-2's pre-LN stream)
+    const r1 = res.slice(), out1 = new Float32Array(n * H);
+    addBiasResidualLayerNorm(r1, out1, x, bias, r1, g, b, 1e-12, n, H);
+    assertClose(r1, sum, 1e-7, 'residual stream');
+    assertClose(out1, want, 1e-6, 'normed');
+    // sum and norm in one buffer (BERT's post-LN)
+    const both = new Float32Array(n * H);
+    addBiasResidualLayerNorm(both, both, x, bias, res, g, b, 1e-12, n, H);
+    assertClose(both, want, 1e-6, 'in place');
+  });
+});
+
+describe('attention over the KV cache', () => {
+  test('packed tokens of several sequences, each attending to its own keys', () => {
+    const heads = 3, d = 5, H = heads * d, maxSeq = 9, slotsN = 3;
+    // sequence lengths 1, 4, 9 (the whole cache), written token by token in one packed step
+    const lens = [1, 4, 9];
+    const T = lens.reduce((a, b) => a + b, 0);
+    const qkv = randn(T * 3 * H);
+    const slots = new Int32Array(T), positions = new Int32Array(T), keyLens = new Int32Array(T);
+    let t = 0;
+    lens.forEach((len, s) => {
+      for (let p = 0; p < len; p++, t++) {
+        slots[t] = s;
+        positions[t] = p;
+        keyLens[t] = p + 1; // causal
+      }
+    });
+    const k = new Float32Array(slotsN * maxSeq * H), v = new Float32Array(slotsN * maxSeq * H);
+    writeKV(qkv, k, v, slots, positions, T, H, maxSeq);
+    const out = new Float32Array(T * H);
+    attend(out, qkv, k, v, slots, keyLens, heads, d, 0.37, T, maxSeq, new Float32Array(maxSeq));
+
+    // textbook: for token t, keys are the tokens of the same sequence at positions <= its own
+    const want = new Float32Array(T * H);
+    for (let a = 0; a < T; a++) {
+      const keys = [...Array(T).keys()].filter((b) => slots[b] === slots[a] && positions[b] <= positions[a]);
+      for (let h = 0; h < heads; h++) {
+        const s = keys.map((b) => {
+          let dot = 0;
+          for (let i = 0; i < d; i++) dot += qkv[a * 3 * H + h * d + i] * qkv[b * 3 * H + H + h * d + i];
+          return dot * 0.37;
+        });
+        const m = Math.max(...s);
+        const e = s.map((x) => Math.exp(x - m));
+        const z = e.reduce((x, y) => x + y, 0);
+        for (let i = 0; i < d; i++) {
+          want[a * H + h * d + i] = keys.reduce((acc, b, j) => acc + (e[j] / z) * qkv[b * 3 * H + 2 * H + h * d + i], 0);
+        }
+      }
+    }
+    assertClose(out, want, 1e-6, 'attention');
+  });
+});
+
+describe('rows', () => {
+  test('gather and mean pooling', () => {
+    const W = 3;
+    const x = Float32Array.from({ length: 6 * W }, (_, i) => i);
+    const out = new Float32Array(2 * W);
+    gatherRows(out, x, Int32Array.from([4, 1]), Int32Array.from([0, 1]), 2, W);
+    assert.deepEqual(Array.from(out), [12, 13, 14, 3, 4, 5]);
+    meanPool(out, x, Int32Array.from([0, 2]), Int32Array.from([2, 4]), 2, W);
+    assert.deepEqual(Array.from(out), [1.5, 2.5, 3.5, 10.5, 11.5, 12.5]);
+  });
+});
+
+describe('memory plan', () => {
+  test('buffers alive together never overlap; others share', () => {
+    const plan = planArena([
+      { name: 'a', shape: [100], dtype: 'f32', first: 0, last: 9 },
+      { name: 'b', shape: [300], dtype: 'f32', first: 1, last: 3 },
+      { name: 'c', shape: [200], dtype: 'f32', first: 4, last: 6 },
+      { name: 'd', shape: [50], dtype: 'i32', first: 2, last: 5 },
+    ]);
+    const at = Object.fromEntries(plan.buffers.map((b) => [b.name, b]));
+    const overlap = (x: string, y: string) => at[x].offset < at[y].offset + at[y].bytes && at[y].offset < at[x].offset + at[x].bytes;
+    assert.ok(!overlap('a', 'b') && !overlap('a', 'c') && !overlap('b', 'd') && !overlap('c', 'd') && !overlap('a', 'd'));
+    assert.ok(overlap('b', 'c'), 'b and c do not live together, so they share bytes');
+    assert.ok(plan.bytes < at.a.bytes + at.b.bytes + at.c.bytes + at.d.bytes);
+    assert.deepEqual(plan.buffers.map((b) => b.name), ['a', 'b', 'c', 'd']);
+  });
+});

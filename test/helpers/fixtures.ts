@@ -1,0 +1,16 @@
+// Paths of the committed fixtures (test/fixtures, next to the compiled dist/test).
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const FIXTURES = join(ROOT, 'test', 'fixtures');
+export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+
+export function fixture(name: string): string {
+  return join(FIXTURES, name);
+}
+
+export function reference<T = any>(name: string): T {
+  return JSON.parse(readFileSync(join(FIXTURES, name, 'reference.json'), 'utf8')) as T;
+}
