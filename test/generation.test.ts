@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { IncrementalDecoder } from '../src/engine/detokenize.js';
-import { Sampler, samplingParams, type SamplingOptions } from '../src/engine/sampling.js';
+import { CpuSampler } from '../src/backends/cpu/sampling.js';
+import { packSampling, samplingParams, type SamplingOptions } from '../src/engine/sampling.js';
 import { loadGenerator, PeregrineError, type TokenEvent } from '../src/index.js';
 import { writeRandomGpt2 } from '../src/testing/random-model.js';
 import { fixture, FIXTURES, reference } from './helpers/fixtures.js';
@@ -101,12 +102,15 @@ describe('sampling', () => {
   const probs = [0.4, 0.25, 0.15, 0.1, 0.06, 0.04];
   const logits = Float32Array.from(probs.map(Math.log));
 
+  /** Token frequencies over `draws` rows of the same logits, each row its own random stream. */
   function counts(options: SamplingOptions, draws = 20000): number[] {
-    const s = new Sampler(V);
-    const p = samplingParams(options);
-    const rand = Math.random;
+    const rows = new Float32Array(draws * V);
+    for (let i = 0; i < draws; i++) rows.set(logits, i * V);
+    const ids = new Int32Array(draws);
+    const streams = Int32Array.from({ length: draws }, (_, i) => i);
+    new CpuSampler().sample(ids, rows, V, packSampling(samplingParams(options), draws), streams, new Int32Array(draws).fill(5), draws);
     const c = new Array(V).fill(0);
-    for (let i = 0; i < draws; i++) c[s.sample(logits, 0, p, rand)]++;
+    for (const id of ids) c[id]++;
     return c.map((x) => x / draws);
   }
 

@@ -22,12 +22,14 @@ interface BertRef {
   logits?: number[][];
 }
 
-/** Logits at every position of one sequence: a forward pass over the whole prompt with every row wanted. */
+/** Logits at every position of one sequence: a prefill of the whole prompt that keeps every row. */
 function allLogits(model: CausalLM, ids: number[]): Float32Array {
   const n = ids.length;
   model.reserve(n, n);
   const rows = Int32Array.from({ length: n }, (_, i) => i);
-  return model.forward({ n, ids: Int32Array.from(ids), positions: rows, slots: new Int32Array(n), outRows: rows, outCount: n }).slice();
+  model.prefill({ n, ids: Int32Array.from(ids), positions: rows, slots: new Int32Array(n), outRows: rows, outSlots: rows, outCount: n });
+  model.prefillLogits(n);
+  return model.backend.readFloat(model.io.logits, n * model.info.vocabSize).slice();
 }
 
 function logsumexp(row: Float32Array): number {

@@ -1,12 +1,12 @@
 // Text generation over a causal LM: prefill the prompts in packed chunks, then decode one token per
-// sequence per step until each stops. Buffers are sized once per call; the step loop allocates nothing
-// but the events it hands out.
+// sequence per step until each stops. A decode step (forward, advance, sample) runs on the backend as one
+// graph; only the sampled ids come back to the host.
 import { fail } from '../errors.js';
 import type { CausalLM, StepInput } from '../models/model.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { IncrementalDecoder } from './detokenize.js';
-import { seededRandom } from './rng.js';
-import { Sampler, samplingParams, type SamplingOptions, type SamplingParams } from './sampling.js';
+import { SAMPLING_FIELDS } from '../ops/backend.js';
+import { packSampling, samplingParams, type SamplingOptions, type SamplingParams } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
   /** tokens to generate per prompt (default 32) */
@@ -37,19 +37,9 @@ export interface GenerationResult {
 
 interface Sequence {
   index: number;
-  tokens: number[];
-  promptLength: number;
-  rand: () => number;
+  generated: number;
   decoder: IncrementalDecoder | null;
   finishReason: FinishReason | null;
-}
-
-/** Step buffers sized for one call: a prefill chunk or the whole batch, whichever is larger. */
-function stepBuffers(rows: number): StepInput {
-  return {
-    n: 0, outCount: 0,
-    ids: new Int32Array(rows), positions: new Int32Array(rows), slots: new Int32Array(rows), outRows: new Int32Array(rows),
-  };
 }
 
 export function checkGenerateOptions(o: GenerateOptions): { maxNewTokens: number; params: SamplingParams } {
@@ -59,11 +49,7 @@ export function checkGenerateOptions(o: GenerateOptions): { maxNewTokens: number
 }
 
 export class TextGenerator {
-  private sampler: Sampler;
-
-  constructor(readonly model: CausalLM, readonly tokenizer: Tokenizer) {
-    this.sampler = new Sampler(model.info.vocabSize);
-  }
+  constructor(readonly model: CausalLM, readonly tokenizer: Tokenizer) {}
 
   /** Tokenizes prompts, refusing empty ones and ones the model cannot hold. */
   encodePrompts(prompts: string[], maxNewTokens: number): number[][] {
@@ -117,84 +103,89 @@ export class TextGenerator {
     const { maxNewTokens, params } = checkGenerateOptions(options);
     const stopAtEos = options.stopAtEos ?? true;
     const eos = stopAtEos ? this.model.eosTokenId : undefined;
-    const longest = Math.max(...prompts.map((p) => p.length));
+    const V = this.model.info.vocabSize;
     for (const [i, p] of prompts.entries()) {
       if (p.length === 0) fail('bad-request', `prompt ${i} has no tokens`);
-      if (p.some((id) => !Number.isSafeInteger(id) || id < 0 || id >= this.model.info.vocabSize)) {
-        fail('bad-request', `prompt ${i} has a token id outside the vocabulary (0 .. ${this.model.info.vocabSize - 1})`);
+      if (p.some((id) => !Number.isSafeInteger(id) || id < 0 || id >= V)) {
+        fail('bad-request', `prompt ${i} has a token id outside the vocabulary (0 .. ${V - 1})`);
       }
     }
-    this.model.reserve(prompts.length, longest + maxNewTokens);
-    const step = stepBuffers(Math.max(this.model.capacity.chunk, prompts.length));
-    const seqs: Sequence[] = prompts.map((p, index) => ({
-      index, tokens: [...p], promptLength: p.length, rand: seededRandom(params.seed, index),
-      decoder: withText ? new IncrementalDecoder(this.tokenizer) : null, finishReason: null,
+    const B = prompts.length;
+    const model = this.model;
+    model.reserve(B, Math.max(...prompts.map((p) => p.length)) + maxNewTokens);
+    const backend = model.backend;
+    const io = model.io;
+    backend.writeInt(io.sampling, packSampling(params, B), B * SAMPLING_FIELDS);
+
+    const seqs: Sequence[] = prompts.map((_, index) => ({
+      index, generated: 0, decoder: withText ? new IncrementalDecoder(this.tokenizer) : null, finishReason: null,
     }));
-
-    const emit = (s: Sequence, id: number): TokenEvent => {
-      s.tokens.push(id);
-      const generated = s.tokens.length - s.promptLength;
-      if (eos !== undefined && id === eos) s.finishReason = 'eos';
-      else if (generated >= maxNewTokens) s.finishReason = 'length';
-      let text = s.decoder ? s.decoder.push(id) : '';
-      if (s.finishReason && s.decoder) text += s.decoder.flush();
-      const event: TokenEvent = { index: s.index, id, text };
-      if (s.finishReason) event.finishReason = s.finishReason;
-      options.onToken?.(event);
-      return event;
-    };
-
-    // prefill: every prompt token, packed across sequences in chunks
-    const pending: TokenEvent[] = [];
-    const chunk = this.model.capacity.chunk;
-    const owners: Sequence[] = [];
-    const flush = () => {
-      this.run(step, owners, params, emit, pending);
-      owners.length = 0;
-    };
-    for (const s of seqs) {
-      for (let p = 0; p < s.promptLength; p++) {
-        const r = step.n++;
-        step.ids[r] = s.tokens[p];
-        step.positions[r] = p;
-        step.slots[r] = s.index;
-        if (p === s.promptLength - 1) {
-          step.outRows[step.outCount++] = r;
-          owners.push(s);
-        }
-        if (step.n === chunk) flush();
+    const events: TokenEvent[] = [];
+    /** One event per unfinished sequence for the ids the sampler wrote. */
+    const collect = (): void => {
+      events.length = 0;
+      const ids = backend.readInt(io.ids, B);
+      for (const s of seqs) {
+        if (s.finishReason) continue;
+        const id = ids[s.index];
+        s.generated++;
+        if (eos !== undefined && id === eos) s.finishReason = 'eos';
+        else if (s.generated >= maxNewTokens) s.finishReason = 'length';
+        let text = s.decoder ? s.decoder.push(id) : '';
+        if (s.finishReason && s.decoder) text += s.decoder.flush();
+        const event: TokenEvent = { index: s.index, id, text };
+        if (s.finishReason) event.finishReason = s.finishReason;
+        options.onToken?.(event);
+        events.push(event);
       }
-    }
-    if (step.n > 0) flush();
-    yield* pending;
+    };
 
-    // decode: one token per unfinished sequence per step
-    let active = seqs.filter((s) => !s.finishReason);
-    while (active.length > 0) {
+    this.prefill(prompts);
+    const lengths = Int32Array.from(prompts, (p) => p.length);
+    backend.writeInt(io.positions, lengths, B);
+    backend.writeInt(io.keyLens, lengths.map((l) => l + 1), B);
+    backend.sample(io.ids, io.logits, io.sampling, io.slots, io.positions, B);
+    collect();
+    yield* events;
+
+    // decode: every sequence of the batch steps together (finished ones are ignored) so the step is one graph
+    while (seqs.some((s) => !s.finishReason)) {
       await new Promise<void>((resolve) => setImmediate(resolve));
-      for (const [r, s] of active.entries()) {
-        step.ids[r] = s.tokens[s.tokens.length - 1];
-        step.positions[r] = s.tokens.length - 1;
-        step.slots[r] = s.index;
-        step.outRows[r] = r;
-      }
-      step.n = step.outCount = active.length;
-      pending.length = 0;
-      this.run(step, active, params, emit, pending);
-      yield* pending;
-      active = active.filter((s) => !s.finishReason);
+      backend.graph(`decode:${B}`, () => {
+        model.decode(B);
+        backend.advance(io.positions, io.keyLens, B);
+        backend.sample(io.ids, io.logits, io.sampling, io.slots, io.positions, B);
+      });
+      collect();
+      yield* events;
     }
   }
 
-  /** One forward pass, then a token for each output row (owners[i] owns output row i). */
-  private run(step: StepInput, owners: Sequence[], params: SamplingParams, emit: (s: Sequence, id: number) => TokenEvent, out: TokenEvent[]): void {
-    const logits = this.model.forward(step);
-    const V = this.model.info.vocabSize;
-    for (let i = 0; i < step.outCount; i++) {
-      const s = owners[i];
-      out.push(emit(s, this.sampler.sample(logits, i * V, params, s.rand)));
-    }
-    step.n = 0;
-    step.outCount = 0;
+  /** Every prompt token through the model, packed across sequences in chunks; then the first logits. */
+  private prefill(prompts: number[][]): void {
+    const chunk = this.model.capacity.chunk;
+    const step: StepInput = {
+      n: 0, outCount: 0, ids: new Int32Array(chunk), positions: new Int32Array(chunk), slots: new Int32Array(chunk),
+      outRows: new Int32Array(chunk), outSlots: new Int32Array(chunk),
+    };
+    const flush = () => {
+      this.model.prefill(step);
+      step.n = step.outCount = 0;
+    };
+    prompts.forEach((p, slot) => {
+      for (let pos = 0; pos < p.length; pos++) {
+        const r = step.n++;
+        step.ids[r] = p[pos];
+        step.positions[r] = pos;
+        step.slots[r] = slot;
+        if (pos === p.length - 1) {
+          step.outRows[step.outCount] = r;
+          step.outSlots[step.outCount++] = slot;
+        }
+        if (step.n === chunk) flush();
+      }
+    });
+    if (step.n > 0) flush();
+    this.model.prefillLogits(prompts.length);
   }
 }

@@ -84,10 +84,12 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
   const md = openModelDir(dir);
   try {
     const { arch, className } = findArchitecture(md.config, `${dir}/config.json`);
-    createBackend(options.device).dispose();
+    const backend = createBackend(options.device);
+    const dtype = backend.activationDtype;
+    backend.dispose();
     const info = arch.info(md.config, className);
     const dtypes = [...md.weights.dtypeSummary()].map(([dtype, v]) => ({ dtype, ...v }));
-    const memory = arch.plan(md.config, className, options.maxBatch ?? 1, Math.min(options.maxSeqLen ?? info.maxPositions, info.maxPositions));
+    const memory = arch.plan(md.config, className, options.maxBatch ?? 1, Math.min(options.maxSeqLen ?? info.maxPositions, info.maxPositions), dtype);
     return { dir, info, dtypes, fileBytes: dtypes.reduce((a, d) => a + d.bytes, 0), memory };
   } finally {
     md.weights.close();

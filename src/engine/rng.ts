@@ -1,28 +1,24 @@
-// A small seeded generator (xoshiro128**, seeded by splitmix32): the same seed gives the same stream.
+// Counter-based random numbers: uniform(seed, stream, counter) is a pure function, so a sampler needs no
+// state between steps and the CUDA kernels compute the same numbers from the same integers
+// (kernels/sampling.cu mirrors this file).
 
-export function seededRandom(seed: number, stream = 0): () => number {
-  let x = (seed ^ Math.imul(stream + 1, 0x9e3779b9)) >>> 0;
-  let hi = Math.floor(seed / 2 ** 32) >>> 0;
-  const split = () => {
-    x = (x + 0x9e3779b9) >>> 0;
-    let z = x ^ hi;
-    hi = (hi + 0x6d2b79f5) >>> 0;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return (z ^ (z >>> 16)) >>> 0;
-  };
-  let a = split(), b = split(), c = split(), d = split();
-  if ((a | b | c | d) === 0) a = 1;
-  return () => {
-    const r = Math.imul(rotl(Math.imul(b, 5), 7), 9) >>> 0;
-    const t = b << 9;
-    c ^= a; d ^= b; b ^= c; a ^= d;
-    c ^= t;
-    d = rotl(d, 11);
-    return r / 4294967296;
-  };
+/** lowbias32 (Chris Wellons): a 32-bit integer hash with good avalanche. */
+export function hash32(x: number): number {
+  x = (x ^ (x >>> 16)) >>> 0;
+  x = Math.imul(x, 0x7feb352d) >>> 0;
+  x = (x ^ (x >>> 15)) >>> 0;
+  x = Math.imul(x, 0x846ca68b) >>> 0;
+  return (x ^ (x >>> 16)) >>> 0;
 }
 
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
+/** A float in [0, 1) with 24 random bits, for (seed, stream = sequence, counter = position). */
+export function uniform(seed: number, stream: number, counter: number): number {
+  const h = hash32((hash32((hash32(seed >>> 0) ^ stream) >>> 0) + counter) >>> 0);
+  return (h >>> 8) / 16777216;
+}
+
+/** A stream of uniforms (for tests and benchmarks that need random data). */
+export function seededRandom(seed: number, stream = 0): () => number {
+  let counter = 0;
+  return () => uniform(seed, stream, counter++);
 }

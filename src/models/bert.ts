@@ -2,7 +2,7 @@
 // each sequence, exact gelu. Sequences are packed without padding; attention sees only its own sequence.
 import { fail } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
-import type { Backend, Tensor } from '../ops/backend.js';
+import { dtypeBytes, type Backend, type DType, type Tensor } from '../ops/backend.js';
 import { allocateArena, planArena, type Arena, type BufferRequest } from '../ops/plan.js';
 import { ConfigReader, divides } from './config.js';
 import { weightBytes, type Architecture, type EncoderModel, type EncoderOutput, type MemoryReport, type ModelInfo } from './model.js';
@@ -254,8 +254,8 @@ export const bert: Architecture = {
   modelTypes: ['bert'],
   kind: 'encoder',
   info,
-  plan(raw: Record<string, unknown>, className: string, batch: number, seqLen: number): MemoryReport {
-    return report(readConfig(raw, className), info(raw, className).parameters * 4, batch * seqLen, batch, seqLen);
+  plan(raw: Record<string, unknown>, className: string, batch: number, seqLen: number, dtype: DType): MemoryReport {
+    return report(readConfig(raw, className), info(raw, className).parameters * dtypeBytes(dtype), batch * seqLen, batch, seqLen);
   },
   create(backend: Backend, dir: ModelDir, className: string): EncoderModel {
     const cfg = readConfig(dir.config, className);

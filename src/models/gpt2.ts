@@ -2,10 +2,10 @@
 // Written once over the op set; every backend runs this file.
 import { fail } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
-import type { Backend, Tensor } from '../ops/backend.js';
+import { dtypeBytes, SAMPLING_FIELDS, type Backend, type DType, type Tensor } from '../ops/backend.js';
 import { allocateArena, planArena, type Arena, type BufferRequest } from '../ops/plan.js';
 import { ConfigReader, divides } from './config.js';
-import { weightBytes, type Architecture, type CausalLM, type MemoryReport, type ModelInfo, type StepInput } from './model.js';
+import { weightBytes, type Architecture, type CausalLM, type DecodeIO, type MemoryReport, type ModelInfo, type StepInput } from './model.js';
 import { Checkpoint, detectPrefix } from './weights.js';
 
 interface Gpt2Config {
@@ -94,29 +94,35 @@ function chunkFor(batch: number, prefillChunk = DEFAULT_PREFILL_CHUNK): number {
 }
 
 /** Activation buffers of one forward pass over T rows, with their lifetimes in steps of one layer. */
-function arenaRequests(cfg: Gpt2Config, batch: number, T: number): BufferRequest[] {
+function arenaRequests(cfg: Gpt2Config, batch: number, T: number, act: DType): BufferRequest[] {
   const { hidden: H, inner: F, vocab: V } = cfg;
+  const whole = (name: string, shape: number[], dtype: DType) => ({ name, shape, dtype, first: 0, last: 11 });
   // steps: 1 qkv, 2 writeKV, 3 attend, 4 proj, 5 add+LN, 6 fc, 7 fc2, 8 add+LN, 9 gather, 10 head
   return [
-    { name: 'residual', shape: [T, H], dtype: 'f32', first: 0, last: 11 },
-    { name: 'normed', shape: [T, H], dtype: 'f32', first: 0, last: 11 },
-    { name: 'qkv', shape: [T, 3 * H], dtype: 'f32', first: 1, last: 3 },
-    { name: 'attn', shape: [T, H], dtype: 'f32', first: 3, last: 4 },
-    { name: 'proj', shape: [T, H], dtype: 'f32', first: 4, last: 5 },
-    { name: 'fc', shape: [T, F], dtype: 'f32', first: 6, last: 7 },
-    { name: 'fc2', shape: [T, H], dtype: 'f32', first: 7, last: 8 },
-    { name: 'last', shape: [batch, H], dtype: 'f32', first: 9, last: 10 },
-    { name: 'logits', shape: [batch, V], dtype: 'f32', first: 10, last: 11 },
-    ...['ids', 'positions', 'slots', 'keyLens', 'srcRows', 'dstRows'].map((name) => ({ name, shape: [T], dtype: 'i32' as const, first: 0, last: 11 })),
+    whole('residual', [T, H], act),
+    whole('normed', [T, H], act),
+    { name: 'qkv', shape: [T, 3 * H], dtype: act, first: 1, last: 3 },
+    { name: 'attn', shape: [T, H], dtype: act, first: 3, last: 4 },
+    { name: 'proj', shape: [T, H], dtype: act, first: 4, last: 5 },
+    { name: 'fc', shape: [T, F], dtype: act, first: 6, last: 7 },
+    { name: 'fc2', shape: [T, H], dtype: act, first: 7, last: 8 },
+    // the last prompt token of each sequence, kept across prefill chunks
+    whole('last', [batch, H], act),
+    // logits stay fp32 for sampling, whatever the compute dtype
+    whole('logits', [batch, V], 'f32'),
+    ...['ids', 'positions', 'slots', 'keyLens', 'srcRows', 'dstRows'].map((name) => whole(name, [T], 'i32')),
+    // decode-step state, on the device between steps: input ids, positions, key lengths, slot of each row
+    ...['decIds', 'decPositions', 'decKeyLens', 'decSlots'].map((name) => whole(name, [batch], 'i32')),
+    whole('sampling', [batch, SAMPLING_FIELDS], 'i32'),
   ];
 }
 
-function report(cfg: Gpt2Config, weights: number, batch: number, seqLen: number, chunk = chunkFor(batch)): MemoryReport {
-  const arena = planArena(arenaRequests(cfg, batch, chunk));
+function report(cfg: Gpt2Config, weights: number, batch: number, seqLen: number, act: DType, chunk = chunkFor(batch)): MemoryReport {
+  const arena = planArena(arenaRequests(cfg, batch, chunk, act));
   return {
     regions: [
       { name: 'weights', bytes: weights },
-      { name: 'kv-cache', bytes: 2 * cfg.layers * batch * seqLen * cfg.hidden * 4 },
+      { name: 'kv-cache', bytes: 2 * cfg.layers * batch * seqLen * cfg.hidden * dtypeBytes(act) },
       { name: 'activations', bytes: batch ? arena.bytes : 0 },
     ],
     buffers: batch ? arena.buffers : [],
@@ -132,12 +138,16 @@ class Gpt2 implements CausalLM {
   private arena: Arena | null = null;
   private kv: { k: Tensor; v: Tensor }[] = [];
   private keyLens = new Int32Array(0);
-  private dstRows = new Int32Array(0);
 
-  constructor(private readonly backend: Backend, private readonly cfg: Gpt2Config, ckpt: Checkpoint, info: ModelInfo) {
+  constructor(readonly backend: Backend, private readonly cfg: Gpt2Config, ckpt: Checkpoint, info: ModelInfo) {
     this.info = info;
     this.eosTokenId = cfg.eos;
     this.w = loadWeights(backend, ckpt, cfg);
+  }
+
+  get io(): DecodeIO {
+    const a = this.arena!.buffers;
+    return { ids: a.decIds, positions: a.decPositions, keyLens: a.decKeyLens, slots: a.decSlots, sampling: a.sampling, logits: a.logits };
   }
 
   reserve(batch: number, seqLen: number, prefillChunk?: number): void {
@@ -146,42 +156,59 @@ class Gpt2 implements CausalLM {
     if (fits && (prefillChunk === undefined || chunkFor(c.batch, prefillChunk) === c.chunk)) return;
     batch = Math.max(batch, c.batch);
     seqLen = Math.max(seqLen, c.seqLen);
-    this.release();
     const T = chunkFor(batch, prefillChunk ?? (c.chunk || undefined));
-    const plan = planArena(arenaRequests(this.cfg, batch, T));
-    this.arena = allocateArena(this.backend, plan);
+    this.release();
+    const act = this.backend.activationDtype;
+    this.arena = allocateArena(this.backend, planArena(arenaRequests(this.cfg, batch, T, act)));
     for (let l = 0; l < this.cfg.layers; l++) {
       const H = this.cfg.hidden;
-      this.kv.push({ k: this.backend.buffer([batch, seqLen, H], 'f32'), v: this.backend.buffer([batch, seqLen, H], 'f32') });
+      this.kv.push({ k: this.backend.buffer([batch, seqLen, H], act), v: this.backend.buffer([batch, seqLen, H], act) });
     }
     this.keyLens = new Int32Array(T);
-    this.dstRows = Int32Array.from({ length: batch }, (_, i) => i);
+    this.backend.writeInt(this.arena.buffers.decSlots, Int32Array.from({ length: batch }, (_, i) => i), batch);
     this.capacity = { batch, seqLen, chunk: T };
   }
 
-  forward(s: StepInput): Float32Array {
+  prefill(s: StepInput): void {
+    const b = this.backend;
+    const a = this.arena!.buffers;
+    for (let i = 0; i < s.n; i++) this.keyLens[i] = s.positions[i] + 1;
+    b.writeInt(a.ids, s.ids, s.n);
+    b.writeInt(a.positions, s.positions, s.n);
+    b.writeInt(a.slots, s.slots, s.n);
+    b.writeInt(a.keyLens, this.keyLens, s.n);
+    b.writeInt(a.srcRows, s.outRows, s.outCount);
+    b.writeInt(a.dstRows, s.outSlots, s.outCount);
+    this.layers(s.n, a.ids, a.positions, a.slots, a.keyLens);
+    b.gatherRows(a.last, a.normed, a.srcRows, a.dstRows, s.outCount);
+  }
+
+  prefillLogits(n: number): void {
+    const a = this.arena!.buffers;
+    this.backend.linear(a.logits, a.last, this.w.lmHead, null, 'none', n);
+  }
+
+  decode(n: number): void {
+    const a = this.arena!.buffers;
+    this.layers(n, a.decIds, a.decPositions, a.decSlots, a.decKeyLens);
+    this.backend.linear(a.logits, a.normed, this.w.lmHead, null, 'none', n);
+  }
+
+  /** Embedding, every layer, and ln_f, over n packed tokens; the result is in `normed`. */
+  private layers(n: number, ids: Tensor, positions: Tensor, slots: Tensor, keyLens: Tensor): void {
     const b = this.backend;
     const a = this.arena!.buffers;
     const { hidden: H, heads, eps } = this.cfg;
     const w = this.w;
-    const n = s.n;
-    for (let i = 0; i < n; i++) this.keyLens[i] = s.positions[i] + 1;
-    b.writeInt(a.ids, s.ids, n);
-    b.writeInt(a.positions, s.positions, n);
-    b.writeInt(a.slots, s.slots, n);
-    b.writeInt(a.keyLens, this.keyLens, n);
-    b.writeInt(a.srcRows, s.outRows, s.outCount);
-    b.writeInt(a.dstRows, this.dstRows, s.outCount);
     const shape = { heads, headDim: H / heads, scale: 1 / Math.sqrt(H / heads) };
-
-    b.embed(a.residual, a.ids, a.positions, w.wte, w.wpe, null, null, n);
+    b.embed(a.residual, ids, positions, w.wte, w.wpe, null, null, n);
     b.layerNorm(a.normed, a.residual, w.layers[0].ln1g, w.layers[0].ln1b, eps, n);
     for (let l = 0; l < w.layers.length; l++) {
       const L = w.layers[l];
       const { k, v } = this.kv[l];
       b.linear(a.qkv, a.normed, L.qkvW, L.qkvB, 'none', n);
-      b.writeKV(a.qkv, k, v, a.slots, a.positions, n);
-      b.attend(a.attn, a.qkv, k, v, a.slots, a.keyLens, shape, n);
+      b.writeKV(a.qkv, k, v, slots, positions, n);
+      b.attend(a.attn, a.qkv, k, v, slots, keyLens, shape, n);
       b.linear(a.proj, a.attn, L.projW, null, 'none', n);
       b.addBiasResidualLayerNorm(a.residual, a.normed, a.proj, L.projB, a.residual, L.ln2g, L.ln2b, eps, n);
       b.linear(a.fc, a.normed, L.fcW, L.fcB, 'gelu_tanh', n);
@@ -191,18 +218,16 @@ class Gpt2 implements CausalLM {
       b.addBiasResidualLayerNorm(a.residual, a.normed, a.fc2, L.fc2B, a.residual,
         next ? next.ln1g : w.lnfg, next ? next.ln1b : w.lnfb, eps, n);
     }
-    b.gatherRows(a.last, a.normed, a.srcRows, a.dstRows, s.outCount);
-    b.linear(a.logits, a.last, w.lmHead, null, 'none', s.outCount);
-    return b.readFloat(a.logits, s.outCount * this.cfg.vocab);
   }
 
   memory(): MemoryReport {
     const w = this.w;
     const tensors = [w.wte, w.wpe, w.lnfg, w.lnfb, ...(w.lmHead === w.wte ? [] : [w.lmHead]), ...w.layers.flatMap((L) => Object.values(L))];
-    return report(this.cfg, weightBytes(tensors), this.capacity.batch, this.capacity.seqLen, this.capacity.chunk);
+    return report(this.cfg, weightBytes(tensors), this.capacity.batch, this.capacity.seqLen, this.backend.activationDtype, this.capacity.chunk);
   }
 
   private release(): void {
+    this.backend.invalidateGraphs();
     if (this.arena) this.backend.free(this.arena.region);
     for (const { k, v } of this.kv) {
       this.backend.free(k);
@@ -232,8 +257,8 @@ export const gpt2: Architecture = {
   modelTypes: ['gpt2'],
   kind: 'causal-lm',
   info,
-  plan(raw: Record<string, unknown>, className: string, batch: number, seqLen: number): MemoryReport {
-    return report(readConfig(raw), info(raw, className).parameters * 4, batch, seqLen);
+  plan(raw: Record<string, unknown>, className: string, batch: number, seqLen: number, dtype: DType): MemoryReport {
+    return report(readConfig(raw), info(raw, className).parameters * dtypeBytes(dtype), batch, seqLen, dtype);
   },
   create(backend: Backend, dir: ModelDir, className: string): CausalLM {
     const cfg = readConfig(dir.config);

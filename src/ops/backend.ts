@@ -15,6 +15,9 @@ export interface Tensor {
 
 export type Activation = 'none' | 'gelu' | 'gelu_tanh' | 'tanh';
 
+/** Per-row sampling parameters as the sample op reads them: [topK, seed, temperature bits, topP bits] (int32). */
+export const SAMPLING_FIELDS = 4;
+
 export interface AttentionShape {
   heads: number;
   headDim: number;
@@ -24,6 +27,8 @@ export interface AttentionShape {
 
 export interface Backend {
   readonly name: string;
+  /** dtype of activations and the KV cache (weights are stored in it too) */
+  readonly activationDtype: DType;
 
   // ---- memory: used at load and plan time only ----
   /** A weight tensor from fp32 host values. */
@@ -39,8 +44,18 @@ export interface Backend {
 
   // ---- host transfers: the only traffic in the hot path ----
   writeInt(dst: Tensor, src: Int32Array, count: number): void;
-  /** The first `count` values of `src`; the result is valid until the next op on the backend. */
+  /** The first `count` values of an f32 tensor; the result is valid until the next op on the backend. */
   readFloat(src: Tensor, count: number): Float32Array;
+  /** The first `count` values of an i32 tensor; the result is valid until the next op on the backend. */
+  readInt(src: Tensor, count: number): Int32Array;
+
+  /**
+   * Runs `body` (a fixed sequence of ops over fixed tensors). A GPU backend captures it as a graph the first
+   * time a key is seen and replays the graph after; the CPU runs `body` every time.
+   */
+  graph(key: string, body: () => void): void;
+  /** Forgets captured graphs (their tensors are about to be freed). */
+  invalidateGraphs(): void;
 
   // ---- ops ----
   /** out[t] = tok[ids[t]] + pos[positions[t]] (+ types[typeIds[t]]) */
@@ -59,6 +74,13 @@ export interface Backend {
   gatherRows(out: Tensor, x: Tensor, srcRows: Tensor, dstRows: Tensor, n: number): void;
   /** out[s] = mean of x over rows starts[s] .. starts[s] + lengths[s] - 1, for s < n. */
   meanPool(out: Tensor, x: Tensor, starts: Tensor, lengths: Tensor, n: number): void;
+  /**
+   * ids[i] = a token drawn from f32 logits row i by params row i ([n, SAMPLING_FIELDS]), with the random
+   * number of (streams[i], counters[i]); the definition is in backends/cpu/sampling.ts.
+   */
+  sample(ids: Tensor, logits: Tensor, params: Tensor, streams: Tensor, counters: Tensor, n: number): void;
+  /** positions[i] += 1 and keyLens[i] = positions[i] + 1, for i < n: moves decode state to the next token. */
+  advance(positions: Tensor, keyLens: Tensor, n: number): void;
 
   /** Releases everything the backend holds. */
   dispose(): void;

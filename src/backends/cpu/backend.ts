@@ -6,6 +6,7 @@ import { embed } from './embedding.js';
 import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
 import { linear } from './linear.js';
 import { gatherRows, meanPool } from './rows.js';
+import { CpuSampler } from './sampling.js';
 
 export class CpuTensor implements Tensor {
   constructor(readonly shape: readonly number[], readonly dtype: DType, readonly data: Float32Array | Int32Array) {}
@@ -33,7 +34,9 @@ function checkDtype(dtype: DType): void {
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
+  readonly activationDtype = 'f32';
   private scores = new Float32Array(1024);
+  private readonly sampler = new CpuSampler();
 
   weight(data: Float32Array, shape: number[]): Tensor {
     if (data.length !== numel(shape)) throw new Error(`internal: weight of ${data.length} values for shape [${shape}]`);
@@ -70,6 +73,18 @@ export class CpuBackend implements Backend {
     return f32(src).subarray(0, count);
   }
 
+  readInt(src: Tensor, count: number): Int32Array {
+    return i32(src).subarray(0, count);
+  }
+
+  graph(_key: string, body: () => void): void {
+    body();
+  }
+
+  invalidateGraphs(): void {
+    // nothing captured
+  }
+
   embed(out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor, typeIds: Tensor | null, types: Tensor | null, n: number): void {
     embed(f32(out), i32(ids), i32(positions), f32(tok), f32(pos), typeIds ? i32(typeIds) : null, opt(types), n, tok.shape[1]);
   }
@@ -103,6 +118,15 @@ export class CpuBackend implements Backend {
 
   meanPool(out: Tensor, x: Tensor, starts: Tensor, lengths: Tensor, n: number): void {
     meanPool(f32(out), f32(x), i32(starts), i32(lengths), n, x.shape[1]);
+  }
+
+  sample(ids: Tensor, logits: Tensor, params: Tensor, streams: Tensor, counters: Tensor, n: number): void {
+    this.sampler.sample(i32(ids), f32(logits), logits.shape[1], i32(params), i32(streams), i32(counters), n);
+  }
+
+  advance(positions: Tensor, keyLens: Tensor, n: number): void {
+    const p = i32(positions), k = i32(keyLens);
+    for (let i = 0; i < n; i++) k[i] = ++p[i] + 1;
   }
 
   dispose(): void {
