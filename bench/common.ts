@@ -15,6 +15,19 @@ export interface BenchResult {
 export class BenchArgs {
   constructor(private readonly argv: string[]) {}
 
+  flag(name: string): boolean {
+    return this.argv.includes(`--${name}`);
+  }
+
+  string(name: string): string | undefined {
+    const i = this.argv.indexOf(`--${name}`);
+    return i < 0 ? undefined : this.argv[i + 1];
+  }
+
+  list(name: string, fallback: string[]): string[] {
+    return this.string(name)?.split(',').filter(Boolean) ?? fallback;
+  }
+
   int(name: string, fallback: number): number {
     const i = this.argv.indexOf(`--${name}`);
     if (i < 0) return fallback;

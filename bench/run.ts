@@ -1,9 +1,11 @@
 // npm run bench -- <name> [options]: runs one benchmark and prints its table and JSON.
 import { BenchArgs, markdownTable, type BenchResult } from './common.js';
 import { cpuGpt2 } from './cpu-gpt2.js';
+import { gpt2 } from './gpt2.js';
 
 const BENCHES: Record<string, (args: BenchArgs) => Promise<BenchResult>> = {
   'cpu-gpt2': cpuGpt2,
+  gpt2,
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -64,7 +64,8 @@ describe('generate', () => {
     failsWith(['generate', ...m, '-p', 'x', '-k', '2.5'], /--top-k/);
     failsWith(['generate', ...m, '-p', 'x', '-n', '100'], /beyond the model's 64/);
     failsWith(['generate', ...m, '-p', 'x', '--device', 'tpu'], /Allowed choices are cpu, cuda, auto/);
-    failsWith(['generate', ...m, '-p', 'x', '--device', 'cuda'], /not built yet/);
+    if (!process.env.PEREGRINE_TEST_HAS_GPU) failsWith(['generate', ...m, '-p', 'x', '--device', 'cuda'], /no NVIDIA driver found/);
+    failsWith(['generate', ...m, '-p', 'x', '--dtype', 'f8'], /Allowed choices are f32, f16, bf16/);
     failsWith(['generate', '-p', 'x'], /required option '-m, --model/);
     failsWith(['generate', ...m], /required option '-p, --prompt/);
     failsWith(['generate', '-m', fixture('bert-tiny'), '-p', 'x'], /encoder/);

@@ -151,7 +151,9 @@ describe('bad model directories', () => {
 describe('bad load options and model kinds', () => {
   test('max batch must be a positive integer', () => fails(loadModel(base, { maxBatch: 0 }), 'bad-argument', /max batch/));
   test('max sequence length beyond the model', () => fails(loadModel(base, { maxSeqLen: 4096 }), 'bad-argument', /beyond the model's 32/));
-  test('cuda says it is not built yet', () => fails(loadModel(base, { device: 'cuda' }), 'device', /not built yet.*--device cpu/));
+  test('cuda without a GPU says so', { skip: process.env.PEREGRINE_TEST_HAS_GPU ? 'this machine has a GPU' : false }, () =>
+    fails(loadModel(base, { device: 'cuda' }), 'device', /NVIDIA driver.*--device cpu/));
+  test('dtype f16 on the CPU is refused', () => fails(loadModel(base, { device: 'cpu', dtype: 'f16' }), 'bad-argument', /fp32.*--device cuda/));
   test('generate on an encoder', () => fails(loadGenerator(fixture('bert-tiny')), 'bad-request', /encoder/));
   test('embed on a causal LM', () => fails(loadEmbedder(base), 'bad-request', /causal LM/));
   test('a name that is neither a directory nor a hub id', () => fails(loadModel('bad name!'), 'bad-argument', /neither a model directory nor a hub model id/));

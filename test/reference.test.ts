@@ -122,6 +122,10 @@ for (const name of ['bert-tiny', 'bert-wide']) {
       test('sequence-classification logits within 1e-4', () => {
         const out = emb.model.encode(seqs, { classify: true });
         assertClose(out.logits!, flat(ref.logits), 1e-4, 'classification logits');
+        // pooling and classification in one pass
+        const both = emb.model.encode(seqs, { pooling: 'mean', classify: true });
+        assertClose(both.pooled!, flat(ref.mean), 1e-4, 'mean pooled with classification');
+        assertClose(both.logits!, flat(ref.logits), 1e-4, 'classification with mean pooling');
         const labels = emb.classify(ref.inputs.map((x) => x.text!));
         labels.forEach((c, i) => {
           assertClose(c.logits, ref.logits![i], 1e-4, `classify() logits ${i}`);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The peregrine command: generate, embed, classify, inspect.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { DEVICES, type Device } from '../backends/select.js';
+import { DEVICES, DTYPES, type Device, type FloatDType } from '../backends/select.js';
 import { PeregrineError } from '../errors.js';
 import { inspectModel, loadEmbedder, loadGenerator, type LoadOptions } from '../engine/load.js';
 import type { GenerateOptions } from '../engine/generation.js';
@@ -20,19 +20,21 @@ const int = (name: string, min: number) => number(name, (x) => Number.isSafeInte
 interface CommonFlags {
   model: string;
   device: Device;
+  dtype?: FloatDType;
   offline?: boolean;
   maxBatch?: number;
   maxSeqLen?: number;
 }
 
 function loadOptions(o: CommonFlags): LoadOptions {
-  return { device: o.device, offline: o.offline, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen };
+  return { device: o.device, dtype: o.dtype, offline: o.offline, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen };
 }
 
 function common(cmd: Command): Command {
   return cmd
     .requiredOption('-m, --model <dir|hub-id>', 'a Hugging Face model directory, or a hub id (downloaded into ~/.cache/peregrine or $PEREGRINE_CACHE)')
-    .addOption(new Option('-d, --device <device>', 'where to run').choices(DEVICES).default('auto'))
+    .addOption(new Option('-d, --device <device>', 'where to run (auto: the GPU when there is one)').choices(DEVICES).default('auto'))
+    .addOption(new Option('--dtype <dtype>', 'compute dtype on the GPU (default f16; the CPU computes in f32)').choices(DTYPES))
     .option('--offline', 'use only the local cache for hub ids');
 }
 

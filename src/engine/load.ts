@@ -1,9 +1,10 @@
 // Loading a model by directory or hub id onto a backend, as a generator or an embedder.
-import { createBackend, type Device } from '../backends/select.js';
+import { createBackend, type Device, type FloatDType } from '../backends/select.js';
 import { fail } from '../errors.js';
 import { resolveModelDir, type HubOptions } from '../loaders/hub.js';
 import { openModelDir } from '../loaders/model-dir.js';
 import type { CausalLM, EncoderModel, MemoryReport, ModelInfo } from '../models/model.js';
+import type { DType } from '../ops/backend.js';
 import { findArchitecture } from '../models/registry.js';
 import { Tokenizer } from '../tokenizers/tokenizer.js';
 import { Embedder } from './embedder.js';
@@ -11,6 +12,8 @@ import { TextGenerator } from './generation.js';
 
 export interface LoadOptions extends HubOptions {
   device?: Device;
+  /** compute dtype on the GPU (default f16); the CPU computes in f32 */
+  dtype?: FloatDType;
   /** plan memory at load for this many sequences ... */
   maxBatch?: number;
   /** ... of this many tokens (prompt + generated); otherwise memory is planned at the first request */
@@ -40,7 +43,7 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
       fail('bad-argument', `max sequence length ${options.maxSeqLen} is beyond the model's ${info.maxPositions} positions`);
     }
     const tokenizer = Tokenizer.fromDir(dir);
-    const backend = createBackend(options.device);
+    const backend = createBackend(options.device, options.dtype);
     const model = arch.create(backend, md, className);
     if (arch.kind === 'causal-lm') {
       const lm = model as CausalLM;
@@ -71,6 +74,9 @@ export async function loadEmbedder(nameOrPath: string, options: LoadOptions = {}
 export interface Inspection {
   dir: string;
   info: ModelInfo;
+  /** the backend and compute dtype the memory plan is for */
+  device: string;
+  dtype: DType;
   dtypes: { dtype: string; params: number; bytes: number }[];
   fileBytes: number;
   memory: MemoryReport;
@@ -84,13 +90,14 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
   const md = openModelDir(dir);
   try {
     const { arch, className } = findArchitecture(md.config, `${dir}/config.json`);
-    const backend = createBackend(options.device);
+    const backend = createBackend(options.device, options.dtype);
     const dtype = backend.activationDtype;
+    const device = backend.name;
     backend.dispose();
     const info = arch.info(md.config, className);
     const dtypes = [...md.weights.dtypeSummary()].map(([dtype, v]) => ({ dtype, ...v }));
     const memory = arch.plan(md.config, className, options.maxBatch ?? 1, Math.min(options.maxSeqLen ?? info.maxPositions, info.maxPositions), dtype);
-    return { dir, info, dtypes, fileBytes: dtypes.reduce((a, d) => a + d.bytes, 0), memory };
+    return { dir, info, device, dtype, dtypes, fileBytes: dtypes.reduce((a, d) => a + d.bytes, 0), memory };
   } finally {
     md.weights.close();
   }

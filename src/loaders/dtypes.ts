@@ -2,6 +2,12 @@
 
 export type StorageDType = 'F32' | 'F16' | 'BF16';
 
+/** A weight as stored in the checkpoint: its bytes and their dtype (the backend converts). */
+export interface HostWeight {
+  bytes: Uint8Array;
+  dtype: StorageDType;
+}
+
 let f16Table: Float32Array | null = null;
 
 /** All 65536 fp16 values as fp32: a table lookup beats bit twiddling per element. */
@@ -77,4 +83,11 @@ export function f32ToBf16Bits(x: number): number {
   const u = scratchU[0];
   if ((u & 0x7fffffff) > 0x7f800000) return (u >>> 16) | 0x40;
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** [rows, cols] -> [cols, rows] */
+export function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c];
+  return out;
 }

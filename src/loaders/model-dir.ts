@@ -52,6 +52,11 @@ export class WeightStore {
     return this.where.get(name)!.readF32(name);
   }
 
+  readBytes(name: string): Uint8Array {
+    this.info(name);
+    return this.where.get(name)!.readBytes(name);
+  }
+
   /** Number of elements and bytes per stored dtype, over all tensors. */
   dtypeSummary(): Map<string, { params: number; bytes: number }> {
     const out = new Map<string, { params: number; bytes: number }>();

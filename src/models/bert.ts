@@ -6,7 +6,7 @@ import { dtypeBytes, type Backend, type DType, type Tensor } from '../ops/backen
 import { allocateArena, planArena, type Arena, type BufferRequest } from '../ops/plan.js';
 import { ConfigReader, divides } from './config.js';
 import { weightBytes, type Architecture, type EncoderModel, type EncoderOutput, type MemoryReport, type ModelInfo } from './model.js';
-import { Checkpoint, concat, detectPrefix } from './weights.js';
+import { Checkpoint, detectPrefix } from './weights.js';
 
 interface BertConfig {
   vocab: number;
@@ -61,8 +61,8 @@ function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: BertConfig, classi
     const qkv = ['query', 'key', 'value'].map((x) => p + 'attention.self.' + x);
     layers.push({
       // fused QKV: one GEMM instead of three
-      qkvW: backend.weight(concat(qkv.map((n) => ckpt.host(n + '.weight', [H, H]))), [3 * H, H]),
-      qkvB: backend.weight(concat(qkv.map((n) => ckpt.host(n + '.bias', [H]))), [3 * H]),
+      qkvW: ckpt.loadStacked(backend, qkv.map((n) => n + '.weight'), [H, H]),
+      qkvB: ckpt.loadStacked(backend, qkv.map((n) => n + '.bias'), [H]),
       projW: ckpt.load(backend, p + 'attention.output.dense.weight', [H, H]),
       projB: ckpt.load(backend, p + 'attention.output.dense.bias', [H]),
       ln1: ln(p + 'attention.output.LayerNorm'),
@@ -94,32 +94,33 @@ function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: BertConfig, classi
 }
 
 /** Activation buffers of one pass over T packed tokens of B sequences, with lifetimes in steps of one layer. */
-function arenaRequests(cfg: BertConfig, T: number, B: number): BufferRequest[] {
+function arenaRequests(cfg: BertConfig, T: number, B: number, act: DType): BufferRequest[] {
   const { hidden: H, inner: F } = cfg;
   const L = Math.max(cfg.labels.length, 1);
   // steps: 0 embed, 1 qkv, 2 writeKV, 3 attend, 4 proj, 5 add+LN, 6 fc, 7 fc2, 8 add+LN, 9 pool, 10 pooler, 11 classifier
   return [
-    { name: 'hidden', shape: [T, H], dtype: 'f32', first: 0, last: 12 },
-    { name: 'mid', shape: [T, H], dtype: 'f32', first: 0, last: 8 },
-    { name: 'qkv', shape: [T, 3 * H], dtype: 'f32', first: 1, last: 3 },
-    { name: 'attn', shape: [T, H], dtype: 'f32', first: 3, last: 4 },
-    { name: 'proj', shape: [T, H], dtype: 'f32', first: 4, last: 5 },
-    { name: 'fc', shape: [T, F], dtype: 'f32', first: 6, last: 7 },
-    { name: 'fc2', shape: [T, H], dtype: 'f32', first: 7, last: 8 },
-    { name: 'pooled', shape: [B, H], dtype: 'f32', first: 9, last: 12 },
-    { name: 'pooler', shape: [B, H], dtype: 'f32', first: 10, last: 11 },
+    { name: 'hidden', shape: [T, H], dtype: act, first: 0, last: 12 },
+    { name: 'mid', shape: [T, H], dtype: act, first: 0, last: 8 },
+    { name: 'qkv', shape: [T, 3 * H], dtype: act, first: 1, last: 3 },
+    { name: 'attn', shape: [T, H], dtype: act, first: 3, last: 4 },
+    { name: 'proj', shape: [T, H], dtype: act, first: 4, last: 5 },
+    { name: 'fc', shape: [T, F], dtype: act, first: 6, last: 7 },
+    { name: 'fc2', shape: [T, H], dtype: act, first: 7, last: 8 },
+    { name: 'pooled', shape: [B, H], dtype: act, first: 9, last: 12 },
+    { name: 'pooler', shape: [B, H], dtype: act, first: 10, last: 11 },
     { name: 'logits', shape: [B, L], dtype: 'f32', first: 11, last: 12 },
     ...['ids', 'positions', 'types', 'slots', 'keyLens'].map((name) => ({ name, shape: [T], dtype: 'i32' as const, first: 0, last: 12 })),
     ...['starts', 'lengths', 'rows'].map((name) => ({ name, shape: [B], dtype: 'i32' as const, first: 0, last: 12 })),
+    { name: 'segments', shape: [B, 3], dtype: 'i32', first: 0, last: 12 },
   ];
 }
 
-function report(cfg: BertConfig, weights: number, tokens: number, batch: number, seqLen: number): MemoryReport {
-  const arena = planArena(arenaRequests(cfg, tokens, batch));
+function report(cfg: BertConfig, weights: number, tokens: number, batch: number, seqLen: number, act: DType): MemoryReport {
+  const arena = planArena(arenaRequests(cfg, tokens, batch, act));
   return {
     regions: [
       { name: 'weights', bytes: weights },
-      { name: 'attention-kv', bytes: 2 * batch * seqLen * cfg.hidden * 4 },
+      { name: 'attention-kv', bytes: 2 * batch * seqLen * cfg.hidden * dtypeBytes(act) },
       { name: 'activations', bytes: tokens ? arena.bytes : 0 },
     ],
     buffers: tokens ? arena.buffers : [],
@@ -151,10 +152,11 @@ class Bert implements EncoderModel {
     this.release();
     const up = (x: number, have: number) => Math.max(have, 2 ** Math.ceil(Math.log2(Math.max(x, 1))));
     const T = up(tokens, c.tokens), B = up(batch, c.batch), S = Math.min(up(seqLen, c.seqLen), this.cfg.maxPositions);
-    const plan = planArena(arenaRequests(this.cfg, T, B));
+    const act = this.backend.activationDtype;
+    const plan = planArena(arenaRequests(this.cfg, T, B, act));
     this.arena = allocateArena(this.backend, plan);
     const H = this.cfg.hidden;
-    this.kv = { k: this.backend.buffer([B, S, H], 'f32'), v: this.backend.buffer([B, S, H], 'f32') };
+    this.kv = { k: this.backend.buffer([B, S, H], act), v: this.backend.buffer([B, S, H], act) };
     this.cap = { tokens: T, batch: B, seqLen: S };
   }
 
@@ -185,6 +187,8 @@ class Bert implements EncoderModel {
     b.writeInt(a.starts, Int32Array.from(starts), B);
     b.writeInt(a.lengths, Int32Array.from(lengths), B);
     b.writeInt(a.rows, Int32Array.from({ length: B }, (_, i) => i), B);
+    const segments = { table: a.segments, count: B, longest: maxLen };
+    b.writeInt(a.segments, Int32Array.from(starts.flatMap((s, i) => [s, lengths[i], 0])), 3 * B);
 
     const { hidden: H, heads, eps } = this.cfg;
     const w = this.w;
@@ -195,7 +199,7 @@ class Bert implements EncoderModel {
     for (const L of w.layers) {
       b.linear(a.qkv, a.hidden, L.qkvW, L.qkvB, 'none', T);
       b.writeKV(a.qkv, k, v, a.slots, a.positions, T);
-      b.attend(a.attn, a.qkv, k, v, a.slots, a.keyLens, shape, T);
+      b.attend(a.attn, a.qkv, k, v, a.slots, a.keyLens, shape, T, segments);
       b.linear(a.proj, a.attn, L.projW, null, 'none', T);
       b.addBiasResidualLayerNorm(a.mid, a.mid, a.proj, L.projB, a.hidden, L.ln1.g, L.ln1.b, eps, T);
       b.linear(a.fc, a.mid, L.fcW, L.fcB, 'gelu', T);
@@ -204,10 +208,11 @@ class Bert implements EncoderModel {
     }
     const out: EncoderOutput = { hidden: b.readFloat(a.hidden, T * H).slice(), starts, lengths };
     if (want.pooling === 'mean') b.meanPool(a.pooled, a.hidden, a.starts, a.lengths, B);
-    if (want.pooling === 'cls' || want.classify) b.gatherRows(a.pooled, a.hidden, a.starts, a.rows, B);
+    if (want.pooling === 'cls') b.gatherRows(a.pooled, a.hidden, a.starts, a.rows, B);
     if (want.pooling) out.pooled = b.readFloat(a.pooled, B * H).slice();
     if (want.classify) {
-      if (want.pooling === 'mean') b.gatherRows(a.pooled, a.hidden, a.starts, a.rows, B);
+      // the classifier reads the [CLS] rows (pooled has been read already)
+      if (want.pooling !== 'cls') b.gatherRows(a.pooled, a.hidden, a.starts, a.rows, B);
       const head = w.head!;
       b.linear(a.pooler, a.pooled, head.poolW, head.poolB, 'tanh', B);
       b.linear(a.logits, a.pooler, head.clsW, head.clsB, 'none', B);
@@ -220,7 +225,7 @@ class Bert implements EncoderModel {
     const w = this.w;
     const tensors = [w.tok, w.pos, w.types, w.embLn.g, w.embLn.b, ...(w.head ? Object.values(w.head) : []),
       ...w.layers.flatMap((L) => [L.qkvW, L.qkvB, L.projW, L.projB, L.ln1.g, L.ln1.b, L.fcW, L.fcB, L.fc2W, L.fc2B, L.ln2.g, L.ln2.b])];
-    return report(this.cfg, weightBytes(tensors), this.cap.tokens, this.cap.batch, this.cap.seqLen);
+    return report(this.cfg, weightBytes(tensors), this.cap.tokens, this.cap.batch, this.cap.seqLen, this.backend.activationDtype);
   }
 
   private release(): void {
@@ -255,7 +260,7 @@ export const bert: Architecture = {
   kind: 'encoder',
   info,
   plan(raw: Record<string, unknown>, className: string, batch: number, seqLen: number, dtype: DType): MemoryReport {
-    return report(readConfig(raw, className), info(raw, className).parameters * dtypeBytes(dtype), batch * seqLen, batch, seqLen);
+    return report(readConfig(raw, className), info(raw, className).parameters * dtypeBytes(dtype), batch * seqLen, batch, seqLen, dtype);
   },
   create(backend: Backend, dir: ModelDir, className: string): EncoderModel {
     const cfg = readConfig(dir.config, className);

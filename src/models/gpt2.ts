@@ -2,7 +2,7 @@
 // Written once over the op set; every backend runs this file.
 import { fail } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
-import { dtypeBytes, SAMPLING_FIELDS, type Backend, type DType, type Tensor } from '../ops/backend.js';
+import { dtypeBytes, packSegments, SAMPLING_FIELDS, type Backend, type DType, type Segments, type Tensor } from '../ops/backend.js';
 import { allocateArena, planArena, type Arena, type BufferRequest } from '../ops/plan.js';
 import { ConfigReader, divides } from './config.js';
 import { weightBytes, type Architecture, type CausalLM, type DecodeIO, type MemoryReport, type ModelInfo, type StepInput } from './model.js';
@@ -97,20 +97,23 @@ function chunkFor(batch: number, prefillChunk = DEFAULT_PREFILL_CHUNK): number {
 function arenaRequests(cfg: Gpt2Config, batch: number, T: number, act: DType): BufferRequest[] {
   const { hidden: H, inner: F, vocab: V } = cfg;
   const whole = (name: string, shape: number[], dtype: DType) => ({ name, shape, dtype, first: 0, last: 11 });
-  // steps: 1 qkv, 2 writeKV, 3 attend, 4 proj, 5 add+LN, 6 fc, 7 fc2, 8 add+LN, 9 gather, 10 head
+  // steps: 1 ln_1 + qkv, 2 writeKV, 3 attend, 4 proj + residual, 6 ln_2 + fc, 7 fc2 + residual, 9 gather, 10 ln_f + head
   return [
     whole('residual', [T, H], act),
+    // LayerNorm output where the backend does not fuse it into the GEMM
     whole('normed', [T, H], act),
     { name: 'qkv', shape: [T, 3 * H], dtype: act, first: 1, last: 3 },
     { name: 'attn', shape: [T, H], dtype: act, first: 3, last: 4 },
-    { name: 'proj', shape: [T, H], dtype: act, first: 4, last: 5 },
+    { name: 'proj', shape: [T, H], dtype: act, first: 4, last: 4 },
     { name: 'fc', shape: [T, F], dtype: act, first: 6, last: 7 },
-    { name: 'fc2', shape: [T, H], dtype: act, first: 7, last: 8 },
-    // the last prompt token of each sequence, kept across prefill chunks
+    { name: 'fc2', shape: [T, H], dtype: act, first: 7, last: 7 },
+    // the residual stream at the last prompt token of each sequence, kept across prefill chunks
     whole('last', [batch, H], act),
+    whole('lastNormed', [batch, H], act),
     // logits stay fp32 for sampling, whatever the compute dtype
     whole('logits', [batch, V], 'f32'),
     ...['ids', 'positions', 'slots', 'keyLens', 'srcRows', 'dstRows'].map((name) => whole(name, [T], 'i32')),
+    whole('segments', [T, 3], 'i32'),
     // decode-step state, on the device between steps: input ids, positions, key lengths, slot of each row
     ...['decIds', 'decPositions', 'decKeyLens', 'decSlots'].map((name) => whole(name, [batch], 'i32')),
     whole('sampling', [batch, SAMPLING_FIELDS], 'i32'),
@@ -138,6 +141,7 @@ class Gpt2 implements CausalLM {
   private arena: Arena | null = null;
   private kv: { k: Tensor; v: Tensor }[] = [];
   private keyLens = new Int32Array(0);
+  private segments = new Int32Array(0);
 
   constructor(readonly backend: Backend, private readonly cfg: Gpt2Config, ckpt: Checkpoint, info: ModelInfo) {
     this.info = info;
@@ -165,6 +169,7 @@ class Gpt2 implements CausalLM {
       this.kv.push({ k: this.backend.buffer([batch, seqLen, H], act), v: this.backend.buffer([batch, seqLen, H], act) });
     }
     this.keyLens = new Int32Array(T);
+    this.segments = new Int32Array(3 * T);
     this.backend.writeInt(this.arena.buffers.decSlots, Int32Array.from({ length: batch }, (_, i) => i), batch);
     this.capacity = { batch, seqLen, chunk: T };
   }
@@ -179,44 +184,50 @@ class Gpt2 implements CausalLM {
     b.writeInt(a.keyLens, this.keyLens, s.n);
     b.writeInt(a.srcRows, s.outRows, s.outCount);
     b.writeInt(a.dstRows, s.outSlots, s.outCount);
-    this.layers(s.n, a.ids, a.positions, a.slots, a.keyLens);
-    b.gatherRows(a.last, a.normed, a.srcRows, a.dstRows, s.outCount);
+    const segments = packSegments(s.slots, s.n, this.segments);
+    b.writeInt(a.segments, this.segments, 3 * segments.count);
+    this.layers(s.n, a.ids, a.positions, a.slots, a.keyLens, { table: a.segments, ...segments });
+    b.gatherRows(a.last, a.residual, a.srcRows, a.dstRows, s.outCount);
   }
 
   prefillLogits(n: number): void {
     const a = this.arena!.buffers;
-    this.backend.linear(a.logits, a.last, this.w.lmHead, null, 'none', n);
+    const w = this.w;
+    this.backend.normLinear(a.logits, a.last, w.lnfg, w.lnfb, this.cfg.eps, w.lmHead, null, 'none', n, a.lastNormed);
   }
 
   decode(n: number): void {
     const a = this.arena!.buffers;
-    this.layers(n, a.decIds, a.decPositions, a.decSlots, a.decKeyLens);
-    this.backend.linear(a.logits, a.normed, this.w.lmHead, null, 'none', n);
+    const w = this.w;
+    this.layers(n, a.decIds, a.decPositions, a.decSlots, a.decKeyLens, null);
+    this.backend.normLinear(a.logits, a.residual, w.lnfg, w.lnfb, this.cfg.eps, w.lmHead, null, 'none', n, a.normed);
   }
 
   /** Embedding, every layer, and ln_f, over n packed tokens; the result is in `normed`. */
-  private layers(n: number, ids: Tensor, positions: Tensor, slots: Tensor, keyLens: Tensor): void {
+  /**
+   * Embedding and every layer over n packed tokens, leaving the residual stream (ln_f is applied with the
+   * head). With segments: prompt tokens (cache write, then prompt attention); without: one decode token per row.
+   */
+  private layers(n: number, ids: Tensor, positions: Tensor, slots: Tensor, keyLens: Tensor, segments: Segments | null): void {
     const b = this.backend;
     const a = this.arena!.buffers;
     const { hidden: H, heads, eps } = this.cfg;
     const w = this.w;
     const shape = { heads, headDim: H / heads, scale: 1 / Math.sqrt(H / heads) };
     b.embed(a.residual, ids, positions, w.wte, w.wpe, null, null, n);
-    b.layerNorm(a.normed, a.residual, w.layers[0].ln1g, w.layers[0].ln1b, eps, n);
     for (let l = 0; l < w.layers.length; l++) {
       const L = w.layers[l];
       const { k, v } = this.kv[l];
-      b.linear(a.qkv, a.normed, L.qkvW, L.qkvB, 'none', n);
-      b.writeKV(a.qkv, k, v, slots, positions, n);
-      b.attend(a.attn, a.qkv, k, v, slots, keyLens, shape, n);
-      b.linear(a.proj, a.attn, L.projW, null, 'none', n);
-      b.addBiasResidualLayerNorm(a.residual, a.normed, a.proj, L.projB, a.residual, L.ln2g, L.ln2b, eps, n);
-      b.linear(a.fc, a.normed, L.fcW, L.fcB, 'gelu_tanh', n);
-      b.linear(a.fc2, a.fc, L.fc2W, null, 'none', n);
-      // the next layer's ln_1, or ln_f after the last layer
-      const next = w.layers[l + 1];
-      b.addBiasResidualLayerNorm(a.residual, a.normed, a.fc2, L.fc2B, a.residual,
-        next ? next.ln1g : w.lnfg, next ? next.ln1b : w.lnfb, eps, n);
+      b.normLinear(a.qkv, a.residual, L.ln1g, L.ln1b, eps, L.qkvW, L.qkvB, 'none', n, a.normed);
+      if (segments) {
+        b.writeKV(a.qkv, k, v, slots, positions, n);
+        b.attend(a.attn, a.qkv, k, v, slots, keyLens, shape, n, segments);
+      } else {
+        b.decodeAttention(a.attn, a.qkv, k, v, slots, keyLens, shape, n);
+      }
+      b.linearResidual(a.residual, a.attn, L.projW, L.projB, n, a.proj);
+      b.normLinear(a.fc, a.residual, L.ln2g, L.ln2b, eps, L.fcW, L.fcB, 'gelu_tanh', n, a.normed);
+      b.linearResidual(a.residual, a.fc, L.fc2W, L.fc2B, n, a.fc2);
     }
   }
 

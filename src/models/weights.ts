@@ -1,5 +1,6 @@
 // Reading a model's weights by name from a checkpoint, checking each shape against what the config implies.
 import { fail } from '../errors.js';
+import type { HostWeight, StorageDType } from '../loaders/dtypes.js';
 import type { WeightStore } from '../loaders/model-dir.js';
 import type { Backend, Tensor } from '../ops/backend.js';
 
@@ -20,20 +21,36 @@ export class Checkpoint {
     return fail('weights-mismatch', `the checkpoint has no tensor ${this.prefix + names[0]}; the weights are not of the architecture config.json names, or are incomplete`);
   }
 
-  /** Host fp32 values of a weight whose stored shape must be `shape` ([in, out] when `transpose`, stored as [out, in] after). */
-  host(names: string | string[], shape: number[], transpose = false): Float32Array {
+  /** The stored bytes of a weight whose shape must be `shape` (or its transpose, [in, out], when `transpose`). */
+  raw(names: string | string[], shape: number[], transpose = false): HostWeight {
     const name = this.resolve(typeof names === 'string' ? [names] : names);
-    const stored = this.store.info(name).shape;
+    const info = this.store.info(name);
     const want = transpose ? [shape[1], shape[0]] : shape;
-    if (stored.length !== want.length || stored.some((d, i) => d !== want[i])) {
-      fail('weights-mismatch', `tensor ${name} has shape [${stored.join(', ')}] but config.json (${this.implied}) implies [${want.join(', ')}]; the config does not match the weights`);
+    if (info.shape.length !== want.length || info.shape.some((d, i) => d !== want[i])) {
+      fail('weights-mismatch', `tensor ${name} has shape [${info.shape.join(', ')}] but config.json (${this.implied}) implies [${want.join(', ')}]; the config does not match the weights`);
     }
-    const data = this.store.readF32(name);
-    return transpose ? transpose2d(data, want[0], want[1]) : data;
+    if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') {
+      fail('bad-safetensors', `tensor ${name} has dtype ${info.dtype}; Peregrine reads F32, F16 and BF16 weights`);
+    }
+    return { bytes: this.store.readBytes(name), dtype: info.dtype as StorageDType };
   }
 
+  /** A weight on the backend, [out, in] after transposing a stored [in, out]. */
   load(backend: Backend, names: string | string[], shape: number[], transpose = false): Tensor {
-    return backend.weight(this.host(names, shape, transpose), shape);
+    return backend.weight(this.raw(names, shape, transpose), shape, transpose);
+  }
+
+  /** Several weights of one dtype stacked along their first dimension (fused QKV). */
+  loadStacked(backend: Backend, names: string[], shape: number[]): Tensor {
+    const parts = names.map((n) => this.raw(n, shape));
+    if (parts.some((p) => p.dtype !== parts[0].dtype)) fail('bad-safetensors', `tensors ${names.join(', ')} have different dtypes`);
+    const bytes = new Uint8Array(parts.reduce((a, p) => a + p.bytes.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      bytes.set(p.bytes, o);
+      o += p.bytes.length;
+    }
+    return backend.weight({ bytes, dtype: parts[0].dtype }, [shape[0] * names.length, ...shape.slice(1)]);
   }
 }
 
@@ -41,21 +58,4 @@ export class Checkpoint {
 export function detectPrefix(store: WeightStore, prefixes: string[], probe: string, arch: string): string {
   for (const p of prefixes) if (store.has(p + probe)) return p;
   return fail('weights-mismatch', `the checkpoint has no ${probe} (looked under ${prefixes.map((p) => JSON.stringify(p)).join(', ')}); these weights are not a ${arch} checkpoint`);
-}
-
-/** [rows, cols] -> [cols, rows] */
-export function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(a.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c];
-  return out;
-}
-
-export function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }

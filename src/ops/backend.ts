@@ -1,3 +1,5 @@
+import type { HostWeight } from '../loaders/dtypes.js';
+
 // The op set models are written in. Every op writes into tensors the caller passes in (no op allocates
 // its result) and takes the number of active rows `n`, so a forward pass is a fixed sequence of calls
 // over buffers planned at load: the shape a CUDA graph can capture.
@@ -18,6 +20,17 @@ export type Activation = 'none' | 'gelu' | 'gelu_tanh' | 'tanh';
 /** Per-row sampling parameters as the sample op reads them: [topK, seed, temperature bits, topP bits] (int32). */
 export const SAMPLING_FIELDS = 4;
 
+/**
+ * Runs of consecutive packed rows that belong to one sequence (a prompt, or a chunk of one), as an i32
+ * tensor [count, 3] = (first row, rows, 0); prompt attention kernels tile queries by segment.
+ */
+export interface Segments {
+  table: Tensor;
+  count: number;
+  /** rows of the longest segment */
+  longest: number;
+}
+
 export interface AttentionShape {
   heads: number;
   headDim: number;
@@ -31,8 +44,8 @@ export interface Backend {
   readonly activationDtype: DType;
 
   // ---- memory: used at load and plan time only ----
-  /** A weight tensor from fp32 host values. */
-  weight(data: Float32Array, shape: number[]): Tensor;
+  /** A weight tensor in the activation dtype from checkpoint bytes; `transpose` turns stored [in, out] into [out, in]. */
+  weight(src: HostWeight, shape: number[], transpose?: boolean): Tensor;
   /** A region of `bytes` bytes from which `view` carves buffers: the activation arena. */
   arena(bytes: number): Tensor;
   /** A tensor over `arena` starting at byte `offset`. */
@@ -44,7 +57,7 @@ export interface Backend {
 
   // ---- host transfers: the only traffic in the hot path ----
   writeInt(dst: Tensor, src: Int32Array, count: number): void;
-  /** The first `count` values of an f32 tensor; the result is valid until the next op on the backend. */
+  /** The first `count` values of a float tensor, as fp32; the result is valid until the next op on the backend. */
   readFloat(src: Tensor, count: number): Float32Array;
   /** The first `count` values of an i32 tensor; the result is valid until the next op on the backend. */
   readInt(src: Tensor, count: number): Int32Array;
@@ -66,10 +79,22 @@ export interface Backend {
     gamma: Tensor, beta: Tensor, eps: number, n: number): void;
   /** out[n, N] = act(x[n, K] w[N, K]^T + bias[N]) */
   linear(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number): void;
+  /** out = act(LayerNorm(x) w^T + bias): a pre-LN block's norm fused into the GEMM (scratch [n, K] may hold the norm). */
+  normLinear(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, w: Tensor, bias: Tensor | null, act: Activation, n: number, scratch: Tensor): void;
+  /** residual += x w^T + bias: a projection added into the residual stream (scratch [n, N] may hold the product). */
+  linearResidual(residual: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number, scratch: Tensor): void;
   /** Stores the K and V parts of qkv [n, 3 * hidden] at (slots[t], positions[t]) of the caches [slots, maxSeq, hidden]. */
   writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, positions: Tensor, n: number): void;
-  /** out[t] = attention of the Q part of qkv[t] over keys 0 .. keyLens[t]-1 of cache slot slots[t]. */
-  attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void;
+  /**
+   * out[t] = attention of the Q part of qkv[t] over keys 0 .. keyLens[t]-1 of cache slot slots[t], for
+   * prompt tokens grouped in segments (the decode step has decodeAttention).
+   */
+  attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number, segments: Segments): void;
+  /**
+   * The decode step's attention: each row's k and v go into the caches at position keyLens[t] - 1 of slot
+   * slots[t] (as writeKV would), then the row attends over keys 0 .. keyLens[t]-1 (as attend would).
+   */
+  decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void;
   /** out[dstRows[i]] = x[srcRows[i]] for i < n (rows of width x.shape[1]). */
   gatherRows(out: Tensor, x: Tensor, srcRows: Tensor, dstRows: Tensor, n: number): void;
   /** out[s] = mean of x over rows starts[s] .. starts[s] + lengths[s] - 1, for s < n. */
@@ -84,6 +109,22 @@ export interface Backend {
 
   /** Releases everything the backend holds. */
   dispose(): void;
+}
+
+/** Runs of equal consecutive slots as (first row, rows, 0) triples in `out`; returns their count and the longest. */
+export function packSegments(slots: Int32Array, n: number, out: Int32Array): { count: number; longest: number } {
+  let count = 0, longest = 0;
+  for (let r = 0; r < n; r++) {
+    if (r === 0 || slots[r] !== slots[r - 1]) {
+      out[3 * count] = r;
+      out[3 * count + 1] = 0;
+      out[3 * count + 2] = 0;
+      count++;
+    }
+    const len = ++out[3 * (count - 1) + 1];
+    if (len > longest) longest = len;
+  }
+  return { count, longest };
 }
 
 export function numel(shape: readonly number[]): number {

@@ -1,10 +1,11 @@
 // Random-weight Hugging Face model directories (GPT-2, BERT) for tests and benchmarks. The weights are
 // drawn from a seeded generator, so a given config always gives the same checkpoint.
+import { randomFillSync } from 'node:crypto';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { seededRandom } from '../engine/rng.js';
 import { f32ToBf16Bits, f32ToF16Bits } from '../loaders/dtypes.js';
-import { writeSafetensors, type TensorToWrite } from '../loaders/safetensors-write.js';
+import { writeSafetensors, writeSafetensorsStreaming, type TensorToWrite } from '../loaders/safetensors-write.js';
 
 export interface RandomGpt2 {
   vocab?: number; hidden?: number; layers?: number; heads?: number; positions?: number;
@@ -90,4 +91,43 @@ function writeDir(dir: string, config: object, tensors: TensorToWrite[], tokeniz
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
   writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   if (tokenizerDir) for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(tokenizerDir, f), join(dir, f));
+}
+
+/**
+ * A GPT-2 checkpoint of any size with random fp16 weights, written tensor by tensor (a 1.5B model is 3 GB):
+ * values are drawn as random fp16 bit patterns of magnitude about 2^-9 .. 2^-5, LayerNorm gains are 1.
+ */
+export function writeRandomGpt2Large(dir: string, o: Required<RandomGpt2>, tokenizerDir?: string): Record<string, unknown> {
+  const { vocab: V, hidden: H, layers: L, heads, positions: P } = o;
+  const specs: { name: string; shape: number[]; one?: boolean }[] = [{ name: 'wte.weight', shape: [V, H] }, { name: 'wpe.weight', shape: [P, H] }];
+  for (let l = 0; l < L; l++) {
+    const p = `h.${l}.`;
+    specs.push(
+      { name: p + 'ln_1.weight', shape: [H], one: true }, { name: p + 'ln_1.bias', shape: [H] },
+      { name: p + 'attn.c_attn.weight', shape: [H, 3 * H] }, { name: p + 'attn.c_attn.bias', shape: [3 * H] },
+      { name: p + 'attn.c_proj.weight', shape: [H, H] }, { name: p + 'attn.c_proj.bias', shape: [H] },
+      { name: p + 'ln_2.weight', shape: [H], one: true }, { name: p + 'ln_2.bias', shape: [H] },
+      { name: p + 'mlp.c_fc.weight', shape: [H, 4 * H] }, { name: p + 'mlp.c_fc.bias', shape: [4 * H] },
+      { name: p + 'mlp.c_proj.weight', shape: [4 * H, H] }, { name: p + 'mlp.c_proj.bias', shape: [H] },
+    );
+  }
+  specs.push({ name: 'ln_f.weight', shape: [H], one: true }, { name: 'ln_f.bias', shape: [H] });
+  mkdirSync(dir, { recursive: true });
+  writeSafetensorsStreaming(join(dir, 'model.safetensors'), specs.map((s) => ({ ...s, dtype: 'F16' })), (spec, bytes) => {
+    const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+    if ((spec as { one?: boolean }).one) {
+      bits.fill(0x3c00);
+      return;
+    }
+    randomFillSync(bits);
+    // keep sign and mantissa, set the exponent to 6..9 below the bias: |x| in [2^-9, 2^-5)
+    for (let i = 0; i < bits.length; i++) bits[i] = (bits[i] & 0x83ff) | ((6 + (bits[i] & 0x3)) << 10);
+  });
+  const config = {
+    architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', vocab_size: V, n_embd: H, n_layer: L, n_head: heads,
+    n_positions: P, n_ctx: P, activation_function: 'gelu_new', layer_norm_epsilon: 1e-5, bos_token_id: 50256, eos_token_id: 50256,
+  };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  if (tokenizerDir) for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(tokenizerDir, f), join(dir, f));
+  return config;
 }

@@ -1,6 +1,7 @@
 // The CPU backend: the reference implementation of every op, in plain TypeScript over Float32Array.
 import { fail } from '../../errors.js';
-import { numel, type Activation, type AttentionShape, type Backend, type DType, type Tensor } from '../../ops/backend.js';
+import { toFloat32, transpose2d, type HostWeight } from '../../loaders/dtypes.js';
+import { numel, type Activation, type AttentionShape, type Backend, type DType, type Segments, type Tensor } from '../../ops/backend.js';
 import { attend, writeKV } from './attention.js';
 import { embed } from './embedding.js';
 import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
@@ -37,10 +38,12 @@ export class CpuBackend implements Backend {
   readonly activationDtype = 'f32';
   private scores = new Float32Array(1024);
   private readonly sampler = new CpuSampler();
+  private decodePositions = new Int32Array(64);
 
-  weight(data: Float32Array, shape: number[]): Tensor {
+  weight(src: HostWeight, shape: number[], transpose = false): Tensor {
+    const data = toFloat32(src.bytes, src.dtype);
     if (data.length !== numel(shape)) throw new Error(`internal: weight of ${data.length} values for shape [${shape}]`);
-    return new CpuTensor(shape, 'f32', data);
+    return new CpuTensor(shape, 'f32', transpose ? transpose2d(data, shape[1], shape[0]) : data);
   }
 
   arena(bytes: number): Tensor {
@@ -102,14 +105,33 @@ export class CpuBackend implements Backend {
     linear(f32(out), f32(x), f32(w), opt(bias), act, n, w.shape[0], w.shape[1]);
   }
 
+  normLinear(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, w: Tensor, bias: Tensor | null, act: Activation, n: number, scratch: Tensor): void {
+    this.layerNorm(scratch, x, gamma, beta, eps, n);
+    this.linear(out, scratch, w, bias, act, n);
+  }
+
+  linearResidual(residual: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number, scratch: Tensor): void {
+    this.linear(scratch, x, w, bias, 'none', n);
+    const r = f32(residual), s = f32(scratch);
+    for (let i = 0; i < n * w.shape[0]; i++) r[i] += s[i];
+  }
+
   writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, positions: Tensor, n: number): void {
     writeKV(f32(qkv), f32(kCache), f32(vCache), i32(slots), i32(positions), n, kCache.shape[2], kCache.shape[1]);
   }
 
-  attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void {
+  attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number, _segments?: Segments): void {
     const maxSeq = kCache.shape[1];
     if (this.scores.length < maxSeq) this.scores = new Float32Array(maxSeq);
     attend(f32(out), f32(qkv), f32(kCache), f32(vCache), i32(slots), i32(keyLens), shape.heads, shape.headDim, shape.scale, n, maxSeq, this.scores);
+  }
+
+  decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void {
+    const positions = this.decodePositions.length >= n ? this.decodePositions : (this.decodePositions = new Int32Array(n));
+    const k = i32(keyLens);
+    for (let i = 0; i < n; i++) positions[i] = k[i] - 1;
+    writeKV(f32(qkv), f32(kCache), f32(vCache), i32(slots), positions, n, kCache.shape[2], kCache.shape[1]);
+    this.attend(out, qkv, kCache, vCache, slots, keyLens, shape, n);
   }
 
   gatherRows(out: Tensor, x: Tensor, srcRows: Tensor, dstRows: Tensor, n: number): void {

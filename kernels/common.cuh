@@ -1,0 +1,87 @@
+// Shared device helpers: dtype conversion, 16-byte vectors, warp and block reductions.
+// Every kernel family is instantiated for float, __half and __nv_bfloat16 with the suffixes _f32, _f16, _bf16.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#define FOR_EACH_DTYPE(M) M(float, f32) M(__half, f16) M(__nv_bfloat16, bf16)
+
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T> __device__ __forceinline__ T from_f(float x);
+template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
+template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+// 16 bytes of T: 4 floats or 8 halves, loaded and stored as one uint4.
+template <typename T> struct Vec {
+  static constexpr int N = 16 / sizeof(T);
+  union {
+    uint4 raw;
+    T v[N];
+  };
+};
+
+template <typename T> __device__ __forceinline__ Vec<T> load_vec(const T* p) {
+  Vec<T> r;
+  r.raw = *reinterpret_cast<const uint4*>(p);
+  return r;
+}
+
+template <typename T> __device__ __forceinline__ Vec<T> load_vec_nc(const T* p) {
+  Vec<T> r;
+  r.raw = __ldg(reinterpret_cast<const uint4*>(p));
+  return r;
+}
+
+template <typename T> __device__ __forceinline__ void store_vec(T* p, const Vec<T>& v) {
+  *reinterpret_cast<uint4*>(p) = v.raw;
+}
+
+__device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+
+__device__ __forceinline__ float warp_max(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  return x;
+}
+
+// Sum over the block; every thread gets the result. `scratch` holds 32 floats; blockDim.x % 32 == 0.
+__device__ __forceinline__ float block_sum(float x, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  x = warp_sum(x);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = x;
+  __syncthreads();
+  x = lane < warps ? scratch[lane] : 0.f;
+  return warp_sum(x);
+}
+
+__device__ __forceinline__ float block_max(float x, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  x = warp_max(x);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = x;
+  __syncthreads();
+  x = lane < warps ? scratch[lane] : -INFINITY;
+  return warp_max(x);
+}
+
+// Activations, matching src/backends/cpu/activations.ts. act: 0 none, 1 gelu (erf), 2 gelu_tanh, 3 tanh.
+__device__ __forceinline__ float activate(float x, int act) {
+  switch (act) {
+    case 1: return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
+    case 2: return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case 3: return tanhf(x);
+    default: return x;
+  }
+}

@@ -1,0 +1,100 @@
+// LayerNorm in one kernel per row, and the fused add-bias + residual + LayerNorm of the transformer block;
+// reference: src/backends/cpu/layernorm.ts. One block per row; a thread keeps its elements in registers
+// (16-byte vectors when the row allows), so a row is read once and written once.
+#include "common.cuh"
+
+constexpr int LN_THREADS = 256;
+constexpr int LN_ITEMS = 4;  // vectors per thread held in registers: rows up to 256 * 4 * 8 = 8192 halves
+
+// sum = x + bias + residual (when x is given), norm = LayerNorm(sum). sum may alias residual, norm may alias sum.
+template <typename T>
+__device__ void add_ln(T* sum, T* norm, const T* x, const T* bias, const T* residual, const T* gamma,
+                       const T* beta, float eps, int H) {
+  __shared__ float scratch[32];
+  constexpr int V = Vec<T>::N;
+  const size_t row = (size_t)blockIdx.x * H;
+  const bool vec = H % V == 0 && H <= LN_THREADS * LN_ITEMS * V && aligned16(residual) && aligned16(sum) &&
+                   aligned16(norm) && (!x || aligned16(x));
+  if (vec) {
+    float vals[LN_ITEMS][V];
+    float s = 0.f;
+#pragma unroll
+    for (int it = 0; it < LN_ITEMS; it++) {
+      const int i = (it * LN_THREADS + threadIdx.x) * V;
+      if (i < H) {
+        Vec<T> r = load_vec(residual + row + i);
+        Vec<T> xv, bv;
+        if (x) xv = load_vec(x + row + i);
+        if (x && bias) bv = load_vec(bias + i);
+#pragma unroll
+        for (int j = 0; j < V; j++) {
+          float v = to_f(r.v[j]);
+          if (x) v += to_f(xv.v[j]) + (bias ? to_f(bv.v[j]) : 0.f);
+          vals[it][j] = v;
+          s += v;
+          r.v[j] = from_f<T>(v);
+        }
+        if (x) store_vec(sum + row + i, r);
+      }
+    }
+    const float mean = block_sum(s, scratch) / H;
+    float q = 0.f;
+#pragma unroll
+    for (int it = 0; it < LN_ITEMS; it++) {
+      const int i = (it * LN_THREADS + threadIdx.x) * V;
+      if (i < H) {
+#pragma unroll
+        for (int j = 0; j < V; j++) q += (vals[it][j] - mean) * (vals[it][j] - mean);
+      }
+    }
+    const float inv = rsqrtf(block_sum(q, scratch) / H + eps);
+#pragma unroll
+    for (int it = 0; it < LN_ITEMS; it++) {
+      const int i = (it * LN_THREADS + threadIdx.x) * V;
+      if (i < H) {
+        Vec<T> g = load_vec(gamma + i), b = load_vec(beta + i), o;
+#pragma unroll
+        for (int j = 0; j < V; j++) o.v[j] = from_f<T>((vals[it][j] - mean) * inv * to_f(g.v[j]) + to_f(b.v[j]));
+        store_vec(norm + row + i, o);
+      }
+    }
+    return;
+  }
+  // any width: three passes over the row (the second and third hit L1)
+  float s = 0.f;
+  for (int i = threadIdx.x; i < H; i += blockDim.x) {
+    float v = to_f(residual[row + i]);
+    if (x) {
+      v += to_f(x[row + i]) + (bias ? to_f(bias[i]) : 0.f);
+      sum[row + i] = from_f<T>(v);
+    }
+    s += v;
+  }
+  // the sum as stored (rounded to T) is what the norm reads, as the CPU reference does in fp32
+  __syncthreads();
+  const T* src = x ? sum : residual;
+  s = 0.f;
+  for (int i = threadIdx.x; i < H; i += blockDim.x) s += to_f(src[row + i]);
+  const float mean = block_sum(s, scratch) / H;
+  float q = 0.f;
+  for (int i = threadIdx.x; i < H; i += blockDim.x) {
+    const float d = to_f(src[row + i]) - mean;
+    q += d * d;
+  }
+  const float inv = rsqrtf(block_sum(q, scratch) / H + eps);
+  for (int i = threadIdx.x; i < H; i += blockDim.x) {
+    norm[row + i] = from_f<T>((to_f(src[row + i]) - mean) * inv * to_f(gamma[i]) + to_f(beta[i]));
+  }
+}
+
+#define LN(T, S)                                                                                           \
+  extern "C" __global__ void __launch_bounds__(LN_THREADS)                                                 \
+      layernorm_##S(T* out, const T* x, const T* gamma, const T* beta, float eps, int H) {                 \
+    add_ln<T>(out, out, nullptr, nullptr, x, gamma, beta, eps, H);                                         \
+  }                                                                                                        \
+  extern "C" __global__ void __launch_bounds__(LN_THREADS)                                                 \
+      add_bias_residual_layernorm_##S(T* sum, T* norm, const T* x, const T* bias, const T* residual,       \
+                                      const T* gamma, const T* beta, float eps, int H) {                   \
+    add_ln<T>(sum, norm, x, bias, residual, gamma, beta, eps, H);                                          \
+  }
+FOR_EACH_DTYPE(LN)

@@ -1,0 +1,59 @@
+// Row movements and elementwise work: gathering rows, mean pooling, bias + activation after a cuBLASLt
+// GEMM, and converting checkpoint weights (F32/F16/BF16, optionally transposed) to the compute dtype.
+// References: src/backends/cpu/rows.ts and activations.ts.
+#include "common.cuh"
+
+template <typename T>
+__device__ void gather_rows(T* out, const T* x, const int* src_rows, const int* dst_rows, int W) {
+  const int i = blockIdx.x;
+  const T* s = x + (size_t)src_rows[i] * W;
+  T* d = out + (size_t)dst_rows[i] * W;
+  for (int j = threadIdx.x; j < W; j += blockDim.x) d[j] = s[j];
+}
+
+template <typename T>
+__device__ void mean_pool(T* out, const T* x, const int* starts, const int* lengths, int W) {
+  const int s = blockIdx.x;
+  const int r0 = starts[s], n = lengths[s];
+  for (int j = threadIdx.x; j < W; j += blockDim.x) {
+    float acc = 0.f;
+    for (int r = r0; r < r0 + n; r++) acc += to_f(x[(size_t)r * W + j]);
+    out[(size_t)s * W + j] = from_f<T>(acc / n);
+  }
+}
+
+template <typename T>
+__device__ void bias_act(T* x, const T* bias, int act, int N, size_t total) {
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    float v = to_f(x[i]);
+    if (bias) v += to_f(bias[i % N]);
+    x[i] = from_f<T>(activate(v, act));
+  }
+}
+
+// dst[r, c] = src[r, c], or src[c, r] when transposed (src is [cols, rows] then); any dtype to any dtype.
+template <typename S, typename T>
+__device__ void convert(T* dst, const S* src, int rows, int cols, int transpose) {
+  const size_t total = (size_t)rows * cols;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    const size_t r = i / cols, c = i % cols;
+    dst[i] = from_f<T>(to_f(transpose ? src[c * rows + r] : src[i]));
+  }
+}
+
+#define ROWS(T, S)                                                                                         \
+  extern "C" __global__ void gather_rows_##S(T* out, const T* x, const int* src_rows, const int* dst_rows, int W) { \
+    gather_rows<T>(out, x, src_rows, dst_rows, W);                                                         \
+  }                                                                                                        \
+  extern "C" __global__ void mean_pool_##S(T* out, const T* x, const int* starts, const int* lengths, int W) { \
+    mean_pool<T>(out, x, starts, lengths, W);                                                              \
+  }                                                                                                        \
+  extern "C" __global__ void bias_act_##S(T* x, const T* bias, int act, int N, unsigned long long total) { \
+    bias_act<T>(x, bias, act, N, total);                                                                   \
+  }                                                                                                        \
+  CONVERT(float, f32, T, S) CONVERT(__half, f16, T, S) CONVERT(__nv_bfloat16, bf16, T, S)
+#define CONVERT(SRC, SS, T, S)                                                                             \
+  extern "C" __global__ void convert_##SS##_to_##S(T* dst, const SRC* src, int rows, int cols, int transpose) { \
+    convert<SRC, T>(dst, src, rows, cols, transpose);                                                      \
+  }
+FOR_EACH_DTYPE(ROWS)

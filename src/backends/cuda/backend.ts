@@ -1,0 +1,356 @@
+// The CUDA backend: device memory, host transfers, CUDA graphs, and the op set dispatched to the kernel
+// launchers (one file per kernel family beside this one) and cuBLASLt.
+import { fail } from '../../errors.js';
+import { toFloat32, type HostWeight } from '../../loaders/dtypes.js';
+import { dtypeBytes, numel, type Activation, type AttentionShape, type Backend, type DType, type Segments, type Tensor } from '../../ops/backend.js';
+import { attendDecode, attendPrompt, writeKV } from './attention.js';
+import { Blas } from './blas.js';
+import { CU, Driver, fmt, koffi, memoryError, type Handle } from './driver.js';
+import { embed } from './embedding.js';
+import { KernelSet } from './kernels.js';
+import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
+import { linear, linearResidual, normLinear } from './linear.js';
+import { gatherRows, meanPool, uploadWeight } from './rows.js';
+import { advance, sample } from './sampling.js';
+import { CudaTensor, ptr } from './tensor.js';
+
+const POOL_CHUNK = 256 * 2 ** 20;
+const WORKSPACE = 32 * 2 ** 20;
+
+export interface DeviceInfo {
+  name: string;
+  computeCapability: string;
+  multiprocessors: number;
+  totalMemory: number;
+  driverVersion: number;
+}
+
+/** What the launchers need: kernels, the stream, cuBLASLt and the driver. */
+export interface CudaContext {
+  driver: Driver;
+  /** multiprocessors, for grid sizing */
+  sms: number;
+  kernels: KernelSet;
+  stream: Handle;
+  blas: Blas;
+}
+
+export class CudaBackend implements Backend {
+  readonly name = 'cuda';
+  readonly ctx: CudaContext;
+  readonly device: DeviceInfo;
+  private readonly driver: Driver;
+  private readonly deviceIndex = 0;
+  private readonly pool: { ptr: number; size: number; used: number }[] = [];
+  private readonly graphs = new Map<string, { graph: Handle; exec: Handle } | null>();
+  private host = new ArrayBuffer(1 << 16);
+  private readonly pinned: { ptr: unknown; view: ArrayBuffer };
+  private readonly useGraphs = process.env.PEREGRINE_CUDA_GRAPHS !== '0';
+  private disposed = false;
+
+  constructor(readonly activationDtype: DType = 'f16') {
+    if (activationDtype === 'i32') fail('bad-argument', 'dtype must be f32, f16 or bf16');
+    const driver = new Driver();
+    this.driver = driver;
+    try {
+      driver.call('cuInit', 0);
+    } catch (err) {
+      fail('device', `the NVIDIA driver could not start CUDA (${(err as Error).message}); check the driver, or use --device cpu`);
+    }
+    if (driver.int('cuDeviceGetCount') === 0) fail('device', 'no CUDA device found; use --device cpu');
+    const dev = driver.int('cuDeviceGet', this.deviceIndex);
+    const nameBuf = Buffer.alloc(256);
+    driver.call('cuDeviceGetName', nameBuf, 256, dev);
+    const attr = (a: number) => driver.int('cuDeviceGetAttribute', a, dev);
+    const context = driver.handle('cuDevicePrimaryCtxRetain', dev);
+    driver.call('cuCtxSetCurrent', context);
+    const stream = driver.handle('cuStreamCreate', CU.STREAM_DEFAULT);
+    const mem = [0], total = [0];
+    driver.call('cuMemGetInfo', mem, total);
+    this.device = {
+      name: nameBuf.toString('utf8').replace(/\0.*$/s, ''),
+      computeCapability: `${attr(CU.DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)}.${attr(CU.DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)}`,
+      multiprocessors: attr(CU.DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT),
+      totalMemory: total[0],
+      driverVersion: driver.int('cuDriverGetVersion'),
+    };
+    const kernels = new KernelSet(driver);
+    const ws = this.alloc(WORKSPACE, 'the cuBLASLt workspace');
+    this.ctx = { driver, sms: this.device.multiprocessors, kernels, stream, blas: new Blas(driver, stream, { ptr: ws, bytes: WORKSPACE }, this.device.name) };
+    const p = driver.handle('cuMemAllocHost', 1 << 16);
+    this.pinned = { ptr: p, view: koffi.view(p, 1 << 16) };
+  }
+
+
+  /** Free device memory, in bytes. */
+  freeMemory(): number {
+    const free = [0], total = [0];
+    this.driver.call('cuMemGetInfo', free, total);
+    return free[0];
+  }
+
+  private alloc(bytes: number, what: string): number {
+    const out = [0];
+    try {
+      this.driver.call('cuMemAlloc', out, Math.max(bytes, 256));
+    } catch (err) {
+      throw memoryError(err, what, bytes, this.freeMemory());
+    }
+    return out[0];
+  }
+
+  // ---- memory ----
+
+  weight(src: HostWeight, shape: number[], transpose = false): Tensor {
+    const bytes = numel(shape) * dtypeBytes(this.activationDtype);
+    const t = new CudaTensor(shape, this.activationDtype, this.poolAlloc(bytes), false);
+    uploadWeight(this.ctx, t, src, shape, transpose, (n: number) => this.alloc(n, 'weight staging'));
+    return t;
+  }
+
+  /** Weights share a few large allocations (bump-allocated, 256-byte aligned). */
+  private poolAlloc(bytes: number): number {
+    const size = Math.ceil(bytes / 256) * 256;
+    let chunk = this.pool.find((c) => c.size - c.used >= size);
+    if (!chunk) {
+      const chunkSize = Math.max(POOL_CHUNK, size);
+      chunk = { ptr: this.alloc(chunkSize, `weights (${fmt(chunkSize)} more)`), size: chunkSize, used: 0 };
+      this.pool.push(chunk);
+    }
+    const p = chunk.ptr + chunk.used;
+    chunk.used += size;
+    return p;
+  }
+
+  arena(bytes: number): Tensor {
+    return new CudaTensor([bytes], 'f32', this.alloc(bytes, 'the activation arena'), true);
+  }
+
+  view(arena: Tensor, offset: number, shape: number[], dtype: DType): Tensor {
+    return new CudaTensor(shape, dtype, ptr(arena) + offset, false);
+  }
+
+  buffer(shape: number[], dtype: DType): Tensor {
+    const t = new CudaTensor(shape, dtype, 0, true);
+    const p = this.alloc(t.bytes, `a [${shape.join(', ')}] ${dtype} buffer (the KV cache)`);
+    this.driver.call('cuMemsetD8Async', p, 0, t.bytes, this.ctx.stream);
+    return new CudaTensor(shape, dtype, p, true);
+  }
+
+  free(t: Tensor): void {
+    const c = t as CudaTensor;
+    if (!c.owned || this.disposed) return;
+    this.driver.call('cuStreamSynchronize', this.ctx.stream);
+    this.driver.call('cuMemFree', c.ptr);
+  }
+
+  // ---- transfers ----
+
+  writeInt(dst: Tensor, src: Int32Array, count: number): void {
+    if (count === 0) return;
+    this.driver.call('cuMemcpyHtoD', ptr(dst), src.subarray(0, count), count * 4);
+  }
+
+  private read(src: Tensor, bytes: number): ArrayBuffer {
+    if (bytes <= this.pinned.view.byteLength) {
+      this.driver.call('cuMemcpyDtoHAsync', this.pinned.ptr, ptr(src), bytes, this.ctx.stream);
+      this.driver.call('cuStreamSynchronize', this.ctx.stream);
+      return this.pinned.view;
+    }
+    if (this.host.byteLength < bytes) this.host = new ArrayBuffer(bytes);
+    this.driver.call('cuMemcpyDtoH', new Uint8Array(this.host, 0, bytes), ptr(src), bytes);
+    return this.host;
+  }
+
+  readFloat(src: Tensor, count: number): Float32Array {
+    if (src.dtype === 'f32') return new Float32Array(this.read(src, count * 4), 0, count);
+    if (src.dtype === 'i32') throw new Error('internal: readFloat of an i32 tensor');
+    return toFloat32(new Uint8Array(this.read(src, count * 2), 0, count * 2).slice(), src.dtype === 'f16' ? 'F16' : 'BF16');
+  }
+
+  readInt(src: Tensor, count: number): Int32Array {
+    return new Int32Array(this.read(src, count * 4), 0, count);
+  }
+
+  /** Raw bytes of any tensor (tests read f16/bf16 results this way). */
+  readBytes(src: Tensor, bytes: number): Uint8Array {
+    return new Uint8Array(this.read(src, bytes), 0, bytes).slice();
+  }
+
+  synchronize(): void {
+    this.driver.call('cuStreamSynchronize', this.ctx.stream);
+  }
+
+  /** GPU milliseconds of the work `body` enqueues, timed with CUDA events. */
+  timeMs(body: () => void): number {
+    const [a, b] = [this.driver.handle('cuEventCreate', 0), this.driver.handle('cuEventCreate', 0)];
+    try {
+      this.driver.call('cuEventRecord', a, this.ctx.stream);
+      body();
+      this.driver.call('cuEventRecord', b, this.ctx.stream);
+      this.driver.call('cuEventSynchronize', b);
+      const ms = [0];
+      this.driver.call('cuEventElapsedTime', ms, a, b);
+      return ms[0];
+    } finally {
+      this.driver.call('cuEventDestroy', a);
+      this.driver.call('cuEventDestroy', b);
+    }
+  }
+
+  /** Device-to-device copy of `bytes` (benchmarks measure the copy bandwidth with it). */
+  copy(dst: Tensor, src: Tensor, bytes: number): void {
+    this.driver.call('cuMemcpyDtoDAsync', ptr(dst), ptr(src), bytes, this.ctx.stream);
+  }
+
+  // ---- graphs: the first run of a key is eager (it also tunes GEMMs), the second is captured, then replays ----
+
+  graph(key: string, body: () => void): void {
+    const g = this.graphs.get(key);
+    if (!this.useGraphs || g === undefined) {
+      body();
+      this.graphs.set(key, null);
+      return;
+    }
+    if (g) {
+      this.driver.call('cuGraphLaunch', g.exec, this.ctx.stream);
+      return;
+    }
+    const stream = this.ctx.stream;
+    this.driver.call('cuStreamBeginCapture', stream, CU.STREAM_CAPTURE_MODE_RELAXED);
+    const out: Handle[] = [null];
+    try {
+      body();
+    } catch (err) {
+      // leave capture mode whatever happened, so the stream stays usable
+      this.driver.raw('cuStreamEndCapture')(stream, out);
+      if (out[0]) this.driver.call('cuGraphDestroy', out[0]);
+      throw err;
+    }
+    this.driver.call('cuStreamEndCapture', stream, out);
+    const graph = out[0];
+    const exec = this.driver.handle('cuGraphInstantiate', graph, 0);
+    this.graphs.set(key, { graph, exec });
+    this.driver.call('cuGraphLaunch', exec, stream);
+  }
+
+  /** Kernel nodes in the graph captured for `key` (for tests and reports). */
+  graphNodes(key: string): number {
+    const g = this.graphs.get(key);
+    if (!g) return 0;
+    const count = [0];
+    this.driver.call('cuGraphGetNodes', g.graph, null, count);
+    return count[0];
+  }
+
+  invalidateGraphs(): void {
+    for (const g of this.graphs.values()) {
+      if (!g) continue;
+      this.driver.call('cuGraphExecDestroy', g.exec);
+      this.driver.call('cuGraphDestroy', g.graph);
+    }
+    this.graphs.clear();
+  }
+
+  // ---- per-op GPU time, measured with events in eager runs (a replayed graph is one launch) ----
+
+  private profiling: [string, Handle, Handle][] | null = null;
+
+  /** Starts collecting per-op GPU times. */
+  profile(): void {
+    this.profiling = [];
+  }
+
+  /** Milliseconds and calls per op since profile(); stops collecting. */
+  profileReport(): Record<string, { ms: number; calls: number }> {
+    const events = this.profiling ?? [];
+    this.profiling = null;
+    this.synchronize();
+    const out: Record<string, { ms: number; calls: number }> = {};
+    const ms = [0];
+    for (const [name, a, b] of events) {
+      this.driver.call('cuEventElapsedTime', ms, a, b);
+      const e = (out[name] ??= { ms: 0, calls: 0 });
+      e.ms += ms[0];
+      e.calls++;
+      this.driver.call('cuEventDestroy', a);
+      this.driver.call('cuEventDestroy', b);
+    }
+    return out;
+  }
+
+  private op(name: string, launch: () => void): void {
+    if (!this.profiling) return launch();
+    const a = this.driver.handle('cuEventCreate', 0), b = this.driver.handle('cuEventCreate', 0);
+    this.driver.call('cuEventRecord', a, this.ctx.stream);
+    launch();
+    this.driver.call('cuEventRecord', b, this.ctx.stream);
+    this.profiling.push([name, a, b]);
+  }
+
+  // ---- ops ----
+
+  embed(out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor, typeIds: Tensor | null, types: Tensor | null, n: number): void {
+    this.op('embed', () => embed(this.ctx, out, ids, positions, tok, pos, typeIds, types, n));
+  }
+
+  layerNorm(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, n: number): void {
+    this.op('layerNorm', () => layerNorm(this.ctx, out, x, gamma, beta, eps, n));
+  }
+
+  addBiasResidualLayerNorm(sum: Tensor, norm: Tensor, x: Tensor, bias: Tensor | null, residual: Tensor,
+    gamma: Tensor, beta: Tensor, eps: number, n: number): void {
+    this.op('addBiasResidualLayerNorm', () => addBiasResidualLayerNorm(this.ctx, sum, norm, x, bias, residual, gamma, beta, eps, n));
+  }
+
+  linear(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number): void {
+    this.op(this.profiling ? `linear ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'linear', () => linear(this.ctx, out, x, w, bias, act, n));
+  }
+
+  normLinear(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, w: Tensor, bias: Tensor | null, act: Activation, n: number, scratch: Tensor): void {
+    this.op(this.profiling ? `normLinear ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'normLinear', () => normLinear(this.ctx, out, x, gamma, beta, eps, w, bias, act, n, scratch));
+  }
+
+  linearResidual(residual: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number, scratch: Tensor): void {
+    this.op(this.profiling ? `linearResidual ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'linearResidual', () => linearResidual(this.ctx, residual, x, w, bias, n, scratch));
+  }
+
+  writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, positions: Tensor, n: number): void {
+    this.op('writeKV', () => writeKV(this.ctx, qkv, kCache, vCache, slots, positions, n));
+  }
+
+  attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number, segments: Segments): void {
+    this.op('attend', () => attendPrompt(this.ctx, out, qkv, kCache, vCache, slots, keyLens, shape, n, segments));
+  }
+
+  decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void {
+    this.op('decodeAttention', () => attendDecode(this.ctx, out, qkv, kCache, vCache, slots, keyLens, shape, n));
+  }
+
+  gatherRows(out: Tensor, x: Tensor, srcRows: Tensor, dstRows: Tensor, n: number): void {
+    this.op('gatherRows', () => gatherRows(this.ctx, out, x, srcRows, dstRows, n));
+  }
+
+  meanPool(out: Tensor, x: Tensor, starts: Tensor, lengths: Tensor, n: number): void {
+    this.op('meanPool', () => meanPool(this.ctx, out, x, starts, lengths, n));
+  }
+
+  sample(ids: Tensor, logits: Tensor, params: Tensor, streams: Tensor, counters: Tensor, n: number): void {
+    this.op('sample', () => sample(this.ctx, ids, logits, params, streams, counters, n));
+  }
+
+  advance(positions: Tensor, keyLens: Tensor, n: number): void {
+    this.op('advance', () => advance(this.ctx, positions, keyLens, n));
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.invalidateGraphs();
+    this.driver.call('cuStreamSynchronize', this.ctx.stream);
+    for (const c of this.pool) this.driver.call('cuMemFree', c.ptr);
+    this.ctx.blas.dispose();
+    this.ctx.kernels.dispose();
+    this.driver.call('cuMemFreeHost', this.pinned.ptr);
+    this.disposed = true;
+  }
+}

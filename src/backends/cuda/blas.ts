@@ -1,0 +1,203 @@
+// cuBLASLt through koffi: row-major out[M, N] = x[M, K] w[N, K]^T (+ bias, + GELU) with fp32 accumulation.
+// Per shape, the heuristic's candidate algorithms are timed once and the fastest is kept, in memory and
+// in a JSON file under the cache directory (like FasterTransformer's gemm_config), reused on the next load.
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { DType } from '../../ops/backend.js';
+import { koffi, type Driver, type Handle } from './driver.js';
+import { loadCublasLt } from './libs.js';
+
+const SIGNATURES = {
+  create: 'int cublasLtCreate(_Out_ void **handle)',
+  destroy: 'int cublasLtDestroy(void *handle)',
+  version: 'size_t cublasLtGetVersion()',
+  descCreate: 'int cublasLtMatmulDescCreate(_Out_ void **desc, int computeType, int scaleType)',
+  descSet: 'int cublasLtMatmulDescSetAttribute(void *desc, int attr, const void *buf, size_t size)',
+  layoutCreate: 'int cublasLtMatrixLayoutCreate(_Out_ void **layout, int type, uint64_t rows, uint64_t cols, int64_t ld)',
+  prefCreate: 'int cublasLtMatmulPreferenceCreate(_Out_ void **pref)',
+  prefSet: 'int cublasLtMatmulPreferenceSetAttribute(void *pref, int attr, const void *buf, size_t size)',
+  prefDestroy: 'int cublasLtMatmulPreferenceDestroy(void *pref)',
+  heuristic: 'int cublasLtMatmulAlgoGetHeuristic(void *handle, void *desc, void *a, void *b, void *c, void *d, void *pref, int requested, _Out_ void *results, _Out_ int *returned)',
+  matmul: 'int cublasLtMatmul(void *handle, void *desc, const void *alpha, uint64_t A, void *Adesc, uint64_t B, void *Bdesc, const void *beta, uint64_t C, void *Cdesc, uint64_t D, void *Ddesc, const void *algo, uint64_t workspace, size_t wsBytes, void *stream)',
+} as const;
+
+const CUDA_R: Record<DType, number> = { f32: 0, f16: 2, bf16: 14, i32: 10 };
+const COMPUTE_32F = 68;
+const OP_N = 0, OP_T = 1;
+const DESC = { TRANSA: 3, TRANSB: 4, EPILOGUE: 7, BIAS_POINTER: 8 } as const;
+export const EPILOGUE = { DEFAULT: 1, BIAS: 4, GELU: 32, GELU_BIAS: 36 } as const;
+const PREF_MAX_WORKSPACE = 1;
+const HEURISTIC_BYTES = 96; // cublasLtMatmulHeuristicResult_t: algo (64) + workspaceSize + state + wavesCount + reserved[4]
+const CANDIDATES = 8;
+
+type Fn = (...args: unknown[]) => number;
+
+interface Plan {
+  hasBias: boolean;
+  desc: Handle;
+  a: Handle;
+  b: Handle;
+  c: Handle;
+  algo: Buffer;
+}
+
+export class Blas {
+  private readonly fns: Record<keyof typeof SIGNATURES, Fn>;
+  private readonly handle: Handle;
+  private readonly getStatusName: Fn;
+  private readonly plans = new Map<string, Plan>();
+  private readonly tuned: Record<string, string>;
+  private readonly cacheFile: string;
+  private readonly one = new Float32Array([1]);
+  private readonly zero = new Float32Array([0]);
+  private readonly ptr = new BigUint64Array(1);
+  private readonly int = new Int32Array(1);
+  readonly version: number;
+  readonly path: string;
+
+  constructor(private readonly driver: Driver, private readonly stream: Handle, private readonly workspace: { ptr: number; bytes: number }, deviceName: string) {
+    const { lib, path } = loadCublasLt();
+    this.path = path;
+    this.fns = {} as Record<keyof typeof SIGNATURES, Fn>;
+    for (const [k, sig] of Object.entries(SIGNATURES)) this.fns[k as keyof typeof SIGNATURES] = lib.func(sig) as Fn;
+    this.getStatusName = lib.func('const char *cublasLtGetStatusName(int status)') as Fn;
+    this.version = Number(this.fns.version());
+    const out: Handle[] = [null];
+    this.check(this.fns.create(out), 'cublasLtCreate');
+    this.handle = out[0];
+    const cacheRoot = process.env.PEREGRINE_CACHE ?? join(homedir(), '.cache', 'peregrine');
+    this.cacheFile = join(cacheRoot, 'gemm', `${deviceName.replace(/[^A-Za-z0-9._-]+/g, '_')}-cublasLt${this.version}.json`);
+    this.tuned = readCache(this.cacheFile);
+  }
+
+  private check(status: number, call: string): void {
+    if (status !== 0) throw new Error(`cuBLASLt error ${String(this.getStatusName(status))} (${status}) in ${call}`);
+  }
+
+  /**
+   * out[M, N] (outType) = x[M, K] w[N, K]^T (+ bias[N]) with epilogue, plus the old out when `accumulate`;
+   * x, w and bias are `inType`.
+   */
+  matmul(out: number, outType: DType, x: number, w: number, bias: number, epilogue: number, M: number, N: number, K: number, inType: DType, accumulate = false): void {
+    const plan = this.plan(outType, inType, epilogue, M, N, K);
+    if (bias) {
+      this.ptr[0] = BigInt(bias);
+      this.check(this.fns.descSet(plan.desc, DESC.BIAS_POINTER, this.ptr, 8), 'cublasLtMatmulDescSetAttribute(BIAS_POINTER)');
+    }
+    this.run(plan, out, x, w, plan.algo, accumulate);
+  }
+
+  private run(p: Plan, out: number, x: number, w: number, algo: Buffer, accumulate = false): void {
+    this.check(this.fns.matmul(this.handle, p.desc, this.one, w, p.a, x, p.b, accumulate ? this.one : this.zero, out, p.c, out, p.c, algo,
+      this.workspace.ptr, this.workspace.bytes, this.stream), 'cublasLtMatmul');
+  }
+
+  private plan(outType: DType, inType: DType, epilogue: number, M: number, N: number, K: number): Plan {
+    const key = `${inType}>${outType} e${epilogue} M${M} N${N} K${K}`;
+    let plan = this.plans.get(key);
+    if (plan) return plan;
+    const h = (name: keyof typeof SIGNATURES, ...args: unknown[]): Handle => {
+      const out: Handle[] = [null];
+      this.check(this.fns[name](out, ...args), String(name));
+      return out[0];
+    };
+    const desc = h('descCreate', COMPUTE_32F, CUDA_R.f32);
+    const setInt = (attr: number, v: number) => {
+      this.int[0] = v;
+      this.check(this.fns.descSet(desc, attr, this.int, 4), `cublasLtMatmulDescSetAttribute(${attr})`);
+    };
+    setInt(DESC.TRANSA, OP_T);
+    setInt(DESC.TRANSB, OP_N);
+    setInt(DESC.EPILOGUE, epilogue);
+    // column-major view of row-major data: w is K x N (op T), x is K x M, out is N x M
+    const a = h('layoutCreate', CUDA_R[inType], K, N, K);
+    const b = h('layoutCreate', CUDA_R[inType], K, M, K);
+    const c = h('layoutCreate', CUDA_R[outType], N, M, N);
+    plan = { hasBias: epilogue === EPILOGUE.BIAS || epilogue === EPILOGUE.GELU_BIAS, desc, a, b, c, algo: Buffer.alloc(64) };
+    const cached = this.tuned[key];
+    plan.algo = cached ? Buffer.from(cached, 'hex') : this.tune(plan, outType, inType, M, N, K, key);
+    this.plans.set(key, plan);
+    return plan;
+  }
+
+  /** Times the heuristic's candidates on scratch data and keeps the fastest. */
+  private tune(plan: Plan, outType: DType, inType: DType, M: number, N: number, K: number, key: string): Buffer {
+    const prefOut: Handle[] = [null];
+    this.check(this.fns.prefCreate(prefOut), 'cublasLtMatmulPreferenceCreate');
+    const pref = prefOut[0];
+    this.check(this.fns.prefSet(pref, PREF_MAX_WORKSPACE, new BigUint64Array([BigInt(this.workspace.bytes)]), 8), 'cublasLtMatmulPreferenceSetAttribute');
+    const results = Buffer.alloc(HEURISTIC_BYTES * CANDIDATES);
+    const returned = [0];
+    this.check(this.fns.heuristic(this.handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, CANDIDATES, results, returned), `cublasLtMatmulAlgoGetHeuristic(${key})`);
+    this.fns.prefDestroy(pref);
+    if (returned[0] === 0) throw new Error(`cuBLASLt has no algorithm for ${key}`);
+    const size = (t: DType) => (t === 'f32' ? 4 : 2);
+    // operands: any memory of the right size works for timing; bias reads stay inside w
+    const bytes = Math.max(M * K, N * K) * size(inType) + M * N * size(outType);
+    const scratch = [0];
+    this.driver.call('cuMemAlloc', scratch, bytes);
+    const x = scratch[0], w = scratch[0], out = scratch[0] + Math.max(M * K, N * K) * size(inType);
+    if (plan.hasBias) {
+      this.ptr[0] = BigInt(w);
+      this.check(this.fns.descSet(plan.desc, DESC.BIAS_POINTER, this.ptr, 8), 'cublasLtMatmulDescSetAttribute(BIAS_POINTER)');
+    }
+    let best = -1, bestMs = Infinity;
+    const ev = [this.driver.handle('cuEventCreate', 0), this.driver.handle('cuEventCreate', 0)];
+    try {
+      for (let i = 0; i < returned[0]; i++) {
+        const algo = results.subarray(i * HEURISTIC_BYTES, i * HEURISTIC_BYTES + 64);
+        if (results.readInt32LE(i * HEURISTIC_BYTES + 72) !== 0) continue; // state: not supported
+        try {
+          this.run(plan, out, x, w, algo);
+          this.driver.call('cuEventRecord', ev[0], this.stream);
+          for (let r = 0; r < 5; r++) this.run(plan, out, x, w, algo);
+          this.driver.call('cuEventRecord', ev[1], this.stream);
+          this.driver.call('cuEventSynchronize', ev[1]);
+          const ms = [0];
+          this.driver.call('cuEventElapsedTime', ms, ev[0], ev[1]);
+          if (ms[0] < bestMs) {
+            bestMs = ms[0];
+            best = i;
+          }
+        } catch {
+          // a candidate that fails to run is skipped
+        }
+      }
+    } finally {
+      this.driver.call('cuStreamSynchronize', this.stream);
+      this.driver.call('cuMemFree', scratch[0]);
+      for (const e of ev) this.driver.call('cuEventDestroy', e);
+    }
+    if (best < 0) throw new Error(`no cuBLASLt algorithm ran for ${key}`);
+    const algo = Buffer.from(results.subarray(best * HEURISTIC_BYTES, best * HEURISTIC_BYTES + 64));
+    this.tuned[key] = algo.toString('hex');
+    writeCache(this.cacheFile, this.tuned);
+    return algo;
+  }
+
+  dispose(): void {
+    this.fns.destroy(this.handle);
+  }
+}
+
+function readCache(file: string): Record<string, string> {
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8'));
+    return typeof v === 'object' && v && !Array.isArray(v) ? v : {};
+  } catch {
+    return {};
+  }
+}
+
+function writeCache(file: string, value: Record<string, string>): void {
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(`${file}.tmp`, JSON.stringify(value, null, 1));
+    renameSync(`${file}.tmp`, file);
+  } catch {
+    // an unwritable cache only costs tuning again next time
+  }
+}
+
+export { koffi };

@@ -1,0 +1,16 @@
+// Launcher for kernels/embedding.cu.
+import type { Tensor } from '../../ops/backend.js';
+import type { CudaContext } from './backend.js';
+import { ptr, sfx } from './tensor.js';
+
+export function embed(c: CudaContext, out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor,
+  typeIds: Tensor | null, types: Tensor | null, n: number): void {
+  if (n === 0) return;
+  const H = tok.shape[1];
+  c.kernels.get('embedding', `embed_${sfx(out.dtype)}`, 'pppppppi')
+    .launch(c.stream, n, 1, 1, Math.min(256, roundWarp(H)), 0, ptr(out), ptr(ids), ptr(positions), ptr(tok), ptr(pos), ptr(typeIds), ptr(types), H);
+}
+
+export function roundWarp(n: number): number {
+  return Math.max(32, Math.ceil(n / 32) * 32);
+}

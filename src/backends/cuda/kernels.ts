@@ -1,0 +1,101 @@
+// Loading the fatbins nvcc built (dist/kernels/*.fatbin) and launching their kernels. Each kernel keeps
+// one parameter block in native memory (argument slots plus the pointer array cuLaunchKernel reads), so a
+// launch writes its arguments in place and makes one FFI call.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fail } from '../../errors.js';
+import { koffi, type Driver, type Handle } from './driver.js';
+
+/** Argument kinds: p = device pointer (0 for null), i = int32, f = float32, u = uint64. */
+export type ArgSpec = string;
+
+const KERNEL_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'kernels');
+
+export class Kernel {
+  private readonly slots: DataView;
+  private readonly params: unknown;
+  private readonly launchFn: (...args: unknown[]) => number;
+
+  constructor(private readonly driver: Driver, readonly name: string, private readonly fn: Handle, private readonly spec: ArgSpec) {
+    const n = Math.max(1, spec.length);
+    const slots = koffi.alloc('uint64_t', n);
+    this.params = koffi.alloc('void *', n);
+    this.slots = new DataView(koffi.view(slots, 8 * n));
+    const ptrs = new DataView(koffi.view(this.params, 8 * n));
+    const base = koffi.address(slots);
+    for (let i = 0; i < n; i++) ptrs.setBigUint64(8 * i, base + BigInt(8 * i), true);
+    this.launchFn = driver.raw('cuLaunchKernel');
+  }
+
+  /** Grid (x, y, z), block threads, dynamic shared memory bytes, then the arguments in spec order. */
+  launch(stream: Handle, gx: number, gy: number, gz: number, threads: number, smem: number, ...args: number[]): void {
+    const s = this.slots, spec = this.spec;
+    if (args.length !== spec.length) throw new Error(`internal: ${this.name} takes ${spec.length} arguments, got ${args.length}`);
+    for (let i = 0; i < spec.length; i++) {
+      const v = args[i], o = 8 * i;
+      switch (spec.charCodeAt(i)) {
+        case 112: // p
+        case 117: // u
+          s.setUint32(o, v % 4294967296, true);
+          s.setUint32(o + 4, Math.floor(v / 4294967296), true);
+          break;
+        case 105: // i
+          s.setInt32(o, v, true);
+          break;
+        default: // f
+          s.setFloat32(o, v, true);
+      }
+    }
+    const status = this.launchFn(this.fn, gx, gy, gz, threads, 1, 1, smem, stream, this.params, null);
+    if (status !== 0) throw this.driver.error(status, `cuLaunchKernel(${this.name})`);
+  }
+
+  /** Allows more than 48 KiB of dynamic shared memory. */
+  allowSharedMemory(bytes: number): void {
+    this.driver.call('cuFuncSetAttribute', this.fn, 8 /* MAX_DYNAMIC_SHARED_SIZE_BYTES */, bytes);
+  }
+}
+
+export class KernelSet {
+  private readonly modules: Handle[] = [];
+  private readonly byName = new Map<string, Kernel>();
+  private readonly moduleOf = new Map<string, Handle>();
+
+  constructor(private readonly driver: Driver, dir = KERNEL_DIR) {
+    const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.fatbin')) : [];
+    if (files.length === 0) {
+      fail('device', `the CUDA kernels are not built (no fatbins in ${dir}); install the CUDA toolkit (nvcc) and run npm run build`);
+    }
+    for (const f of files) {
+      const image = readFileSync(join(dir, f));
+      let mod: Handle;
+      try {
+        mod = driver.handle('cuModuleLoadData', image);
+      } catch (err) {
+        return fail('device', `could not load ${join(dir, f)} on this GPU (${(err as Error).message}); rebuild the kernels for its architecture (PEREGRINE_CUDA_ARCHS) with npm run build`);
+      }
+      this.modules.push(mod);
+      this.moduleOf.set(f.replace(/\.fatbin$/, ''), mod);
+    }
+  }
+
+  /** The kernel `name` from the fatbin of family `family` (the .cu file name). */
+  get(family: string, name: string, spec: ArgSpec): Kernel {
+    const key = `${family}/${name}`;
+    let k = this.byName.get(key);
+    if (!k) {
+      const mod = this.moduleOf.get(family);
+      if (!mod) throw new Error(`internal: no kernel family ${family}`);
+      k = new Kernel(this.driver, name, this.driver.handle('cuModuleGetFunction', mod, name), spec);
+      this.byName.set(key, k);
+    }
+    return k;
+  }
+
+  dispose(): void {
+    for (const m of this.modules) this.driver.call('cuModuleUnload', m);
+    this.modules.length = 0;
+    this.byName.clear();
+  }
+}

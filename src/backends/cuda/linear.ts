@@ -1,0 +1,62 @@
+// out = act(x w^T + bias): our GEMV kernel for 1..8 rows (decode, bandwidth-bound), cuBLASLt beyond
+// (with its bias / GELU epilogues; exact gelu and tanh run as a separate bias+activation kernel). The
+// fused forms put a pre-LN block's LayerNorm in front of the GEMM and the residual add behind it.
+import type { Activation, Tensor } from '../../ops/backend.js';
+import type { CudaContext } from './backend.js';
+import { EPILOGUE } from './blas.js';
+import { layerNorm } from './layernorm.js';
+import { ptr, sfx } from './tensor.js';
+
+export const GEMV_MAX_ROWS = 8;
+const ACT_CODE: Record<Activation, number> = { none: 0, gelu: 1, gelu_tanh: 2, tanh: 3 };
+const SPEC = 'ppppiiiippfi'; // out, x, w, bias, act, N, K, wpr, gamma, beta, eps, rows
+
+/** Warps per output row: enough that a lane loads at most 8 vectors per round, and enough blocks to fill the GPU. */
+function warpsPerRow(c: CudaContext, N: number, K: number, vector: number): number {
+  const nv = K % vector === 0 ? K / vector : K;
+  let wpr = 1;
+  while (wpr < 8 && Math.ceil(nv / (32 * wpr)) > 8) wpr *= 2;
+  while (wpr < 8 && Math.ceil(N / (8 / wpr)) < 2 * c.sms) wpr *= 2;
+  return wpr;
+}
+
+type Variant = 'gemv' | 'norm_gemv' | 'res_gemv';
+
+function gemv(c: CudaContext, variant: Variant, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number,
+  gamma: Tensor | null = null, beta: Tensor | null = null, eps = 0): void {
+  const [N, K] = w.shape;
+  const s = sfx(w.dtype);
+  const m = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8;
+  const name = variant === 'res_gemv' ? `res_gemv${m}_${s}` : `${variant}${m}_${s}_${out.dtype === w.dtype ? s : 'f32out'}`;
+  const wpr = warpsPerRow(c, N, K, w.dtype === 'f32' ? 4 : 8);
+  c.kernels.get('gemv', name, SPEC).launch(c.stream, Math.ceil(N / (8 / wpr)), 1, 1, 256, 0,
+    ptr(out), ptr(x), ptr(w), ptr(bias), ACT_CODE[act], N, K, wpr, ptr(gamma), ptr(beta), eps, n);
+}
+
+export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number, accumulate = false): void {
+  if (n === 0) return;
+  const [N, K] = w.shape;
+  if (n <= GEMV_MAX_ROWS) return gemv(c, accumulate ? 'res_gemv' : 'gemv', out, x, w, bias, act, n);
+  // cuBLASLt's GELU epilogue is the tanh approximation (gelu_new)
+  const fused = act === 'none' || act === 'gelu_tanh';
+  const epilogue = act === 'gelu_tanh' ? (bias ? EPILOGUE.GELU_BIAS : EPILOGUE.GELU) : bias ? EPILOGUE.BIAS : EPILOGUE.DEFAULT;
+  c.blas.matmul(ptr(out), out.dtype, ptr(x), ptr(w), ptr(bias), epilogue, n, N, K, w.dtype, accumulate);
+  if (!fused) {
+    const total = n * N;
+    c.kernels.get('rows', `bias_act_${sfx(out.dtype)}`, 'ppiiu')
+      .launch(c.stream, Math.min(4096, Math.ceil(total / 256)), 1, 1, 256, 0, ptr(out), 0, ACT_CODE[act], N, total);
+  }
+}
+
+export function normLinear(c: CudaContext, out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, w: Tensor, bias: Tensor | null,
+  act: Activation, n: number, scratch: Tensor): void {
+  if (n === 0) return;
+  if (n <= GEMV_MAX_ROWS) return gemv(c, 'norm_gemv', out, x, w, bias, act, n, gamma, beta, eps);
+  layerNorm(c, scratch, x, gamma, beta, eps, n);
+  linear(c, out, scratch, w, bias, act, n);
+}
+
+export function linearResidual(c: CudaContext, residual: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number, _scratch: Tensor): void {
+  // the GEMV adds into the residual in place; cuBLASLt does it with beta = 1 and C = D = residual
+  linear(c, residual, x, w, bias, 'none', n, true);
+}

@@ -1,0 +1,38 @@
+// Launchers for kernels/rows.cu: gathering rows, mean pooling, and converting checkpoint weights.
+import type { HostWeight } from '../../loaders/dtypes.js';
+import type { Tensor } from '../../ops/backend.js';
+import type { CudaContext } from './backend.js';
+import { ptr, sfx, type CudaTensor } from './tensor.js';
+
+export function gatherRows(c: CudaContext, out: Tensor, x: Tensor, srcRows: Tensor, dstRows: Tensor, n: number): void {
+  if (n === 0) return;
+  c.kernels.get('rows', `gather_rows_${sfx(out.dtype)}`, 'ppppi')
+    .launch(c.stream, n, 1, 1, 256, 0, ptr(out), ptr(x), ptr(srcRows), ptr(dstRows), x.shape[1]);
+}
+
+export function meanPool(c: CudaContext, out: Tensor, x: Tensor, starts: Tensor, lengths: Tensor, n: number): void {
+  if (n === 0) return;
+  c.kernels.get('rows', `mean_pool_${sfx(out.dtype)}`, 'ppppi')
+    .launch(c.stream, n, 1, 1, 256, 0, ptr(out), ptr(x), ptr(starts), ptr(lengths), x.shape[1]);
+}
+
+const STORED = { F32: 'f32', F16: 'f16', BF16: 'bf16' } as const;
+
+/** Copies checkpoint bytes to `dst`, converting dtype and transposing ([in, out] -> [out, in]) on the device. */
+export function uploadWeight(c: CudaContext, dst: CudaTensor, src: HostWeight, shape: number[], transpose: boolean, alloc: (bytes: number) => number): void {
+  const from = STORED[src.dtype];
+  if (from === dst.dtype && !transpose) {
+    c.driver.call('cuMemcpyHtoD', dst.ptr, src.bytes, src.bytes.length);
+    return;
+  }
+  const staging = alloc(src.bytes.length);
+  try {
+    c.driver.call('cuMemcpyHtoD', staging, src.bytes, src.bytes.length);
+    const rows = shape[0], cols = shape.length > 1 ? shape.slice(1).reduce((a, d) => a * d, 1) : 1;
+    c.kernels.get('rows', `convert_${from}_to_${sfx(dst.dtype)}`, 'ppiii')
+      .launch(c.stream, Math.min(8192, Math.ceil((rows * cols) / 256)), 1, 1, 256, 0, dst.ptr, staging, rows, cols, transpose ? 1 : 0);
+    c.driver.call('cuStreamSynchronize', c.stream);
+  } finally {
+    c.driver.call('cuMemFree', staging);
+  }
+}

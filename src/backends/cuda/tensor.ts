@@ -1,0 +1,20 @@
+// Device tensors: a device address, the bytes it spans, and whether this tensor owns the allocation.
+import { dtypeBytes, numel, type DType, type Tensor } from '../../ops/backend.js';
+
+export class CudaTensor implements Tensor {
+  readonly bytes: number;
+  constructor(readonly shape: readonly number[], readonly dtype: DType, readonly ptr: number, readonly owned: boolean) {
+    this.bytes = numel(shape) * dtypeBytes(dtype);
+  }
+}
+
+/** The device address of a tensor, 0 for none. */
+export function ptr(t: Tensor | null): number {
+  return t ? (t as CudaTensor).ptr : 0;
+}
+
+/** Kernel name suffix of a dtype (kernels/common.cuh FOR_EACH_DTYPE). */
+export function sfx(dtype: DType): 'f32' | 'f16' | 'bf16' {
+  if (dtype === 'i32') throw new Error('internal: no float kernels for i32 tensors');
+  return dtype;
+}

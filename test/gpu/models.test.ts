@@ -1,0 +1,106 @@
+// The GPT-2 and BERT fixtures on the GPU against the Hugging Face references: fp32 within 1e-3 with greedy
+// tokens identical for 32 steps (decode steps replayed from a CUDA graph), fp16 and bf16 within 2e-2.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { CudaBackend } from '../../src/backends/cuda/backend.js';
+import { loadEmbedder, loadGenerator } from '../../src/index.js';
+import type { CausalLM } from '../../src/models/model.js';
+import { assertClose, flat } from '../helpers/close.js';
+import { fixture, reference } from '../helpers/fixtures.js';
+import { noGpu } from './helpers.js';
+
+const skip = noGpu();
+const TOL = { f32: 1e-3, f16: 2e-2, bf16: 2e-2 } as const;
+
+interface Gpt2Ref {
+  forward: { ids: number[]; argmax: number[]; logits: number[][]; indices?: number[] }[];
+  greedy: { ids: number[]; generated: number[] }[];
+}
+
+function allLogits(model: CausalLM, ids: number[]): Float32Array {
+  const n = ids.length;
+  model.reserve(n, n);
+  const rows = Int32Array.from({ length: n }, (_, i) => i);
+  model.prefill({ n, ids: Int32Array.from(ids), positions: rows, slots: new Int32Array(n), outRows: rows, outSlots: rows, outCount: n });
+  model.prefillLogits(n);
+  return model.backend.readFloat(model.io.logits, n * model.info.vocabSize).slice();
+}
+
+for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+  for (const name of ['gpt2-tiny', 'gpt2-wide']) {
+    describe(`${name} on the GPU in ${dtype}`, { skip: skip ?? false }, () => {
+      const ref = reference<Gpt2Ref>(name);
+
+      test(`logits at every position within ${TOL[dtype]}`, async () => {
+        const gen = await loadGenerator(fixture(name), { device: 'cuda', dtype });
+        const V = gen.model.info.vocabSize;
+        for (const f of ref.forward) {
+          const logits = allLogits(gen.model, f.ids);
+          for (let pos = 0; pos < f.ids.length; pos++) {
+            const row = logits.subarray(pos * V, (pos + 1) * V);
+            const got = f.indices ? f.indices.map((i) => row[i]) : Array.from(row);
+            assertClose(got, f.logits[pos], TOL[dtype], `prompt of ${f.ids.length}, position ${pos}`);
+          }
+        }
+        gen.model.dispose();
+        gen.model.backend.dispose();
+      });
+
+      if (dtype === 'f32') {
+        test('greedy tokens identical for 32 steps, all prompts in one batch, decode replayed from a graph', async () => {
+          const gen = await loadGenerator(fixture(name), { device: 'cuda', dtype });
+          const results = await gen.generateIds(ref.greedy.map((g) => g.ids), { maxNewTokens: 32, stopAtEos: false });
+          results.forEach((r, i) => assert.deepEqual(r.ids, ref.greedy[i].generated, `prompt ${i}`));
+          const nodes = (gen.model.backend as CudaBackend).graphNodes(`decode:${ref.greedy.length}`);
+          assert.ok(nodes > 10, `the decode step was captured as a graph (${nodes} nodes)`);
+          // and again, each prompt alone
+          for (const g of ref.greedy) {
+            const [r] = await gen.generateIds([g.ids], { maxNewTokens: 32, stopAtEos: false });
+            assert.deepEqual(r.ids, g.generated);
+          }
+          gen.model.dispose();
+          gen.model.backend.dispose();
+        });
+      }
+    });
+  }
+
+  for (const name of ['bert-tiny', 'bert-wide']) {
+    describe(`${name} on the GPU in ${dtype}`, { skip: skip ?? false }, () => {
+      test(`hidden states, pooling and classification within ${TOL[dtype]}`, async () => {
+        const ref = reference<{ inputs: { ids: number[] }[]; hidden: number[][][]; cls: number[][]; mean: number[][]; logits?: number[][] }>(name);
+        const emb = await loadEmbedder(fixture(name), { device: 'cuda', dtype });
+        const seqs = ref.inputs.map((x) => Int32Array.from(x.ids));
+        const H = emb.model.info.hidden;
+        const out = emb.model.encode(seqs, { pooling: 'mean', classify: !!ref.logits });
+        ref.hidden.forEach((h, i) => assertClose(out.hidden.subarray(out.starts[i] * H, (out.starts[i] + out.lengths[i]) * H), flat(h), TOL[dtype], `hidden ${i}`));
+        assertClose(out.pooled!, flat(ref.mean), TOL[dtype], 'mean pooled');
+        if (ref.logits) assertClose(out.logits!, flat(ref.logits), TOL[dtype], 'classification logits');
+        const cls = emb.model.encode(seqs, { pooling: 'cls' }).pooled!;
+        assertClose(cls, flat(ref.cls), TOL[dtype], 'cls pooled');
+        emb.model.dispose();
+      });
+    });
+  }
+}
+
+describe('planning GPU memory', { skip: skip ?? false }, () => {
+  test('asking for more than fits fails at load, saying how much and what to lower', async () => {
+    await assert.rejects(loadGenerator(fixture('gpt2-wide'), { device: 'cuda', maxBatch: 20_000_000, maxSeqLen: 128 }), (err: unknown) => {
+      const e = err as { code?: string; message: string };
+      assert.equal(e.code, 'out-of-memory', e.message);
+      assert.match(e.message, /out of GPU memory allocating .* GiB.*free.*lower --max-batch or --max-seq-len/);
+      assert.ok(!e.message.includes('\n'));
+      return true;
+    });
+  });
+
+  test('inspect --device cuda prints the plan in the compute dtype', async () => {
+    const { inspectModel } = await import('../../src/index.js');
+    const r = await inspectModel(fixture('gpt2-wide'), { device: 'cuda', dtype: 'bf16', maxBatch: 4, maxSeqLen: 128 });
+    assert.equal(r.device, 'cuda');
+    assert.equal(r.dtype, 'bf16');
+    const kv = r.memory.regions.find((x) => x.name === 'kv-cache')!.bytes;
+    assert.equal(kv, 2 * 2 * 4 * 128 * 64 * 2);
+  });
+});
