@@ -39,7 +39,7 @@ export class BenchArgs {
 
 export function markdownTable(rows: Record<string, string | number>[]): string {
   const cols = Object.keys(rows[0] ?? {});
-  const cell = (v: string | number) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)) : v);
+  const cell = (v: string | number) => (typeof v !== 'number' ? v : Number.isInteger(v) || Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));
   return [
     `| ${cols.join(' | ')} |`,
     `| ${cols.map(() => '---').join(' | ')} |`,

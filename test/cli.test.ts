@@ -5,7 +5,7 @@ import { cpSync, mkdtempSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { CLI, fixture, reference } from './helpers/fixtures.js';
+import { CLI, fixture, hasGpuDriver, reference } from './helpers/fixtures.js';
 
 const root = mkdtempSync(join(tmpdir(), 'peregrine-cli-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -64,7 +64,7 @@ describe('generate', () => {
     failsWith(['generate', ...m, '-p', 'x', '-k', '2.5'], /--top-k/);
     failsWith(['generate', ...m, '-p', 'x', '-n', '100'], /beyond the model's 64/);
     failsWith(['generate', ...m, '-p', 'x', '--device', 'tpu'], /Allowed choices are cpu, cuda, auto/);
-    if (!process.env.PEREGRINE_TEST_HAS_GPU) failsWith(['generate', ...m, '-p', 'x', '--device', 'cuda'], /no NVIDIA driver found/);
+    if (!hasGpuDriver()) failsWith(['generate', ...m, '-p', 'x', '--device', 'cuda'], /no NVIDIA driver found/);
     failsWith(['generate', ...m, '-p', 'x', '--dtype', 'f8'], /Allowed choices are f32, f16, bf16/);
     failsWith(['generate', '-p', 'x'], /required option '-m, --model/);
     failsWith(['generate', ...m], /required option '-p, --prompt/);

@@ -8,7 +8,7 @@ import { inspectModel, loadEmbedder, loadGenerator, loadModel, PeregrineError, t
 import { encodeSafetensors } from '../src/loaders/safetensors-write.js';
 import { SafetensorsFile } from '../src/loaders/safetensors.js';
 import { writeRandomBert, writeRandomGpt2 } from '../src/testing/random-model.js';
-import { fixture, FIXTURES } from './helpers/fixtures.js';
+import { fixture, FIXTURES, hasGpuDriver } from './helpers/fixtures.js';
 
 const root = mkdtempSync(join(tmpdir(), 'peregrine-load-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -151,7 +151,7 @@ describe('bad model directories', () => {
 describe('bad load options and model kinds', () => {
   test('max batch must be a positive integer', () => fails(loadModel(base, { maxBatch: 0 }), 'bad-argument', /max batch/));
   test('max sequence length beyond the model', () => fails(loadModel(base, { maxSeqLen: 4096 }), 'bad-argument', /beyond the model's 32/));
-  test('cuda without a GPU says so', { skip: process.env.PEREGRINE_TEST_HAS_GPU ? 'this machine has a GPU' : false }, () =>
+  test('cuda without a GPU says so', { skip: hasGpuDriver() ? 'this machine has a GPU' : false }, () =>
     fails(loadModel(base, { device: 'cuda' }), 'device', /NVIDIA driver.*--device cpu/));
   test('dtype f16 on the CPU is refused', () => fails(loadModel(base, { device: 'cpu', dtype: 'f16' }), 'bad-argument', /fp32.*--device cuda/));
   test('generate on an encoder', () => fails(loadGenerator(fixture('bert-tiny')), 'bad-request', /encoder/));

@@ -2,9 +2,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { loadEmbedder, loadGenerator } from '../src/index.js';
-import type { CausalLM } from '../src/models/model.js';
 import { assertClose, flat } from './helpers/close.js';
 import { fixture, reference } from './helpers/fixtures.js';
+import { allLogits } from './helpers/logits.js';
 
 interface Gpt2Ref {
   prompts: { text?: string; ids: number[] }[];
@@ -20,16 +20,6 @@ interface BertRef {
   cls_normalized: number[][];
   mean_normalized: number[][];
   logits?: number[][];
-}
-
-/** Logits at every position of one sequence: a prefill of the whole prompt that keeps every row. */
-function allLogits(model: CausalLM, ids: number[]): Float32Array {
-  const n = ids.length;
-  model.reserve(n, n);
-  const rows = Int32Array.from({ length: n }, (_, i) => i);
-  model.prefill({ n, ids: Int32Array.from(ids), positions: rows, slots: new Int32Array(n), outRows: rows, outSlots: rows, outCount: n });
-  model.prefillLogits(n);
-  return model.backend.readFloat(model.io.logits, n * model.info.vocabSize).slice();
 }
 
 function logsumexp(row: Float32Array): number {

@@ -56,6 +56,8 @@ function buildProgram(): Command {
     .option('-s, --seed <n>', 'sampling seed: the same seed gives the same tokens', int('--seed', 0))
     .option('--ignore-eos', 'keep generating past the end-of-sequence token')
     .option('--json', 'print one JSON object {"ids": [...], "text": "..."} per prompt instead of streaming text')
+    .option('--max-batch <n>', 'plan memory at load for this many sequences', int('--max-batch', 1))
+    .option('--max-seq-len <n>', 'plan memory at load for sequences of this many tokens', int('--max-seq-len', 1))
     .action(async (o: CommonFlags & { prompt: string[]; maxNewTokens: number; temperature?: number; topK?: number; topP?: number; seed?: number; ignoreEos?: boolean; json?: boolean }) => {
       const gen = await loadGenerator(o.model, loadOptions(o));
       const opts: GenerateOptions = { maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, seed: o.seed, stopAtEos: !o.ignoreEos };

@@ -11,10 +11,6 @@ export class Checkpoint {
    */
   constructor(readonly store: WeightStore, readonly prefix: string, private readonly implied: string) {}
 
-  has(name: string): boolean {
-    return this.store.has(this.prefix + name);
-  }
-
   /** The first of `names` the checkpoint holds (old and new spellings of one weight). */
   private resolve(names: string[]): string {
     for (const n of names) if (this.store.has(this.prefix + n)) return this.prefix + n;

@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { loadEmbedder, loadGenerator } from '../../src/index.js';
-import type { CausalLM } from '../../src/models/model.js';
 import { assertClose, flat } from '../helpers/close.js';
 import { fixture, reference } from '../helpers/fixtures.js';
+import { allLogits } from '../helpers/logits.js';
 import { noGpu } from './helpers.js';
 
 const skip = noGpu();
@@ -15,15 +15,6 @@ const TOL = { f32: 1e-3, f16: 2e-2, bf16: 2e-2 } as const;
 interface Gpt2Ref {
   forward: { ids: number[]; argmax: number[]; logits: number[][]; indices?: number[] }[];
   greedy: { ids: number[]; generated: number[] }[];
-}
-
-function allLogits(model: CausalLM, ids: number[]): Float32Array {
-  const n = ids.length;
-  model.reserve(n, n);
-  const rows = Int32Array.from({ length: n }, (_, i) => i);
-  model.prefill({ n, ids: Int32Array.from(ids), positions: rows, slots: new Int32Array(n), outRows: rows, outSlots: rows, outCount: n });
-  model.prefillLogits(n);
-  return model.backend.readFloat(model.io.logits, n * model.info.vocabSize).slice();
 }
 
 for (const dtype of ['f32', 'f16', 'bf16'] as const) {

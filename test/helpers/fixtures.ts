@@ -1,11 +1,22 @@
 // Paths of the committed fixtures (test/fixtures, next to the compiled dist/test).
 import { readFileSync } from 'node:fs';
+import koffi from 'koffi';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const FIXTURES = join(ROOT, 'test', 'fixtures');
 export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+
+/** Whether this machine has an NVIDIA driver (some CPU-suite tests are about machines without one). */
+export function hasGpuDriver(): boolean {
+  try {
+    koffi.load('libcuda.so.1');
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export function fixture(name: string): string {
   return join(FIXTURES, name);

@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { DType } from '../../ops/backend.js';
-import { koffi, type Driver, type Handle } from './driver.js';
+import type { Driver, Handle } from './driver.js';
 import { loadCublasLt } from './libs.js';
 
 const SIGNATURES = {
@@ -200,4 +200,3 @@ function writeCache(file: string, value: Record<string, string>): void {
   }
 }
 
-export { koffi };
