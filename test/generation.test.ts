@@ -170,5 +170,6 @@ describe('sampling', () => {
     await assert.rejects(gen.generate([]), (e: unknown) => isBadArgument(e) && /no prompts/.test((e as Error).message));
     await assert.rejects(gen.generate('word '.repeat(70)), (e: unknown) => isBadArgument(e) && /beyond the model's 64/.test((e as Error).message));
     await assert.rejects(gen.generateIds([[1, 99999]]), (e: unknown) => isBadArgument(e) && /outside the vocabulary/.test((e as Error).message));
+    await assert.rejects(gen.generateIds([[1, 2], Array(60).fill(5)], { maxNewTokens: 10 }), (e: unknown) => isBadArgument(e) && /prompt 1 has 60 tokens.*beyond the model's 64/.test((e as Error).message));
   });
 });

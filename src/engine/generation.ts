@@ -51,35 +51,29 @@ export function checkGenerateOptions(o: GenerateOptions): { maxNewTokens: number
 export class TextGenerator {
   constructor(readonly model: CausalLM, readonly tokenizer: Tokenizer) {}
 
-  /** Tokenizes prompts, refusing empty ones and ones the model cannot hold. */
-  encodePrompts(prompts: string[], maxNewTokens: number): number[][] {
+  /** Tokenizes prompts, refusing empty ones (streamIds checks the rest). */
+  encodePrompts(prompts: string[]): number[][] {
     if (prompts.length === 0) fail('bad-request', 'no prompts given; pass at least one prompt');
-    const maxPos = this.model.info.maxPositions;
     return prompts.map((p, i) => {
       const which = prompts.length > 1 ? `prompt ${i}` : 'the prompt';
       if (typeof p !== 'string') fail('bad-request', `${which} is not a string`);
       const ids = this.tokenizer.encode(p);
       if (ids.length === 0) fail('bad-request', `${which} is empty; give at least one token of text`);
-      if (ids.length + maxNewTokens > maxPos) {
-        fail('bad-request', `${which} has ${ids.length} tokens; with ${maxNewTokens} new tokens that is ${ids.length + maxNewTokens} positions, beyond the model's ${maxPos}; shorten the prompt or ask for fewer new tokens`);
-      }
       return ids;
     });
   }
 
   /** Streams tokens of every prompt as they are produced. */
   async *stream(prompts: string | string[], options: GenerateOptions = {}): AsyncGenerator<TokenEvent> {
-    const list = typeof prompts === 'string' ? [prompts] : prompts;
-    const { maxNewTokens } = checkGenerateOptions(options);
-    yield* this.streamIds(this.encodePrompts(list, maxNewTokens), options, true);
+    checkGenerateOptions(options);
+    yield* this.streamIds(this.encodePrompts(typeof prompts === 'string' ? [prompts] : prompts), options, true);
   }
 
   async generate(prompt: string, options?: GenerateOptions): Promise<GenerationResult>;
   async generate(prompts: string[], options?: GenerateOptions): Promise<GenerationResult[]>;
   async generate(prompts: string | string[], options: GenerateOptions = {}): Promise<GenerationResult | GenerationResult[]> {
-    const list = typeof prompts === 'string' ? [prompts] : prompts;
-    const { maxNewTokens } = checkGenerateOptions(options);
-    const results = await this.collect(this.encodePrompts(list, maxNewTokens), options);
+    checkGenerateOptions(options);
+    const results = await this.collect(this.encodePrompts(typeof prompts === 'string' ? [prompts] : prompts), options);
     return typeof prompts === 'string' ? results[0] : results;
   }
 
@@ -103,11 +97,16 @@ export class TextGenerator {
     const { maxNewTokens, params } = checkGenerateOptions(options);
     const stopAtEos = options.stopAtEos ?? true;
     const eos = stopAtEos ? this.model.eosTokenId : undefined;
-    const V = this.model.info.vocabSize;
+    const V = this.model.info.vocabSize, maxPos = this.model.info.maxPositions;
+    if (prompts.length === 0) fail('bad-request', 'no prompts given; pass at least one prompt');
     for (const [i, p] of prompts.entries()) {
-      if (p.length === 0) fail('bad-request', `prompt ${i} has no tokens`);
+      const which = prompts.length > 1 ? `prompt ${i}` : 'the prompt';
+      if (p.length === 0) fail('bad-request', `${which} has no tokens`);
       if (p.some((id) => !Number.isSafeInteger(id) || id < 0 || id >= V)) {
-        fail('bad-request', `prompt ${i} has a token id outside the vocabulary (0 .. ${V - 1})`);
+        fail('bad-request', `${which} has a token id outside the vocabulary (0 .. ${V - 1})`);
+      }
+      if (p.length + maxNewTokens > maxPos) {
+        fail('bad-request', `${which} has ${p.length} tokens; with ${maxNewTokens} new tokens that is ${p.length + maxNewTokens} positions, beyond the model's ${maxPos}; shorten the prompt or ask for fewer new tokens`);
       }
     }
     const B = prompts.length;

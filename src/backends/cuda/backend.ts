@@ -81,7 +81,6 @@ export class CudaBackend implements Backend {
     this.pinned = { ptr: p, view: koffi.view(p, 1 << 16) };
   }
 
-
   /** Free device memory, in bytes. */
   freeMemory(): number {
     const free = [0], total = [0];
@@ -123,7 +122,7 @@ export class CudaBackend implements Backend {
   }
 
   arena(bytes: number): Tensor {
-    return new CudaTensor([bytes], 'f32', this.alloc(bytes, 'the activation arena'), true);
+    return new CudaTensor([Math.ceil(bytes / 4)], 'f32', this.alloc(bytes, 'the activation arena'), true);
   }
 
   view(arena: Tensor, offset: number, shape: number[], dtype: DType): Tensor {
