@@ -95,3 +95,35 @@ describe('planning GPU memory', { skip: skip ?? false }, () => {
     assert.equal(kv, 2 * 2 * 4 * 128 * 64 * 2);
   });
 });
+
+describe('GEMM algorithm choice', { skip: skip ?? false }, () => {
+  test('is timed once per shape, kept on disk, and reused by the next load', async () => {
+    const { mkdtempSync, existsSync, readFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const cache = mkdtempSync(join(tmpdir(), 'peregrine-gemm-'));
+    const saved = process.env.PEREGRINE_CACHE;
+    process.env.PEREGRINE_CACHE = cache;
+    try {
+      const run = async () => {
+        const gen = await loadGenerator(fixture('gpt2-wide'), { device: 'cuda', dtype: 'f16' });
+        // 12 prompts: batch and prompt GEMMs go through cuBLASLt
+        const r = await gen.generateIds(Array.from({ length: 12 }, (_, i) => [i + 1, 7, 9]), { maxNewTokens: 4, stopAtEos: false });
+        const blas = (gen.model.backend as CudaBackend).ctx.blas;
+        gen.model.dispose();
+        gen.model.backend.dispose();
+        return { ids: r.map((x) => x.ids), tunings: blas.tunings, file: blas.cacheFile };
+      };
+      const first = await run();
+      assert.ok(first.tunings > 0, 'the first load timed its GEMM shapes');
+      assert.ok(existsSync(first.file) && Object.keys(JSON.parse(readFileSync(first.file, 'utf8'))).length >= first.tunings);
+      const second = await run();
+      assert.equal(second.tunings, 0, 'the second load took every algorithm from the cache');
+      assert.deepEqual(second.ids, first.ids);
+    } finally {
+      if (saved === undefined) delete process.env.PEREGRINE_CACHE;
+      else process.env.PEREGRINE_CACHE = saved;
+      rmSync(cache, { recursive: true, force: true });
+    }
+  });
+});

@@ -48,13 +48,15 @@ export class Blas {
   private readonly getStatusName: Fn;
   private readonly plans = new Map<string, Plan>();
   private readonly tuned: Record<string, string>;
-  private readonly cacheFile: string;
   private readonly one = new Float32Array([1]);
   private readonly zero = new Float32Array([0]);
   private readonly ptr = new BigUint64Array(1);
   private readonly int = new Int32Array(1);
   readonly version: number;
   readonly path: string;
+  /** shapes tuned by timing in this process (the rest came from the cache file) */
+  tunings = 0;
+  readonly cacheFile: string;
 
   constructor(private readonly driver: Driver, private readonly stream: Handle, private readonly workspace: { ptr: number; bytes: number }, deviceName: string) {
     const { lib, path } = loadCublasLt();
@@ -172,6 +174,7 @@ export class Blas {
     if (best < 0) throw new Error(`no cuBLASLt algorithm ran for ${key}`);
     const algo = Buffer.from(results.subarray(best * HEURISTIC_BYTES, best * HEURISTIC_BYTES + 64));
     this.tuned[key] = algo.toString('hex');
+    this.tunings++;
     writeCache(this.cacheFile, this.tuned);
     return algo;
   }
