@@ -148,13 +148,15 @@ export class TextGenerator {
     yield* events;
 
     // decode: every sequence of the batch steps together (finished ones are ignored) so the step is one graph
+    const key = `decode:${B}`;
+    const decodeStep = () => {
+      model.decode(B);
+      backend.advance(io.positions, io.keyLens, B);
+      backend.sample(io.ids, io.logits, io.sampling, io.slots, io.positions, B);
+    };
     while (seqs.some((s) => !s.finishReason)) {
       await new Promise<void>((resolve) => setImmediate(resolve));
-      backend.graph(`decode:${B}`, () => {
-        model.decode(B);
-        backend.advance(io.positions, io.keyLens, B);
-        backend.sample(io.ids, io.logits, io.sampling, io.slots, io.positions, B);
-      });
+      backend.graph(key, decodeStep);
       collect();
       yield* events;
     }

@@ -27,28 +27,46 @@ function tensor(name: string, shape: number[], rand: () => number, std: number, 
   return { name, dtype, shape, data: new Uint8Array(bits.buffer) };
 }
 
-/** Writes a GPT-2 checkpoint with HF's original weight names (no "transformer." prefix, Conv1D [in, out]). */
-export function writeRandomGpt2(dir: string, o: RandomGpt2 = {}, tokenizerDir?: string, dtype: StoreDType = 'F32', seed = 1): Record<string, unknown> {
-  const V = o.vocab ?? 50257, H = o.hidden ?? 64, L = o.layers ?? 2, heads = o.heads ?? 4, P = o.positions ?? 128;
-  const rand = seededRandom(seed);
-  const t = (name: string, shape: number[], std = 0.02, mean = 0) => tensor(name, shape, rand, std, dtype, mean);
-  const tensors: TensorToWrite[] = [t('wte.weight', [V, H]), t('wpe.weight', [P, H], 0.01)];
+interface Spec {
+  name: string;
+  shape: number[];
+  std: number;
+  /** LayerNorm gains sit around 1, as in trained models */
+  mean: number;
+}
+
+/** GPT-2's tensors with HF's original names (no "transformer." prefix; Conv1D weights are [in, out]). */
+function gpt2Specs(V: number, H: number, L: number, P: number): Spec[] {
+  const t = (name: string, shape: number[], std = 0.02, mean = 0): Spec => ({ name, shape, std, mean });
+  const specs = [t('wte.weight', [V, H]), t('wpe.weight', [P, H], 0.01)];
   for (let l = 0; l < L; l++) {
     const p = `h.${l}.`;
-    tensors.push(
-      t(p + 'ln_1.weight', [H], 0.1, 1), t(p + 'ln_1.bias', [H], 0.02),
+    specs.push(
+      t(p + 'ln_1.weight', [H], 0.1, 1), t(p + 'ln_1.bias', [H]),
       t(p + 'attn.c_attn.weight', [H, 3 * H]), t(p + 'attn.c_attn.bias', [3 * H]),
       t(p + 'attn.c_proj.weight', [H, H]), t(p + 'attn.c_proj.bias', [H]),
-      t(p + 'ln_2.weight', [H], 0.1, 1), t(p + 'ln_2.bias', [H], 0.02),
+      t(p + 'ln_2.weight', [H], 0.1, 1), t(p + 'ln_2.bias', [H]),
       t(p + 'mlp.c_fc.weight', [H, 4 * H]), t(p + 'mlp.c_fc.bias', [4 * H]),
       t(p + 'mlp.c_proj.weight', [4 * H, H]), t(p + 'mlp.c_proj.bias', [H]),
     );
   }
-  tensors.push(t('ln_f.weight', [H], 0.1, 1), t('ln_f.bias', [H], 0.02));
-  const config = {
+  specs.push(t('ln_f.weight', [H], 0.1, 1), t('ln_f.bias', [H]));
+  return specs;
+}
+
+function gpt2Config(V: number, H: number, L: number, heads: number, P: number): Record<string, unknown> {
+  return {
     architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', vocab_size: V, n_embd: H, n_layer: L, n_head: heads,
     n_positions: P, n_ctx: P, activation_function: 'gelu_new', layer_norm_epsilon: 1e-5, bos_token_id: 50256, eos_token_id: 50256,
   };
+}
+
+/** Writes a GPT-2 checkpoint with seeded random weights. */
+export function writeRandomGpt2(dir: string, o: RandomGpt2 = {}, tokenizerDir?: string, dtype: StoreDType = 'F32', seed = 1): Record<string, unknown> {
+  const V = o.vocab ?? 50257, H = o.hidden ?? 64, L = o.layers ?? 2, heads = o.heads ?? 4, P = o.positions ?? 128;
+  const rand = seededRandom(seed);
+  const tensors = gpt2Specs(V, H, L, P).map((x) => tensor(x.name, x.shape, rand, x.std, dtype, x.mean));
+  const config = gpt2Config(V, H, L, heads, P);
   writeDir(dir, config, tensors, tokenizerDir);
   return config;
 }
@@ -99,23 +117,10 @@ function writeDir(dir: string, config: object, tensors: TensorToWrite[], tokeniz
  */
 export function writeRandomGpt2Large(dir: string, o: Required<RandomGpt2>, tokenizerDir?: string): Record<string, unknown> {
   const { vocab: V, hidden: H, layers: L, heads, positions: P } = o;
-  const specs: { name: string; shape: number[]; one?: boolean }[] = [{ name: 'wte.weight', shape: [V, H] }, { name: 'wpe.weight', shape: [P, H] }];
-  for (let l = 0; l < L; l++) {
-    const p = `h.${l}.`;
-    specs.push(
-      { name: p + 'ln_1.weight', shape: [H], one: true }, { name: p + 'ln_1.bias', shape: [H] },
-      { name: p + 'attn.c_attn.weight', shape: [H, 3 * H] }, { name: p + 'attn.c_attn.bias', shape: [3 * H] },
-      { name: p + 'attn.c_proj.weight', shape: [H, H] }, { name: p + 'attn.c_proj.bias', shape: [H] },
-      { name: p + 'ln_2.weight', shape: [H], one: true }, { name: p + 'ln_2.bias', shape: [H] },
-      { name: p + 'mlp.c_fc.weight', shape: [H, 4 * H] }, { name: p + 'mlp.c_fc.bias', shape: [4 * H] },
-      { name: p + 'mlp.c_proj.weight', shape: [4 * H, H] }, { name: p + 'mlp.c_proj.bias', shape: [H] },
-    );
-  }
-  specs.push({ name: 'ln_f.weight', shape: [H], one: true }, { name: 'ln_f.bias', shape: [H] });
   mkdirSync(dir, { recursive: true });
-  writeSafetensorsStreaming(join(dir, 'model.safetensors'), specs.map((s) => ({ ...s, dtype: 'F16' })), (spec, bytes) => {
+  writeSafetensorsStreaming(join(dir, 'model.safetensors'), gpt2Specs(V, H, L, P).map((x) => ({ ...x, dtype: 'F16' })), (spec, bytes) => {
     const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
-    if ((spec as { one?: boolean }).one) {
+    if (spec.mean === 1) {
       bits.fill(0x3c00);
       return;
     }
@@ -123,10 +128,7 @@ export function writeRandomGpt2Large(dir: string, o: Required<RandomGpt2>, token
     // keep sign and mantissa, set the exponent to 6..9 below the bias: |x| in [2^-9, 2^-5)
     for (let i = 0; i < bits.length; i++) bits[i] = (bits[i] & 0x83ff) | ((6 + (bits[i] & 0x3)) << 10);
   });
-  const config = {
-    architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', vocab_size: V, n_embd: H, n_layer: L, n_head: heads,
-    n_positions: P, n_ctx: P, activation_function: 'gelu_new', layer_norm_epsilon: 1e-5, bos_token_id: 50256, eos_token_id: 50256,
-  };
+  const config = gpt2Config(V, H, L, heads, P);
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
   if (tokenizerDir) for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(tokenizerDir, f), join(dir, f));
   return config;
