@@ -55,26 +55,21 @@ __device__ __forceinline__ float warp_max(float x) {
   return x;
 }
 
-// Sum over the block; every thread gets the result. `scratch` holds 32 floats; blockDim.x % 32 == 0.
-__device__ __forceinline__ float block_sum(float x, float* scratch) {
+// A reduction over the block, through the warps; every thread gets the result. `scratch` holds 32 floats;
+// blockDim.x % 32 == 0; `identity` fills the lanes past the last warp.
+template <float (*WarpOp)(float)>
+__device__ __forceinline__ float block_reduce(float x, float identity, float* scratch) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  x = warp_sum(x);
+  x = WarpOp(x);
   __syncthreads();
   if (lane == 0) scratch[warp] = x;
   __syncthreads();
-  x = lane < warps ? scratch[lane] : 0.f;
-  return warp_sum(x);
+  x = lane < warps ? scratch[lane] : identity;
+  return WarpOp(x);
 }
 
-__device__ __forceinline__ float block_max(float x, float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  x = warp_max(x);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = x;
-  __syncthreads();
-  x = lane < warps ? scratch[lane] : -INFINITY;
-  return warp_max(x);
-}
+__device__ __forceinline__ float block_sum(float x, float* scratch) { return block_reduce<warp_sum>(x, 0.f, scratch); }
+__device__ __forceinline__ float block_max(float x, float* scratch) { return block_reduce<warp_max>(x, -INFINITY, scratch); }
 
 // Activations, matching src/backends/cpu/activations.ts. act: 0 none, 1 gelu (erf), 2 gelu_tanh, 3 tanh.
 __device__ __forceinline__ float activate(float x, int act) {

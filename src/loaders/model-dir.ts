@@ -47,11 +47,6 @@ export class WeightStore {
     return f.info(name);
   }
 
-  readF32(name: string): Float32Array {
-    this.info(name);
-    return this.where.get(name)!.readF32(name);
-  }
-
   readBytes(name: string): Uint8Array {
     this.info(name);
     return this.where.get(name)!.readBytes(name);

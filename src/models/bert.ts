@@ -2,7 +2,7 @@
 // each sequence, exact gelu. Sequences are packed without padding; attention sees only its own sequence.
 import { fail } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
-import { dtypeBytes, type Backend, type DType, type Tensor } from '../ops/backend.js';
+import { dtypeBytes, packSegments, type Backend, type DType, type Tensor } from '../ops/backend.js';
 import { allocateArena, planArena, type Arena, type BufferRequest } from '../ops/plan.js';
 import { ConfigReader, divides } from './config.js';
 import { weightBytes, type Architecture, type EncoderModel, type EncoderOutput, type MemoryReport, type ModelInfo } from './model.js';
@@ -187,8 +187,9 @@ class Bert implements EncoderModel {
     b.writeInt(a.starts, Int32Array.from(starts), B);
     b.writeInt(a.lengths, Int32Array.from(lengths), B);
     b.writeInt(a.rows, Int32Array.from({ length: B }, (_, i) => i), B);
-    const segments = { table: a.segments, count: B, longest: maxLen };
-    b.writeInt(a.segments, Int32Array.from(starts.flatMap((s, i) => [s, lengths[i], 0])), 3 * B);
+    const table = new Int32Array(3 * B);
+    const segments = { table: a.segments, ...packSegments(host.slots, T, table) };
+    b.writeInt(a.segments, table, 3 * B);
 
     const { hidden: H, heads, eps } = this.cfg;
     const w = this.w;

@@ -171,11 +171,6 @@ export class CudaBackend implements Backend {
     return new Int32Array(this.read(src, count * 4), 0, count);
   }
 
-  /** Raw bytes of any tensor (tests read f16/bf16 results this way). */
-  readBytes(src: Tensor, bytes: number): Uint8Array {
-    return new Uint8Array(this.read(src, bytes), 0, bytes).slice();
-  }
-
   synchronize(): void {
     this.driver.call('cuStreamSynchronize', this.ctx.stream);
   }

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fail } from '../../errors.js';
-import { koffi, type Driver, type Handle } from './driver.js';
+import { CU, koffi, type Driver, type Handle } from './driver.js';
 
 /** Argument kinds: p = device pointer (0 for null), i = int32, f = float32, u = uint64. */
 export type ArgSpec = string;
@@ -53,7 +53,7 @@ export class Kernel {
 
   /** Allows more than 48 KiB of dynamic shared memory. */
   allowSharedMemory(bytes: number): void {
-    this.driver.call('cuFuncSetAttribute', this.fn, 8 /* MAX_DYNAMIC_SHARED_SIZE_BYTES */, bytes);
+    this.driver.call('cuFuncSetAttribute', this.fn, CU.FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
   }
 }
 
