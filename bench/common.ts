@@ -1,9 +1,33 @@
 // Shared pieces of the benchmark scripts: arguments, results, and writing them out.
+import { existsSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeRandomGpt2Large } from '../src/testing/random-model.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const FIXTURES = join(ROOT, 'test', 'fixtures');
+
+export const GPT2_CONFIGS: Record<string, { hidden: number; layers: number; heads: number }> = {
+  '124M': { hidden: 768, layers: 12, heads: 12 },
+  '1.5B': { hidden: 1600, layers: 48, heads: 25 },
+};
+
+/**
+ * A GPT-2 checkpoint of a named configuration with random fp16 weights, written once into the temporary
+ * directory and reused by later benchmarks on the same machine.
+ */
+export function randomGpt2Dir(name: string): string {
+  const cfg = GPT2_CONFIGS[name];
+  if (!cfg) throw new Error(`unknown config ${name}; use ${Object.keys(GPT2_CONFIGS).join(', ')}`);
+  const dir = join(tmpdir(), `peregrine-bench-gpt2-${name}`);
+  const done = join(dir, '.complete');
+  if (!existsSync(done)) {
+    writeRandomGpt2Large(dir, { vocab: 50257, positions: 1024, ...cfg }, join(FIXTURES, 'tokenizers', 'gpt2'));
+    writeFileSync(done, '');
+  }
+  return dir;
+}
 
 export interface BenchResult {
   name: string;

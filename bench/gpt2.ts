@@ -5,19 +5,15 @@
 // ms per step and tokens/s, the GPU time of one replayed decode graph, and the memory-bandwidth limit:
 // (weight bytes + KV-cache bytes read per step) / the device-to-device copy bandwidth measured here.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CudaBackend } from '../src/backends/cuda/backend.js';
 import { loadGenerator } from '../src/index.js';
-import { writeRandomGpt2Large } from '../src/testing/random-model.js';
-import { FIXTURES, ROOT, type BenchArgs, type BenchResult } from './common.js';
+import { GPT2_CONFIGS, randomGpt2Dir, ROOT, type BenchArgs, type BenchResult } from './common.js';
 import { copyBandwidth, profileDecode, replayMs } from './cuda-timing.js';
 
-const CONFIGS: Record<string, { hidden: number; layers: number; heads: number }> = {
-  '124M': { hidden: 768, layers: 12, heads: 12 },
-  '1.5B': { hidden: 1600, layers: 48, heads: 25 },
-};
+const CONFIGS = GPT2_CONFIGS;
 
 interface Row {
   engine: string;
@@ -41,15 +37,15 @@ export async function gpt2(args: BenchArgs): Promise<BenchResult> {
   for (const name of configs) {
     const cfg = CONFIGS[name];
     if (!cfg) throw new Error(`unknown config ${name}; use ${Object.keys(CONFIGS).join(', ')}`);
-    const dir = mkdtempSync(join(tmpdir(), `peregrine-gpt2-${name}-`));
-    try {
-      writeRandomGpt2Large(dir, { vocab: 50257, positions: 1024, ...cfg }, join(FIXTURES, 'tokenizers', 'gpt2'));
+    const dir = randomGpt2Dir(name);
+    {
       const maxBatch = Math.max(...batches);
-      const gen = await loadGenerator(dir, { device: 'cuda', dtype: 'f16', maxBatch, maxSeqLen: promptLen + newTokens + 64 });
-      const backend = gen.model.backend as CudaBackend;
+      // the whole batch's prompts in one prefill pass, so that every sequence decodes from the same step
+      const gen = await loadGenerator(dir, { device: 'cuda', dtype: 'f16', maxBatch, maxSeqLen: promptLen + newTokens + 64, prefillChunk: maxBatch * promptLen });
+      const backend = gen.runtime.backend as CudaBackend;
       device = backend.device.name;
       if (!bandwidth) bandwidth = copyBandwidth(backend);
-      const weightBytes = gen.model.memory().regions.find((r) => r.name === 'weights')!.bytes;
+      const weightBytes = gen.runtime.memory().regions.find((r) => r.name === 'weights')!.bytes;
       for (const batch of batches) {
         const prompts = Array.from({ length: batch }, (_, b) => Array.from({ length: promptLen }, (_, i) => (b * 7919 + i * 104729) % 50257));
         const opts = { maxNewTokens: newTokens, stopAtEos: false };
@@ -58,8 +54,8 @@ export async function gpt2(args: BenchArgs): Promise<BenchResult> {
         for (let i = 0; i < 3; i++) r.push(await timeGeneration(gen, prompts, opts));
         const median = (xs: number[]) => xs.sort((a, b) => a - b)[1];
         const decode = median(r.map((x) => x.decodeMs));
-        const graphMs = replayMs(backend, gen.model, batch, promptLen, 50);
-        profiles[`${name} x${batch}`] = profileDecode(backend, gen.model, batch, promptLen);
+        const graphMs = replayMs(backend, gen.runtime, batch, promptLen, 50);
+        profiles[`${name} x${batch}`] = profileDecode(backend, gen.runtime, batch, promptLen);
         rows.push({
           engine: 'peregrine', config: name, batch, prefill_ms: median(r.map((x) => x.prefillMs)), decode_ms_per_step: decode,
           tokens_per_s: (1000 * batch) / decode, note: `GPU time of one decode graph: ${graphMs.toFixed(3)} ms`,
@@ -67,10 +63,8 @@ export async function gpt2(args: BenchArgs): Promise<BenchResult> {
         const kvBytes = 2 * cfg.layers * batch * (promptLen + newTokens / 2) * cfg.hidden * 2;
         limits[`${name} x${batch}`] = ((weightBytes + kvBytes) / (bandwidth * 1e9)) * 1000;
       }
-      gen.model.dispose();
+      gen.runtime.dispose();
       backend.dispose();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
     }
   }
   if (!args.flag('no-peers')) rows.push(...peers(configs, batches, promptLen, newTokens));

@@ -1,11 +1,15 @@
 // npm run bench -- <name> [options]: runs one benchmark and prints its table and JSON.
 import { BenchArgs, markdownTable, type BenchResult } from './common.js';
+import { beam } from './beam.js';
 import { cpuGpt2 } from './cpu-gpt2.js';
 import { gpt2 } from './gpt2.js';
+import { serving } from './serving.js';
 
 const BENCHES: Record<string, (args: BenchArgs) => Promise<BenchResult>> = {
+  beam,
   'cpu-gpt2': cpuGpt2,
   gpt2,
+  serving,
 };
 
 const [name, ...rest] = process.argv.slice(2);

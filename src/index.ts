@@ -1,8 +1,9 @@
 // Peregrine's library API.
 export { loadModel, loadGenerator, loadEmbedder, inspectModel, type LoadOptions, type LoadedModel, type Inspection } from './engine/load.js';
-export { TextGenerator, type GenerateOptions, type GenerationResult, type TokenEvent, type FinishReason } from './engine/generation.js';
+export { TextGenerator, type CallOptions, type GenerationResult, type TokenEvent, type FinishReason, type TopLogprob, type BeamSequence } from './engine/generation.js';
+export type { GenerateOptions, SamplingOptions } from './engine/options.js';
+export { Session, type SessionOptions } from './engine/session.js';
 export { Embedder, type EmbedOptions, type Pooling, type Classification } from './engine/embedder.js';
-export type { SamplingOptions } from './engine/sampling.js';
 export { PeregrineError, type ErrorCode } from './errors.js';
 export { resolveModelDir, type HubOptions } from './loaders/hub.js';
 export { SafetensorsFile } from './loaders/safetensors.js';

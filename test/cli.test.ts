@@ -1,7 +1,7 @@
 // The peregrine command, run as a user runs it.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, truncateSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -73,6 +73,78 @@ describe('generate', () => {
   });
 });
 
+describe('generate: the request API from the command line', () => {
+  const m = ['-m', fixture('gpt2-tiny')];
+
+  test('beam search, several return sequences and scores as JSON; as lines of text without --json', () => {
+    const ref = reference<{ cases: { prompt: number[]; options: Record<string, unknown>; sequences?: number[][]; scores?: number[] }[] }>('gpt2-tiny', 'generation.json');
+    const c = ref.cases.find((x) => x.options.numBeams === 4 && x.options.lengthPenalty === 2 && x.options.earlyStopping === true)!;
+    const prompt = reference<{ prompts: { text: string; ids: number[] }[] }>('gpt2-tiny').prompts.find((p) => p.ids.join() === c.prompt.join())!.text;
+    const r = run(['generate', ...m, '-p', prompt, '-n', '12', '--num-beams', '4', '--num-return-sequences', '3', '--length-penalty', '2',
+      '--early-stopping', '--eos-token-id', String((c.options.eosTokenId as number[])[0]), '--json']);
+    assert.equal(r.code, 0, r.err);
+    const out = JSON.parse(r.out);
+    assert.deepEqual(out.sequences.map((x: { ids: number[] }) => x.ids), c.sequences);
+    out.sequences.forEach((x: { score: number }, i: number) => assert.ok(Math.abs(x.score - c.scores![i]) < 1e-4));
+    assert.deepEqual(out.ids, c.sequences![0]);
+    assert.equal(out.index, 0);
+  });
+
+  test('several prompts print one line each, prefixed by their index, in the order they finish', () => {
+    const r = run(['generate', ...m, '-p', 'a long one', '-p', 'b', '-n', '3', '--ignore-eos']);
+    assert.equal(r.code, 0, r.err);
+    const lines = r.out.trimEnd().split('\n');
+    assert.equal(lines.length, 2);
+    assert.deepEqual(lines.map((l) => l.slice(0, 4)).sort(), ['[0] ', '[1] ']);
+    const j = run(['generate', ...m, '-p', 'x', '-p', 'y z', '-n', '2', '--json', '--logprobs', '--top-logprobs', '2']);
+    const objs = j.out.trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(objs.map((o) => o.index).sort(), [0, 1]);
+    for (const o of objs) {
+      assert.equal(o.logprobs.length, o.ids.length);
+      assert.equal(o.topLogprobs[0].length, 2);
+      assert.ok(['length', 'eos', 'stop'].includes(o.finishReason));
+    }
+  });
+
+  test('sampling, penalties, stop strings and bad words from flags', () => {
+    const args = ['generate', ...m, '-p', 'Hello', '-n', '12', '-t', '0.9', '--top-k', '30', '--top-p', '0.9', '--top-p-decay', '0.95',
+      '--top-p-min', '0.5', '--top-p-reset-ids', '13', '--min-p', '0.01', '--repetition-penalty', '1.2', '--presence-penalty', '0.5',
+      '--frequency-penalty', '0.2', '--bad-words', 'the', '--bad-words', 'and', '--stop', 'zzz', '--min-new-tokens', '2', '-s', '9', '--json'];
+    const a = run(args), b = run(args);
+    assert.equal(a.code, 0, a.err);
+    assert.equal(a.out, b.out, 'same seed, same output');
+    assert.ok(!JSON.parse(a.out).text.includes('zzz'));
+  });
+
+  test('bad request options get one line naming the option', () => {
+    failsWith(['generate', ...m, '-p', 'x', '--num-beams', '2', '--num-return-sequences', '3'], /num return sequences \(3\) is above num beams \(2\)/);
+    failsWith(['generate', ...m, '-p', 'x', '--num-beams', '2', '-t', '0.5'], /temperature cannot be combined with num beams/);
+    failsWith(['generate', ...m, '-p', 'x', '--repetition-penalty', '0'], /--repetition-penalty must be a number > 0/);
+    failsWith(['generate', ...m, '-p', 'x', '--presence-penalty', '-3'], /--presence-penalty must be in \[-2, 2\]/);
+    failsWith(['generate', ...m, '-p', 'x', '--early-stopping', 'maybe'], /--early-stopping must be true, false or never/);
+    failsWith(['generate', ...m, '-p', 'x', '--length-penalty', '2'], /length penalty applies to beam search/);
+    failsWith(['generate', ...m, '-p', 'x', '--top-logprobs', '30'], /top logprobs must be a whole number from 0 to 20/);
+    failsWith(['generate', ...m, '-p', 'ok', '-p', '', '--json'], /prompt 1 is empty/);
+  });
+});
+
+describe('chat', () => {
+  test('one reply line per user line; the conversation continues from the cache', () => {
+    const r = run(['chat', '-m', fixture('gpt2-tiny'), '-n', '4', '--ignore-eos'], 'Hello there\nand then?\n\nbye\n');
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out.split('\n').length - 1, 3, JSON.stringify(r.out));
+  });
+
+  test('with a chat template, each turn renders the conversation', () => {
+    const dir = join(root, 'templated');
+    cpSync(fixture('gpt2-tiny'), dir, { recursive: true, dereference: true });
+    writeFileSync(join(dir, 'chat_template.jinja'), "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}");
+    const r = run(['chat', '-m', dir, '-n', '3', '--ignore-eos', '--system', 'be brief'], 'Hi\nMore\n');
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out.split('\n').length - 1, 2);
+  });
+});
+
 describe('embed, classify, inspect', () => {
   test('embed prints one JSON vector per input, normalized on request', () => {
     const ref = reference<{ inputs: { text: string }[]; mean_normalized: number[][] }>('bert-tiny');
@@ -100,14 +172,14 @@ describe('embed, classify, inspect', () => {
   test('inspect prints architecture, parameters, dtypes and the memory plan', () => {
     const r = run(['inspect', '-m', fixture('gpt2-tiny'), '--max-batch', '2', '--max-seq-len', '64']);
     assert.equal(r.code, 0, r.err);
-    for (const s of ['GPT2LMHeadModel', '3 layers, hidden 8', 'F16', 'kv-cache', 'activations', 'batch 2, seqLen 64']) assert.ok(r.out.includes(s), `${s} in\n${r.out}`);
+    for (const s of ['GPT2LMHeadModel', '3 layers, hidden 8', 'F16', 'kv-cache', 'activations', 'maxBatch 2, maxSeqLen 64', 'kvBlocks 9, blockSize 16, kvTokens 128']) assert.ok(r.out.includes(s), `${s} in\n${r.out}`);
     const j = JSON.parse(run(['inspect', '-m', fixture('bert-tiny'), '--json']).out);
     assert.equal(j.info.architecture, 'BertForSequenceClassification');
     assert.deepEqual(j.dtypes.map((d: { dtype: string }) => d.dtype), ['BF16']);
   });
 
   test('--help on every command', () => {
-    for (const cmd of [[], ['generate'], ['embed'], ['classify'], ['inspect']]) {
+    for (const cmd of [[], ['generate'], ['chat'], ['embed'], ['classify'], ['inspect']]) {
       const r = run([...cmd, '--help']);
       assert.equal(r.code, 0);
       assert.match(r.out, /Usage: peregrine/);

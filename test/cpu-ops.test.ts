@@ -2,12 +2,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { erf, gelu, geluTanh } from '../src/backends/cpu/activations.js';
-import { attend, writeKV } from '../src/backends/cpu/attention.js';
+import { attend, copyBlocks, writeKV, type Paged } from '../src/backends/cpu/attention.js';
 import { addBiasResidualLayerNorm, layerNorm } from '../src/backends/cpu/layernorm.js';
 import { linear } from '../src/backends/cpu/linear.js';
 import { gatherRows, meanPool } from '../src/backends/cpu/rows.js';
 import { seededRandom } from '../src/engine/rng.js';
+import { CpuBackend } from '../src/backends/cpu/backend.js';
 import { planArena } from '../src/ops/plan.js';
+import { liveRanges, OpRecorder } from '../src/ops/trace.js';
 import { assertClose } from './helpers/close.js';
 
 const rand = seededRandom(42);
@@ -86,46 +88,76 @@ describe('layer norm', () => {
   });
 });
 
-describe('attention over the KV cache', () => {
-  test('packed tokens of several sequences, each attending to its own keys', () => {
-    const heads = 3, d = 5, H = heads * d, maxSeq = 9, slotsN = 3;
-    // sequence lengths 1, 4, 9 (the whole cache), written token by token in one packed step
-    const lens = [1, 4, 9];
-    const T = lens.reduce((a, b) => a + b, 0);
-    const qkv = randn(T * 3 * H);
-    const slots = new Int32Array(T), positions = new Int32Array(T), keyLens = new Int32Array(T);
-    let t = 0;
-    lens.forEach((len, s) => {
-      for (let p = 0; p < len; p++, t++) {
-        slots[t] = s;
-        positions[t] = p;
-        keyLens[t] = p + 1; // causal
-      }
-    });
-    const k = new Float32Array(slotsN * maxSeq * H), v = new Float32Array(slotsN * maxSeq * H);
-    writeKV(qkv, k, v, slots, positions, T, H, maxSeq);
-    const out = new Float32Array(T * H);
-    attend(out, qkv, k, v, slots, keyLens, heads, d, 0.37, T, maxSeq, new Float32Array(maxSeq));
+describe('attention over the paged KV cache', () => {
+  for (const blockSize of [1, 4, 16]) {
+    test(`packed tokens of several sequences, each attending to its own keys through its block table (blocks of ${blockSize})`, () => {
+      const heads = 3, d = 5, H = heads * d, maxSeq = 18;
+      // sequence lengths 1, 4, 18; sequence 1 reads its first block from sequence 2's (a shared prefix)
+      const lens = [1, 4, 18];
+      const maxBlocks = Math.ceil(maxSeq / blockSize), blocks = 3 * maxBlocks + 1;
+      // blocks handed out in scrambled order; block 0 never used
+      const order = Array.from({ length: blocks - 1 }, (_, i) => 1 + ((i * 7) % (blocks - 1)));
+      const tables = new Int32Array(3 * maxBlocks);
+      for (let i = 0; i < 3 * maxBlocks; i++) tables[i] = order[i];
+      const c: Paged = { k: new Float32Array(blocks * blockSize * H), v: new Float32Array(blocks * blockSize * H), tables, maxBlocks, blockSize, width: H };
+      const T = lens.reduce((a, b) => a + b, 0);
+      const qkv = randn(T * 3 * H);
+      const slots = new Int32Array(T), positions = new Int32Array(T), keyLens = new Int32Array(T);
+      let t = 0;
+      lens.forEach((len, s) => {
+        for (let p = 0; p < len; p++, t++) {
+          slots[t] = s;
+          positions[t] = p;
+          keyLens[t] = p + 1; // causal
+        }
+      });
+      writeKV(c, qkv, slots, positions, T);
+      const out = new Float32Array(T * H);
+      attend(c, out, qkv, slots, keyLens, heads, d, 0.37, T, new Float32Array(maxSeq), new Int32Array(maxSeq));
 
-    // textbook: for token t, keys are the tokens of the same sequence at positions <= its own
-    const want = new Float32Array(T * H);
-    for (let a = 0; a < T; a++) {
-      const keys = [...Array(T).keys()].filter((b) => slots[b] === slots[a] && positions[b] <= positions[a]);
-      for (let h = 0; h < heads; h++) {
-        const s = keys.map((b) => {
-          let dot = 0;
-          for (let i = 0; i < d; i++) dot += qkv[a * 3 * H + h * d + i] * qkv[b * 3 * H + H + h * d + i];
-          return dot * 0.37;
-        });
-        const m = Math.max(...s);
-        const e = s.map((x) => Math.exp(x - m));
-        const z = e.reduce((x, y) => x + y, 0);
-        for (let i = 0; i < d; i++) {
-          want[a * H + h * d + i] = keys.reduce((acc, b, j) => acc + (e[j] / z) * qkv[b * 3 * H + 2 * H + h * d + i], 0);
+      // textbook: for token t, keys are the tokens of the same sequence at positions <= its own
+      const want = new Float32Array(T * H);
+      for (let a = 0; a < T; a++) {
+        const keys = [...Array(T).keys()].filter((b) => slots[b] === slots[a] && positions[b] <= positions[a]);
+        for (let h = 0; h < heads; h++) {
+          const s = keys.map((b) => {
+            let dot = 0;
+            for (let i = 0; i < d; i++) dot += qkv[a * 3 * H + h * d + i] * qkv[b * 3 * H + H + h * d + i];
+            return dot * 0.37;
+          });
+          const m = Math.max(...s);
+          const e = s.map((x) => Math.exp(x - m));
+          const z = e.reduce((x, y) => x + y, 0);
+          for (let i = 0; i < d; i++) {
+            want[a * H + h * d + i] = keys.reduce((acc, b, j) => acc + (e[j] / z) * qkv[b * 3 * H + 2 * H + h * d + i], 0);
+          }
         }
       }
+      assertClose(out, want, 1e-6, 'attention');
+      // a sequence pointed at another's blocks reads that one's keys
+      tables.set(tables.subarray(2 * maxBlocks, 3 * maxBlocks), maxBlocks);
+      const shared = new Float32Array(4 * H);
+      const rows = [1, 2, 3, 4].map((r) => r); // sequence 1's rows, positions 0..3
+      attend(c, shared, qkv.subarray(3 * H), slots.subarray(1, 5), keyLens.subarray(1, 5), heads, d, 0.37, 4, new Float32Array(maxSeq), new Int32Array(maxSeq));
+      const seq2 = new Float32Array(4 * H);
+      const q2 = new Float32Array(4 * 3 * H);
+      for (const r of rows) q2.set(qkv.subarray(r * 3 * H, (r + 1) * 3 * H), (r - 1) * 3 * H);
+      attend(c, seq2, q2, Int32Array.from([2, 2, 2, 2]), keyLens.subarray(1, 5), heads, d, 0.37, 4, new Float32Array(maxSeq), new Int32Array(maxSeq));
+      assertClose(shared, seq2, 0, 'shared blocks');
+    });
+  }
+
+  test('copying blocks copies every plane', () => {
+    const planes = 3, blocks = 5, values = 4;
+    const pool = Float32Array.from({ length: planes * blocks * values }, (_, i) => i);
+    copyBlocks(pool, planes, blocks, values, Int32Array.from([1, 3, 4, 0]), 2);
+    for (let p = 0; p < planes; p++) {
+      const at = (b: number) => Array.from(pool.subarray((p * blocks + b) * values, (p * blocks + b + 1) * values));
+      const orig = (b: number) => Array.from({ length: values }, (_, i) => (p * blocks + b) * values + i);
+      assert.deepEqual(at(3), orig(1));
+      assert.deepEqual(at(0), orig(4));
+      assert.deepEqual(at(2), orig(2));
     }
-    assertClose(out, want, 1e-6, 'attention');
   });
 });
 
@@ -144,16 +176,35 @@ describe('rows', () => {
 describe('memory plan', () => {
   test('buffers alive together never overlap; others share', () => {
     const plan = planArena([
-      { name: 'a', shape: [100], dtype: 'f32', first: 0, last: 9 },
-      { name: 'b', shape: [300], dtype: 'f32', first: 1, last: 3 },
-      { name: 'c', shape: [200], dtype: 'f32', first: 4, last: 6 },
-      { name: 'd', shape: [50], dtype: 'i32', first: 2, last: 5 },
+      { name: 'a', shape: [100], dtype: 'f32', ranges: [[0, 9]] },
+      { name: 'b', shape: [300], dtype: 'f32', ranges: [[1, 3]] },
+      { name: 'c', shape: [200], dtype: 'f32', ranges: [[4, 6]] },
+      { name: 'd', shape: [50], dtype: 'i32', ranges: [[2, 5]] },
+      // alive in two separate stretches: between them its bytes are free
+      { name: 'e', shape: [300], dtype: 'f32', ranges: [[0, 0], [7, 8]] },
     ]);
     const at = Object.fromEntries(plan.buffers.map((b) => [b.name, b]));
     const overlap = (x: string, y: string) => at[x].offset < at[y].offset + at[y].bytes && at[y].offset < at[x].offset + at[x].bytes;
-    assert.ok(!overlap('a', 'b') && !overlap('a', 'c') && !overlap('b', 'd') && !overlap('c', 'd') && !overlap('a', 'd'));
+    assert.ok(!overlap('a', 'b') && !overlap('a', 'c') && !overlap('b', 'd') && !overlap('c', 'd') && !overlap('a', 'd') && !overlap('a', 'e'));
     assert.ok(overlap('b', 'c'), 'b and c do not live together, so they share bytes');
-    assert.ok(plan.bytes < at.a.bytes + at.b.bytes + at.c.bytes + at.d.bytes);
-    assert.deepEqual(plan.buffers.map((b) => b.name), ['a', 'b', 'c', 'd']);
+    assert.ok(overlap('e', 'b'), 'e is dead while b lives');
+    assert.ok(plan.bytes < at.a.bytes + at.b.bytes + at.c.bytes + at.d.bytes + at.e.bytes);
+    assert.deepEqual(plan.buffers.map((b) => b.name), ['a', 'b', 'c', 'd', 'e']);
+  });
+
+  test('lifetimes come from the ops a pass records: a write that reads nothing starts a value, reads extend it', () => {
+    const rec = new OpRecorder(new CpuBackend());
+    const t = (name: string) => ({ name, shape: [4, 4], dtype: 'f32' as const });
+    const [x, y, z, w] = [t('x'), t('y'), t('z'), t('w')];
+    const b = rec.backend;
+    b.layerNorm(y, x, w, w, 1e-5, 4); // 0: y = f(x)
+    b.linear(z, y, w, null, 'none', 4); // 1: z = f(y)
+    b.linearResidual(x, z, w, null, 4, y); // 2: x += f(z) (y is scratch: written, not read)
+    b.layerNorm(z, x, w, w, 1e-5, 4); // 3: z = f(x): a new value of z
+    assert.equal(rec.ops, 4);
+    assert.deepEqual(liveRanges(rec.accesses.get(x)!), [[0, 3]], 'x is read first: its value came from before the pass');
+    assert.deepEqual(liveRanges(rec.accesses.get(y)!), [[0, 1], [2, 2]]);
+    assert.deepEqual(liveRanges(rec.accesses.get(z)!), [[1, 2], [3, 3]]);
+    assert.deepEqual(liveRanges(rec.accesses.get(w)!), [[0, 3]]);
   });
 });

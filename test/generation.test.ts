@@ -5,8 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { IncrementalDecoder } from '../src/engine/detokenize.js';
-import { CpuSampler } from '../src/backends/cpu/sampling.js';
-import { packSampling, samplingParams, type SamplingOptions } from '../src/engine/sampling.js';
+import { CpuBackend } from '../src/backends/cpu/backend.js';
+import { checkOptions, requestRow, type GenerateOptions } from '../src/engine/options.js';
+import { CANDIDATE_SCRATCH, MAX_CANDIDATES, REQUEST_STRIDE } from '../src/ops/requests.js';
 import { loadGenerator, PeregrineError, type TokenEvent } from '../src/index.js';
 import { writeRandomGpt2 } from '../src/testing/random-model.js';
 import { fixture, FIXTURES, reference } from './helpers/fixtures.js';
@@ -27,12 +28,10 @@ describe('batching and prefill', () => {
   test('prefill in chunks of 3 tokens gives the same tokens as one pass', async () => {
     const whole = await loadGenerator(fixture('gpt2-wide'));
     const chunked = await loadGenerator(fixture('gpt2-wide'), { prefillChunk: 3 });
-    assert.equal(chunked.model.capacity.chunk, 3);
+    assert.equal(chunked.runtime.limits.prefillChunk, 3);
     const a = await whole.generateIds(prompts, { maxNewTokens: 12, stopAtEos: false });
     const b = await chunked.generateIds(prompts, { maxNewTokens: 12, stopAtEos: false });
     assert.deepEqual(b, a);
-    // and a chunk smaller than the batch grows to the batch
-    assert.equal(chunked.model.capacity.chunk, Math.max(3, prompts.length));
   });
 
   test('a sequence stops at end-of-sequence while the others go on', async () => {
@@ -42,6 +41,8 @@ describe('batching and prefill', () => {
     const eos = wide.greedy[1].generated[2];
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, eos_token_id: eos }));
+    // generation_config.json's end tokens take precedence over config.json's, as in transformers
+    rmSync(join(dir, 'generation_config.json'));
     const gen = await loadGenerator(dir);
     const results = await gen.generateIds(prompts, { maxNewTokens: 10 });
     const first = wide.greedy[1].generated.indexOf(eos);
@@ -57,11 +58,12 @@ describe('batching and prefill', () => {
     assert.deepEqual(full.ids, wide.greedy[1].generated.slice(0, 10));
   });
 
-  test('memory is planned once and reused while requests fit', async () => {
+  test('memory is planned once, at load', async () => {
     const gen = await loadGenerator(fixture('gpt2-wide'), { maxBatch: 4, maxSeqLen: 100 });
-    const before = gen.model.memory();
+    const before = gen.runtime.memory();
     for (let i = 0; i < 5; i++) await gen.generateIds(prompts.slice(0, 3), { maxNewTokens: 8 });
-    assert.deepEqual(gen.model.memory(), before);
+    assert.deepEqual(gen.runtime.memory(), before);
+    assert.equal(gen.scheduler.stats().blocksUsed, 0, 'finished sequences gave their blocks back');
   });
 });
 
@@ -102,20 +104,29 @@ describe('sampling', () => {
   const probs = [0.4, 0.25, 0.15, 0.1, 0.06, 0.04];
   const logits = Float32Array.from(probs.map(Math.log));
 
-  /** Token frequencies over `draws` rows of the same logits, each row its own random stream. */
-  function counts(options: SamplingOptions, draws = 20000): number[] {
-    const rows = new Float32Array(draws * V);
-    for (let i = 0; i < draws; i++) rows.set(logits, i * V);
-    const ids = new Int32Array(draws);
-    const streams = Int32Array.from({ length: draws }, (_, i) => i);
-    new CpuSampler().sample(ids, rows, V, packSampling(samplingParams(options), draws), streams, new Int32Array(draws).fill(5), draws);
+  /** Token frequencies over `draws` rows of the same logits: one sequence, each row a different position (random number). */
+  function counts(options: GenerateOptions, draws = 20000): number[] {
+    const b = new CpuBackend();
+    const spec = checkOptions({ seed: 3, ...options }, V, [], null);
+    const requests = b.buffer([1, REQUEST_STRIDE], 'i32'), history = b.buffer([1, draws], 'i32'), topP = b.buffer([1], 'f32');
+    b.writeInt(requests, requestRow(spec, 0, 0), REQUEST_STRIDE);
+    b.readFloat(topP, 1)[0] = spec.topP;
+    const rows = b.buffer([draws, V], 'f32');
+    for (let i = 0; i < draws; i++) b.readFloat(rows, draws * V).set(logits, i * V);
+    const slots = b.buffer([draws], 'i32'), lengths = b.buffer([draws], 'i32');
+    b.writeInt(lengths, Int32Array.from({ length: draws }, (_, i) => i), draws);
+    const cand = { values: b.buffer([draws, MAX_CANDIDATES], 'f32'), ids: b.buffer([draws, MAX_CANDIDATES], 'i32'), scratch: b.buffer([1, CANDIDATE_SCRATCH], 'i32') };
+    const ids = b.buffer([draws], 'i32');
+    const seqs = { requests, history, topP };
+    b.selectCandidates(cand, rows, { slots, lengths }, seqs, draws);
+    b.sample(ids, rows, cand, { slots, lengths }, seqs, draws);
     const c = new Array(V).fill(0);
-    for (const id of ids) c[id]++;
+    for (const id of b.readInt(ids, draws)) c[id]++;
     return c.map((x) => x / draws);
   }
 
   test('greedy by default, and with temperature 0', () => {
-    assert.ok(samplingParams({}).greedy);
+    assert.equal(checkOptions({}, V, [], null).temperature, 0);
     assert.deepEqual(counts({ temperature: 0 }, 100), [1, 0, 0, 0, 0, 0]);
   });
   test('temperature 1 follows the softmax', () => {

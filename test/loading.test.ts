@@ -7,6 +7,7 @@ import { after, describe, test } from 'node:test';
 import { inspectModel, loadEmbedder, loadGenerator, loadModel, PeregrineError, type ErrorCode } from '../src/index.js';
 import { encodeSafetensors } from '../src/loaders/safetensors-write.js';
 import { SafetensorsFile } from '../src/loaders/safetensors.js';
+import { overlaps } from '../src/ops/plan.js';
 import { writeRandomBert, writeRandomGpt2 } from '../src/testing/random-model.js';
 import { fixture, FIXTURES, hasGpuDriver } from './helpers/fixtures.js';
 
@@ -54,7 +55,7 @@ describe('good checkpoints', () => {
     // every stored value is a parameter (the head is tied to wte, so it is counted once)
     assert.equal(info.info.parameters, info.dtypes.reduce((a, d) => a + d.params, 0));
     assert.deepEqual(info.dtypes.map((d) => d.dtype), ['F32']);
-    assert.deepEqual(info.memory.regions.map((r) => r.name), ['weights', 'kv-cache', 'activations']);
+    assert.deepEqual(info.memory.regions.map((r) => r.name), ['weights', 'kv-cache', 'logits', 'tables', 'activations']);
   });
 
   test('the sharded fp16 fixture reports its dtype and loads through the index', async () => {
@@ -70,7 +71,7 @@ describe('good checkpoints', () => {
     assert.ok(arena < total, `arena ${arena} should be smaller than the sum of its buffers ${total}`);
     for (const a of memory.buffers) {
       for (const b of memory.buffers) {
-        if (a === b || a.last < b.first || b.last < a.first) continue;
+        if (a === b || !overlaps(a.ranges, b.ranges)) continue;
         const disjoint = a.offset + a.bytes <= b.offset || b.offset + b.bytes <= a.offset;
         assert.ok(disjoint, `${a.name} and ${b.name} are alive together but overlap`);
       }

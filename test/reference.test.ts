@@ -40,9 +40,9 @@ for (const name of ['gpt2-tiny', 'gpt2-wide']) {
       for (const p of ref.prompts) if (p.text !== undefined) assert.deepEqual(gen.tokenizer.encode(p.text), p.ids, p.text);
     });
 
-    test('logits at every position within 1e-4', () => {
+    test('logits at every position within 1e-4', async () => {
       for (const f of ref.forward) {
-        const logits = allLogits(gen.model, f.ids);
+        const logits = await allLogits(gen, f.ids);
         for (let pos = 0; pos < f.ids.length; pos++) {
           const row = logits.subarray(pos * V, (pos + 1) * V);
           const got = f.indices ? f.indices.map((i) => row[i]) : Array.from(row);

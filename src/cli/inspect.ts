@@ -34,6 +34,12 @@ export function formatInspection(r: Inspection): string {
     total += region.bytes;
   }
   lines.push(`  ${'total'.padEnd(12)} ${formatBytes(total)}`);
+  const c = r.memory.capacity;
+  if (c.kvBlocks !== undefined) {
+    const kv = r.memory.regions.find((x) => x.name === 'kv-cache')!.bytes;
+    lines.push(`kv-cache pool ${c.kvBlocks - 1} blocks of ${c.blockSize} tokens (block 0 reserved for padding rows): ${c.kvTokens} tokens, ` +
+      `${formatBytes(kv / c.kvBlocks)} per block; ${c.maxBatch} sequences at once, up to ${c.maxSeqLen} tokens each, prefill ${c.prefillChunk} tokens per pass`);
+  }
   if (r.memory.buffers.length) {
     lines.push('activation arena (buffers with disjoint lifetimes share bytes)');
     for (const b of r.memory.buffers) {

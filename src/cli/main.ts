@@ -1,42 +1,13 @@
 #!/usr/bin/env node
-// The peregrine command: generate, embed, classify, inspect.
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { DEVICES, DTYPES, type Device, type FloatDType } from '../backends/select.js';
+// The peregrine command: generate, chat, embed, classify, inspect.
+import { Command, Option } from 'commander';
 import { PeregrineError } from '../errors.js';
-import { inspectModel, loadEmbedder, loadGenerator, type LoadOptions } from '../engine/load.js';
-import type { GenerateOptions } from '../engine/generation.js';
+import { inspectModel, loadEmbedder, loadGenerator } from '../engine/load.js';
+import { runChat } from './chat.js';
+import { common, generateOptions, generationFlags, loadOptions, runtimeFlags, type CommonFlags, type GenerationFlags } from './flags.js';
+import { runGenerate } from './generate.js';
 import { formatInspection } from './inspect.js';
 import { readInputs } from './inputs.js';
-
-function number(name: string, check: (x: number) => boolean, want: string) {
-  return (value: string): number => {
-    const x = Number(value);
-    if (value.trim() === '' || !Number.isFinite(x) || !check(x)) throw new InvalidArgumentError(`${name} must be ${want}.`);
-    return x;
-  };
-}
-const int = (name: string, min: number) => number(name, (x) => Number.isSafeInteger(x) && x >= min, `a whole number >= ${min}`);
-
-interface CommonFlags {
-  model: string;
-  device: Device;
-  dtype?: FloatDType;
-  offline?: boolean;
-  maxBatch?: number;
-  maxSeqLen?: number;
-}
-
-function loadOptions(o: CommonFlags): LoadOptions {
-  return { device: o.device, dtype: o.dtype, offline: o.offline, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen };
-}
-
-function common(cmd: Command): Command {
-  return cmd
-    .requiredOption('-m, --model <dir|hub-id>', 'a Hugging Face model directory, or a hub id (downloaded into ~/.cache/peregrine or $PEREGRINE_CACHE)')
-    .addOption(new Option('-d, --device <device>', 'where to run (auto: the GPU when there is one)').choices(DEVICES).default('auto'))
-    .addOption(new Option('--dtype <dtype>', 'compute dtype on the GPU (default f16; the CPU computes in f32)').choices(DTYPES))
-    .option('--offline', 'use only the local cache for hub ids');
-}
 
 function writeOut(s: string): void {
   process.stdout.write(s);
@@ -47,30 +18,19 @@ function buildProgram(): Command {
     .description('Transformer inference for Node.js: GPT-2 generation and BERT embeddings from Hugging Face checkpoints')
     .configureOutput({ outputError: (str, write) => write(`peregrine: ${str}`) });
 
-  common(program.command('generate').description('generate text from a prompt, streamed to stdout'))
-    .requiredOption('-p, --prompt <text...>', 'prompt text (several prompts run as one batch)')
-    .option('-n, --max-new-tokens <n>', 'tokens to generate per prompt', int('--max-new-tokens', 1), 32)
-    .option('-t, --temperature <t>', 'sampling temperature; 0 is greedy (default: greedy, or 1 with --top-k/--top-p)', number('--temperature', (x) => x >= 0, 'a number >= 0'))
-    .option('-k, --top-k <k>', 'sample among the k most likely tokens (0: off)', int('--top-k', 0))
-    .option('--top-p <p>', 'sample among the most likely tokens holding probability p (1: off)', number('--top-p', (x) => x > 0 && x <= 1, 'in (0, 1]'))
-    .option('-s, --seed <n>', 'sampling seed: the same seed gives the same tokens', int('--seed', 0))
-    .option('--ignore-eos', 'keep generating past the end-of-sequence token')
-    .option('--json', 'print one JSON object {"ids": [...], "text": "..."} per prompt instead of streaming text')
-    .option('--max-batch <n>', 'plan memory at load for this many sequences', int('--max-batch', 1))
-    .option('--max-seq-len <n>', 'plan memory at load for sequences of this many tokens', int('--max-seq-len', 1))
-    .action(async (o: CommonFlags & { prompt: string[]; maxNewTokens: number; temperature?: number; topK?: number; topP?: number; seed?: number; ignoreEos?: boolean; json?: boolean }) => {
+  generationFlags(runtimeFlags(common(program.command('generate').description('generate text from prompts: one prompt streams to stdout, several print a line each as they finish'))))
+    .requiredOption('-p, --prompt <text...>', 'prompt text (several prompts run together)')
+    .option('--json', 'print one JSON object per prompt (ids, text, finishReason, and log-probs or beams when asked for)')
+    .action(async (o: CommonFlags & GenerationFlags & { prompt: string[]; json?: boolean }) => {
       const gen = await loadGenerator(o.model, loadOptions(o));
-      const opts: GenerateOptions = { maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, seed: o.seed, stopAtEos: !o.ignoreEos };
-      if (o.json) {
-        const results = await gen.generate(o.prompt, opts);
-        for (const r of results) writeOut(JSON.stringify({ ids: r.ids, text: r.text }) + '\n');
-      } else if (o.prompt.length === 1) {
-        for await (const e of gen.stream(o.prompt, opts)) writeOut(e.text);
-        writeOut('\n');
-      } else {
-        const results = await gen.generate(o.prompt, opts);
-        results.forEach((r, i) => writeOut(`[${i}] ${r.text}\n`));
-      }
+      await runGenerate(gen, o.prompt, generateOptions(o), o.json === true);
+    });
+
+  generationFlags(runtimeFlags(common(program.command('chat').description('an interactive conversation: one user message per line of stdin, replies stream to stdout; the KV cache stays between turns'))))
+    .option('--system <text>', 'a system message first (with a chat template)')
+    .action(async (o: CommonFlags & GenerationFlags & { system?: string }) => {
+      const gen = await loadGenerator(o.model, loadOptions(o));
+      await runChat(gen, generateOptions(o), o.system);
     });
 
   common(program.command('embed').description('print sentence embeddings as JSON, one vector per input line'))
@@ -91,9 +51,7 @@ function buildProgram(): Command {
       for (const c of emb.classify(inputs)) writeOut(JSON.stringify(c) + '\n');
     });
 
-  common(program.command('inspect').description('architecture, parameter count, dtypes and the memory plan'))
-    .option('--max-batch <n>', 'plan memory for this many sequences', int('--max-batch', 1), 1)
-    .option('--max-seq-len <n>', 'plan memory for sequences of this many tokens (default: the model maximum)', int('--max-seq-len', 1))
+  runtimeFlags(common(program.command('inspect').description('architecture, parameter count, dtypes and the memory plan a load makes (KV-cache pool, tables, activations)')))
     .option('--json', 'print JSON')
     .action(async (o: CommonFlags & { json?: boolean }) => {
       const r = await inspectModel(o.model, loadOptions(o));

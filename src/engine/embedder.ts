@@ -1,6 +1,6 @@
 // Sentence embeddings, hidden states and sequence classification over an encoder model.
 import { fail } from '../errors.js';
-import type { EncoderModel } from '../models/model.js';
+import type { EncoderRuntime } from '../runtime/encoder.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 export type Pooling = 'cls' | 'mean';
@@ -20,7 +20,7 @@ export interface Classification {
 }
 
 export class Embedder {
-  constructor(readonly model: EncoderModel, readonly tokenizer: Tokenizer) {}
+  constructor(readonly model: EncoderRuntime, readonly tokenizer: Tokenizer) {}
 
   /** Token ids per text, with the tokenizer's special tokens ([CLS] ... [SEP]). */
   encodeTexts(texts: string[]): Int32Array[] {
@@ -33,6 +33,12 @@ export class Embedder {
       if (ids.length > maxPos) fail('bad-request', `input ${i} has ${ids.length} tokens, beyond the model's ${maxPos} positions; shorten it`);
       return Int32Array.from(ids);
     });
+  }
+
+  /** Frees the embedder's memory (and its backend's). */
+  dispose(): void {
+    this.model.dispose();
+    this.model.backend.dispose();
   }
 
   embed(texts: string[], options: EmbedOptions = {}): Float32Array[] {

@@ -1,59 +1,96 @@
-// Text generation over a causal LM: prefill the prompts in packed chunks, then decode one token per
-// sequence per step until each stops. A decode step (forward, advance, sample) runs on the backend as one
-// graph; only the sampled ids come back to the host.
-import { fail } from '../errors.js';
-import type { CausalLM, StepInput } from '../models/model.js';
+// Text generation: every call (generate, stream, a session's turn), from anywhere, becomes requests to the
+// generator's one scheduler, so concurrent calls share the running batch and each gets exactly the tokens
+// it would get alone.
+import { fail, PeregrineError } from '../errors.js';
+import type { CausalRuntime } from '../runtime/causal.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
-import { IncrementalDecoder } from './detokenize.js';
-import { SAMPLING_FIELDS } from '../ops/backend.js';
-import { packSampling, samplingParams, type SamplingOptions, type SamplingParams } from './sampling.js';
+import { checkOptions, type GenerateOptions, type RequestSpec } from './options.js';
+import { Request, type Carried, type GenerationResult, type RequestSink, type TokenEvent } from './request.js';
+import { Scheduler } from './scheduler.js';
+import { Session, type SessionOptions } from './session.js';
 
-export interface GenerateOptions extends SamplingOptions {
-  /** tokens to generate per prompt (default 32) */
-  maxNewTokens?: number;
-  /** stop a sequence at the end-of-sequence token (default true) */
-  stopAtEos?: boolean;
+export type { GenerateOptions } from './options.js';
+export type { FinishReason, GenerationResult, TokenEvent, TopLogprob, BeamSequence } from './request.js';
+
+export interface CallOptions extends GenerateOptions {
   /** called for every generated token, as it is produced */
   onToken?: (event: TokenEvent) => void;
+  /** aborting cancels the call's sequences (their blocks are freed) and rejects with the signal's reason */
+  signal?: AbortSignal;
 }
 
-export interface TokenEvent {
-  /** which prompt of the batch */
-  index: number;
-  id: number;
-  /** text that became final with this token (may be '' while a character is incomplete) */
-  text: string;
-  /** set on a sequence's last event */
-  finishReason?: FinishReason;
+function abortError(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new PeregrineError('bad-request', 'the request was aborted');
 }
 
-export type FinishReason = 'length' | 'eos';
+/** An async queue of events that ends with the results, or an error. */
+class Collector {
+  private events: TokenEvent[] = [];
+  private wake: (() => void) | null = null;
+  failed: Error | null = null;
+  readonly results: (GenerationResult | undefined)[];
+  private pending: number;
 
-export interface GenerationResult {
-  ids: number[];
-  text: string;
-  finishReason: FinishReason;
-}
+  constructor(count: number, private readonly onToken?: (e: TokenEvent) => void) {
+    this.results = new Array(count);
+    this.pending = count;
+  }
 
-interface Sequence {
-  index: number;
-  generated: number;
-  decoder: IncrementalDecoder | null;
-  finishReason: FinishReason | null;
-}
+  /** The sink of request `index`. */
+  sinkFor(index: number): RequestSink {
+    return { token: (e) => this.token(e), done: (r) => this.done(r, index), error: (err) => this.error(err) };
+  }
 
-export function checkGenerateOptions(o: GenerateOptions): { maxNewTokens: number; params: SamplingParams } {
-  const maxNewTokens = o.maxNewTokens ?? 32;
-  if (!(Number.isSafeInteger(maxNewTokens) && maxNewTokens >= 1)) fail('bad-argument', `max new tokens must be a whole number >= 1, got ${o.maxNewTokens}`);
-  return { maxNewTokens, params: samplingParams(o) };
+  token(e: TokenEvent): void {
+    this.onToken?.(e);
+    this.events.push(e);
+    this.notify();
+  }
+
+  done(r: GenerationResult, index: number): void {
+    this.results[index] = r;
+    this.pending--;
+    this.notify();
+  }
+
+  error(err: Error): void {
+    this.failed ??= err;
+    this.notify();
+  }
+
+  get finished(): boolean {
+    return this.pending === 0 || this.failed !== null;
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  /** Waits for events (or the end). */
+  async next(): Promise<TokenEvent[]> {
+    while (this.events.length === 0 && !this.finished) await new Promise<void>((resolve) => (this.wake = resolve));
+    const out = this.events;
+    this.events = [];
+    return out;
+  }
 }
 
 export class TextGenerator {
-  constructor(readonly model: CausalLM, readonly tokenizer: Tokenizer) {}
+  readonly scheduler: Scheduler;
 
-  /** Tokenizes prompts, refusing empty ones (streamIds checks the rest). */
+  constructor(readonly runtime: CausalRuntime, readonly tokenizer: Tokenizer, readonly eosTokenIds: number[]) {
+    this.scheduler = new Scheduler(runtime, tokenizer);
+  }
+
+  get model() {
+    return this.runtime.model;
+  }
+
+  /** Tokenizes prompts, refusing empty ones. */
   encodePrompts(prompts: string[]): number[][] {
-    if (prompts.length === 0) fail('bad-request', 'no prompts given; pass at least one prompt');
+    if (!Array.isArray(prompts) || prompts.length === 0) fail('bad-request', 'no prompts given; pass at least one prompt');
     return prompts.map((p, i) => {
       const which = prompts.length > 1 ? `prompt ${i}` : 'the prompt';
       if (typeof p !== 'string') fail('bad-request', `${which} is not a string`);
@@ -63,130 +100,99 @@ export class TextGenerator {
     });
   }
 
-  /** Streams tokens of every prompt as they are produced. */
-  async *stream(prompts: string | string[], options: GenerateOptions = {}): AsyncGenerator<TokenEvent> {
-    checkGenerateOptions(options);
-    yield* this.streamIds(this.encodePrompts(typeof prompts === 'string' ? [prompts] : prompts), options, true);
+  checkOptions(options: GenerateOptions): RequestSpec {
+    return checkOptions(options, this.model.info.vocabSize, this.eosTokenIds, this.tokenizer);
   }
 
-  async generate(prompt: string, options?: GenerateOptions): Promise<GenerationResult>;
-  async generate(prompts: string[], options?: GenerateOptions): Promise<GenerationResult[]>;
-  async generate(prompts: string | string[], options: GenerateOptions = {}): Promise<GenerationResult | GenerationResult[]> {
-    checkGenerateOptions(options);
-    const results = await this.collect(this.encodePrompts(typeof prompts === 'string' ? [prompts] : prompts), options);
+  /** Checks token-id prompts against the vocabulary and the generator's limits. */
+  checkPrompts(prompts: number[][], spec: RequestSpec, carried = 0): void {
+    if (!Array.isArray(prompts) || prompts.length === 0) fail('bad-request', 'no prompts given; pass at least one prompt');
+    const V = this.model.info.vocabSize, maxPos = this.model.info.maxPositions;
+    for (const [i, p] of prompts.entries()) {
+      const which = prompts.length > 1 ? `prompt ${i}` : 'the prompt';
+      if (!Array.isArray(p) || p.length === 0) fail('bad-request', `${which} has no tokens`);
+      if (p.some((id) => !Number.isSafeInteger(id) || id < 0 || id >= V)) fail('bad-request', `${which} has a token id outside the vocabulary (0 .. ${V - 1})`);
+      const total = carried + p.length + spec.maxNewTokens;
+      if (total > maxPos) {
+        fail('bad-request', `${which} has ${carried + p.length} tokens; with ${spec.maxNewTokens} new tokens that is ${total} positions, beyond the model's ${maxPos}; shorten the prompt or ask for fewer new tokens`);
+      }
+      this.scheduler.check(carried + p.length, spec);
+    }
+  }
+
+  /** Streams the tokens of every prompt as they are produced (events of different prompts interleave). */
+  async *stream(prompts: string | string[], options: CallOptions = {}): AsyncGenerator<TokenEvent> {
+    const spec = this.checkOptions(options);
+    yield* this.run(this.encodePrompts(typeof prompts === 'string' ? [prompts] : prompts), spec, options, true);
+  }
+
+  async generate(prompt: string, options?: CallOptions): Promise<GenerationResult>;
+  async generate(prompts: string[], options?: CallOptions): Promise<GenerationResult[]>;
+  async generate(prompts: string | string[], options: CallOptions = {}): Promise<GenerationResult | GenerationResult[]> {
+    const spec = this.checkOptions(options);
+    const results = await this.collect(this.encodePrompts(typeof prompts === 'string' ? [prompts] : prompts), spec, options, true);
     return typeof prompts === 'string' ? results[0] : results;
   }
 
-  /** Generation from token ids (no text decoding in events). */
-  async generateIds(prompts: number[][], options: GenerateOptions = {}): Promise<GenerationResult[]> {
-    return this.collect(prompts, options, false);
+  /** Generation from token ids (events and results carry no text). */
+  async generateIds(prompts: number[][], options: CallOptions = {}): Promise<GenerationResult[]> {
+    return this.collect(prompts, this.checkOptions(options), options, false);
   }
 
-  private async collect(prompts: number[][], options: GenerateOptions, withText = true): Promise<GenerationResult[]> {
-    const results: GenerationResult[] = prompts.map(() => ({ ids: [], text: '', finishReason: 'length' }));
-    for await (const e of this.streamIds(prompts, options, withText)) {
-      const r = results[e.index];
-      r.ids.push(e.id);
-      if (e.finishReason) r.finishReason = e.finishReason;
+  /** Streaming from token ids (no text). */
+  streamIds(prompts: number[][], options: CallOptions = {}): AsyncGenerator<TokenEvent> {
+    return this.run(prompts, this.checkOptions(options), options, false);
+  }
+
+  /** Frees the generator's memory (and its backend's); running requests fail. */
+  dispose(): void {
+    this.runtime.dispose();
+    this.runtime.backend.dispose();
+  }
+
+  /** A conversation whose KV cache stays between turns, so each turn prefills only its new tokens. */
+  session(options: SessionOptions = {}): Session {
+    return new Session(this, options);
+  }
+
+  private async collect(prompts: number[][], spec: RequestSpec, options: CallOptions, withText: boolean): Promise<GenerationResult[]> {
+    const results: GenerationResult[] = [];
+    for await (const _ of this.run(prompts, spec, options, withText, results)) {
+      // events went to onToken
     }
-    if (withText) for (const r of results) r.text = this.tokenizer.decode(r.ids);
     return results;
   }
 
-  async *streamIds(prompts: number[][], options: GenerateOptions, withText: boolean): AsyncGenerator<TokenEvent> {
-    const { maxNewTokens, params } = checkGenerateOptions(options);
-    const stopAtEos = options.stopAtEos ?? true;
-    const eos = stopAtEos ? this.model.eosTokenId : undefined;
-    const V = this.model.info.vocabSize, maxPos = this.model.info.maxPositions;
-    if (prompts.length === 0) fail('bad-request', 'no prompts given; pass at least one prompt');
-    for (const [i, p] of prompts.entries()) {
-      const which = prompts.length > 1 ? `prompt ${i}` : 'the prompt';
-      if (p.length === 0) fail('bad-request', `${which} has no tokens`);
-      if (p.some((id) => !Number.isSafeInteger(id) || id < 0 || id >= V)) {
-        fail('bad-request', `${which} has a token id outside the vocabulary (0 .. ${V - 1})`);
+  /**
+   * Submits one request per prompt and yields their events; breaking out of the loop, or aborting the
+   * signal, cancels what is still running.
+   */
+  async *run(prompts: number[][], spec: RequestSpec, options: CallOptions, withText: boolean, results?: GenerationResult[],
+    carried?: Carried, onRelease?: (c: Carried | null) => void): AsyncGenerator<TokenEvent> {
+    this.checkPrompts(prompts, spec, carried?.tokens.length ?? 0);
+    const signal = options.signal;
+    if (signal?.aborted) throw abortError(signal);
+    const collector = new Collector(prompts.length, options.onToken);
+    const requests = prompts.map((p, i) => new Request(i, p, spec, collector.sinkFor(i), withText ? this.tokenizer : null,
+      carried ?? null, onRelease ?? null));
+    const abort = () => {
+      for (const r of requests) r.cancel(abortError(signal!));
+    };
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      for (const r of requests) this.scheduler.submit(r);
+      for (;;) {
+        const events = await collector.next();
+        if (collector.failed) throw collector.failed;
+        yield* events;
+        if (collector.finished && events.length === 0) break;
       }
-      if (p.length + maxNewTokens > maxPos) {
-        fail('bad-request', `${which} has ${p.length} tokens; with ${maxNewTokens} new tokens that is ${p.length + maxNewTokens} positions, beyond the model's ${maxPos}; shorten the prompt or ask for fewer new tokens`);
-      }
+      if (collector.failed) throw collector.failed;
+      if (results) results.push(...(collector.results as GenerationResult[]));
+    } finally {
+      signal?.removeEventListener('abort', abort);
+      // a consumer that stopped early (or an error) cancels whatever still runs
+      for (const r of requests) r.cancel(new PeregrineError('bad-request', 'the stream was closed'));
     }
-    const B = prompts.length;
-    const model = this.model;
-    model.reserve(B, Math.max(...prompts.map((p) => p.length)) + maxNewTokens);
-    const backend = model.backend;
-    const io = model.io;
-    backend.writeInt(io.sampling, packSampling(params, B), B * SAMPLING_FIELDS);
-
-    const seqs: Sequence[] = prompts.map((_, index) => ({
-      index, generated: 0, decoder: withText ? new IncrementalDecoder(this.tokenizer) : null, finishReason: null,
-    }));
-    const events: TokenEvent[] = [];
-    /** One event per unfinished sequence for the ids the sampler wrote. */
-    const collect = (): void => {
-      events.length = 0;
-      const ids = backend.readInt(io.ids, B);
-      for (const s of seqs) {
-        if (s.finishReason) continue;
-        const id = ids[s.index];
-        s.generated++;
-        if (eos !== undefined && id === eos) s.finishReason = 'eos';
-        else if (s.generated >= maxNewTokens) s.finishReason = 'length';
-        let text = s.decoder ? s.decoder.push(id) : '';
-        if (s.finishReason && s.decoder) text += s.decoder.flush();
-        const event: TokenEvent = { index: s.index, id, text };
-        if (s.finishReason) event.finishReason = s.finishReason;
-        options.onToken?.(event);
-        events.push(event);
-      }
-    };
-
-    this.prefill(prompts);
-    const lengths = Int32Array.from(prompts, (p) => p.length);
-    backend.writeInt(io.positions, lengths, B);
-    backend.writeInt(io.keyLens, lengths.map((l) => l + 1), B);
-    backend.sample(io.ids, io.logits, io.sampling, io.slots, io.positions, B);
-    collect();
-    yield* events;
-
-    // decode: every sequence of the batch steps together (finished ones are ignored) so the step is one graph
-    const key = `decode:${B}`;
-    const decodeStep = () => {
-      model.decode(B);
-      backend.advance(io.positions, io.keyLens, B);
-      backend.sample(io.ids, io.logits, io.sampling, io.slots, io.positions, B);
-    };
-    while (seqs.some((s) => !s.finishReason)) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      backend.graph(key, decodeStep);
-      collect();
-      yield* events;
-    }
-  }
-
-  /** Every prompt token through the model, packed across sequences in chunks; then the first logits. */
-  private prefill(prompts: number[][]): void {
-    const chunk = this.model.capacity.chunk;
-    const step: StepInput = {
-      n: 0, outCount: 0, ids: new Int32Array(chunk), positions: new Int32Array(chunk), slots: new Int32Array(chunk),
-      outRows: new Int32Array(chunk), outSlots: new Int32Array(chunk),
-    };
-    const flush = () => {
-      this.model.prefill(step);
-      step.n = step.outCount = 0;
-    };
-    prompts.forEach((p, slot) => {
-      for (let pos = 0; pos < p.length; pos++) {
-        const r = step.n++;
-        step.ids[r] = p[pos];
-        step.positions[r] = pos;
-        step.slots[r] = slot;
-        if (pos === p.length - 1) {
-          step.outRows[step.outCount] = r;
-          step.outSlots[step.outCount++] = slot;
-        }
-        if (step.n === chunk) flush();
-      }
-    });
-    if (step.n > 0) flush();
-    this.model.prefillLogits(prompts.length);
   }
 }

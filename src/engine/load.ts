@@ -1,11 +1,16 @@
-// Loading a model by directory or hub id onto a backend, as a generator or an embedder.
+// Loading a model by directory or hub id onto a backend, as a generator or an embedder, with its memory
+// planned at load: the KV pool, the sequence tables and the activation arena.
+import { MetaBackend } from '../backends/meta.js';
 import { createBackend, type Device, type FloatDType } from '../backends/select.js';
 import { fail } from '../errors.js';
 import { resolveModelDir, type HubOptions } from '../loaders/hub.js';
-import { openModelDir } from '../loaders/model-dir.js';
-import type { CausalLM, EncoderModel, MemoryReport, ModelInfo } from '../models/model.js';
-import type { DType } from '../ops/backend.js';
+import { openModelDir, type ModelDir } from '../loaders/model-dir.js';
+import { ConfigReader } from '../models/config.js';
+import type { CausalLM, Encoder, MemoryReport, ModelInfo } from '../models/model.js';
 import { findArchitecture } from '../models/registry.js';
+import { dtypeBytes, type Backend, type DType } from '../ops/backend.js';
+import { CausalRuntime, type RuntimeLimits } from '../runtime/causal.js';
+import { EncoderRuntime } from '../runtime/encoder.js';
 import { Tokenizer } from '../tokenizers/tokenizer.js';
 import { Embedder } from './embedder.js';
 import { TextGenerator } from './generation.js';
@@ -14,12 +19,16 @@ export interface LoadOptions extends HubOptions {
   device?: Device;
   /** compute dtype on the GPU (default f16); the CPU computes in f32 */
   dtype?: FloatDType;
-  /** plan memory at load for this many sequences ... */
+  /** sequences that run at once (default 64 on the GPU, 8 on the CPU) */
   maxBatch?: number;
-  /** ... of this many tokens (prompt + generated); otherwise memory is planned at the first request */
+  /** tokens per sequence, prompt and generated (default: the model's positions) */
   maxSeqLen?: number;
-  /** prompt tokens per forward pass during prefill (default 256): less memory, or bigger GEMMs */
+  /** prompt tokens per forward pass during prefill (default 256): a long prompt stalls running sequences for one such pass at most */
   prefillChunk?: number;
+  /** blocks of the KV-cache pool (default: maxBatch full-length sequences, within 90% of free GPU memory or 512 MiB on the CPU) */
+  kvBlocks?: number;
+  /** tokens per KV-cache block (default 16) */
+  blockSize?: number;
 }
 
 export type LoadedModel =
@@ -30,10 +39,46 @@ function positiveInt(v: number | undefined, what: string): void {
   if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1)) fail('bad-argument', `${what} must be a whole number >= 1, got ${v}`);
 }
 
+function checkLoadOptions(o: LoadOptions): void {
+  positiveInt(o.maxBatch, 'max batch');
+  positiveInt(o.maxSeqLen, 'max sequence length');
+  positiveInt(o.prefillChunk, 'prefill chunk');
+  positiveInt(o.kvBlocks, 'kv blocks');
+  positiveInt(o.blockSize, 'block size');
+  if (o.kvBlocks === 1) fail('bad-argument', 'kv blocks must be at least 2 (block 0 is reserved)');
+}
+
+const CPU_KV_BUDGET = 512 * 2 ** 20;
+
+/** Sizes the runtime: the KV pool fills what the options and the device's memory allow. */
+function limitsFor(info: ModelInfo, cacheWidth: number, o: LoadOptions, backend: Backend, free: number | null): RuntimeLimits {
+  const gpu = backend.name === 'cuda';
+  const maxSeqLen = o.maxSeqLen ?? info.maxPositions;
+  if (maxSeqLen > info.maxPositions) fail('bad-argument', `max sequence length ${maxSeqLen} is beyond the model's ${info.maxPositions} positions`);
+  const maxBatch = o.maxBatch ?? (gpu ? 64 : 8);
+  const prefillChunk = o.prefillChunk ?? 256;
+  const blockSize = o.blockSize ?? 16;
+  const blockBytes = 2 * info.layers * blockSize * cacheWidth * dtypeBytes(backend.activationDtype);
+  const perSequence = Math.ceil(maxSeqLen / blockSize);
+  let kvBlocks = o.kvBlocks ?? maxBatch * perSequence + 1;
+  if (o.kvBlocks === undefined) {
+    // what else the runtime allocates: logits and scores, tables, and (roughly) the activation arena
+    const T = Math.max(prefillChunk, maxBatch);
+    const others = 2 * maxBatch * info.vocabSize * 4 + (maxBatch + 1) * (maxSeqLen + 4096) * 4 + 16 * T * info.hidden * dtypeBytes(backend.activationDtype) + 64 * 2 ** 20;
+    const budget = free === null ? CPU_KV_BUDGET : 0.9 * (free - others);
+    kvBlocks = Math.max(2, Math.min(kvBlocks, Math.floor(budget / blockBytes)));
+  }
+  return { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize };
+}
+
+/** The end tokens of generation_config.json, else config.json's. */
+function eosIds(md: ModelDir, model: CausalLM): number[] {
+  const gen = md.generation ? new ConfigReader(md.generation, 'generation_config.json').tokenIds('eos_token_id') : [];
+  return gen.length ? gen : model.eosTokenIds;
+}
+
 export async function loadModel(nameOrPath: string, options: LoadOptions = {}): Promise<LoadedModel> {
-  positiveInt(options.maxBatch, 'max batch');
-  positiveInt(options.maxSeqLen, 'max sequence length');
-  positiveInt(options.prefillChunk, 'prefill chunk');
+  checkLoadOptions(options);
   const dir = await resolveModelDir(nameOrPath, options);
   const md = openModelDir(dir);
   try {
@@ -47,12 +92,11 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
     const model = arch.create(backend, md, className);
     if (arch.kind === 'causal-lm') {
       const lm = model as CausalLM;
-      if (options.maxBatch || options.maxSeqLen || options.prefillChunk) {
-        lm.reserve(options.maxBatch ?? 1, options.maxSeqLen ?? info.maxPositions, options.prefillChunk);
-      }
-      return { kind: 'causal-lm', dir, generator: new TextGenerator(lm, tokenizer) };
+      const free = 'freeMemory' in backend ? (backend as { freeMemory(): number }).freeMemory() : null;
+      const runtime = new CausalRuntime(lm, backend, limitsFor(info, lm.cacheWidth, options, backend, free));
+      return { kind: 'causal-lm', dir, generator: new TextGenerator(runtime, tokenizer, eosIds(md, lm)) };
     }
-    return { kind: 'encoder', dir, embedder: new Embedder(model as EncoderModel, tokenizer) };
+    return { kind: 'encoder', dir, embedder: new Embedder(new EncoderRuntime(model as Encoder, backend), tokenizer) };
   } finally {
     // every weight has been read (the CPU holds its own copies)
     md.weights.close();
@@ -82,10 +126,9 @@ export interface Inspection {
   memory: MemoryReport;
 }
 
-/** Architecture, parameters, stored dtypes and the memory plan, without loading the weights. */
+/** Architecture, parameters, stored dtypes and the memory plan a load would make, without reading the weights. */
 export async function inspectModel(nameOrPath: string, options: LoadOptions = {}): Promise<Inspection> {
-  positiveInt(options.maxBatch, 'max batch');
-  positiveInt(options.maxSeqLen, 'max sequence length');
+  checkLoadOptions(options);
   const dir = await resolveModelDir(nameOrPath, options);
   const md = openModelDir(dir);
   try {
@@ -93,10 +136,24 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
     const backend = createBackend(options.device, options.dtype);
     const dtype = backend.activationDtype;
     const device = backend.name;
+    const free = 'freeMemory' in backend ? (backend as { freeMemory(): number }).freeMemory() : null;
     backend.dispose();
     const info = arch.info(md.config, className);
     const dtypes = [...md.weights.dtypeSummary()].map(([dtype, v]) => ({ dtype, ...v }));
-    const memory = arch.plan(md.config, className, options.maxBatch ?? 1, Math.min(options.maxSeqLen ?? info.maxPositions, info.maxPositions), dtype);
+    // the model over a backend of shapes: names and shapes are checked, no bytes read
+    const meta = new MetaBackend(dtype, device);
+    const shapesOnly = { ...md, weights: Object.assign(Object.create(md.weights), { readBytes: () => new Uint8Array(0) }) };
+    const model = arch.create(meta, shapesOnly, className);
+    let memory: MemoryReport;
+    if (arch.kind === 'causal-lm') {
+      const lm = model as CausalLM;
+      const runtime = new CausalRuntime(lm, meta, limitsFor(info, lm.cacheWidth, options, meta, free));
+      memory = runtime.memory();
+    } else {
+      const enc = new EncoderRuntime(model as Encoder, meta);
+      enc.reserveFor(options.maxBatch ?? 1, Math.min(options.maxSeqLen ?? info.maxPositions, info.maxPositions));
+      memory = enc.memory();
+    }
     return { dir, info, device, dtype, dtypes, fileBytes: dtypes.reduce((a, d) => a + d.bytes, 0), memory };
   } finally {
     md.weights.close();

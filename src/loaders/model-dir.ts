@@ -73,6 +73,8 @@ export class WeightStore {
 export interface ModelDir {
   dir: string;
   config: Record<string, unknown>;
+  /** generation_config.json, when the directory has one */
+  generation: Record<string, unknown> | null;
   weights: WeightStore;
 }
 
@@ -85,7 +87,9 @@ export function openModelDir(dir: string): ModelDir {
   }
   if (!st.isDirectory()) fail('file-missing', `${dir} is not a directory; pass a Hugging Face model directory (config.json + model.safetensors) or a hub id`);
   const config = readJsonFile(join(dir, 'config.json'), 'config.json');
-  return { dir, config, weights: openWeights(dir) };
+  const genPath = join(dir, 'generation_config.json');
+  const generation = existsSync(genPath) ? readJsonFile(genPath, 'generation_config.json') : null;
+  return { dir, config, generation, weights: openWeights(dir) };
 }
 
 export function openWeights(dir: string): WeightStore {

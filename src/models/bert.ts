@@ -2,10 +2,9 @@
 // each sequence, exact gelu. Sequences are packed without padding; attention sees only its own sequence.
 import { fail } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
-import { dtypeBytes, packSegments, type Backend, type DType, type Tensor } from '../ops/backend.js';
-import { allocateArena, planArena, type Arena, type BufferRequest } from '../ops/plan.js';
+import type { Backend, Tensor } from '../ops/backend.js';
 import { ConfigReader, divides } from './config.js';
-import { weightBytes, type Architecture, type EncoderModel, type EncoderOutput, type MemoryReport, type ModelInfo } from './model.js';
+import type { Architecture, Encoder, ModelInfo, Pass } from './model.js';
 import { Checkpoint, detectPrefix } from './weights.js';
 
 interface BertConfig {
@@ -93,154 +92,52 @@ function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: BertConfig, classi
   };
 }
 
-/** Activation buffers of one pass over T packed tokens of B sequences, with lifetimes in steps of one layer. */
-function arenaRequests(cfg: BertConfig, T: number, B: number, act: DType): BufferRequest[] {
-  const { hidden: H, inner: F } = cfg;
-  const L = Math.max(cfg.labels.length, 1);
-  // steps: 0 embed, 1 qkv, 2 writeKV, 3 attend, 4 proj, 5 add+LN, 6 fc, 7 fc2, 8 add+LN, 9 pool, 10 pooler, 11 classifier
-  return [
-    { name: 'hidden', shape: [T, H], dtype: act, first: 0, last: 12 },
-    { name: 'mid', shape: [T, H], dtype: act, first: 0, last: 8 },
-    { name: 'qkv', shape: [T, 3 * H], dtype: act, first: 1, last: 3 },
-    { name: 'attn', shape: [T, H], dtype: act, first: 3, last: 4 },
-    { name: 'proj', shape: [T, H], dtype: act, first: 4, last: 5 },
-    { name: 'fc', shape: [T, F], dtype: act, first: 6, last: 7 },
-    { name: 'fc2', shape: [T, H], dtype: act, first: 7, last: 8 },
-    { name: 'pooled', shape: [B, H], dtype: act, first: 9, last: 12 },
-    { name: 'pooler', shape: [B, H], dtype: act, first: 10, last: 11 },
-    { name: 'logits', shape: [B, L], dtype: 'f32', first: 11, last: 12 },
-    ...['ids', 'positions', 'types', 'slots', 'keyLens'].map((name) => ({ name, shape: [T], dtype: 'i32' as const, first: 0, last: 12 })),
-    ...['starts', 'lengths', 'rows'].map((name) => ({ name, shape: [B], dtype: 'i32' as const, first: 0, last: 12 })),
-    { name: 'segments', shape: [B, 3], dtype: 'i32', first: 0, last: 12 },
-  ];
-}
-
-function report(cfg: BertConfig, weights: number, tokens: number, batch: number, seqLen: number, act: DType): MemoryReport {
-  const arena = planArena(arenaRequests(cfg, tokens, batch, act));
-  return {
-    regions: [
-      { name: 'weights', bytes: weights },
-      { name: 'attention-kv', bytes: 2 * batch * seqLen * cfg.hidden * dtypeBytes(act) },
-      { name: 'activations', bytes: tokens ? arena.bytes : 0 },
-    ],
-    buffers: tokens ? arena.buffers : [],
-    capacity: { tokens, batch, seqLen },
-  };
-}
-
-class Bert implements EncoderModel {
-  readonly info: ModelInfo;
+class Bert implements Encoder {
   readonly labels: string[];
   private readonly w: ReturnType<typeof loadWeights>;
-  private arena: Arena | null = null;
-  private kv: { k: Tensor; v: Tensor } | null = null;
-  private cap = { tokens: 0, batch: 0, seqLen: 0 };
 
-  constructor(private readonly backend: Backend, private readonly cfg: BertConfig, ckpt: Checkpoint, info: ModelInfo) {
-    this.info = info;
+  constructor(backend: Backend, private readonly cfg: BertConfig, ckpt: Checkpoint, readonly info: ModelInfo) {
     this.labels = cfg.labels;
     this.w = loadWeights(backend, ckpt, cfg, cfg.labels.length > 0);
   }
 
-  get numLabels(): number {
-    return this.labels.length;
-  }
-
-  private reserve(tokens: number, batch: number, seqLen: number): void {
-    const c = this.cap;
-    if (tokens <= c.tokens && batch <= c.batch && seqLen <= c.seqLen) return;
-    this.release();
-    const up = (x: number, have: number) => Math.max(have, 2 ** Math.ceil(Math.log2(Math.max(x, 1))));
-    const T = up(tokens, c.tokens), B = up(batch, c.batch), S = Math.min(up(seqLen, c.seqLen), this.cfg.maxPositions);
-    const act = this.backend.activationDtype;
-    const plan = planArena(arenaRequests(this.cfg, T, B, act));
-    this.arena = allocateArena(this.backend, plan);
-    const H = this.cfg.hidden;
-    this.kv = { k: this.backend.buffer([B, S, H], act), v: this.backend.buffer([B, S, H], act) };
-    this.cap = { tokens: T, batch: B, seqLen: S };
-  }
-
-  encode(seqs: Int32Array[], want: { pooling?: 'cls' | 'mean'; classify?: boolean }): EncoderOutput {
-    if (want.classify && !this.w.head) fail('bad-request', 'this checkpoint has no sequence-classification head (it is not BertForSequenceClassification)');
-    const B = seqs.length;
-    const lengths = seqs.map((s) => s.length);
-    const starts: number[] = [];
-    let T = 0;
-    for (const len of lengths) {
-      starts.push(T);
-      T += len;
-    }
-    const maxLen = Math.max(...lengths);
-    this.reserve(T, B, maxLen);
-    const host = { ids: new Int32Array(T), positions: new Int32Array(T), types: new Int32Array(T), slots: new Int32Array(T), keyLens: new Int32Array(T) };
-    seqs.forEach((s, i) => {
-      host.ids.set(s, starts[i]);
-      for (let p = 0; p < s.length; p++) {
-        host.positions[starts[i] + p] = p;
-        host.slots[starts[i] + p] = i;
-        host.keyLens[starts[i] + p] = s.length;
-      }
-    });
-    const b = this.backend;
-    const a = this.arena!.buffers;
-    for (const [name, arr] of Object.entries(host)) b.writeInt(a[name], arr, T);
-    b.writeInt(a.starts, Int32Array.from(starts), B);
-    b.writeInt(a.lengths, Int32Array.from(lengths), B);
-    b.writeInt(a.rows, Int32Array.from({ length: B }, (_, i) => i), B);
-    const table = new Int32Array(3 * B);
-    const segments = { table: a.segments, ...packSegments(host.slots, T, table) };
-    b.writeInt(a.segments, table, 3 * B);
-
-    const { hidden: H, heads, eps } = this.cfg;
+  forward(p: Pass): Tensor {
+    const b = p.ops, n = p.n, T = p.capacity;
+    const { hidden: H, inner: F, heads, eps } = this.cfg;
     const w = this.w;
-    const { k, v } = this.kv!;
     const shape = { heads, headDim: H / heads, scale: 1 / Math.sqrt(H / heads) };
-    b.embed(a.mid, a.ids, a.positions, w.tok, w.pos, a.types, w.types, T);
-    b.layerNorm(a.hidden, a.mid, w.embLn.g, w.embLn.b, eps, T);
+    const hidden = p.buffer('hidden', [T, H]), mid = p.buffer('mid', [T, H]);
+    const qkv = p.buffer('qkv', [T, 3 * H]), attn = p.buffer('attn', [T, H]), proj = p.buffer('proj', [T, H]);
+    const fc = p.buffer('fc', [T, F]), fc2 = p.buffer('fc2', [T, H]);
+    // every layer attends within its own sequence, through one scratch cache
+    const { k, v } = p.cache(0);
+    b.embed(mid, p.ids, p.positions, w.tok, w.pos, p.typeIds, w.types, n);
+    b.layerNorm(hidden, mid, w.embLn.g, w.embLn.b, eps, n);
     for (const L of w.layers) {
-      b.linear(a.qkv, a.hidden, L.qkvW, L.qkvB, 'none', T);
-      b.writeKV(a.qkv, k, v, a.slots, a.positions, T);
-      b.attend(a.attn, a.qkv, k, v, a.slots, a.keyLens, shape, T, segments);
-      b.linear(a.proj, a.attn, L.projW, null, 'none', T);
-      b.addBiasResidualLayerNorm(a.mid, a.mid, a.proj, L.projB, a.hidden, L.ln1.g, L.ln1.b, eps, T);
-      b.linear(a.fc, a.mid, L.fcW, L.fcB, 'gelu', T);
-      b.linear(a.fc2, a.fc, L.fc2W, null, 'none', T);
-      b.addBiasResidualLayerNorm(a.hidden, a.hidden, a.fc2, L.fc2B, a.mid, L.ln2.g, L.ln2.b, eps, T);
+      b.linear(qkv, hidden, L.qkvW, L.qkvB, 'none', n);
+      b.writeKV(qkv, k, v, p.blockTables, p.slots, p.positions, n);
+      b.attend(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, shape, n, p.segments!);
+      b.linear(proj, attn, L.projW, null, 'none', n);
+      b.addBiasResidualLayerNorm(mid, mid, proj, L.projB, hidden, L.ln1.g, L.ln1.b, eps, n);
+      b.linear(fc, mid, L.fcW, L.fcB, 'gelu', n);
+      b.linear(fc2, fc, L.fc2W, null, 'none', n);
+      b.addBiasResidualLayerNorm(hidden, hidden, fc2, L.fc2B, mid, L.ln2.g, L.ln2.b, eps, n);
     }
-    const out: EncoderOutput = { hidden: b.readFloat(a.hidden, T * H).slice(), starts, lengths };
-    if (want.pooling === 'mean') b.meanPool(a.pooled, a.hidden, a.starts, a.lengths, B);
-    if (want.pooling === 'cls') b.gatherRows(a.pooled, a.hidden, a.starts, a.rows, B);
-    if (want.pooling) out.pooled = b.readFloat(a.pooled, B * H).slice();
-    if (want.classify) {
-      // the classifier reads the [CLS] rows (pooled has been read already)
-      if (want.pooling !== 'cls') b.gatherRows(a.pooled, a.hidden, a.starts, a.rows, B);
-      const head = w.head!;
-      b.linear(a.pooler, a.pooled, head.poolW, head.poolB, 'tanh', B);
-      b.linear(a.logits, a.pooler, head.clsW, head.clsB, 'none', B);
-      out.logits = b.readFloat(a.logits, B * this.labels.length).slice();
-    }
-    return out;
+    return hidden;
   }
 
-  memory(): MemoryReport {
+  classify(p: Pass, cls: Tensor, out: Tensor, count: number): void {
+    const head = this.w.head;
+    if (!head) fail('bad-request', 'this checkpoint has no sequence-classification head (it is not BertForSequenceClassification)');
+    const pooler = p.buffer('pooler', [cls.shape[0], this.cfg.hidden]);
+    p.ops.linear(pooler, cls, head.poolW, head.poolB, 'tanh', count);
+    p.ops.linear(out, pooler, head.clsW, head.clsB, 'none', count);
+  }
+
+  weights(): Tensor[] {
     const w = this.w;
-    const tensors = [w.tok, w.pos, w.types, w.embLn.g, w.embLn.b, ...(w.head ? Object.values(w.head) : []),
+    return [w.tok, w.pos, w.types, w.embLn.g, w.embLn.b, ...(w.head ? Object.values(w.head) : []),
       ...w.layers.flatMap((L) => [L.qkvW, L.qkvB, L.projW, L.projB, L.ln1.g, L.ln1.b, L.fcW, L.fcB, L.fc2W, L.fc2B, L.ln2.g, L.ln2.b])];
-    return report(this.cfg, weightBytes(tensors), this.cap.tokens, this.cap.batch, this.cap.seqLen, this.backend.activationDtype);
-  }
-
-  private release(): void {
-    if (this.arena) this.backend.free(this.arena.region);
-    if (this.kv) {
-      this.backend.free(this.kv.k);
-      this.backend.free(this.kv.v);
-    }
-    this.arena = null;
-    this.kv = null;
-  }
-
-  dispose(): void {
-    this.release();
   }
 }
 
@@ -260,10 +157,8 @@ export const bert: Architecture = {
   modelTypes: ['bert'],
   kind: 'encoder',
   info,
-  plan(raw: Record<string, unknown>, className: string, batch: number, seqLen: number, dtype: DType): MemoryReport {
-    return report(readConfig(raw, className), info(raw, className).parameters * dtypeBytes(dtype), batch * seqLen, batch, seqLen, dtype);
-  },
-  create(backend: Backend, dir: ModelDir, className: string): EncoderModel {
+  cacheWidth: (raw) => readConfig(raw, 'BertModel').hidden,
+  create(backend: Backend, dir: ModelDir, className: string): Encoder {
     const cfg = readConfig(dir.config, className);
     const prefix = detectPrefix(dir.weights, ['bert.', ''], 'embeddings.word_embeddings.weight', 'BERT');
     const ckpt = new Checkpoint(dir.weights, prefix, `hidden_size=${cfg.hidden}, num_hidden_layers=${cfg.layers}, vocab_size=${cfg.vocab}`);

@@ -53,11 +53,13 @@ export class ConfigReader {
     return v;
   }
 
-  /** A token id, or the first of a list of ids (generation configs allow both). */
-  tokenId(key: string): number | undefined {
+  /** A token id or a list of them (configs allow both); [] when absent. */
+  tokenIds(key: string): number[] {
     const v = this.raw[key];
-    if (Array.isArray(v) && v.length > 0) return typeof v[0] === 'number' ? v[0] : this.bad(key, 'a token id');
-    return this.optionalInt(key);
+    if (v === undefined || v === null) return [];
+    const list = Array.isArray(v) ? v : [v];
+    if (!list.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0)) this.bad(key, 'a token id or a list of token ids');
+    return list as number[];
   }
 }
 

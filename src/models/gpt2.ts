@@ -2,10 +2,9 @@
 // Written once over the op set; every backend runs this file.
 import { fail } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
-import { dtypeBytes, packSegments, SAMPLING_FIELDS, type Backend, type DType, type Segments, type Tensor } from '../ops/backend.js';
-import { allocateArena, planArena, type Arena, type BufferRequest } from '../ops/plan.js';
+import type { Backend, Tensor } from '../ops/backend.js';
 import { ConfigReader, divides } from './config.js';
-import { weightBytes, type Architecture, type CausalLM, type DecodeIO, type MemoryReport, type ModelInfo, type StepInput } from './model.js';
+import type { Architecture, CausalLM, ModelInfo, Pass } from './model.js';
 import { Checkpoint, detectPrefix } from './weights.js';
 
 interface Gpt2Config {
@@ -16,7 +15,7 @@ interface Gpt2Config {
   inner: number;
   maxPositions: number;
   eps: number;
-  eos?: number;
+  eos: number[];
 }
 
 function readConfig(raw: Record<string, unknown>): Gpt2Config {
@@ -36,7 +35,7 @@ function readConfig(raw: Record<string, unknown>): Gpt2Config {
     inner: c.optionalInt('n_inner') || 4 * hidden,
     maxPositions: c.int(['n_positions', 'max_position_embeddings']),
     eps: c.number('layer_norm_epsilon', 1e-5),
-    eos: c.tokenId('eos_token_id'),
+    eos: c.tokenIds('eos_token_id'),
   };
 }
 
@@ -86,170 +85,53 @@ function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: Gpt2Config) {
   };
 }
 
-export const DEFAULT_PREFILL_CHUNK = 256;
-
-/** Rows one forward pass may hold: a whole decode batch, or a prefill chunk. */
-function chunkFor(batch: number, prefillChunk = DEFAULT_PREFILL_CHUNK): number {
-  return Math.max(batch, prefillChunk);
-}
-
-/** Activation buffers of one forward pass over T rows, with their lifetimes in steps of one layer. */
-function arenaRequests(cfg: Gpt2Config, batch: number, T: number, act: DType): BufferRequest[] {
-  const { hidden: H, inner: F, vocab: V } = cfg;
-  const whole = (name: string, shape: number[], dtype: DType) => ({ name, shape, dtype, first: 0, last: 11 });
-  // steps: 1 ln_1 + qkv, 2 writeKV, 3 attend, 4 proj + residual, 6 ln_2 + fc, 7 fc2 + residual, 9 gather, 10 ln_f + head
-  return [
-    whole('residual', [T, H], act),
-    // LayerNorm output where the backend does not fuse it into the GEMM
-    whole('normed', [T, H], act),
-    { name: 'qkv', shape: [T, 3 * H], dtype: act, first: 1, last: 3 },
-    { name: 'attn', shape: [T, H], dtype: act, first: 3, last: 4 },
-    { name: 'proj', shape: [T, H], dtype: act, first: 4, last: 4 },
-    { name: 'fc', shape: [T, F], dtype: act, first: 6, last: 7 },
-    { name: 'fc2', shape: [T, H], dtype: act, first: 7, last: 7 },
-    // the residual stream at the last prompt token of each sequence, kept across prefill chunks
-    whole('last', [batch, H], act),
-    whole('lastNormed', [batch, H], act),
-    // logits stay fp32 for sampling, whatever the compute dtype
-    whole('logits', [batch, V], 'f32'),
-    ...['ids', 'positions', 'slots', 'keyLens', 'srcRows', 'dstRows'].map((name) => whole(name, [T], 'i32')),
-    whole('segments', [T, 3], 'i32'),
-    // decode-step state, on the device between steps: input ids, positions, key lengths, slot of each row
-    ...['decIds', 'decPositions', 'decKeyLens', 'decSlots'].map((name) => whole(name, [batch], 'i32')),
-    whole('sampling', [batch, SAMPLING_FIELDS], 'i32'),
-  ];
-}
-
-function report(cfg: Gpt2Config, weights: number, batch: number, seqLen: number, act: DType, chunk = chunkFor(batch)): MemoryReport {
-  const arena = planArena(arenaRequests(cfg, batch, chunk, act));
-  return {
-    regions: [
-      { name: 'weights', bytes: weights },
-      { name: 'kv-cache', bytes: 2 * cfg.layers * batch * seqLen * cfg.hidden * dtypeBytes(act) },
-      { name: 'activations', bytes: batch ? arena.bytes : 0 },
-    ],
-    buffers: batch ? arena.buffers : [],
-    capacity: { batch, seqLen, chunk: batch ? chunk : 0 },
-  };
-}
-
 class Gpt2 implements CausalLM {
-  readonly info: ModelInfo;
-  readonly eosTokenId: number | undefined;
-  capacity = { batch: 0, seqLen: 0, chunk: 0 };
+  readonly eosTokenIds: number[];
+  readonly cacheWidth: number;
   private readonly w: ReturnType<typeof loadWeights>;
-  private arena: Arena | null = null;
-  private kv: { k: Tensor; v: Tensor }[] = [];
-  private keyLens = new Int32Array(0);
-  private segments = new Int32Array(0);
 
-  constructor(readonly backend: Backend, private readonly cfg: Gpt2Config, ckpt: Checkpoint, info: ModelInfo) {
-    this.info = info;
-    this.eosTokenId = cfg.eos;
+  constructor(backend: Backend, private readonly cfg: Gpt2Config, ckpt: Checkpoint, readonly info: ModelInfo) {
+    this.eosTokenIds = cfg.eos;
+    this.cacheWidth = cfg.hidden;
     this.w = loadWeights(backend, ckpt, cfg);
   }
 
-  get io(): DecodeIO {
-    const a = this.arena!.buffers;
-    return { ids: a.decIds, positions: a.decPositions, keyLens: a.decKeyLens, slots: a.decSlots, sampling: a.sampling, logits: a.logits };
-  }
-
-  reserve(batch: number, seqLen: number, prefillChunk?: number): void {
-    const c = this.capacity;
-    const fits = batch <= c.batch && seqLen <= c.seqLen;
-    if (fits && (prefillChunk === undefined || chunkFor(c.batch, prefillChunk) === c.chunk)) return;
-    batch = Math.max(batch, c.batch);
-    seqLen = Math.max(seqLen, c.seqLen);
-    const T = chunkFor(batch, prefillChunk ?? (c.chunk || undefined));
-    this.release();
-    const act = this.backend.activationDtype;
-    this.arena = allocateArena(this.backend, planArena(arenaRequests(this.cfg, batch, T, act)));
-    for (let l = 0; l < this.cfg.layers; l++) {
-      const H = this.cfg.hidden;
-      this.kv.push({ k: this.backend.buffer([batch, seqLen, H], act), v: this.backend.buffer([batch, seqLen, H], act) });
-    }
-    this.keyLens = new Int32Array(T);
-    this.segments = new Int32Array(3 * T);
-    this.backend.writeInt(this.arena.buffers.decSlots, Int32Array.from({ length: batch }, (_, i) => i), batch);
-    this.capacity = { batch, seqLen, chunk: T };
-  }
-
-  prefill(s: StepInput): void {
-    const b = this.backend;
-    const a = this.arena!.buffers;
-    for (let i = 0; i < s.n; i++) this.keyLens[i] = s.positions[i] + 1;
-    b.writeInt(a.ids, s.ids, s.n);
-    b.writeInt(a.positions, s.positions, s.n);
-    b.writeInt(a.slots, s.slots, s.n);
-    b.writeInt(a.keyLens, this.keyLens, s.n);
-    b.writeInt(a.srcRows, s.outRows, s.outCount);
-    b.writeInt(a.dstRows, s.outSlots, s.outCount);
-    const segments = packSegments(s.slots, s.n, this.segments);
-    b.writeInt(a.segments, this.segments, 3 * segments.count);
-    this.layers(s.n, a.ids, a.positions, a.slots, a.keyLens, { table: a.segments, ...segments });
-    b.gatherRows(a.last, a.residual, a.srcRows, a.dstRows, s.outCount);
-  }
-
-  prefillLogits(n: number): void {
-    const a = this.arena!.buffers;
-    const w = this.w;
-    this.backend.normLinear(a.logits, a.last, w.lnfg, w.lnfb, this.cfg.eps, w.lmHead, null, 'none', n, a.lastNormed);
-  }
-
-  decode(n: number): void {
-    const a = this.arena!.buffers;
-    const w = this.w;
-    this.layers(n, a.decIds, a.decPositions, a.decSlots, a.decKeyLens, null);
-    this.backend.normLinear(a.logits, a.residual, w.lnfg, w.lnfb, this.cfg.eps, w.lmHead, null, 'none', n, a.normed);
-  }
-
-  /** Embedding, every layer, and ln_f, over n packed tokens; the result is in `normed`. */
-  /**
-   * Embedding and every layer over n packed tokens, leaving the residual stream (ln_f is applied with the
-   * head). With segments: prompt tokens (cache write, then prompt attention); without: one decode token per row.
-   */
-  private layers(n: number, ids: Tensor, positions: Tensor, slots: Tensor, keyLens: Tensor, segments: Segments | null): void {
-    const b = this.backend;
-    const a = this.arena!.buffers;
-    const { hidden: H, heads, eps } = this.cfg;
+  forward(p: Pass): Tensor {
+    const b = p.ops, n = p.n, T = p.capacity;
+    const { hidden: H, inner: F, heads, eps } = this.cfg;
     const w = this.w;
     const shape = { heads, headDim: H / heads, scale: 1 / Math.sqrt(H / heads) };
-    b.embed(a.residual, ids, positions, w.wte, w.wpe, null, null, n);
+    const x = p.buffer('residual', [T, H]);
+    // LayerNorm output where the backend does not fuse it into the GEMM
+    const normed = p.buffer('normed', [T, H]);
+    const qkv = p.buffer('qkv', [T, 3 * H]), attn = p.buffer('attn', [T, H]), proj = p.buffer('proj', [T, H]);
+    const fc = p.buffer('fc', [T, F]), fc2 = p.buffer('fc2', [T, H]);
+    b.embed(x, p.ids, p.positions, w.wte, w.wpe, null, null, n);
     for (let l = 0; l < w.layers.length; l++) {
       const L = w.layers[l];
-      const { k, v } = this.kv[l];
-      b.normLinear(a.qkv, a.residual, L.ln1g, L.ln1b, eps, L.qkvW, L.qkvB, 'none', n, a.normed);
-      if (segments) {
-        b.writeKV(a.qkv, k, v, slots, positions, n);
-        b.attend(a.attn, a.qkv, k, v, slots, keyLens, shape, n, segments);
+      const { k, v } = p.cache(l);
+      b.normLinear(qkv, x, L.ln1g, L.ln1b, eps, L.qkvW, L.qkvB, 'none', n, normed);
+      if (p.segments) {
+        b.writeKV(qkv, k, v, p.blockTables, p.slots, p.positions, n);
+        b.attend(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, shape, n, p.segments);
       } else {
-        b.decodeAttention(a.attn, a.qkv, k, v, slots, keyLens, shape, n);
+        b.decodeAttention(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, shape, n);
       }
-      b.linearResidual(a.residual, a.attn, L.projW, L.projB, n, a.proj);
-      b.normLinear(a.fc, a.residual, L.ln2g, L.ln2b, eps, L.fcW, L.fcB, 'gelu_tanh', n, a.normed);
-      b.linearResidual(a.residual, a.fc, L.fc2W, L.fc2B, n, a.fc2);
+      b.linearResidual(x, attn, L.projW, L.projB, n, proj);
+      b.normLinear(fc, x, L.ln2g, L.ln2b, eps, L.fcW, L.fcB, 'gelu_tanh', n, normed);
+      b.linearResidual(x, fc, L.fc2W, L.fc2B, n, fc2);
     }
+    return x;
   }
 
-  memory(): MemoryReport {
+  logits(p: Pass, x: Tensor, out: Tensor, n: number): void {
     const w = this.w;
-    const tensors = [w.wte, w.wpe, w.lnfg, w.lnfb, ...(w.lmHead === w.wte ? [] : [w.lmHead]), ...w.layers.flatMap((L) => Object.values(L))];
-    return report(this.cfg, weightBytes(tensors), this.capacity.batch, this.capacity.seqLen, this.backend.activationDtype, this.capacity.chunk);
+    p.ops.normLinear(out, x, w.lnfg, w.lnfb, this.cfg.eps, w.lmHead, null, 'none', n, p.buffer('finalNormed', [p.capacity, this.cfg.hidden]));
   }
 
-  private release(): void {
-    this.backend.invalidateGraphs();
-    if (this.arena) this.backend.free(this.arena.region);
-    for (const { k, v } of this.kv) {
-      this.backend.free(k);
-      this.backend.free(v);
-    }
-    this.arena = null;
-    this.kv = [];
-  }
-
-  dispose(): void {
-    this.release();
+  weights(): Tensor[] {
+    const w = this.w;
+    return [w.wte, w.wpe, w.lnfg, w.lnfb, ...(w.lmHead === w.wte ? [] : [w.lmHead]), ...w.layers.flatMap((L) => Object.values(L))];
   }
 }
 
@@ -268,9 +150,7 @@ export const gpt2: Architecture = {
   modelTypes: ['gpt2'],
   kind: 'causal-lm',
   info,
-  plan(raw: Record<string, unknown>, className: string, batch: number, seqLen: number, dtype: DType): MemoryReport {
-    return report(readConfig(raw), info(raw, className).parameters * dtypeBytes(dtype), batch, seqLen, dtype);
-  },
+  cacheWidth: (raw) => readConfig(raw).hidden,
   create(backend: Backend, dir: ModelDir, className: string): CausalLM {
     const cfg = readConfig(dir.config);
     const prefix = detectPrefix(dir.weights, ['transformer.', ''], 'wte.weight', 'GPT-2');

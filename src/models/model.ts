@@ -1,43 +1,33 @@
-// What the engine sees of a model, whichever backend runs it.
+// What a model file provides: its config mapping, its weights and its forward pass over the op set. The
+// runtime (src/runtime/) owns everything that lives across passes: the paged KV cache, the activation
+// plan, the decode state and the captured graphs.
 import type { ModelDir } from '../loaders/model-dir.js';
-import { dtypeBytes, type Backend, type DType, type Tensor } from '../ops/backend.js';
+import { dtypeBytes, type Backend, type DType, type Segments, type Tensor } from '../ops/backend.js';
 import type { PlannedBuffer } from '../ops/plan.js';
 
-/** One prefill pass over packed prompt tokens (a chunk of them). */
-export interface StepInput {
-  n: number;
-  ids: Int32Array;
-  positions: Int32Array;
-  /** KV-cache slot of each token's sequence */
-  slots: Int32Array;
-  /** rows holding a sequence's last prompt token, and that sequence's slot */
-  outRows: Int32Array;
-  outSlots: Int32Array;
-  outCount: number;
-}
-
-/** Decode-step state that stays on the device between steps (rows are cache slots 0 .. n-1). */
-export interface DecodeIO {
-  /** [batch] i32: the token each row feeds in next; the sampler writes it */
-  ids: Tensor;
-  /** [batch] i32: that token's position */
-  positions: Tensor;
-  /** [batch] i32: positions + 1 */
-  keyLens: Tensor;
-  /** [batch] i32: 0 .. batch-1 (the random stream of each row) */
-  slots: Tensor;
-  /** [batch, SAMPLING_FIELDS] i32 */
-  sampling: Tensor;
-  /** [batch, vocab] f32 */
-  logits: Tensor;
-}
-
-export interface MemoryReport {
-  /** bytes per region: weights, kv-cache, activations */
-  regions: { name: string; bytes: number }[];
-  /** the activation arena's buffers, their offsets and sizes */
-  buffers: PlannedBuffer[];
-  capacity: Record<string, number>;
+/** One forward pass over packed rows, as a model sees it. */
+export interface Pass {
+  /** the op set: the backend, or a recorder while the runtime plans activation memory */
+  readonly ops: Backend;
+  /** rows the pass's buffers are planned for */
+  readonly capacity: number;
+  /** rows in this pass */
+  readonly n: number;
+  /** [capacity] i32 each: token id, position, sequence slot (block-table row) and keys attended to */
+  readonly ids: Tensor;
+  readonly positions: Tensor;
+  readonly slots: Tensor;
+  readonly keyLens: Tensor;
+  /** [capacity] i32 token types (encoders), or null */
+  readonly typeIds: Tensor | null;
+  /** prompt rows grouped by sequence; null in a decode step (one row per sequence, attending with decodeAttention) */
+  readonly segments: Segments | null;
+  /** [slots, maxBlocks] i32 */
+  readonly blockTables: Tensor;
+  /** layer `l`'s paged K and V caches, [blocks, blockSize, cacheWidth] */
+  cache(layer: number): { k: Tensor; v: Tensor };
+  /** The activation buffer `name` (the same tensor for the same name); its lifetime comes from the ops that use it. */
+  buffer(name: string, shape: number[], dtype?: DType): Tensor;
 }
 
 export interface ModelInfo {
@@ -52,27 +42,19 @@ export interface ModelInfo {
   parameters: number;
 }
 
+/** A decoder-only language model. */
 export interface CausalLM {
   readonly info: ModelInfo;
-  readonly eosTokenId: number | undefined;
-  /**
-   * Makes room for `batch` sequences of up to `seqLen` tokens, prefilled `prefillChunk` tokens per forward
-   * pass; allocates only when the current plan differs.
-   */
-  reserve(batch: number, seqLen: number, prefillChunk?: number): void;
-  /** what the current plan holds; `chunk` is the most tokens one forward pass takes */
-  readonly capacity: { batch: number; seqLen: number; chunk: number };
-  readonly backend: Backend;
-  /** decode state and logits (valid after reserve) */
-  readonly io: DecodeIO;
-  /** Runs packed prompt tokens; keeps the final hidden state of each outRows[i] for sequence outSlots[i]. */
-  prefill(step: StepInput): void;
-  /** io.logits rows 0 .. n-1 from the hidden states prefill kept. */
-  prefillLogits(n: number): void;
-  /** One token for each of slots 0 .. n-1, from io.ids at io.positions; logits into io.logits. */
-  decode(n: number): void;
-  memory(): MemoryReport;
-  dispose(): void;
+  /** the end tokens of config.json / generation_config.json */
+  readonly eosTokenIds: number[];
+  /** values per token per layer in the K cache (and in the V cache) */
+  readonly cacheWidth: number;
+  /** Embedding and every layer over p.n packed rows; returns the residual stream [capacity, hidden] after the last layer. */
+  forward(p: Pass): Tensor;
+  /** f32 logits [n, vocab] of n rows of x (the final norm and the LM head). */
+  logits(p: Pass, x: Tensor, out: Tensor, n: number): void;
+  /** every weight tensor, once */
+  weights(): Tensor[];
 }
 
 export interface EncoderOutput {
@@ -87,13 +69,23 @@ export interface EncoderOutput {
   logits?: Float32Array;
 }
 
-export interface EncoderModel {
+/** A bidirectional encoder: forward over packed sequences, then pooling and an optional classifier. */
+export interface Encoder {
   readonly info: ModelInfo;
-  readonly numLabels: number;
   readonly labels: string[];
-  encode(seqs: Int32Array[], want: { pooling?: 'cls' | 'mean'; classify?: boolean }): EncoderOutput;
-  memory(): MemoryReport;
-  dispose(): void;
+  /** The last hidden states [capacity, hidden] of p.n packed rows (each segment is one sequence). */
+  forward(p: Pass): Tensor;
+  /** Classification logits [count, labels] (f32) from the [CLS] rows of each sequence, gathered into `cls` [count, hidden]. */
+  classify(p: Pass, cls: Tensor, out: Tensor, count: number): void;
+  weights(): Tensor[];
+}
+
+export interface MemoryReport {
+  /** bytes per region: weights, kv-cache, activations, tables */
+  regions: { name: string; bytes: number }[];
+  /** the activation arena's buffers, their offsets and sizes */
+  buffers: PlannedBuffer[];
+  capacity: Record<string, number>;
 }
 
 export interface Architecture {
@@ -104,9 +96,9 @@ export interface Architecture {
   kind: 'causal-lm' | 'encoder';
   /** Reads the config (errors on bad fields) without touching the weights. */
   info(config: Record<string, unknown>, className: string): ModelInfo;
-  /** The memory a load would take for `batch` sequences of `seqLen` tokens in `dtype`, without loading weights. */
-  plan(config: Record<string, unknown>, className: string, batch: number, seqLen: number, dtype: DType): MemoryReport;
-  create(backend: Backend, dir: ModelDir, className: string): CausalLM | EncoderModel;
+  /** Values per token per layer in the K cache (causal LMs). */
+  cacheWidth(config: Record<string, unknown>): number;
+  create(backend: Backend, dir: ModelDir, className: string): CausalLM | Encoder;
 }
 
 export function weightBytes(tensors: Tensor[]): number {

@@ -17,9 +17,6 @@ export interface Tensor {
 
 export type Activation = 'none' | 'gelu' | 'gelu_tanh' | 'tanh';
 
-/** Per-row sampling parameters as the sample op reads them: [topK, seed, temperature bits, topP bits] (int32). */
-export const SAMPLING_FIELDS = 4;
-
 /**
  * Runs of consecutive packed rows that belong to one sequence (a prompt, or a chunk of one), as an i32
  * tensor [count, 3] = (first row, rows, 0); prompt attention kernels tile queries by segment.
@@ -29,6 +26,32 @@ export interface Segments {
   count: number;
   /** rows of the longest segment */
   longest: number;
+}
+
+/** Rows that turn logits into tokens: the sequence of each row and how many tokens it holds. */
+export interface SampleRows {
+  /** [rows] i32: sequence slot (row of the sequence tables) */
+  slots: Tensor;
+  /** [rows] i32: the sequence's length; the token drawn will sit at this position */
+  lengths: Tensor;
+}
+
+/** Per-sequence tables, indexed by slot (layout: ops/requests.ts). */
+export interface SequenceTables {
+  /** [slots, REQUEST_STRIDE] i32 */
+  requests: Tensor;
+  /** [slots, maxSeq] i32: the tokens of each sequence, prompt and generated */
+  history: Tensor;
+  /** [slots] f32: the runtime top-p (it decays as tokens are drawn) */
+  topP: Tensor;
+}
+
+/** The best candidates of each row, [rows, MAX_CANDIDATES], best first. */
+export interface Candidates {
+  values: Tensor;
+  ids: Tensor;
+  /** [rows, CANDIDATE_SCRATCH] i32: room a backend may use while selecting (the GPU's first stage) */
+  scratch: Tensor;
 }
 
 export interface AttentionShape {
@@ -83,29 +106,55 @@ export interface Backend {
   normLinear(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, w: Tensor, bias: Tensor | null, act: Activation, n: number, scratch: Tensor): void;
   /** residual += x w^T + bias: a projection added into the residual stream (scratch [n, N] may hold the product). */
   linearResidual(residual: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number, scratch: Tensor): void;
-  /** Stores the K and V parts of qkv [n, 3 * hidden] at (slots[t], positions[t]) of the caches [slots, maxSeq, hidden]. */
-  writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, positions: Tensor, n: number): void;
   /**
-   * out[t] = attention of the Q part of qkv[t] over keys 0 .. keyLens[t]-1 of cache slot slots[t], for
-   * prompt tokens grouped in segments (the decode step has decodeAttention).
+   * Stores the K and V parts of qkv [n, 3 * hidden] for row t at position positions[t] of sequence slots[t]
+   * in the paged caches [blocks, blockSize, hidden]: block blockTables[slots[t], position / blockSize],
+   * row position % blockSize.
    */
-  attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number, segments: Segments): void;
+  writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, positions: Tensor, n: number): void;
   /**
-   * The decode step's attention: each row's k and v go into the caches at position keyLens[t] - 1 of slot
-   * slots[t] (as writeKV would), then the row attends over keys 0 .. keyLens[t]-1 (as attend would).
+   * out[t] = attention of the Q part of qkv[t] over keys 0 .. keyLens[t]-1 of sequence slots[t], read through
+   * its block table, for prompt tokens grouped in segments (the decode step has decodeAttention).
    */
-  decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void;
+  attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
+    shape: AttentionShape, n: number, segments: Segments): void;
+  /**
+   * The decode step's attention: each row's k and v go into the caches at position keyLens[t] - 1 of
+   * sequence slots[t] (as writeKV would), then the row attends over keys 0 .. keyLens[t]-1 (as attend would).
+   */
+  decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
+    shape: AttentionShape, n: number): void;
+  /**
+   * For i < count: block pairs[i, 1] = block pairs[i, 0] in every plane of the cache pool
+   * [planes, blocks, blockSize, width] (copy-on-write of shared blocks).
+   */
+  copyBlocks(pool: Tensor, pairs: Tensor, count: number): void;
   /** out[dstRows[i]] = x[srcRows[i]] for i < n (rows of width x.shape[1]). */
   gatherRows(out: Tensor, x: Tensor, srcRows: Tensor, dstRows: Tensor, n: number): void;
   /** out[s] = mean of x over rows starts[s] .. starts[s] + lengths[s] - 1, for s < n. */
   meanPool(out: Tensor, x: Tensor, starts: Tensor, lengths: Tensor, n: number): void;
+
+  // ---- logits to tokens; row r belongs to sequence rows.slots[r] (its request: ops/requests.ts) ----
   /**
-   * ids[i] = a token drawn from f32 logits row i by params row i ([n, SAMPLING_FIELDS]), with the random
-   * number of (streams[i], counters[i]); the definition is in backends/cpu/sampling.ts.
+   * scores[r] = the logits processors of row r's request over logits[r] (repetition, presence and
+   * frequency penalties over its history, bad words, min-new-tokens); beam rows get the processors over
+   * the log-softmax, as Hugging Face's beam search applies them.
    */
-  sample(ids: Tensor, logits: Tensor, params: Tensor, streams: Tensor, counters: Tensor, n: number): void;
-  /** positions[i] += 1 and keyLens[i] = positions[i] + 1, for i < n: moves decode state to the next token. */
-  advance(positions: Tensor, keyLens: Tensor, n: number): void;
+  processLogits(scores: Tensor, logits: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void;
+  /** The best k candidates of scores[r] (k from the request: beams, top-k, or 1 for greedy), by value then lowest id. */
+  selectCandidates(out: Candidates, scores: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void;
+  /**
+   * ids[r] = the token drawn for each SAMPLE row from scores[r] (and its candidates), appended to the
+   * sequence's history at rows.lengths[r]; updates the runtime top-p. Other rows are left alone.
+   */
+  sample(ids: Tensor, scores: Tensor, candidates: Candidates, rows: SampleRows, seqs: SequenceTables, n: number): void;
+  /**
+   * out[r] (LOGPROB_STRIDE int32, f32 bits for log-probs) = log-softmax of the raw logits[r] at ids[r], then
+   * the request's K most likely tokens and their log-probs, for rows that asked (scratch: candidates).
+   */
+  logprobs(out: Tensor, logits: Tensor, ids: Tensor, rows: SampleRows, seqs: SequenceTables, n: number, scratch: Candidates): void;
+  /** positions[r] += 1 and keyLens[r] += 1 for rows whose sequence samples on the device (MODE.SAMPLE). */
+  advance(positions: Tensor, keyLens: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void;
 
   /** Releases everything the backend holds. */
   dispose(): void;

@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
-import { packSampling, samplingParams } from '../../src/engine/sampling.js';
-import { packSegments, type Activation, type DType } from '../../src/ops/backend.js';
+import { seededRandom } from '../../src/engine/rng.js';
+import { packSegments, type Activation, type DType, type Tensor } from '../../src/ops/backend.js';
 import { assertClose } from '../helpers/close.js';
 import { cpu, get, noGpu, put, putInt, randn, rounded, TOL } from './helpers.js';
 
@@ -15,6 +15,48 @@ function gpu(dtype: DType): CudaBackend {
   let b = backends.get(dtype);
   if (!b) backends.set(dtype, (b = new CudaBackend(dtype)));
   return b;
+}
+
+/** An i32 tensor of `shape` (block tables and block pairs are matrices: the ops read their widths). */
+function putTable(b: typeof cpu | CudaBackend, x: Int32Array, shape: number[]): Tensor {
+  const t = b.buffer(shape, 'i32');
+  b.writeInt(t, x, x.length);
+  return t;
+}
+
+/**
+ * Block tables [slots, maxBlocks] for sequences of `lengths` positions in a pool whose block 0 is left to
+ * padding (a slot of length 0 keeps an all-zero row): every sequence takes its blocks from a shuffled free
+ * list, so they lie scattered and out of order, except that shares [slot, from, blocks] gives `slot` the
+ * first `blocks` blocks of `from` (a shared prefix; from < slot). Three blocks stay unused.
+ */
+function pagedTables(lengths: number[], blockSize: number, maxBlocks: number, shares: [number, number, number][], seed: number):
+  { table: Int32Array; blocks: number } {
+  const need = lengths.map((l) => Math.ceil(l / blockSize));
+  const sharedWith = new Map(shares.map(([slot, from, count]) => [slot, { from, count }]));
+  const own = need.reduce((a, k, s) => a + k - (sharedWith.get(s)?.count ?? 0), 0);
+  const blocks = 1 + own + 3;
+  const free = Array.from({ length: blocks - 1 }, (_, i) => i + 1);
+  const rand = seededRandom(seed);
+  for (let i = free.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [free[i], free[j]] = [free[j], free[i]];
+  }
+  const table = new Int32Array(lengths.length * maxBlocks);
+  for (let s = 0; s < lengths.length; s++) {
+    assert.ok(need[s] <= maxBlocks, `slot ${s} needs ${need[s]} blocks`);
+    const share = sharedWith.get(s);
+    for (let b = 0; b < need[s]; b++) {
+      table[s * maxBlocks + b] = share && b < share.count ? table[share.from * maxBlocks + b] : free.pop()!;
+    }
+  }
+  return { table, blocks };
+}
+
+/** Whether the blocks of `slot` are in some place out of increasing order. */
+function scattered(table: Int32Array, maxBlocks: number, slot: number, count: number): boolean {
+  const row = table.subarray(slot * maxBlocks, slot * maxBlocks + count);
+  return row.some((b, i) => i > 0 && b < row[i - 1]);
 }
 
 for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
@@ -108,42 +150,108 @@ for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
     }
 
     for (const [heads, D] of [[1, 4], [3, 12], [4, 64], [2, 128]]) {
-      test(`KV-cache write, decode attention and prompt attention, ${heads} heads of ${D}`, () => {
-        const g = gpu(dtype);
-        const H = heads * D, maxSeq = 130, slotsN = 4;
-        // prompts of lengths 1, 33, 100 and a chunk of 20 tokens continuing at position 60 of slot 3
-        const runs: [number, number, number][] = [[0, 0, 1], [1, 0, 33], [2, 0, 100], [3, 60, 20]];
-        const n = runs.reduce((a, [, , l]) => a + l, 0);
-        const slots = new Int32Array(n), positions = new Int32Array(n), keyLens = new Int32Array(n);
-        let t = 0;
-        for (const [slot, p0, len] of runs) for (let p = p0; p < p0 + len; p++, t++) { slots[t] = slot; positions[t] = p; keyLens[t] = p + 1; }
-        const qkv = r(randn(n * 3 * H)), next = r(randn(4 * 3 * H));
-        // slot 3's first 60 positions come from an earlier chunk
-        const early = r(randn(60 * H));
-        const shape = { heads, headDim: D, scale: 1 / Math.sqrt(D) };
-        const seg = new Int32Array(3 * n);
-        const { count, longest } = packSegments(slots, n, seg);
-        const results = [cpu, g].map((b) => {
-          const k = b.buffer([slotsN, maxSeq, H], b === cpu ? 'f32' : dtype), v = b.buffer([slotsN, maxSeq, H], b === cpu ? 'f32' : dtype);
-          // earlier chunk: positions 0..59 of slot 3, written through writeKV from a qkv of those rows
-          const eq = new Float32Array(60 * 3 * H);
-          for (let i = 0; i < 60; i++) { eq.set(early.subarray(i * H, (i + 1) * H), i * 3 * H + H); eq.set(early.subarray(i * H, (i + 1) * H), i * 3 * H + 2 * H); }
-          b.writeKV(put(b, eq, [60, 3 * H]), k, v, putInt(b, new Int32Array(60).fill(3)), putInt(b, Int32Array.from({ length: 60 }, (_, i) => i)), 60);
-          const q = put(b, qkv, [n, 3 * H]), ts = putInt(b, slots), tp = putInt(b, positions), tk = putInt(b, keyLens);
-          b.writeKV(q, k, v, ts, tp, n);
-          const prompt = b.buffer([n, H], b === cpu ? 'f32' : dtype);
-          b.attend(prompt, q, k, v, ts, tk, shape, n, { table: putInt(b, seg.slice(0, 3 * count)), count, longest });
-          // decode: one new token per slot, written into the cache by the op, after each run's last position
-          const lastRows = [0, 33, 133, n - 1];
-          const decode = b.buffer([4, H], b === cpu ? 'f32' : dtype);
-          b.decodeAttention(decode, put(b, next, [4, 3 * H]), k, v, putInt(b, Int32Array.from(lastRows, (row) => slots[row])),
-            putInt(b, Int32Array.from(lastRows, (row) => keyLens[row] + 1)), shape, 4);
-          return { prompt: get(b, prompt), decode: get(b, decode), k: get(b, k), v: get(b, v) };
+      for (const blockSize of [16, 8, 3]) {
+        test(`KV-cache write, decode attention and prompt attention, ${heads} heads of ${D}, paged in blocks of ${blockSize}`, () => {
+          const g = gpu(dtype);
+          const H = heads * D, maxSeq = 130;
+          // slot 4 shares the first whole blocks of slot 2 (a common prefix) and goes on from there
+          const shareBlocks = Math.ceil(40 / blockSize), shared = shareBlocks * blockSize;
+          // prompts of lengths 1, 33 and 100; a chunk of 20 continuing at position 60 of slot 3; a chunk of 30
+          // continuing slot 4 after its shared prefix. Slot 5 is padding: no blocks of its own, so block 0.
+          const runs: [number, number, number][] = [[0, 0, 1], [1, 0, 33], [2, 0, 100], [3, 60, 20], [4, shared, 30]];
+          const lengths = [2, 34, 101, 81, shared + 31, 0]; // after the decode step, most ending mid-block
+          const maxBlocks = Math.ceil(maxSeq / blockSize) + 1;
+          const { table, blocks } = pagedTables(lengths, blockSize, maxBlocks, [[4, 2, shareBlocks]], 11 + blockSize);
+          assert.ok(scattered(table, maxBlocks, 2, Math.ceil(101 / blockSize)), 'the test wants slot 2 out of block order');
+          const n = runs.reduce((a, [, , l]) => a + l, 0);
+          const slots = new Int32Array(n), positions = new Int32Array(n), keyLens = new Int32Array(n);
+          let t = 0;
+          for (const [slot, p0, len] of runs) for (let p = p0; p < p0 + len; p++, t++) { slots[t] = slot; positions[t] = p; keyLens[t] = p + 1; }
+          const qkv = r(randn(n * 3 * H));
+          // slot 3's first 60 positions come from an earlier chunk (the q parts of these rows go unused)
+          const early = r(randn(60 * 3 * H));
+          // the decode step: one row per sequence and a padding row (one key, in block 0), in mixed order
+          const decodeSlots = Int32Array.from([2, 0, 5, 4, 1, 3]);
+          const decodeLens = Int32Array.from(decodeSlots, (s) => Math.max(1, lengths[s]));
+          const next = r(randn(decodeSlots.length * 3 * H));
+          const shape = { heads, headDim: D, scale: 1 / Math.sqrt(D) };
+          const seg = new Int32Array(3 * n);
+          const { count, longest } = packSegments(slots, n, seg);
+          const results = [cpu, g].map((b) => {
+            const dt = b === cpu ? 'f32' : dtype;
+            const k = b.buffer([blocks, blockSize, H], dt), v = b.buffer([blocks, blockSize, H], dt);
+            const bt = putTable(b, table, [lengths.length, maxBlocks]);
+            b.writeKV(put(b, early, [60, 3 * H]), k, v, bt, putInt(b, new Int32Array(60).fill(3)), putInt(b, Int32Array.from({ length: 60 }, (_, i) => i)), 60);
+            const q = put(b, qkv, [n, 3 * H]), ts = putInt(b, slots), tp = putInt(b, positions), tk = putInt(b, keyLens);
+            b.writeKV(q, k, v, bt, ts, tp, n);
+            const prompt = b.buffer([n, H], dt);
+            b.attend(prompt, q, k, v, bt, ts, tk, shape, n, { table: putInt(b, seg.slice(0, 3 * count)), count, longest });
+            const decode = b.buffer([decodeSlots.length, H], dt);
+            b.decodeAttention(decode, put(b, next, [decodeSlots.length, 3 * H]), k, v, bt, putInt(b, decodeSlots), putInt(b, decodeLens),
+              shape, decodeSlots.length);
+            return { prompt: get(b, prompt), decode: get(b, decode), k: get(b, k), v: get(b, v) };
+          });
+          assertClose(results[1].k, results[0].k, tol, 'k cache contents');
+          assertClose(results[1].v, results[0].v, tol, 'v cache contents');
+          assertClose(results[1].prompt, results[0].prompt, tol * 4, 'prompt attention');
+          assertClose(results[1].decode, results[0].decode, tol * 4, 'decode attention');
         });
-        assertClose(results[1].k, results[0].k, tol, 'k cache contents');
-        assertClose(results[1].v, results[0].v, tol, 'v cache contents');
-        assertClose(results[1].prompt, results[0].prompt, tol * 4, 'prompt attention');
-        assertClose(results[1].decode, results[0].decode, tol * 4, 'decode attention');
+      }
+    }
+
+    test('KV-cache write, decode attention and prompt attention over long paged contexts (over 48 KiB of decode shared memory)', () => {
+      const g = gpu(dtype);
+      const heads = 2, D = 64, H = heads * D, blockSize = 16, maxBlocks = 400;
+      // slot 0: 2460 positions from earlier steps, then a prompt chunk of 40; slot 1 shares slot 0's first 20
+      // blocks (positions 0..319) and has 380 positions of its own (320..699); then a decode row for each
+      const lengths = [2501, 701];
+      const { table, blocks } = pagedTables(lengths, blockSize, maxBlocks, [[1, 0, 20]], 5);
+      assert.ok(scattered(table, maxBlocks, 0, 157) && scattered(table, maxBlocks, 1, 44), 'the test wants blocks out of order');
+      const cachedSlots = Int32Array.from({ length: 2840 }, (_, i) => (i < 2460 ? 0 : 1));
+      const cachedPositions = Int32Array.from({ length: 2840 }, (_, i) => (i < 2460 ? i : 320 + i - 2460));
+      const cached = r(randn(2840 * 3 * H));
+      const n = 40;
+      const slots = new Int32Array(n), positions = Int32Array.from({ length: n }, (_, i) => 2460 + i);
+      const keyLens = Int32Array.from(positions, (p) => p + 1);
+      const qkv = r(randn(n * 3 * H)), next = r(randn(2 * 3 * H));
+      const shape = { heads, headDim: D, scale: 1 / Math.sqrt(D) };
+      const results = [cpu, g].map((b) => {
+        const dt = b === cpu ? 'f32' : dtype;
+        const k = b.buffer([blocks, blockSize, H], dt), v = b.buffer([blocks, blockSize, H], dt);
+        const bt = putTable(b, table, [lengths.length, maxBlocks]);
+        b.writeKV(put(b, cached, [2840, 3 * H]), k, v, bt, putInt(b, cachedSlots), putInt(b, cachedPositions), 2840);
+        const q = put(b, qkv, [n, 3 * H]), ts = putInt(b, slots), tp = putInt(b, positions), tk = putInt(b, keyLens);
+        b.writeKV(q, k, v, bt, ts, tp, n);
+        const prompt = b.buffer([n, H], dt);
+        b.attend(prompt, q, k, v, bt, ts, tk, shape, n, { table: putInt(b, Int32Array.from([0, n, 0])), count: 1, longest: n });
+        const decode = b.buffer([2, H], dt);
+        b.decodeAttention(decode, put(b, next, [2, 3 * H]), k, v, bt, putInt(b, Int32Array.from([1, 0])), putInt(b, Int32Array.from([701, 2501])), shape, 2);
+        return { prompt: get(b, prompt), decode: get(b, decode), k: get(b, k), v: get(b, v) };
+      });
+      assertClose(results[1].k, results[0].k, tol, 'k cache contents');
+      assertClose(results[1].v, results[0].v, tol, 'v cache contents');
+      assertClose(results[1].prompt, results[0].prompt, tol * 4, 'prompt attention');
+      assertClose(results[1].decode, results[0].decode, tol * 4, 'decode attention');
+    });
+
+    // [planes, blocks, blockSize, width]: 16-byte vectors, odd sizes (element copies), a GPT-2 1.5B block,
+    // and more planes than a grid's y dimension holds
+    for (const [planes, blocks, blockSize, width] of [[6, 9, 16, 24], [6, 9, 3, 5], [4, 9, 16, 1600], [70000, 9, 1, 2]]) {
+      test(`copy blocks in every plane of a [${planes}, ${blocks}, ${blockSize}, ${width}] cache pool`, () => {
+        const g = gpu(dtype);
+        const shape = [planes, blocks, blockSize, width], blockValues = blockSize * width;
+        const pool = r(randn(planes * blocks * blockValues));
+        // copy-on-write: fresh destinations that are no pair's source (one source twice); the fifth pair is past count
+        const pairs = Int32Array.from([4, 7, 0, 2, 4, 8, 5, 1, 3, 6]), count = 4;
+        const [want, got] = [cpu, g].map((b) => {
+          const t = put(b, pool, shape);
+          b.copyBlocks(t, putTable(b, pairs, [5, 2]), count);
+          return get(b, t);
+        });
+        const block = (x: Float32Array, p: number, id: number) => Array.from(x.subarray((p * blocks + id) * blockValues, (p * blocks + id + 1) * blockValues));
+        assert.deepEqual(block(want, planes - 1, 8), block(pool, planes - 1, 4), 'the reference copied');
+        assert.deepEqual(block(want, planes - 1, 6), block(pool, planes - 1, 6), 'the reference stopped at count');
+        assertClose(got, want, 0, 'pool');
       });
     }
 
@@ -164,44 +272,3 @@ for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
     });
   });
 }
-
-describe('sampling and decode-state kernels', { skip: skip ?? false }, () => {
-  const V = 50257, rows = 64;
-  // peaked rows (one clear winner) and flat rows, so both top-k and top-p matter
-  const logits = Float32Array.from({ length: rows * V }, (_, i) => {
-    const row = Math.floor(i / V), j = i % V;
-    return Math.sin(j * 0.37 + row) * (row % 2 ? 3 : 8) + (j === (row * 977) % V ? 12 : 0);
-  });
-
-  function run(options: Parameters<typeof samplingParams>[0]): [Int32Array, Int32Array] {
-    const params = packSampling(samplingParams(options), rows);
-    const streams = Int32Array.from({ length: rows }, (_, i) => i), counters = Int32Array.from({ length: rows }, (_, i) => 100 + i);
-    return [cpu, gpu('f32')].map((b) => {
-      const ids = b.buffer([rows], 'i32');
-      const lt = put(b, logits, [rows, V]); // the f32 backend keeps f32
-      b.sample(ids, lt, putInt(b, params), putInt(b, streams), putInt(b, counters), rows);
-      return b.readInt(ids, rows).slice();
-    }) as [Int32Array, Int32Array];
-  }
-
-  const agree = (a: Int32Array, b: Int32Array) => a.filter((x, i) => x === b[i]).length / a.length;
-
-  test('greedy: identical argmax', () => {
-    const [c, g] = run({});
-    assert.deepEqual(Array.from(g), Array.from(c));
-  });
-  for (const opts of [{ temperature: 1 }, { temperature: 0.7, topK: 40 }, { temperature: 1.2, topP: 0.9 }, { topK: 1000, topP: 0.5, temperature: 2 }]) {
-    test(`sampling ${JSON.stringify(opts)} picks the token the reference picks`, () => {
-      const [c, g] = run(opts);
-      // the same random number walks the same kept set; fp32 vs fp64 sums may differ at a boundary
-      assert.ok(agree(c, g) >= 0.95, `agreement ${agree(c, g)}: ${Array.from(g.slice(0, 8))} vs ${Array.from(c.slice(0, 8))}`);
-    });
-  }
-  test('advance moves positions and key lengths', () => {
-    const g = gpu('f32');
-    const p = putInt(g, Int32Array.from([0, 5, 9])), k = putInt(g, Int32Array.from([1, 6, 10]));
-    g.advance(p, k, 3);
-    assert.deepEqual(Array.from(g.readInt(p, 3)), [1, 6, 10]);
-    assert.deepEqual(Array.from(g.readInt(k, 3)), [2, 7, 11]);
-  });
-});

@@ -18,13 +18,13 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 test('2,000 decode steps over many batches keep GPU memory flat', { skip: skip ?? false }, async () => {
   writeRandomGpt2(dir, { hidden: 128, layers: 2, heads: 4, positions: 512 }, join(FIXTURES, 'tokenizers', 'gpt2'), 'F16');
   const gen = await loadGenerator(dir, { device: 'cuda', dtype: 'f16', maxBatch: 8, maxSeqLen: 512 });
-  const backend = gen.model.backend as CudaBackend;
+  const backend = gen.runtime.backend as CudaBackend;
   const batches = [1, 3, 8, 5, 2, 8, 1, 4];
   const prompt = (i: number, len: number) => Array.from({ length: len }, (_, j) => (i * 131 + j * 7) % 50000);
   // warm-up: every batch size once (graphs captured, GEMMs tuned)
   for (const b of batches) await gen.generateIds(Array.from({ length: b }, (_, i) => prompt(i, 5)), { maxNewTokens: 3, stopAtEos: false });
   const before = backend.freeMemory();
-  const plan = gen.model.memory();
+  const plan = gen.runtime.memory();
   let steps = 0;
   for (let round = 0; steps < 2000; round++) {
     const b = batches[round % batches.length];
@@ -35,8 +35,7 @@ test('2,000 decode steps over many batches keep GPU memory flat', { skip: skip ?
     steps += 149;
   }
   const afterFree = backend.freeMemory();
-  assert.deepEqual(gen.model.memory(), plan, 'the memory plan did not change');
+  assert.deepEqual(gen.runtime.memory(), plan, 'the memory plan did not change');
   assert.ok(Math.abs(before - afterFree) <= 2 * 2 ** 20, `free GPU memory moved from ${before} to ${afterFree} over ${steps} steps`);
-  gen.model.dispose();
-  backend.dispose();
+  gen.dispose();
 });

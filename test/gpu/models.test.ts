@@ -26,15 +26,14 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
         const gen = await loadGenerator(fixture(name), { device: 'cuda', dtype });
         const V = gen.model.info.vocabSize;
         for (const f of ref.forward) {
-          const logits = allLogits(gen.model, f.ids);
+          const logits = await allLogits(gen, f.ids);
           for (let pos = 0; pos < f.ids.length; pos++) {
             const row = logits.subarray(pos * V, (pos + 1) * V);
             const got = f.indices ? f.indices.map((i) => row[i]) : Array.from(row);
             assertClose(got, f.logits[pos], TOL[dtype], `prompt of ${f.ids.length}, position ${pos}`);
           }
         }
-        gen.model.dispose();
-        gen.model.backend.dispose();
+        gen.dispose();
       });
 
       if (dtype === 'f32') {
@@ -42,15 +41,14 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
           const gen = await loadGenerator(fixture(name), { device: 'cuda', dtype });
           const results = await gen.generateIds(ref.greedy.map((g) => g.ids), { maxNewTokens: 32, stopAtEos: false });
           results.forEach((r, i) => assert.deepEqual(r.ids, ref.greedy[i].generated, `prompt ${i}`));
-          const nodes = (gen.model.backend as CudaBackend).graphNodes(`decode:${ref.greedy.length}`);
+          const nodes = (gen.runtime.backend as CudaBackend).graphNodes(gen.runtime.graphKey(ref.greedy.length, { process: false, logprobs: false, candidates: false }));
           assert.ok(nodes > 10, `the decode step was captured as a graph (${nodes} nodes)`);
           // and again, each prompt alone
           for (const g of ref.greedy) {
             const [r] = await gen.generateIds([g.ids], { maxNewTokens: 32, stopAtEos: false });
             assert.deepEqual(r.ids, g.generated);
           }
-          gen.model.dispose();
-          gen.model.backend.dispose();
+          gen.dispose();
         });
       }
     });
@@ -69,7 +67,7 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
         if (ref.logits) assertClose(out.logits!, flat(ref.logits), TOL[dtype], 'classification logits');
         const cls = emb.model.encode(seqs, { pooling: 'cls' }).pooled!;
         assertClose(cls, flat(ref.cls), TOL[dtype], 'cls pooled');
-        emb.model.dispose();
+        emb.dispose();
       });
     });
   }
@@ -109,9 +107,8 @@ describe('GEMM algorithm choice', { skip: skip ?? false }, () => {
         const gen = await loadGenerator(fixture('gpt2-wide'), { device: 'cuda', dtype: 'f16' });
         // 12 prompts: batch and prompt GEMMs go through cuBLASLt
         const r = await gen.generateIds(Array.from({ length: 12 }, (_, i) => [i + 1, 7, 9]), { maxNewTokens: 4, stopAtEos: false });
-        const blas = (gen.model.backend as CudaBackend).ctx.blas;
-        gen.model.dispose();
-        gen.model.backend.dispose();
+        const blas = (gen.runtime.backend as CudaBackend).ctx.blas;
+        gen.dispose();
         return { ids: r.map((x) => x.ids), tunings: blas.tunings, file: blas.cacheFile };
       };
       const first = await run();

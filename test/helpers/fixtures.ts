@@ -22,6 +22,6 @@ export function fixture(name: string): string {
   return join(FIXTURES, name);
 }
 
-export function reference<T = any>(name: string): T {
-  return JSON.parse(readFileSync(join(FIXTURES, name, 'reference.json'), 'utf8')) as T;
+export function reference<T = any>(name: string, file = 'reference.json'): T {
+  return JSON.parse(readFileSync(join(FIXTURES, name, file), 'utf8')) as T;
 }

@@ -1,11 +1,13 @@
-// Logits at every position of one prompt: a prefill of the whole prompt that keeps every row.
-import type { CausalLM } from '../../src/models/model.js';
+// Logits at every position of one prompt: for each prefix, the logits the generator's last pass computed
+// for the token that follows it (the prefix cache keeps this from recomputing the shared start).
+import type { TextGenerator } from '../../src/engine/generation.js';
 
-export function allLogits(model: CausalLM, ids: number[]): Float32Array {
-  const n = ids.length;
-  model.reserve(n, n);
-  const rows = Int32Array.from({ length: n }, (_, i) => i);
-  model.prefill({ n, ids: Int32Array.from(ids), positions: rows, slots: new Int32Array(n), outRows: rows, outSlots: rows, outCount: n });
-  model.prefillLogits(n);
-  return model.backend.readFloat(model.io.logits, n * model.info.vocabSize).slice();
+export async function allLogits(gen: TextGenerator, ids: number[]): Promise<Float32Array> {
+  const V = gen.model.info.vocabSize;
+  const out = new Float32Array(ids.length * V);
+  for (let p = 0; p < ids.length; p++) {
+    await gen.generateIds([ids.slice(0, p + 1)], { maxNewTokens: 1, stopAtEos: false });
+    out.set(gen.runtime.readLogits(1), p * V);
+  }
+  return out;
 }

@@ -1,37 +1,53 @@
-// Attention over a KV cache laid out [slots, maxSeq, hidden]: the reference for the prompt (context)
-// and decode-step kernels. Queries come from packed qkv rows [tokens, 3 * hidden] (q | k | v).
+// Attention over a paged KV cache: the reference for kernels/attention.cu. Each layer's cache is
+// [blocks, blockSize, width]; sequence s keeps position p in block blockTables[s, p / blockSize], row
+// p % blockSize. Queries come from packed qkv rows [tokens, 3 * hidden] (q | k | v).
 
-/** Copies the k and v parts of each token's qkv row into its slot and position of the caches. */
-export function writeKV(
-  qkv: Float32Array, kCache: Float32Array, vCache: Float32Array, slots: Int32Array, positions: Int32Array,
-  n: number, H: number, maxSeq: number,
-): void {
+export interface Paged {
+  k: Float32Array;
+  v: Float32Array;
+  /** [slots, maxBlocks] */
+  tables: Int32Array;
+  maxBlocks: number;
+  blockSize: number;
+  /** values per cached token (hidden) */
+  width: number;
+}
+
+/** Offset of (slot, position) in a cache. */
+export function cacheOffset(c: Paged, slot: number, position: number): number {
+  const block = c.tables[slot * c.maxBlocks + Math.floor(position / c.blockSize)];
+  return (block * c.blockSize + (position % c.blockSize)) * c.width;
+}
+
+/** Copies the k and v parts of each token's qkv row to its sequence and position of the caches. */
+export function writeKV(c: Paged, qkv: Float32Array, slots: Int32Array, positions: Int32Array, n: number): void {
+  const H = c.width;
   for (let t = 0; t < n; t++) {
     const src = t * 3 * H;
-    const dst = (slots[t] * maxSeq + positions[t]) * H;
+    const dst = cacheOffset(c, slots[t], positions[t]);
     for (let i = 0; i < H; i++) {
-      kCache[dst + i] = qkv[src + H + i];
-      vCache[dst + i] = qkv[src + 2 * H + i];
+      c.k[dst + i] = qkv[src + H + i];
+      c.v[dst + i] = qkv[src + 2 * H + i];
     }
   }
 }
 
-/** out[t, head] = softmax(q . k_j * scale) . v_j over keys j < keyLens[t] of slot slots[t]. */
+/** out[t, head] = softmax(q . k_j * scale) . v_j over keys j < keyLens[t] of sequence slots[t]. */
 export function attend(
-  out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array, slots: Int32Array, keyLens: Int32Array,
-  heads: number, headDim: number, scale: number, n: number, maxSeq: number, scores: Float32Array,
+  c: Paged, out: Float32Array, qkv: Float32Array, slots: Int32Array, keyLens: Int32Array,
+  heads: number, headDim: number, scale: number, n: number, scores: Float32Array, rowsOf: Int32Array,
 ): void {
   const H = heads * headDim;
   for (let t = 0; t < n; t++) {
     const L = keyLens[t];
-    const base = slots[t] * maxSeq * H;
+    for (let j = 0; j < L; j++) rowsOf[j] = cacheOffset(c, slots[t], j);
     for (let h = 0; h < heads; h++) {
       const q = t * 3 * H + h * headDim;
       let max = -Infinity;
       for (let j = 0; j < L; j++) {
-        const k = base + j * H + h * headDim;
+        const k = rowsOf[j] + h * headDim;
         let s = 0;
-        for (let i = 0; i < headDim; i++) s += qkv[q + i] * kCache[k + i];
+        for (let i = 0; i < headDim; i++) s += qkv[q + i] * c.k[k + i];
         s *= scale;
         scores[j] = s;
         if (s > max) max = s;
@@ -46,9 +62,20 @@ export function attend(
       for (let i = 0; i < headDim; i++) out[o + i] = 0;
       for (let j = 0; j < L; j++) {
         const p = scores[j] / sum;
-        const v = base + j * H + h * headDim;
-        for (let i = 0; i < headDim; i++) out[o + i] += p * vCache[v + i];
+        const v = rowsOf[j] + h * headDim;
+        for (let i = 0; i < headDim; i++) out[o + i] += p * c.v[v + i];
       }
+    }
+  }
+}
+
+/** block pairs[2i + 1] = block pairs[2i] in every plane of pool [planes, blocks, blockSize * width]. */
+export function copyBlocks(pool: Float32Array, planes: number, blocks: number, blockValues: number, pairs: Int32Array, count: number): void {
+  for (let p = 0; p < planes; p++) {
+    const base = p * blocks * blockValues;
+    for (let i = 0; i < count; i++) {
+      const src = base + pairs[2 * i] * blockValues, dst = base + pairs[2 * i + 1] * blockValues;
+      pool.copyWithin(dst, src, src + blockValues);
     }
   }
 }

@@ -1,13 +1,14 @@
 // The CPU backend: the reference implementation of every op, in plain TypeScript over Float32Array.
 import { fail } from '../../errors.js';
 import { toFloat32, transpose2d, type HostWeight } from '../../loaders/dtypes.js';
-import { numel, type Activation, type AttentionShape, type Backend, type DType, type Segments, type Tensor } from '../../ops/backend.js';
-import { attend, writeKV } from './attention.js';
+import { numel, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type SampleRows,
+  type SequenceTables, type Tensor } from '../../ops/backend.js';
+import { attend, copyBlocks, writeKV, type Paged } from './attention.js';
 import { embed } from './embedding.js';
 import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
 import { linear } from './linear.js';
 import { gatherRows, meanPool } from './rows.js';
-import { CpuSampler } from './sampling.js';
+import { advance, CpuSampler, logprobs, processLogits, selectCandidates, type SeqArrays } from './sampling.js';
 
 export class CpuTensor implements Tensor {
   constructor(readonly shape: readonly number[], readonly dtype: DType, readonly data: Float32Array | Int32Array) {}
@@ -29,6 +30,18 @@ function opt(t: Tensor | null): Float32Array | null {
   return t ? f32(t) : null;
 }
 
+function paged(k: Tensor, v: Tensor, tables: Tensor): Paged {
+  return { k: f32(k), v: f32(v), tables: i32(tables), maxBlocks: tables.shape[1], blockSize: k.shape[1], width: k.shape[2] };
+}
+
+function seqArrays(t: SequenceTables): SeqArrays {
+  const requests = i32(t.requests);
+  return {
+    requests, requestsF: new Float32Array(requests.buffer, requests.byteOffset, requests.length),
+    history: i32(t.history), maxSeq: t.history.shape[1], topP: f32(t.topP),
+  };
+}
+
 function checkDtype(dtype: DType): void {
   if (dtype !== 'f32' && dtype !== 'i32') fail('bad-argument', `the CPU backend computes in fp32; dtype ${dtype} is for --device cuda`);
 }
@@ -37,8 +50,12 @@ export class CpuBackend implements Backend {
   readonly name = 'cpu';
   readonly activationDtype = 'f32';
   private scores = new Float32Array(1024);
+  private rowsOf = new Int32Array(1024);
   private readonly sampler = new CpuSampler();
   private decodePositions = new Int32Array(64);
+  private seen = new Uint8Array(0);
+  private topVals = new Float32Array(0);
+  private topIds = new Int32Array(0);
 
   weight(src: HostWeight, shape: number[], transpose = false): Tensor {
     const data = toFloat32(src.bytes, src.dtype);
@@ -116,22 +133,33 @@ export class CpuBackend implements Backend {
     for (let i = 0; i < n * w.shape[0]; i++) r[i] += s[i];
   }
 
-  writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, positions: Tensor, n: number): void {
-    writeKV(f32(qkv), f32(kCache), f32(vCache), i32(slots), i32(positions), n, kCache.shape[2], kCache.shape[1]);
+  writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, positions: Tensor, n: number): void {
+    writeKV(paged(kCache, vCache, blockTables), f32(qkv), i32(slots), i32(positions), n);
   }
 
-  attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number, _segments?: Segments): void {
-    const maxSeq = kCache.shape[1];
-    if (this.scores.length < maxSeq) this.scores = new Float32Array(maxSeq);
-    attend(f32(out), f32(qkv), f32(kCache), f32(vCache), i32(slots), i32(keyLens), shape.heads, shape.headDim, shape.scale, n, maxSeq, this.scores);
+  attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
+    shape: AttentionShape, n: number): void {
+    const c = paged(kCache, vCache, blockTables);
+    const longest = c.maxBlocks * c.blockSize;
+    if (this.scores.length < longest) {
+      this.scores = new Float32Array(longest);
+      this.rowsOf = new Int32Array(longest);
+    }
+    attend(c, f32(out), f32(qkv), i32(slots), i32(keyLens), shape.heads, shape.headDim, shape.scale, n, this.scores, this.rowsOf);
   }
 
-  decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void {
+  decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
+    shape: AttentionShape, n: number): void {
     const positions = this.decodePositions.length >= n ? this.decodePositions : (this.decodePositions = new Int32Array(n));
     const k = i32(keyLens);
     for (let i = 0; i < n; i++) positions[i] = k[i] - 1;
-    writeKV(f32(qkv), f32(kCache), f32(vCache), i32(slots), positions, n, kCache.shape[2], kCache.shape[1]);
-    this.attend(out, qkv, kCache, vCache, slots, keyLens, shape, n);
+    writeKV(paged(kCache, vCache, blockTables), f32(qkv), i32(slots), positions, n);
+    this.attend(out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n);
+  }
+
+  copyBlocks(pool: Tensor, pairs: Tensor, count: number): void {
+    const [planes, blocks, blockSize, width] = pool.shape;
+    copyBlocks(f32(pool), planes, blocks, blockSize * width, i32(pairs), count);
   }
 
   gatherRows(out: Tensor, x: Tensor, srcRows: Tensor, dstRows: Tensor, n: number): void {
@@ -142,13 +170,31 @@ export class CpuBackend implements Backend {
     meanPool(f32(out), f32(x), i32(starts), i32(lengths), n, x.shape[1]);
   }
 
-  sample(ids: Tensor, logits: Tensor, params: Tensor, streams: Tensor, counters: Tensor, n: number): void {
-    this.sampler.sample(i32(ids), f32(logits), logits.shape[1], i32(params), i32(streams), i32(counters), n);
+  processLogits(scores: Tensor, logits: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void {
+    const V = logits.shape[1];
+    if (this.seen.length < V) this.seen = new Uint8Array(V);
+    processLogits(f32(scores), f32(logits), V, i32(rows.slots), i32(rows.lengths), seqArrays(seqs), n, this.seen);
   }
 
-  advance(positions: Tensor, keyLens: Tensor, n: number): void {
-    const p = i32(positions), k = i32(keyLens);
-    for (let i = 0; i < n; i++) k[i] = ++p[i] + 1;
+  selectCandidates(out: Candidates, scores: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void {
+    selectCandidates(f32(out.values), i32(out.ids), f32(scores), scores.shape[1], i32(rows.slots), seqArrays(seqs), n);
+  }
+
+  sample(ids: Tensor, scores: Tensor, candidates: Candidates, rows: SampleRows, seqs: SequenceTables, n: number): void {
+    this.sampler.sample(i32(ids), f32(scores), scores.shape[1], f32(candidates.values), i32(candidates.ids), i32(rows.slots), i32(rows.lengths), seqArrays(seqs), n);
+  }
+
+  logprobs(out: Tensor, logits: Tensor, ids: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void {
+    const V = logits.shape[1];
+    if (this.topVals.length < V) {
+      this.topVals = new Float32Array(V);
+      this.topIds = new Int32Array(V);
+    }
+    logprobs(i32(out), f32(logits), V, i32(ids), i32(rows.slots), seqArrays(seqs), n, this.topVals, this.topIds);
+  }
+
+  advance(positions: Tensor, keyLens: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void {
+    advance(i32(positions), i32(keyLens), i32(rows.slots), i32(seqs.requests), n);
   }
 
   dispose(): void {

@@ -1,44 +1,65 @@
-// Launchers for kernels/attention.cu: KV-cache writes, decode-step attention, and prompt attention by segment.
+// Launchers for kernels/attention.cu over the paged KV cache (caches [blocks, blockSize, hidden], block tables
+// [slots, maxBlocks]): KV-cache writes, decode-step attention, prompt attention by segment, and block copies.
 import { fail } from '../../errors.js';
 import type { AttentionShape, Segments, Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
+import type { Kernel } from './kernels.js';
 import { ptr, sfx } from './tensor.js';
 
 const DECODE_THREADS = 256;
 const PREFILL_ROWS = 32, PREFILL_KEYS = 32;
-const smemOptIn = new WeakSet<object>();
+const COPY_THREADS = 256, MAX_GRID_Y = 65535;
+/** Dynamic shared memory each kernel has been allowed beyond the default 48 KiB. */
+const smemAllowed = new WeakMap<Kernel, number>();
 
-export function writeKV(c: CudaContext, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, positions: Tensor, n: number): void {
+function allowSharedMemory(k: Kernel, bytes: number): void {
+  if (bytes <= 48 * 1024 || (smemAllowed.get(k) ?? 0) >= bytes) return;
+  k.allowSharedMemory(bytes);
+  smemAllowed.set(k, bytes);
+}
+
+export function writeKV(c: CudaContext, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor,
+  positions: Tensor, n: number): void {
   if (n === 0) return;
-  const H = kCache.shape[2];
-  c.kernels.get('attention', `write_kv_${sfx(kCache.dtype)}`, 'pppppii')
-    .launch(c.stream, n, 1, 1, 256, 0, ptr(qkv), ptr(kCache), ptr(vCache), ptr(slots), ptr(positions), H, kCache.shape[1]);
+  const [, blockSize, H] = kCache.shape;
+  c.kernels.get('attention', `write_kv_${sfx(kCache.dtype)}`, 'ppppppiii')
+    .launch(c.stream, n, 1, 1, 256, 0, ptr(qkv), ptr(kCache), ptr(vCache), ptr(blockTables), ptr(slots), ptr(positions),
+      H, blockSize, blockTables.shape[1]);
 }
 
 /** Prompt tokens by segment: up to 32 query rows of one sequence per block, key/value tiles in shared memory. */
-export function attendPrompt(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor,
-  shape: AttentionShape, n: number, segments: Segments): void {
+export function attendPrompt(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor,
+  slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number, segments: Segments): void {
   if (n === 0) return;
   const { heads, headDim: D, scale } = shape;
   const dpt = [2, 4, 8, 16, 32].find((d) => d * 4 >= D);
   if (!dpt) fail('bad-config', `attention head size ${D} is beyond the 128 the CUDA prompt-attention kernel supports`);
-  const k = c.kernels.get('attention', `attend_prefill${dpt}_${sfx(out.dtype)}`, 'pppppppiifi');
+  const k = c.kernels.get('attention', `attend_prefill${dpt}_${sfx(out.dtype)}`, 'ppppppppiifii');
   k.launch(c.stream, Math.ceil(segments.longest / PREFILL_ROWS), segments.count, heads, 128, 2 * PREFILL_KEYS * D * 4,
-    ptr(out), ptr(qkv), ptr(kCache), ptr(vCache), ptr(slots), ptr(keyLens), ptr(segments.table), heads, D, scale, kCache.shape[1]);
+    ptr(out), ptr(qkv), ptr(kCache), ptr(vCache), ptr(blockTables), ptr(slots), ptr(keyLens), ptr(segments.table),
+    heads, D, scale, kCache.shape[1], blockTables.shape[1]);
 }
 
 /** One query per row; the kernel first writes the row's k and v at position keyLens - 1. */
-export function attendDecode(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor,
-  shape: AttentionShape, n: number): void {
+export function attendDecode(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor,
+  slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void {
   if (n === 0) return;
   const { heads, headDim: D, scale } = shape;
   if (D > 128) fail('bad-config', `attention head size ${D} is beyond the 128 the CUDA decode-attention kernel supports`);
-  const maxSeq = kCache.shape[1];
-  const k = c.kernels.get('attention', `attend_decode_${sfx(out.dtype)}`, 'ppppppiifi');
-  const smem = (D + maxSeq + DECODE_THREADS * 8) * 4;
-  if (smem > 48 * 1024 && !smemOptIn.has(k)) {
-    k.allowSharedMemory(smem);
-    smemOptIn.add(k);
-  }
-  k.launch(c.stream, heads, n, 1, DECODE_THREADS, smem, ptr(out), ptr(qkv), ptr(kCache), ptr(vCache), ptr(slots), ptr(keyLens), heads, D, scale, maxSeq);
+  const blockSize = kCache.shape[1], maxBlocks = blockTables.shape[1];
+  const k = c.kernels.get('attention', `attend_decode_${sfx(out.dtype)}`, 'pppppppiifii');
+  // q, then per key a score and a cache row, the block ids, and the partial sums (kernels/attention.cu)
+  const smem = (D + 2 * maxBlocks * blockSize + maxBlocks + DECODE_THREADS * 8) * 4;
+  allowSharedMemory(k, smem);
+  k.launch(c.stream, heads, n, 1, DECODE_THREADS, smem, ptr(out), ptr(qkv), ptr(kCache), ptr(vCache), ptr(blockTables),
+    ptr(slots), ptr(keyLens), heads, D, scale, blockSize, maxBlocks);
+}
+
+/** Block pairs[i, 1] = block pairs[i, 0] for i < count in every plane of pool [planes, blocks, blockSize, width]. */
+export function copyBlocks(c: CudaContext, pool: Tensor, pairs: Tensor, count: number): void {
+  if (count === 0) return;
+  const [planes, blocks, blockSize, width] = pool.shape;
+  c.kernels.get('attention', `copy_blocks_${sfx(pool.dtype)}`, 'ppiii')
+    .launch(c.stream, count, Math.min(planes, MAX_GRID_Y), 1, COPY_THREADS, 0, ptr(pool), ptr(pairs), planes, blocks,
+      blockSize * width);
 }

@@ -2,8 +2,9 @@
 // launchers (one file per kernel family beside this one) and cuBLASLt.
 import { fail } from '../../errors.js';
 import { toFloat32, type HostWeight } from '../../loaders/dtypes.js';
-import { dtypeBytes, numel, type Activation, type AttentionShape, type Backend, type DType, type Segments, type Tensor } from '../../ops/backend.js';
-import { attendDecode, attendPrompt, writeKV } from './attention.js';
+import { dtypeBytes, numel, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type SampleRows, type Segments,
+  type SequenceTables, type Tensor } from '../../ops/backend.js';
+import { attendDecode, attendPrompt, copyBlocks, writeKV } from './attention.js';
 import { Blas } from './blas.js';
 import { CU, Driver, fmt, koffi, memoryError, type Handle } from './driver.js';
 import { embed } from './embedding.js';
@@ -11,7 +12,7 @@ import { KernelSet } from './kernels.js';
 import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
 import { linear, linearResidual, normLinear } from './linear.js';
 import { gatherRows, meanPool, uploadWeight } from './rows.js';
-import { advance, sample } from './sampling.js';
+import { advance, logprobs, processLogits, sample, selectCandidates } from './sampling.js';
 import { CudaTensor, ptr } from './tensor.js';
 
 const POOL_CHUNK = 256 * 2 ** 20;
@@ -309,16 +310,22 @@ export class CudaBackend implements Backend {
     this.op(this.profiling ? `linearResidual ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'linearResidual', () => linearResidual(this.ctx, residual, x, w, bias, n, scratch));
   }
 
-  writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, positions: Tensor, n: number): void {
-    this.op('writeKV', () => writeKV(this.ctx, qkv, kCache, vCache, slots, positions, n));
+  writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, positions: Tensor, n: number): void {
+    this.op('writeKV', () => writeKV(this.ctx, qkv, kCache, vCache, blockTables, slots, positions, n));
   }
 
-  attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number, segments: Segments): void {
-    this.op('attend', () => attendPrompt(this.ctx, out, qkv, kCache, vCache, slots, keyLens, shape, n, segments));
+  attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
+    shape: AttentionShape, n: number, segments: Segments): void {
+    this.op('attend', () => attendPrompt(this.ctx, out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n, segments));
   }
 
-  decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void {
-    this.op('decodeAttention', () => attendDecode(this.ctx, out, qkv, kCache, vCache, slots, keyLens, shape, n));
+  decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
+    shape: AttentionShape, n: number): void {
+    this.op('decodeAttention', () => attendDecode(this.ctx, out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n));
+  }
+
+  copyBlocks(pool: Tensor, pairs: Tensor, count: number): void {
+    this.op('copyBlocks', () => copyBlocks(this.ctx, pool, pairs, count));
   }
 
   gatherRows(out: Tensor, x: Tensor, srcRows: Tensor, dstRows: Tensor, n: number): void {
@@ -329,12 +336,24 @@ export class CudaBackend implements Backend {
     this.op('meanPool', () => meanPool(this.ctx, out, x, starts, lengths, n));
   }
 
-  sample(ids: Tensor, logits: Tensor, params: Tensor, streams: Tensor, counters: Tensor, n: number): void {
-    this.op('sample', () => sample(this.ctx, ids, logits, params, streams, counters, n));
+  processLogits(scores: Tensor, logits: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void {
+    this.op('processLogits', () => processLogits(this.ctx, scores, logits, rows, seqs, n));
   }
 
-  advance(positions: Tensor, keyLens: Tensor, n: number): void {
-    this.op('advance', () => advance(this.ctx, positions, keyLens, n));
+  selectCandidates(out: Candidates, scores: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void {
+    this.op('selectCandidates', () => selectCandidates(this.ctx, out, scores, rows, seqs, n));
+  }
+
+  sample(ids: Tensor, scores: Tensor, candidates: Candidates, rows: SampleRows, seqs: SequenceTables, n: number): void {
+    this.op('sample', () => sample(this.ctx, ids, scores, candidates, rows, seqs, n));
+  }
+
+  logprobs(out: Tensor, logits: Tensor, ids: Tensor, rows: SampleRows, seqs: SequenceTables, n: number, scratch: Candidates): void {
+    this.op('logprobs', () => logprobs(this.ctx, out, logits, ids, rows, seqs, n, scratch));
+  }
+
+  advance(positions: Tensor, keyLens: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void {
+    this.op('advance', () => advance(this.ctx, positions, keyLens, rows, seqs, n));
   }
 
   dispose(): void {

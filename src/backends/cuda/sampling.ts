@@ -1,15 +1,72 @@
-// Launchers for kernels/sampling.cu: one 1024-thread block per row of logits, and the decode-state advance.
-import type { Tensor } from '../../ops/backend.js';
+// Launchers for kernels/sampling.cu: the logits-to-tokens ops of the CUDA backend, whose definition is the
+// CPU reference src/backends/cpu/sampling.ts. Every launch has a fixed shape for a given row count and
+// vocabulary, and each row's behaviour comes from the device tables, so the ops are captured in graphs.
+import type { Candidates, SampleRows, SequenceTables, Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
 import { ptr } from './tensor.js';
 
-export function sample(c: CudaContext, ids: Tensor, logits: Tensor, params: Tensor, streams: Tensor, counters: Tensor, n: number): void {
-  if (n === 0) return;
-  c.kernels.get('sampling', 'sample_rows', 'pppppi')
-    .launch(c.stream, n, 1, 1, 1024, 0, ptr(ids), ptr(logits), ptr(params), ptr(streams), ptr(counters), logits.shape[1]);
+const TOPK_THREADS = 256;
+/** Candidates the top-k filter keeps in shared memory before it falls back to radix selection (kernels: TOPK_CAP). */
+export const TOPK_CAP = 256;
+/** Stage-1 chunks of a row: the partial lists must fit Candidates.scratch (CANDIDATE_SCRATCH = 2 x 32 x 64). */
+const MAX_CHUNKS = 32;
+/** Fewer, larger chunks below this: a chunk's block should have several elements per thread. */
+const MIN_CHUNK = 256;
+const PROCESS_THREADS = 1024;
+const SAMPLE_THREADS = 1024;
+
+/** How selectCandidates and logprobs split a row of V scores over blocks: `chunks` chunks of `size` ids. */
+export function chunking(V: number): { chunks: number; size: number } {
+  const want = Math.min(MAX_CHUNKS, Math.max(1, Math.ceil(V / MIN_CHUNK)));
+  const size = Math.ceil(V / want);
+  return { chunks: Math.ceil(V / size), size };
 }
 
-export function advance(c: CudaContext, positions: Tensor, keyLens: Tensor, n: number): void {
+export function processLogits(c: CudaContext, scores: Tensor, logits: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void {
   if (n === 0) return;
-  c.kernels.get('sampling', 'advance', 'ppi').launch(c.stream, Math.ceil(n / 256), 1, 1, 256, 0, ptr(positions), ptr(keyLens), n);
+  c.kernels.get('sampling', 'process_logits', 'ppippppi').launch(c.stream, n, 1, 1, PROCESS_THREADS, 0,
+    ptr(scores), ptr(logits), logits.shape[1], ptr(rows.slots), ptr(rows.lengths), ptr(seqs.requests), ptr(seqs.history), seqs.history.shape[1]);
+}
+
+/**
+ * Two stages: (rows x chunks) blocks each find the exact top-k of their chunk into out.scratch, then one
+ * block per row merges the partial lists. `cap` is for tests: 0 takes the radix-selection path everywhere.
+ */
+export function selectCandidates(c: CudaContext, out: Candidates, scores: Tensor, rows: SampleRows, seqs: SequenceTables, n: number,
+  cap = TOPK_CAP): void {
+  if (n === 0) return;
+  const V = scores.shape[1];
+  const { chunks, size } = chunking(V);
+  c.kernels.get('sampling', 'topk_chunks', 'ppiippii').launch(c.stream, n, chunks, 1, TOPK_THREADS, 0,
+    ptr(out.scratch), ptr(scores), V, size, ptr(rows.slots), ptr(seqs.requests), 0, cap);
+  c.kernels.get('sampling', 'topk_merge', 'pppiiippi').launch(c.stream, n, 1, 1, TOPK_THREADS, 0,
+    ptr(out.values), ptr(out.ids), ptr(out.scratch), V, size, chunks, ptr(rows.slots), ptr(seqs.requests), cap);
+}
+
+export function sample(c: CudaContext, ids: Tensor, scores: Tensor, candidates: Candidates, rows: SampleRows, seqs: SequenceTables, n: number): void {
+  if (n === 0) return;
+  c.kernels.get('sampling', 'sample_rows', 'ppippppppip').launch(c.stream, n, 1, 1, SAMPLE_THREADS, 0,
+    ptr(ids), ptr(scores), scores.shape[1], ptr(candidates.values), ptr(candidates.ids), ptr(rows.slots), ptr(rows.lengths),
+    ptr(seqs.requests), ptr(seqs.history), seqs.history.shape[1], ptr(seqs.topP));
+}
+
+/**
+ * The first stage of selectCandidates over the raw logits (with each chunk's share of the log-sum-exp)
+ * into scratch.scratch, then one block per row writes the row of `out`. `cap` as for selectCandidates.
+ */
+export function logprobs(c: CudaContext, out: Tensor, logits: Tensor, ids: Tensor, rows: SampleRows, seqs: SequenceTables, n: number,
+  scratch: Candidates, cap = TOPK_CAP): void {
+  if (n === 0) return;
+  const V = logits.shape[1];
+  const { chunks, size } = chunking(V);
+  c.kernels.get('sampling', 'topk_chunks', 'ppiippii').launch(c.stream, n, chunks, 1, TOPK_THREADS, 0,
+    ptr(scratch.scratch), ptr(logits), V, size, ptr(rows.slots), ptr(seqs.requests), 1, cap);
+  c.kernels.get('sampling', 'logprobs_merge', 'ppppiiippi').launch(c.stream, n, 1, 1, TOPK_THREADS, 0,
+    ptr(out), ptr(scratch.scratch), ptr(logits), ptr(ids), V, size, chunks, ptr(rows.slots), ptr(seqs.requests), cap);
+}
+
+export function advance(c: CudaContext, positions: Tensor, keyLens: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void {
+  if (n === 0) return;
+  c.kernels.get('sampling', 'advance', 'ppppi').launch(c.stream, Math.ceil(n / 256), 1, 1, 256, 0,
+    ptr(positions), ptr(keyLens), ptr(rows.slots), ptr(seqs.requests), n);
 }

@@ -1,0 +1,66 @@
+// Beam search on the GPU: Peregrine against Hugging Face generate(num_beams) (bench/peers/beam_hf.py) in the
+// same run. GPT-2 with random fp16 weights (1.5B configuration by default), --batch prompts of --prompt
+// tokens, --beams beams, exactly --new new tokens (min new tokens = max new tokens, so no beam ends early).
+//   npm run bench -- beam [--config 1.5B] [--batch 8] [--beams 4] [--prompt 128] [--new 128] [--no-peers] [--out-dir DIR]
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { CudaBackend } from '../src/backends/cuda/backend.js';
+import { loadGenerator } from '../src/index.js';
+import { ROOT, randomGpt2Dir, type BenchArgs, type BenchResult } from './common.js';
+
+export async function beam(args: BenchArgs): Promise<BenchResult> {
+  const config = args.string('config') ?? '1.5B';
+  const batch = args.int('batch', 8), beams = args.int('beams', 4), promptLen = args.int('prompt', 128), newTokens = args.int('new', 128);
+  const dir = randomGpt2Dir(config);
+  const gen = await loadGenerator(dir, { device: 'cuda', dtype: 'f16', maxBatch: batch * beams, maxSeqLen: promptLen + newTokens, prefillChunk: batch * promptLen });
+  const backend = gen.runtime.backend as CudaBackend;
+  const prompts = Array.from({ length: batch }, (_, b) => Array.from({ length: promptLen }, (_, i) => (b * 7919 + i * 104729) % 50257));
+  const opts = { numBeams: beams, maxNewTokens: newTokens, minNewTokens: newTokens };
+  await gen.generateIds(prompts, { ...opts, maxNewTokens: 8, minNewTokens: 8 }); // warm-up: GEMM tuning, graph capture
+  const times: number[] = [];
+  let steps = 0;
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    const r = await gen.generateIds(prompts, opts);
+    times.push(performance.now() - t0);
+    steps = r[0].ids.length;
+  }
+  const ms = times.sort((a, b) => a - b)[1];
+  const device = backend.device.name;
+  gen.runtime.dispose();
+  backend.dispose();
+  const rows: Record<string, string | number>[] = [{
+    engine: 'peregrine', model: config, batch, beams, 'new tokens': steps, 'ms per call': ms, 'ms per step': ms / newTokens,
+    'tokens/s (best beams)': (batch * newTokens * 1000) / ms, 'peregrine speed-up': '',
+  }];
+  if (!args.flag('no-peers')) {
+    const out = join(tmpdir(), `peregrine-beam-peer-${process.pid}.json`);
+    try {
+      execFileSync('python3', [join(ROOT, 'bench', 'peers', 'beam_hf.py'), '--config', config, '--batch', String(batch), '--beams', String(beams),
+        '--prompt', String(promptLen), '--new', String(newTokens), '--out', out], { stdio: ['ignore', 'inherit', 'inherit'], timeout: 540_000 });
+    } catch (err) {
+      process.stderr.write(`peer failed: ${(err as Error).message}\n`);
+    }
+    if (existsSync(out)) {
+      const p = JSON.parse(readFileSync(out, 'utf8')) as { ms: number; generated: number; transformers: string };
+      rows.push({
+        engine: `hf generate() (transformers ${p.transformers})`, model: config, batch, beams, 'new tokens': p.generated, 'ms per call': p.ms,
+        'ms per step': p.ms / newTokens, 'tokens/s (best beams)': (batch * newTokens * 1000) / p.ms, 'peregrine speed-up': `${(p.ms / ms).toFixed(1)}x`,
+      });
+    }
+  }
+  const result: BenchResult = {
+    name: 'beam',
+    config: { device, model: `GPT-2 ${config}, random fp16 weights`, batch, beams, promptTokens: promptLen, newTokens, command: `npm run bench -- beam ${process.argv.slice(3).join(' ')}`.trim() },
+    rows,
+    notes: ['ms per call: the whole generate call (prefill and every step), median of 3 after a warm-up; ms per step = ms per call / new tokens.'],
+  };
+  const outDir = args.string('out-dir');
+  if (outDir) {
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, 'beam.json'), JSON.stringify({ ...result, times }, null, 1));
+  }
+  return result;
+}

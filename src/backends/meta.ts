@@ -1,0 +1,69 @@
+// A backend of shapes only: tensors without memory and ops that do nothing. `inspect` builds a model and
+// its runtime over it to print the memory plan a real load would make, without reading any weights.
+import { fail } from '../errors.js';
+import { numel, type Backend, type DType, type Tensor } from '../ops/backend.js';
+
+class MetaTensor implements Tensor {
+  constructor(readonly shape: readonly number[], readonly dtype: DType) {}
+}
+
+const nothing = (): void => {};
+
+export class MetaBackend implements Backend {
+  readonly name: string;
+
+  constructor(readonly activationDtype: DType, device: string) {
+    this.name = device;
+  }
+
+  weight(_src: unknown, shape: number[]): Tensor {
+    return new MetaTensor(shape, this.activationDtype);
+  }
+
+  arena(bytes: number): Tensor {
+    return new MetaTensor([bytes], 'f32');
+  }
+
+  view(_arena: Tensor, _offset: number, shape: number[], dtype: DType): Tensor {
+    return new MetaTensor(shape, dtype);
+  }
+
+  buffer(shape: number[], dtype: DType): Tensor {
+    if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail('bad-argument', `a buffer of shape [${shape}] cannot be planned`);
+    return new MetaTensor(shape, dtype);
+  }
+
+  readFloat(_src: Tensor, count: number): Float32Array {
+    return new Float32Array(count);
+  }
+
+  readInt(src: Tensor, count: number): Int32Array {
+    return new Int32Array(Math.min(count, numel(src.shape)));
+  }
+
+  graph(_key: string, body: () => void): void {
+    body();
+  }
+
+  free = nothing;
+  writeInt = nothing;
+  invalidateGraphs = nothing;
+  dispose = nothing;
+  embed = nothing;
+  layerNorm = nothing;
+  addBiasResidualLayerNorm = nothing;
+  linear = nothing;
+  normLinear = nothing;
+  linearResidual = nothing;
+  writeKV = nothing;
+  attend = nothing;
+  decodeAttention = nothing;
+  copyBlocks = nothing;
+  gatherRows = nothing;
+  meanPool = nothing;
+  processLogits = nothing;
+  selectCandidates = nothing;
+  sample = nothing;
+  logprobs = nothing;
+  advance = nothing;
+}

@@ -1,0 +1,127 @@
+// Flags shared by the commands: parsing numbers with one-line errors, the load options, and every request
+// option of generate and chat (named as the runtime's request API names them).
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DEVICES, DTYPES, type Device, type FloatDType } from '../backends/select.js';
+import type { LoadOptions } from '../engine/load.js';
+import type { GenerateOptions } from '../engine/options.js';
+
+export function number(name: string, check: (x: number) => boolean, want: string) {
+  return (value: string): number => {
+    const x = Number(value);
+    if (value.trim() === '' || !Number.isFinite(x) || !check(x)) throw new InvalidArgumentError(`${name} must be ${want}.`);
+    return x;
+  };
+}
+
+export const int = (name: string, min: number) => number(name, (x) => Number.isSafeInteger(x) && x >= min, `a whole number >= ${min}`);
+
+/** A repeatable option: each use adds one value. */
+function collect<T>(parse: (v: string) => T) {
+  return (value: string, previous: T[] | undefined): T[] => [...(previous ?? []), parse(value)];
+}
+
+export interface CommonFlags {
+  model: string;
+  device: Device;
+  dtype?: FloatDType;
+  offline?: boolean;
+  maxBatch?: number;
+  maxSeqLen?: number;
+  prefillChunk?: number;
+  kvBlocks?: number;
+}
+
+export function loadOptions(o: CommonFlags): LoadOptions {
+  return { device: o.device, dtype: o.dtype, offline: o.offline, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks };
+}
+
+export function common(cmd: Command): Command {
+  return cmd
+    .requiredOption('-m, --model <dir|hub-id>', 'a Hugging Face model directory, or a hub id (downloaded into ~/.cache/peregrine or $PEREGRINE_CACHE)')
+    .addOption(new Option('-d, --device <device>', 'where to run (auto: the GPU when there is one)').choices(DEVICES).default('auto'))
+    .addOption(new Option('--dtype <dtype>', 'compute dtype on the GPU (default f16; the CPU computes in f32)').choices(DTYPES))
+    .option('--offline', 'use only the local cache for hub ids');
+}
+
+/** Memory planned at load: sequences at once, tokens per sequence, prefill chunk, KV blocks. */
+export function runtimeFlags(cmd: Command): Command {
+  return cmd
+    .option('--max-batch <n>', 'sequences that run at once (default 64 on the GPU, 8 on the CPU)', int('--max-batch', 1))
+    .option('--max-seq-len <n>', 'tokens per sequence, prompt and generated (default: the model maximum)', int('--max-seq-len', 1))
+    .option('--prefill-chunk <n>', 'prompt tokens per forward pass (default 256)', int('--prefill-chunk', 1))
+    .option('--kv-blocks <n>', 'blocks of 16 tokens in the KV-cache pool (default: what --max-batch full sequences need, within device memory)', int('--kv-blocks', 2));
+}
+
+export interface GenerationFlags {
+  maxNewTokens: number;
+  minNewTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  topPDecay?: number;
+  topPMin?: number;
+  topPResetIds?: number[];
+  minP?: number;
+  seed?: number;
+  repetitionPenalty?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  badWords?: string[];
+  stop?: string[];
+  eosTokenId?: number[];
+  ignoreEos?: boolean;
+  numBeams?: number;
+  lengthPenalty?: number;
+  earlyStopping?: boolean | 'never';
+  numReturnSequences?: number;
+  diversityRate?: number;
+  logprobs?: boolean;
+  topLogprobs?: number;
+}
+
+function earlyStopping(v: string): boolean | 'never' {
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  if (v === 'never') return 'never';
+  throw new InvalidArgumentError('--early-stopping must be true, false or never.');
+}
+
+export function generationFlags(cmd: Command): Command {
+  const any = (name: string) => number(name, () => true, 'a number');
+  return cmd
+    .option('-n, --max-new-tokens <n>', 'tokens to generate per prompt', int('--max-new-tokens', 1), 32)
+    .option('--min-new-tokens <n>', 'no end token before this many new tokens', int('--min-new-tokens', 0))
+    .option('-t, --temperature <t>', 'sampling temperature; 0 is greedy (default: greedy, or 1 with --top-k/--top-p/--min-p)', number('--temperature', (x) => x >= 0, 'a number >= 0'))
+    .option('-k, --top-k <k>', 'sample among the k most likely tokens (0: off)', int('--top-k', 0))
+    .option('--top-p <p>', 'sample among the most likely tokens holding probability p (1: off)', number('--top-p', (x) => x > 0 && x <= 1, 'in (0, 1]'))
+    .option('--top-p-decay <d>', 'after each token, top-p = max(top-p * d, --top-p-min) (FasterTransformer)', number('--top-p-decay', (x) => x > 0 && x <= 1, 'in (0, 1]'))
+    .option('--top-p-min <p>', 'the floor of the decayed top-p (default 1e-6)', number('--top-p-min', (x) => x > 0 && x <= 1, 'in (0, 1]'))
+    .option('--top-p-reset-ids <id>', 'a token after which top-p returns to its start (repeatable)', collect(int('--top-p-reset-ids', 0)))
+    .option('--min-p <p>', 'keep tokens at least p times as likely as the most likely one (0: off)', number('--min-p', (x) => x >= 0 && x <= 1, 'in [0, 1]'))
+    .option('-s, --seed <n>', 'sampling seed: the same seed gives the same tokens (default: random)', int('--seed', 0))
+    .option('--repetition-penalty <p>', 'divide the logits of tokens already in the text by p (Hugging Face; 1: off)', number('--repetition-penalty', (x) => x > 0, 'a number > 0'))
+    .option('--presence-penalty <p>', 'subtract p from the logits of generated tokens (OpenAI; -2 .. 2)', number('--presence-penalty', (x) => x >= -2 && x <= 2, 'in [-2, 2]'))
+    .option('--frequency-penalty <p>', 'subtract p times the count of each generated token (OpenAI; -2 .. 2)', number('--frequency-penalty', (x) => x >= -2 && x <= 2, 'in [-2, 2]'))
+    .option('--bad-words <word>', 'a word never to generate (repeatable)', collect((v: string) => v))
+    .option('--stop <text>', 'stop when the text contains this; it is not printed (repeatable)', collect((v: string) => v))
+    .option('--eos-token-id <id>', 'an end token, replacing the model\'s own (repeatable)', collect(int('--eos-token-id', 0)))
+    .option('--ignore-eos', 'keep generating past end tokens')
+    .option('--num-beams <n>', 'beam search with n beams', int('--num-beams', 1))
+    .option('--length-penalty <x>', 'beam score = sum of log-probs / length^x (Hugging Face; default 1)', any('--length-penalty'))
+    .option('--early-stopping [when]', 'beam search stops when num-beams sequences finished: true, false or never (Hugging Face)', earlyStopping)
+    .option('--num-return-sequences <n>', 'beams to return per prompt (at most --num-beams)', int('--num-return-sequences', 1))
+    .option('--diversity-rate <x>', 'rank a beam\'s k-th best continuation by score + x * k (FasterTransformer; negative diversifies)', any('--diversity-rate'))
+    .option('--logprobs', 'report each token\'s log-probability under the model\'s raw distribution')
+    .option('--top-logprobs <k>', 'and the k most likely alternatives per step (0 .. 20)', int('--top-logprobs', 0));
+}
+
+export function generateOptions(o: GenerationFlags): GenerateOptions {
+  return {
+    maxNewTokens: o.maxNewTokens, minNewTokens: o.minNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, topPDecay: o.topPDecay,
+    topPMin: o.topPMin, topPResetIds: o.topPResetIds, minP: o.minP, seed: o.seed, repetitionPenalty: o.repetitionPenalty,
+    presencePenalty: o.presencePenalty, frequencyPenalty: o.frequencyPenalty, badWords: o.badWords, stop: o.stop, eosTokenId: o.eosTokenId,
+    stopAtEos: !o.ignoreEos, numBeams: o.numBeams, lengthPenalty: o.lengthPenalty,
+    earlyStopping: o.earlyStopping === undefined ? undefined : o.earlyStopping, numReturnSequences: o.numReturnSequences,
+    diversityRate: o.diversityRate, logprobs: o.logprobs || o.topLogprobs !== undefined ? true : undefined, topLogprobs: o.topLogprobs,
+  };
+}

@@ -1,0 +1,456 @@
+// The scheduler: requests from anywhere (generate, stream, sessions) share one running batch. Each
+// iteration admits waiting requests while sequence slots and KV blocks allow, runs at most one prefill
+// chunk (so a long prompt never stalls running decodes for long), then one decode step over every running
+// sequence, and hands the tokens to their requests. Finished and cancelled sequences leave at once. When
+// the block pool runs out, the newest request is preempted: its blocks are freed and it is recomputed
+// later from its tokens, which gives the same tokens (random numbers depend only on seed and position).
+import { fail } from '../errors.js';
+import { LOGPROB_STRIDE, MAX_CANDIDATES } from '../ops/requests.js';
+import type { CausalRuntime, PrefillChunk, StepFlags, StepOutput } from '../runtime/causal.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
+import { BeamSearch, beamsToKeep } from './beam.js';
+import { blockHash, BlockPool } from './blocks.js';
+import { nextTopP, processes, requestRow } from './options.js';
+import { Request, Sequence, type TopLogprob } from './request.js';
+
+export interface SchedulerStats {
+  waiting: number;
+  running: number;
+  blocksUsed: number;
+  blocksCached: number;
+  blocksTotal: number;
+  preemptions: number;
+  /** prompt tokens computed by prefill passes (tokens found in the prefix cache are not) */
+  prefillTokens: number;
+  /** tokens computed by decode steps */
+  decodeTokens: number;
+}
+
+const f32 = new Float32Array(1);
+const i32 = new Int32Array(f32.buffer);
+function bitsToFloat(bits: number): number {
+  i32[0] = bits;
+  return f32[0];
+}
+
+export class Scheduler {
+  readonly pool: BlockPool;
+  private readonly waiting: Request[] = [];
+  private readonly running: Request[] = [];
+  private readonly freeSlots: number[] = [];
+  private readonly beams = new Map<Request, BeamSearch>();
+  /** the sequences of the decode rows the device holds, in order ([] forces an upload) */
+  private deviceRows: Sequence[] = [];
+  private looping = false;
+  preemptions = 0;
+  private prefillTokens = 0;
+  private decodeTokens = 0;
+  /** hooks for tests: called after every iteration */
+  onIteration: (() => void) | null = null;
+
+  constructor(readonly runtime: CausalRuntime, readonly tokenizer: Tokenizer | null) {
+    const { kvBlocks, blockSize, maxBatch } = runtime.limits;
+    this.pool = new BlockPool(kvBlocks, blockSize);
+    for (let s = maxBatch - 1; s >= 0; s--) this.freeSlots.push(s);
+  }
+
+  stats(): SchedulerStats {
+    return {
+      waiting: this.waiting.length, running: this.running.length, blocksUsed: this.pool.used(), blocksCached: this.pool.cached(),
+      blocksTotal: this.pool.blocks - 1, preemptions: this.preemptions, prefillTokens: this.prefillTokens, decodeTokens: this.decodeTokens,
+    };
+  }
+
+  /** Checks that a request can ever run here (alone, it must fit the pool and the sequence length). */
+  check(tokens: number, spec: Request['spec']): void {
+    const { maxSeqLen, blockSize } = this.runtime.limits;
+    const total = tokens + spec.maxNewTokens;
+    if (total > maxSeqLen) {
+      fail('bad-request', `the prompt has ${tokens} tokens; with ${spec.maxNewTokens} new tokens that is ${total} positions, beyond the ${maxSeqLen} this generator holds per sequence; shorten the prompt, ask for fewer new tokens, or load with a larger max sequence length`);
+    }
+    const beams = spec.beam?.beams ?? 1;
+    if (beams > this.runtime.limits.maxBatch) fail('bad-request', `num beams (${beams}) is above the ${this.runtime.limits.maxBatch} sequences this generator runs at once (--max-batch)`);
+    const blocks = Math.ceil(tokens / blockSize) + beams * (Math.ceil(spec.maxNewTokens / blockSize) + 1);
+    if (blocks > this.pool.blocks - 1) {
+      fail('bad-request', `the request needs up to ${blocks} KV-cache blocks of ${blockSize} tokens, but the pool has ${this.pool.blocks - 1}; load with more KV blocks (--kv-blocks) or ask for fewer tokens`);
+    }
+  }
+
+  submit(r: Request): void {
+    this.waiting.push(r);
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.looping) return;
+    this.looping = true;
+    setImmediate(() => void this.loop());
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (this.iterate()) {
+        this.onIteration?.();
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } catch (err) {
+      this.failAll(err as Error);
+    } finally {
+      this.looping = false;
+    }
+    if (this.waiting.length || this.running.length) this.kick();
+  }
+
+  /** One iteration; false when there is nothing left to do. */
+  private iterate(): boolean {
+    this.reap();
+    this.admit();
+    this.prefill();
+    this.decode();
+    return this.waiting.length > 0 || this.running.length > 0;
+  }
+
+  private failAll(err: Error): void {
+    for (const r of [...this.running, ...this.waiting]) {
+      this.release(r, false);
+      r.sink.error(err);
+    }
+    this.running.length = 0;
+    this.waiting.length = 0;
+    this.deviceRows = [];
+  }
+
+  // ---- admission, release, preemption ----
+
+  private reap(): void {
+    for (const list of [this.waiting, this.running]) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const r = list[i];
+        if (!r.cancelled) continue;
+        list.splice(i, 1);
+        this.release(r, false);
+        r.sink.error(r.cancelled);
+      }
+    }
+  }
+
+  private admit(): void {
+    while (this.waiting.length) {
+      const r = this.waiting[0];
+      const need = r.spec.beam?.beams ?? 1;
+      if (this.freeSlots.length < need || !this.start(r)) return;
+      this.waiting.shift();
+      this.running.push(r);
+    }
+  }
+
+  /** Gives a request its first sequence: cached or carried blocks, fresh blocks for the rest of its tokens, slots. */
+  private start(r: Request): boolean {
+    const tokens = r.allTokens();
+    const seq = new Sequence(tokens, r.spec.topP);
+    for (const id of r.generated) seq.topP = nextTopP(r.spec, seq.topP, id);
+    const bs = this.pool.blockSize;
+    const carried = r.carried;
+    if (carried && carried.blocks.length) {
+      // a session turn: its earlier blocks move to the sequence (and back to the session at the end)
+      seq.blocks = carried.blocks;
+      seq.computed = carried.computed;
+      carried.blocks = [];
+      carried.computed = 0;
+    }
+    this.nameBlocks(seq, true);
+    const needed = Math.ceil(tokens.length / bs) - seq.blocks.length;
+    if (needed > this.pool.available()) {
+      for (const b of seq.blocks) this.pool.release(b);
+      return false;
+    }
+    for (let i = 0; i < needed; i++) seq.blocks.push(this.pool.allocate()!);
+    seq.slot = this.freeSlots.pop()!;
+    r.seqs.push(seq);
+    if (r.spec.beam) {
+      for (let i = 1; i < r.spec.beam.beams; i++) r.reserved.push(this.freeSlots.pop()!);
+      this.beams.set(r, new BeamSearch(r.spec));
+    }
+    this.upload(r, seq, true);
+    return true;
+  }
+
+  /** Uploads a sequence's request row and history (with `all`), and the block-table entries the device lacks. */
+  private upload(r: Request, seq: Sequence, all: boolean): void {
+    const rt = this.runtime;
+    if (all) {
+      rt.setRequest(seq.slot, requestRow(r.spec, r.promptLen, 0), seq.topP);
+      if (processes(r.spec)) rt.setHistory(seq.slot, seq.tokens);
+      seq.uploaded = 0;
+    }
+    rt.setBlocks(seq.slot, seq.blocks, seq.uploaded);
+    seq.uploaded = seq.blocks.length;
+  }
+
+  /**
+   * Names the sequence's full, computed blocks for the prefix cache; with `adopt`, first replaces its
+   * leading blocks by cached ones where the cache holds them (never the block of its last token, whose
+   * logits are needed).
+   */
+  private nameBlocks(seq: Sequence, adopt: boolean): void {
+    const bs = this.pool.blockSize;
+    for (let i = seq.hashes.length; (i + 1) * bs <= seq.tokens.length; i++) {
+      const hash = blockHash(i ? seq.hashes[i - 1] : '', seq.tokens, i * bs, bs);
+      if (i < seq.blocks.length && (i + 1) * bs <= seq.computed) {
+        this.pool.name(seq.blocks[i], hash);
+      } else if (adopt && i === seq.blocks.length && (i + 1) * bs < seq.tokens.length) {
+        const b = this.pool.lookup(hash);
+        if (b === null) return;
+        seq.blocks.push(b);
+        seq.computed = (i + 1) * bs;
+      } else {
+        return;
+      }
+      seq.hashes.push(hash);
+    }
+  }
+
+  /** Frees a request's slots and blocks (a session turn's blocks go back to the session when `finished`). */
+  private release(r: Request, finished: boolean): void {
+    for (const seq of r.seqs) {
+      if (seq.slot >= 0) this.freeSlots.push(seq.slot);
+      seq.slot = -1;
+    }
+    for (const s of r.reserved) this.freeSlots.push(s);
+    r.reserved.length = 0;
+    const keep = finished && r.onRelease && r.seqs.length === 1 ? r.seqs[0] : null;
+    for (const seq of r.seqs) if (seq !== keep) for (const b of seq.blocks) this.pool.release(b);
+    r.onRelease?.(keep ? { tokens: keep.tokens, blocks: keep.blocks, computed: keep.computed } : null);
+    r.seqs.length = 0;
+    this.beams.delete(r);
+  }
+
+  /** Frees the newest running request so that older ones can grow; it waits at the head of the queue. */
+  private preempt(): Request {
+    const victim = this.running.pop()!;
+    this.release(victim, false);
+    if (victim.spec.beam) victim.generated.length = 0;
+    this.waiting.unshift(victim);
+    this.preemptions++;
+    this.deviceRows = [];
+    return victim;
+  }
+
+  /**
+   * Makes position `pos` of the sequence writable: a fresh block past its end, or a private copy of a
+   * shared block (copy-on-write). Preempts newer requests when the pool is empty; false if `owner` itself
+   * was preempted.
+   */
+  private writable(owner: Request, seq: Sequence, pos: number, copies: number[]): boolean {
+    const i = Math.floor(pos / this.pool.blockSize);
+    const shared = i < seq.blocks.length && this.pool.refCount(seq.blocks[i]) > 1;
+    if (i < seq.blocks.length && !shared) return true;
+    let b = this.pool.allocate();
+    while (b === null) {
+      if (this.preempt() === owner) return false;
+      b = this.pool.allocate();
+    }
+    if (shared) {
+      copies.push(seq.blocks[i], b);
+      this.pool.release(seq.blocks[i]);
+      seq.blocks[i] = b;
+      seq.uploaded = Math.min(seq.uploaded, i);
+    } else {
+      seq.blocks.push(b);
+    }
+    return true;
+  }
+
+  // ---- passes ----
+
+  private flags(rows: Request[]): StepFlags {
+    let process = false, logprobs = false, candidates = false;
+    for (const r of rows) {
+      process ||= processes(r.spec) || r.spec.beam !== null;
+      logprobs ||= r.spec.logprobs >= 0;
+      candidates ||= r.spec.beam !== null;
+    }
+    return { process, logprobs, candidates };
+  }
+
+  private prefill(): void {
+    const chunk = this.runtime.limits.prefillChunk;
+    const c: PrefillChunk = {
+      n: 0, heads: 0, ids: new Int32Array(chunk), positions: new Int32Array(chunk), slots: new Int32Array(chunk),
+      headRows: new Int32Array(chunk), headSlots: new Int32Array(chunk), headLengths: new Int32Array(chunk),
+    };
+    const parts: { r: Request; seq: Sequence; m: number; head: boolean }[] = [];
+    for (const r of this.running) {
+      for (const seq of r.seqs) {
+        // a sequence whose last token alone is not in the cache takes a decode row instead
+        if (c.n === chunk || seq.computed >= seq.length - 1) continue;
+        const m = Math.min(seq.length - seq.computed, chunk - c.n);
+        for (let i = 0; i < m; i++) {
+          c.ids[c.n] = seq.tokens[seq.computed + i];
+          c.positions[c.n] = seq.computed + i;
+          c.slots[c.n++] = seq.slot;
+        }
+        const head = seq.computed + m === seq.length;
+        if (head) {
+          c.headRows[c.heads] = c.n - 1;
+          c.headSlots[c.heads] = seq.slot;
+          c.headLengths[c.heads++] = seq.length;
+        }
+        parts.push({ r, seq, m, head });
+      }
+    }
+    if (c.n === 0) return;
+    for (const { r, seq } of parts) this.upload(r, seq, false);
+    const out = this.runtime.prefill(c, this.flags(parts.filter((p) => p.head).map((p) => p.r)));
+    this.prefillTokens += c.n;
+    let h = 0;
+    for (const { r, seq, m, head } of parts) {
+      seq.computed += m;
+      this.nameBlocks(seq, false);
+      if (head) this.drawn(r, [seq], out, [h++]);
+    }
+  }
+
+  private decode(): void {
+    const rt = this.runtime;
+    const copies: number[] = [];
+    // every sequence whose last token is the only one not in the cache takes a row, if it can get a block
+    for (let i = 0; i < this.running.length; i++) {
+      const r = this.running[i];
+      for (const seq of r.seqs) {
+        if (seq.computed !== seq.length - 1) continue;
+        if (!this.writable(r, seq, seq.computed, copies)) break;
+      }
+      if (!this.running.includes(r)) i--;
+    }
+    const rows: { r: Request; seq: Sequence }[] = [];
+    for (const r of this.running) for (const seq of r.seqs) if (seq.computed === seq.length - 1) rows.push({ r, seq });
+    if (rows.length === 0) return;
+    rt.copyBlocks(copies);
+    for (const { r, seq } of rows) this.upload(r, seq, false);
+    const seqs = rows.map((x) => x.seq);
+    const beamRows = rows.some((x) => x.r.spec.beam);
+    if (beamRows || seqs.length !== this.deviceRows.length || seqs.some((s, i) => s !== this.deviceRows[i])) {
+      rt.setDecodeRows({
+        n: rows.length, slots: Int32Array.from(seqs, (s) => s.slot), ids: Int32Array.from(seqs, (s) => s.tokens[s.length - 1]),
+        positions: Int32Array.from(seqs, (s) => s.length - 1),
+      });
+    }
+    const out = rt.decode(this.flags(rows.map((x) => x.r)));
+    this.deviceRows = seqs;
+    this.decodeTokens += rows.length;
+    for (const x of rows) x.seq.computed++;
+    // hand out tokens; a beam group's rows go together
+    const groups = new Map<Request, number[]>();
+    rows.forEach((x, i) => {
+      const list = groups.get(x.r);
+      if (list) list.push(i);
+      else groups.set(x.r, [i]);
+    });
+    for (const [r, idx] of groups) this.drawn(r, idx.map((i) => rows[i].seq), out, idx);
+  }
+
+  /** Tokens for a request's sequences from rows `idx` of a pass. */
+  private drawn(r: Request, seqs: Sequence[], out: StepOutput, idx: number[]): void {
+    if (r.spec.beam) return this.beamStep(r, seqs, out, idx);
+    const seq = seqs[0], row = idx[0];
+    const id = out.ids[row];
+    seq.tokens.push(id);
+    seq.topP = nextTopP(r.spec, seq.topP, id);
+    r.generated.push(id);
+    this.nameBlocks(seq, false);
+    let logprob: number | undefined, top: TopLogprob[] | undefined;
+    if (out.logprobs) {
+      const o = row * LOGPROB_STRIDE;
+      logprob = bitsToFloat(out.logprobs[o]);
+      r.logprobs.push(logprob);
+      if (r.spec.logprobs > 0) {
+        top = [];
+        for (let i = 0; i < r.spec.logprobs; i++) {
+          const tid = out.logprobs[o + 1 + 2 * i];
+          top.push({ id: tid, logprob: bitsToFloat(out.logprobs[o + 2 + 2 * i]), ...(r.tokenizer ? { text: r.tokenizer.decode([tid], false) } : {}) });
+        }
+        r.topLogprobs.push(top);
+      }
+    }
+    const n = r.generated.length, spec = r.spec;
+    let finish: 'eos' | 'length' | 'stop' | undefined = spec.eos.includes(id) ? 'eos' : n >= spec.maxNewTokens ? 'length' : undefined;
+    let text = '';
+    if (r.text) {
+      const checkStops = n >= spec.minNewTokens;
+      text = r.text.push(id, checkStops);
+      if (r.text.stopped) finish = 'stop';
+      else if (finish) text += r.text.finish(checkStops);
+      if (r.text.stopped) finish = 'stop';
+    }
+    r.sink.token({ index: r.index, id, text, ...(logprob !== undefined ? { logprob } : {}), ...(top ? { topLogprobs: top } : {}), ...(finish ? { finishReason: finish } : {}) });
+    if (finish) this.finish(r, finish);
+  }
+
+  private finish(r: Request, reason: 'eos' | 'length' | 'stop'): void {
+    const i = this.running.indexOf(r);
+    if (i >= 0) this.running.splice(i, 1);
+    this.release(r, true);
+    const result = {
+      ids: [...r.generated], text: r.text?.text ?? '', finishReason: reason,
+      ...(r.spec.logprobs >= 0 ? { logprobs: [...r.logprobs], cumLogprob: r.logprobs.reduce((a, b) => a + b, 0) } : {}),
+      ...(r.spec.logprobs > 0 ? { topLogprobs: [...r.topLogprobs] } : {}),
+    };
+    r.sink.done(result);
+  }
+
+  // ---- beam search ----
+
+  private beamStep(r: Request, _seqs: Sequence[], out: StepOutput, idx: number[]): void {
+    const search = this.beams.get(r)!;
+    const spec = r.spec, beams = spec.beam!.beams;
+    const k = beamsToKeep(beams, spec.eos.length);
+    const cands = idx.map((row) => ({
+      values: out.candValues!.subarray(row * MAX_CANDIDATES, row * MAX_CANDIDATES + k),
+      ids: out.candIds!.subarray(row * MAX_CANDIDATES, row * MAX_CANDIDATES + k),
+    }));
+    const next = search.step(cands);
+    if (next.done) return this.finishBeams(r, search);
+    // beam i continues beam parents[i]: it takes the parent's blocks (shared; a block is copied only when
+    // a beam writes into a shared one), never a copy of the cache
+    const old = r.seqs.map((s) => ({ tokens: s.tokens, blocks: s.blocks, computed: s.computed, hashes: s.hashes }));
+    // at the first step only beam 0 exists; the others are copies of it
+    const parent = (i: number) => old[Math.min(next.parents[i], old.length - 1)];
+    while (r.seqs.length < beams) {
+      const s = new Sequence([], 1);
+      s.slot = r.reserved.pop()!;
+      this.runtime.setRequest(s.slot, requestRow(spec, r.promptLen, 0), 1);
+      r.seqs.push(s);
+    }
+    for (let i = 0; i < beams; i++) for (const b of parent(i).blocks) this.pool.retain(b);
+    for (const o of old) for (const b of o.blocks) this.pool.release(b);
+    r.seqs.forEach((s, i) => {
+      const p = parent(i);
+      s.tokens = [...p.tokens, next.tokens[i]];
+      s.blocks = [...p.blocks];
+      s.computed = p.computed;
+      s.hashes = [...p.hashes];
+      s.uploaded = 0;
+      if (processes(spec)) this.runtime.setHistory(s.slot, s.tokens);
+    });
+  }
+
+  private finishBeams(r: Request, search: BeamSearch): void {
+    const best = search.best();
+    const dec = (ids: number[]) => (r.tokenizer ? r.tokenizer.decode(ids) : '');
+    r.generated.push(...best[0].ids);
+    for (let i = 0; i < best[0].ids.length; i++) {
+      const id = best[0].ids[i];
+      const last = i === best[0].ids.length - 1;
+      const text = r.text ? r.text.push(id, false) + (last ? r.text.finish(false) : '') : '';
+      r.sink.token({ index: r.index, id, text, ...(last ? { finishReason: best[0].finishReason } : {}) });
+    }
+    const i = this.running.indexOf(r);
+    if (i >= 0) this.running.splice(i, 1);
+    this.release(r, true);
+    r.sink.done({
+      ids: best[0].ids, text: r.text?.text ?? '', finishReason: best[0].finishReason,
+      sequences: best.map((b) => ({ ids: b.ids, text: dec(b.ids), score: b.score })),
+    });
+  }
+}

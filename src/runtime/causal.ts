@@ -1,0 +1,353 @@
+// The runtime of a causal LM: it owns the paged KV pool, the per-sequence device tables (block tables,
+// requests, token histories), the activation plan and the captured decode graphs, and runs two kinds of
+// pass: a prefill chunk (packed prompt rows of several sequences, some of which draw their next token)
+// and a decode step (one row per running sequence, replayed from a graph per batch-size bucket). Which
+// sequence sits in which slot, and which blocks it owns, is the scheduler's business (src/engine/).
+import { dtypeBytes, numel, packSegments, type Backend, type Candidates, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../ops/backend.js';
+import { CANDIDATE_SCRATCH, LOGPROB_STRIDE, MAX_CANDIDATES, REQUEST_STRIDE } from '../ops/requests.js';
+import type { CausalLM, MemoryReport, Pass } from '../models/model.js';
+import { planPasses, PlannedPasses, type PassInputs } from './pass.js';
+
+export interface RuntimeLimits {
+  /** sequences that run at once: decode rows and sequence slots */
+  maxBatch: number;
+  /** tokens per sequence, prompt and generated */
+  maxSeqLen: number;
+  /** prompt tokens per prefill pass */
+  prefillChunk: number;
+  /** blocks in the KV pool (block 0 is reserved for padding rows) */
+  kvBlocks: number;
+  /** tokens per block */
+  blockSize: number;
+}
+
+/** A prefill pass: packed prompt rows; `heads` of them draw the next token of their sequence. */
+export interface PrefillChunk {
+  n: number;
+  ids: Int32Array;
+  positions: Int32Array;
+  slots: Int32Array;
+  heads: number;
+  /** row in the chunk, its sequence's slot, and the sequence's length (the position of the token drawn) */
+  headRows: Int32Array;
+  headSlots: Int32Array;
+  headLengths: Int32Array;
+}
+
+/** The decode rows (keyLens = positions + 1), uploaded when the running batch changes. */
+export interface DecodeRows {
+  n: number;
+  ids: Int32Array;
+  positions: Int32Array;
+  slots: Int32Array;
+}
+
+/** What a pass computes beyond drawn tokens. */
+export interface StepFlags {
+  /** some row has logits processors or is a beam row */
+  process: boolean;
+  /** some row asked for log-probs */
+  logprobs: boolean;
+  /** some row is a beam row (its candidates go to the host) */
+  candidates: boolean;
+}
+
+export interface StepOutput {
+  n: number;
+  /** the token drawn for each SAMPLE row */
+  ids: Int32Array;
+  /** [n, LOGPROB_STRIDE], f32 bits for log-probs */
+  logprobs: Int32Array | null;
+  /** [n, MAX_CANDIDATES] */
+  candValues: Float32Array | null;
+  candIds: Int32Array | null;
+}
+
+/** Decode batch sizes that get their own graph; a batch runs in the smallest bucket that holds it. */
+export function buckets(maxBatch: number): number[] {
+  const out: number[] = [];
+  for (let b = 1; b < maxBatch; b = b < 8 ? b * 2 : b + (b >= 64 ? 32 : b >= 16 ? 16 : 8)) out.push(b);
+  out.push(maxBatch);
+  return out;
+}
+
+interface Rows {
+  ids: Tensor;
+  positions: Tensor;
+  slots: Tensor;
+  keyLens: Tensor;
+}
+
+export class CausalRuntime {
+  readonly nullSlot: number;
+  readonly maxBlocks: number;
+  readonly capacity: number;
+  private readonly pool: Tensor;
+  private readonly caches: { k: Tensor; v: Tensor }[] = [];
+  readonly tables: SequenceTables;
+  private readonly blockTables: Tensor;
+  private readonly prefillRows: Rows;
+  private readonly segments: Tensor;
+  private readonly gather: { src: Tensor; dst: Tensor; headSlots: Tensor; headLengths: Tensor; headIds: Tensor };
+  private readonly decodeRows: Rows;
+  private readonly logits: Tensor;
+  private readonly scores: Tensor;
+  private readonly candidates: Candidates;
+  private readonly lpScratch: Candidates;
+  private readonly lpOut: Tensor;
+  private readonly passes: PlannedPasses;
+  private readonly buckets: number[];
+  private readonly segmentHost: Int32Array;
+  private readonly keyLenHost: Int32Array;
+  private readonly padded: { ids: Int32Array; positions: Int32Array; slots: Int32Array; keyLens: Int32Array };
+  private readonly prefillIO: PassInputs;
+  private readonly decodeIO: PassInputs;
+  /** (source, destination) block pairs of a copy-on-write */
+  private readonly pairs: Tensor;
+  private decodeN = 0;
+  private disposed = false;
+
+  constructor(readonly model: CausalLM, readonly backend: Backend, readonly limits: RuntimeLimits) {
+    const b = backend;
+    const { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize } = limits;
+    const L = model.info.layers, W = model.cacheWidth, V = model.info.vocabSize, act = b.activationDtype;
+    const slots = maxBatch + 1;
+    this.nullSlot = maxBatch;
+    this.maxBlocks = Math.ceil(maxSeqLen / blockSize);
+    this.capacity = Math.max(prefillChunk, maxBatch);
+    this.buckets = buckets(maxBatch);
+    this.pool = b.buffer([2 * L, kvBlocks, blockSize, W], act);
+    const plane = kvBlocks * blockSize * W * dtypeBytes(act);
+    for (let l = 0; l < L; l++) {
+      this.caches.push({
+        k: b.view(this.pool, 2 * l * plane, [kvBlocks, blockSize, W], act),
+        v: b.view(this.pool, (2 * l + 1) * plane, [kvBlocks, blockSize, W], act),
+      });
+    }
+    this.blockTables = b.buffer([slots, this.maxBlocks], 'i32');
+    this.tables = { requests: b.buffer([slots, REQUEST_STRIDE], 'i32'), history: b.buffer([slots, maxSeqLen], 'i32'), topP: b.buffer([slots], 'f32') };
+    const T = this.capacity;
+    this.prefillRows = { ids: b.buffer([T], 'i32'), positions: b.buffer([T], 'i32'), slots: b.buffer([T], 'i32'), keyLens: b.buffer([T], 'i32') };
+    this.segments = b.buffer([T, 3], 'i32');
+    this.gather = {
+      src: b.buffer([maxBatch], 'i32'), dst: b.buffer([maxBatch], 'i32'), headSlots: b.buffer([maxBatch], 'i32'),
+      headLengths: b.buffer([maxBatch], 'i32'), headIds: b.buffer([maxBatch], 'i32'),
+    };
+    this.decodeRows = { ids: b.buffer([maxBatch], 'i32'), positions: b.buffer([maxBatch], 'i32'), slots: b.buffer([maxBatch], 'i32'), keyLens: b.buffer([maxBatch], 'i32') };
+    // logits and scores stay fp32 for sampling, whatever the compute dtype; the host may read them after a pass
+    this.logits = b.buffer([maxBatch, V], 'f32');
+    this.scores = b.buffer([maxBatch, V], 'f32');
+    const cands = (): Candidates => ({
+      values: b.buffer([maxBatch, MAX_CANDIDATES], 'f32'), ids: b.buffer([maxBatch, MAX_CANDIDATES], 'i32'),
+      scratch: b.buffer([maxBatch, CANDIDATE_SCRATCH], 'i32'),
+    });
+    this.candidates = cands();
+    this.lpScratch = cands();
+    this.lpOut = b.buffer([maxBatch, LOGPROB_STRIDE], 'i32');
+    this.segmentHost = new Int32Array(3 * T);
+    this.keyLenHost = new Int32Array(T);
+    this.padded = { ids: new Int32Array(maxBatch), positions: new Int32Array(maxBatch), slots: new Int32Array(maxBatch), keyLens: new Int32Array(maxBatch) };
+
+    // plan the activations over every kind of pass the runtime runs
+    const planSegments: Segments = { table: this.segments, count: 1, longest: T };
+    const variants: { body: (p: Pass) => void; segments: Segments | null }[] = [];
+    for (const process of [false, true]) {
+      for (const logprobs of [false, true]) {
+        const flags = { process, logprobs, candidates: process };
+        variants.push({ body: (p) => this.prefillBody(p, maxBatch, flags), segments: planSegments });
+        variants.push({ body: (p) => this.decodeBody(p, flags), segments: null });
+      }
+    }
+    this.prefillIO = this.inputs(this.prefillRows);
+    this.decodeIO = this.inputs(this.decodeRows);
+    this.passes = new PlannedPasses(b, planPasses(b, this.prefillIO, variants));
+    this.pairs = b.buffer([maxBatch, 2], 'i32');
+  }
+
+  private inputs(rows: Rows): PassInputs {
+    return {
+      capacity: this.capacity, ids: rows.ids, positions: rows.positions, slots: rows.slots, keyLens: rows.keyLens, typeIds: null,
+      blockTables: this.blockTables, cache: (l) => this.caches[l],
+    };
+  }
+
+  // ---- per-sequence tables ----
+
+  /** Writes `values` into row `slot` of a [slots, width] i32 table, starting at column `from`. */
+  private writeRow(t: Tensor, slot: number, values: Int32Array, from = 0): void {
+    if (values.length === 0) return;
+    const width = t.shape[1];
+    this.backend.writeInt(this.backend.view(t, (slot * width + from) * 4, [values.length], 'i32'), values, values.length);
+  }
+
+  setRequest(slot: number, request: Int32Array, topP: number): void {
+    this.writeRow(this.tables.requests, slot, request);
+    const bits = new Int32Array(new Float32Array([topP]).buffer);
+    this.backend.writeInt(this.backend.view(this.tables.topP, slot * 4, [1], 'i32'), bits, 1);
+  }
+
+  /** The sequence's tokens from position `from` on, as the logits processors see its history. */
+  setHistory(slot: number, tokens: ArrayLike<number>, from = 0): void {
+    const n = Math.min(tokens.length, this.limits.maxSeqLen) - from;
+    if (n > 0) this.writeRow(this.tables.history, slot, Int32Array.from({ length: n }, (_, i) => tokens[from + i]), from);
+  }
+
+  /** Entries `from` .. of the sequence's block table. */
+  setBlocks(slot: number, blocks: ArrayLike<number>, from = 0): void {
+    const n = blocks.length - from;
+    if (n > 0) this.writeRow(this.blockTables, slot, Int32Array.from({ length: n }, (_, i) => blocks[from + i]), from);
+  }
+
+  /** Copies whole blocks (every layer's K and V): pairs of (source, destination). */
+  copyBlocks(pairs: number[]): void {
+    const most = this.pairs.shape[0];
+    for (let i = 0; i < pairs.length; i += 2 * most) {
+      const part = Int32Array.from(pairs.slice(i, i + 2 * most));
+      this.backend.writeInt(this.pairs, part, part.length);
+      this.backend.copyBlocks(this.pool, this.pairs, part.length / 2);
+    }
+  }
+
+  // ---- passes ----
+
+  private sampling(p: Pass, rows: SampleRows, ids: Tensor, m: number, flags: StepFlags): void {
+    const b = p.ops, seqs = this.tables;
+    const scores = flags.process ? this.scores : this.logits;
+    if (flags.process) b.processLogits(this.scores, this.logits, rows, seqs, m);
+    b.selectCandidates(this.candidates, scores, rows, seqs, m);
+    b.sample(ids, scores, this.candidates, rows, seqs, m);
+    if (flags.logprobs) b.logprobs(this.lpOut, this.logits, ids, rows, seqs, m, this.lpScratch);
+  }
+
+  private prefillBody(p: Pass, heads: number, flags: StepFlags): void {
+    const x = this.model.forward(p);
+    const last = p.buffer('last', [this.limits.maxBatch, this.model.info.hidden]);
+    const g = this.gather;
+    p.ops.gatherRows(last, x, g.src, g.dst, heads);
+    this.model.logits(p, last, this.logits, heads);
+    this.sampling(p, { slots: g.headSlots, lengths: g.headLengths }, g.headIds, heads, flags);
+  }
+
+  private decodeBody(p: Pass, flags: StepFlags): void {
+    const x = this.model.forward(p);
+    this.model.logits(p, x, this.logits, p.n);
+    const r = this.decodeRows;
+    const rows = { slots: r.slots, lengths: r.keyLens };
+    this.sampling(p, rows, r.ids, p.n, flags);
+    p.ops.advance(r.positions, r.keyLens, rows, this.tables, p.n);
+  }
+
+  /** Runs a prefill chunk; returns the tokens drawn for its head rows. */
+  prefill(c: PrefillChunk, flags: StepFlags): StepOutput {
+    const b = this.backend, r = this.prefillRows, g = this.gather;
+    for (let i = 0; i < c.n; i++) this.keyLenHost[i] = c.positions[i] + 1;
+    b.writeInt(r.ids, c.ids, c.n);
+    b.writeInt(r.positions, c.positions, c.n);
+    b.writeInt(r.slots, c.slots, c.n);
+    b.writeInt(r.keyLens, this.keyLenHost, c.n);
+    const seg = packSegments(c.slots, c.n, this.segmentHost);
+    b.writeInt(this.segments, this.segmentHost, 3 * seg.count);
+    b.writeInt(g.src, c.headRows, c.heads);
+    b.writeInt(g.dst, Int32Array.from({ length: c.heads }, (_, i) => i), c.heads);
+    b.writeInt(g.headSlots, c.headSlots, c.heads);
+    b.writeInt(g.headLengths, c.headLengths, c.heads);
+    this.prefillBody(this.passes.pass(this.prefillIO, c.n, { table: this.segments, ...seg }), c.heads, flags);
+    return this.read(g.headIds, c.heads, flags);
+  }
+
+  /** Uploads the decode rows (when the running batch changed since the last step). */
+  setDecodeRows(rows: DecodeRows): void {
+    const bucket = this.bucketOf(rows.n);
+    const p = this.padded;
+    for (let i = 0; i < bucket; i++) {
+      const real = i < rows.n;
+      p.ids[i] = real ? rows.ids[i] : 0;
+      p.positions[i] = real ? rows.positions[i] : 0;
+      p.keyLens[i] = p.positions[i] + 1;
+      p.slots[i] = real ? rows.slots[i] : this.nullSlot;
+    }
+    const r = this.decodeRows, b = this.backend;
+    b.writeInt(r.ids, p.ids, bucket);
+    b.writeInt(r.positions, p.positions, bucket);
+    b.writeInt(r.keyLens, p.keyLens, bucket);
+    b.writeInt(r.slots, p.slots, bucket);
+    this.decodeN = rows.n;
+  }
+
+  private bucketOf(n: number): number {
+    const bucket = this.buckets.find((x) => x >= n);
+    if (bucket === undefined) throw new Error(`internal: ${n} decode rows beyond max batch ${this.limits.maxBatch}`);
+    return bucket;
+  }
+
+  /**
+   * One decode step for the rows last set: every row's next token (device-side for SAMPLE rows). The step
+   * is replayed from the graph of its batch-size bucket; `eager` runs it op by op (profiling).
+   */
+  decode(flags: StepFlags, eager = false): StepOutput {
+    const n = this.decodeN;
+    const bucket = this.bucketOf(n);
+    const body = () => this.decodeBody(this.passes.pass(this.decodeIO, bucket, null), flags);
+    if (eager) body();
+    else this.backend.graph(this.graphKey(n, flags), body);
+    return this.read(this.decodeRows.ids, n, flags);
+  }
+
+  /** The graph a decode step of n rows with these flags replays. */
+  graphKey(n: number, flags: StepFlags): string {
+    return `decode:${this.bucketOf(n)}:${flags.process ? 'p' : ''}${flags.logprobs ? 'l' : ''}`;
+  }
+
+  private read(ids: Tensor, n: number, flags: StepFlags): StepOutput {
+    const b = this.backend;
+    return {
+      n,
+      ids: b.readInt(ids, n).slice(),
+      logprobs: flags.logprobs ? b.readInt(this.lpOut, n * LOGPROB_STRIDE).slice() : null,
+      candValues: flags.candidates ? b.readFloat(this.candidates.values, n * MAX_CANDIDATES).slice() : null,
+      candIds: flags.candidates ? b.readInt(this.candidates.ids, n * MAX_CANDIDATES).slice() : null,
+    };
+  }
+
+  /** The raw logits of the rows of the last pass (tests and perplexity). */
+  readLogits(n: number): Float32Array {
+    return this.backend.readFloat(this.logits, n * this.model.info.vocabSize).slice();
+  }
+
+  memory(): MemoryReport {
+    return runtimeMemory(this.model, this.backend.activationDtype === 'f32' ? 4 : 2, this.limits, this.passes.arena.plan.bytes, this.passes.arena.plan.buffers);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    const b = this.backend;
+    b.invalidateGraphs();
+    this.passes.free();
+    const owned = [this.pool, this.blockTables, this.tables.requests, this.tables.history, this.tables.topP, ...Object.values(this.prefillRows), this.segments,
+      ...Object.values(this.gather), ...Object.values(this.decodeRows), this.logits, this.scores, ...Object.values(this.candidates),
+      ...Object.values(this.lpScratch), this.lpOut, this.pairs];
+    for (const t of owned) b.free(t);
+  }
+}
+
+/** The memory a runtime with these limits takes (weights, KV pool, tables, activations). */
+export function runtimeMemory(model: { info: CausalLM['info']; cacheWidth: number; weights?: () => Tensor[] }, actBytes: number, limits: RuntimeLimits,
+  arenaBytes: number, buffers: MemoryReport['buffers'], weightBytes?: number): MemoryReport {
+  const { maxBatch, maxSeqLen, kvBlocks, blockSize, prefillChunk } = limits;
+  const L = model.info.layers, V = model.info.vocabSize;
+  const slots = maxBatch + 1, maxBlocks = Math.ceil(maxSeqLen / blockSize);
+  const weights = weightBytes ?? (model.weights ? model.weights().reduce((a, t) => a + numel(t.shape) * dtypeBytes(t.dtype), 0) : 0);
+  const tables = 4 * (slots * (maxBlocks + REQUEST_STRIDE + maxSeqLen + 1) + maxBatch * (2 * MAX_CANDIDATES + CANDIDATE_SCRATCH) * 2 + maxBatch * LOGPROB_STRIDE);
+  return {
+    regions: [
+      { name: 'weights', bytes: weights },
+      { name: 'kv-cache', bytes: 2 * L * kvBlocks * blockSize * model.cacheWidth * actBytes },
+      { name: 'logits', bytes: 2 * maxBatch * V * 4 },
+      { name: 'tables', bytes: tables },
+      { name: 'activations', bytes: arenaBytes },
+    ],
+    buffers,
+    capacity: { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize, kvTokens: (kvBlocks - 1) * blockSize },
+  };
+}

@@ -1,0 +1,82 @@
+// Forward passes over planned activation memory. A body (a model's forward, and what the runtime does
+// around it) is first recorded against an OpRecorder with placeholder buffers; the live ranges of every
+// buffer in the recorded op sequence give the arena plan; then the same bodies run over views of the arena.
+import type { Backend, DType, Segments, Tensor } from '../ops/backend.js';
+import { allocateArena, planArena, type Arena, type ArenaPlan, type BufferRequest } from '../ops/plan.js';
+import { liveRanges, OpRecorder } from '../ops/trace.js';
+import type { Pass } from '../models/model.js';
+
+/** The inputs of a pass that are not activations: token rows, tables and caches. */
+export interface PassInputs {
+  capacity: number;
+  ids: Tensor;
+  positions: Tensor;
+  slots: Tensor;
+  keyLens: Tensor;
+  typeIds: Tensor | null;
+  blockTables: Tensor;
+  cache(layer: number): { k: Tensor; v: Tensor };
+}
+
+class Placeholder implements Tensor {
+  constructor(readonly name: string, readonly shape: readonly number[], readonly dtype: DType) {}
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function makePass(ops: Backend, io: PassInputs, n: number, segments: Segments | null, get: (name: string, shape: number[], dtype: DType) => Tensor): Pass {
+  return {
+    ops, n, segments, capacity: io.capacity, ids: io.ids, positions: io.positions, slots: io.slots, keyLens: io.keyLens,
+    typeIds: io.typeIds, blockTables: io.blockTables, cache: (l) => io.cache(l),
+    buffer: (name, shape, dtype = ops.activationDtype) => get(name, shape, dtype),
+  };
+}
+
+/** A body: what runs in one pass, given the pass. `segments` null makes it a decode step. */
+export type PassBody = (p: Pass) => void;
+
+/** Records `bodies` one after another and plans their activation buffers. */
+export function planPasses(backend: Backend, io: PassInputs, bodies: { body: PassBody; segments: Segments | null }[]): ArenaPlan {
+  const rec = new OpRecorder(backend);
+  const placeholders = new Map<string, Placeholder>();
+  const get = (name: string, shape: number[], dtype: DType): Tensor => {
+    let t = placeholders.get(name);
+    if (!t) placeholders.set(name, (t = new Placeholder(name, shape, dtype)));
+    else if (!sameShape(t.shape, shape) || t.dtype !== dtype) throw new Error(`internal: buffer ${name} asked for as [${shape}] ${dtype} and [${t.shape}] ${t.dtype}`);
+    return t;
+  };
+  for (const { body, segments } of bodies) body(makePass(rec.backend, io, io.capacity, segments, get));
+  const requests: BufferRequest[] = [];
+  for (const t of placeholders.values()) {
+    const acc = rec.accesses.get(t);
+    // a buffer asked for but never used still gets its own bytes (ranges over the whole run)
+    requests.push({ name: t.name, shape: [...t.shape], dtype: t.dtype, ranges: acc ? liveRanges(acc) : [[0, rec.ops]] });
+  }
+  return planArena(requests);
+}
+
+/** Activation buffers allocated by a plan, and passes over them. */
+export class PlannedPasses {
+  readonly arena: Arena;
+
+  constructor(private readonly backend: Backend, plan: ArenaPlan) {
+    this.arena = allocateArena(backend, plan);
+  }
+
+  pass(io: PassInputs, n: number, segments: Segments | null): Pass {
+    const get = (name: string, shape: number[], dtype: DType): Tensor => {
+      const t = this.arena.buffers.get(name);
+      if (!t || !sameShape(t.shape, shape) || t.dtype !== dtype) {
+        throw new Error(`internal: buffer ${name} [${shape}] ${dtype} was not in the plan`);
+      }
+      return t;
+    };
+    return makePass(this.backend, io, n, segments, get);
+  }
+
+  free(): void {
+    this.backend.free(this.arena.region);
+  }
+}

@@ -1,0 +1,578 @@
+// The per-request logits-to-tokens kernels (kernels/sampling.cu) against the CPU reference
+// (src/backends/cpu/sampling.ts), op by op, on awkward inputs: request rows mixing modes and options,
+// padding rows that must stay untouched, rows whose slots are not 0..n-1 and repeat, ties, -Infinity,
+// vocabularies of 6 to 152064 ids. Ids must match exactly, values to fp32 accuracy; seeded draws may differ
+// only where fp32 and fp64 probability sums put a boundary on different sides.
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import type { CpuBackend } from '../../src/backends/cpu/backend.js';
+import { CudaBackend } from '../../src/backends/cuda/backend.js';
+import { logprobs as logprobsOp, selectCandidates as selectOp } from '../../src/backends/cuda/sampling.js';
+import { seededRandom } from '../../src/engine/rng.js';
+import type { Backend, Candidates, SampleRows, SequenceTables, Tensor } from '../../src/ops/backend.js';
+import { CANDIDATE_SCRATCH, LOGPROB_STRIDE, MAX_CANDIDATES, MODE, REQ, REQUEST_STRIDE } from '../../src/ops/requests.js';
+import { cpu, get, noGpu, put } from './helpers.js';
+
+const skip = noGpu();
+let gpuBackend: CudaBackend | null = null;
+after(() => gpuBackend?.dispose());
+function gpu(): CudaBackend {
+  return (gpuBackend ??= new CudaBackend('f32'));
+}
+
+const VOCABS = [6, 512, 50257, 152064];
+
+// ---- request rows ----
+
+interface Request {
+  mode: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  decay?: number;
+  topPMin?: number;
+  seed?: number;
+  stream?: number;
+  repetition?: number;
+  presence?: number;
+  frequency?: number;
+  promptLen?: number;
+  minNew?: number;
+  eos?: number[];
+  resets?: number[];
+  badWords?: number[][];
+  logprobs?: number;
+  candidates?: number;
+  /** force the PROCESS flag (default: set when a processor applies) */
+  process?: number;
+}
+
+/** The request table of `reqs` (slot s = reqs[s]; undefined: an unused slot, all zero). */
+function requestTable(reqs: (Request | undefined)[]): Int32Array {
+  const t = new Int32Array(reqs.length * REQUEST_STRIDE), f = new Float32Array(t.buffer);
+  reqs.forEach((q, s) => {
+    if (!q) return;
+    const o = s * REQUEST_STRIDE;
+    t[o + REQ.MODE] = q.mode;
+    f[o + REQ.TEMPERATURE] = q.temperature ?? 1;
+    t[o + REQ.TOP_K] = q.topK ?? 0;
+    f[o + REQ.TOP_P] = q.topP ?? 1;
+    f[o + REQ.MIN_P] = q.minP ?? 0;
+    f[o + REQ.TOP_P_DECAY] = q.decay ?? 1;
+    f[o + REQ.TOP_P_MIN] = q.topPMin ?? 0;
+    t[o + REQ.SEED] = q.seed ?? 12345 + s;
+    t[o + REQ.STREAM] = q.stream ?? s;
+    f[o + REQ.REPETITION] = q.repetition ?? 1;
+    f[o + REQ.PRESENCE] = q.presence ?? 0;
+    f[o + REQ.FREQUENCY] = q.frequency ?? 0;
+    t[o + REQ.PROMPT_LEN] = q.promptLen ?? 0;
+    t[o + REQ.MIN_NEW] = q.minNew ?? 0;
+    const eos = q.eos ?? [], resets = q.resets ?? [], bad = (q.badWords ?? []).flatMap((w) => [w.length, ...w]);
+    t[o + REQ.EOS_COUNT] = eos.length;
+    t[o + REQ.RESET_COUNT] = resets.length;
+    t[o + REQ.BAD_INTS] = bad.length;
+    t.set([...eos, ...resets, ...bad], o + REQ.LIST);
+    t[o + REQ.LOGPROBS] = q.logprobs ?? -1;
+    t[o + REQ.CANDIDATES] = q.candidates ?? 0;
+    const processes = (q.repetition ?? 1) !== 1 || (q.presence ?? 0) !== 0 || (q.frequency ?? 0) !== 0 || bad.length > 0 || (q.minNew ?? 0) > 0;
+    t[o + REQ.PROCESS] = q.process ?? (processes ? 1 : 0);
+  });
+  return t;
+}
+
+/** A padding row whose other fields ask for everything: MODE NONE must win. */
+const JUNK: Request = { mode: MODE.NONE, temperature: 0.5, topK: 5, repetition: 1.5, logprobs: 5, candidates: 8, badWords: [[1]], minNew: 9, eos: [0], process: 1 };
+
+// ---- logits ----
+
+type Style = 'random' | 'ties' | 'periodic' | 'flat' | 'neginf' | 'sparse' | 'peaked' | 'allneginf';
+
+function logitRow(style: Style, V: number, rand: () => number): Float32Array {
+  const x = new Float32Array(V);
+  for (let i = 0; i < V; i++) {
+    switch (style) {
+      case 'random': x[i] = (rand() * 2 - 1) * 4; break;
+      case 'ties': x[i] = Math.round(rand() * 6) / 2 - 1; break; // 7 values: ties everywhere
+      case 'periodic': x[i] = ((i * 37) % 256) / 64 - 2; break; // the same value every 256 ids: defeats the top-k filter
+      case 'flat': x[i] = 0.5; break;
+      case 'neginf': x[i] = rand() < 0.3 ? -Infinity : (rand() * 2 - 1) * 3; break;
+      case 'sparse': x[i] = -Infinity; break;
+      case 'peaked': x[i] = (rand() * 2 - 1) * 2 + (rand() < 0.002 ? 9 : 0); break;
+      case 'allneginf': x[i] = -Infinity; break;
+    }
+  }
+  if (style === 'sparse') for (let j = 0; j < 12; j++) x[Math.floor(rand() * V)] = (rand() * 2 - 1) * 3;
+  return x;
+}
+
+function logitRows(styles: Style[], V: number, rand: () => number): Float32Array {
+  const x = new Float32Array(styles.length * V);
+  styles.forEach((s, r) => x.set(logitRow(s, V, rand), r * V));
+  return x;
+}
+
+// ---- tensors of one call, on one backend ----
+
+interface Setup {
+  V: number;
+  logits: Float32Array;
+  slots: number[];
+  lengths: number[];
+  reqs: (Request | undefined)[];
+  maxSeq: number;
+  /** [slots * maxSeq] */
+  history: Int32Array;
+  /** runtime top-p per slot (default: each request's TOP_P) */
+  topP?: Float32Array;
+}
+
+const SCORE_SENTINEL = 7.25, VALUE_SENTINEL = -3.5, ID_SENTINEL = -5, OUT_SENTINEL = 0x5eed;
+
+class Io {
+  readonly logits: Tensor;
+  readonly scores: Tensor;
+  readonly rows: SampleRows;
+  readonly seqs: SequenceTables;
+  readonly cand: Candidates;
+  readonly scratch: Candidates;
+  readonly ids: Tensor;
+  readonly out: Tensor;
+  readonly n: number;
+
+  constructor(readonly b: CpuBackend | CudaBackend, s: Setup) {
+    const n = (this.n = s.slots.length), V = s.V, nslots = s.reqs.length;
+    this.logits = put(b, s.logits, [n, V]);
+    this.scores = put(b, new Float32Array(n * V).fill(SCORE_SENTINEL), [n, V]);
+    this.rows = { slots: ints(b, Int32Array.from(s.slots), [n]), lengths: ints(b, Int32Array.from(s.lengths), [n]) };
+    const table = requestTable(s.reqs);
+    const topP = s.topP ?? Float32Array.from(s.reqs, (q) => q?.topP ?? 1);
+    this.seqs = {
+      requests: ints(b, table, [nslots, REQUEST_STRIDE]),
+      history: ints(b, s.history, [nslots, s.maxSeq]),
+      topP: put(b, topP, [nslots]),
+    };
+    const candidates = (): Candidates => ({
+      values: put(b, new Float32Array(n * MAX_CANDIDATES).fill(VALUE_SENTINEL), [n, MAX_CANDIDATES]),
+      ids: ints(b, new Int32Array(n * MAX_CANDIDATES).fill(ID_SENTINEL), [n, MAX_CANDIDATES]),
+      scratch: b.buffer([n, CANDIDATE_SCRATCH], 'i32'),
+    });
+    this.cand = candidates();
+    this.scratch = candidates();
+    this.ids = ints(b, new Int32Array(n).fill(ID_SENTINEL), [n]);
+    this.out = ints(b, new Int32Array(n * LOGPROB_STRIDE).fill(OUT_SENTINEL), [n, LOGPROB_STRIDE]);
+  }
+
+  get ops(): Backend {
+    return this.b;
+  }
+
+  floats(t: Tensor): Float32Array {
+    return get(this.b, t);
+  }
+
+  ints(t: Tensor): Int32Array {
+    return this.b.readInt(t, t.shape.reduce((a, d) => a * d, 1)).slice();
+  }
+}
+
+function ints(b: CpuBackend | CudaBackend, x: Int32Array, shape: number[]): Tensor {
+  const t = b.buffer(shape, 'i32');
+  b.writeInt(t, x, x.length);
+  return t;
+}
+
+/** The same setup on the CPU reference and on the GPU. */
+function both(s: Setup): [Io, Io] {
+  return [new Io(cpu, s), new Io(gpu(), s)];
+}
+
+// ---- comparisons ----
+
+function sameFloat(a: number, b: number, tol: number): boolean {
+  if (a === b || (Number.isNaN(a) && Number.isNaN(b))) return true;
+  return tol > 0 && Number.isFinite(a) && Number.isFinite(b) && Math.abs(a - b) <= tol * Math.max(1, Math.abs(b));
+}
+
+function assertFloats(actual: Float32Array, expected: Float32Array, tol: number, what: string, width = 0): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    if (!sameFloat(actual[i], expected[i], tol)) {
+      const at = width ? `row ${Math.floor(i / width)}, column ${i % width}` : `${i}`;
+      assert.fail(`${what} at ${at}: ${actual[i]}, expected ${expected[i]}`);
+    }
+  }
+}
+
+function assertInts(actual: Int32Array, expected: Int32Array, what: string, width = 0): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    if (actual[i] !== expected[i]) {
+      const at = width ? `row ${Math.floor(i / width)}, column ${i % width}` : `${i}`;
+      assert.fail(`${what} at ${at}: ${actual[i]}, expected ${expected[i]}`);
+    }
+  }
+}
+
+/** A history of `len` tokens drawn from a few ids (so tokens repeat), as one row of maxSeq. */
+function historyRow(len: number, maxSeq: number, V: number, rand: () => number, pool = 8): Int32Array {
+  const ids = Array.from({ length: Math.min(pool, V) }, () => Math.floor(rand() * V));
+  const h = new Int32Array(maxSeq);
+  for (let i = 0; i < len; i++) h[i] = ids[Math.floor(rand() * ids.length)];
+  return h;
+}
+
+function histories(rows: Int32Array[], maxSeq: number): Int32Array {
+  const h = new Int32Array(rows.length * maxSeq);
+  rows.forEach((r, s) => h.set(r.subarray(0, maxSeq), s * maxSeq));
+  return h;
+}
+
+describe('per-request sampling kernels against the CPU reference', { skip: skip ?? false }, () => {
+  // ---- processLogits ----
+  for (const V of VOCABS) {
+    test(`processLogits: penalties, bad words, min-new, beam log-softmax, padding rows; V = ${V}`, () => {
+      const rand = seededRandom(100 + V);
+      const maxSeq = 64, tok = (i: number) => i % V;
+      const L = [20, 0, 30, 12, 40, 25, 10, 33, 0, 18];
+      const hist = Array.from({ length: 10 }, (_, s) => historyRow(L[s], maxSeq, V, rand));
+      // bad words that end the history (so they apply) and some that do not
+      const h4 = hist[4], h7 = hist[7], l4 = L[4], l7 = L[7];
+      const reqs: (Request | undefined)[] = [
+        JUNK,
+        { mode: MODE.SAMPLE, temperature: 0.8 },
+        { mode: MODE.SAMPLE, repetition: 1.3 },
+        { mode: MODE.SAMPLE, frequency: 0.5, presence: 0.25, promptLen: 5 },
+        {
+          mode: MODE.SAMPLE, repetition: 0.8, frequency: 0.3, presence: -0.2, promptLen: 7, minNew: 50, eos: [tok(3), tok(V - 1), tok(11)],
+          badWords: [[tok(2)], [h4[l4 - 1], tok(5)], [h4[l4 - 2], h4[l4 - 1], tok(7)], [tok(h4[l4 - 1] + 1), tok(9)], [h4[l4 - 3], h4[l4 - 2], h4[l4 - 1], tok(13)]],
+        },
+        { mode: MODE.SAMPLE, minNew: 3, promptLen: 20, eos: [tok(1), tok(4)], badWords: [[tok(V - 2), tok(V - 3), tok(0)]] },
+        { mode: MODE.BEAM, candidates: 8 },
+        { mode: MODE.BEAM, candidates: 6, repetition: 1.2, minNew: 100, eos: [tok(5)], badWords: [[h7[l7 - 1], tok(6)]] },
+        { mode: MODE.SAMPLE, temperature: 0, repetition: 2, badWords: [[tok(4)], [tok(1), tok(3)]] },
+        undefined,
+      ];
+      const slots = [4, 0, 2, 7, 1, 3, 3, 8, 6, 5, 4];
+      const lengths = slots.map((s) => L[s]);
+      lengths[10] = 15; // the same sequence at another length
+      const styles: Style[] = ['random', 'ties', 'neginf', 'random', 'peaked', 'ties', 'random', 'neginf', 'sparse', 'flat', 'allneginf'];
+      const setup: Setup = { V, logits: logitRows(styles, V, rand), slots, lengths, reqs, maxSeq, history: histories(hist, maxSeq) };
+      const [c, g] = both(setup);
+      const beamRows = slots.map((s) => reqs[s]?.mode === MODE.BEAM);
+      for (const inPlace of [false, true]) {
+        const want = (io: Io) => {
+          const scores = inPlace ? io.logits : io.scores;
+          io.ops.processLogits(scores, io.logits, io.rows, io.seqs, io.n);
+          return io.floats(scores);
+        };
+        const a = want(g), e = want(c);
+        for (let r = 0; r < slots.length; r++) {
+          // penalties are exact float32 steps; only the beam rows' log-softmax has rounding
+          assertFloats(a.subarray(r * V, (r + 1) * V), e.subarray(r * V, (r + 1) * V), beamRows[r] ? 1e-5 : 0,
+            `scores of row ${r} (slot ${slots[r]}${inPlace ? ', in place' : ''})`);
+        }
+      }
+    });
+  }
+
+  test('processLogits: long histories (thousands of tokens, many distinct) with every penalty', () => {
+    const V = 50257, maxSeq = 4096, rand = seededRandom(7);
+    const L = [4000, 3000, 4096, 1500];
+    const hist = L.map((len, s) => historyRow(len, maxSeq, V, rand, s === 1 ? 3000 : 400));
+    const reqs: Request[] = [
+      { mode: MODE.SAMPLE, repetition: 1.1, frequency: 0.05, presence: 0.1, promptLen: 1000 },
+      { mode: MODE.SAMPLE, repetition: 0.9, promptLen: 2999 },
+      { mode: MODE.SAMPLE, frequency: 0.2, promptLen: 96 },
+      { mode: MODE.BEAM, candidates: 4, repetition: 1.5, presence: 0.5, promptLen: 700 },
+    ];
+    const slots = [2, 0, 3, 1];
+    const setup: Setup = { V, logits: logitRows(['random', 'peaked', 'ties', 'random'], V, rand), slots, lengths: slots.map((s) => L[s]), reqs, maxSeq, history: histories(hist, maxSeq) };
+    const [c, g] = both(setup);
+    for (const io of [c, g]) io.ops.processLogits(io.scores, io.logits, io.rows, io.seqs, io.n);
+    const a = g.floats(g.scores), e = c.floats(c.scores);
+    slots.forEach((s, r) => assertFloats(a.subarray(r * V, (r + 1) * V), e.subarray(r * V, (r + 1) * V), reqs[s].mode === MODE.BEAM ? 1e-5 : 0, `row ${r}`));
+  });
+
+  // ---- selectCandidates ----
+  for (const V of VOCABS) {
+    test(`selectCandidates: greedy, top-k 1..64, beams, rows without candidates, ties and -Infinity; V = ${V}`, () => {
+      const rand = seededRandom(200 + V);
+      const reqs: (Request | undefined)[] = [
+        { mode: MODE.SAMPLE, temperature: 0, topK: 7 },
+        JUNK,
+        { mode: MODE.SAMPLE, topK: 1 },
+        { mode: MODE.SAMPLE, topK: 5, temperature: 0.7 },
+        { mode: MODE.SAMPLE, topK: 40 },
+        { mode: MODE.SAMPLE, topK: 64 },
+        { mode: MODE.SAMPLE, topK: 100 }, // the full path draws it: no candidates
+        { mode: MODE.SAMPLE, topK: 0, topP: 0.9 },
+        { mode: MODE.BEAM, candidates: 8 },
+        { mode: MODE.BEAM, candidates: 64 },
+        undefined,
+      ];
+      const styles: Style[] = ['random', 'ties', 'periodic', 'flat', 'neginf', 'sparse', 'peaked', 'allneginf'];
+      const slots: number[] = [], rowStyles: Style[] = [];
+      // every request over several styles, in an order that is not the slot order
+      for (let j = 0; j < 3; j++) {
+        for (let s = reqs.length - 1; s >= 0; s--) {
+          slots.push(s);
+          rowStyles.push(styles[(s * 3 + j * 5) % styles.length]);
+        }
+      }
+      const setup: Setup = { V, logits: logitRows(rowStyles, V, rand), slots, lengths: slots.map(() => 0), reqs, maxSeq: 1, history: new Int32Array(reqs.length) };
+      const [c, g] = both(setup);
+      c.ops.selectCandidates(c.cand, c.logits, c.rows, c.seqs, c.n);
+      const ev = c.floats(c.cand.values), ei = c.ints(c.cand.ids);
+      for (const cap of [undefined, 0]) {
+        const gc = g.scratch; // the radix run writes the second set of candidates, still at its sentinels
+        if (cap === undefined) g.ops.selectCandidates(g.cand, g.logits, g.rows, g.seqs, g.n);
+        else selectOp(gpu().ctx, gc, g.logits, g.rows, g.seqs, g.n, cap);
+        const out = cap === undefined ? g.cand : gc;
+        const how = cap === undefined ? 'filter' : 'radix';
+        assertInts(g.ints(out.ids), ei, `candidate ids (${how})`, MAX_CANDIDATES);
+        assertFloats(g.floats(out.values), ev, 0, `candidate values (${how})`, MAX_CANDIDATES);
+      }
+    });
+  }
+
+  // ---- sample ----
+  for (const V of VOCABS) {
+    const rowCount = V === 6 ? 48 : V === 512 ? 220 : V === 50257 ? 110 : 28;
+    test(`sample: greedy, top-k, top-k > 64, top-p, min-p, decay and reset ids, padding rows; V = ${V}, ${rowCount} rows`, () => {
+      const rand = seededRandom(300 + V);
+      const maxSeq = 48;
+      const tok = (i: number) => i % V;
+      const configs: Request[] = [
+        { mode: MODE.SAMPLE, temperature: 0 },
+        { mode: MODE.SAMPLE, temperature: 0.7, topK: 40 },
+        { mode: MODE.SAMPLE, temperature: 1, topK: 64, topP: 0.9 },
+        { mode: MODE.SAMPLE, temperature: 1.2, topK: 5, minP: 0.1 },
+        { mode: MODE.SAMPLE, temperature: 1, topK: 1 },
+        { mode: MODE.SAMPLE, temperature: 1 },
+        { mode: MODE.SAMPLE, temperature: 0.9, topP: 0.8 },
+        { mode: MODE.SAMPLE, temperature: 1.1, minP: 0.05 },
+        { mode: MODE.SAMPLE, temperature: 1, topP: 0.5, minP: 0.01 },
+        { mode: MODE.SAMPLE, temperature: 1, topK: 100 },
+        { mode: MODE.SAMPLE, temperature: 0.8, topK: 1000, topP: 0.7 },
+        { mode: MODE.SAMPLE, temperature: 1, topK: V + 3, topP: 0.95 },
+        { mode: MODE.SAMPLE, temperature: 1, topK: 20, topP: 0.95, decay: 0.9, topPMin: 0.5, resets: [] },
+        { mode: MODE.SAMPLE, temperature: 0.6, topP: 0.9, decay: 0.8, topPMin: 0.3, resets: [] },
+        { mode: MODE.SAMPLE, temperature: 0, repetition: 1.5, decay: 0.5, topP: 0.9, topPMin: 0.2 },
+        { mode: MODE.SAMPLE, temperature: 1.3, topK: 70, repetition: 1.2, frequency: 0.3, badWords: [[tok(3)]] },
+        JUNK,
+        { mode: MODE.BEAM, candidates: 4 },
+      ];
+      const styles: Style[] = ['random', 'ties', 'peaked', 'neginf', 'periodic', 'flat', 'sparse'];
+      const nslots = rowCount + 7;
+      const reqs: (Request | undefined)[] = new Array(nslots).fill(undefined);
+      const slots: number[] = [], lengths: number[] = [], rowStyles: Style[] = [];
+      const order = Array.from({ length: nslots }, (_, i) => i);
+      for (let i = nslots - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [order[i], order[j]] = [order[j], order[i]];
+      }
+      const hist: Int32Array[] = Array.from({ length: nslots }, () => historyRow(Math.floor(rand() * maxSeq), maxSeq, V, rand));
+      for (let r = 0; r < rowCount; r++) {
+        const s = order[r];
+        reqs[s] = { ...configs[r % configs.length], seed: Math.floor(rand() * 2 ** 32), stream: r * 7 };
+        slots.push(s);
+        rowStyles.push(styles[(r * 5 + Math.floor(r / configs.length)) % styles.length]);
+        lengths.push(r % 9 === 0 ? maxSeq : Math.floor(rand() * maxSeq)); // at maxSeq the token is not stored
+      }
+      const topP = Float32Array.from(reqs, (q) => (q ? Math.min(1, (q.topP ?? 1) * (rand() < 0.5 ? 1 : 0.8)) : 0.5));
+      const logits = logitRows(rowStyles, V, rand);
+      // reset ids: the likeliest tokens of the row, so that some draws reset the runtime top-p
+      for (let r = 0; r < rowCount; r++) {
+        const q = reqs[slots[r]]!;
+        if (!q.resets) continue;
+        const row = logits.subarray(r * V, (r + 1) * V);
+        const best = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b).slice(0, 3);
+        q.resets = best;
+      }
+      const setup: Setup = { V, logits, slots, lengths, reqs, maxSeq, history: histories(hist, maxSeq), topP };
+      const [c, g] = both(setup);
+      for (const io of [c, g]) {
+        io.ops.processLogits(io.scores, io.logits, io.rows, io.seqs, io.n);
+        io.ops.selectCandidates(io.cand, io.scores, io.rows, io.seqs, io.n);
+        io.ops.sample(io.ids, io.scores, io.cand, io.rows, io.seqs, io.n);
+      }
+      const a = g.ints(g.ids), e = c.ints(c.ids);
+      const ah = g.ints(g.seqs.history), eh = c.ints(c.seqs.history);
+      const ap = g.floats(g.seqs.topP), ep = c.floats(c.seqs.topP);
+      let seeded = 0, differ = 0;
+      const notes: string[] = [];
+      for (let r = 0; r < rowCount; r++) {
+        const s = slots[r], q = reqs[s]!;
+        const drawn = q.mode === MODE.SAMPLE && (q.temperature ?? 1) !== 0;
+        if (drawn) seeded++;
+        if (a[r] !== e[r]) {
+          assert.ok(drawn, `row ${r} (${JSON.stringify(q)}): token ${a[r]}, expected ${e[r]}`);
+          differ++;
+          notes.push(`row ${r} ${rowStyles[r]} ${JSON.stringify({ ...q, seed: undefined, resets: undefined })}: ${a[r]} vs ${e[r]}`);
+          // everything else of the row follows from the token: compare the history without it
+          const ha = ah.slice(s * maxSeq, (s + 1) * maxSeq), he = eh.slice(s * maxSeq, (s + 1) * maxSeq);
+          if (lengths[r] < maxSeq) ha[lengths[r]] = he[lengths[r]];
+          assertInts(ha, he, `history of slot ${s}`);
+          continue;
+        }
+        assertInts(ah.subarray(s * maxSeq, (s + 1) * maxSeq), eh.subarray(s * maxSeq, (s + 1) * maxSeq), `history of slot ${s} (row ${r})`);
+        assert.equal(ap[s], ep[s], `runtime top-p of slot ${s} (row ${r}, ${JSON.stringify(q)})`);
+      }
+      // slots no row draws for keep their top-p
+      for (let s = 0; s < nslots; s++) if (!slots.includes(s)) assert.equal(ap[s], ep[s], `top-p of unused slot ${s}`);
+      const allowed = Math.max(1, Math.floor(seeded / 100));
+      assert.ok(differ <= allowed, `${differ} of ${seeded} seeded draws differ (at most ${allowed}):\n${notes.join('\n')}`);
+    });
+  }
+
+  // ---- logprobs ----
+  for (const V of VOCABS) {
+    test(`logprobs: K = 0, 1, 5 and 20, rows without log-probs, ties and -Infinity; V = ${V}`, () => {
+      const rand = seededRandom(400 + V);
+      const reqs: (Request | undefined)[] = [
+        { mode: MODE.SAMPLE, logprobs: 20 },
+        JUNK,
+        { mode: MODE.SAMPLE, logprobs: -1 },
+        { mode: MODE.SAMPLE, logprobs: 0, temperature: 0 },
+        { mode: MODE.SAMPLE, logprobs: 1 },
+        { mode: MODE.SAMPLE, logprobs: 5, topK: 10 },
+        { mode: MODE.BEAM, logprobs: 3, candidates: 6 },
+        undefined,
+        { mode: MODE.BEAM, logprobs: 20, candidates: 4 },
+      ];
+      const styles: Style[] = ['random', 'ties', 'periodic', 'flat', 'neginf', 'sparse', 'peaked', 'allneginf'];
+      const slots: number[] = [], rowStyles: Style[] = [];
+      for (let j = 0; j < 2; j++) {
+        for (const s of [8, 3, 0, 1, 5, 2, 6, 4, 7, 0]) {
+          slots.push(s);
+          rowStyles.push(styles[(slots.length * 3 + j) % styles.length]);
+        }
+      }
+      const logits = logitRows(rowStyles, V, rand);
+      const setup: Setup = { V, logits, slots, lengths: slots.map(() => 0), reqs, maxSeq: 1, history: new Int32Array(reqs.length) };
+      const [c, g] = both(setup);
+      // the drawn tokens: any id, a finite one where the row has one
+      const drawn = Int32Array.from(slots, (_, r) => {
+        const row = logits.subarray(r * V, (r + 1) * V);
+        const finite = Array.from(row.keys()).filter((i) => Number.isFinite(row[i]));
+        return finite.length && rand() < 0.8 ? finite[Math.floor(rand() * finite.length)] : Math.floor(rand() * V);
+      });
+      for (const io of [c, g]) io.b.writeInt(io.ids, drawn, drawn.length);
+      c.ops.logprobs(c.out, c.logits, c.ids, c.rows, c.seqs, c.n, c.scratch);
+      const e = c.ints(c.out);
+      for (const cap of [undefined, 0]) {
+        g.b.writeInt(g.out, new Int32Array(g.n * LOGPROB_STRIDE).fill(OUT_SENTINEL), g.n * LOGPROB_STRIDE);
+        if (cap === undefined) g.ops.logprobs(g.out, g.logits, g.ids, g.rows, g.seqs, g.n, g.scratch);
+        else logprobsOp(gpu().ctx, g.out, g.logits, g.ids, g.rows, g.seqs, g.n, g.scratch, cap);
+        const a = g.ints(g.out);
+        const af = new Float32Array(a.buffer), ef = new Float32Array(e.buffer);
+        for (let r = 0; r < g.n; r++) {
+          for (let j = 0; j < LOGPROB_STRIDE; j++) {
+            const i = r * LOGPROB_STRIDE + j;
+            const what = `out row ${r} (slot ${slots[r]}, ${rowStyles[r]}${cap === 0 ? ', radix' : ''}) entry ${j}`;
+            // entry 0 and the even entries are log-probs (f32 bits) once written; sentinels compare as ints
+            const isLogProb = (j === 0 || j % 2 === 0) && e[i] !== OUT_SENTINEL;
+            if (isLogProb) assert.ok(sameFloat(af[i], ef[i], 1e-5), `${what}: ${af[i]}, expected ${ef[i]}`);
+            else assert.equal(a[i], e[i], what);
+          }
+        }
+      }
+    });
+  }
+
+  // ---- advance ----
+  test('advance moves only the rows whose sequence samples on the device', () => {
+    const reqs: (Request | undefined)[] = [{ mode: MODE.SAMPLE }, JUNK, { mode: MODE.BEAM, candidates: 4 }, undefined, { mode: MODE.SAMPLE, temperature: 0 }];
+    const slots = [4, 1, 0, 2, 3, 0, 4];
+    const setup: Setup = { V: 6, logits: new Float32Array(slots.length * 6), slots, lengths: slots.map(() => 0), reqs, maxSeq: 1, history: new Int32Array(reqs.length) };
+    const positions = Int32Array.from(slots, (_, i) => 10 * i), keyLens = Int32Array.from(slots, (_, i) => 10 * i + 1);
+    const [c, g] = both(setup);
+    const result = (io: Io) => {
+      const p = ints(io.b, positions, [slots.length]), k = ints(io.b, keyLens, [slots.length]);
+      io.ops.advance(p, k, io.rows, io.seqs, io.n);
+      return [io.ints(p), io.ints(k)];
+    };
+    const [ep, ek] = result(c), [ap, ak] = result(g);
+    assertInts(ap, ep, 'positions');
+    assertInts(ak, ek, 'key lengths');
+    assert.deepEqual(Array.from(ap), [1, 10, 21, 30, 40, 51, 61]);
+  });
+
+  // ---- a captured decode step ----
+  test('the ops captured in a graph: three steps replayed with device-side lengths and histories', () => {
+    const V = 512, maxSeq = 16, rand = seededRandom(500);
+    const reqs: (Request | undefined)[] = [
+      undefined,
+      { mode: MODE.SAMPLE, temperature: 0, repetition: 3, logprobs: 3 },
+      { mode: MODE.SAMPLE, temperature: 0.5, topK: 8, frequency: 2, logprobs: 0, decay: 0.9, topP: 0.95, topPMin: 0.5 },
+      JUNK,
+      { mode: MODE.SAMPLE, temperature: 0.7, topP: 0.9, repetition: 2, badWords: [[7, 9]] },
+      { mode: MODE.BEAM, candidates: 4, logprobs: 2 },
+    ];
+    const slots = [4, 2, 5, 1, 3];
+    const lengths = [3, 5, 4, 2, 6];
+    const hist = reqs.map(() => historyRow(6, maxSeq, V, rand, 4));
+    const setup: Setup = { V, logits: logitRows(['peaked', 'random', 'random', 'peaked', 'ties'], V, rand), slots, lengths, reqs, maxSeq, history: histories(hist, maxSeq) };
+    const [c, g] = both(setup);
+    // rows.lengths doubles as positions, as in a decode step: advance moves it, the next draw lands after
+    const keyLens = (io: Io) => ints(io.b, Int32Array.from(lengths, (l) => l + 1), [slots.length]);
+    const kc = keyLens(c), kg = keyLens(g);
+    const step = (io: Io, k: Tensor) => {
+      io.ops.processLogits(io.scores, io.logits, io.rows, io.seqs, io.n);
+      io.ops.selectCandidates(io.cand, io.scores, io.rows, io.seqs, io.n);
+      io.ops.sample(io.ids, io.scores, io.cand, io.rows, io.seqs, io.n);
+      io.ops.logprobs(io.out, io.logits, io.ids, io.rows, io.seqs, io.n, io.scratch);
+      io.ops.advance(io.rows.lengths, k, io.rows, io.seqs, io.n);
+    };
+    for (let i = 0; i < 3; i++) {
+      step(c, kc);
+      g.b.graph('sampling-test-step', () => step(g, kg)); // eager, then captured, then replayed
+      assertInts(g.ints(g.ids), c.ints(c.ids), `ids of step ${i}`);
+      assertInts(g.ints(g.rows.lengths), c.ints(c.rows.lengths), `positions after step ${i}`);
+      assertInts(g.ints(kg), c.ints(kc), `key lengths after step ${i}`);
+      assertInts(g.ints(g.seqs.history), c.ints(c.seqs.history), `histories after step ${i}`);
+      assertFloats(g.floats(g.seqs.topP), c.floats(c.seqs.topP), 0, `runtime top-p after step ${i}`);
+      const a = g.ints(g.out), e = c.ints(c.out);
+      const af = new Float32Array(a.buffer), ef = new Float32Array(e.buffer);
+      for (let j = 0; j < a.length; j++) {
+        const isLogProb = (j % LOGPROB_STRIDE === 0 || (j % LOGPROB_STRIDE) % 2 === 0) && e[j] !== OUT_SENTINEL;
+        if (isLogProb) assert.ok(sameFloat(af[j], ef[j], 1e-5), `log-prob ${j} of step ${i}: ${af[j]} vs ${ef[j]}`);
+        else assert.equal(a[j], e[j], `logprobs entry ${j} of step ${i}`);
+      }
+    }
+    assert.ok(gpu().graphNodes('sampling-test-step') >= 7, 'the step was captured');
+  });
+
+  // ---- timings (reported, not asserted) ----
+  test('timings of the decode-step ops, batch 1 and 32 (diagnostics)', (t) => {
+    const b = gpu();
+    for (const [V, n] of [[50257, 1], [152064, 1], [50257, 32]] as [number, number][]) {
+      const rand = seededRandom(600 + V + n);
+      const report = (name: string, reqs: Request[], body: (io: Io) => void) => {
+        const slots = Array.from({ length: n }, (_, i) => i);
+        const setup: Setup = {
+          V, logits: logitRows(slots.map(() => 'random' as Style), V, rand), slots, lengths: slots.map(() => 500), reqs: slots.map((i) => reqs[i % reqs.length]),
+          maxSeq: 1024, history: histories(slots.map(() => historyRow(500, 1024, V, rand, 300)), 1024),
+        };
+        const io = new Io(b, setup);
+        // many copies in one graph, so that the host's launch rate does not set the time
+        const key = `sampling-timing-${name}-${V}-${n}`, inner = 20, reps = 10;
+        const many = () => { for (let i = 0; i < inner; i++) body(io); };
+        b.graph(key, many);
+        b.graph(key, many);
+        const ms = b.timeMs(() => { for (let i = 0; i < reps; i++) b.graph(key, many); });
+        t.diagnostic(`${name}, V = ${V}, ${n} row(s): ${((ms * 1000) / (reps * inner)).toFixed(1)} us`);
+      };
+      const select = (io: Io) => io.ops.selectCandidates(io.cand, io.scores, io.rows, io.seqs, io.n);
+      report('selectCandidates greedy (k = 1)', [{ mode: MODE.SAMPLE, temperature: 0 }], select);
+      report('selectCandidates top-k 50', [{ mode: MODE.SAMPLE, topK: 50 }], select);
+      report('sample top-k 50 (select + draw)', [{ mode: MODE.SAMPLE, topK: 50, topP: 0.9 }], (io) => { select(io); io.ops.sample(io.ids, io.scores, io.cand, io.rows, io.seqs, io.n); });
+      report('sample full vocabulary, top-p 0.9', [{ mode: MODE.SAMPLE, topP: 0.9 }], (io) => io.ops.sample(io.ids, io.scores, io.cand, io.rows, io.seqs, io.n));
+      report('sample full vocabulary, top-k 100', [{ mode: MODE.SAMPLE, topK: 100 }], (io) => io.ops.sample(io.ids, io.scores, io.cand, io.rows, io.seqs, io.n));
+      report('processLogits, 500-token history, all penalties', [{ mode: MODE.SAMPLE, repetition: 1.1, frequency: 0.1, presence: 0.1, promptLen: 200 }],
+        (io) => io.ops.processLogits(io.scores, io.logits, io.rows, io.seqs, io.n));
+      report('logprobs K = 5', [{ mode: MODE.SAMPLE, logprobs: 5 }], (io) => io.ops.logprobs(io.out, io.logits, io.ids, io.rows, io.seqs, io.n, io.scratch));
+    }
+  });
+});
