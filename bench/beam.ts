@@ -1,7 +1,7 @@
 // Beam search on the GPU: Peregrine against Hugging Face generate(num_beams) (bench/peers/beam_hf.py) in the
 // same run. GPT-2 with random fp16 weights (1.5B configuration by default), --batch prompts of --prompt
 // tokens, --beams beams, exactly --new new tokens (min new tokens = max new tokens, so no beam ends early).
-//   npm run bench -- beam [--config 1.5B] [--batch 8] [--beams 4] [--prompt 128] [--new 128] [--no-peers] [--out-dir DIR]
+//   npm run bench -- beam [--config 1.5B] [--device cuda|cpu] [--batch 8] [--beams 4] [--prompt 128] [--new 128] [--no-peers] [--out-dir DIR]
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,8 +14,8 @@ export async function beam(args: BenchArgs): Promise<BenchResult> {
   const config = args.string('config') ?? '1.5B';
   const batch = args.int('batch', 8), beams = args.int('beams', 4), promptLen = args.int('prompt', 128), newTokens = args.int('new', 128);
   const dir = randomGpt2Dir(config);
-  const gen = await loadGenerator(dir, { device: 'cuda', dtype: 'f16', maxBatch: batch * beams, maxSeqLen: promptLen + newTokens, prefillChunk: batch * promptLen });
-  const backend = gen.runtime.backend as CudaBackend;
+  const device = (args.string('device') ?? 'cuda') as 'cuda' | 'cpu';
+  const gen = await loadGenerator(dir, { device, dtype: device === 'cuda' ? 'f16' : undefined, maxBatch: batch * beams, maxSeqLen: promptLen + newTokens, prefillChunk: batch * promptLen });
   const prompts = Array.from({ length: batch }, (_, b) => Array.from({ length: promptLen }, (_, i) => (b * 7919 + i * 104729) % 50257));
   const opts = { numBeams: beams, maxNewTokens: newTokens, minNewTokens: newTokens };
   await gen.generateIds(prompts, { ...opts, maxNewTokens: 8, minNewTokens: 8 }); // warm-up: GEMM tuning, graph capture
@@ -28,9 +28,8 @@ export async function beam(args: BenchArgs): Promise<BenchResult> {
     steps = r[0].ids.length;
   }
   const ms = times.sort((a, b) => a - b)[1];
-  const device = backend.device.name;
-  gen.runtime.dispose();
-  backend.dispose();
+  const deviceName = device === 'cuda' ? (gen.runtime.backend as CudaBackend).device.name : 'cpu';
+  gen.dispose();
   const rows: Record<string, string | number>[] = [{
     engine: 'peregrine', model: config, batch, beams, 'new tokens': steps, 'ms per call': ms, 'ms per step': ms / newTokens,
     'tokens/s (best beams)': (batch * newTokens * 1000) / ms, 'peregrine speed-up': '',
@@ -53,7 +52,7 @@ export async function beam(args: BenchArgs): Promise<BenchResult> {
   }
   const result: BenchResult = {
     name: 'beam',
-    config: { device, model: `GPT-2 ${config}, random fp16 weights`, batch, beams, promptTokens: promptLen, newTokens, command: `npm run bench -- beam ${process.argv.slice(3).join(' ')}`.trim() },
+    config: { device: deviceName, model: `GPT-2 ${config}, random fp16 weights`, batch, beams, promptTokens: promptLen, newTokens, command: `npm run bench -- beam ${process.argv.slice(3).join(' ')}`.trim() },
     rows,
     notes: ['ms per call: the whole generate call (prefill and every step), median of 3 after a warm-up; ms per step = ms per call / new tokens.'],
   };

@@ -11,6 +11,8 @@ export const FIXTURES = join(ROOT, 'test', 'fixtures');
 export const GPT2_CONFIGS: Record<string, { hidden: number; layers: number; heads: number }> = {
   '124M': { hidden: 768, layers: 12, heads: 12 },
   '1.5B': { hidden: 1600, layers: 48, heads: 25 },
+  // for trying a benchmark out on the CPU
+  tiny: { hidden: 64, layers: 2, heads: 4 },
 };
 
 /**

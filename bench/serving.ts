@@ -88,12 +88,15 @@ export async function serving(args: BenchArgs): Promise<BenchResult> {
   const reqs = workload(n, rate);
   // warm-up: GEMM shapes and decode graphs of every bucket
   await continuous(gen, workload(Math.min(n, 2 * maxBatch), 1e6, 3).map((r) => ({ ...r, maxNewTokens: 8 })));
+  const before = gen.scheduler.stats();
   const cont = await continuous(gen, reqs);
+  const mid = gen.scheduler.stats();
   const stat = await staticBatches(gen, reqs, maxBatch);
   const stats = gen.scheduler.stats();
+  const delta = (a: typeof stats, b: typeof stats) => Object.fromEntries(
+    (['iterations', 'prefillPasses', 'decodeSteps', 'prefillMs', 'decodeMs', 'preemptions'] as const).map((k) => [k, Math.round(b[k] - a[k])]));
   const deviceName = 'device' in gen.runtime.backend ? (gen.runtime.backend as unknown as { device: { name: string } }).device.name : 'cpu';
-  gen.runtime.dispose();
-  gen.runtime.backend.dispose();
+  gen.dispose();
   const row = (engine: string, o: Outcome) => ({
     mode: engine, requests: n, 'generated tokens': o.tokens, 'seconds': o.ms / 1000, 'tokens/s': (o.tokens * 1000) / o.ms,
     'TTFT p50 ms': pct(o.ttft, 50), 'TTFT p99 ms': pct(o.ttft, 99),
@@ -104,9 +107,8 @@ export async function serving(args: BenchArgs): Promise<BenchResult> {
   const result: BenchResult = {
     name: 'serving',
     config: {
-      device: deviceName, model: `GPT-2 ${config}, random fp16 weights`, requests: n, arrivalRatePerS: rate, maxBatch, prefillChunk: 512,
-      prompts: '16..512 tokens, uniform', outputs: '60% 16..64, 30% 64..256, 10% 256..512 new tokens', preemptions: stats.preemptions,
-      command: `npm run bench -- serving ${process.argv.slice(3).join(' ')}`.trim(),
+      device: deviceName, model: `GPT-2 ${config}, random fp16 weights`, requests: n, arrivalRatePerS: rate, maxBatch, prefillChunk: 512, scheduler: { continuous: delta(before, mid), static: delta(mid, stats) },
+      prompts: '16..512 tokens, uniform', outputs: '60% 16..64, 30% 64..256, 10% 256..512 new tokens',       command: `npm run bench -- serving ${process.argv.slice(3).join(' ')}`.trim(),
     },
     rows,
     notes: ['tokens/s: generated tokens / (last completion - first arrival); TTFT: first token - arrival. Same requests, same arrival times, same engine instance.'],

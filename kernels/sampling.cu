@@ -512,7 +512,7 @@ struct MassPick {
 
 struct SampleShared {
   int hist[256];
-  float fhist[256];
+  float fhist[SAMPLE_THREADS / 32][256];  // one mass histogram per warp
   float red[5][32];
   float wsum[32];
   CountPick cpick;
@@ -529,22 +529,45 @@ struct SampleShared {
 // element i, or 0 when its log-weight is below log_cut: the selection only needs elements at least floor_p
 // (known to hold the target mass) and, after a pass, those in the chosen bucket, so most elements skip
 // the exp. The cut sits 0.01 below log(lo): exp is within 1e-5 of exact, so nothing at least lo is cut.
+// Mass is added to the histogram in runs (a thread's consecutive weights of one bin, summed first) into its
+// warp's own histogram: in a flat distribution most weights share a bin, and float atomics from every
+// element of the row on one address would serialise the block.
 template <int T, typename W>
-__device__ float radix_select_mass(int N, float target, float floor_p, W weight, float* fhist, MassPick* pick) {
+__device__ float radix_select_mass(int N, float target, float floor_p, W weight, float (*whist)[256], MassPick* pick) {
   uint32_t prefix = 0, mask = 0;
   float above = 0.f;
   const int lane = threadIdx.x & 31;
+  float* own = whist[threadIdx.x >> 5];
+  float* fhist = whist[0];
   for (int shift = 24; shift >= 0; shift -= 8) {
     const float lo = fmaxf(floor_p, __uint_as_float(prefix));
     const float log_cut = lo > 0.f ? logf(lo) - 0.01f : -INFINITY;
-    for (int b = threadIdx.x; b < 256; b += T) fhist[b] = 0.f;
+    for (int b = threadIdx.x; b < (T / 32) * 256; b += T) whist[b >> 8][b & 255] = 0.f;
     __syncthreads();
+    int run_bin = -1;
+    float run = 0.f;
     for (int i = threadIdx.x; i < N; i += T) {
       const float p = weight(i, log_cut);
       if (p > 0.f) {
         const uint32_t u = __float_as_uint(p);
-        if ((u & mask) == prefix) atomicAdd(&fhist[(u >> shift) & 255u], p);
+        if ((u & mask) == prefix) {
+          const int bin = (u >> shift) & 255u;
+          if (bin != run_bin) {
+            if (run_bin >= 0) atomicAdd(&own[run_bin], run);
+            run_bin = bin;
+            run = 0.f;
+          }
+          run += p;
+        }
       }
+    }
+    if (run_bin >= 0) atomicAdd(&own[run_bin], run);
+    __syncthreads();
+    // the warps' histograms summed into the first (each thread owns whole bins)
+    for (int b = threadIdx.x; b < 256; b += T) {
+      float s = 0.f;
+      for (int w = 0; w < T / 32; w++) s += whist[w][b];
+      fhist[b] = s;
     }
     __syncthreads();
     if (threadIdx.x < 32) {

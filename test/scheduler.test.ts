@@ -158,3 +158,19 @@ describe('sessions', () => {
     s.close();
   });
 });
+
+describe('a failing consumer', () => {
+  test('an onToken that throws fails its own call only', async () => {
+    const gen = await load();
+    const want = await gen.generate(PROMPTS[1], { maxNewTokens: 12 });
+    const [bad, good] = await Promise.allSettled([
+      gen.generate(PROMPTS[0], { maxNewTokens: 12, onToken: () => { throw new Error('consumer bug'); } }),
+      gen.generate(PROMPTS[1], { maxNewTokens: 12 }),
+    ]);
+    assert.equal(bad.status, 'rejected');
+    assert.match((bad as PromiseRejectedResult).reason.message, /consumer bug/);
+    assert.deepEqual((good as PromiseFulfilledResult<GenerationResult>).value, want);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(gen.scheduler.stats().blocksUsed, 0);
+  });
+});

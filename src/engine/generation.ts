@@ -155,12 +155,38 @@ export class TextGenerator {
     return new Session(this, options);
   }
 
+  /** Runs the prompts to the end: tokens go to onToken as they come, without passing through an iterator. */
   private async collect(prompts: number[][], spec: RequestSpec, options: CallOptions, withText: boolean): Promise<GenerationResult[]> {
-    const results: GenerationResult[] = [];
-    for await (const _ of this.run(prompts, spec, options, withText, results)) {
-      // events went to onToken
+    this.checkPrompts(prompts, spec);
+    const signal = options.signal;
+    if (signal?.aborted) throw abortError(signal);
+    const results: GenerationResult[] = new Array(prompts.length);
+    let pending = prompts.length;
+    let requests: Request[] = [];
+    let fail: (err: Error) => void = () => {};
+    const done = new Promise<void>((resolve, reject) => {
+      fail = (err: Error) => {
+        for (const r of requests) r.cancel(err);
+        reject(err);
+      };
+      requests = prompts.map((p, i) => new Request(i, p, spec, {
+        token: (e) => options.onToken?.(e),
+        done: (r) => {
+          results[i] = r;
+          if (--pending === 0) resolve();
+        },
+        error: fail,
+      }, withText ? this.tokenizer : null));
+    });
+    const abort = () => fail(abortError(signal!));
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      for (const r of requests) this.scheduler.submit(r);
+      await done;
+      return results;
+    } finally {
+      signal?.removeEventListener('abort', abort);
     }
-    return results;
   }
 
   /**

@@ -11,7 +11,7 @@ import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { BeamSearch, beamsToKeep } from './beam.js';
 import { blockHash, BlockPool } from './blocks.js';
 import { nextTopP, processes, requestRow } from './options.js';
-import { Request, Sequence, type TopLogprob } from './request.js';
+import { Request, Sequence, type TokenEvent, type TopLogprob } from './request.js';
 
 export interface SchedulerStats {
   waiting: number;
@@ -24,6 +24,13 @@ export interface SchedulerStats {
   prefillTokens: number;
   /** tokens computed by decode steps */
   decodeTokens: number;
+  /** iterations of the scheduling loop, prefill passes and decode steps run */
+  iterations: number;
+  prefillPasses: number;
+  decodeSteps: number;
+  /** milliseconds spent in prefill passes and in waiting for decode steps (device work and its launch) */
+  prefillMs: number;
+  decodeMs: number;
 }
 
 const f32 = new Float32Array(1);
@@ -31,6 +38,28 @@ const i32 = new Int32Array(f32.buffer);
 function bitsToFloat(bits: number): number {
   i32[0] = bits;
   return f32[0];
+}
+
+/** A decode row: its request and sequence, and (for a step launched ahead) its row on the device. */
+interface Row {
+  r: Request;
+  seq: Sequence;
+  i?: number;
+}
+
+/** The outputs of rows `idx` of a step, as rows 0.. */
+function pick(out: StepOutput, idx: number[]): StepOutput {
+  if (idx.every((x, i) => x === i) && idx.length === out.n) return out;
+  const sub = <T extends Int32Array | Float32Array>(a: T | null, w: number): T | null => {
+    if (!a) return null;
+    const b = new (a.constructor as { new (n: number): T })(idx.length * w);
+    idx.forEach((x, i) => b.set(a.subarray(x * w, (x + 1) * w), i * w));
+    return b;
+  };
+  return {
+    n: idx.length, ids: sub(out.ids, 1)!, logprobs: sub(out.logprobs, LOGPROB_STRIDE),
+    candValues: sub(out.candValues, MAX_CANDIDATES), candIds: sub(out.candIds, MAX_CANDIDATES),
+  };
 }
 
 export class Scheduler {
@@ -42,9 +71,14 @@ export class Scheduler {
   /** the sequences of the decode rows the device holds, in order ([] forces an upload) */
   private deviceRows: Sequence[] = [];
   private looping = false;
+  /** a decode step launched ahead, whose tokens are not read yet */
+  private inflight: { rows: Row[]; flags: StepFlags } | null = null;
+  /** the rows of a prefill pass, reused */
+  private readonly chunk: PrefillChunk;
   preemptions = 0;
   private prefillTokens = 0;
   private decodeTokens = 0;
+  private readonly timing = { iterations: 0, prefillPasses: 0, decodeSteps: 0, prefillMs: 0, decodeMs: 0 };
   /** hooks for tests: called after every iteration */
   onIteration: (() => void) | null = null;
 
@@ -52,12 +86,17 @@ export class Scheduler {
     const { kvBlocks, blockSize, maxBatch } = runtime.limits;
     this.pool = new BlockPool(kvBlocks, blockSize);
     for (let s = maxBatch - 1; s >= 0; s--) this.freeSlots.push(s);
+    const n = runtime.limits.prefillChunk;
+    this.chunk = {
+      n: 0, heads: 0, ids: new Int32Array(n), positions: new Int32Array(n), slots: new Int32Array(n),
+      headRows: new Int32Array(n), headSlots: new Int32Array(n), headLengths: new Int32Array(n),
+    };
   }
 
   stats(): SchedulerStats {
     return {
       waiting: this.waiting.length, running: this.running.length, blocksUsed: this.pool.used(), blocksCached: this.pool.cached(),
-      blocksTotal: this.pool.blocks - 1, preemptions: this.preemptions, prefillTokens: this.prefillTokens, decodeTokens: this.decodeTokens,
+      blocksTotal: this.pool.blocks - 1, preemptions: this.preemptions, prefillTokens: this.prefillTokens, decodeTokens: this.decodeTokens, ...this.timing,
     };
   }
 
@@ -103,6 +142,7 @@ export class Scheduler {
 
   /** One iteration; false when there is nothing left to do. */
   private iterate(): boolean {
+    this.timing.iterations++;
     this.reap();
     this.admit();
     this.prefill();
@@ -118,6 +158,7 @@ export class Scheduler {
     this.running.length = 0;
     this.waiting.length = 0;
     this.deviceRows = [];
+    this.inflight = null;
   }
 
   // ---- admission, release, preemption ----
@@ -275,10 +316,8 @@ export class Scheduler {
 
   private prefill(): void {
     const chunk = this.runtime.limits.prefillChunk;
-    const c: PrefillChunk = {
-      n: 0, heads: 0, ids: new Int32Array(chunk), positions: new Int32Array(chunk), slots: new Int32Array(chunk),
-      headRows: new Int32Array(chunk), headSlots: new Int32Array(chunk), headLengths: new Int32Array(chunk),
-    };
+    const c = this.chunk;
+    c.n = c.heads = 0;
     const parts: { r: Request; seq: Sequence; m: number; head: boolean }[] = [];
     for (const r of this.running) {
       for (const seq of r.seqs) {
@@ -301,7 +340,10 @@ export class Scheduler {
     }
     if (c.n === 0) return;
     for (const { r, seq } of parts) this.upload(r, seq, false);
+    const t0 = performance.now();
     const out = this.runtime.prefill(c, this.flags(parts.filter((p) => p.head).map((p) => p.r)));
+    this.timing.prefillMs += performance.now() - t0;
+    this.timing.prefillPasses++;
     this.prefillTokens += c.n;
     let h = 0;
     for (const { r, seq, m, head } of parts) {
@@ -311,35 +353,56 @@ export class Scheduler {
     }
   }
 
+  /**
+   * One decode step. A step launched ahead by the last iteration is finished here; otherwise the rows are
+   * gathered (each sequence whose last token alone is not cached, if it can get a block), uploaded when
+   * they changed, and run. Then, when nothing about the rows needs the host, the next step is launched
+   * before this one's tokens are handed out, so that host work overlaps the GPU's.
+   */
   private decode(): void {
     const rt = this.runtime;
-    const copies: number[] = [];
-    // every sequence whose last token is the only one not in the cache takes a row, if it can get a block
-    for (let i = 0; i < this.running.length; i++) {
-      const r = this.running[i];
-      for (const seq of r.seqs) {
-        if (seq.computed !== seq.length - 1) continue;
-        if (!this.writable(r, seq, seq.computed, copies)) break;
+    let rows: Row[], out: StepOutput;
+    const t0 = performance.now();
+    if (this.inflight) {
+      rows = this.inflight.rows;
+      out = rt.decodeRead(this.inflight.flags);
+      this.inflight = null;
+    } else {
+      const copies: number[] = [];
+      for (let i = 0; i < this.running.length; i++) {
+        const r = this.running[i];
+        for (const seq of r.seqs) {
+          if (seq.computed !== seq.length - 1) continue;
+          if (!this.writable(r, seq, seq.computed, copies)) break;
+        }
+        if (!this.running.includes(r)) i--;
       }
-      if (!this.running.includes(r)) i--;
+      rows = [];
+      for (const r of this.running) for (const seq of r.seqs) if (seq.computed === seq.length - 1) rows.push({ r, seq, i: rows.length });
+      if (rows.length === 0) return;
+      rt.copyBlocks(copies);
+      for (const { r, seq } of rows) this.upload(r, seq, false);
+      const seqs = rows.map((x) => x.seq);
+      const beamRows = rows.some((x) => x.r.spec.beam);
+      if (beamRows || seqs.length !== this.deviceRows.length || seqs.some((s, i) => s !== this.deviceRows[i])) {
+        rt.setDecodeRows({
+          n: rows.length, slots: Int32Array.from(seqs, (s) => s.slot), ids: Int32Array.from(seqs, (s) => s.tokens[s.length - 1]),
+          positions: Int32Array.from(seqs, (s) => s.length - 1),
+        });
+      }
+      const flags = this.flags(rows.map((x) => x.r));
+      rt.decodeLaunch(flags);
+      out = rt.decodeRead(flags);
+      this.deviceRows = seqs;
     }
-    const rows: { r: Request; seq: Sequence }[] = [];
-    for (const r of this.running) for (const seq of r.seqs) if (seq.computed === seq.length - 1) rows.push({ r, seq });
-    if (rows.length === 0) return;
-    rt.copyBlocks(copies);
-    for (const { r, seq } of rows) this.upload(r, seq, false);
-    const seqs = rows.map((x) => x.seq);
-    const beamRows = rows.some((x) => x.r.spec.beam);
-    if (beamRows || seqs.length !== this.deviceRows.length || seqs.some((s, i) => s !== this.deviceRows[i])) {
-      rt.setDecodeRows({
-        n: rows.length, slots: Int32Array.from(seqs, (s) => s.slot), ids: Int32Array.from(seqs, (s) => s.tokens[s.length - 1]),
-        positions: Int32Array.from(seqs, (s) => s.length - 1),
-      });
-    }
-    const out = rt.decode(this.flags(rows.map((x) => x.r)));
-    this.deviceRows = seqs;
+    this.timing.decodeMs += performance.now() - t0;
+    this.timing.decodeSteps++;
+    // rows whose request left meanwhile (cancelled, or finished by the step before) are dropped
+    rows = rows.filter((x) => x.seq.slot >= 0);
+    out = pick(out, rows.map((x) => x.i!));
     this.decodeTokens += rows.length;
     for (const x of rows) x.seq.computed++;
+    this.launchAhead(rows);
     // hand out tokens; a beam group's rows go together
     const groups = new Map<Request, number[]>();
     rows.forEach((x, i) => {
@@ -348,6 +411,36 @@ export class Scheduler {
       else groups.set(x.r, [i]);
     });
     for (const [r, idx] of groups) this.drawn(r, idx.map((i) => rows[i].seq), out, idx);
+  }
+
+  /**
+   * Launches the next step of these rows now, when the device can run it from its own state: sampled rows
+   * only (beam rows wait for the host's choice), no log-probs (their buffer would be overwritten), the same
+   * rows as the device holds, and a block ready for every row's next position without preempting anyone.
+   * A row whose sequence finishes with the step just read computes one token too many; it is dropped.
+   */
+  private launchAhead(rows: Row[]): void {
+    if (rows.length === 0 || rows.length !== this.deviceRows.length) return;
+    for (let i = 0; i < rows.length; i++) {
+      const { r, seq } = rows[i];
+      if (seq !== this.deviceRows[i] || r.spec.beam || r.spec.logprobs >= 0 || r.cancelled) return;
+    }
+    const bs = this.pool.blockSize;
+    for (const { seq } of rows) {
+      // the next step writes position `computed`
+      const at = Math.floor(seq.computed / bs);
+      if (at < seq.blocks.length) {
+        if (this.pool.refCount(seq.blocks[at]) > 1) return;
+        continue;
+      }
+      const b = this.pool.allocate();
+      if (b === null) return;
+      seq.blocks.push(b);
+    }
+    for (const { r, seq } of rows) this.upload(r, seq, false);
+    const flags = this.flags(rows.map((x) => x.r));
+    this.runtime.decodeLaunch(flags);
+    this.inflight = { rows: rows.map((x, i) => ({ ...x, i })), flags };
   }
 
   /** Tokens for a request's sequences from rows `idx` of a pass. */
@@ -383,8 +476,22 @@ export class Scheduler {
       else if (finish) text += r.text.finish(checkStops);
       if (r.text.stopped) finish = 'stop';
     }
-    r.sink.token({ index: r.index, id, text, ...(logprob !== undefined ? { logprob } : {}), ...(top ? { topLogprobs: top } : {}), ...(finish ? { finishReason: finish } : {}) });
-    if (finish) this.finish(r, finish);
+    const ok = this.emit(r, { index: r.index, id, text, ...(logprob !== undefined ? { logprob } : {}), ...(top ? { topLogprobs: top } : {}), ...(finish ? { finishReason: finish } : {}) });
+    if (finish && ok) this.finish(r, finish);
+  }
+
+  /**
+   * Hands an event to the request's consumer; a consumer that throws cancels its own request only (the next
+   * iteration reaps it and reports the error). False when it threw.
+   */
+  private emit(r: Request, e: TokenEvent): boolean {
+    try {
+      r.sink.token(e);
+      return true;
+    } catch (err) {
+      r.cancel(err instanceof Error ? err : new Error(String(err)));
+      return false;
+    }
   }
 
   private finish(r: Request, reason: 'eos' | 'length' | 'stop'): void {
@@ -443,7 +550,7 @@ export class Scheduler {
       const id = best[0].ids[i];
       const last = i === best[0].ids.length - 1;
       const text = r.text ? r.text.push(id, false) + (last ? r.text.finish(false) : '') : '';
-      r.sink.token({ index: r.index, id, text, ...(last ? { finishReason: best[0].finishReason } : {}) });
+      if (!this.emit(r, { index: r.index, id, text, ...(last ? { finishReason: best[0].finishReason } : {}) })) return;
     }
     const i = this.running.indexOf(r);
     if (i >= 0) this.running.splice(i, 1);

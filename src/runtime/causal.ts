@@ -285,12 +285,21 @@ export class CausalRuntime {
    * is replayed from the graph of its batch-size bucket; `eager` runs it op by op (profiling).
    */
   decode(flags: StepFlags, eager = false): StepOutput {
-    const n = this.decodeN;
-    const bucket = this.bucketOf(n);
+    this.decodeLaunch(flags, eager);
+    return this.decodeRead(flags);
+  }
+
+  /** Starts a decode step (the device continues from its own decode state); decodeRead waits for its tokens. */
+  decodeLaunch(flags: StepFlags, eager = false): void {
+    const bucket = this.bucketOf(this.decodeN);
     const body = () => this.decodeBody(this.passes.pass(this.decodeIO, bucket, null), flags);
     if (eager) body();
-    else this.backend.graph(this.graphKey(n, flags), body);
-    return this.read(this.decodeRows.ids, n, flags);
+    else this.backend.graph(this.graphKey(this.decodeN, flags), body);
+  }
+
+  /** The tokens (and what the flags ask for) of the last decode step launched. */
+  decodeRead(flags: StepFlags): StepOutput {
+    return this.read(this.decodeRows.ids, this.decodeN, flags);
   }
 
   /** The graph a decode step of n rows with these flags replays. */

@@ -3,21 +3,15 @@
 // and seeded sampling), and concurrent requests with random arrivals, a pool too small for the load
 // included, each giving exactly what they give alone.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { loadGenerator, type GenerationResult, type TextGenerator } from '../../src/index.js';
 import { seededRandom } from '../../src/engine/rng.js';
-import { writeRandomGpt2 } from '../../src/testing/random-model.js';
-import { fixture, FIXTURES, reference } from '../helpers/fixtures.js';
+import { fixture, reference } from '../helpers/fixtures.js';
 import { caseName, checkCase, OPTIONS, PROMPTS, type GenerationCase } from '../helpers/generation.js';
 import { noGpu } from './helpers.js';
 
 const skip = noGpu();
-const root = mkdtempSync(join(tmpdir(), 'peregrine-gpu-gen-'));
-after(() => rmSync(root, { recursive: true, force: true }));
 
 for (const name of ['gpt2-wide', 'gpt2-tiny']) {
   describe(`${name}: the request API matches Hugging Face on the GPU (fp32)`, { skip: skip ?? false }, () => {
@@ -37,8 +31,9 @@ for (const name of ['gpt2-wide', 'gpt2-tiny']) {
 }
 
 describe('GPU and CPU agree, and concurrent requests each get what they get alone', { skip: skip ?? false }, () => {
-  const model = join(root, 'gpt2');
-  writeRandomGpt2(model, { hidden: 64, layers: 2, heads: 4, positions: 128 }, join(FIXTURES, 'tokenizers', 'gpt2'));
+  // a fixture with clear winners (random weights scaled as make_fixtures.py scales them), so that fp32 rounding
+  // differences between the backends do not flip near-ties
+  const model = fixture('gpt2-tiny');
   const work = Array.from({ length: 64 }, (_, i) => ({ prompt: PROMPTS[(i * 5) % PROMPTS.length], options: OPTIONS[i % OPTIONS.length] }));
 
   async function alone(gen: TextGenerator): Promise<GenerationResult[]> {
@@ -47,10 +42,10 @@ describe('GPU and CPU agree, and concurrent requests each get what they get alon
     return out;
   }
 
-  async function together(gen: TextGenerator, seed: number): Promise<GenerationResult[]> {
+  async function together(gen: TextGenerator, seed: number, spread = 40): Promise<GenerationResult[]> {
     const rand = seededRandom(seed);
     return Promise.all(work.map(async (w) => {
-      await new Promise((resolve) => setTimeout(resolve, Math.floor(rand() * 40)));
+      await new Promise((resolve) => setTimeout(resolve, Math.floor(rand() * spread)));
       return gen.generate(w.prompt, w.options);
     }));
   }
@@ -68,8 +63,8 @@ describe('GPU and CPU agree, and concurrent requests each get what they get alon
       r.sequences?.forEach((s, j) => assert.ok(Math.abs(s.score - want[i].sequences![j].score) < 1e-3, `beam score ${i}.${j}`));
     });
     assert.deepEqual(tokensOf(await together(gpu, 1)), tokensOf(got), 'random arrivals');
-    const small = await loadGenerator(model, { device: 'cuda', dtype: 'f32', maxBatch: 8, prefillChunk: 32, blockSize: 4, kvBlocks: 60 });
-    assert.deepEqual(tokensOf(await together(small, 2)), tokensOf(got), 'a pool too small for the load');
+    const small = await loadGenerator(model, { device: 'cuda', dtype: 'f32', maxBatch: 8, prefillChunk: 32, blockSize: 4, kvBlocks: 30 });
+    assert.deepEqual(tokensOf(await together(small, 2, 4)), tokensOf(got), 'a pool too small for the load');
     assert.ok(small.scheduler.stats().preemptions > 0);
     for (const g of [gpu, small]) {
       assert.equal(g.scheduler.stats().blocksUsed, 0);

@@ -16,6 +16,8 @@ import { advance, logprobs, processLogits, sample, selectCandidates } from './sa
 import { CudaTensor, ptr } from './tensor.js';
 
 const POOL_CHUNK = 256 * 2 ** 20;
+/** pinned host memory that uploads go through (copied asynchronously, in stream order) */
+const STAGING = 4 * 2 ** 20;
 const WORKSPACE = 32 * 2 ** 20;
 
 export interface DeviceInfo {
@@ -46,6 +48,8 @@ export class CudaBackend implements Backend {
   private readonly graphs = new Map<string, { graph: Handle; exec: Handle } | null>();
   private host = new ArrayBuffer(1 << 16);
   private readonly pinned: { ptr: unknown; view: ArrayBuffer };
+  /** uploads since the stream last synchronised sit in `used` bytes of this pinned buffer */
+  private readonly staging: { ptr: unknown; address: number; view: ArrayBuffer; used: number };
   private readonly useGraphs = process.env.PEREGRINE_CUDA_GRAPHS !== '0';
   private disposed = false;
 
@@ -80,6 +84,8 @@ export class CudaBackend implements Backend {
     this.ctx = { driver, sms: this.device.multiprocessors, kernels, stream, blas: new Blas(driver, stream, { ptr: ws, bytes: WORKSPACE }, this.device.name) };
     const p = driver.handle('cuMemAllocHost', 1 << 16);
     this.pinned = { ptr: p, view: koffi.view(p, 1 << 16) };
+    const sp = driver.handle('cuMemAllocHost', STAGING);
+    this.staging = { ptr: sp, address: Number(koffi.address(sp)), view: koffi.view(sp, STAGING), used: 0 };
   }
 
   /** Free device memory, in bytes. */
@@ -146,15 +152,27 @@ export class CudaBackend implements Backend {
 
   // ---- transfers ----
 
+  /**
+   * Uploads go through pinned staging memory as asynchronous copies on the stream (a synchronous copy from
+   * pageable memory costs tens of microseconds); the staging bytes are reused once the stream has synchronised.
+   */
   writeInt(dst: Tensor, src: Int32Array, count: number): void {
     if (count === 0) return;
-    this.driver.call('cuMemcpyHtoD', ptr(dst), src.subarray(0, count), count * 4);
+    const bytes = count * 4, s = this.staging;
+    if (bytes > STAGING) {
+      this.driver.call('cuMemcpyHtoD', ptr(dst), src.subarray(0, count), bytes);
+      return;
+    }
+    if (s.used + bytes > STAGING) this.synchronize();
+    new Int32Array(s.view, s.used, count).set(src.length === count ? src : src.subarray(0, count));
+    this.driver.call('cuMemcpyHtoDAsync', ptr(dst), s.address + s.used, bytes, this.ctx.stream);
+    s.used += (bytes + 15) & ~15;
   }
 
   private read(src: Tensor, bytes: number): ArrayBuffer {
     if (bytes <= this.pinned.view.byteLength) {
       this.driver.call('cuMemcpyDtoHAsync', this.pinned.ptr, ptr(src), bytes, this.ctx.stream);
-      this.driver.call('cuStreamSynchronize', this.ctx.stream);
+      this.synchronize();
       return this.pinned.view;
     }
     if (this.host.byteLength < bytes) this.host = new ArrayBuffer(bytes);
@@ -174,6 +192,7 @@ export class CudaBackend implements Backend {
 
   synchronize(): void {
     this.driver.call('cuStreamSynchronize', this.ctx.stream);
+    this.staging.used = 0;
   }
 
   /** GPU milliseconds of the work `body` enqueues, timed with CUDA events. */
@@ -364,6 +383,7 @@ export class CudaBackend implements Backend {
     this.ctx.blas.dispose();
     this.ctx.kernels.dispose();
     this.driver.call('cuMemFreeHost', this.pinned.ptr);
+    this.driver.call('cuMemFreeHost', this.staging.ptr);
     this.disposed = true;
   }
 }

@@ -15,6 +15,7 @@ const SIGNATURES = {
   descCreate: 'int cublasLtMatmulDescCreate(_Out_ void **desc, int computeType, int scaleType)',
   descSet: 'int cublasLtMatmulDescSetAttribute(void *desc, int attr, const void *buf, size_t size)',
   layoutCreate: 'int cublasLtMatrixLayoutCreate(_Out_ void **layout, int type, uint64_t rows, uint64_t cols, int64_t ld)',
+  layoutSet: 'int cublasLtMatrixLayoutSetAttribute(void *layout, int attr, const void *buf, size_t size)',
   prefCreate: 'int cublasLtMatmulPreferenceCreate(_Out_ void **pref)',
   prefSet: 'int cublasLtMatmulPreferenceSetAttribute(void *pref, int attr, const void *buf, size_t size)',
   prefDestroy: 'int cublasLtMatmulPreferenceDestroy(void *pref)',
@@ -26,6 +27,7 @@ const CUDA_R: Record<DType, number> = { f32: 0, f16: 2, bf16: 14, i32: 10 };
 const COMPUTE_32F = 68;
 const OP_N = 0, OP_T = 1;
 const DESC = { TRANSA: 3, TRANSB: 4, EPILOGUE: 7, BIAS_POINTER: 8 } as const;
+const LAYOUT_COLS = 3;
 export const EPILOGUE = { DEFAULT: 1, BIAS: 4, GELU: 32, GELU_BIAS: 36 } as const;
 const PREF_MAX_WORKSPACE = 1;
 const HEURISTIC_BYTES = 96; // cublasLtMatmulHeuristicResult_t: algo (64) + workspaceSize + state + wavesCount + reserved[4]
@@ -34,6 +36,10 @@ const CANDIDATES = 8;
 type Fn = (...args: unknown[]) => number;
 
 interface Plan {
+  /** the row count the layouts hold now */
+  m: number;
+  /** row counts at which the class's algorithm was refused, and the heuristic's choice there */
+  exact: Map<number, Buffer>;
   hasBias: boolean;
   desc: Handle;
   a: Handle;
@@ -83,11 +89,21 @@ export class Blas {
    */
   matmul(out: number, outType: DType, x: number, w: number, bias: number, epilogue: number, M: number, N: number, K: number, inType: DType, accumulate = false): void {
     const plan = this.plan(outType, inType, epilogue, M, N, K);
+    if (plan.m !== M) this.setRows(plan, M);
     if (bias) {
       this.ptr[0] = BigInt(bias);
       this.check(this.fns.descSet(plan.desc, DESC.BIAS_POINTER, this.ptr, 8), 'cublasLtMatmulDescSetAttribute(BIAS_POINTER)');
     }
-    this.run(plan, out, x, w, plan.algo, accumulate);
+    const exact = plan.exact.get(M);
+    if (exact) return this.run(plan, out, x, w, exact, accumulate);
+    try {
+      this.run(plan, out, x, w, plan.algo, accumulate);
+    } catch {
+      // cuBLASLt checks an algorithm against the problem when called: take the heuristic's choice here
+      const algo = this.candidates(plan, `M${M} N${N} K${K}`).algos[0];
+      plan.exact.set(M, algo);
+      this.run(plan, out, x, w, algo, accumulate);
+    }
   }
 
   private run(p: Plan, out: number, x: number, w: number, algo: Buffer, accumulate = false): void {
@@ -95,7 +111,21 @@ export class Blas {
       this.workspace.ptr, this.workspace.bytes, this.stream), 'cublasLtMatmul');
   }
 
-  private plan(outType: DType, inType: DType, epilogue: number, M: number, N: number, K: number): Plan {
+  /** The x and out layouts for M rows (the column count of their column-major views). */
+  private setRows(p: Plan, M: number): void {
+    const cols = new BigUint64Array([BigInt(M)]);
+    this.check(this.fns.layoutSet(p.b, LAYOUT_COLS, cols, 8), 'cublasLtMatrixLayoutSetAttribute(COLS)');
+    this.check(this.fns.layoutSet(p.c, LAYOUT_COLS, cols, 8), 'cublasLtMatrixLayoutSetAttribute(COLS)');
+    p.m = M;
+  }
+
+  /**
+   * The plan of a GEMM shape class: row counts are grouped by the power of two above them, tuned once at
+   * that size and run at any row count of the class (a prefill pass has a different row count every time,
+   * and timing candidates for each would cost more than the pass).
+   */
+  private plan(outType: DType, inType: DType, epilogue: number, rows: number, N: number, K: number): Plan {
+    const M = rowClass(rows);
     const key = `${inType}>${outType} e${epilogue} M${M} N${N} K${K}`;
     let plan = this.plans.get(key);
     if (plan) return plan;
@@ -116,15 +146,15 @@ export class Blas {
     const a = h('layoutCreate', CUDA_R[inType], K, N, K);
     const b = h('layoutCreate', CUDA_R[inType], K, M, K);
     const c = h('layoutCreate', CUDA_R[outType], N, M, N);
-    plan = { hasBias: epilogue === EPILOGUE.BIAS || epilogue === EPILOGUE.GELU_BIAS, desc, a, b, c, algo: Buffer.alloc(64) };
+    plan = { m: M, exact: new Map(), hasBias: epilogue === EPILOGUE.BIAS || epilogue === EPILOGUE.GELU_BIAS, desc, a, b, c, algo: Buffer.alloc(64) };
     const cached = this.tuned[key];
     plan.algo = cached ? Buffer.from(cached, 'hex') : this.tune(plan, outType, inType, M, N, K, key);
     this.plans.set(key, plan);
     return plan;
   }
 
-  /** Times the heuristic's candidates on scratch data and keeps the fastest. */
-  private tune(plan: Plan, outType: DType, inType: DType, M: number, N: number, K: number, key: string): Buffer {
+  /** The heuristic's supported candidates for the plan's shape, best guess first. */
+  private candidates(plan: Plan, key: string): { algos: Buffer[] } {
     const prefOut: Handle[] = [null];
     this.check(this.fns.prefCreate(prefOut), 'cublasLtMatmulPreferenceCreate');
     const pref = prefOut[0];
@@ -133,7 +163,18 @@ export class Blas {
     const returned = [0];
     this.check(this.fns.heuristic(this.handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, CANDIDATES, results, returned), `cublasLtMatmulAlgoGetHeuristic(${key})`);
     this.fns.prefDestroy(pref);
-    if (returned[0] === 0) throw new Error(`cuBLASLt has no algorithm for ${key}`);
+    const algos: Buffer[] = [];
+    for (let i = 0; i < returned[0]; i++) {
+      // state (after the 64-byte algo and the workspace size): 0 when supported
+      if (results.readInt32LE(i * HEURISTIC_BYTES + 72) === 0) algos.push(Buffer.from(results.subarray(i * HEURISTIC_BYTES, i * HEURISTIC_BYTES + 64)));
+    }
+    if (algos.length === 0) throw new Error(`cuBLASLt has no algorithm for ${key}`);
+    return { algos };
+  }
+
+  /** Times the heuristic's candidates on scratch data and keeps the fastest. */
+  private tune(plan: Plan, outType: DType, inType: DType, M: number, N: number, K: number, key: string): Buffer {
+    const { algos } = this.candidates(plan, key);
     const size = (t: DType) => (t === 'f32' ? 4 : 2);
     // operands: any memory of the right size works for timing; bias reads stay inside w
     const bytes = Math.max(M * K, N * K) * size(inType) + M * N * size(outType);
@@ -147,9 +188,8 @@ export class Blas {
     let best = -1, bestMs = Infinity;
     const ev = [this.driver.handle('cuEventCreate', 0), this.driver.handle('cuEventCreate', 0)];
     try {
-      for (let i = 0; i < returned[0]; i++) {
-        const algo = results.subarray(i * HEURISTIC_BYTES, i * HEURISTIC_BYTES + 64);
-        if (results.readInt32LE(i * HEURISTIC_BYTES + 72) !== 0) continue; // state: not supported
+      for (let i = 0; i < algos.length; i++) {
+        const algo = algos[i];
         try {
           this.run(plan, out, x, w, algo);
           this.driver.call('cuEventRecord', ev[0], this.stream);
@@ -172,7 +212,7 @@ export class Blas {
       for (const e of ev) this.driver.call('cuEventDestroy', e);
     }
     if (best < 0) throw new Error(`no cuBLASLt algorithm ran for ${key}`);
-    const algo = Buffer.from(results.subarray(best * HEURISTIC_BYTES, best * HEURISTIC_BYTES + 64));
+    const algo = algos[best];
     this.tuned[key] = algo.toString('hex');
     this.tunings++;
     writeCache(this.cacheFile, this.tuned);
@@ -182,6 +222,11 @@ export class Blas {
   dispose(): void {
     this.fns.destroy(this.handle);
   }
+}
+
+/** The row count a GEMM of `rows` rows is tuned at: the power of two at or above it (from 16). */
+export function rowClass(rows: number): number {
+  return Math.max(16, 2 ** Math.ceil(Math.log2(rows)));
 }
 
 function readCache(file: string): Record<string, string> {
