@@ -146,6 +146,44 @@ describe('sessions', () => {
     await assert.rejects(s.send('more'), (e: unknown) => e instanceof PeregrineError && /closed/.test(e.message));
   });
 
+  test('a turn preempted by an older request runs again and keeps the conversation intact', async () => {
+    const roomy = await load({ blockSize: 4 });
+    const s0 = roomy.session();
+    await s0.send(PROMPTS[0], { maxNewTokens: 4 });
+    const want = await s0.send(' and then', { maxNewTokens: 20 });
+    const wantTokens = [...s0.tokens];
+    // a pool that fits the older request and the turn only by taking the turn's blocks away
+    const tight = await load({ blockSize: 4, kvBlocks: 20 });
+    const s = tight.session();
+    await s.send(PROMPTS[0], { maxNewTokens: 4 });
+    const older = tight.generate(PROMPTS[3], { maxNewTokens: 40 });
+    const turn = s.send(' and then', { maxNewTokens: 20 });
+    const [, got] = await Promise.all([older, turn]);
+    assert.ok(tight.scheduler.stats().preemptions > 0, 'the turn was preempted');
+    assert.deepEqual(got, want);
+    assert.deepEqual([...s.tokens], wantTokens);
+    s.close();
+    s0.close();
+  });
+
+  test('an idle session\'s cache is reclaimed before running requests are preempted, and its next turn still matches', async () => {
+    const roomy = await load({ blockSize: 4 });
+    const s0 = roomy.session();
+    await s0.send(PROMPTS[0], { maxNewTokens: 4 });
+    await s0.send(' and then', { maxNewTokens: 20 });
+    const want = await s0.send(' so', { maxNewTokens: 6 });
+    const tight = await load({ blockSize: 4, kvBlocks: 22 });
+    const s = tight.session();
+    await s.send(PROMPTS[0], { maxNewTokens: 4 });
+    // the older request outgrows the pool once the turn is over: the session's idle cache goes, nobody is preempted
+    await Promise.all([tight.generate(PROMPTS[3], { maxNewTokens: 40 }), s.send(' and then', { maxNewTokens: 20 })]);
+    assert.equal(tight.scheduler.stats().preemptions, 0);
+    assert.equal(s.cachedTokens, 0, 'the idle session gave its blocks back');
+    assert.deepEqual(await s.send(' so', { maxNewTokens: 6 }), want);
+    s.close();
+    s0.close();
+  });
+
   test('a session has a length limit, refuses beams, and runs one turn at a time', async () => {
     const gen = await load();
     const s = gen.session({ maxTokens: 20 });

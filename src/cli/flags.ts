@@ -52,32 +52,12 @@ export function runtimeFlags(cmd: Command): Command {
     .option('--kv-blocks <n>', 'blocks of 16 tokens in the KV-cache pool (default: what --max-batch full sequences need, within device memory)', int('--kv-blocks', 2));
 }
 
-export interface GenerationFlags {
+/** What commander parses from generationFlags: the request options, with the CLI's own spellings of a few. */
+export type GenerationFlags = Omit<GenerateOptions, 'maxNewTokens' | 'eosTokenId' | 'stopAtEos' | 'badWordsIds'> & {
   maxNewTokens: number;
-  minNewTokens?: number;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  topPDecay?: number;
-  topPMin?: number;
-  topPResetIds?: number[];
-  minP?: number;
-  seed?: number;
-  repetitionPenalty?: number;
-  presencePenalty?: number;
-  frequencyPenalty?: number;
-  badWords?: string[];
-  stop?: string[];
   eosTokenId?: number[];
   ignoreEos?: boolean;
-  numBeams?: number;
-  lengthPenalty?: number;
-  earlyStopping?: boolean | 'never';
-  numReturnSequences?: number;
-  diversityRate?: number;
-  logprobs?: boolean;
-  topLogprobs?: number;
-}
+};
 
 function earlyStopping(v: string): boolean | 'never' {
   if (v === 'true') return true;
@@ -115,13 +95,8 @@ export function generationFlags(cmd: Command): Command {
     .option('--top-logprobs <k>', 'and the k most likely alternatives per step (0 .. 20)', int('--top-logprobs', 0));
 }
 
+/** The request options of the parsed flags (the command's other flags ride along; checkOptions reads only its own). */
 export function generateOptions(o: GenerationFlags): GenerateOptions {
-  return {
-    maxNewTokens: o.maxNewTokens, minNewTokens: o.minNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, topPDecay: o.topPDecay,
-    topPMin: o.topPMin, topPResetIds: o.topPResetIds, minP: o.minP, seed: o.seed, repetitionPenalty: o.repetitionPenalty,
-    presencePenalty: o.presencePenalty, frequencyPenalty: o.frequencyPenalty, badWords: o.badWords, stop: o.stop, eosTokenId: o.eosTokenId,
-    stopAtEos: !o.ignoreEos, numBeams: o.numBeams, lengthPenalty: o.lengthPenalty,
-    earlyStopping: o.earlyStopping === undefined ? undefined : o.earlyStopping, numReturnSequences: o.numReturnSequences,
-    diversityRate: o.diversityRate, logprobs: o.logprobs || o.topLogprobs !== undefined ? true : undefined, topLogprobs: o.topLogprobs,
-  };
+  const { ignoreEos, logprobs, topLogprobs, ...rest } = o;
+  return { ...rest, stopAtEos: !ignoreEos, logprobs: logprobs || topLogprobs !== undefined ? true : undefined, topLogprobs };
 }

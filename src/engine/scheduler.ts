@@ -11,7 +11,7 @@ import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { BeamSearch, beamsToKeep } from './beam.js';
 import { blockHash, BlockPool } from './blocks.js';
 import { nextTopP, processes, requestRow } from './options.js';
-import { Request, Sequence, type TokenEvent, type TopLogprob } from './request.js';
+import { Request, Sequence, type Carried, type TokenEvent, type TopLogprob } from './request.js';
 
 export interface SchedulerStats {
   waiting: number;
@@ -71,6 +71,8 @@ export class Scheduler {
   /** the sequences of the decode rows the device holds, in order ([] forces an upload) */
   private deviceRows: Sequence[] = [];
   private looping = false;
+  /** idle sessions' caches (their blocks), oldest first: reclaimed before any running request is preempted */
+  private readonly held = new Set<Carried>();
   /** a decode step launched ahead, whose tokens are not read yet */
   private inflight: { rows: Row[]; flags: StepFlags } | null = null;
   /** the rows of a prefill pass, reused */
@@ -152,7 +154,7 @@ export class Scheduler {
 
   private failAll(err: Error): void {
     for (const r of [...this.running, ...this.waiting]) {
-      this.release(r, false);
+      this.release(r, 'failed');
       r.sink.error(err);
     }
     this.running.length = 0;
@@ -169,7 +171,7 @@ export class Scheduler {
         const r = list[i];
         if (!r.cancelled) continue;
         list.splice(i, 1);
-        this.release(r, false);
+        this.release(r, 'failed');
         r.sink.error(r.cancelled);
       }
     }
@@ -185,6 +187,23 @@ export class Scheduler {
     }
   }
 
+  /** Frees an idle session's cache (closed, dropped, or reclaimed): its next turn computes everything again. */
+  drop(c: Carried): void {
+    this.held.delete(c);
+    for (const b of c.blocks) this.pool.release(b);
+    c.blocks = [];
+    c.computed = 0;
+  }
+
+  /** Reclaims idle sessions' caches, oldest first, until `blocks` blocks are available; false if it cannot. */
+  private reclaim(blocks: number): boolean {
+    for (const c of this.held) {
+      if (this.pool.available() >= blocks) break;
+      this.drop(c);
+    }
+    return this.pool.available() >= blocks;
+  }
+
   /** Gives a request its first sequence: cached or carried blocks, fresh blocks for the rest of its tokens, slots. */
   private start(r: Request): boolean {
     const tokens = r.allTokens();
@@ -192,6 +211,7 @@ export class Scheduler {
     for (const id of r.generated) seq.topP = nextTopP(r.spec, seq.topP, id);
     const bs = this.pool.blockSize;
     const carried = r.carried;
+    if (carried) this.held.delete(carried);
     if (carried && carried.blocks.length) {
       // a session turn: its earlier blocks move to the sequence (and back to the session at the end)
       seq.blocks = carried.blocks;
@@ -201,7 +221,7 @@ export class Scheduler {
     }
     this.nameBlocks(seq, true);
     const needed = Math.ceil(tokens.length / bs) - seq.blocks.length;
-    if (needed > this.pool.available()) {
+    if (needed > this.pool.available() && !this.reclaim(needed)) {
       for (const b of seq.blocks) this.pool.release(b);
       return false;
     }
@@ -251,17 +271,22 @@ export class Scheduler {
     }
   }
 
-  /** Frees a request's slots and blocks (a session turn's blocks go back to the session when `finished`). */
-  private release(r: Request, finished: boolean): void {
+  /**
+   * Frees a request's slots and blocks. A session turn's sequence goes back to its session when the turn
+   * `finished`; when it failed, the session hears of it too (it keeps what it had before the turn); when it
+   * is only preempted, the turn will run again and the session hears nothing.
+   */
+  private release(r: Request, how: 'finished' | 'failed' | 'preempted'): void {
     for (const seq of r.seqs) {
       if (seq.slot >= 0) this.freeSlots.push(seq.slot);
       seq.slot = -1;
     }
     for (const s of r.reserved) this.freeSlots.push(s);
     r.reserved.length = 0;
-    const keep = finished && r.onRelease && r.seqs.length === 1 ? r.seqs[0] : null;
+    const keep = how === 'finished' && r.onRelease && r.seqs.length === 1 ? r.seqs[0] : null;
     for (const seq of r.seqs) if (seq !== keep) for (const b of seq.blocks) this.pool.release(b);
-    r.onRelease?.(keep ? { tokens: keep.tokens, blocks: keep.blocks, computed: keep.computed } : null);
+    if (keep && r.carried) this.held.add(r.carried);
+    if (how !== 'preempted') r.onRelease?.(keep ? { tokens: keep.tokens, blocks: keep.blocks, computed: keep.computed } : null);
     r.seqs.length = 0;
     this.beams.delete(r);
   }
@@ -269,7 +294,7 @@ export class Scheduler {
   /** Frees the newest running request so that older ones can grow; it waits at the head of the queue. */
   private preempt(): Request {
     const victim = this.running.pop()!;
-    this.release(victim, false);
+    this.release(victim, 'preempted');
     if (victim.spec.beam) victim.generated.length = 0;
     this.waiting.unshift(victim);
     this.preemptions++;
@@ -287,6 +312,7 @@ export class Scheduler {
     const shared = i < seq.blocks.length && this.pool.refCount(seq.blocks[i]) > 1;
     if (i < seq.blocks.length && !shared) return true;
     let b = this.pool.allocate();
+    if (b === null && this.reclaim(1)) b = this.pool.allocate();
     while (b === null) {
       if (this.preempt() === owner) return false;
       b = this.pool.allocate();
@@ -497,7 +523,7 @@ export class Scheduler {
   private finish(r: Request, reason: 'eos' | 'length' | 'stop'): void {
     const i = this.running.indexOf(r);
     if (i >= 0) this.running.splice(i, 1);
-    this.release(r, true);
+    this.release(r, 'finished');
     const result = {
       ids: [...r.generated], text: r.text?.text ?? '', finishReason: reason,
       ...(r.spec.logprobs >= 0 ? { logprobs: [...r.logprobs], cumLogprob: r.logprobs.reduce((a, b) => a + b, 0) } : {}),
@@ -511,7 +537,8 @@ export class Scheduler {
   private beamStep(r: Request, _seqs: Sequence[], out: StepOutput, idx: number[]): void {
     const search = this.beams.get(r)!;
     const spec = r.spec, beams = spec.beam!.beams;
-    const k = beamsToKeep(beams, spec.eos.length);
+    // a row has at most a vocabulary's worth of candidates
+    const k = Math.min(beamsToKeep(beams, spec.eos.length), this.runtime.model.info.vocabSize);
     const cands = idx.map((row) => ({
       values: out.candValues!.subarray(row * MAX_CANDIDATES, row * MAX_CANDIDATES + k),
       ids: out.candIds!.subarray(row * MAX_CANDIDATES, row * MAX_CANDIDATES + k),
@@ -554,7 +581,7 @@ export class Scheduler {
     }
     const i = this.running.indexOf(r);
     if (i >= 0) this.running.splice(i, 1);
-    this.release(r, true);
+    this.release(r, 'finished');
     r.sink.done({
       ids: best[0].ids, text: r.text?.text ?? '', finishReason: best[0].finishReason,
       sequences: best.map((b) => ({ ids: b.ids, text: dec(b.ids), score: b.score })),

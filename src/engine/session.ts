@@ -1,21 +1,19 @@
 // Sessions (FasterTransformer's interactive generation, continue_gen): a conversation keeps its tokens
 // and their KV-cache blocks between turns, so a turn prefills only the tokens it adds. The blocks go back
-// to the pool when the session is closed, or when it is garbage-collected.
+// to the pool when the session is closed or garbage-collected, or when the pool needs them for running
+// requests (the session's next turn then computes its conversation again).
 import { fail } from '../errors.js';
-import type { BlockPool } from './blocks.js';
 import type { CallOptions, TextGenerator } from './generation.js';
 import type { Carried, GenerationResult, TokenEvent } from './request.js';
+import type { Scheduler } from './scheduler.js';
 
 export interface SessionOptions {
   /** tokens the conversation may hold, prompts and replies (default: the generator's max sequence length) */
   maxTokens?: number;
 }
 
-/** Blocks of dropped sessions go back to their pool. */
-const dropped = new FinalizationRegistry<{ pool: BlockPool; carried: Carried }>(({ pool, carried }) => {
-  for (const b of carried.blocks) pool.release(b);
-  carried.blocks = [];
-});
+/** Blocks of sessions that were garbage-collected go back to their pool. */
+const dropped = new FinalizationRegistry<{ scheduler: Scheduler; carried: Carried }>(({ scheduler, carried }) => scheduler.drop(carried));
 
 export class Session {
   private carried: Carried = { tokens: [], blocks: [], computed: 0 };
@@ -29,7 +27,7 @@ export class Session {
     const m = options.maxTokens ?? limit;
     if (!Number.isSafeInteger(m) || m < 2 || m > limit) fail('bad-argument', `session max tokens must be a whole number from 2 to ${limit} (the generator's max sequence length), got ${options.maxTokens}`);
     this.maxTokens = m;
-    dropped.register(this, { pool: gen.scheduler.pool, carried: this.carried }, this.token);
+    dropped.register(this, { scheduler: gen.scheduler, carried: this.carried }, this.token);
   }
 
   /** The conversation so far, as token ids. */
@@ -73,10 +71,13 @@ export class Session {
     const results: GenerationResult[] = [];
     try {
       yield* this.gen.run([ids], spec, options, typeof input === 'string', results, this.carried, (c) => {
-        // the turn hands the conversation back: every token, and the blocks of all but the last one
-        this.carried.tokens = c ? c.tokens : [...before, ...ids];
+        // a finished turn hands the conversation back (every token, and the blocks of all but the last);
+        // a failed one leaves it as it was, less the cache its blocks held
+        this.carried.tokens = c ? c.tokens : before;
         this.carried.blocks = c ? c.blocks : [];
         this.carried.computed = c ? c.computed : 0;
+        // closed while the turn ran: nothing will use the cache
+        if (this.closed) this.gen.scheduler.drop(this.carried);
       });
       done?.(results[0]);
     } finally {
@@ -84,14 +85,12 @@ export class Session {
     }
   }
 
-  /** Frees the session's KV-cache blocks; later turns are refused. */
+  /** Frees the session's KV-cache blocks (those of a running turn when it ends); later turns are refused. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     dropped.unregister(this.token);
-    for (const b of this.carried.blocks) this.gen.scheduler.pool.release(b);
-    this.carried.blocks = [];
-    this.carried.computed = 0;
+    this.gen.scheduler.drop(this.carried);
   }
 
   [Symbol.dispose](): void {

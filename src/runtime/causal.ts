@@ -5,7 +5,7 @@
 // sequence sits in which slot, and which blocks it owns, is the scheduler's business (src/engine/).
 import { dtypeBytes, numel, packSegments, type Backend, type Candidates, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../ops/backend.js';
 import { CANDIDATE_SCRATCH, LOGPROB_STRIDE, MAX_CANDIDATES, REQUEST_STRIDE } from '../ops/requests.js';
-import type { CausalLM, MemoryReport, Pass } from '../models/model.js';
+import { weightBytes, type CausalLM, type MemoryReport, type Pass } from '../models/model.js';
 import { planPasses, PlannedPasses, type PassInputs } from './pass.js';
 
 export interface RuntimeLimits {
@@ -323,8 +323,25 @@ export class CausalRuntime {
     return this.backend.readFloat(this.logits, n * this.model.info.vocabSize).slice();
   }
 
+  /** What the runtime holds: weights, the KV pool, logits, tables and the activation arena, and its limits. */
   memory(): MemoryReport {
-    return runtimeMemory(this.model, this.backend.activationDtype === 'f32' ? 4 : 2, this.limits, this.passes.arena.plan.bytes, this.passes.arena.plan.buffers);
+    const { maxBatch, maxSeqLen, kvBlocks, blockSize, prefillChunk } = this.limits;
+    const tensorBytes = (ts: Tensor[]) => ts.reduce((a, t) => a + numel(t.shape) * dtypeBytes(t.dtype), 0);
+    const c = this.candidates, l = this.lpScratch, t = this.tables;
+    return {
+      regions: [
+        { name: 'weights', bytes: weightBytes(this.model.weights()) },
+        { name: 'kv-cache', bytes: tensorBytes([this.pool]) },
+        { name: 'logits', bytes: tensorBytes([this.logits, this.scores]) },
+        {
+          name: 'tables', bytes: tensorBytes([this.blockTables, t.requests, t.history, t.topP, c.values, c.ids, c.scratch, l.values, l.ids, l.scratch,
+            this.lpOut, this.segments, this.pairs, ...Object.values(this.prefillRows), ...Object.values(this.decodeRows), ...Object.values(this.gather)]),
+        },
+        { name: 'activations', bytes: this.passes.arena.plan.bytes },
+      ],
+      buffers: this.passes.arena.plan.buffers,
+      capacity: { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize, kvTokens: (kvBlocks - 1) * blockSize },
+    };
   }
 
   dispose(): void {
@@ -338,25 +355,4 @@ export class CausalRuntime {
       ...Object.values(this.lpScratch), this.lpOut, this.pairs];
     for (const t of owned) b.free(t);
   }
-}
-
-/** The memory a runtime with these limits takes (weights, KV pool, tables, activations). */
-export function runtimeMemory(model: { info: CausalLM['info']; cacheWidth: number; weights?: () => Tensor[] }, actBytes: number, limits: RuntimeLimits,
-  arenaBytes: number, buffers: MemoryReport['buffers'], weightBytes?: number): MemoryReport {
-  const { maxBatch, maxSeqLen, kvBlocks, blockSize, prefillChunk } = limits;
-  const L = model.info.layers, V = model.info.vocabSize;
-  const slots = maxBatch + 1, maxBlocks = Math.ceil(maxSeqLen / blockSize);
-  const weights = weightBytes ?? (model.weights ? model.weights().reduce((a, t) => a + numel(t.shape) * dtypeBytes(t.dtype), 0) : 0);
-  const tables = 4 * (slots * (maxBlocks + REQUEST_STRIDE + maxSeqLen + 1) + maxBatch * (2 * MAX_CANDIDATES + CANDIDATE_SCRATCH) * 2 + maxBatch * LOGPROB_STRIDE);
-  return {
-    regions: [
-      { name: 'weights', bytes: weights },
-      { name: 'kv-cache', bytes: 2 * L * kvBlocks * blockSize * model.cacheWidth * actBytes },
-      { name: 'logits', bytes: 2 * maxBatch * V * 4 },
-      { name: 'tables', bytes: tables },
-      { name: 'activations', bytes: arenaBytes },
-    ],
-    buffers,
-    capacity: { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize, kvTokens: (kvBlocks - 1) * blockSize },
-  };
 }
