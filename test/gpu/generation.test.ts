@@ -51,15 +51,20 @@ describe('GPU and CPU agree, and concurrent requests each get what they get alon
   }
 
   const tokensOf = (rs: GenerationResult[]) => rs.map((r) => ({ ids: r.ids, finish: r.finishReason, beams: r.sequences?.map((s) => s.ids) }));
+  // greedy and beam search: the same tokens from both backends. A seeded draw walks ~50k probabilities that the
+  // CPU sums in float64 and the GPU in float32 over logits that differ in their last bits, so near a boundary
+  // of a flat distribution the two may pick neighbouring tokens (test/gpu/sampling.test.ts bounds that per draw)
+  const deterministic = work.map((w) => (w.options.temperature ?? (w.options.topK || (w.options.topP ?? 1) < 1 || w.options.minP ? 1 : 0)) === 0);
 
-  test('64 mixed requests: GPU tokens equal CPU tokens; random arrivals and a small pool change nothing', async () => {
+  test('64 mixed requests: GPU tokens equal CPU tokens where decoding is deterministic; random arrivals and a small pool change nothing', async () => {
     const cpu = await loadGenerator(model, { device: 'cpu' });
     const want = await alone(cpu);
     const gpu = await loadGenerator(model, { device: 'cuda', dtype: 'f32', maxBatch: 8, prefillChunk: 32 });
     const got = await alone(gpu);
-    assert.deepEqual(tokensOf(got), tokensOf(want), 'GPU and CPU give the same tokens');
+    assert.ok(deterministic.filter(Boolean).length >= 20, 'greedy and beam requests are compared across backends');
+    assert.deepEqual(tokensOf(got.filter((_, i) => deterministic[i])), tokensOf(want.filter((_, i) => deterministic[i])), 'GPU and CPU give the same tokens');
     got.forEach((r, i) => {
-      if (r.logprobs) r.logprobs.forEach((lp, j) => assert.ok(Math.abs(lp - want[i].logprobs![j]) < 1e-3, `logprob ${i}.${j}`));
+      if (r.logprobs && deterministic[i]) r.logprobs.forEach((lp, j) => assert.ok(Math.abs(lp - want[i].logprobs![j]) < 1e-3, `logprob ${i}.${j}`));
       r.sequences?.forEach((s, j) => assert.ok(Math.abs(s.score - want[i].sequences![j].score) < 1e-3, `beam score ${i}.${j}`));
     });
     assert.deepEqual(tokensOf(await together(gpu, 1)), tokensOf(got), 'random arrivals');
