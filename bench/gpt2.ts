@@ -45,7 +45,7 @@ export async function gpt2(args: BenchArgs): Promise<BenchResult> {
       const backend = gen.runtime.backend as CudaBackend;
       device = backend.device.name;
       if (!bandwidth) bandwidth = copyBandwidth(backend);
-      const weightBytes = gen.runtime.memory().regions.find((r) => r.name === 'weights')!.bytes;
+      const tensorBytes = gen.runtime.memory().regions.find((r) => r.name === 'weights')!.bytes;
       for (const batch of batches) {
         const prompts = Array.from({ length: batch }, (_, b) => Array.from({ length: promptLen }, (_, i) => (b * 7919 + i * 104729) % 50257));
         const opts = { maxNewTokens: newTokens, stopAtEos: false };
@@ -61,7 +61,7 @@ export async function gpt2(args: BenchArgs): Promise<BenchResult> {
           tokens_per_s: (1000 * batch) / decode, note: `GPU time of one decode graph: ${graphMs.toFixed(3)} ms`,
         });
         const kvBytes = 2 * cfg.layers * batch * (promptLen + newTokens / 2) * cfg.hidden * 2;
-        limits[`${name} x${batch}`] = ((weightBytes + kvBytes) / (bandwidth * 1e9)) * 1000;
+        limits[`${name} x${batch}`] = ((tensorBytes + kvBytes) / (bandwidth * 1e9)) * 1000;
       }
       gen.runtime.dispose();
       backend.dispose();

@@ -99,10 +99,10 @@ export class BeamSearch {
     }
 
     // the beams that run on: the best continuations that do not end
-    const next = kept.map((c, r) => ({ c, key: ends[r] ? f32(c.key + NEG) : c.key }))
+    const next = kept.map((c, r) => ({ c, ends: ends[r], key: ends[r] ? f32(c.key + NEG) : c.key }))
       .sort((a, b) => b.key - a.key).slice(0, beams);
     const parents = next.map((x) => x.c.beam), tokens = next.map((x) => x.c.id);
-    this.running = next.map((x) => ({ tokens: [...this.running[x.c.beam].tokens, x.c.id], score: ends[kept.indexOf(x.c)] ? f32(x.c.score + NEG) : x.c.score }));
+    this.running = next.map((x) => ({ tokens: [...this.running[x.c.beam].tokens, x.c.id], score: x.ends ? f32(x.c.score + NEG) : x.c.score }));
 
     // can a running beam still beat the worst finished hypothesis?
     const never = spec.beam!.earlyStopping === 'never' && this.lengthPenalty > 0;

@@ -71,6 +71,11 @@ function limitsFor(info: ModelInfo, cacheWidth: number, o: LoadOptions, backend:
   return { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize };
 }
 
+/** Free device memory, for backends that have device memory (null: the CPU). */
+function freeMemory(backend: Backend): number | null {
+  return 'freeMemory' in backend ? (backend as { freeMemory(): number }).freeMemory() : null;
+}
+
 /** The end tokens of generation_config.json, else config.json's. */
 function eosIds(md: ModelDir, model: CausalLM): number[] {
   const gen = md.generation ? new ConfigReader(md.generation, 'generation_config.json').tokenIds('eos_token_id') : [];
@@ -92,7 +97,7 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
     const model = arch.create(backend, md, className);
     if (arch.kind === 'causal-lm') {
       const lm = model as CausalLM;
-      const free = 'freeMemory' in backend ? (backend as { freeMemory(): number }).freeMemory() : null;
+      const free = freeMemory(backend);
       const runtime = new CausalRuntime(lm, backend, limitsFor(info, lm.cacheWidth, options, backend, free));
       return { kind: 'causal-lm', dir, generator: new TextGenerator(runtime, tokenizer, eosIds(md, lm)) };
     }
@@ -136,7 +141,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
     const backend = createBackend(options.device, options.dtype);
     const dtype = backend.activationDtype;
     const device = backend.name;
-    const free = 'freeMemory' in backend ? (backend as { freeMemory(): number }).freeMemory() : null;
+    const free = freeMemory(backend);
     backend.dispose();
     const info = arch.info(md.config, className);
     const dtypes = [...md.weights.dtypeSummary()].map(([dtype, v]) => ({ dtype, ...v }));

@@ -138,6 +138,8 @@ export function checkOptions(o: GenerateOptions, vocab: number, eos: number[], t
   const stopAtEos = o.stopAtEos ?? true;
   if (typeof stopAtEos !== 'boolean') bad('stopAtEos must be true or false');
   const endIds = o.eosTokenId === undefined ? eos : ids(o.eosTokenId, 'eos token id', vocab);
+  // the end tokens that stop this request
+  const eosList = stopAtEos ? endIds : [];
   const logprobs = o.topLogprobs !== undefined ? int(o.topLogprobs, 'top logprobs', 0, MAX_TOP_LOGPROBS) : o.logprobs ? 0 : -1;
   if (o.logprobs !== undefined && typeof o.logprobs !== 'boolean') bad('logprobs must be true or false');
   if (o.logprobs === false && o.topLogprobs !== undefined) bad('top logprobs needs logprobs');
@@ -165,17 +167,16 @@ export function checkOptions(o: GenerateOptions, vocab: number, eos: number[], t
       bad(`num return sequences (${o.numReturnSequences}) is above num beams (1)`);
     }
   }
-  if (beam && beamsToKeep(beam.beams, stopAtEos ? endIds.length : 0) > MAX_CANDIDATES) {
-    bad(`num beams (${beam.beams}) with ${endIds.length} end tokens keeps ${beamsToKeep(beam.beams, endIds.length)} continuations per beam, beyond the ${MAX_CANDIDATES} Peregrine selects; use fewer beams`);
+  if (beam && beamsToKeep(beam.beams, eosList.length) > MAX_CANDIDATES) {
+    bad(`num beams (${beam.beams}) with ${eosList.length} end tokens keeps ${beamsToKeep(beam.beams, eosList.length)} continuations per beam, beyond the ${MAX_CANDIDATES} Peregrine selects; use fewer beams`);
   }
   // as transformers does, a bad word that is a single end token is dropped (min new tokens governs end tokens)
-  const eosList = stopAtEos ? endIds : [];
   for (let i = badWords.length - 1; i >= 0; i--) if (badWords[i].length === 1 && eosList.includes(badWords[i][0])) badWords.splice(i, 1);
   const listInts = endIds.length + topPResetIds.length + badWords.reduce((a, w) => a + 1 + w.length, 0);
   if (listInts > LIST_CAPACITY) bad(`eos token ids, top-p reset ids and bad words take ${listInts} token slots, beyond the ${LIST_CAPACITY} a request can hold; use fewer bad words`);
   return {
     maxNewTokens, minNewTokens, temperature, topK, topP, topPDecay, topPMin, topPResetIds, minP, seed, repetitionPenalty, presencePenalty,
-    frequencyPenalty, badWords, stop, eos: stopAtEos ? endIds : [], beam, logprobs,
+    frequencyPenalty, badWords, stop, eos: eosList, beam, logprobs,
   };
 }
 

@@ -81,8 +81,6 @@ export class Scheduler {
   private prefillTokens = 0;
   private decodeTokens = 0;
   private readonly timing = { iterations: 0, prefillPasses: 0, decodeSteps: 0, prefillMs: 0, decodeMs: 0 };
-  /** hooks for tests: called after every iteration */
-  onIteration: (() => void) | null = null;
 
   constructor(readonly runtime: CausalRuntime, readonly tokenizer: Tokenizer | null) {
     const { kvBlocks, blockSize, maxBatch } = runtime.limits;
@@ -130,10 +128,7 @@ export class Scheduler {
 
   private async loop(): Promise<void> {
     try {
-      while (this.iterate()) {
-        this.onIteration?.();
-        await new Promise<void>((resolve) => setImmediate(resolve));
-      }
+      while (this.iterate()) await new Promise<void>((resolve) => setImmediate(resolve));
     } catch (err) {
       this.failAll(err as Error);
     } finally {
@@ -304,17 +299,17 @@ export class Scheduler {
 
   /**
    * Makes position `pos` of the sequence writable: a fresh block past its end, or a private copy of a
-   * shared block (copy-on-write). Preempts newer requests when the pool is empty; false if `owner` itself
-   * was preempted.
+   * shared block (copy-on-write). When the pool is empty it reclaims idle sessions' caches, then (with
+   * `preempt`) preempts newer requests; false if it found no block, or `owner` itself was preempted.
    */
-  private writable(owner: Request, seq: Sequence, pos: number, copies: number[]): boolean {
+  private writable(owner: Request, seq: Sequence, pos: number, copies: number[], preempt = true): boolean {
     const i = Math.floor(pos / this.pool.blockSize);
     const shared = i < seq.blocks.length && this.pool.refCount(seq.blocks[i]) > 1;
     if (i < seq.blocks.length && !shared) return true;
     let b = this.pool.allocate();
     if (b === null && this.reclaim(1)) b = this.pool.allocate();
     while (b === null) {
-      if (this.preempt() === owner) return false;
+      if (!preempt || this.preempt() === owner) return false;
       b = this.pool.allocate();
     }
     if (shared) {
@@ -395,13 +390,13 @@ export class Scheduler {
       this.inflight = null;
     } else {
       const copies: number[] = [];
-      for (let i = 0; i < this.running.length; i++) {
-        const r = this.running[i];
+      // growing may preempt newer requests (the last of `running`), so walk a copy and skip the preempted
+      for (const r of [...this.running]) {
+        if (!this.running.includes(r)) continue;
         for (const seq of r.seqs) {
           if (seq.computed !== seq.length - 1) continue;
           if (!this.writable(r, seq, seq.computed, copies)) break;
         }
-        if (!this.running.includes(r)) i--;
       }
       rows = [];
       for (const r of this.running) for (const seq of r.seqs) if (seq.computed === seq.length - 1) rows.push({ r, seq, i: rows.length });
@@ -451,18 +446,10 @@ export class Scheduler {
       const { r, seq } = rows[i];
       if (seq !== this.deviceRows[i] || r.spec.beam || r.spec.logprobs >= 0 || r.cancelled) return;
     }
-    const bs = this.pool.blockSize;
-    for (const { seq } of rows) {
-      // the next step writes position `computed`
-      const at = Math.floor(seq.computed / bs);
-      if (at < seq.blocks.length) {
-        if (this.pool.refCount(seq.blocks[at]) > 1) return;
-        continue;
-      }
-      const b = this.pool.allocate();
-      if (b === null) return;
-      seq.blocks.push(b);
-    }
+    // the next step writes each row's position `computed`
+    const copies: number[] = [];
+    for (const { r, seq } of rows) if (!this.writable(r, seq, seq.computed, copies, false)) return;
+    this.runtime.copyBlocks(copies);
     for (const { r, seq } of rows) this.upload(r, seq, false);
     const flags = this.flags(rows.map((x) => x.r));
     this.runtime.decodeLaunch(flags);
@@ -471,7 +458,7 @@ export class Scheduler {
 
   /** Tokens for a request's sequences from rows `idx` of a pass. */
   private drawn(r: Request, seqs: Sequence[], out: StepOutput, idx: number[]): void {
-    if (r.spec.beam) return this.beamStep(r, seqs, out, idx);
+    if (r.spec.beam) return this.beamStep(r, out, idx);
     const seq = seqs[0], row = idx[0];
     const id = out.ids[row];
     seq.tokens.push(id);
@@ -534,7 +521,7 @@ export class Scheduler {
 
   // ---- beam search ----
 
-  private beamStep(r: Request, _seqs: Sequence[], out: StepOutput, idx: number[]): void {
+  private beamStep(r: Request, out: StepOutput, idx: number[]): void {
     const search = this.beams.get(r)!;
     const spec = r.spec, beams = spec.beam!.beams;
     // a row has at most a vocabulary's worth of candidates

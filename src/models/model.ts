@@ -101,7 +101,7 @@ export interface Architecture {
   create(backend: Backend, dir: ModelDir, className: string): CausalLM | Encoder;
 }
 
-export function weightBytes(tensors: Tensor[]): number {
+export function tensorBytes(tensors: Tensor[]): number {
   let total = 0;
   for (const t of tensors) total += t.shape.reduce((a, d) => a * d, 1) * dtypeBytes(t.dtype);
   return total;

@@ -3,9 +3,9 @@
 // pass: a prefill chunk (packed prompt rows of several sequences, some of which draw their next token)
 // and a decode step (one row per running sequence, replayed from a graph per batch-size bucket). Which
 // sequence sits in which slot, and which blocks it owns, is the scheduler's business (src/engine/).
-import { dtypeBytes, numel, packSegments, type Backend, type Candidates, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../ops/backend.js';
+import { dtypeBytes, packSegments, type Backend, type Candidates, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../ops/backend.js';
 import { CANDIDATE_SCRATCH, LOGPROB_STRIDE, MAX_CANDIDATES, REQUEST_STRIDE } from '../ops/requests.js';
-import { weightBytes, type CausalLM, type MemoryReport, type Pass } from '../models/model.js';
+import { tensorBytes, type CausalLM, type MemoryReport, type Pass } from '../models/model.js';
 import { planPasses, PlannedPasses, type PassInputs } from './pass.js';
 
 export interface RuntimeLimits {
@@ -98,6 +98,8 @@ export class CausalRuntime {
   private readonly passes: PlannedPasses;
   private readonly buckets: number[];
   private readonly segmentHost: Int32Array;
+  /** 0, 1, 2, ...: the rows a prefill pass's heads are gathered into */
+  private readonly identity: Int32Array;
   private readonly keyLenHost: Int32Array;
   private readonly padded: { ids: Int32Array; positions: Int32Array; slots: Int32Array; keyLens: Int32Array };
   private readonly prefillIO: PassInputs;
@@ -145,6 +147,7 @@ export class CausalRuntime {
     this.lpScratch = cands();
     this.lpOut = b.buffer([maxBatch, LOGPROB_STRIDE], 'i32');
     this.segmentHost = new Int32Array(3 * T);
+    this.identity = Int32Array.from({ length: maxBatch }, (_, i) => i);
     this.keyLenHost = new Int32Array(T);
     this.padded = { ids: new Int32Array(maxBatch), positions: new Int32Array(maxBatch), slots: new Int32Array(maxBatch), keyLens: new Int32Array(maxBatch) };
 
@@ -248,7 +251,7 @@ export class CausalRuntime {
     const seg = packSegments(c.slots, c.n, this.segmentHost);
     b.writeInt(this.segments, this.segmentHost, 3 * seg.count);
     b.writeInt(g.src, c.headRows, c.heads);
-    b.writeInt(g.dst, Int32Array.from({ length: c.heads }, (_, i) => i), c.heads);
+    b.writeInt(g.dst, this.identity, c.heads);
     b.writeInt(g.headSlots, c.headSlots, c.heads);
     b.writeInt(g.headLengths, c.headLengths, c.heads);
     this.prefillBody(this.passes.pass(this.prefillIO, c.n, { table: this.segments, ...seg }), c.heads, flags);
@@ -326,11 +329,10 @@ export class CausalRuntime {
   /** What the runtime holds: weights, the KV pool, logits, tables and the activation arena, and its limits. */
   memory(): MemoryReport {
     const { maxBatch, maxSeqLen, kvBlocks, blockSize, prefillChunk } = this.limits;
-    const tensorBytes = (ts: Tensor[]) => ts.reduce((a, t) => a + numel(t.shape) * dtypeBytes(t.dtype), 0);
     const c = this.candidates, l = this.lpScratch, t = this.tables;
     return {
       regions: [
-        { name: 'weights', bytes: weightBytes(this.model.weights()) },
+        { name: 'weights', bytes: tensorBytes(this.model.weights()) },
         { name: 'kv-cache', bytes: tensorBytes([this.pool]) },
         { name: 'logits', bytes: tensorBytes([this.logits, this.scores]) },
         {

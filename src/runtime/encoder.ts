@@ -4,7 +4,7 @@
 // (by powers of two) when an input does not fit.
 import { fail } from '../errors.js';
 import { packSegments, type Backend, type Tensor } from '../ops/backend.js';
-import { weightBytes, type Encoder, type EncoderOutput, type MemoryReport, type Pass } from '../models/model.js';
+import { tensorBytes, type Encoder, type EncoderOutput, type MemoryReport, type Pass } from '../models/model.js';
 import { planPasses, PlannedPasses, type PassInputs } from './pass.js';
 
 const BLOCK = 16;
@@ -135,7 +135,7 @@ export class EncoderRuntime {
   }
 
   memory(): MemoryReport {
-    const weights = weightBytes(this.model.weights());
+    const weights = tensorBytes(this.model.weights());
     const c = this.cap, H = this.model.info.hidden, act = this.backend.activationDtype === 'f32' ? 4 : 2;
     return {
       regions: [

@@ -34,12 +34,19 @@ function paged(k: Tensor, v: Tensor, tables: Tensor): Paged {
   return { k: f32(k), v: f32(v), tables: i32(tables), maxBlocks: tables.shape[1], blockSize: k.shape[1], width: k.shape[2] };
 }
 
+/** The sequence tables as arrays, made once per tables (the ops of every step would otherwise build them again). */
+const arrays = new WeakMap<Tensor, SeqArrays>();
 function seqArrays(t: SequenceTables): SeqArrays {
-  const requests = i32(t.requests);
-  return {
-    requests, requestsF: new Float32Array(requests.buffer, requests.byteOffset, requests.length),
-    history: i32(t.history), maxSeq: t.history.shape[1], topP: f32(t.topP),
-  };
+  let a = arrays.get(t.requests);
+  if (!a || a.history !== (t.history as CpuTensor).data || a.topP !== (t.topP as CpuTensor).data) {
+    const requests = i32(t.requests);
+    a = {
+      requests, requestsF: new Float32Array(requests.buffer, requests.byteOffset, requests.length),
+      history: i32(t.history), maxSeq: t.history.shape[1], topP: f32(t.topP),
+    };
+    arrays.set(t.requests, a);
+  }
+  return a;
 }
 
 function checkDtype(dtype: DType): void {

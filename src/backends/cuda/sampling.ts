@@ -28,6 +28,15 @@ export function processLogits(c: CudaContext, scores: Tensor, logits: Tensor, ro
     ptr(scores), ptr(logits), logits.shape[1], ptr(rows.slots), ptr(rows.lengths), ptr(seqs.requests), ptr(seqs.history), seqs.history.shape[1]);
 }
 
+/** Stage 1 of the two-stage top-k: (rows x chunks) blocks, each its chunk's exact top-k of x into scratch. */
+function topkChunks(c: CudaContext, scratch: Tensor, x: Tensor, rows: SampleRows, seqs: SequenceTables, n: number, forLogprobs: boolean, cap: number) {
+  const V = x.shape[1];
+  const { chunks, size } = chunking(V);
+  c.kernels.get('sampling', 'topk_chunks', 'ppiippii').launch(c.stream, n, chunks, 1, TOPK_THREADS, 0,
+    ptr(scratch), ptr(x), V, size, ptr(rows.slots), ptr(seqs.requests), forLogprobs ? 1 : 0, cap);
+  return { V, chunks, size };
+}
+
 /**
  * Two stages: (rows x chunks) blocks each find the exact top-k of their chunk into out.scratch, then one
  * block per row merges the partial lists. `cap` is for tests: 0 takes the radix-selection path everywhere.
@@ -35,10 +44,7 @@ export function processLogits(c: CudaContext, scores: Tensor, logits: Tensor, ro
 export function selectCandidates(c: CudaContext, out: Candidates, scores: Tensor, rows: SampleRows, seqs: SequenceTables, n: number,
   cap = TOPK_CAP): void {
   if (n === 0) return;
-  const V = scores.shape[1];
-  const { chunks, size } = chunking(V);
-  c.kernels.get('sampling', 'topk_chunks', 'ppiippii').launch(c.stream, n, chunks, 1, TOPK_THREADS, 0,
-    ptr(out.scratch), ptr(scores), V, size, ptr(rows.slots), ptr(seqs.requests), 0, cap);
+  const { V, chunks, size } = topkChunks(c, out.scratch, scores, rows, seqs, n, false, cap);
   c.kernels.get('sampling', 'topk_merge', 'pppiiippi').launch(c.stream, n, 1, 1, TOPK_THREADS, 0,
     ptr(out.values), ptr(out.ids), ptr(out.scratch), V, size, chunks, ptr(rows.slots), ptr(seqs.requests), cap);
 }
@@ -57,10 +63,7 @@ export function sample(c: CudaContext, ids: Tensor, scores: Tensor, candidates: 
 export function logprobs(c: CudaContext, out: Tensor, logits: Tensor, ids: Tensor, rows: SampleRows, seqs: SequenceTables, n: number,
   scratch: Candidates, cap = TOPK_CAP): void {
   if (n === 0) return;
-  const V = logits.shape[1];
-  const { chunks, size } = chunking(V);
-  c.kernels.get('sampling', 'topk_chunks', 'ppiippii').launch(c.stream, n, chunks, 1, TOPK_THREADS, 0,
-    ptr(scratch.scratch), ptr(logits), V, size, ptr(rows.slots), ptr(seqs.requests), 1, cap);
+  const { V, chunks, size } = topkChunks(c, scratch.scratch, logits, rows, seqs, n, true, cap);
   c.kernels.get('sampling', 'logprobs_merge', 'ppppiiippi').launch(c.stream, n, 1, 1, TOPK_THREADS, 0,
     ptr(out), ptr(scratch.scratch), ptr(logits), ptr(ids), V, size, chunks, ptr(rows.slots), ptr(seqs.requests), cap);
 }
