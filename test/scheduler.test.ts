@@ -26,11 +26,11 @@ async function alone(gen: TextGenerator, work: ReturnType<typeof workload>): Pro
   return out;
 }
 
-/** The same requests arriving at random times (seeded), all in flight together. */
-async function together(gen: TextGenerator, work: ReturnType<typeof workload>, seed: number): Promise<GenerationResult[]> {
+/** The same requests arriving at random times (seeded, within `spread` ms), all in flight together. */
+async function together(gen: TextGenerator, work: ReturnType<typeof workload>, seed: number, spread = 40): Promise<GenerationResult[]> {
   const rand = seededRandom(seed);
   return Promise.all(work.map(async (w) => {
-    await new Promise((resolve) => setTimeout(resolve, Math.floor(rand() * 40)));
+    await new Promise((resolve) => setTimeout(resolve, Math.floor(rand() * spread)));
     return gen.generate(w.prompt, w.options);
   }));
 }
@@ -55,10 +55,18 @@ describe('concurrent calls on one generator', () => {
   test('a pool too small for the load preempts the newest sequences and still gives identical tokens', async () => {
     const work = workload(24);
     const want = await alone(await load(), work);
-    const gen = await load({ maxBatch: 8, prefillChunk: 32, blockSize: 4, kvBlocks: 60 });
-    same(await together(gen, work, 2), want);
-    assert.ok(gen.scheduler.stats().preemptions > 0, 'the pool ran out at least once');
-    assert.equal(gen.scheduler.stats().blocksUsed, 0);
+    // preempted caches swapped out to the host and back; then, with no swap space, recomputed
+    for (const swapSpace of [undefined, 0]) {
+      const gen = await load({ maxBatch: 8, prefillChunk: 32, blockSize: 4, kvBlocks: 40, swapSpace });
+      // arrivals close together, so that the pool surely runs out however fast the machine is
+      same(await together(gen, work, 2, 2), want);
+      const s = gen.scheduler.stats();
+      assert.ok(s.preemptions > 0, 'the pool ran out at least once');
+      if (swapSpace === 0) assert.equal(s.swapOuts, 0);
+      else assert.ok(s.swapOuts > 0, 'a preempted cache was swapped out');
+      assert.equal(s.swapBytes, 0, 'every swapped cache came back');
+      assert.equal(s.blocksUsed, 0);
+    }
   });
 
   test('two streams read in turn, and generate() calls in Promise.all', async () => {

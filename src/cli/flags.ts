@@ -29,10 +29,12 @@ export interface CommonFlags {
   maxSeqLen?: number;
   prefillChunk?: number;
   kvBlocks?: number;
+  swapSpace?: number;
 }
 
 export function loadOptions(o: CommonFlags): LoadOptions {
-  return { device: o.device, dtype: o.dtype, offline: o.offline, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks };
+  return { device: o.device, dtype: o.dtype, offline: o.offline, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks,
+    swapSpace: o.swapSpace === undefined ? undefined : Math.round(o.swapSpace * 2 ** 30) };
 }
 
 export function common(cmd: Command): Command {
@@ -49,7 +51,8 @@ export function runtimeFlags(cmd: Command): Command {
     .option('--max-batch <n>', 'sequences that run at once (default 64 on the GPU, 8 on the CPU)', int('--max-batch', 1))
     .option('--max-seq-len <n>', 'tokens per sequence, prompt and generated (default: the model maximum)', int('--max-seq-len', 1))
     .option('--prefill-chunk <n>', 'prompt tokens per forward pass (default 256)', int('--prefill-chunk', 1))
-    .option('--kv-blocks <n>', 'blocks of 16 tokens in the KV-cache pool (default: what --max-batch full sequences need, within device memory)', int('--kv-blocks', 2));
+    .option('--kv-blocks <n>', 'blocks of 16 tokens in the KV-cache pool (default: what --max-batch full sequences need, within device memory)', int('--kv-blocks', 2))
+    .option('--swap-space <GiB>', 'host memory holding the KV caches of preempted requests until they run again (default 4)', number('--swap-space', (x) => x >= 0, 'a number of GiB >= 0'));
 }
 
 /** What commander parses from generationFlags: the request options, with the CLI's own spellings of a few. */

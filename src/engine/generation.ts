@@ -80,8 +80,9 @@ class Collector {
 export class TextGenerator {
   readonly scheduler: Scheduler;
 
-  constructor(readonly runtime: CausalRuntime, readonly tokenizer: Tokenizer, readonly eosTokenIds: number[]) {
-    this.scheduler = new Scheduler(runtime, tokenizer);
+  /** `swapSpace`: host bytes for the caches of preempted requests (default 4 GiB) */
+  constructor(readonly runtime: CausalRuntime, readonly tokenizer: Tokenizer, readonly eosTokenIds: number[], swapSpace?: number) {
+    this.scheduler = new Scheduler(runtime, tokenizer, swapSpace);
   }
 
   get model() {

@@ -29,6 +29,11 @@ export interface LoadOptions extends HubOptions {
   kvBlocks?: number;
   /** tokens per KV-cache block (default 16) */
   blockSize?: number;
+  /**
+   * host bytes that hold the KV caches of preempted requests until they run again (default 4 GiB); a
+   * request that does not fit is recomputed from its tokens instead
+   */
+  swapSpace?: number;
 }
 
 export type LoadedModel =
@@ -45,6 +50,7 @@ function checkLoadOptions(o: LoadOptions): void {
   positiveInt(o.prefillChunk, 'prefill chunk');
   positiveInt(o.kvBlocks, 'kv blocks');
   positiveInt(o.blockSize, 'block size');
+  if (o.swapSpace !== undefined && !(Number.isSafeInteger(o.swapSpace) && o.swapSpace >= 0)) fail('bad-argument', `swap space must be a whole number of bytes >= 0, got ${o.swapSpace}`);
   if (o.kvBlocks === 1) fail('bad-argument', 'kv blocks must be at least 2 (block 0 is reserved)');
 }
 
@@ -99,7 +105,7 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
       const lm = model as CausalLM;
       const free = freeMemory(backend);
       const runtime = new CausalRuntime(lm, backend, limitsFor(info, lm.cacheWidth, options, backend, free));
-      return { kind: 'causal-lm', dir, generator: new TextGenerator(runtime, tokenizer, eosIds(md, lm)) };
+      return { kind: 'causal-lm', dir, generator: new TextGenerator(runtime, tokenizer, eosIds(md, lm), options.swapSpace) };
     }
     return { kind: 'encoder', dir, embedder: new Embedder(new EncoderRuntime(model as Encoder, backend), tokenizer) };
   } finally {

@@ -73,6 +73,15 @@ export class Sequence {
   }
 }
 
+/** A preempted sequence's cache, kept in host memory until the request runs again. */
+export interface Swapped {
+  /** the cache of its first `blocks` blocks (every layer) */
+  data: Uint8Array;
+  blocks: number;
+  /** positions whose keys and values it holds */
+  computed: number;
+}
+
 /** What a session hands a turn: its tokens and the blocks that hold them. */
 export interface Carried {
   tokens: number[];
@@ -88,6 +97,8 @@ export class Request {
   /** slots held for the beams of a beam group */
   readonly reserved: number[] = [];
   cancelled: Error | null = null;
+  /** set while preempted with its cache swapped out */
+  swapped: Swapped | null = null;
   /** generated so far (kept across preemption) */
   readonly generated: number[] = [];
   readonly logprobs: number[] = [];

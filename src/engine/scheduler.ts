@@ -2,8 +2,11 @@
 // iteration admits waiting requests while sequence slots and KV blocks allow, runs at most one prefill
 // chunk (so a long prompt never stalls running decodes for long), then one decode step over every running
 // sequence, and hands the tokens to their requests. Finished and cancelled sequences leave at once. When
-// the block pool runs out, the newest request is preempted: its blocks are freed and it is recomputed
-// later from its tokens, which gives the same tokens (random numbers depend only on seed and position).
+// the block pool runs out, the newest request is preempted: its cache is copied to host memory (within
+// the swap space) and its blocks are freed; it continues later from that copy, bit for bit as it would
+// have. Beam groups, and requests beyond the swap space, are recomputed from their tokens instead (random
+// numbers depend only on seed and position, so a recomputation draws the same tokens wherever the
+// recomputed keys and values are the same bits).
 import { fail } from '../errors.js';
 import { LOGPROB_STRIDE, MAX_CANDIDATES } from '../ops/requests.js';
 import type { CausalRuntime, PrefillChunk, StepFlags, StepOutput } from '../runtime/causal.js';
@@ -20,6 +23,9 @@ export interface SchedulerStats {
   blocksCached: number;
   blocksTotal: number;
   preemptions: number;
+  /** preemptions that swapped the cache out to host memory (the others recompute), and the bytes held now */
+  swapOuts: number;
+  swapBytes: number;
   /** prompt tokens computed by prefill passes (tokens found in the prefix cache are not) */
   prefillTokens: number;
   /** tokens computed by decode steps */
@@ -32,6 +38,8 @@ export interface SchedulerStats {
   prefillMs: number;
   decodeMs: number;
 }
+
+export const DEFAULT_SWAP_SPACE = 4 * 2 ** 30;
 
 const f32 = new Float32Array(1);
 const i32 = new Int32Array(f32.buffer);
@@ -78,11 +86,14 @@ export class Scheduler {
   /** the rows of a prefill pass, reused */
   private readonly chunk: PrefillChunk;
   preemptions = 0;
+  private swapOuts = 0;
+  private swapBytes = 0;
   private prefillTokens = 0;
   private decodeTokens = 0;
   private readonly timing = { iterations: 0, prefillPasses: 0, decodeSteps: 0, prefillMs: 0, decodeMs: 0 };
 
-  constructor(readonly runtime: CausalRuntime, readonly tokenizer: Tokenizer | null) {
+  /** `swapSpace`: host bytes for the caches of preempted requests */
+  constructor(readonly runtime: CausalRuntime, readonly tokenizer: Tokenizer | null, readonly swapSpace = DEFAULT_SWAP_SPACE) {
     const { kvBlocks, blockSize, maxBatch } = runtime.limits;
     this.pool = new BlockPool(kvBlocks, blockSize);
     for (let s = maxBatch - 1; s >= 0; s--) this.freeSlots.push(s);
@@ -96,7 +107,8 @@ export class Scheduler {
   stats(): SchedulerStats {
     return {
       waiting: this.waiting.length, running: this.running.length, blocksUsed: this.pool.used(), blocksCached: this.pool.cached(),
-      blocksTotal: this.pool.blocks - 1, preemptions: this.preemptions, prefillTokens: this.prefillTokens, decodeTokens: this.decodeTokens, ...this.timing,
+      blocksTotal: this.pool.blocks - 1, preemptions: this.preemptions,
+      swapOuts: this.swapOuts, swapBytes: this.swapBytes, prefillTokens: this.prefillTokens, decodeTokens: this.decodeTokens, ...this.timing,
     };
   }
 
@@ -214,13 +226,20 @@ export class Scheduler {
       carried.blocks = [];
       carried.computed = 0;
     }
-    this.nameBlocks(seq, true);
+    const swapped = r.swapped;
+    if (!swapped) this.nameBlocks(seq, true);
     const needed = Math.ceil(tokens.length / bs) - seq.blocks.length;
     if (needed > this.pool.available() && !this.reclaim(needed)) {
       for (const b of seq.blocks) this.pool.release(b);
       return false;
     }
     for (let i = 0; i < needed; i++) seq.blocks.push(this.pool.allocate()!);
+    if (swapped) {
+      this.runtime.restoreBlocks(seq.blocks.slice(0, swapped.blocks), swapped.data);
+      seq.computed = swapped.computed;
+      this.unswap(r);
+      this.nameBlocks(seq, false);
+    }
     seq.slot = this.freeSlots.pop()!;
     r.seqs.push(seq);
     if (r.spec.beam) {
@@ -284,11 +303,29 @@ export class Scheduler {
     if (how !== 'preempted') r.onRelease?.(keep ? { tokens: keep.tokens, blocks: keep.blocks, computed: keep.computed } : null);
     r.seqs.length = 0;
     this.beams.delete(r);
+    if (how === 'failed') this.unswap(r);
   }
 
-  /** Frees the newest running request so that older ones can grow; it waits at the head of the queue. */
+  private unswap(r: Request): void {
+    if (!r.swapped) return;
+    this.swapBytes -= r.swapped.data.byteLength;
+    r.swapped = null;
+  }
+
+  /**
+   * Frees the newest running request so that older ones can grow; it waits at the head of the queue, its
+   * cache swapped out when it is one sequence and the swap space holds it.
+   */
   private preempt(): Request {
     const victim = this.running.pop()!;
+    const seq = victim.seqs.length === 1 && !victim.spec.beam ? victim.seqs[0] : null;
+    const blocks = seq ? Math.ceil(seq.computed / this.pool.blockSize) : 0;
+    if (seq && blocks > 0 && this.swapBytes + blocks * this.runtime.blockBytes <= this.swapSpace) {
+      const data = this.runtime.saveBlocks(seq.blocks.slice(0, blocks));
+      victim.swapped = { data, blocks, computed: seq.computed };
+      this.swapBytes += data.byteLength;
+      this.swapOuts++;
+    }
     this.release(victim, 'preempted');
     if (victim.spec.beam) victim.generated.length = 0;
     this.waiting.unshift(victim);

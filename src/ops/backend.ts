@@ -84,6 +84,13 @@ export interface Backend {
   readFloat(src: Tensor, count: number): Float32Array;
   /** The first `count` values of an i32 tensor; the result is valid until the next op on the backend. */
   readInt(src: Tensor, count: number): Int32Array;
+  /**
+   * The bytes of `blocks` of a cache pool [planes, blocks, blockSize, width] in every plane, laid out as
+   * blockRegions says (a preempted sequence's cache, swapped out to the host).
+   */
+  readBlocks(pool: Tensor, blocks: readonly number[]): Uint8Array;
+  /** Writes what readBlocks returned into `blocks` of the pool (as many blocks, any of them). */
+  writeBlocks(pool: Tensor, blocks: readonly number[], data: Uint8Array): void;
 
   /**
    * Runs `body` (a fixed sequence of ops over fixed tensors). A GPU backend captures it as a graph the first
@@ -174,6 +181,26 @@ export function packSegments(slots: Int32Array, n: number, out: Int32Array): { c
     if (len > longest) longest = len;
   }
   return { count, longest };
+}
+
+/**
+ * The byte regions of `blocks` of a cache pool [planes, blocks, blockSize, width] of `elementBytes`-byte
+ * values, as [pool offset, host offset, bytes]: the host copy is [planes, blocks.length, blockSize * width],
+ * and runs of consecutive blocks are one region.
+ */
+export function blockRegions(shape: readonly number[], blocks: readonly number[], elementBytes: number): [number, number, number][] {
+  const [planes, total, blockSize, width] = shape;
+  const bytes = blockSize * width * elementBytes;
+  const out: [number, number, number][] = [];
+  for (let p = 0; p < planes; p++) {
+    for (let i = 0; i < blocks.length; i++) {
+      const last = out[out.length - 1];
+      const src = (p * total + blocks[i]) * bytes, dst = (p * blocks.length + i) * bytes;
+      if (i > 0 && blocks[i] === blocks[i - 1] + 1) last[2] += bytes;
+      else out.push([src, dst, bytes]);
+    }
+  }
+  return out;
 }
 
 export function numel(shape: readonly number[]): number {

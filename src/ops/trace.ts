@@ -5,7 +5,7 @@
 import type { Backend, Tensor } from './backend.js';
 
 type OpName = Exclude<keyof Backend, 'name' | 'activationDtype' | 'weight' | 'arena' | 'view' | 'buffer' | 'free' | 'writeInt'
-  | 'readFloat' | 'readInt' | 'graph' | 'invalidateGraphs' | 'dispose'>;
+  | 'readFloat' | 'readInt' | 'readBlocks' | 'writeBlocks' | 'graph' | 'invalidateGraphs' | 'dispose'>;
 
 /** The arguments each op writes (whole structs: every tensor inside); every other argument is read. */
 export const OP_WRITES: Record<OpName, number[]> = {

@@ -211,6 +211,21 @@ export class CausalRuntime {
     }
   }
 
+  /** bytes of one block of the KV pool, every layer's K and V */
+  get blockBytes(): number {
+    return tensorBytes([this.pool]) / this.limits.kvBlocks;
+  }
+
+  /** The cache of `blocks` (every layer's K and V), as host bytes: a preempted sequence swapped out. */
+  saveBlocks(blocks: readonly number[]): Uint8Array {
+    return this.backend.readBlocks(this.pool, blocks);
+  }
+
+  /** Puts what saveBlocks returned into `blocks` (as many, any of them). */
+  restoreBlocks(blocks: readonly number[], data: Uint8Array): void {
+    this.backend.writeBlocks(this.pool, blocks, data);
+  }
+
   // ---- passes ----
 
   private sampling(p: Pass, rows: SampleRows, ids: Tensor, m: number, flags: StepFlags): void {

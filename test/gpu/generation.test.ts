@@ -70,7 +70,7 @@ describe('GPU and CPU agree, and concurrent requests each get what they get alon
     assert.deepEqual(tokensOf(await together(gpu, 1)), tokensOf(got), 'random arrivals');
     const small = await loadGenerator(model, { device: 'cuda', dtype: 'f32', maxBatch: 8, prefillChunk: 32, blockSize: 4, kvBlocks: 30 });
     assert.deepEqual(tokensOf(await together(small, 2, 4)), tokensOf(got), 'a pool too small for the load');
-    assert.ok(small.scheduler.stats().preemptions > 0);
+    assert.ok(small.scheduler.stats().preemptions > 0 && small.scheduler.stats().swapOuts > 0, 'preempted caches were swapped out');
     for (const g of [gpu, small]) {
       assert.equal(g.scheduler.stats().blocksUsed, 0);
       const keys = (g.runtime.backend as CudaBackend);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { seededRandom } from '../../src/engine/rng.js';
-import { packSegments, type Activation, type DType, type Tensor } from '../../src/ops/backend.js';
+import { dtypeBytes, packSegments, type Activation, type DType, type Tensor } from '../../src/ops/backend.js';
 import { assertClose } from '../helpers/close.js';
 import { cpu, get, noGpu, put, putInt, randn, rounded, TOL } from './helpers.js';
 
@@ -254,6 +254,25 @@ for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
         assertClose(got, want, 0, 'pool');
       });
     }
+
+    test('swap blocks out to the host and back into other blocks (preemption)', () => {
+      const g = gpu(dtype);
+      const shape = [5, 10, 4, 12], blockValues = 4 * 12;
+      const pool = r(randn(5 * 10 * blockValues));
+      // a run of consecutive blocks (4, 5, 6: one region per plane) and one apart; restored elsewhere
+      const out = [4, 5, 6, 1], into = [8, 2, 3, 9];
+      const [want, got] = [cpu, g].map((b) => {
+        const t = put(b, pool, shape);
+        const bytes = b.readBlocks(t, out);
+        assert.equal(bytes.byteLength, 5 * out.length * blockValues * (b === cpu ? 4 : dtypeBytes(dtype)));
+        b.writeBlocks(t, into, bytes);
+        return get(b, t);
+      });
+      const block = (x: Float32Array, p: number, id: number) => Array.from(x.subarray((p * 10 + id) * blockValues, (p * 10 + id + 1) * blockValues));
+      for (let p = 0; p < 5; p++) out.forEach((src, i) => assert.deepEqual(block(want, p, into[i]), block(pool, p, src), `plane ${p}, block ${src}`));
+      assert.deepEqual(block(want, 2, 7), block(pool, 2, 7), 'other blocks untouched');
+      assertClose(got, want, 0, 'pool');
+    });
 
     test('gather rows and mean pooling', () => {
       const g = gpu(dtype);

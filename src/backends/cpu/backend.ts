@@ -1,7 +1,7 @@
 // The CPU backend: the reference implementation of every op, in plain TypeScript over Float32Array.
 import { fail } from '../../errors.js';
 import { toFloat32, transpose2d, type HostWeight } from '../../loaders/dtypes.js';
-import { numel, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type SampleRows,
+import { blockRegions, numel, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type SampleRows,
   type SequenceTables, type Tensor } from '../../ops/backend.js';
 import { attend, copyBlocks, writeKV, type Paged } from './attention.js';
 import { embed } from './embedding.js';
@@ -102,6 +102,18 @@ export class CpuBackend implements Backend {
 
   readInt(src: Tensor, count: number): Int32Array {
     return i32(src).subarray(0, count);
+  }
+
+  readBlocks(pool: Tensor, blocks: readonly number[]): Uint8Array {
+    const src = f32(pool), bytes = new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
+    const out = new Uint8Array(pool.shape[0] * blocks.length * pool.shape[2] * pool.shape[3] * 4);
+    for (const [at, to, n] of blockRegions(pool.shape, blocks, 4)) out.set(bytes.subarray(at, at + n), to);
+    return out;
+  }
+
+  writeBlocks(pool: Tensor, blocks: readonly number[], data: Uint8Array): void {
+    const dst = f32(pool), bytes = new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength);
+    for (const [at, from, n] of blockRegions(pool.shape, blocks, 4)) bytes.set(data.subarray(from, from + n), at);
   }
 
   graph(_key: string, body: () => void): void {

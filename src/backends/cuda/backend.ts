@@ -2,7 +2,7 @@
 // launchers (one file per kernel family beside this one) and cuBLASLt.
 import { fail } from '../../errors.js';
 import { toFloat32, type HostWeight } from '../../loaders/dtypes.js';
-import { dtypeBytes, numel, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type SampleRows, type Segments,
+import { blockRegions, dtypeBytes, numel, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type SampleRows, type Segments,
   type SequenceTables, type Tensor } from '../../ops/backend.js';
 import { attendDecode, attendPrompt, copyBlocks, writeKV } from './attention.js';
 import { Blas } from './blas.js';
@@ -188,6 +188,20 @@ export class CudaBackend implements Backend {
 
   readInt(src: Tensor, count: number): Int32Array {
     return new Int32Array(this.read(src, count * 4), 0, count);
+  }
+
+  // synchronous copies on the legacy stream, which waits for ours (created blocking)
+  readBlocks(pool: Tensor, blocks: readonly number[]): Uint8Array {
+    const e = dtypeBytes(pool.dtype);
+    const out = new Uint8Array(pool.shape[0] * blocks.length * pool.shape[2] * pool.shape[3] * e);
+    for (const [at, to, n] of blockRegions(pool.shape, blocks, e)) this.driver.call('cuMemcpyDtoH', out.subarray(to, to + n), ptr(pool) + at, n);
+    return out;
+  }
+
+  writeBlocks(pool: Tensor, blocks: readonly number[], data: Uint8Array): void {
+    for (const [at, from, n] of blockRegions(pool.shape, blocks, dtypeBytes(pool.dtype))) {
+      this.driver.call('cuMemcpyHtoD', ptr(pool) + at, data.subarray(from, from + n), n);
+    }
   }
 
   synchronize(): void {
