@@ -55,6 +55,13 @@ interface Row {
   i?: number;
 }
 
+/** How many leading entries two lists share. */
+function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return i;
+}
+
 /** The outputs of rows `idx` of a step, as rows 0.. */
 function pick(out: StepOutput, idx: number[]): StepOutput {
   if (idx.every((x, i) => x === i) && idx.length === out.n) return out;
@@ -571,7 +578,7 @@ export class Scheduler {
     if (next.done) return this.finishBeams(r, search);
     // beam i continues beam parents[i]: it takes the parent's blocks (shared; a block is copied only when
     // a beam writes into a shared one), never a copy of the cache
-    const old = r.seqs.map((s) => ({ tokens: s.tokens, blocks: s.blocks, computed: s.computed, hashes: s.hashes }));
+    const old = r.seqs.map((s) => ({ tokens: s.tokens, blocks: s.blocks, computed: s.computed, hashes: s.hashes, uploaded: s.uploaded }));
     // at the first step only beam 0 exists; the others are copies of it
     const parent = (i: number) => old[Math.min(next.parents[i], old.length - 1)];
     while (r.seqs.length < beams) {
@@ -582,14 +589,15 @@ export class Scheduler {
     }
     for (let i = 0; i < beams; i++) for (const b of parent(i).blocks) this.pool.retain(b);
     for (const o of old) for (const b of o.blocks) this.pool.release(b);
+    // the device already has each slot's old tokens and block-table entries: only what differs goes up
     r.seqs.forEach((s, i) => {
-      const p = parent(i);
+      const p = parent(i), had = old[i];
       s.tokens = [...p.tokens, next.tokens[i]];
       s.blocks = [...p.blocks];
       s.computed = p.computed;
       s.hashes = [...p.hashes];
-      s.uploaded = 0;
-      if (processes(spec)) this.runtime.setHistory(s.slot, s.tokens);
+      s.uploaded = had ? Math.min(had.uploaded, commonPrefix(had.blocks, s.blocks)) : 0;
+      if (processes(spec)) this.runtime.setHistory(s.slot, s.tokens, had ? commonPrefix(had.tokens, s.tokens) : 0);
     });
   }
 
