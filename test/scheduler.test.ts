@@ -2,6 +2,7 @@
 // small for the load) each get exactly what they get alone; cancelled streams free their blocks; shared
 // prompt prefixes are computed once; sessions keep their cache between turns.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -202,6 +203,30 @@ describe('sessions', () => {
     await first;
     assert.throws(() => gen.session({ maxTokens: 10_000 }), /session max tokens/);
     s.close();
+  });
+});
+
+describe('a dropped session', () => {
+  test('a session nobody holds any more gives its cache back when it is garbage-collected', () => {
+    // a child process with --expose-gc: the session is created in a function scope and never closed
+    const index = new URL('../src/index.js', import.meta.url).href;
+    const script = `
+      import { loadGenerator } from ${JSON.stringify(index)};
+      const gen = await loadGenerator(${JSON.stringify(model)}, { device: 'cpu', blockSize: 4 });
+      await (async () => { const s = gen.session(); await s.send('Once upon a time', { maxNewTokens: 6 }); })();
+      const held = gen.scheduler.stats().blocksUsed;
+      let after = held;
+      for (let i = 0; i < 50 && after > 0; i++) {
+        globalThis.gc();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        after = gen.scheduler.stats().blocksUsed;
+      }
+      console.log(JSON.stringify({ held, after }));`;
+    const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, PEREGRINE_DEVICE: 'cpu' } });
+    assert.equal(r.status, 0, r.stderr);
+    const { held, after: left } = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    assert.ok(held > 0, 'the idle session held blocks');
+    assert.equal(left, 0, 'its blocks came back once it was collected');
   });
 });
 

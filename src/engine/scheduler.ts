@@ -163,6 +163,11 @@ export class Scheduler {
     this.admit();
     this.prefill();
     this.decode();
+    if (this.running.length === 0 && this.inflight) {
+      // a step launched ahead for rows that have all finished: let it end, and let go of their requests
+      this.runtime.decodeRead(this.inflight.flags);
+      this.inflight = null;
+    }
     return this.waiting.length > 0 || this.running.length > 0;
   }
 
