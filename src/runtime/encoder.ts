@@ -4,6 +4,7 @@
 // (by powers of two) when an input does not fit.
 import { fail } from '../errors.js';
 import { packSegments, type Backend, type Tensor } from '../ops/backend.js';
+import { checkTokenIds } from '../models/vocab.js';
 import { tensorBytes, type Encoder, type EncoderOutput, type MemoryReport, type Pass } from '../models/model.js';
 import { planPasses, PlannedPasses, type PassInputs } from './pass.js';
 
@@ -100,6 +101,12 @@ export class EncoderRuntime {
 
   encode(seqs: Int32Array[], want: { pooling?: 'cls' | 'mean'; classify?: boolean }): EncoderOutput {
     if (want.classify && this.model.labels.length === 0) fail('bad-request', 'this checkpoint has no sequence-classification head (it is not BertForSequenceClassification)');
+    if (!Array.isArray(seqs) || seqs.length === 0) fail('bad-request', 'no inputs given; pass at least one sequence of token ids');
+    const { vocabSize, maxPositions } = this.model.info;
+    seqs.forEach((s, i) => {
+      if (s.length === 0 || s.length > maxPositions) fail('bad-request', `input ${i} has ${s.length} tokens; give 1 to ${maxPositions} (the model's positions)`);
+      checkTokenIds(s, vocabSize, `input ${i}`, 'ids');
+    });
     const B = seqs.length;
     const lengths = seqs.map((s) => s.length);
     const starts: number[] = [];
