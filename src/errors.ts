@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'file-unreadable'
   | 'bad-safetensors'
   | 'bad-config'
+  | 'unsupported-config'
   | 'unknown-architecture'
   | 'weights-mismatch'
   | 'bad-argument'

@@ -15,7 +15,12 @@ export interface Tensor {
   readonly dtype: DType;
 }
 
-export type Activation = 'none' | 'gelu' | 'gelu_tanh' | 'tanh';
+/**
+ * Elementwise activations of linear/normLinear: gelu = x Phi(x) (erf); gelu_tanh = GPT-2's tanh approximation;
+ * quick_gelu = x sigmoid(1.702 x); silu = x sigmoid(x); relu; tanh. Reference: src/backends/cpu/activations.ts.
+ */
+export type Activation = 'none' | 'gelu' | 'gelu_tanh' | 'tanh' | 'relu' | 'silu' | 'quick_gelu';
+export const ACTIVATIONS: readonly Activation[] = ['none', 'gelu', 'gelu_tanh', 'tanh', 'relu', 'silu', 'quick_gelu'];
 
 /**
  * Runs of consecutive packed rows that belong to one sequence (a prompt, or a chunk of one), as an i32
