@@ -14,7 +14,8 @@ export type ErrorCode =
   | 'cache'
   | 'download'
   | 'device'
-  | 'out-of-memory';
+  | 'out-of-memory'
+  | 'non-finite';
 
 export class PeregrineError extends Error {
   readonly code: ErrorCode;

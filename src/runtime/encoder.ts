@@ -138,7 +138,20 @@ export class EncoderRuntime {
     this.body(a.passes.pass(a.io, T, { table: a.segments, ...seg }), a, B, want, (h) => (out.hidden = b.readFloat(h, T * H).slice()));
     if (want.pooling) out.pooled = b.readFloat(a.pooled, B * H).slice();
     if (want.classify) out.logits = b.readFloat(a.logits, B * this.model.labels.length).slice();
+    // outputs that are not numbers are refused, never handed out (a vector of NaN looks like any other)
+    this.checkFinite(out.hidden, H, (row) => starts.filter((s) => s <= row).length - 1, 'last hidden states');
+    if (out.pooled) this.checkFinite(out.pooled, H, (i) => i, 'pooled vector');
+    if (out.logits) this.checkFinite(out.logits, this.model.labels.length, (i) => i, 'classification logits');
     return out;
+  }
+
+  /** Fails on the first NaN or infinity of `values` (rows of `width`), naming the input of its row. */
+  private checkFinite(values: Float32Array, width: number, inputOf: (row: number) => number, what: string): void {
+    for (let i = 0; i < values.length; i++) {
+      if (Number.isFinite(values[i])) continue;
+      const fix = this.backend.activationDtype === 'f16' ? 'or the computation overflowed in f16; try --dtype bf16 or f32' : 'or the computation overflowed; check the checkpoint';
+      fail('non-finite', `the model computed non-finite values (NaN or infinity) in the ${what} of input ${inputOf(Math.floor(i / width))}: the weights hold NaN or infinity, ${fix}`);
+    }
   }
 
   memory(): MemoryReport {

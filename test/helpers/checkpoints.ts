@@ -1,5 +1,5 @@
 // Small fp32 GPT-2 and BERT checkpoints for tests, with any config fields changed, whose weights are kept
-// (for the naive reference forwards) or are all NaN. Magnitudes are chosen so that every config field
+// (for the naive reference forwards), all NaN, or edited. Magnitudes are chosen so that every config field
 // shows: attention scores of order 1 to 10 (so their scale moves the softmax), LayerNorm inputs of unit
 // variance (so a large epsilon moves the norm), MLP inputs spread over the nonlinear part of the activations.
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -15,16 +15,25 @@ export interface Checkpoint {
   weights: Map<string, Float32Array>;
 }
 
-export type Fill = 'random' | 'nan';
+export interface WriteOptions {
+  /** every weight NaN */
+  nan?: boolean;
+  seed?: number;
+  /** the vocabulary size (default 96; the real tokenizer's, for tests that give text) */
+  vocab?: number;
+  /** changes the weights before they are written (HF names) */
+  edit?: (weights: Map<string, Float32Array>) => void;
+}
 
 /** Writes config.json, model.safetensors and the tokenizer files of `tokenizer` (a folder of test/fixtures/tokenizers). */
-function write(dir: string, config: Record<string, unknown>, shapes: [string, number[], number, number][], tokenizer: string, fill: Fill, seed: number): Checkpoint {
-  const rand = seededRandom(seed);
+function write(dir: string, config: Record<string, unknown>, shapes: [string, number[], number, number][], tokenizer: string, o: WriteOptions, seed: number): Checkpoint {
+  const rand = seededRandom(o.seed ?? seed);
   const weights = new Map<string, Float32Array>();
   for (const [name, shape, std, mean] of shapes) {
     const n = shape.reduce((a, d) => a * d, 1);
-    weights.set(name, Float32Array.from({ length: n }, () => (fill === 'nan' ? NaN : mean + (rand() * 2 - 1) * std * Math.sqrt(3))));
+    weights.set(name, Float32Array.from({ length: n }, () => (o.nan ? NaN : mean + (rand() * 2 - 1) * std * Math.sqrt(3))));
   }
+  o.edit?.(weights);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
   writeSafetensors(join(dir, 'model.safetensors'), shapes.map(([name, shape]) => ({ name, dtype: 'F32', shape, data: weights.get(name)! })), { format: 'pt' });
@@ -33,8 +42,8 @@ function write(dir: string, config: Record<string, unknown>, shapes: [string, nu
 }
 
 /** GPT-2: vocab 96, n_embd 32, 4 heads, 3 layers (so that layer-wise scales differ), n_inner 48, 32 positions. */
-export function writeGpt2(dir: string, changes: Record<string, unknown> = {}, fill: Fill = 'random', seed = 7): Checkpoint {
-  const V = 96, H = 32, L = 3, F = 48, P = 32;
+export function writeGpt2(dir: string, changes: Record<string, unknown> = {}, o: WriteOptions = {}): Checkpoint {
+  const V = o.vocab ?? 96, H = 32, L = 3, F = 48, P = 32;
   const config = {
     architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', vocab_size: V, n_embd: H, n_head: 4, n_layer: L, n_inner: F,
     n_positions: P, bos_token_id: 0, eos_token_id: 0, ...changes,
@@ -52,12 +61,12 @@ export function writeGpt2(dir: string, changes: Record<string, unknown> = {}, fi
     );
   }
   shapes.push(['ln_f.weight', [H], 0.2, 1], ['ln_f.bias', [H], 0.1, 0]);
-  return write(dir, config, shapes, 'gpt2', fill, seed);
+  return write(dir, config, shapes, 'gpt2', o, 7);
 }
 
 /** BERT: vocab 96, hidden 32, 4 heads, 2 layers, intermediate 48, 32 positions; BertForSequenceClassification ("bert." prefix) with `labels`. */
-export function writeBert(dir: string, changes: Record<string, unknown> = {}, labels = 0, fill: Fill = 'random', seed = 8): Checkpoint {
-  const V = 96, H = 32, L = 2, F = 48, P = 32;
+export function writeBert(dir: string, changes: Record<string, unknown> = {}, labels = 0, o: WriteOptions = {}): Checkpoint {
+  const V = o.vocab ?? 96, H = 32, L = 2, F = 48, P = 32;
   const config: Record<string, unknown> = {
     architectures: [labels ? 'BertForSequenceClassification' : 'BertModel'], model_type: 'bert', vocab_size: V, hidden_size: H,
     num_attention_heads: 4, num_hidden_layers: L, intermediate_size: F, max_position_embeddings: P, type_vocab_size: 2, ...changes,
@@ -80,5 +89,5 @@ export function writeBert(dir: string, changes: Record<string, unknown> = {}, la
   }
   shapes.push([pre + 'pooler.dense.weight', [H, H], 1 / Math.sqrt(H), 0], [pre + 'pooler.dense.bias', [H], 0.1, 0]);
   if (labels) shapes.push(['classifier.weight', [labels, H], 1 / Math.sqrt(H), 0], ['classifier.bias', [labels], 0.1, 0]);
-  return write(dir, config, shapes, 'bert-base-uncased', fill, seed);
+  return write(dir, config, shapes, 'bert-base-uncased', o, 8);
 }
