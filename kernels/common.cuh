@@ -71,12 +71,16 @@ __device__ __forceinline__ float block_reduce(float x, float identity, float* sc
 __device__ __forceinline__ float block_sum(float x, float* scratch) { return block_reduce<warp_sum>(x, 0.f, scratch); }
 __device__ __forceinline__ float block_max(float x, float* scratch) { return block_reduce<warp_max>(x, -INFINITY, scratch); }
 
-// Activations, matching src/backends/cpu/activations.ts. act: 0 none, 1 gelu (erf), 2 gelu_tanh, 3 tanh.
+// Activations, matching src/backends/cpu/activations.ts (codes: ACT_CODE in src/backends/cuda/linear.ts).
+// act: 0 none, 1 gelu (erf), 2 gelu_tanh, 3 tanh, 4 relu, 5 silu, 6 quick_gelu. NaN stays NaN in each.
 __device__ __forceinline__ float activate(float x, int act) {
   switch (act) {
     case 1: return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
     case 2: return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
     case 3: return tanhf(x);
+    case 4: return x < 0.f ? 0.f : x;
+    case 5: return x / (1.f + expf(-x));
+    case 6: return x / (1.f + expf(-1.702f * x));
     default: return x;
   }
 }

@@ -40,7 +40,7 @@ constexpr int REQUEST_STRIDE = R_LIST + LIST_CAPACITY;
 constexpr int MAX_CANDIDATES = 64;
 constexpr int MAX_TOP_LOGPROBS = 20;
 constexpr int MAX_CHUNKS = 32;
-constexpr int CANDIDATE_SCRATCH = 2 * MAX_CHUNKS * MAX_CANDIDATES;
+constexpr int CANDIDATE_SCRATCH = 2 * MAX_CHUNKS * MAX_CANDIDATES + MAX_CHUNKS;
 constexpr int LOGPROB_STRIDE = 1 + 2 * MAX_TOP_LOGPROBS;
 
 __device__ __forceinline__ const int* request_of(const int* requests, int slot) {
@@ -276,9 +276,11 @@ __device__ void block_topk(int N, int k, int cap, Get get, Put put, TopkShared& 
 }
 
 // Scratch row of the candidates (CANDIDATE_SCRATCH int32): chunk c's list at keys [c * 64, c * 64 + k)
-// and ids [2048 + c * 64, ...), best first. In the logprobs pass (k <= 20) keys 62 and 63 of a chunk hold
-// its max and sum of exp(x - max), as f32 bits.
+// and ids [2048 + c * 64, ...), best first, then at [4096 + c] whether the chunk holds a NaN or +Infinity
+// (selectCandidates' status). In the logprobs pass (k <= 20) keys 62 and 63 of a chunk hold its max and
+// sum of exp(x - max), as f32 bits.
 constexpr int SCRATCH_IDS = MAX_CHUNKS * MAX_CANDIDATES;
+constexpr int SCRATCH_FLAGS = 2 * MAX_CHUNKS * MAX_CANDIDATES;
 constexpr int LSE_MAX = MAX_CANDIDATES - 2, LSE_SUM = MAX_CANDIDATES - 1;
 
 // The k a row selects: what 0 = selectCandidates (candidatesOf), 1 = logprobs (the request's K, -1: none).
@@ -290,17 +292,26 @@ __device__ __forceinline__ int row_k(const int* q, int what) {
 
 // Stage 1 of selectCandidates and of logprobs' top-K (topK in src/backends/cpu/sampling.ts): grid (rows,
 // chunks); each block writes the exact top-k of its chunk of the row to scratch, and in the logprobs pass
-// the chunk's share of the log-sum-exp. Rows whose k is 0 do nothing.
+// the chunk's share of the log-sum-exp. In the selectCandidates pass every row but a padding row also
+// notes whether its chunk holds a NaN or +Infinity (rowStatus); otherwise rows whose k is 0 do nothing.
 extern "C" __global__ void __launch_bounds__(TOPK_THREADS)
     topk_chunks(int* scratch, const float* x, int V, int cs, const int* slots, const int* requests, int what, int cap) {
   __shared__ TopkShared s;
   __shared__ float red[32];
   const int row = blockIdx.x, c = blockIdx.y;
-  const int k = row_k(request_of(requests, slots[row]), what);
-  if (k == 0 && what == 0) return;
-  if (k < 0) return;
+  const int* q = request_of(requests, slots[row]);
+  const int k = row_k(q, what);
   const int lo = c * cs, len = min(cs, V - lo);
   const float* xs = x + (size_t)row * V + lo;
+  if (what == 0 && q[R_MODE] != MODE_NONE) {
+    // !(v < inf): NaN or +Infinity. The row is in cache for the selection that follows.
+    bool bad = false;
+    for (int i = threadIdx.x; i < len; i += TOPK_THREADS) bad |= !(xs[i] < INFINITY);
+    bad = __syncthreads_or(bad);
+    if (threadIdx.x == 0) scratch[(size_t)row * CANDIDATE_SCRATCH + SCRATCH_FLAGS + c] = bad ? 1 : 0;
+  }
+  if (k == 0 && what == 0) return;
+  if (k < 0) return;
   int* keys = scratch + (size_t)row * CANDIDATE_SCRATCH + c * MAX_CANDIDATES;
   int* ids = keys + SCRATCH_IDS;
   const int kk = min(k, len);
@@ -338,14 +349,24 @@ __device__ __forceinline__ uint64_t listed(const int* keys, int q, int chunks, i
 }
 
 // Stage 2 of selectCandidates (src/backends/cpu/sampling.ts): one block per row merges the chunks' lists
-// into the row's k best, [rows, MAX_CANDIDATES] values and ids; entries past min(k, V) are left alone.
+// into the row's k best, [rows, MAX_CANDIDATES] values and ids; entries past min(k, V) are left alone. The
+// row's status (1: a NaN or +Infinity somewhere in the row) is the chunks' flags together; padding rows
+// (MODE_NONE) are left alone.
 extern "C" __global__ void __launch_bounds__(TOPK_THREADS)
-    topk_merge(float* values, int* ids, const int* scratch, int V, int cs, int chunks, const int* slots, const int* requests, int cap) {
+    topk_merge(float* values, int* ids, int* status, const int* scratch, int V, int cs, int chunks, const int* slots,
+               const int* requests, int cap) {
   __shared__ TopkShared s;
   const int row = blockIdx.x;
-  const int k = candidates_of(request_of(requests, slots[row]));
-  if (k == 0) return;
+  const int* q = request_of(requests, slots[row]);
+  if (q[R_MODE] == MODE_NONE) return;
   const int* keys = scratch + (size_t)row * CANDIDATE_SCRATCH;
+  if (threadIdx.x == 0) {
+    int bad = 0;
+    for (int c = 0; c < chunks; c++) bad |= keys[SCRATCH_FLAGS + c];
+    status[row] = bad;
+  }
+  const int k = candidates_of(q);
+  if (k == 0) return;
   float* vo = values + (size_t)row * MAX_CANDIDATES;
   int* io = ids + (size_t)row * MAX_CANDIDATES;
   block_topk(chunks * k, min(k, V), cap, [&](int q) { return listed(keys, q, chunks, V, cs); },

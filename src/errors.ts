@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'file-unreadable'
   | 'bad-safetensors'
   | 'bad-config'
+  | 'unsupported-config'
   | 'unknown-architecture'
   | 'weights-mismatch'
   | 'bad-argument'
@@ -13,7 +14,8 @@ export type ErrorCode =
   | 'cache'
   | 'download'
   | 'device'
-  | 'out-of-memory';
+  | 'out-of-memory'
+  | 'non-finite';
 
 export class PeregrineError extends Error {
   readonly code: ErrorCode;

@@ -1,7 +1,7 @@
 // The CPU reference ops against plain textbook loops, on random inputs of awkward sizes.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { erf, gelu, geluTanh } from '../src/backends/cpu/activations.js';
+import { applyActivation, erf, gelu, geluTanh } from '../src/backends/cpu/activations.js';
 import { attend, copyBlocks, writeKV, type Paged } from '../src/backends/cpu/attention.js';
 import { addBiasResidualLayerNorm, layerNorm } from '../src/backends/cpu/layernorm.js';
 import { linear } from '../src/backends/cpu/linear.js';
@@ -10,16 +10,21 @@ import { seededRandom } from '../src/engine/rng.js';
 import { CpuBackend } from '../src/backends/cpu/backend.js';
 import { planArena } from '../src/ops/plan.js';
 import { liveRanges, OpRecorder } from '../src/ops/trace.js';
+import { ACTIVATIONS, type Activation } from '../src/ops/backend.js';
 import { assertClose } from './helpers/close.js';
+import { HF_ACT } from './helpers/naive-ops.js';
 
 const rand = seededRandom(42);
 const randn = (n: number) => Float32Array.from({ length: n }, () => rand() * 2 - 1);
+
+/** The Hugging Face name of each op-set activation, whose textbook definition (helpers/naive-ops.ts) it must match. */
+const HF_NAME: Record<Activation, string> = { none: 'linear', gelu: 'gelu', gelu_tanh: 'gelu_new', tanh: 'tanh', relu: 'relu', silu: 'silu', quick_gelu: 'quick_gelu' };
 
 describe('linear', () => {
   for (const [M, N, K] of [[1, 1, 1], [1, 7, 5], [3, 33, 17], [4, 64, 64], [5, 1000, 3], [9, 13, 130], [1, 50, 1601]]) {
     test(`[${M}x${K}] x [${N}x${K}]^T + bias, every activation`, () => {
       const x = randn(M * K), w = randn(N * K), b = randn(N);
-      for (const act of ['none', 'gelu', 'gelu_tanh', 'tanh'] as const) {
+      for (const act of ACTIVATIONS) {
         const out = new Float32Array(M * N);
         linear(out, x, w, act === 'none' ? null : b, act, M, N, K);
         const want = new Float32Array(M * N);
@@ -27,7 +32,7 @@ describe('linear', () => {
           for (let j = 0; j < N; j++) {
             let s = act === 'none' ? 0 : b[j];
             for (let k = 0; k < K; k++) s += x[m * K + k] * w[j * K + k];
-            want[m * N + j] = act === 'gelu' ? gelu(s) : act === 'gelu_tanh' ? geluTanh(s) : act === 'tanh' ? Math.tanh(s) : s;
+            want[m * N + j] = HF_ACT[HF_NAME[act]](s);
           }
         }
         assertClose(out, want, 1e-6, act);
@@ -40,6 +45,13 @@ describe('activations', () => {
   test('erf matches known values to 2e-7', () => {
     const known: [number, number][] = [[0, 0], [0.1, 0.1124629160], [0.5, 0.5204998778], [1, 0.8427007929], [2, 0.9953222650], [-1.5, -0.9661051465], [4, 0.9999999846]];
     for (const [x, v] of known) assert.ok(Math.abs(erf(x) - v) < 2e-7, `erf(${x}) = ${erf(x)}, want ${v}`);
+  });
+  test('NaN stays NaN through every activation', () => {
+    for (const act of ACTIVATIONS) {
+      const x = Float32Array.of(NaN, 1);
+      applyActivation(x, 0, 2, act);
+      assert.ok(Number.isNaN(x[0]), act);
+    }
   });
   test('gelu and its tanh approximation agree to 1e-3 and differ', () => {
     let maxDiff = 0;

@@ -118,7 +118,7 @@ describe('sampling', () => {
     const cand = { values: b.buffer([draws, MAX_CANDIDATES], 'f32'), ids: b.buffer([draws, MAX_CANDIDATES], 'i32'), scratch: b.buffer([1, CANDIDATE_SCRATCH], 'i32') };
     const ids = b.buffer([draws], 'i32');
     const seqs = { requests, history, topP };
-    b.selectCandidates(cand, rows, { slots, lengths }, seqs, draws);
+    b.selectCandidates(cand, rows, { slots, lengths }, seqs, draws, b.buffer([draws], 'i32'));
     b.sample(ids, rows, cand, { slots, lengths }, seqs, draws);
     const c = new Array(V).fill(0);
     for (const id of b.readInt(ids, draws)) c[id]++;

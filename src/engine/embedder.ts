@@ -1,5 +1,6 @@
 // Sentence embeddings, hidden states and sequence classification over an encoder model.
 import { fail } from '../errors.js';
+import { checkTokenIds } from '../models/vocab.js';
 import type { EncoderRuntime } from '../runtime/encoder.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
@@ -22,15 +23,16 @@ export interface Classification {
 export class Embedder {
   constructor(readonly model: EncoderRuntime, readonly tokenizer: Tokenizer) {}
 
-  /** Token ids per text, with the tokenizer's special tokens ([CLS] ... [SEP]). */
+  /** Token ids per text, with the tokenizer's special tokens ([CLS] ... [SEP]); ids the model has no embeddings for are refused. */
   encodeTexts(texts: string[]): Int32Array[] {
     if (!Array.isArray(texts) || texts.length === 0) fail('bad-request', 'no inputs given; pass at least one text');
-    const maxPos = this.model.info.maxPositions;
+    const { maxPositions: maxPos, vocabSize } = this.model.info;
     return texts.map((t, i) => {
       if (typeof t !== 'string') fail('bad-request', `input ${i} is not a string`);
       const ids = this.tokenizer.encode(t);
       if (ids.length === 0) fail('bad-request', `input ${i} produced no tokens`);
       if (ids.length > maxPos) fail('bad-request', `input ${i} has ${ids.length} tokens, beyond the model's ${maxPos} positions; shorten it`);
+      checkTokenIds(ids, vocabSize, `input ${i}`, 'text');
       return Int32Array.from(ids);
     });
   }

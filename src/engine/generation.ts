@@ -3,6 +3,7 @@
 // it would get alone.
 import { fail, PeregrineError } from '../errors.js';
 import type { CausalRuntime } from '../runtime/causal.js';
+import { checkTokenIds } from '../models/vocab.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { checkOptions, type GenerateOptions, type RequestSpec } from './options.js';
 import { Request, type Carried, type GenerationResult, type RequestSink, type TokenEvent } from './request.js';
@@ -89,7 +90,7 @@ export class TextGenerator {
     return this.runtime.model;
   }
 
-  /** Tokenizes prompts, refusing empty ones. */
+  /** Tokenizes prompts, refusing empty ones and ids the model has no embeddings for. */
   encodePrompts(prompts: string[]): number[][] {
     if (!Array.isArray(prompts) || prompts.length === 0) fail('bad-request', 'no prompts given; pass at least one prompt');
     return prompts.map((p, i) => {
@@ -97,6 +98,7 @@ export class TextGenerator {
       if (typeof p !== 'string') fail('bad-request', `${which} is not a string`);
       const ids = this.tokenizer.encode(p);
       if (ids.length === 0) fail('bad-request', `${which} is empty; give at least one token of text`);
+      checkTokenIds(ids, this.model.info.vocabSize, which, 'text');
       return ids;
     });
   }
@@ -112,7 +114,7 @@ export class TextGenerator {
     for (const [i, p] of prompts.entries()) {
       const which = prompts.length > 1 ? `prompt ${i}` : 'the prompt';
       if (!Array.isArray(p) || p.length === 0) fail('bad-request', `${which} has no tokens`);
-      if (p.some((id) => !Number.isSafeInteger(id) || id < 0 || id >= V)) fail('bad-request', `${which} has a token id outside the vocabulary (0 .. ${V - 1})`);
+      checkTokenIds(p, V, which, 'ids');
       const total = carried + p.length + spec.maxNewTokens;
       if (total > maxPos) {
         fail('bad-request', `${which} has ${carried + p.length} tokens; with ${spec.maxNewTokens} new tokens that is ${total} positions, beyond the model's ${maxPos}; shorten the prompt or ask for fewer new tokens`);

@@ -7,7 +7,7 @@
 // have. Beam groups, and requests beyond the swap space, are recomputed from their tokens instead (random
 // numbers depend only on seed and position, so a recomputation draws the same tokens wherever the
 // recomputed keys and values are the same bits).
-import { fail } from '../errors.js';
+import { fail, PeregrineError } from '../errors.js';
 import { LOGPROB_STRIDE, MAX_CANDIDATES } from '../ops/requests.js';
 import type { CausalRuntime, PrefillChunk, StepFlags, StepOutput } from '../runtime/causal.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
@@ -72,7 +72,7 @@ function pick(out: StepOutput, idx: number[]): StepOutput {
     return b;
   };
   return {
-    n: idx.length, ids: sub(out.ids, 1)!, logprobs: sub(out.logprobs, LOGPROB_STRIDE),
+    n: idx.length, ids: sub(out.ids, 1)!, status: sub(out.status, 1)!, logprobs: sub(out.logprobs, LOGPROB_STRIDE),
     candValues: sub(out.candValues, MAX_CANDIDATES), candIds: sub(out.candIds, MAX_CANDIDATES),
   };
 }
@@ -505,8 +505,9 @@ export class Scheduler {
     this.inflight = { rows: rows.map((x, i) => ({ ...x, i })), flags };
   }
 
-  /** Tokens for a request's sequences from rows `idx` of a pass. */
+  /** Tokens for a request's sequences from rows `idx` of a pass; a row whose logits were not finite ends the request. */
   private drawn(r: Request, seqs: Sequence[], out: StepOutput, idx: number[]): void {
+    if (idx.some((row) => out.status[row] !== 0)) return this.broken(r, seqs[0].length);
     if (r.spec.beam) return this.beamStep(r, out, idx);
     const seq = seqs[0], row = idx[0];
     const id = out.ids[row];
@@ -554,6 +555,19 @@ export class Scheduler {
       r.cancel(err instanceof Error ? err : new Error(String(err)));
       return false;
     }
+  }
+
+  /**
+   * Fails a request whose logits held a NaN or +Infinity after `tokens` tokens: whatever it drew would be
+   * noise. Only this request stops; the rest of the batch computes its own rows and goes on.
+   */
+  private broken(r: Request, tokens: number): void {
+    const i = this.running.indexOf(r);
+    if (i >= 0) this.running.splice(i, 1);
+    this.release(r, 'failed');
+    const f16 = this.runtime.backend.activationDtype === 'f16';
+    r.sink.error(new PeregrineError('non-finite', `the model computed non-finite logits (NaN or infinity) for prompt ${r.index} at ${tokens} tokens, so its generation stopped: `
+      + (f16 ? 'the weights hold NaN or infinity, or the computation overflowed in f16; try --dtype bf16 or f32' : 'the weights hold NaN or infinity, or the computation overflowed; check the checkpoint')));
   }
 
   private finish(r: Request, reason: 'eos' | 'length' | 'stop'): void {

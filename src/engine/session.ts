@@ -3,6 +3,7 @@
 // to the pool when the session is closed or garbage-collected, or when the pool needs them for running
 // requests (the session's next turn then computes its conversation again).
 import { fail } from '../errors.js';
+import { checkTokenIds } from '../models/vocab.js';
 import type { CallOptions, TextGenerator } from './generation.js';
 import type { Carried, GenerationResult, TokenEvent } from './request.js';
 import type { Scheduler } from './scheduler.js';
@@ -62,6 +63,7 @@ export class Session {
     const first = this.carried.tokens.length === 0;
     const ids = typeof input === 'string' ? this.gen.tokenizer.encode(input, first) : input;
     if (ids.length === 0) fail('bad-request', 'the turn is empty; give at least one token');
+    checkTokenIds(ids, this.gen.model.info.vocabSize, 'the turn', typeof input === 'string' ? 'text' : 'ids');
     const total = this.carried.tokens.length + ids.length + spec.maxNewTokens;
     if (total > this.maxTokens) {
       fail('bad-request', `the session holds ${this.carried.tokens.length} tokens; this turn's ${ids.length} and ${spec.maxNewTokens} new tokens would make ${total}, beyond its limit of ${this.maxTokens}; start a new session`);

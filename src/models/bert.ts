@@ -1,8 +1,8 @@
 // BERT (BertModel, BertForSequenceClassification): post-LayerNorm encoder, bidirectional attention over
-// each sequence, exact gelu. Sequences are packed without padding; attention sees only its own sequence.
+// each sequence, exact gelu (by default). Sequences are packed without padding; attention sees only its own sequence.
 import { fail } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
-import type { Backend, Tensor } from '../ops/backend.js';
+import type { Activation, Backend, Tensor } from '../ops/backend.js';
 import { ConfigReader, divides } from './config.js';
 import type { Architecture, Encoder, ModelInfo, Pass } from './model.js';
 import { Checkpoint, detectPrefix } from './weights.js';
@@ -16,18 +16,26 @@ interface BertConfig {
   maxPositions: number;
   typeVocab: number;
   eps: number;
+  /** the intermediate layer's activation (hidden_act) */
+  act: Activation;
   labels: string[];
 }
 
+/**
+ * Every field of BertConfig that changes what is computed (dropout does not at inference; add_cross_attention
+ * does not without encoder states): layer_norm_eps, hidden_act (any name in activations.ts),
+ * type_vocab_size; refused: position_embedding_type other than absolute (relative_key and
+ * relative_key_query add learned distance embeddings to the scores), is_decoder (causal attention), and a
+ * non-empty pruned_heads.
+ */
 function readConfig(raw: Record<string, unknown>, className: string): BertConfig {
   const c = new ConfigReader(raw, 'BERT config');
   const hidden = c.int('hidden_size');
   const heads = c.int('num_attention_heads');
   divides('BERT config', 'hidden_size', hidden, heads);
-  const act = c.string('hidden_act', 'gelu');
-  if (act !== 'gelu') fail('bad-config', `BERT config: hidden_act ${JSON.stringify(act)} is not supported (Peregrine runs gelu)`);
-  const posType = c.string('position_embedding_type', 'absolute');
-  if (posType !== 'absolute') fail('bad-config', `BERT config: position_embedding_type ${JSON.stringify(posType)} is not supported (only absolute)`);
+  if (c.string('position_embedding_type', 'absolute') !== 'absolute') c.unsupported('position_embedding_type', 'only absolute position embeddings');
+  if (c.bool('is_decoder', false)) c.unsupported('is_decoder', 'BERT runs as a bidirectional encoder');
+  c.noPrunedHeads();
   let labels: string[] = [];
   if (className === 'BertForSequenceClassification') {
     const id2label = raw.id2label as Record<string, string> | undefined;
@@ -43,6 +51,7 @@ function readConfig(raw: Record<string, unknown>, className: string): BertConfig
     maxPositions: c.int('max_position_embeddings'),
     typeVocab: c.int('type_vocab_size', 2),
     eps: c.number('layer_norm_eps', 1e-12),
+    act: c.activation('hidden_act', 'gelu'),
     labels,
   };
 }
@@ -103,7 +112,7 @@ class Bert implements Encoder {
 
   forward(p: Pass): Tensor {
     const b = p.ops, n = p.n, T = p.capacity;
-    const { hidden: H, inner: F, heads, eps } = this.cfg;
+    const { hidden: H, inner: F, heads, eps, act } = this.cfg;
     const w = this.w;
     const shape = { heads, headDim: H / heads, scale: 1 / Math.sqrt(H / heads) };
     const hidden = p.buffer('hidden', [T, H]), mid = p.buffer('mid', [T, H]);
@@ -119,7 +128,7 @@ class Bert implements Encoder {
       b.attend(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, shape, n, p.segments!);
       b.linear(proj, attn, L.projW, null, 'none', n);
       b.addBiasResidualLayerNorm(mid, mid, proj, L.projB, hidden, L.ln1.g, L.ln1.b, eps, n);
-      b.linear(fc, mid, L.fcW, L.fcB, 'gelu', n);
+      b.linear(fc, mid, L.fcW, L.fcB, act, n);
       b.linear(fc2, fc, L.fc2W, null, 'none', n);
       b.addBiasResidualLayerNorm(hidden, hidden, fc2, L.fc2B, mid, L.ln2.g, L.ln2.b, eps, n);
     }

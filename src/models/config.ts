@@ -1,5 +1,8 @@
-// Reading fields of a Hugging Face config.json with one-line errors that name the field.
+// Reading fields of a Hugging Face config.json with one-line errors that name the field. A field whose
+// value changes the computation is either implemented or refused by name (unsupported): never ignored.
 import { fail } from '../errors.js';
+import type { Activation } from '../ops/backend.js';
+import { HF_ACTIVATIONS } from './activations.js';
 
 export class ConfigReader {
   constructor(private readonly raw: Record<string, unknown>, private readonly where: string) {}
@@ -51,6 +54,27 @@ export class ConfigReader {
     if (v === undefined || v === null) return fallback;
     if (typeof v !== 'boolean') this.bad(key, 'true or false');
     return v;
+  }
+
+  /** An activation function by its Hugging Face name (activations.ts); names Peregrine does not compute are refused. */
+  activation(key: string, fallback: string): Activation {
+    const name = this.string(key, fallback);
+    const act = Object.hasOwn(HF_ACTIVATIONS, name) ? HF_ACTIVATIONS[name] : undefined;
+    if (act === undefined) this.unsupported(key, `Peregrine computes ${Object.keys(HF_ACTIVATIONS).join(', ')}`);
+    return act;
+  }
+
+  /** Refuses the checkpoint: field `key` has a value that changes the computation in a way Peregrine does not implement. */
+  unsupported(key: string, what: string): never {
+    return fail('unsupported-config', `${this.where}: ${key} ${JSON.stringify(this.raw[key])} is not supported (${what}); this checkpoint cannot run on Peregrine`);
+  }
+
+  /** Refuses a non-empty pruned_heads (layers with fewer heads than the config says). */
+  noPrunedHeads(): void {
+    const v = this.raw.pruned_heads;
+    if (v === undefined || v === null) return;
+    if (typeof v !== 'object') this.bad('pruned_heads', 'an object of pruned heads per layer');
+    if (Object.values(v).some((heads) => !Array.isArray(heads) || heads.length > 0)) this.unsupported('pruned_heads', 'every layer must keep all its heads');
   }
 
   /** A token id or a list of them (configs allow both); [] when absent. */

@@ -1,8 +1,7 @@
-// GPT-2 (GPT2LMHeadModel): pre-LayerNorm decoder, learned positions, gelu_new, LM head tied to wte.
+// GPT-2 (GPT2LMHeadModel): pre-LayerNorm decoder, learned positions, gelu_new (by default), LM head tied to wte.
 // Written once over the op set; every backend runs this file.
-import { fail } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
-import type { Backend, Tensor } from '../ops/backend.js';
+import type { Activation, AttentionShape, Backend, Tensor } from '../ops/backend.js';
 import { ConfigReader, divides } from './config.js';
 import type { Architecture, CausalLM, ModelInfo, Pass } from './model.js';
 import { Checkpoint, detectPrefix } from './weights.js';
@@ -15,26 +14,45 @@ interface Gpt2Config {
   inner: number;
   maxPositions: number;
   eps: number;
+  /** the MLP's activation (activation_function) */
+  act: Activation;
+  /** softmax(q k^T * scale) of each layer */
+  attentionScales: number[];
   eos: number[];
 }
 
+/**
+ * Every field of GPT2Config that changes what is computed (dropout does not at inference; add_cross_attention
+ * does not without encoder states):
+ * - layer_norm_epsilon, n_inner, activation_function (any name in activations.ts);
+ * - scale_attn_weights (divide scores by sqrt(head size), default true) and scale_attn_by_inverse_layer_idx
+ *   (divide layer l's scores by l + 1): each layer's attention scale;
+ * - reorder_and_upcast_attn: Hugging Face computes the scores and softmax in fp32 under fp16 instead of in
+ *   fp16. Peregrine's attention kernels always do (kernels/attention.cu: q is scaled and dotted with k in
+ *   fp32, the softmax and the weighted sum of v are fp32), so the flag changes nothing here;
+ * - pruned_heads: refused unless empty.
+ */
 function readConfig(raw: Record<string, unknown>): Gpt2Config {
   const c = new ConfigReader(raw, 'GPT-2 config');
   const hidden = c.int(['n_embd', 'hidden_size']);
   const heads = c.int(['n_head', 'num_attention_heads']);
   divides('GPT-2 config', 'n_embd', hidden, heads);
-  const act = c.string('activation_function', 'gelu_new');
-  if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') {
-    fail('bad-config', `GPT-2 config: activation_function ${JSON.stringify(act)} is not supported (Peregrine runs gelu_new)`);
-  }
+  const layers = c.int(['n_layer', 'num_hidden_layers']);
+  const scaleWeights = c.bool('scale_attn_weights', true);
+  const byLayer = c.bool('scale_attn_by_inverse_layer_idx', false);
+  c.bool('reorder_and_upcast_attn', false);
+  c.noPrunedHeads();
+  const base = scaleWeights ? 1 / Math.sqrt(hidden / heads) : 1;
   return {
     vocab: c.int('vocab_size'),
     hidden,
-    layers: c.int(['n_layer', 'num_hidden_layers']),
+    layers,
     heads,
     inner: c.optionalInt('n_inner') || 4 * hidden,
     maxPositions: c.int(['n_positions', 'max_position_embeddings']),
     eps: c.number('layer_norm_epsilon', 1e-5),
+    act: c.activation('activation_function', 'gelu_new'),
+    attentionScales: Array.from({ length: layers }, (_, l) => (byLayer ? base / (l + 1) : base)),
     eos: c.tokenIds('eos_token_id'),
   };
 }
@@ -89,18 +107,20 @@ class Gpt2 implements CausalLM {
   readonly eosTokenIds: number[];
   readonly cacheWidth: number;
   private readonly w: ReturnType<typeof loadWeights>;
+  /** each layer's attention shape: the scale is a per-layer scalar of the attention ops */
+  private readonly shapes: AttentionShape[];
 
   constructor(backend: Backend, private readonly cfg: Gpt2Config, ckpt: Checkpoint, readonly info: ModelInfo) {
     this.eosTokenIds = cfg.eos;
     this.cacheWidth = cfg.hidden;
     this.w = loadWeights(backend, ckpt, cfg);
+    this.shapes = cfg.attentionScales.map((scale) => ({ heads: cfg.heads, headDim: cfg.hidden / cfg.heads, scale }));
   }
 
   forward(p: Pass): Tensor {
     const b = p.ops, n = p.n, T = p.capacity;
-    const { hidden: H, inner: F, heads, eps } = this.cfg;
+    const { hidden: H, inner: F, eps, act } = this.cfg;
     const w = this.w;
-    const shape = { heads, headDim: H / heads, scale: 1 / Math.sqrt(H / heads) };
     const x = p.buffer('residual', [T, H]);
     // LayerNorm output where the backend does not fuse it into the GEMM
     const normed = p.buffer('normed', [T, H]);
@@ -108,7 +128,7 @@ class Gpt2 implements CausalLM {
     const fc = p.buffer('fc', [T, F]), fc2 = p.buffer('fc2', [T, H]);
     b.embed(x, p.ids, p.positions, w.wte, w.wpe, null, null, n);
     for (let l = 0; l < w.layers.length; l++) {
-      const L = w.layers[l];
+      const L = w.layers[l], shape = this.shapes[l];
       const { k, v } = p.cache(l);
       b.normLinear(qkv, x, L.ln1g, L.ln1b, eps, L.qkvW, L.qkvB, 'none', n, normed);
       if (p.segments) {
@@ -118,7 +138,7 @@ class Gpt2 implements CausalLM {
         b.decodeAttention(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, shape, n);
       }
       b.linearResidual(x, attn, L.projW, L.projB, n, proj);
-      b.normLinear(fc, x, L.ln2g, L.ln2b, eps, L.fcW, L.fcB, 'gelu_tanh', n, normed);
+      b.normLinear(fc, x, L.ln2g, L.ln2b, eps, L.fcW, L.fcB, act, n, normed);
       b.linearResidual(x, fc, L.fc2W, L.fc2B, n, fc2);
     }
     return x;

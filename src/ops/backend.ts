@@ -15,7 +15,12 @@ export interface Tensor {
   readonly dtype: DType;
 }
 
-export type Activation = 'none' | 'gelu' | 'gelu_tanh' | 'tanh';
+/**
+ * Elementwise activations of linear/normLinear: gelu = x Phi(x) (erf); gelu_tanh = GPT-2's tanh approximation;
+ * quick_gelu = x sigmoid(1.702 x); silu = x sigmoid(x); relu; tanh. Reference: src/backends/cpu/activations.ts.
+ */
+export type Activation = 'none' | 'gelu' | 'gelu_tanh' | 'tanh' | 'relu' | 'silu' | 'quick_gelu';
+export const ACTIVATIONS: readonly Activation[] = ['none', 'gelu', 'gelu_tanh', 'tanh', 'relu', 'silu', 'quick_gelu'];
 
 /**
  * Runs of consecutive packed rows that belong to one sequence (a prompt, or a chunk of one), as an i32
@@ -148,8 +153,13 @@ export interface Backend {
    * the log-softmax, as Hugging Face's beam search applies them.
    */
   processLogits(scores: Tensor, logits: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void;
-  /** The best k candidates of scores[r] (k from the request: beams, top-k, or 1 for greedy), by value then lowest id. */
-  selectCandidates(out: Candidates, scores: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void;
+  /**
+   * The best k candidates of scores[r] (k from the request: beams, top-k, or 1 for greedy), by value then lowest
+   * id; and status[r] ([rows] i32) = 1 when scores[r] holds a NaN or +Infinity (broken weights or an overflow:
+   * no token can be drawn from it), else 0, for every row but padding rows (MODE.NONE), whatever its k. The
+   * status is how a pass reports non-finite logits without a read of its own (it goes back with the ids).
+   */
+  selectCandidates(out: Candidates, scores: Tensor, rows: SampleRows, seqs: SequenceTables, n: number, status: Tensor): void;
   /**
    * ids[r] = the token drawn for each SAMPLE row from scores[r] (and its candidates), appended to the
    * sequence's history at rows.lengths[r]; updates the runtime top-p. Other rows are left alone.

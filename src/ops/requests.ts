@@ -59,8 +59,11 @@ export const REQUEST_STRIDE = REQ.LIST + LIST_CAPACITY; // 512 ints, 2 KiB per s
 /** The most candidates a row can ask for: top-k <= this uses the candidate path; beams <= this / 2. */
 export const MAX_CANDIDATES = 64;
 export const MAX_TOP_LOGPROBS = 20;
-/** int32 per row of Candidates.scratch: up to 32 partial lists of MAX_CANDIDATES (value, id) pairs */
-export const CANDIDATE_SCRATCH = 2 * 32 * MAX_CANDIDATES;
+/**
+ * int32 per row of Candidates.scratch: up to 32 partial lists of MAX_CANDIDATES (value, id) pairs, then one
+ * flag per list's chunk of the row (whether it holds a NaN or +Infinity: selectCandidates' status)
+ */
+export const CANDIDATE_SCRATCH = 2 * 32 * MAX_CANDIDATES + 32;
 /** out row of the logprobs op: the drawn token's log-prob, then (id, log-prob) for each alternative (f32 bits for log-probs) */
 export const LOGPROB_STRIDE = 1 + 2 * MAX_TOP_LOGPROBS;
 

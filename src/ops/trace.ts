@@ -22,7 +22,7 @@ export const OP_WRITES: Record<OpName, number[]> = {
   gatherRows: [0],
   meanPool: [0],
   processLogits: [0],
-  selectCandidates: [0],
+  selectCandidates: [0, 5],
   sample: [0, 4],
   logprobs: [0, 6],
   advance: [0, 1],

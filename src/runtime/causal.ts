@@ -56,6 +56,8 @@ export interface StepOutput {
   n: number;
   /** the token drawn for each SAMPLE row */
   ids: Int32Array;
+  /** 1 for a row whose logits held a NaN or +Infinity (its token means nothing), else 0 */
+  status: Int32Array;
   /** [n, LOGPROB_STRIDE], f32 bits for log-probs */
   logprobs: Int32Array | null;
   /** [n, MAX_CANDIDATES] */
@@ -88,8 +90,15 @@ export class CausalRuntime {
   private readonly blockTables: Tensor;
   private readonly prefillRows: Rows;
   private readonly segments: Tensor;
-  private readonly gather: { src: Tensor; dst: Tensor; headSlots: Tensor; headLengths: Tensor; headIds: Tensor };
+  private readonly gather: { src: Tensor; dst: Tensor; headSlots: Tensor; headLengths: Tensor; headIds: Tensor; headStatus: Tensor };
   private readonly decodeRows: Rows;
+  private readonly decodeStatus: Tensor;
+  /**
+   * [2, maxBatch] i32 each: a pass's drawn ids (row 0: gather.headIds, decodeRows.ids) and the rows' status
+   * from selectCandidates (row 1), so that one copy brings both back.
+   */
+  private readonly headOut: Tensor;
+  private readonly decodeOut: Tensor;
   private readonly logits: Tensor;
   private readonly scores: Tensor;
   private readonly candidates: Candidates;
@@ -131,11 +140,15 @@ export class CausalRuntime {
     const T = this.capacity;
     this.prefillRows = { ids: b.buffer([T], 'i32'), positions: b.buffer([T], 'i32'), slots: b.buffer([T], 'i32'), keyLens: b.buffer([T], 'i32') };
     this.segments = b.buffer([T, 3], 'i32');
+    this.headOut = b.buffer([2, maxBatch], 'i32');
+    this.decodeOut = b.buffer([2, maxBatch], 'i32');
+    const half = (t: Tensor, i: number) => b.view(t, i * maxBatch * 4, [maxBatch], 'i32');
     this.gather = {
       src: b.buffer([maxBatch], 'i32'), dst: b.buffer([maxBatch], 'i32'), headSlots: b.buffer([maxBatch], 'i32'),
-      headLengths: b.buffer([maxBatch], 'i32'), headIds: b.buffer([maxBatch], 'i32'),
+      headLengths: b.buffer([maxBatch], 'i32'), headIds: half(this.headOut, 0), headStatus: half(this.headOut, 1),
     };
-    this.decodeRows = { ids: b.buffer([maxBatch], 'i32'), positions: b.buffer([maxBatch], 'i32'), slots: b.buffer([maxBatch], 'i32'), keyLens: b.buffer([maxBatch], 'i32') };
+    this.decodeRows = { ids: half(this.decodeOut, 0), positions: b.buffer([maxBatch], 'i32'), slots: b.buffer([maxBatch], 'i32'), keyLens: b.buffer([maxBatch], 'i32') };
+    this.decodeStatus = half(this.decodeOut, 1);
     // logits and scores stay fp32 for sampling, whatever the compute dtype; the host may read them after a pass
     this.logits = b.buffer([maxBatch, V], 'f32');
     this.scores = b.buffer([maxBatch, V], 'f32');
@@ -228,11 +241,11 @@ export class CausalRuntime {
 
   // ---- passes ----
 
-  private sampling(p: Pass, rows: SampleRows, ids: Tensor, m: number, flags: StepFlags): void {
+  private sampling(p: Pass, rows: SampleRows, ids: Tensor, status: Tensor, m: number, flags: StepFlags): void {
     const b = p.ops, seqs = this.tables;
     const scores = flags.process ? this.scores : this.logits;
     if (flags.process) b.processLogits(this.scores, this.logits, rows, seqs, m);
-    b.selectCandidates(this.candidates, scores, rows, seqs, m);
+    b.selectCandidates(this.candidates, scores, rows, seqs, m, status);
     b.sample(ids, scores, this.candidates, rows, seqs, m);
     if (flags.logprobs) b.logprobs(this.lpOut, this.logits, ids, rows, seqs, m, this.lpScratch);
   }
@@ -243,7 +256,7 @@ export class CausalRuntime {
     const g = this.gather;
     p.ops.gatherRows(last, x, g.src, g.dst, heads);
     this.model.logits(p, last, this.logits, heads);
-    this.sampling(p, { slots: g.headSlots, lengths: g.headLengths }, g.headIds, heads, flags);
+    this.sampling(p, { slots: g.headSlots, lengths: g.headLengths }, g.headIds, g.headStatus, heads, flags);
   }
 
   private decodeBody(p: Pass, flags: StepFlags): void {
@@ -251,7 +264,7 @@ export class CausalRuntime {
     this.model.logits(p, x, this.logits, p.n);
     const r = this.decodeRows;
     const rows = { slots: r.slots, lengths: r.keyLens };
-    this.sampling(p, rows, r.ids, p.n, flags);
+    this.sampling(p, rows, r.ids, this.decodeStatus, p.n, flags);
     p.ops.advance(r.positions, r.keyLens, rows, this.tables, p.n);
   }
 
@@ -270,7 +283,7 @@ export class CausalRuntime {
     b.writeInt(g.headSlots, c.headSlots, c.heads);
     b.writeInt(g.headLengths, c.headLengths, c.heads);
     this.prefillBody(this.passes.pass(this.prefillIO, c.n, { table: this.segments, ...seg }), c.heads, flags);
-    return this.read(g.headIds, c.heads, flags);
+    return this.read(this.headOut, c.heads, flags);
   }
 
   /** Uploads the decode rows (when the running batch changed since the last step). */
@@ -317,7 +330,7 @@ export class CausalRuntime {
 
   /** The tokens (and what the flags ask for) of the last decode step launched. */
   decodeRead(flags: StepFlags): StepOutput {
-    return this.read(this.decodeRows.ids, this.decodeN, flags);
+    return this.read(this.decodeOut, this.decodeN, flags);
   }
 
   /** The graph a decode step of n rows with these flags replays. */
@@ -325,11 +338,14 @@ export class CausalRuntime {
     return `decode:${this.bucketOf(n)}:${flags.process ? 'p' : ''}${flags.logprobs ? 'l' : ''}`;
   }
 
-  private read(ids: Tensor, n: number, flags: StepFlags): StepOutput {
-    const b = this.backend;
+  /** The first n ids and statuses of `out` (headOut or decodeOut) in one read, and what the flags ask for. */
+  private read(out: Tensor, n: number, flags: StepFlags): StepOutput {
+    const b = this.backend, M = this.limits.maxBatch;
+    const both = b.readInt(out, M + n);
     return {
       n,
-      ids: b.readInt(ids, n).slice(),
+      ids: both.slice(0, n),
+      status: both.slice(M, M + n),
       logprobs: flags.logprobs ? b.readInt(this.lpOut, n * LOGPROB_STRIDE).slice() : null,
       candValues: flags.candidates ? b.readFloat(this.candidates.values, n * MAX_CANDIDATES).slice() : null,
       candIds: flags.candidates ? b.readInt(this.candidates.ids, n * MAX_CANDIDATES).slice() : null,
@@ -344,21 +360,24 @@ export class CausalRuntime {
   /** What the runtime holds: weights, the KV pool, logits, tables and the activation arena, and its limits. */
   memory(): MemoryReport {
     const { maxBatch, maxSeqLen, kvBlocks, blockSize, prefillChunk } = this.limits;
-    const c = this.candidates, l = this.lpScratch, t = this.tables;
     return {
       regions: [
         { name: 'weights', bytes: tensorBytes(this.model.weights()) },
         { name: 'kv-cache', bytes: tensorBytes([this.pool]) },
         { name: 'logits', bytes: tensorBytes([this.logits, this.scores]) },
-        {
-          name: 'tables', bytes: tensorBytes([this.blockTables, t.requests, t.history, t.topP, c.values, c.ids, c.scratch, l.values, l.ids, l.scratch,
-            this.lpOut, this.segments, this.pairs, ...Object.values(this.prefillRows), ...Object.values(this.decodeRows), ...Object.values(this.gather)]),
-        },
+        { name: 'tables', bytes: tensorBytes(this.tableTensors()) },
         { name: 'activations', bytes: this.passes.arena.plan.bytes },
       ],
       buffers: this.passes.arena.plan.buffers,
       capacity: { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize, kvTokens: (kvBlocks - 1) * blockSize },
     };
+  }
+
+  /** The tables, row inputs and step outputs the runtime allocated (each once, views left out). */
+  private tableTensors(): Tensor[] {
+    const c = this.candidates, l = this.lpScratch, t = this.tables, g = this.gather, d = this.decodeRows;
+    return [this.blockTables, t.requests, t.history, t.topP, c.values, c.ids, c.scratch, l.values, l.ids, l.scratch, this.lpOut, this.segments,
+      this.pairs, ...Object.values(this.prefillRows), g.src, g.dst, g.headSlots, g.headLengths, this.headOut, d.positions, d.slots, d.keyLens, this.decodeOut];
   }
 
   dispose(): void {
@@ -367,9 +386,6 @@ export class CausalRuntime {
     const b = this.backend;
     b.invalidateGraphs();
     this.passes.free();
-    const owned = [this.pool, this.blockTables, this.tables.requests, this.tables.history, this.tables.topP, ...Object.values(this.prefillRows), this.segments,
-      ...Object.values(this.gather), ...Object.values(this.decodeRows), this.logits, this.scores, ...Object.values(this.candidates),
-      ...Object.values(this.lpScratch), this.lpOut, this.pairs];
-    for (const t of owned) b.free(t);
+    for (const t of [this.pool, this.logits, this.scores, ...this.tableTensors()]) b.free(t);
   }
 }

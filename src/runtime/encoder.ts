@@ -4,6 +4,7 @@
 // (by powers of two) when an input does not fit.
 import { fail } from '../errors.js';
 import { packSegments, type Backend, type Tensor } from '../ops/backend.js';
+import { checkTokenIds } from '../models/vocab.js';
 import { tensorBytes, type Encoder, type EncoderOutput, type MemoryReport, type Pass } from '../models/model.js';
 import { planPasses, PlannedPasses, type PassInputs } from './pass.js';
 
@@ -100,6 +101,12 @@ export class EncoderRuntime {
 
   encode(seqs: Int32Array[], want: { pooling?: 'cls' | 'mean'; classify?: boolean }): EncoderOutput {
     if (want.classify && this.model.labels.length === 0) fail('bad-request', 'this checkpoint has no sequence-classification head (it is not BertForSequenceClassification)');
+    if (!Array.isArray(seqs) || seqs.length === 0) fail('bad-request', 'no inputs given; pass at least one sequence of token ids');
+    const { vocabSize, maxPositions } = this.model.info;
+    seqs.forEach((s, i) => {
+      if (s.length === 0 || s.length > maxPositions) fail('bad-request', `input ${i} has ${s.length} tokens; give 1 to ${maxPositions} (the model's positions)`);
+      checkTokenIds(s, vocabSize, `input ${i}`, 'ids');
+    });
     const B = seqs.length;
     const lengths = seqs.map((s) => s.length);
     const starts: number[] = [];
@@ -131,7 +138,20 @@ export class EncoderRuntime {
     this.body(a.passes.pass(a.io, T, { table: a.segments, ...seg }), a, B, want, (h) => (out.hidden = b.readFloat(h, T * H).slice()));
     if (want.pooling) out.pooled = b.readFloat(a.pooled, B * H).slice();
     if (want.classify) out.logits = b.readFloat(a.logits, B * this.model.labels.length).slice();
+    // outputs that are not numbers are refused, never handed out (a vector of NaN looks like any other)
+    this.checkFinite(out.hidden, H, (row) => starts.filter((s) => s <= row).length - 1, 'last hidden states');
+    if (out.pooled) this.checkFinite(out.pooled, H, (i) => i, 'pooled vector');
+    if (out.logits) this.checkFinite(out.logits, this.model.labels.length, (i) => i, 'classification logits');
     return out;
+  }
+
+  /** Fails on the first NaN or infinity of `values` (rows of `width`), naming the input of its row. */
+  private checkFinite(values: Float32Array, width: number, inputOf: (row: number) => number, what: string): void {
+    for (let i = 0; i < values.length; i++) {
+      if (Number.isFinite(values[i])) continue;
+      const fix = this.backend.activationDtype === 'f16' ? 'or the computation overflowed in f16; try --dtype bf16 or f32' : 'or the computation overflowed; check the checkpoint';
+      fail('non-finite', `the model computed non-finite values (NaN or infinity) in the ${what} of input ${inputOf(Math.floor(i / width))}: the weights hold NaN or infinity, ${fix}`);
+    }
   }
 
   memory(): MemoryReport {

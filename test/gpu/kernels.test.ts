@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { seededRandom } from '../../src/engine/rng.js';
-import { dtypeBytes, packSegments, type Activation, type DType, type Tensor } from '../../src/ops/backend.js';
+import { ACTIVATIONS, dtypeBytes, packSegments, type DType, type Tensor } from '../../src/ops/backend.js';
 import { assertClose } from '../helpers/close.js';
 import { cpu, get, noGpu, put, putInt, randn, rounded, TOL } from './helpers.js';
 
@@ -110,7 +110,7 @@ for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
       test(`linear [${M}x${K}] x [${N}x${K}]^T (${M <= 8 ? 'GEMV kernel' : 'cuBLASLt'})`, () => {
         const g = gpu(dtype);
         const x = r(randn(M * K)), w = r(randn(N * K, 1 / Math.sqrt(K))), b = r(randn(N));
-        for (const act of ['none', 'gelu', 'gelu_tanh', 'tanh'] as Activation[]) {
+        for (const act of ACTIVATIONS) {
           for (const withBias of [true, false]) {
             const want = cpu.buffer([M, N], 'f32');
             cpu.linear(want, put(cpu, x, [M, K]), put(cpu, w, [N, K]), withBias ? put(cpu, b, [N]) : null, act, M);

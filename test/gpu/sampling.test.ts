@@ -138,6 +138,9 @@ class Io {
   readonly scratch: Candidates;
   readonly ids: Tensor;
   readonly out: Tensor;
+  /** selectCandidates' status per row, and a second one for the radix run */
+  readonly status: Tensor;
+  readonly status2: Tensor;
   readonly n: number;
 
   constructor(readonly b: CpuBackend | CudaBackend, s: Setup) {
@@ -160,6 +163,8 @@ class Io {
     this.cand = candidates();
     this.scratch = candidates();
     this.ids = ints(b, new Int32Array(n).fill(ID_SENTINEL), [n]);
+    this.status = ints(b, new Int32Array(n).fill(ID_SENTINEL), [n]);
+    this.status2 = ints(b, new Int32Array(n).fill(ID_SENTINEL), [n]);
     this.out = ints(b, new Int32Array(n * LOGPROB_STRIDE).fill(OUT_SENTINEL), [n, LOGPROB_STRIDE]);
   }
 
@@ -322,17 +327,58 @@ describe('per-request sampling kernels against the CPU reference', { skip: skip 
       }
       const setup: Setup = { V, logits: logitRows(rowStyles, V, rand), slots, lengths: slots.map(() => 0), reqs, maxSeq: 1, history: new Int32Array(reqs.length) };
       const [c, g] = both(setup);
-      c.ops.selectCandidates(c.cand, c.logits, c.rows, c.seqs, c.n);
-      const ev = c.floats(c.cand.values), ei = c.ints(c.cand.ids);
+      c.ops.selectCandidates(c.cand, c.logits, c.rows, c.seqs, c.n, c.status);
+      const ev = c.floats(c.cand.values), ei = c.ints(c.cand.ids), es = c.ints(c.status);
       for (const cap of [undefined, 0]) {
         const gc = g.scratch; // the radix run writes the second set of candidates, still at its sentinels
-        if (cap === undefined) g.ops.selectCandidates(g.cand, g.logits, g.rows, g.seqs, g.n);
-        else selectOp(gpu().ctx, gc, g.logits, g.rows, g.seqs, g.n, cap);
+        if (cap === undefined) g.ops.selectCandidates(g.cand, g.logits, g.rows, g.seqs, g.n, g.status);
+        else selectOp(gpu().ctx, gc, g.logits, g.rows, g.seqs, g.n, g.status2, cap);
         const out = cap === undefined ? g.cand : gc;
         const how = cap === undefined ? 'filter' : 'radix';
         assertInts(g.ints(out.ids), ei, `candidate ids (${how})`, MAX_CANDIDATES);
         assertFloats(g.floats(out.values), ev, 0, `candidate values (${how})`, MAX_CANDIDATES);
+        assertInts(g.ints(cap === undefined ? g.status : g.status2), es, `status (${how})`);
       }
+    });
+  }
+
+  for (const V of VOCABS) {
+    test(`selectCandidates status: NaN and +Infinity anywhere in a row, in every mode; padding rows untouched; V = ${V}`, () => {
+      const rand = seededRandom(250 + V);
+      const reqs: (Request | undefined)[] = [
+        { mode: MODE.SAMPLE, temperature: 0 },
+        { mode: MODE.SAMPLE, topK: 40 },
+        { mode: MODE.SAMPLE, topK: 0, topP: 0.9 }, // no candidates: the status is still written
+        { mode: MODE.BEAM, candidates: 8 },
+        JUNK,
+      ];
+      // per row: where a bad value goes (the first, the last, a chunk boundary, everywhere) and which one
+      const cases: { at: 'none' | 'first' | 'last' | 'middle' | 'all'; value: number }[] = [
+        { at: 'none', value: 0 }, { at: 'first', value: NaN }, { at: 'last', value: Infinity }, { at: 'middle', value: NaN },
+        { at: 'all', value: NaN }, { at: 'middle', value: -Infinity }, { at: 'last', value: -NaN }, { at: 'first', value: Infinity },
+      ];
+      const slots: number[] = [], rows: Float32Array[] = [];
+      cases.forEach((k, j) => {
+        for (let s = 0; s < reqs.length; s++) {
+          const x = logitRow(j % 2 ? 'random' : 'neginf', V, rand);
+          if (k.at === 'all') x.fill(k.value);
+          else if (k.at !== 'none') x[k.at === 'first' ? 0 : k.at === 'last' ? V - 1 : Math.floor(V / 2)] = k.value;
+          slots.push((s + j) % reqs.length);
+          rows.push(x);
+        }
+      });
+      const logits = new Float32Array(rows.length * V);
+      rows.forEach((x, r) => logits.set(x, r * V));
+      const setup: Setup = { V, logits, slots, lengths: slots.map(() => 0), reqs, maxSeq: 1, history: new Int32Array(reqs.length) };
+      const [c, g] = both(setup);
+      for (const io of [c, g]) io.ops.selectCandidates(io.cand, io.logits, io.rows, io.seqs, io.n, io.status);
+      const es = c.ints(c.status);
+      slots.forEach((s, r) => {
+        const k = cases[Math.floor(r / reqs.length)];
+        const want = reqs[s]!.mode === MODE.NONE ? ID_SENTINEL : k.at !== 'none' && !(k.value < Infinity) ? 1 : 0;
+        assert.equal(es[r], want, `CPU status of row ${r} (${JSON.stringify(k)}, slot ${s})`);
+      });
+      assertInts(g.ints(g.status), es, 'status');
     });
   }
 
@@ -394,7 +440,7 @@ describe('per-request sampling kernels against the CPU reference', { skip: skip 
       const [c, g] = both(setup);
       for (const io of [c, g]) {
         io.ops.processLogits(io.scores, io.logits, io.rows, io.seqs, io.n);
-        io.ops.selectCandidates(io.cand, io.scores, io.rows, io.seqs, io.n);
+        io.ops.selectCandidates(io.cand, io.scores, io.rows, io.seqs, io.n, io.status);
         io.ops.sample(io.ids, io.scores, io.cand, io.rows, io.seqs, io.n);
       }
       const a = g.ints(g.ids), e = c.ints(c.ids);
@@ -520,7 +566,7 @@ describe('per-request sampling kernels against the CPU reference', { skip: skip 
     const kc = keyLens(c), kg = keyLens(g);
     const step = (io: Io, k: Tensor) => {
       io.ops.processLogits(io.scores, io.logits, io.rows, io.seqs, io.n);
-      io.ops.selectCandidates(io.cand, io.scores, io.rows, io.seqs, io.n);
+      io.ops.selectCandidates(io.cand, io.scores, io.rows, io.seqs, io.n, io.status);
       io.ops.sample(io.ids, io.scores, io.cand, io.rows, io.seqs, io.n);
       io.ops.logprobs(io.out, io.logits, io.ids, io.rows, io.seqs, io.n, io.scratch);
       io.ops.advance(io.rows.lengths, k, io.rows, io.seqs, io.n);
@@ -564,7 +610,7 @@ describe('per-request sampling kernels against the CPU reference', { skip: skip 
         const ms = b.timeMs(() => { for (let i = 0; i < reps; i++) b.graph(key, many); });
         t.diagnostic(`${name}, V = ${V}, ${n} row(s): ${((ms * 1000) / (reps * inner)).toFixed(1)} us`);
       };
-      const select = (io: Io) => io.ops.selectCandidates(io.cand, io.scores, io.rows, io.seqs, io.n);
+      const select = (io: Io) => io.ops.selectCandidates(io.cand, io.scores, io.rows, io.seqs, io.n, io.status);
       report('selectCandidates greedy (k = 1)', [{ mode: MODE.SAMPLE, temperature: 0 }], select);
       report('selectCandidates top-k 50', [{ mode: MODE.SAMPLE, topK: 50 }], select);
       report('sample top-k 50 (select + draw)', [{ mode: MODE.SAMPLE, topK: 50, topP: 0.9 }], (io) => { select(io); io.ops.sample(io.ids, io.scores, io.cand, io.rows, io.seqs, io.n); });

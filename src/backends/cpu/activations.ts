@@ -1,4 +1,5 @@
-// Elementwise activations, applied in place to x[offset .. offset + n).
+// Elementwise activations, applied in place to x[offset .. offset + n); the reference for activate() in
+// kernels/common.cuh. NaN stays NaN through every one (as in torch), so broken weights stay visible.
 import type { Activation } from '../../ops/backend.js';
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
@@ -23,6 +24,21 @@ export function geluTanh(x: number): number {
   return 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
 }
 
+/** max(x, 0), NaN kept. */
+export function relu(x: number): number {
+  return x < 0 ? 0 : x;
+}
+
+/** SiLU (swish): x sigmoid(x). */
+export function silu(x: number): number {
+  return x / (1 + Math.exp(-x));
+}
+
+/** Hugging Face's quick_gelu: x sigmoid(1.702 x). */
+export function quickGelu(x: number): number {
+  return x / (1 + Math.exp(-1.702 * x));
+}
+
 export function applyActivation(x: Float32Array, offset: number, n: number, act: Activation): void {
   const end = offset + n;
   switch (act) {
@@ -36,6 +52,15 @@ export function applyActivation(x: Float32Array, offset: number, n: number, act:
       return;
     case 'tanh':
       for (let i = offset; i < end; i++) x[i] = Math.tanh(x[i]);
+      return;
+    case 'relu':
+      for (let i = offset; i < end; i++) x[i] = relu(x[i]);
+      return;
+    case 'silu':
+      for (let i = offset; i < end; i++) x[i] = silu(x[i]);
+      return;
+    case 'quick_gelu':
+      for (let i = offset; i < end; i++) x[i] = quickGelu(x[i]);
       return;
   }
 }

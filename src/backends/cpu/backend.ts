@@ -195,8 +195,8 @@ export class CpuBackend implements Backend {
     processLogits(f32(scores), f32(logits), V, i32(rows.slots), i32(rows.lengths), seqArrays(seqs), n, this.seen);
   }
 
-  selectCandidates(out: Candidates, scores: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void {
-    selectCandidates(f32(out.values), i32(out.ids), f32(scores), scores.shape[1], i32(rows.slots), seqArrays(seqs), n);
+  selectCandidates(out: Candidates, scores: Tensor, rows: SampleRows, seqs: SequenceTables, n: number, status: Tensor): void {
+    selectCandidates(f32(out.values), i32(out.ids), f32(scores), scores.shape[1], i32(rows.slots), seqArrays(seqs), n, i32(status));
   }
 
   sample(ids: Tensor, scores: Tensor, candidates: Candidates, rows: SampleRows, seqs: SequenceTables, n: number): void {

@@ -8,7 +8,7 @@
 //   ends with the rest of it; end tokens are banned while fewer than MIN_NEW tokens were generated
 //   (banned: -Infinity). Arithmetic is float32, step by step.
 // selectCandidates: the k best scores of a row, by value, ties to the lowest id (k: beams x 2, top-k,
-//   or 1 for greedy).
+//   or 1 for greedy); and the row's status: 1 when it holds a NaN or +Infinity, else 0.
 // sample: temperature 0 takes the best candidate. Otherwise the kept tokens are the top-k candidates (or
 //   the k best of the row for k > MAX_CANDIDATES, or every token), with p_i = exp((s_i - max) / T); the
 //   runtime top-p keeps p_i >= t, t the largest threshold whose kept mass reaches top-p of the total;
@@ -126,9 +126,19 @@ function topKLarge(x: Float32Array, k: number, vals: Float32Array, ids: Int32Arr
   for (let i = 0; i < k; i++) vals[i] = x[order[i]];
 }
 
-export function selectCandidates(values: Float32Array, ids: Int32Array, scores: Float32Array, V: number, slots: Int32Array, t: SeqArrays, n: number): void {
+/** 1 when x holds a NaN or +Infinity (!(v < Infinity) is true for exactly those), else 0. */
+export function rowStatus(x: Float32Array): number {
+  for (let i = 0; i < x.length; i++) if (!(x[i] < Infinity)) return 1;
+  return 0;
+}
+
+export function selectCandidates(values: Float32Array, ids: Int32Array, scores: Float32Array, V: number, slots: Int32Array, t: SeqArrays, n: number,
+  status: Int32Array): void {
   for (let r = 0; r < n; r++) {
-    const k = candidatesOf(t.requests, slots[r] * REQUEST_STRIDE, t.requestsF);
+    const o = slots[r] * REQUEST_STRIDE;
+    if (t.requests[o + REQ.MODE] === MODE.NONE) continue;
+    status[r] = rowStatus(scores.subarray(r * V, (r + 1) * V));
+    const k = candidatesOf(t.requests, o, t.requestsF);
     if (k === 0) continue;
     topK(scores.subarray(r * V, (r + 1) * V), k, values.subarray(r * MAX_CANDIDATES, (r + 1) * MAX_CANDIDATES), ids.subarray(r * MAX_CANDIDATES, (r + 1) * MAX_CANDIDATES));
   }

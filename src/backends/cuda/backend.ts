@@ -373,8 +373,8 @@ export class CudaBackend implements Backend {
     this.op('processLogits', () => processLogits(this.ctx, scores, logits, rows, seqs, n));
   }
 
-  selectCandidates(out: Candidates, scores: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void {
-    this.op('selectCandidates', () => selectCandidates(this.ctx, out, scores, rows, seqs, n));
+  selectCandidates(out: Candidates, scores: Tensor, rows: SampleRows, seqs: SequenceTables, n: number, status: Tensor): void {
+    this.op('selectCandidates', () => selectCandidates(this.ctx, out, scores, rows, seqs, n, status));
   }
 
   sample(ids: Tensor, scores: Tensor, candidates: Candidates, rows: SampleRows, seqs: SequenceTables, n: number): void {

@@ -1,5 +1,5 @@
 // out = act(x w^T + bias): our GEMV kernel for 1..8 rows (decode, bandwidth-bound), cuBLASLt beyond
-// (with its bias / GELU epilogues; exact gelu and tanh run as a separate bias+activation kernel). The
+// (with its bias / GELU epilogues; the other activations run as a separate bias+activation kernel). The
 // fused forms put a pre-LN block's LayerNorm in front of the GEMM and the residual add behind it.
 import type { Activation, Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
@@ -8,7 +8,8 @@ import { layerNorm } from './layernorm.js';
 import { ptr, sfx } from './tensor.js';
 
 export const GEMV_MAX_ROWS = 8;
-const ACT_CODE: Record<Activation, number> = { none: 0, gelu: 1, gelu_tanh: 2, tanh: 3 };
+/** activate() in kernels/common.cuh */
+const ACT_CODE: Record<Activation, number> = { none: 0, gelu: 1, gelu_tanh: 2, tanh: 3, relu: 4, silu: 5, quick_gelu: 6 };
 const SPEC = 'ppppiiiippfi'; // out, x, w, bias, act, N, K, wpr, gamma, beta, eps, rows
 
 /** Warps per output row: enough that a lane loads at most 8 vectors per round, and enough blocks to fill the GPU. */

@@ -8,7 +8,7 @@ import { ptr } from './tensor.js';
 const TOPK_THREADS = 256;
 /** Candidates the top-k filter keeps in shared memory before it falls back to radix selection (kernels: TOPK_CAP). */
 export const TOPK_CAP = 256;
-/** Stage-1 chunks of a row: the partial lists must fit Candidates.scratch (CANDIDATE_SCRATCH = 2 x 32 x 64). */
+/** Stage-1 chunks of a row: the partial lists and their flags must fit Candidates.scratch (CANDIDATE_SCRATCH = 2 x 32 x 64 + 32). */
 const MAX_CHUNKS = 32;
 /** Fewer, larger chunks below this: a chunk's block should have several elements per thread. */
 const MIN_CHUNK = 256;
@@ -38,15 +38,16 @@ function topkChunks(c: CudaContext, scratch: Tensor, x: Tensor, rows: SampleRows
 }
 
 /**
- * Two stages: (rows x chunks) blocks each find the exact top-k of their chunk into out.scratch, then one
- * block per row merges the partial lists. `cap` is for tests: 0 takes the radix-selection path everywhere.
+ * Two stages: (rows x chunks) blocks each find the exact top-k of their chunk into out.scratch (and whether
+ * the chunk holds a NaN or +Infinity), then one block per row merges the partial lists and writes the row's
+ * status. `cap` is for tests: 0 takes the radix-selection path everywhere.
  */
 export function selectCandidates(c: CudaContext, out: Candidates, scores: Tensor, rows: SampleRows, seqs: SequenceTables, n: number,
-  cap = TOPK_CAP): void {
+  status: Tensor, cap = TOPK_CAP): void {
   if (n === 0) return;
   const { V, chunks, size } = topkChunks(c, out.scratch, scores, rows, seqs, n, false, cap);
-  c.kernels.get('sampling', 'topk_merge', 'pppiiippi').launch(c.stream, n, 1, 1, TOPK_THREADS, 0,
-    ptr(out.values), ptr(out.ids), ptr(out.scratch), V, size, chunks, ptr(rows.slots), ptr(seqs.requests), cap);
+  c.kernels.get('sampling', 'topk_merge', 'ppppiiippi').launch(c.stream, n, 1, 1, TOPK_THREADS, 0,
+    ptr(out.values), ptr(out.ids), ptr(status), ptr(out.scratch), V, size, chunks, ptr(rows.slots), ptr(seqs.requests), cap);
 }
 
 export function sample(c: CudaContext, ids: Tensor, scores: Tensor, candidates: Candidates, rows: SampleRows, seqs: SequenceTables, n: number): void {
