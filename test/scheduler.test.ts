@@ -6,9 +6,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { seededRandom } from '../src/engine/rng.js';
+import { seededRandom } from '../src/ops/rng.js';
 import { loadGenerator, PeregrineError, type GenerationResult, type LoadOptions, type TextGenerator } from '../src/index.js';
-import { writeRandomGpt2 } from '../src/testing/random-model.js';
+import { writeRandomGpt2 } from './helpers/random-model.js';
 import { FIXTURES } from './helpers/fixtures.js';
 import { PROMPTS, workload } from './helpers/generation.js';
 

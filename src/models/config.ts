@@ -46,13 +46,6 @@ export class ConfigReader {
     return v;
   }
 
-  bool(key: string, fallback: boolean): boolean {
-    const v = this.raw[key];
-    if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'boolean') this.bad(key, 'true or false');
-    return v;
-  }
-
   /** A token id or a list of them (configs allow both); [] when absent. */
   tokenIds(key: string): number[] {
     const v = this.raw[key];
