@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The peregrine command: generate, chat, embed, classify, inspect.
 import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
 import { PeregrineError } from '../errors.js';
 import { inspectModel, loadEmbedder, loadGenerator } from '../engine/load.js';
 import { runChat } from './chat.js';
@@ -16,6 +17,7 @@ function writeOut(s: string): void {
 function buildProgram(): Command {
   const program = new Command('peregrine')
     .description('Transformer inference for Node.js: GPT-2 generation and BERT embeddings from Hugging Face checkpoints')
+    .version((JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version)
     .configureOutput({ outputError: (str, write) => write(`peregrine: ${str}`) });
 
   generationFlags(runtimeFlags(common(program.command('generate').description('generate text from prompts: one prompt streams to stdout, several print a line each as they finish'))))
