@@ -26,11 +26,11 @@ async function alone(gen: TextGenerator, work: ReturnType<typeof workload>): Pro
   return out;
 }
 
-/** The same requests arriving at random times (seeded), all in flight together. */
-async function together(gen: TextGenerator, work: ReturnType<typeof workload>, seed: number): Promise<GenerationResult[]> {
+/** The same requests arriving at random times (seeded) within `spreadMs`, all in flight together. */
+async function together(gen: TextGenerator, work: ReturnType<typeof workload>, seed: number, spreadMs = 40): Promise<GenerationResult[]> {
   const rand = seededRandom(seed);
   return Promise.all(work.map(async (w) => {
-    await new Promise((resolve) => setTimeout(resolve, Math.floor(rand() * 40)));
+    if (spreadMs > 0) await new Promise((resolve) => setTimeout(resolve, Math.floor(rand() * spreadMs)));
     return gen.generate(w.prompt, w.options);
   }));
 }
@@ -55,8 +55,9 @@ describe('concurrent calls on one generator', () => {
   test('a pool too small for the load preempts the newest sequences and still gives identical tokens', async () => {
     const work = workload(24);
     const want = await alone(await load(), work);
-    const gen = await load({ maxBatch: 8, prefillChunk: 32, blockSize: 4, kvBlocks: 60 });
-    same(await together(gen, work, 2), want);
+    const gen = await load({ maxBatch: 8, prefillChunk: 32, blockSize: 4, kvBlocks: 40 });
+    // all at once: with arrivals spread in time, whether the pool fills depends on the machine's speed
+    same(await together(gen, work, 2, 0), want);
     assert.ok(gen.scheduler.stats().preemptions > 0, 'the pool ran out at least once');
     assert.equal(gen.scheduler.stats().blocksUsed, 0);
   });
