@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadGenerator } from '../src/index.js';
-import { writeRandomGpt2 } from '../src/testing/random-model.js';
+import { writeRandomGpt2 } from '../test/helpers/random-model.js';
 import { FIXTURES, type BenchArgs, type BenchResult } from './common.js';
 
 export async function cpuGpt2(args: BenchArgs): Promise<BenchResult> {

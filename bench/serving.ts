@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadGenerator, type TextGenerator } from '../src/index.js';
-import { seededRandom } from '../src/engine/rng.js';
+import { seededRandom } from '../src/ops/rng.js';
 import { randomGpt2Dir, type BenchArgs, type BenchResult } from './common.js';
 
 interface Req {

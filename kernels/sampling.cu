@@ -1,7 +1,7 @@
 // Logits to tokens on the GPU, per request, so that only token ids (and asked-for log-probs) cross to the
 // host. The definition, and the reference every kernel here is tested against, is
 // src/backends/cpu/sampling.ts (test/gpu/sampling.test.ts); the request rows are laid out as in
-// src/ops/requests.ts; the random numbers are those of src/engine/rng.ts. Launchers:
+// src/ops/requests.ts; the random numbers are those of src/ops/rng.ts. Launchers:
 // src/backends/cuda/sampling.ts.
 //
 // Every kernel reads what to do for a row from the device tables only (no host decision per row), so a
@@ -58,7 +58,7 @@ __device__ __forceinline__ int candidates_of(const int* q) {
   return k >= 1 && k <= MAX_CANDIDATES ? k : 0;
 }
 
-// ---- random numbers: src/engine/rng.ts ----
+// ---- random numbers: src/ops/rng.ts ----
 __device__ __forceinline__ uint32_t hash32(uint32_t x) {
   x ^= x >> 16;
   x *= 0x7feb352du;

@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-// Builds kernels/*.cu into dist/kernels/*.fatbin with nvcc (run by `npm run build` and `npm install`).
-// Targets: sm_80, sm_86, sm_89, sm_90a and compute_90 PTX; PEREGRINE_CUDA_ARCHS narrows them
-// (e.g. "90a" or "80,90a"). A fatbin newer than its sources is kept. Without nvcc the build says so in
-// one line and stops here: the CPU backend needs no kernels.
+// Builds kernels/*.cu into dist/kernels/*.fatbin with nvcc. Targets: sm_80, sm_86, sm_89, sm_90a and
+// compute_90 PTX; PEREGRINE_CUDA_ARCHS narrows them (e.g. "90a" or "80,90a"). A fatbin newer than its
+// sources, built for the same targets, is kept.
+//   node scripts/build-kernels.mjs            (npm run build in a checkout) without nvcc, says so in one
+//                                             line and stops: the CPU backend needs no kernels
+//   node scripts/build-kernels.mjs --require  (npm run build:kernels) fails unless every fatbin is built
+//   node scripts/build-kernels.mjs --pack     (prepack) the same for every default target, whatever
+//                                             PEREGRINE_CUDA_ARCHS says: the published package carries them
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -14,15 +18,10 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'kernels');
 const out = join(root, 'dist', 'kernels');
 const nvcc = process.env.NVCC ?? (process.env.CUDA_HOME ? join(process.env.CUDA_HOME, 'bin', 'nvcc') : 'nvcc');
+const pack = process.argv.includes('--pack');
+const required = pack || process.argv.includes('--require');
 
-try {
-  execFileSync(nvcc, ['--version'], { stdio: 'ignore' });
-} catch {
-  console.log(`build-kernels: nvcc not found (${nvcc}); CUDA kernels not built, the CPU backend works without them (set NVCC or CUDA_HOME to build them)`);
-  process.exit(0);
-}
-
-const archs = (process.env.PEREGRINE_CUDA_ARCHS ?? '80,86,89,90a').split(',').map((a) => a.trim()).filter(Boolean);
+const archs = ((pack ? undefined : process.env.PEREGRINE_CUDA_ARCHS) ?? '80,86,89,90a').split(',').map((a) => a.trim()).filter(Boolean);
 for (const a of archs) {
   if (!/^\d{2,3}a?$/.test(a)) {
     console.error(`build-kernels: PEREGRINE_CUDA_ARCHS entry "${a}" is not an architecture like 80 or 90a`);
@@ -32,7 +31,6 @@ for (const a of archs) {
 const ptx = archs.map((a) => a.replace('a', '')).sort((x, y) => Number(y) - Number(x))[0];
 const gencode = [...archs.map((a) => `-gencode=arch=compute_${a},code=sm_${a}`), `-gencode=arch=compute_${ptx},code=compute_${ptx}`];
 
-mkdirSync(out, { recursive: true });
 const headers = readdirSync(src).filter((f) => f.endsWith('.cuh')).map((f) => statSync(join(src, f)).mtimeMs);
 const newestHeader = Math.max(0, ...headers);
 // the architectures the fatbins were built for: a change rebuilds everything
@@ -45,6 +43,18 @@ const jobs = readdirSync(src).filter((f) => f.endsWith('.cu')).filter((f) => {
   return t < statSync(join(src, f)).mtimeMs || t < newestHeader;
 });
 if (jobs.length === 0) process.exit(0);
+
+try {
+  execFileSync(nvcc, ['--version'], { stdio: 'ignore' });
+} catch {
+  if (required) {
+    console.error(`build-kernels: nvcc not found (${nvcc}) and ${jobs.length} fatbin(s) are missing or older than their sources; install the CUDA toolkit, or set NVCC or CUDA_HOME`);
+    process.exit(1);
+  }
+  console.log(`build-kernels: nvcc not found (${nvcc}); CUDA kernels not built, the CPU backend works without them (set NVCC or CUDA_HOME, then npm run build:kernels)`);
+  process.exit(0);
+}
+mkdirSync(out, { recursive: true });
 
 const run = promisify(execFile);
 const started = Date.now();

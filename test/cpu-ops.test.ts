@@ -6,7 +6,7 @@ import { attend, copyBlocks, writeKV, type Paged } from '../src/backends/cpu/att
 import { addBiasResidualLayerNorm, layerNorm } from '../src/backends/cpu/layernorm.js';
 import { linear } from '../src/backends/cpu/linear.js';
 import { gatherRows, meanPool } from '../src/backends/cpu/rows.js';
-import { seededRandom } from '../src/engine/rng.js';
+import { seededRandom } from '../src/ops/rng.js';
 import { CpuBackend } from '../src/backends/cpu/backend.js';
 import { planArena } from '../src/ops/plan.js';
 import { liveRanges, OpRecorder } from '../src/ops/trace.js';

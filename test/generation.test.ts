@@ -9,7 +9,7 @@ import { CpuBackend } from '../src/backends/cpu/backend.js';
 import { checkOptions, requestRow, type GenerateOptions } from '../src/engine/options.js';
 import { CANDIDATE_SCRATCH, MAX_CANDIDATES, REQUEST_STRIDE } from '../src/ops/requests.js';
 import { loadGenerator, PeregrineError, type TokenEvent } from '../src/index.js';
-import { writeRandomGpt2 } from '../src/testing/random-model.js';
+import { writeRandomGpt2 } from './helpers/random-model.js';
 import { fixture, FIXTURES, reference } from './helpers/fixtures.js';
 
 const root = mkdtempSync(join(tmpdir(), 'peregrine-gen-'));

@@ -8,7 +8,7 @@ import { inspectModel, loadEmbedder, loadGenerator, loadModel, PeregrineError, t
 import { encodeSafetensors } from '../src/loaders/safetensors-write.js';
 import { SafetensorsFile } from '../src/loaders/safetensors.js';
 import { overlaps } from '../src/ops/plan.js';
-import { writeRandomBert, writeRandomGpt2 } from '../src/testing/random-model.js';
+import { writeRandomBert, writeRandomGpt2 } from './helpers/random-model.js';
 import { fixture, FIXTURES, hasGpuDriver } from './helpers/fixtures.js';
 
 const root = mkdtempSync(join(tmpdir(), 'peregrine-load-'));

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { nextTopP, checkOptions } from '../src/engine/options.js';
 import { loadGenerator, PeregrineError, type GenerateOptions } from '../src/index.js';
-import { writeRandomGpt2 } from '../src/testing/random-model.js';
+import { writeRandomGpt2 } from './helpers/random-model.js';
 import { FIXTURES } from './helpers/fixtures.js';
 
 const root = mkdtempSync(join(tmpdir(), 'peregrine-opts-'));

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { loadEmbedder, loadGenerator, PeregrineError } from '../src/index.js';
-import { writeRandomBert } from '../src/testing/random-model.js';
+import { writeRandomBert } from './helpers/random-model.js';
 import { CLI, fixture, FIXTURES } from './helpers/fixtures.js';
 
 const root = mkdtempSync(join(tmpdir(), 'peregrine-vocab-'));

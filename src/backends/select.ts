@@ -1,8 +1,8 @@
-// Choosing the backend for --device cpu|cuda|auto and --dtype.
+// Choosing the backend for --device cpu|cuda|auto and --dtype. Each backend is imported when chosen: the
+// CUDA backend (koffi, the driver and cuBLASLt bindings) costs a CPU run nothing.
+import { existsSync } from 'node:fs';
 import { fail, PeregrineError } from '../errors.js';
 import type { Backend } from '../ops/backend.js';
-import { CpuBackend } from './cpu/backend.js';
-import { CudaBackend } from './cuda/backend.js';
 
 export type Device = 'cpu' | 'cuda' | 'auto';
 export type FloatDType = 'f32' | 'f16' | 'bf16';
@@ -14,25 +14,44 @@ export const DTYPES: FloatDType[] = ['f32', 'f16', 'bf16'];
  * cpu: the reference backend (fp32). cuda: the GPU (fp16 unless a dtype is given). auto: the GPU when a
  * driver, a device and built kernels are there, else the CPU; PEREGRINE_DEVICE sets what auto means.
  */
-export function createBackend(device: Device = 'auto', dtype?: FloatDType): Backend {
+export async function createBackend(device: Device = 'auto', dtype?: FloatDType): Promise<Backend> {
   if (dtype !== undefined && !DTYPES.includes(dtype)) fail('bad-argument', `unknown dtype ${JSON.stringify(dtype)}; use f32, f16 or bf16`);
   const env = process.env.PEREGRINE_DEVICE;
   if (device === 'auto' && (env === 'cpu' || env === 'cuda')) device = env;
   switch (device) {
     case 'cpu':
       if (dtype && dtype !== 'f32') fail('bad-argument', `the CPU backend computes in fp32; --dtype ${dtype} needs --device cuda`);
-      return new CpuBackend();
+      return cpuBackend();
     case 'cuda':
-      return new CudaBackend(dtype ?? 'f16');
+      return cudaBackend(dtype ?? 'f16');
     case 'auto':
+      if ((!dtype || dtype === 'f32') && !mayHaveNvidiaDriver()) return cpuBackend();
       try {
-        return new CudaBackend(dtype ?? 'f16');
+        return await cudaBackend(dtype ?? 'f16');
       } catch (err) {
         if (!(err instanceof PeregrineError) || err.code !== 'device') throw err;
         if (dtype && dtype !== 'f32') throw err;
-        return new CpuBackend();
+        return cpuBackend();
       }
     default:
       return fail('bad-argument', `unknown device ${JSON.stringify(device)}; use cpu, cuda or auto`);
   }
+}
+
+async function cpuBackend(): Promise<Backend> {
+  const { CpuBackend } = await import('./cpu/backend.js');
+  return new CpuBackend();
+}
+
+async function cudaBackend(dtype: FloatDType): Promise<Backend> {
+  const { CudaBackend } = await import('./cuda/backend.js');
+  return new CudaBackend(dtype);
+}
+
+/**
+ * False where no NVIDIA driver can work: on Linux the driver needs /dev/nvidiactl (or, under WSL, /dev/dxg).
+ * Elsewhere, true: the CUDA backend is tried.
+ */
+function mayHaveNvidiaDriver(): boolean {
+  return process.platform !== 'linux' || existsSync('/dev/nvidiactl') || existsSync('/dev/dxg');
 }

@@ -1,13 +1,12 @@
 #!/usr/bin/env node
-// The peregrine command: generate, chat, embed, classify, inspect.
+// The peregrine command: generate, chat, embed, classify, inspect. Each command imports what it runs when
+// it runs (the engine, the tokenizers, a backend), so --help and --version load only commander.
 import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
 import { PeregrineError } from '../errors.js';
-import { inspectModel, loadEmbedder, loadGenerator } from '../engine/load.js';
-import { runChat } from './chat.js';
 import { common, generateOptions, generationFlags, loadOptions, runtimeFlags, type CommonFlags, type GenerationFlags } from './flags.js';
-import { runGenerate } from './generate.js';
-import { formatInspection } from './inspect.js';
-import { readInputs } from './inputs.js';
+
+const engine = () => import('../engine/load.js');
 
 function writeOut(s: string): void {
   process.stdout.write(s);
@@ -16,12 +15,14 @@ function writeOut(s: string): void {
 function buildProgram(): Command {
   const program = new Command('peregrine')
     .description('Transformer inference for Node.js: GPT-2 generation and BERT embeddings from Hugging Face checkpoints')
+    .version((JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version)
     .configureOutput({ outputError: (str, write) => write(`peregrine: ${str}`) });
 
   generationFlags(runtimeFlags(common(program.command('generate').description('generate text from prompts: one prompt streams to stdout, several print a line each as they finish'))))
     .requiredOption('-p, --prompt <text...>', 'prompt text (several prompts run together)')
     .option('--json', 'print one JSON object per prompt (ids, text, finishReason, and log-probs or beams when asked for)')
     .action(async (o: CommonFlags & GenerationFlags & { prompt: string[]; json?: boolean }) => {
+      const [{ loadGenerator }, { runGenerate }] = await Promise.all([engine(), import('./generate.js')]);
       const gen = await loadGenerator(o.model, loadOptions(o));
       await runGenerate(gen, o.prompt, generateOptions(o), o.json === true);
     });
@@ -29,6 +30,7 @@ function buildProgram(): Command {
   generationFlags(runtimeFlags(common(program.command('chat').description('an interactive conversation: one user message per line of stdin, replies stream to stdout; the KV cache stays between turns'))))
     .option('--system <text>', 'a system message first (with a chat template)')
     .action(async (o: CommonFlags & GenerationFlags & { system?: string }) => {
+      const [{ loadGenerator }, { runChat }] = await Promise.all([engine(), import('./chat.js')]);
       const gen = await loadGenerator(o.model, loadOptions(o));
       await runChat(gen, generateOptions(o), o.system);
     });
@@ -38,6 +40,7 @@ function buildProgram(): Command {
     .addOption(new Option('--pooling <mode>', 'how to pool token states into one vector').choices(['cls', 'mean']).default('mean'))
     .option('--normalize', 'scale each vector to unit length')
     .action(async (texts: string[], o: CommonFlags & { pooling: 'cls' | 'mean'; normalize?: boolean }) => {
+      const [{ loadEmbedder }, { readInputs }] = await Promise.all([engine(), import('./inputs.js')]);
       const inputs = await readInputs(texts);
       const emb = await loadEmbedder(o.model, loadOptions(o));
       for (const v of emb.embed(inputs, { pooling: o.pooling, normalize: o.normalize })) writeOut(JSON.stringify(Array.from(v)) + '\n');
@@ -46,6 +49,7 @@ function buildProgram(): Command {
   common(program.command('classify').description('sequence classification: label and scores as JSON, one line per input'))
     .argument('[texts...]', 'texts to classify (default: one per line of stdin)')
     .action(async (texts: string[], o: CommonFlags) => {
+      const [{ loadEmbedder }, { readInputs }] = await Promise.all([engine(), import('./inputs.js')]);
       const inputs = await readInputs(texts);
       const emb = await loadEmbedder(o.model, loadOptions(o));
       for (const c of emb.classify(inputs)) writeOut(JSON.stringify(c) + '\n');
@@ -54,6 +58,7 @@ function buildProgram(): Command {
   runtimeFlags(common(program.command('inspect').description('architecture, parameter count, dtypes and the memory plan a load makes (KV-cache pool, tables, activations)')))
     .option('--json', 'print JSON')
     .action(async (o: CommonFlags & { json?: boolean }) => {
+      const [{ inspectModel }, { formatInspection }] = await Promise.all([engine(), import('./inspect.js')]);
       const r = await inspectModel(o.model, loadOptions(o));
       writeOut(o.json ? JSON.stringify(r, null, 2) + '\n' : formatInspection(r));
     });

@@ -99,7 +99,7 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
       fail('bad-argument', `max sequence length ${options.maxSeqLen} is beyond the model's ${info.maxPositions} positions`);
     }
     const tokenizer = Tokenizer.fromDir(dir);
-    const backend = createBackend(options.device, options.dtype);
+    const backend = await createBackend(options.device, options.dtype);
     const model = arch.create(backend, md, className);
     if (arch.kind === 'causal-lm') {
       const lm = model as CausalLM;
@@ -144,7 +144,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
   const md = openModelDir(dir);
   try {
     const { arch, className } = findArchitecture(md.config, `${dir}/config.json`);
-    const backend = createBackend(options.device, options.dtype);
+    const backend = await createBackend(options.device, options.dtype);
     const dtype = backend.activationDtype;
     const device = backend.name;
     const free = freeMemory(backend);

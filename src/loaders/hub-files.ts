@@ -4,7 +4,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, existsSync, statSync, unlinkSync, renameSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import cliProgress from 'cli-progress';
+import type { SingleBar } from 'cli-progress';
 import { PeregrineError } from '../errors.js';
 
 /** What the hub metadata says about one file. */
@@ -118,7 +118,7 @@ export async function downloadFile(url: string, dest: string, file: HubFile, opt
     await res?.body?.cancel();
     throw cacheWriteError(err, partial);
   }
-  const bar = opts.progress ? startBar(file, have) : undefined;
+  const bar = opts.progress ? await startBar(file, have) : undefined;
   let got = have;
   try {
     if (res?.body) {
@@ -153,7 +153,9 @@ export async function downloadFile(url: string, dest: string, file: HubFile, opt
   }
 }
 
-function startBar(file: HubFile, have: number): cliProgress.SingleBar {
+/** A progress bar on stderr (cli-progress is imported here: a cached model never needs it). */
+async function startBar(file: HubFile, have: number): Promise<SingleBar> {
+  const { default: cliProgress } = await import('cli-progress');
   const total = file.size ?? 0;
   const bar = new cliProgress.SingleBar({
     stream: process.stderr,

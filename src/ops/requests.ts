@@ -27,7 +27,7 @@ export const REQ = {
   TOP_P_DECAY: 5,
   /** f32: the floor of the decayed top-p */
   TOP_P_MIN: 6,
-  /** u32: random numbers are uniform(SEED, STREAM, position of the token drawn) (src/engine/rng.ts) */
+  /** u32: random numbers are uniform(SEED, STREAM, position of the token drawn) (src/ops/rng.ts) */
   SEED: 7,
   STREAM: 8,
   /** f32; 1 = off. Hugging Face's repetition penalty over every token of the history */

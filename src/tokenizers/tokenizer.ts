@@ -1,10 +1,11 @@
 // Tokenizers over tokenizer.json + tokenizer_config.json, through @huggingface/tokenizers
 // (which matches Hugging Face's Rust tokenizers on GPT-2 and BERT files).
-import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import type { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail } from '../errors.js';
 import { readJsonFile } from '../loaders/model-dir.js';
+import { createHfTokenizer } from './vocab-tables.js';
 
 export class Tokenizer {
   private constructor(private readonly tok: HfTokenizer, private readonly config: Record<string, unknown>, private readonly templateFile: string | null) {}
@@ -14,7 +15,7 @@ export class Tokenizer {
     const config = readJsonFile(join(dir, 'tokenizer_config.json'), 'tokenizer_config.json');
     try {
       const templatePath = join(dir, 'chat_template.jinja');
-      return new Tokenizer(new HfTokenizer(json, config), config, existsSync(templatePath) ? readFileSync(templatePath, 'utf8') : null);
+      return new Tokenizer(createHfTokenizer(json, config), config, existsSync(templatePath) ? readFileSync(templatePath, 'utf8') : null);
     } catch (err) {
       return fail('bad-config', `${join(dir, 'tokenizer.json')} could not be read as a tokenizer (${(err as Error).message}); restore it from the model's source`);
     }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { loadGenerator, type GenerationResult, type TextGenerator } from '../../src/index.js';
-import { seededRandom } from '../../src/engine/rng.js';
+import { seededRandom } from '../../src/ops/rng.js';
 import { fixture, reference } from '../helpers/fixtures.js';
 import { caseName, checkCase, OPTIONS, PROMPTS, type GenerationCase } from '../helpers/generation.js';
 import { noGpu } from './helpers.js';

@@ -5,7 +5,7 @@ import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { f32ToBf16Bits, f32ToF16Bits, toFloat32 } from '../../src/loaders/dtypes.js';
 import { PeregrineError } from '../../src/errors.js';
 import type { DType, Tensor } from '../../src/ops/backend.js';
-import { seededRandom } from '../../src/engine/rng.js';
+import { seededRandom } from '../../src/ops/rng.js';
 
 let probed: string | null = null;
 

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
-import { seededRandom } from '../../src/engine/rng.js';
+import { seededRandom } from '../../src/ops/rng.js';
 import { ACTIVATIONS, dtypeBytes, packSegments, type DType, type Tensor } from '../../src/ops/backend.js';
 import { assertClose } from '../helpers/close.js';
 import { cpu, get, noGpu, put, putInt, randn, rounded, TOL } from './helpers.js';

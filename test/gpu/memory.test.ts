@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { loadGenerator } from '../../src/index.js';
-import { writeRandomGpt2 } from '../../src/testing/random-model.js';
+import { writeRandomGpt2 } from '../helpers/random-model.js';
 import { FIXTURES } from '../helpers/fixtures.js';
 import { noGpu } from './helpers.js';
 

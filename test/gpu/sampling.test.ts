@@ -8,7 +8,7 @@ import { after, describe, test } from 'node:test';
 import type { CpuBackend } from '../../src/backends/cpu/backend.js';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { logprobs as logprobsOp, selectCandidates as selectOp } from '../../src/backends/cuda/sampling.js';
-import { seededRandom } from '../../src/engine/rng.js';
+import { seededRandom } from '../../src/ops/rng.js';
 import type { Backend, Candidates, SampleRows, SequenceTables, Tensor } from '../../src/ops/backend.js';
 import { CANDIDATE_SCRATCH, LOGPROB_STRIDE, MAX_CANDIDATES, MODE, REQ, REQUEST_STRIDE } from '../../src/ops/requests.js';
 import { cpu, get, noGpu, put } from './helpers.js';

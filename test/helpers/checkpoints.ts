@@ -4,7 +4,7 @@
 // variance (so a large epsilon moves the norm), MLP inputs spread over the nonlinear part of the activations.
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { seededRandom } from '../../src/engine/rng.js';
+import { seededRandom } from '../../src/ops/rng.js';
 import { writeSafetensors } from '../../src/loaders/safetensors-write.js';
 import { FIXTURES } from './fixtures.js';
 

@@ -16,7 +16,7 @@
 //   u = uniform(SEED, STREAM, position drawn), is walked through the kept tokens in id order. After the
 //   draw the runtime top-p becomes TOP_P again if the token is a reset id, else max(top-p * decay, TOP_P_MIN).
 // logprobs: log-softmax of the raw logits at the drawn token, and the K best raw logits as (id, log-prob).
-import { uniform } from '../../engine/rng.js';
+import { uniform } from '../../ops/rng.js';
 import { LIST_CAPACITY, LOGPROB_STRIDE, MAX_CANDIDATES, MODE, REQ, REQUEST_STRIDE, candidatesOf } from '../../ops/requests.js';
 
 /** The sequence tables and row tensors of one call, as CPU arrays. */

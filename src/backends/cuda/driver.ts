@@ -16,9 +16,7 @@ const SIGNATURES = {
   cuDeviceGetName: 'int cuDeviceGetName(_Out_ char *name, int len, int device)',
   cuDeviceGetAttribute: 'int cuDeviceGetAttribute(_Out_ int *value, int attrib, int device)',
   cuDevicePrimaryCtxRetain: 'int cuDevicePrimaryCtxRetain(_Out_ void **ctx, int device)',
-  cuDevicePrimaryCtxRelease: 'int cuDevicePrimaryCtxRelease_v2(int device)',
   cuCtxSetCurrent: 'int cuCtxSetCurrent(void *ctx)',
-  cuCtxSynchronize: 'int cuCtxSynchronize()',
   cuMemGetInfo: 'int cuMemGetInfo_v2(_Out_ size_t *free, _Out_ size_t *total)',
   cuMemAlloc: 'int cuMemAlloc_v2(_Out_ uint64_t *dptr, size_t bytes)',
   cuMemFree: 'int cuMemFree_v2(uint64_t dptr)',
@@ -31,7 +29,6 @@ const SIGNATURES = {
   cuMemcpyDtoDAsync: 'int cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t bytes, void *stream)',
   cuMemsetD8Async: 'int cuMemsetD8Async(uint64_t dst, uint8_t value, size_t count, void *stream)',
   cuStreamCreate: 'int cuStreamCreate(_Out_ void **stream, unsigned int flags)',
-  cuStreamDestroy: 'int cuStreamDestroy_v2(void *stream)',
   cuStreamSynchronize: 'int cuStreamSynchronize(void *stream)',
   cuEventCreate: 'int cuEventCreate(_Out_ void **event, unsigned int flags)',
   cuEventDestroy: 'int cuEventDestroy_v2(void *event)',
@@ -114,12 +111,6 @@ export class Driver {
     this.call(name, out, ...args);
     return out[0];
   }
-}
-
-/** A device pointer with its size (no JS object per kernel launch: tensors hold these). */
-export interface DevicePtr {
-  ptr: number;
-  bytes: number;
 }
 
 /** Converts an out-of-memory CudaError into a PeregrineError that says what to lower. */

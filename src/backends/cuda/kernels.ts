@@ -65,7 +65,7 @@ export class KernelSet {
   constructor(private readonly driver: Driver, dir = KERNEL_DIR) {
     const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.fatbin')) : [];
     if (files.length === 0) {
-      fail('device', `the CUDA kernels are not built (no fatbins in ${dir}); install the CUDA toolkit (nvcc) and run npm run build`);
+      fail('device', `the CUDA kernels are not built (no fatbins in ${dir}); reinstall peregrine (the published package carries them), or build them with the CUDA toolkit's nvcc: npm run build:kernels in ${join(dir, '..', '..')}`);
     }
     for (const f of files) {
       const image = readFileSync(join(dir, f));
@@ -73,7 +73,7 @@ export class KernelSet {
       try {
         mod = driver.handle('cuModuleLoadData', image);
       } catch (err) {
-        return fail('device', `could not load ${join(dir, f)} on this GPU (${(err as Error).message}); rebuild the kernels for its architecture (PEREGRINE_CUDA_ARCHS) with npm run build`);
+        return fail('device', `could not load ${join(dir, f)} on this GPU (${(err as Error).message}); rebuild the kernels for its architecture: PEREGRINE_CUDA_ARCHS=<arch> npm run build:kernels in ${join(dir, '..', '..')}`);
       }
       this.modules.push(mod);
       this.moduleOf.set(f.replace(/\.fatbin$/, ''), mod);

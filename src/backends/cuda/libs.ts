@@ -47,10 +47,12 @@ function listDirs(dir: string): string[] {
   }
 }
 
-/** libcublasLt, newest soname first in each place; the loader's own search last. */
-export function loadCublasLt(): { lib: Library; path: string } {
+const CUBLASLT_SONAMES = ['libcublasLt.so.13', 'libcublasLt.so.12', 'libcublasLt.so'];
+
+/** libcublasLt, newest soname first in each of `dirs`; the loader's own search for `sonames` last. */
+export function loadCublasLt(dirs = candidateDirs(), sonames = CUBLASLT_SONAMES): { lib: Library; path: string } {
   const tried: string[] = [];
-  for (const dir of candidateDirs()) {
+  for (const dir of dirs) {
     const files = listDirs(dir).filter((f) => /^libcublasLt\.so(\.\d+)*$/.test(f)).sort((a, b) => b.length - a.length || b.localeCompare(a));
     for (const f of files) {
       const path = join(dir, f);
@@ -62,7 +64,7 @@ export function loadCublasLt(): { lib: Library; path: string } {
       }
     }
   }
-  for (const name of ['libcublasLt.so.13', 'libcublasLt.so.12', 'libcublasLt.so']) {
+  for (const name of sonames) {
     try {
       return { lib: koffi.load(name), path: name };
     } catch {
@@ -70,5 +72,5 @@ export function loadCublasLt(): { lib: Library; path: string } {
     }
   }
   const why = tried.length ? ` (${tried[0]})` : '';
-  return fail('device', `libcublasLt was not found${why}; install the CUDA toolkit or set PEREGRINE_CUDA_LIBS to the directory that holds libcublasLt.so`);
+  return fail('device', `libcublasLt was not found${why}; install the CUDA toolkit (it ships libcublasLt), or pip install nvidia-cublas (nvidia-cublas-cu12 for CUDA 12) and set PEREGRINE_CUDA_LIBS to the wheel's library directory (site-packages/nvidia/cu13/lib or nvidia/cublas/lib)`);
 }

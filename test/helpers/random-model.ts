@@ -3,9 +3,9 @@
 import { randomFillSync } from 'node:crypto';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { seededRandom } from '../engine/rng.js';
-import { f32ToBf16Bits, f32ToF16Bits } from '../loaders/dtypes.js';
-import { writeSafetensors, writeSafetensorsStreaming, type TensorToWrite } from '../loaders/safetensors-write.js';
+import { seededRandom } from '../../src/ops/rng.js';
+import { f32ToBf16Bits, f32ToF16Bits } from '../../src/loaders/dtypes.js';
+import { writeSafetensors, writeSafetensorsStreaming, type TensorToWrite } from '../../src/loaders/safetensors-write.js';
 
 export interface RandomGpt2 {
   vocab?: number; hidden?: number; layers?: number; heads?: number; positions?: number;
