@@ -1,19 +1,30 @@
 // The peregrine command, run as a user runs it.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { CLI, fixture, hasGpuDriver, reference } from './helpers/fixtures.js';
+import { CLI, fixture, hasGpuDriver, reference, ROOT } from './helpers/fixtures.js';
+import { fakeSha, HubServer } from './helpers/hub-server.js';
 
 const root = mkdtempSync(join(tmpdir(), 'peregrine-cli-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 const env = { ...process.env, PEREGRINE_CACHE: join(root, 'cache'), PEREGRINE_OFFLINE: '1' };
 
-function run(args: string[], input?: string) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env, input });
+function run(args: string[], input?: string, extra: { env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: extra.env ?? env, input, cwd: extra.cwd });
   return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** The command without blocking this process (for a hub served from this process). */
+async function runAsync(args: string[], childEnv: NodeJS.ProcessEnv) {
+  const child = spawn(process.execPath, [CLI, ...args], { env: childEnv });
+  let out = '', err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  return { code, out, err };
 }
 
 /** A failing command: non-zero exit, one line on stderr matching `pattern`, no stack trace. */
@@ -125,6 +136,39 @@ describe('generate: the request API from the command line', () => {
     failsWith(['generate', ...m, '-p', 'x', '--length-penalty', '2'], /length penalty applies to beam search/);
     failsWith(['generate', ...m, '-p', 'x', '--top-logprobs', '30'], /top logprobs must be a whole number from 0 to 20/);
     failsWith(['generate', ...m, '-p', 'ok', '-p', '', '--json'], /prompt 1 is empty/);
+  });
+});
+
+describe('models from the hub', () => {
+  test('a cached model runs while the hub accepts connections and never answers; an uncached one stops at --hub-timeout', { timeout: 120_000 }, async () => {
+    const hub = new HubServer();
+    await hub.start();
+    const files = Object.fromEntries(readdirSync(fixture('gpt2-tiny')).filter((f) => !f.endsWith('.json') || !/reference|generation\./.test(f))
+      .map((f) => [f, readFileSync(join(fixture('gpt2-tiny'), f))]));
+    hub.repos.set('tester/tiny', { sha: fakeSha(), files, lfs: new Set(Object.keys(files).filter((f) => f.endsWith('.safetensors'))) });
+    const hubEnv = { ...env, PEREGRINE_OFFLINE: '', PEREGRINE_HUB_URL: hub.endpoint, PEREGRINE_CACHE: join(root, 'hub-cache') };
+    try {
+      const args = ['generate', '-m', 'tester/tiny', '-p', 'hi', '-n', '2', '--json'];
+      const first = await runAsync(args, hubEnv);
+      assert.equal(first.code, 0, first.err);
+      hub.silent = true;
+      const cached = await runAsync(args, hubEnv);
+      assert.equal(cached.code, 0, cached.err);
+      assert.equal(cached.out, first.out);
+      const checked = await runAsync([...args, '--check-updates', '--hub-timeout', '0.3'], hubEnv);
+      assert.equal(checked.code, 0, checked.err);
+      const uncached = await runAsync(['generate', '-m', 'tester/other', '-p', 'hi'], { ...hubEnv, PEREGRINE_HUB_TIMEOUT: '0.3' });
+      assert.equal(uncached.code, 1);
+      assert.match(uncached.err, /^peregrine: error: .*not in the cache.*no answer within 0\.3 s.*--hub-timeout/);
+    } finally {
+      await hub.stop();
+    }
+  });
+
+  test('a mistyped relative path says that there is no such directory first', () => {
+    const r = run(['generate', '-m', 'fixtures/gpt2-tny', '-p', 'x'], undefined, { cwd: join(ROOT, 'test') });
+    assert.equal(r.code, 1);
+    assert.match(r.err, /^peregrine: error: no such directory fixtures\/gpt2-tny; read as a hub id, .*not in the cache/);
   });
 });
 

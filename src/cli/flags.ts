@@ -25,6 +25,9 @@ export interface CommonFlags {
   device: Device;
   dtype?: FloatDType;
   offline?: boolean;
+  revision?: string;
+  checkUpdates?: boolean;
+  hubTimeout?: number;
   maxBatch?: number;
   maxSeqLen?: number;
   prefillChunk?: number;
@@ -32,15 +35,19 @@ export interface CommonFlags {
 }
 
 export function loadOptions(o: CommonFlags): LoadOptions {
-  return { device: o.device, dtype: o.dtype, offline: o.offline, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks };
+  return { device: o.device, dtype: o.dtype, offline: o.offline, revision: o.revision, checkUpdates: o.checkUpdates, hubTimeout: o.hubTimeout, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks };
 }
 
 export function common(cmd: Command): Command {
   return cmd
-    .requiredOption('-m, --model <dir|hub-id>', 'a Hugging Face model directory, or a hub id (downloaded into ~/.cache/peregrine or $PEREGRINE_CACHE)')
+    .requiredOption('-m, --model <dir|hub-id>', 'a Hugging Face model directory, or a hub id such as owner/name[@revision] (downloaded into ~/.cache/peregrine or $PEREGRINE_CACHE)')
     .addOption(new Option('-d, --device <device>', 'where to run (auto: the GPU when there is one)').choices(DEVICES).default('auto'))
     .addOption(new Option('--dtype <dtype>', 'compute dtype on the GPU (default f16; the CPU computes in f32)').choices(DTYPES))
-    .option('--offline', 'use only the local cache for hub ids');
+    .option('--offline', 'use only the local cache for hub ids')
+    .option('--revision <rev>', 'the branch, tag or commit of a hub id (default main; also as owner/name@rev)')
+    .option('--check-updates', 'ask the hub where the revision points now, even when the model is cached (default: a cached model is used without asking)')
+    .option('--hub-timeout <seconds>', 'seconds to wait for the hub to answer, and for each chunk of a download (default 10, or PEREGRINE_HUB_TIMEOUT)',
+      number('--hub-timeout', (x) => x > 0, 'a number of seconds > 0'));
 }
 
 /** Memory planned at load: sequences at once, tokens per sequence, prefill chunk, KV blocks. */
