@@ -74,6 +74,7 @@ describe('generate', () => {
     failsWith(['generate', ...m, '-p', 'x', '-n', '0'], /--max-new-tokens must be a whole number >= 1/);
     failsWith(['generate', ...m, '-p', 'x', '-k', '2.5'], /--top-k/);
     failsWith(['generate', ...m, '-p', 'x', '-n', '100'], /beyond the model's 64/);
+    failsWith(['generate', ...m, '-p', 'x', '--max-batch', '5000000'], /memory plan needs .* but the CPU has .* available; lower --max-batch \(5000000\)/);
     failsWith(['generate', ...m, '-p', 'x', '--device', 'tpu'], /Allowed choices are cpu, cuda, auto/);
     if (!hasGpuDriver()) failsWith(['generate', ...m, '-p', 'x', '--device', 'cuda'], /no NVIDIA driver found/);
     failsWith(['generate', ...m, '-p', 'x', '--dtype', 'f8'], /Allowed choices are f32, f16, bf16/);

@@ -6,13 +6,14 @@ import { fail } from '../errors.js';
 import { resolveModelDir, type HubOptions } from '../loaders/hub.js';
 import { openModelDir, type ModelDir } from '../loaders/model-dir.js';
 import { ConfigReader } from '../models/config.js';
-import type { CausalLM, Encoder, MemoryReport, ModelInfo } from '../models/model.js';
+import { tensorBytes, type Architecture, type CausalLM, type Encoder, type MemoryReport, type ModelInfo } from '../models/model.js';
 import { findArchitecture } from '../models/registry.js';
 import { dtypeBytes, type Backend, type DType } from '../ops/backend.js';
 import { CausalRuntime, type RuntimeLimits } from '../runtime/causal.js';
 import { EncoderRuntime } from '../runtime/encoder.js';
 import { Tokenizer } from '../tokenizers/tokenizer.js';
 import { Embedder } from './embedder.js';
+import { availableMemory, checkFits, freeMemory, runtimeRegions } from './fit.js';
 import { TextGenerator } from './generation.js';
 
 export interface LoadOptions extends HubOptions {
@@ -71,9 +72,21 @@ function limitsFor(info: ModelInfo, cacheWidth: number, o: LoadOptions, backend:
   return { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize };
 }
 
-/** Free device memory, for backends that have device memory (null: the CPU). */
-function freeMemory(backend: Backend): number | null {
-  return 'freeMemory' in backend ? (backend as { freeMemory(): number }).freeMemory() : null;
+/** The model over a backend of shapes: names, shapes and dtypes are checked, no bytes read. */
+function shapeModel(arch: Architecture, md: ModelDir, className: string, dtype: DType, device: string): { meta: MetaBackend; model: CausalLM | Encoder } {
+  const meta = new MetaBackend(dtype, device);
+  const shapesOnly = { ...md, weights: Object.assign(Object.create(md.weights), { readBytes: () => new Uint8Array(0) }) };
+  return { meta, model: arch.create(meta, shapesOnly, className) };
+}
+
+const LOWER_WEIGHTS = 'a smaller model, a smaller --dtype on the GPU, or a machine with more memory';
+
+/** The options that size the runtime, with their values (those left to their defaults that are sized to fit are not named). */
+function lowerRuntime(l: RuntimeLimits, o: LoadOptions): string {
+  const named = [`--max-batch (${l.maxBatch})`, `--max-seq-len (${l.maxSeqLen})`];
+  if (o.prefillChunk !== undefined) named.push(`--prefill-chunk (${l.prefillChunk})`);
+  if (o.kvBlocks !== undefined) named.push(`--kv-blocks (${l.kvBlocks})`);
+  return `lower ${named.slice(0, -1).join(', ')} or ${named[named.length - 1]}`;
 }
 
 /** The end tokens of generation_config.json, else config.json's. */
@@ -94,14 +107,24 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
     }
     const tokenizer = Tokenizer.fromDir(dir);
     const backend = createBackend(options.device, options.dtype);
-    const model = arch.create(backend, md, className);
-    if (arch.kind === 'causal-lm') {
-      const lm = model as CausalLM;
-      const free = freeMemory(backend);
-      const runtime = new CausalRuntime(lm, backend, limitsFor(info, lm.cacheWidth, options, backend, free));
-      return { kind: 'causal-lm', dir, generator: new TextGenerator(runtime, tokenizer, eosIds(md, lm)) };
+    try {
+      // every allocation is checked against the memory there is before it is made
+      const shapes = shapeModel(arch, md, className, backend.activationDtype, backend.name);
+      checkFits([{ name: 'weights', bytes: tensorBytes(shapes.model.weights()) }], availableMemory(backend), backend.name, `use ${LOWER_WEIGHTS}`);
+      const model = arch.create(backend, md, className);
+      if (arch.kind === 'causal-lm') {
+        const lm = model as CausalLM;
+        const limits = limitsFor(info, lm.cacheWidth, options, backend, freeMemory(backend));
+        const planned = new CausalRuntime(shapes.model as CausalLM, shapes.meta, limits).memory();
+        checkFits(runtimeRegions(planned), availableMemory(backend), backend.name, lowerRuntime(limits, options));
+        const runtime = new CausalRuntime(lm, backend, limits);
+        return { kind: 'causal-lm', dir, generator: new TextGenerator(runtime, tokenizer, eosIds(md, lm)) };
+      }
+      return { kind: 'encoder', dir, embedder: new Embedder(new EncoderRuntime(model as Encoder, backend), tokenizer) };
+    } catch (err) {
+      backend.dispose();
+      throw err;
     }
-    return { kind: 'encoder', dir, embedder: new Embedder(new EncoderRuntime(model as Encoder, backend), tokenizer) };
   } finally {
     // every weight has been read (the CPU holds its own copies)
     md.weights.close();
@@ -145,10 +168,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
     backend.dispose();
     const info = arch.info(md.config, className);
     const dtypes = [...md.weights.dtypeSummary()].map(([dtype, v]) => ({ dtype, ...v }));
-    // the model over a backend of shapes: names and shapes are checked, no bytes read
-    const meta = new MetaBackend(dtype, device);
-    const shapesOnly = { ...md, weights: Object.assign(Object.create(md.weights), { readBytes: () => new Uint8Array(0) }) };
-    const model = arch.create(meta, shapesOnly, className);
+    const { meta, model } = shapeModel(arch, md, className, dtype, device);
     let memory: MemoryReport;
     if (arch.kind === 'causal-lm') {
       const lm = model as CausalLM;
