@@ -28,8 +28,8 @@ async function runAsync(args: string[], childEnv: NodeJS.ProcessEnv) {
 }
 
 /** A failing command: non-zero exit, one line on stderr matching `pattern`, no stack trace. */
-function failsWith(args: string[], pattern: RegExp): void {
-  const r = run(args);
+function failsWith(args: string[], pattern: RegExp, extraEnv: NodeJS.ProcessEnv = {}): void {
+  const r = run(args, undefined, { env: { ...env, ...extraEnv } });
   assert.notEqual(r.code, 0, `exit code for ${args.join(' ')}`);
   const lines = r.err.trimEnd().split('\n');
   assert.equal(lines.length, 1, `one line on stderr, got:\n${r.err}`);
@@ -66,6 +66,22 @@ describe('generate', () => {
     assert.equal(a.out, b.out, 'same seed, same output');
   });
 
+  test('--dtype f16 or bf16 runs on the CPU in f32, with a note; the same tokens as without', () => {
+    const args = ['generate', '-m', fixture('gpt2-tiny'), '-p', 'hello', '-n', '4', '--json'];
+    const plain = run([...args, '--device', 'cpu']);
+    assert.equal(plain.code, 0, plain.err);
+    assert.equal(plain.err, '');
+    const devices = hasGpuDriver() ? ['cpu'] : ['cpu', 'auto'];
+    for (const device of devices) {
+      for (const dtype of ['f16', 'bf16']) {
+        const r = run([...args, '--device', device, '--dtype', dtype], undefined, { env: { ...env, PEREGRINE_DEVICE: '' } });
+        assert.equal(r.code, 0, r.err);
+        assert.equal(r.err, `peregrine: note: the CPU computes in f32; --dtype ${dtype} applies on the GPU\n`);
+        assert.equal(r.out, plain.out);
+      }
+    }
+  });
+
   test('bad arguments', () => {
     const m = ['-m', fixture('gpt2-tiny')];
     failsWith(['generate', ...m, '-p', ''], /the prompt is empty/);
@@ -78,6 +94,7 @@ describe('generate', () => {
     failsWith(['generate', ...m, '-p', 'x', '--device', 'tpu'], /Allowed choices are cpu, cuda, auto/);
     if (!hasGpuDriver()) failsWith(['generate', ...m, '-p', 'x', '--device', 'cuda'], /no NVIDIA driver found/);
     failsWith(['generate', ...m, '-p', 'x', '--dtype', 'f8'], /Allowed choices are f32, f16, bf16/);
+    failsWith(['generate', ...m, '-p', 'x'], /PEREGRINE_DEVICE="bogus" is not a device; set it to cpu, cuda or auto/, { PEREGRINE_DEVICE: 'bogus' });
     failsWith(['generate', '-p', 'x'], /required option '-m, --model/);
     failsWith(['generate', ...m], /required option '-p, --prompt/);
     failsWith(['generate', '-m', fixture('bert-tiny'), '-p', 'x'], /encoder/);

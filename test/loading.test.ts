@@ -162,7 +162,24 @@ describe('bad load options and model kinds', () => {
   test('max sequence length beyond the model', () => fails(loadModel(base, { maxSeqLen: 4096 }), 'bad-argument', /beyond the model's 32/));
   test('cuda without a GPU says so', { skip: hasGpuDriver() ? 'this machine has a GPU' : false }, () =>
     fails(loadModel(base, { device: 'cuda' }), 'device', /NVIDIA driver.*--device cpu/));
-  test('dtype f16 on the CPU is refused', () => fails(loadModel(base, { device: 'cpu', dtype: 'f16' }), 'bad-argument', /fp32.*--device cuda/));
+  test('the CPU computes in f32 whatever dtype is asked, and says so', async () => {
+    const notes: string[] = [];
+    const f16 = await loadGenerator(base, { device: 'cpu', dtype: 'f16', notice: (m) => notes.push(m) });
+    assert.deepEqual(notes, ['the CPU computes in f32; --dtype f16 applies on the GPU']);
+    assert.equal(f16.runtime.backend.activationDtype, 'f32');
+    const f32 = await loadGenerator(base, { device: 'cpu', notice: (m) => notes.push(m) });
+    assert.equal(notes.length, 1, 'no note without a dtype');
+    assert.deepEqual((await f16.generate('Hello', { maxNewTokens: 4 })).ids, (await f32.generate('Hello', { maxNewTokens: 4 })).ids);
+  });
+  test('PEREGRINE_DEVICE must name a device', async () => {
+    const saved = process.env.PEREGRINE_DEVICE;
+    process.env.PEREGRINE_DEVICE = 'bogus';
+    try {
+      await fails(loadModel(base, { device: 'cpu' }), 'bad-argument', /PEREGRINE_DEVICE="bogus" is not a device; set it to cpu, cuda or auto/);
+    } finally {
+      process.env.PEREGRINE_DEVICE = saved;
+    }
+  });
   test('generate on an encoder', () => fails(loadGenerator(fixture('bert-tiny')), 'bad-request', /encoder/));
   test('embed on a causal LM', () => fails(loadEmbedder(base), 'bad-request', /causal LM/));
   test('a name that is neither a directory nor a hub id', () => fails(loadModel('bad name!'), 'bad-argument', /neither a model directory nor a hub model id/));

@@ -34,15 +34,19 @@ export interface CommonFlags {
   kvBlocks?: number;
 }
 
+function notice(message: string): void {
+  process.stderr.write(`peregrine: note: ${message}\n`);
+}
+
 export function loadOptions(o: CommonFlags): LoadOptions {
-  return { device: o.device, dtype: o.dtype, offline: o.offline, revision: o.revision, checkUpdates: o.checkUpdates, hubTimeout: o.hubTimeout, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks };
+  return { notice, device: o.device, dtype: o.dtype, offline: o.offline, revision: o.revision, checkUpdates: o.checkUpdates, hubTimeout: o.hubTimeout, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks };
 }
 
 export function common(cmd: Command): Command {
   return cmd
     .requiredOption('-m, --model <dir|hub-id>', 'a Hugging Face model directory, or a hub id such as owner/name[@revision] (downloaded into ~/.cache/peregrine or $PEREGRINE_CACHE)')
     .addOption(new Option('-d, --device <device>', 'where to run (auto: the GPU when there is one)').choices(DEVICES).default('auto'))
-    .addOption(new Option('--dtype <dtype>', 'compute dtype on the GPU (default f16; the CPU computes in f32)').choices(DTYPES))
+    .addOption(new Option('--dtype <dtype>', 'compute dtype (default: f16 on the GPU; the CPU computes in f32 whatever is asked)').choices(DTYPES))
     .option('--offline', 'use only the local cache for hub ids')
     .option('--revision <rev>', 'the branch, tag or commit of a hub id (default main; also as owner/name@rev)')
     .option('--check-updates', 'ask the hub where the revision points now, even when the model is cached (default: a cached model is used without asking)')

@@ -18,8 +18,10 @@ import { TextGenerator } from './generation.js';
 
 export interface LoadOptions extends HubOptions {
   device?: Device;
-  /** compute dtype on the GPU (default f16); the CPU computes in f32 */
+  /** compute dtype on the GPU (default f16); the CPU computes in f32 whatever is asked (and says so through `notice`) */
   dtype?: FloatDType;
+  /** told what the load decided that the caller may not expect (a dtype the CPU sets aside) */
+  notice?: (message: string) => void;
   /** sequences that run at once (default 64 on the GPU, 8 on the CPU) */
   maxBatch?: number;
   /** tokens per sequence, prompt and generated (default: the model's positions) */
@@ -106,7 +108,7 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
       fail('bad-argument', `max sequence length ${options.maxSeqLen} is beyond the model's ${info.maxPositions} positions`);
     }
     const tokenizer = Tokenizer.fromDir(dir);
-    const backend = createBackend(options.device, options.dtype);
+    const backend = createBackend(options.device, options.dtype, options.notice);
     try {
       // every allocation is checked against the memory there is before it is made
       const shapes = shapeModel(arch, md, className, backend.activationDtype, backend.name);
@@ -161,7 +163,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
   const md = openModelDir(dir);
   try {
     const { arch, className } = findArchitecture(md.config, `${dir}/config.json`);
-    const backend = createBackend(options.device, options.dtype);
+    const backend = createBackend(options.device, options.dtype, options.notice);
     const dtype = backend.activationDtype;
     const device = backend.name;
     const free = freeMemory(backend);
