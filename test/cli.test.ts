@@ -82,6 +82,23 @@ describe('generate', () => {
     }
   });
 
+  test('-p - reads the prompt from stdin, --prompt-file from a file (one final line break dropped)', () => {
+    const args = ['generate', '-m', fixture('gpt2-tiny'), '-n', '4', '--json'];
+    const text = 'Once upon a time,\nthere was';
+    const direct = run([...args, '-p', text]);
+    assert.equal(direct.code, 0, direct.err);
+    const piped = run([...args, '-p', '-'], text + '\n');
+    assert.equal(piped.code, 0, piped.err);
+    assert.equal(piped.out, direct.out);
+    const file = join(root, 'prompt.txt');
+    writeFileSync(file, text + '\n');
+    const filed = run([...args, '--prompt-file', file]);
+    assert.equal(filed.code, 0, filed.err);
+    assert.equal(filed.out, direct.out);
+    const both = run([...args, '-p', 'hi', '--prompt-file', file]);
+    assert.deepEqual(both.out.trim().split('\n').map((l) => JSON.parse(l).index).sort(), [0, 1]);
+  });
+
   test('bad arguments', () => {
     const m = ['-m', fixture('gpt2-tiny')];
     failsWith(['generate', ...m, '-p', ''], /the prompt is empty/);
@@ -96,7 +113,9 @@ describe('generate', () => {
     failsWith(['generate', ...m, '-p', 'x', '--dtype', 'f8'], /Allowed choices are f32, f16, bf16/);
     failsWith(['generate', ...m, '-p', 'x'], /PEREGRINE_DEVICE="bogus" is not a device; set it to cpu, cuda or auto/, { PEREGRINE_DEVICE: 'bogus' });
     failsWith(['generate', '-p', 'x'], /required option '-m, --model/);
-    failsWith(['generate', ...m], /required option '-p, --prompt/);
+    failsWith(['generate', ...m], /no prompt; give one with -p <text>, -p - \(stdin\) or --prompt-file <path>/);
+    failsWith(['generate', ...m, '--prompt-file', join(root, 'no-such-file')], /--prompt-file not found: .*no-such-file/);
+    failsWith(['generate', ...m, '-p', '-', '-p', '-'], /reads stdin, which holds one prompt/);
     failsWith(['generate', '-m', fixture('bert-tiny'), '-p', 'x'], /encoder/);
     failsWith(['frobnicate'], /unknown command/);
   });
@@ -217,9 +236,13 @@ describe('embed, classify, inspect', () => {
     assert.equal(vecs.length, texts.length);
     vecs.forEach((v, i) => v.forEach((x, j) => assert.ok(Math.abs(x - ref.mean_normalized[i][j]) < 1e-4)));
     // stdin, one text per line
+    // one output line per input line; an empty line is the empty text
     const s = run(['embed', '-m', fixture('bert-tiny'), '--pooling', 'cls'], 'first line\n\nsecond line\n');
     assert.equal(s.code, 0, s.err);
-    assert.equal(s.out.trim().split('\n').length, 2);
+    const lines = s.out.trimEnd().split('\n');
+    assert.equal(lines.length, 3);
+    assert.equal(lines[1] + '\n', run(['embed', '-m', fixture('bert-tiny'), '--pooling', 'cls', '']).out);
+    assert.equal(lines[2] + '\n', run(['embed', '-m', fixture('bert-tiny'), '--pooling', 'cls', 'second line']).out);
   });
 
   test('classify prints labels and scores', () => {
@@ -238,6 +261,15 @@ describe('embed, classify, inspect', () => {
     const j = JSON.parse(run(['inspect', '-m', fixture('bert-tiny'), '--json']).out);
     assert.equal(j.info.architecture, 'BertForSequenceClassification');
     assert.deepEqual(j.dtypes.map((d: { dtype: string }) => d.dtype), ['BF16']);
+  });
+
+  test('--version prints the package version', () => {
+    const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
+    for (const flag of ['--version', '-V']) {
+      const r = run([flag]);
+      assert.equal(r.code, 0, r.err);
+      assert.equal(r.out, `${version}\n`);
+    }
   });
 
   test('--help on every command', () => {

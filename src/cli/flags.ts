@@ -106,6 +106,13 @@ export function generationFlags(cmd: Command): Command {
     .option('--top-logprobs <k>', 'and the k most likely alternatives per step (0 .. 20)', int('--top-logprobs', 0));
 }
 
+/** Where prompts come from: -p (repeatable, several texts each; "-" reads stdin) and --prompt-file. */
+export function promptFlags(cmd: Command): Command {
+  return cmd
+    .option('-p, --prompt <text...>', 'prompt text (several prompts run together); - reads one prompt from stdin')
+    .option('--prompt-file <path>', 'a file whose text is one prompt (repeatable)', collect((v: string) => v));
+}
+
 /** The request options of the parsed flags (the command's other flags ride along; checkOptions reads only its own). */
 export function generateOptions(o: GenerationFlags): GenerateOptions {
   const { ignoreEos, logprobs, topLogprobs, ...rest } = o;

@@ -4,10 +4,11 @@ import { Command, Option } from 'commander';
 import { PeregrineError } from '../errors.js';
 import { inspectModel, loadEmbedder, loadGenerator } from '../engine/load.js';
 import { runChat } from './chat.js';
-import { common, generateOptions, generationFlags, loadOptions, runtimeFlags, type CommonFlags, type GenerationFlags } from './flags.js';
+import { common, generateOptions, generationFlags, loadOptions, promptFlags, runtimeFlags, type CommonFlags, type GenerationFlags } from './flags.js';
 import { runGenerate } from './generate.js';
 import { formatInspection } from './inspect.js';
-import { readInputs } from './inputs.js';
+import { readInputs, readPrompts } from './inputs.js';
+import { packageVersion } from './version.js';
 
 function writeOut(s: string): void {
   process.stdout.write(s);
@@ -16,14 +17,15 @@ function writeOut(s: string): void {
 function buildProgram(): Command {
   const program = new Command('peregrine')
     .description('Transformer inference for Node.js: GPT-2 generation and BERT embeddings from Hugging Face checkpoints')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .configureOutput({ outputError: (str, write) => write(`peregrine: ${str}`) });
 
-  generationFlags(runtimeFlags(common(program.command('generate').description('generate text from prompts: one prompt streams to stdout, several print a line each as they finish'))))
-    .requiredOption('-p, --prompt <text...>', 'prompt text (several prompts run together)')
+  promptFlags(generationFlags(runtimeFlags(common(program.command('generate').description('generate text from prompts: one prompt streams to stdout, several print a line each as they finish')))))
     .option('--json', 'print one JSON object per prompt (ids, text, finishReason, and log-probs or beams when asked for)')
-    .action(async (o: CommonFlags & GenerationFlags & { prompt: string[]; json?: boolean }) => {
+    .action(async (o: CommonFlags & GenerationFlags & { prompt?: string[]; promptFile?: string[]; json?: boolean }) => {
+      const prompts = await readPrompts(o.prompt, o.promptFile);
       const gen = await loadGenerator(o.model, loadOptions(o));
-      await runGenerate(gen, o.prompt, generateOptions(o), o.json === true);
+      await runGenerate(gen, prompts, generateOptions(o), o.json === true);
     });
 
   generationFlags(runtimeFlags(common(program.command('chat').description('an interactive conversation: one user message per line of stdin, replies stream to stdout; the KV cache stays between turns'))))
@@ -34,7 +36,7 @@ function buildProgram(): Command {
     });
 
   common(program.command('embed').description('print sentence embeddings as JSON, one vector per input line'))
-    .argument('[texts...]', 'texts to embed (default: one per line of stdin)')
+    .argument('[texts...]', 'texts to embed (default: one per line of stdin; an empty line is the empty text)')
     .addOption(new Option('--pooling <mode>', 'how to pool token states into one vector').choices(['cls', 'mean']).default('mean'))
     .option('--normalize', 'scale each vector to unit length')
     .action(async (texts: string[], o: CommonFlags & { pooling: 'cls' | 'mean'; normalize?: boolean }) => {
@@ -44,7 +46,7 @@ function buildProgram(): Command {
     });
 
   common(program.command('classify').description('sequence classification: label and scores as JSON, one line per input'))
-    .argument('[texts...]', 'texts to classify (default: one per line of stdin)')
+    .argument('[texts...]', 'texts to classify (default: one per line of stdin; an empty line is the empty text)')
     .action(async (texts: string[], o: CommonFlags) => {
       const inputs = await readInputs(texts);
       const emb = await loadEmbedder(o.model, loadOptions(o));
