@@ -99,6 +99,20 @@ describe('generate', () => {
     assert.deepEqual(both.out.trim().split('\n').map((l) => JSON.parse(l).index).sort(), [0, 1]);
   });
 
+  test('a prompt of any size from stdin: refused beyond the model\'s positions, or cut on the left with --truncate', () => {
+    const big = 'the quick brown fox jumps. '.repeat(8000);
+    const args = ['generate', '-m', fixture('gpt2-tiny'), '-p', '-', '-n', '4', '--json'];
+    const refused = run(args, big);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /the prompt has \d+ tokens.*beyond the model's 64.*--truncate/);
+    const cut = run([...args, '--truncate'], big);
+    assert.equal(cut.code, 0, cut.err);
+    const tail = run(['generate', '-m', fixture('gpt2-tiny'), '-p', 'the quick brown fox jumps. '.repeat(20), '-n', '4', '--json', '--truncate']);
+    assert.deepEqual(JSON.parse(cut.out).ids, JSON.parse(tail.out).ids, 'the end of the prompt is kept');
+    const right = run([...args, '--truncate-side', 'right'], big);
+    assert.equal(right.code, 0, right.err);
+  });
+
   test('bad arguments', () => {
     const m = ['-m', fixture('gpt2-tiny')];
     failsWith(['generate', ...m, '-p', ''], /the prompt is empty/);
@@ -243,6 +257,18 @@ describe('embed, classify, inspect', () => {
     assert.equal(lines.length, 3);
     assert.equal(lines[1] + '\n', run(['embed', '-m', fixture('bert-tiny'), '--pooling', 'cls', '']).out);
     assert.equal(lines[2] + '\n', run(['embed', '-m', fixture('bert-tiny'), '--pooling', 'cls', 'second line']).out);
+  });
+
+  test('embed and classify: --truncate keeps the start of a long text; without it, the text is refused', () => {
+    const long = 'words and more words '.repeat(40);
+    for (const cmd of ['embed', 'classify']) {
+      failsWith([cmd, '-m', fixture('bert-tiny'), long], /input 0 has \d+ tokens, beyond the model's 64 positions.*--truncate/);
+      const r = run([cmd, '-m', fixture('bert-tiny'), '--truncate', long, 'short']);
+      assert.equal(r.code, 0, r.err);
+      const lines = r.out.trimEnd().split('\n');
+      assert.equal(lines.length, 2);
+      assert.equal(lines[0], run([cmd, '-m', fixture('bert-tiny'), long + ' a different end', '--truncate']).out.trimEnd());
+    }
   });
 
   test('classify prints labels and scores', () => {

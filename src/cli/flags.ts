@@ -64,7 +64,7 @@ export function runtimeFlags(cmd: Command): Command {
 }
 
 /** What commander parses from generationFlags: the request options, with the CLI's own spellings of a few. */
-export type GenerationFlags = Omit<GenerateOptions, 'maxNewTokens' | 'eosTokenId' | 'stopAtEos' | 'badWordsIds'> & {
+export type GenerationFlags = Omit<GenerateOptions, 'maxNewTokens' | 'eosTokenId' | 'stopAtEos' | 'badWordsIds' | 'truncate'> & TruncateFlags & {
   maxNewTokens: number;
   eosTokenId?: number[];
   ignoreEos?: boolean;
@@ -106,15 +106,36 @@ export function generationFlags(cmd: Command): Command {
     .option('--top-logprobs <k>', 'and the k most likely alternatives per step (0 .. 20)', int('--top-logprobs', 0));
 }
 
-/** Where prompts come from: -p (repeatable, several texts each; "-" reads stdin) and --prompt-file. */
-export function promptFlags(cmd: Command): Command {
+export interface TruncateFlags {
+  truncate?: boolean;
+  truncateSide?: 'left' | 'right';
+}
+
+/**
+ * --truncate cuts inputs too long for the model's positions (default: refused) on the side the task suits,
+ * --truncate-side on the other. (A bare flag, not `--truncate [side]`, which would swallow a text after it.)
+ */
+export function truncateFlags(cmd: Command, side: 'left' | 'right'): Command {
+  const keeps = side === 'left' ? 'its end' : 'its start';
   return cmd
+    .option('--truncate', `cut an input too long for the model's positions instead of refusing it (keeping ${keeps})`)
+    .addOption(new Option('--truncate-side <side>', `the side --truncate cuts: left keeps the end, right the start (default ${side}; implies --truncate)`).choices(['left', 'right']));
+}
+
+/** The side inputs are cut on, or undefined when they are not. */
+export function truncateSide(o: TruncateFlags, side: 'left' | 'right'): 'left' | 'right' | undefined {
+  return o.truncateSide ?? (o.truncate ? side : undefined);
+}
+
+/** Where prompts come from: -p (repeatable, several texts each; "-" reads stdin) and --prompt-file; and truncation. */
+export function promptFlags(cmd: Command): Command {
+  return truncateFlags(cmd, 'left')
     .option('-p, --prompt <text...>', 'prompt text (several prompts run together); - reads one prompt from stdin')
     .option('--prompt-file <path>', 'a file whose text is one prompt (repeatable)', collect((v: string) => v));
 }
 
 /** The request options of the parsed flags (the command's other flags ride along; checkOptions reads only its own). */
 export function generateOptions(o: GenerationFlags): GenerateOptions {
-  const { ignoreEos, logprobs, topLogprobs, ...rest } = o;
-  return { ...rest, stopAtEos: !ignoreEos, logprobs: logprobs || topLogprobs !== undefined ? true : undefined, topLogprobs };
+  const { ignoreEos, logprobs, topLogprobs, truncate, truncateSide: side, ...rest } = o;
+  return { ...rest, stopAtEos: !ignoreEos, logprobs: logprobs || topLogprobs !== undefined ? true : undefined, topLogprobs, truncate: truncateSide({ truncate, truncateSide: side }, 'left') };
 }

@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { PeregrineError } from '../errors.js';
 import { inspectModel, loadEmbedder, loadGenerator } from '../engine/load.js';
 import { runChat } from './chat.js';
-import { common, generateOptions, generationFlags, loadOptions, promptFlags, runtimeFlags, type CommonFlags, type GenerationFlags } from './flags.js';
+import { common, generateOptions, generationFlags, loadOptions, promptFlags, runtimeFlags, truncateFlags, truncateSide, type CommonFlags, type GenerationFlags, type TruncateFlags } from './flags.js';
 import { runGenerate } from './generate.js';
 import { formatInspection } from './inspect.js';
 import { readInputs, readPrompts } from './inputs.js';
@@ -35,22 +35,22 @@ function buildProgram(): Command {
       await runChat(gen, generateOptions(o), o.system);
     });
 
-  common(program.command('embed').description('print sentence embeddings as JSON, one vector per input line'))
+  truncateFlags(common(program.command('embed').description('print sentence embeddings as JSON, one vector per input line')), 'right')
     .argument('[texts...]', 'texts to embed (default: one per line of stdin; an empty line is the empty text)')
     .addOption(new Option('--pooling <mode>', 'how to pool token states into one vector').choices(['cls', 'mean']).default('mean'))
     .option('--normalize', 'scale each vector to unit length')
-    .action(async (texts: string[], o: CommonFlags & { pooling: 'cls' | 'mean'; normalize?: boolean }) => {
+    .action(async (texts: string[], o: CommonFlags & TruncateFlags & { pooling: 'cls' | 'mean'; normalize?: boolean }) => {
       const inputs = await readInputs(texts);
       const emb = await loadEmbedder(o.model, loadOptions(o));
-      for (const v of emb.embed(inputs, { pooling: o.pooling, normalize: o.normalize })) writeOut(JSON.stringify(Array.from(v)) + '\n');
+      for (const v of emb.embed(inputs, { pooling: o.pooling, normalize: o.normalize, truncate: truncateSide(o, 'right') })) writeOut(JSON.stringify(Array.from(v)) + '\n');
     });
 
-  common(program.command('classify').description('sequence classification: label and scores as JSON, one line per input'))
+  truncateFlags(common(program.command('classify').description('sequence classification: label and scores as JSON, one line per input')), 'right')
     .argument('[texts...]', 'texts to classify (default: one per line of stdin; an empty line is the empty text)')
-    .action(async (texts: string[], o: CommonFlags) => {
+    .action(async (texts: string[], o: CommonFlags & TruncateFlags) => {
       const inputs = await readInputs(texts);
       const emb = await loadEmbedder(o.model, loadOptions(o));
-      for (const c of emb.classify(inputs)) writeOut(JSON.stringify(c) + '\n');
+      for (const c of emb.classify(inputs, { truncate: truncateSide(o, 'right') })) writeOut(JSON.stringify(c) + '\n');
     });
 
   runtimeFlags(common(program.command('inspect').description('architecture, parameter count, dtypes and the memory plan a load makes (KV-cache pool, tables, activations)')))

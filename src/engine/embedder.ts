@@ -2,6 +2,7 @@
 import { fail } from '../errors.js';
 import type { EncoderRuntime } from '../runtime/encoder.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
+import { checkTruncate, encodeWithin, type TruncateSide } from './truncate.js';
 
 export type Pooling = 'cls' | 'mean';
 
@@ -10,6 +11,13 @@ export interface EmbedOptions {
   pooling?: Pooling;
   /** scale each vector to unit L2 norm */
   normalize?: boolean;
+  /** a text too long for the model's positions is cut: 'right' keeps its start (default: refused) */
+  truncate?: TruncateSide;
+}
+
+export interface ClassifyOptions {
+  /** as in EmbedOptions */
+  truncate?: TruncateSide;
 }
 
 export interface Classification {
@@ -22,15 +30,16 @@ export interface Classification {
 export class Embedder {
   constructor(readonly model: EncoderRuntime, readonly tokenizer: Tokenizer) {}
 
-  /** Token ids per text, with the tokenizer's special tokens ([CLS] ... [SEP]). */
-  encodeTexts(texts: string[]): Int32Array[] {
+  /** Token ids per text, with the tokenizer's special tokens ([CLS] ... [SEP]); cut to the model's positions with `truncate`. */
+  encodeTexts(texts: string[], truncate?: TruncateSide): Int32Array[] {
     if (!Array.isArray(texts) || texts.length === 0) fail('bad-request', 'no inputs given; pass at least one text');
     const maxPos = this.model.info.maxPositions;
+    const side = checkTruncate(truncate);
     return texts.map((t, i) => {
       if (typeof t !== 'string') fail('bad-request', `input ${i} is not a string`);
-      const ids = this.tokenizer.encode(t);
+      const ids = encodeWithin(this.tokenizer, t, maxPos, side);
       if (ids.length === 0) fail('bad-request', `input ${i} produced no tokens`);
-      if (ids.length > maxPos) fail('bad-request', `input ${i} has ${ids.length} tokens, beyond the model's ${maxPos} positions; shorten it`);
+      if (ids.length > maxPos) fail('bad-request', `input ${i} has ${ids.length} tokens, beyond the model's ${maxPos} positions; shorten it, or truncate it (--truncate)`);
       return Int32Array.from(ids);
     });
   }
@@ -45,7 +54,7 @@ export class Embedder {
     const pooling = options.pooling ?? 'mean';
     if (pooling !== 'cls' && pooling !== 'mean') fail('bad-argument', `pooling must be cls or mean, got ${JSON.stringify(pooling)}`);
     const H = this.model.info.hidden;
-    const out = this.model.encode(this.encodeTexts(texts), { pooling });
+    const out = this.model.encode(this.encodeTexts(texts, options.truncate), { pooling });
     return texts.map((_, i) => {
       const v = out.pooled!.slice(i * H, (i + 1) * H);
       if (options.normalize) l2normalize(v);
@@ -60,10 +69,10 @@ export class Embedder {
     return out.starts.map((s, i) => out.hidden.slice(s * H, (s + out.lengths[i]) * H));
   }
 
-  classify(texts: string[]): Classification[] {
+  classify(texts: string[], options: ClassifyOptions = {}): Classification[] {
     const L = this.model.numLabels;
     if (L === 0) fail('bad-request', `${this.model.info.architecture} has no classification head; use a ...ForSequenceClassification checkpoint`);
-    const out = this.model.encode(this.encodeTexts(texts), { classify: true });
+    const out = this.model.encode(this.encodeTexts(texts, options.truncate), { classify: true });
     return texts.map((_, i) => {
       const logits = Array.from(out.logits!.subarray(i * L, (i + 1) * L));
       const max = Math.max(...logits);
