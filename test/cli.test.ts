@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { CLI, fixture, hasGpuDriver, reference, ROOT } from './helpers/fixtures.js';
 import { fakeSha, HubServer } from './helpers/hub-server.js';
+import { encodeSafetensors } from '../src/loaders/safetensors-write.js';
+import { SafetensorsFile } from '../src/loaders/safetensors.js';
 
 const root = mkdtempSync(join(tmpdir(), 'peregrine-cli-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -287,6 +289,34 @@ describe('embed, classify, inspect', () => {
     const j = JSON.parse(run(['inspect', '-m', fixture('bert-tiny'), '--json']).out);
     assert.equal(j.info.architecture, 'BertForSequenceClassification');
     assert.deepEqual(j.dtypes.map((d: { dtype: string }) => d.dtype), ['BF16']);
+  });
+
+  test('inspect reports what a load would refuse: a missing tensor, an unsupported dtype, a broken tokenizer, --max-seq-len beyond the model', () => {
+    const src = SafetensorsFile.open(join(fixture('bert-tiny'), 'model.safetensors'));
+    const tensors = [...src.tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: src.readBytes(t.name) }));
+    src.close();
+    const tokenizer = JSON.parse(readFileSync(join(fixture('bert-tiny'), 'tokenizer.json'), 'utf8'));
+    const variant = (name: string, weights: typeof tensors, tok?: unknown) => {
+      const dir = join(root, `inspect-${name}`);
+      cpSync(fixture('bert-tiny'), dir, { recursive: true, dereference: true });
+      writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(weights));
+      if (tok !== undefined) writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tok));
+      return dir;
+    };
+    const cases: [string, RegExp][] = [
+      [variant('missing', tensors.filter((t) => t.name !== 'classifier.bias')), /no tensor classifier\.bias/],
+      [variant('dtype', tensors.map((t) => (t.name === 'bert.pooler.dense.bias' ? { ...t, dtype: 'I16' } : t))), /bert\.pooler\.dense\.bias has dtype I16/],
+      [variant('tok-model', tensors, { ...tokenizer, model: { type: 'Nope' } }), /tokenizer\.json could not be read as a tokenizer/],
+      [variant('tok-unk', tensors, { ...tokenizer, model: { ...tokenizer.model, unk_token: '[NOPE]' } }), /tokenizer\.json does not work with this model: .*a token id that is no number \(undefined\)/],
+      [variant('tok-empty', tensors, { ...tokenizer, model: { ...tokenizer.model, vocab: {} } }), /tokenizer\.json does not work with this model: .*unknown tokens only/],
+      [fixture('bert-wide'), /tokenizer\.json does not work with this model: .*outside the model's vocabulary \(0 \.\. 511/],
+    ];
+    for (const [dir, pattern] of cases) {
+      failsWith(['inspect', '-m', dir], pattern);
+      failsWith(['inspect', '-m', dir, '--json'], pattern);
+    }
+    failsWith(['inspect', '-m', fixture('bert-tiny'), '--max-seq-len', '1000'], /max sequence length 1000 is beyond the model's 64 positions/);
+    failsWith(['inspect', '-m', fixture('gpt2-tiny'), '--max-seq-len', '65'], /max sequence length 65 is beyond the model's 64 positions/);
   });
 
   test('--version prints the package version', () => {

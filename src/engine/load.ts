@@ -1,5 +1,6 @@
 // Loading a model by directory or hub id onto a backend, as a generator or an embedder, with its memory
 // planned at load: the KV pool, the sequence tables and the activation arena.
+import { join } from 'node:path';
 import { MetaBackend } from '../backends/meta.js';
 import { createBackend, type Device, type FloatDType } from '../backends/select.js';
 import { fail } from '../errors.js';
@@ -15,6 +16,7 @@ import { Tokenizer } from '../tokenizers/tokenizer.js';
 import { Embedder } from './embedder.js';
 import { availableMemory, checkFits, freeMemory, runtimeRegions } from './fit.js';
 import { TextGenerator } from './generation.js';
+import { checkTokenizer } from './tokenizer-check.js';
 
 export interface LoadOptions extends HubOptions {
   device?: Device;
@@ -74,6 +76,12 @@ function limitsFor(info: ModelInfo, cacheWidth: number, o: LoadOptions, backend:
   return { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize };
 }
 
+function checkSeqLen(o: LoadOptions, info: ModelInfo): void {
+  if (o.maxSeqLen !== undefined && o.maxSeqLen > info.maxPositions) {
+    fail('bad-argument', `max sequence length ${o.maxSeqLen} is beyond the model's ${info.maxPositions} positions; lower --max-seq-len`);
+  }
+}
+
 /** The model over a backend of shapes: names, shapes and dtypes are checked, no bytes read. */
 function shapeModel(arch: Architecture, md: ModelDir, className: string, dtype: DType, device: string): { meta: MetaBackend; model: CausalLM | Encoder } {
   const meta = new MetaBackend(dtype, device);
@@ -104,9 +112,7 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
   try {
     const { arch, className } = findArchitecture(md.config, `${dir}/config.json`);
     const info = arch.info(md.config, className);
-    if (options.maxSeqLen !== undefined && options.maxSeqLen > info.maxPositions) {
-      fail('bad-argument', `max sequence length ${options.maxSeqLen} is beyond the model's ${info.maxPositions} positions`);
-    }
+    checkSeqLen(options, info);
     const tokenizer = Tokenizer.fromDir(dir);
     const backend = createBackend(options.device, options.dtype, options.notice);
     try {
@@ -156,19 +162,25 @@ export interface Inspection {
   memory: MemoryReport;
 }
 
-/** Architecture, parameters, stored dtypes and the memory plan a load would make, without reading the weights. */
+/**
+ * Architecture, parameters, stored dtypes and the memory plan a load would make, without reading the
+ * weights; what it shows is checked as a load checks it (every tensor's name, shape and dtype, the limits)
+ * and the tokenizer is tried on a probe text.
+ */
 export async function inspectModel(nameOrPath: string, options: LoadOptions = {}): Promise<Inspection> {
   checkLoadOptions(options);
   const dir = await resolveModelDir(nameOrPath, options);
   const md = openModelDir(dir);
   try {
     const { arch, className } = findArchitecture(md.config, `${dir}/config.json`);
+    const info = arch.info(md.config, className);
+    checkSeqLen(options, info);
+    checkTokenizer(Tokenizer.fromDir(dir), info.vocabSize, join(dir, 'tokenizer.json'));
     const backend = createBackend(options.device, options.dtype, options.notice);
     const dtype = backend.activationDtype;
     const device = backend.name;
     const free = freeMemory(backend);
     backend.dispose();
-    const info = arch.info(md.config, className);
     const dtypes = [...md.weights.dtypeSummary()].map(([dtype, v]) => ({ dtype, ...v }));
     const { meta, model } = shapeModel(arch, md, className, dtype, device);
     let memory: MemoryReport;
@@ -178,7 +190,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
       memory = runtime.memory();
     } else {
       const enc = new EncoderRuntime(model as Encoder, meta);
-      enc.reserveFor(options.maxBatch ?? 1, Math.min(options.maxSeqLen ?? info.maxPositions, info.maxPositions));
+      enc.reserveFor(options.maxBatch ?? 1, options.maxSeqLen ?? info.maxPositions);
       memory = enc.memory();
     }
     return { dir, info, device, dtype, dtypes, fileBytes: dtypes.reduce((a, d) => a + d.bytes, 0), memory };
