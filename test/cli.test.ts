@@ -282,6 +282,33 @@ describe('embed, classify, inspect', () => {
     assert.ok(Math.abs(rows[0].scores.reduce((a: number, b: number) => a + b, 0) - 1) < 1e-9);
   });
 
+  test('classify follows problem_type: softmax for single-label, sigmoid for multi-label, the logits for regression', () => {
+    const withType = (type: unknown) => {
+      const dir = join(root, `problem-${String(type)}`);
+      cpSync(fixture('bert-tiny'), dir, { recursive: true, dereference: true });
+      const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, problem_type: type }));
+      return dir;
+    };
+    const classify = (dir: string) => {
+      const r = run(['classify', '-m', dir, 'hello world']);
+      assert.equal(r.code, 0, r.err);
+      return JSON.parse(r.out) as { label: string; scores: number[]; logits: number[] };
+    };
+    const close = (a: number[], b: number[]) => a.forEach((x, i) => assert.ok(Math.abs(x - b[i]) < 1e-12, `${a} vs ${b}`));
+    const single = classify(withType('single_label_classification'));
+    const exps = single.logits.map((x) => Math.exp(x));
+    close(single.scores, exps.map((e) => e / exps.reduce((a, b) => a + b, 0)));
+    assert.deepEqual(classify(fixture('bert-tiny')), single);
+    const multi = classify(withType('multi_label_classification'));
+    assert.deepEqual(multi.logits, single.logits);
+    close(multi.scores, multi.logits.map((x) => 1 / (1 + Math.exp(-x))));
+    const regression = classify(withType('regression'));
+    assert.deepEqual(regression.scores, regression.logits);
+    assert.equal(regression.label, single.label, 'the label of the highest score');
+    failsWith(['classify', '-m', withType('ranking'), 'x'], /"problem_type" must be single_label_classification, multi_label_classification, regression or absent, got "ranking"/);
+  });
+
   test('inspect prints architecture, parameters, dtypes and the memory plan', () => {
     const r = run(['inspect', '-m', fixture('gpt2-tiny'), '--max-batch', '2', '--max-seq-len', '64']);
     assert.equal(r.code, 0, r.err);

@@ -20,15 +20,20 @@ export interface ClassifyOptions {
   truncate?: TruncateSide;
 }
 
+/** config.json's problem_type, as Hugging Face's text-classification pipeline reads it. */
+export type ProblemType = 'single_label_classification' | 'multi_label_classification' | 'regression';
+export const PROBLEM_TYPES: ProblemType[] = ['single_label_classification', 'multi_label_classification', 'regression'];
+
 export interface Classification {
+  /** the label with the highest score */
   label: string;
-  /** softmax over the labels */
+  /** the logits (problem_type regression), the sigmoid of each (multi_label_classification, or a single label), else their softmax */
   scores: number[];
   logits: number[];
 }
 
 export class Embedder {
-  constructor(readonly model: EncoderRuntime, readonly tokenizer: Tokenizer) {}
+  constructor(readonly model: EncoderRuntime, readonly tokenizer: Tokenizer, readonly problemType?: ProblemType) {}
 
   /** Token ids per text, with the tokenizer's special tokens ([CLS] ... [SEP]); cut to the model's positions with `truncate`. */
   encodeTexts(texts: string[], truncate?: TruncateSide): Int32Array[] {
@@ -75,12 +80,19 @@ export class Embedder {
     const out = this.model.encode(this.encodeTexts(texts, options.truncate), { classify: true });
     return texts.map((_, i) => {
       const logits = Array.from(out.logits!.subarray(i * L, (i + 1) * L));
-      const max = Math.max(...logits);
-      const exps = logits.map((x) => Math.exp(x - max));
-      const sum = exps.reduce((a, b) => a + b, 0);
-      const scores = exps.map((e) => e / sum);
+      const scores = this.scores(logits);
       return { label: this.model.labels[scores.indexOf(Math.max(...scores))], scores, logits };
     });
+  }
+
+  /** What Hugging Face's text-classification pipeline applies to the logits: none for regression, sigmoid for multi-label or one label, else softmax. */
+  private scores(logits: number[]): number[] {
+    if (this.problemType === 'regression') return logits;
+    if (this.problemType === 'multi_label_classification' || logits.length === 1) return logits.map((x) => 1 / (1 + Math.exp(-x)));
+    const max = Math.max(...logits);
+    const exps = logits.map((x) => Math.exp(x - max));
+    const sum = exps.reduce((a, b) => a + b, 0);
+    return exps.map((e) => e / sum);
   }
 }
 

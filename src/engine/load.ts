@@ -13,7 +13,7 @@ import { dtypeBytes, type Backend, type DType } from '../ops/backend.js';
 import { CausalRuntime, type RuntimeLimits } from '../runtime/causal.js';
 import { EncoderRuntime } from '../runtime/encoder.js';
 import { Tokenizer } from '../tokenizers/tokenizer.js';
-import { Embedder } from './embedder.js';
+import { Embedder, PROBLEM_TYPES, type ProblemType } from './embedder.js';
 import { availableMemory, checkFits, freeMemory, runtimeRegions } from './fit.js';
 import { TextGenerator } from './generation.js';
 import { checkTokenizer } from './tokenizer-check.js';
@@ -76,6 +76,16 @@ function limitsFor(info: ModelInfo, cacheWidth: number, o: LoadOptions, backend:
   return { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize };
 }
 
+/** config.json's problem_type (how classify turns logits into scores), checked. */
+function problemType(md: ModelDir): ProblemType | undefined {
+  const v = md.config.problem_type;
+  if (v === undefined || v === null) return undefined;
+  if (!PROBLEM_TYPES.includes(v as ProblemType)) {
+    fail('bad-config', `${md.dir}/config.json: field "problem_type" must be ${PROBLEM_TYPES.join(', ')} or absent, got ${JSON.stringify(v)}; fix config.json`);
+  }
+  return v as ProblemType;
+}
+
 function checkSeqLen(o: LoadOptions, info: ModelInfo): void {
   if (o.maxSeqLen !== undefined && o.maxSeqLen > info.maxPositions) {
     fail('bad-argument', `max sequence length ${o.maxSeqLen} is beyond the model's ${info.maxPositions} positions; lower --max-seq-len`);
@@ -128,7 +138,7 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
         const runtime = new CausalRuntime(lm, backend, limits);
         return { kind: 'causal-lm', dir, generator: new TextGenerator(runtime, tokenizer, eosIds(md, lm)) };
       }
-      return { kind: 'encoder', dir, embedder: new Embedder(new EncoderRuntime(model as Encoder, backend), tokenizer) };
+      return { kind: 'encoder', dir, embedder: new Embedder(new EncoderRuntime(model as Encoder, backend), tokenizer, problemType(md)) };
     } catch (err) {
       backend.dispose();
       throw err;
@@ -189,6 +199,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
       const runtime = new CausalRuntime(lm, meta, limitsFor(info, lm.cacheWidth, options, meta, free));
       memory = runtime.memory();
     } else {
+      problemType(md);
       const enc = new EncoderRuntime(model as Encoder, meta);
       enc.reserveFor(options.maxBatch ?? 1, options.maxSeqLen ?? info.maxPositions);
       memory = enc.memory();
