@@ -124,6 +124,13 @@ describe('generate', () => {
     failsWith(['generate', ...m, '-p', 'x', '-k', '2.5'], /--top-k/);
     failsWith(['generate', ...m, '-p', 'x', '-n', '100'], /beyond the model's 64/);
     failsWith(['generate', ...m, '-p', 'x', '--max-batch', '5000000'], /memory plan needs .* but the CPU has .* available; lower --max-batch \(5000000\)/);
+    // sizes far beyond memory are refused before a plan is built
+    for (const [flag, value] of [['--max-batch', '1000000000000'], ['--prefill-chunk', '100000000000'], ['--kv-blocks', '100000000000']]) {
+      const pattern = new RegExp(`memory plan needs at least .* TiB .*available; lower .*${flag} \\(${value}\\)`);
+      failsWith(['generate', ...m, '-p', 'x', flag, value], pattern);
+      failsWith(['inspect', ...m, flag, value], pattern);
+    }
+    failsWith(['inspect', '-m', fixture('bert-tiny'), '--max-batch', '1000000000000'], /memory plan needs at least .* TiB .*lower --max-batch \(1000000000000\)/);
     failsWith(['generate', ...m, '-p', 'x', '--device', 'tpu'], /Allowed choices are cpu, cuda, auto/);
     if (!hasGpuDriver()) failsWith(['generate', ...m, '-p', 'x', '--device', 'cuda'], /no NVIDIA driver found/);
     failsWith(['generate', ...m, '-p', 'x', '--dtype', 'f8'], /Allowed choices are f32, f16, bf16/);

@@ -201,6 +201,21 @@ describe('hub downloads', () => {
     assert.ok(readFileSync(join(dir, 'model.safetensors')).equals(plain.files['model.safetensors']));
   });
 
+  test('PEREGRINE_HUB_TIMEOUT sets the timeout; a value that is no number of seconds is refused, naming the variable', async () => {
+    const saved = process.env.PEREGRINE_HUB_TIMEOUT;
+    hub.silent = true;
+    try {
+      process.env.PEREGRINE_HUB_TIMEOUT = '0.2';
+      await rejectsWith(resolveModelDir('tester/plain', opts(freshCache())), 'cache', /no answer within 0\.2 s/);
+      process.env.PEREGRINE_HUB_TIMEOUT = 'soon';
+      await rejectsWith(resolveModelDir('tester/plain', opts(freshCache())), 'bad-argument', /PEREGRINE_HUB_TIMEOUT="soon" must be a number of seconds > 0/);
+    } finally {
+      hub.silent = false;
+      if (saved === undefined) delete process.env.PEREGRINE_HUB_TIMEOUT;
+      else process.env.PEREGRINE_HUB_TIMEOUT = saved;
+    }
+  });
+
   test('a revision as owner/name@revision or as an option', async () => {
     const cache = freshCache();
     const from = hub.log.length;

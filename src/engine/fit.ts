@@ -30,15 +30,24 @@ export function availableMemory(backend: Backend): number {
   return limit > 0 && limit < 2 ** 50 ? Math.min(free, Math.max(0, limit - process.memoryUsage.rss())) : free;
 }
 
-/** Fails when `regions` (bytes by name) need more than `available`; `lower` says what to lower. */
-export function checkFits(regions: { name: string; bytes: number }[], available: number, device: string, lower: string): void {
+export interface Region {
+  name: string;
+  bytes: number;
+}
+
+/**
+ * Fails when `regions` need more than `available` bytes; `lower` says what to lower. `atLeast`: the regions
+ * are lower bounds, estimated before a plan is built (a plan far beyond memory is not built at all).
+ */
+export function checkFits(regions: Region[], available: number, device: string, lower: string, atLeast = false): void {
   const total = regions.reduce((a, r) => a + r.bytes, 0);
+  if (total <= available) return;
   const parts = regions.filter((r) => r.bytes > 0).sort((a, b) => b.bytes - a.bytes).map((r) => `${r.name} ${formatBytes(r.bytes)}`).join(', ');
   const where = device === 'cpu' ? 'the CPU has' : `the ${device} device has`;
-  if (total > available) fail('out-of-memory', `the memory plan needs ${formatBytes(total)} (${parts}) but ${where} ${formatBytes(available)} available; ${lower}`);
+  fail('out-of-memory', `the memory plan needs ${atLeast ? 'at least ' : ''}${formatBytes(total)} (${parts}) but ${where} ${formatBytes(Math.max(0, available))} available; ${lower}`);
 }
 
 /** The runtime's regions of a memory report (everything but the weights). */
-export function runtimeRegions(report: MemoryReport): { name: string; bytes: number }[] {
+export function runtimeRegions(report: MemoryReport): Region[] {
   return report.regions.filter((r) => r.name !== 'weights');
 }

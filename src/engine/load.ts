@@ -14,7 +14,7 @@ import { CausalRuntime, type RuntimeLimits } from '../runtime/causal.js';
 import { EncoderRuntime } from '../runtime/encoder.js';
 import { Tokenizer } from '../tokenizers/tokenizer.js';
 import { Embedder, PROBLEM_TYPES, type ProblemType } from './embedder.js';
-import { availableMemory, checkFits, freeMemory, runtimeRegions } from './fit.js';
+import { availableMemory, checkFits, freeMemory, runtimeRegions, type Region } from './fit.js';
 import { TextGenerator } from './generation.js';
 import { checkTokenizer } from './tokenizer-check.js';
 
@@ -59,7 +59,6 @@ const CPU_KV_BUDGET = 512 * 2 ** 20;
 function limitsFor(info: ModelInfo, cacheWidth: number, o: LoadOptions, backend: Backend, free: number | null): RuntimeLimits {
   const gpu = backend.name === 'cuda';
   const maxSeqLen = o.maxSeqLen ?? info.maxPositions;
-  if (maxSeqLen > info.maxPositions) fail('bad-argument', `max sequence length ${maxSeqLen} is beyond the model's ${info.maxPositions} positions`);
   const maxBatch = o.maxBatch ?? (gpu ? 64 : 8);
   const prefillChunk = o.prefillChunk ?? 256;
   const blockSize = o.blockSize ?? 16;
@@ -92,14 +91,44 @@ function checkSeqLen(o: LoadOptions, info: ModelInfo): void {
   }
 }
 
-/** The model over a backend of shapes: names, shapes and dtypes are checked, no bytes read. */
-function shapeModel(arch: Architecture, md: ModelDir, className: string, dtype: DType, device: string): { meta: MetaBackend; model: CausalLM | Encoder } {
-  const meta = new MetaBackend(dtype, device);
-  const shapesOnly = { ...md, weights: Object.assign(Object.create(md.weights), { readBytes: () => new Uint8Array(0) }) };
-  return { meta, model: arch.create(meta, shapesOnly, className) };
+interface Shapes {
+  meta: MetaBackend;
+  model: CausalLM | Encoder;
+  weightBytes: number;
 }
 
-const LOWER_WEIGHTS = 'a smaller model, a smaller --dtype on the GPU, or a machine with more memory';
+/** The model over a backend of shapes: names, shapes and dtypes are checked, no bytes read. */
+function shapeModel(arch: Architecture, md: ModelDir, className: string, dtype: DType, device: string): Shapes {
+  const meta = new MetaBackend(dtype, device);
+  const shapesOnly = { ...md, weights: Object.assign(Object.create(md.weights), { readBytes: () => new Uint8Array(0) }) };
+  const model = arch.create(meta, shapesOnly, className);
+  return { meta, model, weightBytes: tensorBytes(model.weights()) };
+}
+
+function checkWeightsFit(s: Shapes, available: number): void {
+  checkFits([{ name: 'weights', bytes: s.weightBytes }], available, s.meta.name, 'use a smaller model, a smaller --dtype on the GPU, or a machine with more memory');
+}
+
+/** Lower bounds of the causal runtime's largest buffers, known before its plan is built. */
+function roughCausal(info: ModelInfo, cacheWidth: number, l: RuntimeLimits, act: DType): Region[] {
+  const T = Math.max(l.prefillChunk, l.maxBatch);
+  return [
+    { name: 'kv-cache', bytes: 2 * info.layers * l.kvBlocks * l.blockSize * cacheWidth * dtypeBytes(act) },
+    { name: 'logits', bytes: 2 * l.maxBatch * info.vocabSize * 4 },
+    { name: 'tables', bytes: (l.maxBatch + 1) * l.maxSeqLen * 4 },
+    { name: 'activations', bytes: T * info.hidden * dtypeBytes(act) },
+  ];
+}
+
+/** The causal runtime's memory plan (over the shapes), refused when it needs more than `available` bytes. */
+function planCausal(s: Shapes, limits: RuntimeLimits, available: number, o: LoadOptions): MemoryReport {
+  const lm = s.model as CausalLM, lower = lowerRuntime(limits, o);
+  // a plan far beyond memory is refused before it is built (building it would allocate host arrays of its size)
+  checkFits(roughCausal(lm.info, lm.cacheWidth, limits, s.meta.activationDtype), available, s.meta.name, lower, true);
+  const planned = new CausalRuntime(lm, s.meta, limits).memory();
+  checkFits(runtimeRegions(planned), available, s.meta.name, lower);
+  return planned;
+}
 
 /** The options that size the runtime, with their values (those left to their defaults that are sized to fit are not named). */
 function lowerRuntime(l: RuntimeLimits, o: LoadOptions): string {
@@ -123,22 +152,22 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
     const { arch, className } = findArchitecture(md.config, `${dir}/config.json`);
     const info = arch.info(md.config, className);
     checkSeqLen(options, info);
+    const problem = problemType(md);
     const tokenizer = Tokenizer.fromDir(dir);
     const backend = createBackend(options.device, options.dtype, options.notice);
     try {
-      // every allocation is checked against the memory there is before it is made
+      // the weights, then the runtime's plan, are checked against the memory there is before they are allocated
       const shapes = shapeModel(arch, md, className, backend.activationDtype, backend.name);
-      checkFits([{ name: 'weights', bytes: tensorBytes(shapes.model.weights()) }], availableMemory(backend), backend.name, `use ${LOWER_WEIGHTS}`);
+      checkWeightsFit(shapes, availableMemory(backend));
       const model = arch.create(backend, md, className);
       if (arch.kind === 'causal-lm') {
         const lm = model as CausalLM;
         const limits = limitsFor(info, lm.cacheWidth, options, backend, freeMemory(backend));
-        const planned = new CausalRuntime(shapes.model as CausalLM, shapes.meta, limits).memory();
-        checkFits(runtimeRegions(planned), availableMemory(backend), backend.name, lowerRuntime(limits, options));
+        planCausal(shapes, limits, availableMemory(backend), options);
         const runtime = new CausalRuntime(lm, backend, limits);
         return { kind: 'causal-lm', dir, generator: new TextGenerator(runtime, tokenizer, eosIds(md, lm)) };
       }
-      return { kind: 'encoder', dir, embedder: new Embedder(new EncoderRuntime(model as Encoder, backend), tokenizer, problemType(md)) };
+      return { kind: 'encoder', dir, embedder: new Embedder(new EncoderRuntime(model as Encoder, backend), tokenizer, problem) };
     } catch (err) {
       backend.dispose();
       throw err;
@@ -185,23 +214,29 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
     const { arch, className } = findArchitecture(md.config, `${dir}/config.json`);
     const info = arch.info(md.config, className);
     checkSeqLen(options, info);
+    problemType(md);
     checkTokenizer(Tokenizer.fromDir(dir), info.vocabSize, join(dir, 'tokenizer.json'));
     const backend = createBackend(options.device, options.dtype, options.notice);
     const dtype = backend.activationDtype;
     const device = backend.name;
-    const free = freeMemory(backend);
+    const free = freeMemory(backend), available = availableMemory(backend);
     backend.dispose();
     const dtypes = [...md.weights.dtypeSummary()].map(([dtype, v]) => ({ dtype, ...v }));
-    const { meta, model } = shapeModel(arch, md, className, dtype, device);
+    const shapes = shapeModel(arch, md, className, dtype, device);
+    checkWeightsFit(shapes, available);
+    // what a load would have left once the weights are in
+    const left = (bytes: number) => bytes - shapes.weightBytes;
     let memory: MemoryReport;
     if (arch.kind === 'causal-lm') {
-      const lm = model as CausalLM;
-      const runtime = new CausalRuntime(lm, meta, limitsFor(info, lm.cacheWidth, options, meta, free));
-      memory = runtime.memory();
+      const lm = shapes.model as CausalLM;
+      memory = planCausal(shapes, limitsFor(info, lm.cacheWidth, options, shapes.meta, free === null ? null : left(free)), left(available), options);
     } else {
-      problemType(md);
-      const enc = new EncoderRuntime(model as Encoder, meta);
-      enc.reserveFor(options.maxBatch ?? 1, options.maxSeqLen ?? info.maxPositions);
+      const enc = new EncoderRuntime(shapes.model as Encoder, shapes.meta);
+      const batch = options.maxBatch ?? 1, seqLen = options.maxSeqLen ?? info.maxPositions;
+      const act = dtypeBytes(dtype), padded = Math.ceil(seqLen / 16) * 16;
+      const rough = [{ name: 'attention-kv', bytes: 2 * batch * padded * info.hidden * act }, { name: 'activations', bytes: batch * seqLen * info.hidden * act }];
+      checkFits(rough, left(available), device, `lower --max-batch (${batch}) or --max-seq-len (${seqLen})`, true);
+      enc.reserveFor(batch, seqLen);
       memory = enc.memory();
     }
     return { dir, info, device, dtype, dtypes, fileBytes: dtypes.reduce((a, d) => a + d.bytes, 0), memory };

@@ -61,7 +61,7 @@ export interface GenerateOptions extends SamplingOptions {
   logprobs?: boolean;
   /** and this many most likely alternatives per step (0 .. 20) */
   topLogprobs?: number;
-  /** a prompt too long for the model's positions (with maxNewTokens) is cut: 'left' keeps its end (default: refused) */
+  /** generate/stream: a prompt too long for the model's positions (with maxNewTokens) is cut, 'left' keeping its end, 'right' its start (default: refused) */
   truncate?: TruncateSide;
 }
 
