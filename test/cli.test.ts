@@ -1,24 +1,37 @@
 // The peregrine command, run as a user runs it.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { CLI, fixture, hasGpuDriver, reference } from './helpers/fixtures.js';
+import { CLI, fixture, hasGpuDriver, reference, ROOT } from './helpers/fixtures.js';
+import { fakeSha, HubServer } from './helpers/hub-server.js';
+import { encodeSafetensors } from '../src/loaders/safetensors-write.js';
+import { SafetensorsFile } from '../src/loaders/safetensors.js';
 
 const root = mkdtempSync(join(tmpdir(), 'peregrine-cli-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 const env = { ...process.env, PEREGRINE_CACHE: join(root, 'cache'), PEREGRINE_OFFLINE: '1' };
 
-function run(args: string[], input?: string) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env, input });
+function run(args: string[], input?: string, extra: { env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: extra.env ?? env, input, cwd: extra.cwd });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
+/** The command without blocking this process (for a hub served from this process). */
+async function runAsync(args: string[], childEnv: NodeJS.ProcessEnv) {
+  const child = spawn(process.execPath, [CLI, ...args], { env: childEnv });
+  let out = '', err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  return { code, out, err };
+}
+
 /** A failing command: non-zero exit, one line on stderr matching `pattern`, no stack trace. */
-function failsWith(args: string[], pattern: RegExp): void {
-  const r = run(args);
+function failsWith(args: string[], pattern: RegExp, extraEnv: NodeJS.ProcessEnv = {}): void {
+  const r = run(args, undefined, { env: { ...env, ...extraEnv } });
   assert.notEqual(r.code, 0, `exit code for ${args.join(' ')}`);
   const lines = r.err.trimEnd().split('\n');
   assert.equal(lines.length, 1, `one line on stderr, got:\n${r.err}`);
@@ -55,6 +68,53 @@ describe('generate', () => {
     assert.equal(a.out, b.out, 'same seed, same output');
   });
 
+  test('--dtype f16 or bf16 runs on the CPU in f32, with a note; the same tokens as without', () => {
+    const args = ['generate', '-m', fixture('gpt2-tiny'), '-p', 'hello', '-n', '4', '--json'];
+    const plain = run([...args, '--device', 'cpu']);
+    assert.equal(plain.code, 0, plain.err);
+    assert.equal(plain.err, '');
+    const devices = hasGpuDriver() ? ['cpu'] : ['cpu', 'auto'];
+    for (const device of devices) {
+      for (const dtype of ['f16', 'bf16']) {
+        const r = run([...args, '--device', device, '--dtype', dtype], undefined, { env: { ...env, PEREGRINE_DEVICE: '' } });
+        assert.equal(r.code, 0, r.err);
+        assert.equal(r.err, `peregrine: note: the CPU computes in f32; --dtype ${dtype} applies on the GPU\n`);
+        assert.equal(r.out, plain.out);
+      }
+    }
+  });
+
+  test('-p - reads the prompt from stdin, --prompt-file from a file (one final line break dropped)', () => {
+    const args = ['generate', '-m', fixture('gpt2-tiny'), '-n', '4', '--json'];
+    const text = 'Once upon a time,\nthere was';
+    const direct = run([...args, '-p', text]);
+    assert.equal(direct.code, 0, direct.err);
+    const piped = run([...args, '-p', '-'], text + '\n');
+    assert.equal(piped.code, 0, piped.err);
+    assert.equal(piped.out, direct.out);
+    const file = join(root, 'prompt.txt');
+    writeFileSync(file, text + '\n');
+    const filed = run([...args, '--prompt-file', file]);
+    assert.equal(filed.code, 0, filed.err);
+    assert.equal(filed.out, direct.out);
+    const both = run([...args, '-p', 'hi', '--prompt-file', file]);
+    assert.deepEqual(both.out.trim().split('\n').map((l) => JSON.parse(l).index).sort(), [0, 1]);
+  });
+
+  test('a prompt of any size from stdin: refused beyond the model\'s positions, or cut on the left with --truncate', () => {
+    const big = 'the quick brown fox jumps. '.repeat(8000);
+    const args = ['generate', '-m', fixture('gpt2-tiny'), '-p', '-', '-n', '4', '--json'];
+    const refused = run(args, big);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /the prompt has \d+ tokens.*beyond the model's 64.*--truncate/);
+    const cut = run([...args, '--truncate'], big);
+    assert.equal(cut.code, 0, cut.err);
+    const tail = run(['generate', '-m', fixture('gpt2-tiny'), '-p', 'the quick brown fox jumps. '.repeat(20), '-n', '4', '--json', '--truncate']);
+    assert.deepEqual(JSON.parse(cut.out).ids, JSON.parse(tail.out).ids, 'the end of the prompt is kept');
+    const right = run([...args, '--truncate-side', 'right'], big);
+    assert.equal(right.code, 0, right.err);
+  });
+
   test('bad arguments', () => {
     const m = ['-m', fixture('gpt2-tiny')];
     failsWith(['generate', ...m, '-p', ''], /the prompt is empty/);
@@ -63,11 +123,22 @@ describe('generate', () => {
     failsWith(['generate', ...m, '-p', 'x', '-n', '0'], /--max-new-tokens must be a whole number >= 1/);
     failsWith(['generate', ...m, '-p', 'x', '-k', '2.5'], /--top-k/);
     failsWith(['generate', ...m, '-p', 'x', '-n', '100'], /beyond the model's 64/);
+    failsWith(['generate', ...m, '-p', 'x', '--max-batch', '5000000'], /memory plan needs .* but the CPU has .* available; lower --max-batch \(5000000\)/);
+    // sizes far beyond memory are refused before a plan is built
+    for (const [flag, value] of [['--max-batch', '1000000000000'], ['--prefill-chunk', '100000000000'], ['--kv-blocks', '100000000000']]) {
+      const pattern = new RegExp(`memory plan needs at least .* TiB .*available; lower .*${flag} \\(${value}\\)`);
+      failsWith(['generate', ...m, '-p', 'x', flag, value], pattern);
+      failsWith(['inspect', ...m, flag, value], pattern);
+    }
+    failsWith(['inspect', '-m', fixture('bert-tiny'), '--max-batch', '1000000000000'], /memory plan needs at least .* TiB .*lower --max-batch \(1000000000000\)/);
     failsWith(['generate', ...m, '-p', 'x', '--device', 'tpu'], /Allowed choices are cpu, cuda, auto/);
     if (!hasGpuDriver()) failsWith(['generate', ...m, '-p', 'x', '--device', 'cuda'], /no NVIDIA driver found/);
     failsWith(['generate', ...m, '-p', 'x', '--dtype', 'f8'], /Allowed choices are f32, f16, bf16/);
+    failsWith(['generate', ...m, '-p', 'x'], /PEREGRINE_DEVICE="bogus" is not a device; set it to cpu, cuda or auto/, { PEREGRINE_DEVICE: 'bogus' });
     failsWith(['generate', '-p', 'x'], /required option '-m, --model/);
-    failsWith(['generate', ...m], /required option '-p, --prompt/);
+    failsWith(['generate', ...m], /no prompt; give one with -p <text>, -p - \(stdin\) or --prompt-file <path>/);
+    failsWith(['generate', ...m, '--prompt-file', join(root, 'no-such-file')], /--prompt-file not found: .*no-such-file/);
+    failsWith(['generate', ...m, '-p', '-', '-p', '-'], /reads stdin, which holds one prompt/);
     failsWith(['generate', '-m', fixture('bert-tiny'), '-p', 'x'], /encoder/);
     failsWith(['frobnicate'], /unknown command/);
   });
@@ -128,6 +199,39 @@ describe('generate: the request API from the command line', () => {
   });
 });
 
+describe('models from the hub', () => {
+  test('a cached model runs while the hub accepts connections and never answers; an uncached one stops at --hub-timeout', { timeout: 120_000 }, async () => {
+    const hub = new HubServer();
+    await hub.start();
+    const files = Object.fromEntries(readdirSync(fixture('gpt2-tiny')).filter((f) => !f.endsWith('.json') || !/reference|generation\./.test(f))
+      .map((f) => [f, readFileSync(join(fixture('gpt2-tiny'), f))]));
+    hub.repos.set('tester/tiny', { sha: fakeSha(), files, lfs: new Set(Object.keys(files).filter((f) => f.endsWith('.safetensors'))) });
+    const hubEnv = { ...env, PEREGRINE_OFFLINE: '', PEREGRINE_HUB_URL: hub.endpoint, PEREGRINE_CACHE: join(root, 'hub-cache') };
+    try {
+      const args = ['generate', '-m', 'tester/tiny', '-p', 'hi', '-n', '2', '--json'];
+      const first = await runAsync(args, hubEnv);
+      assert.equal(first.code, 0, first.err);
+      hub.silent = true;
+      const cached = await runAsync(args, hubEnv);
+      assert.equal(cached.code, 0, cached.err);
+      assert.equal(cached.out, first.out);
+      const checked = await runAsync([...args, '--check-updates', '--hub-timeout', '0.3'], hubEnv);
+      assert.equal(checked.code, 0, checked.err);
+      const uncached = await runAsync(['generate', '-m', 'tester/other', '-p', 'hi'], { ...hubEnv, PEREGRINE_HUB_TIMEOUT: '0.3' });
+      assert.equal(uncached.code, 1);
+      assert.match(uncached.err, /^peregrine: error: .*not in the cache.*no answer within 0\.3 s.*--hub-timeout/);
+    } finally {
+      await hub.stop();
+    }
+  });
+
+  test('a mistyped relative path says that there is no such directory first', () => {
+    const r = run(['generate', '-m', 'fixtures/gpt2-tny', '-p', 'x'], undefined, { cwd: join(ROOT, 'test') });
+    assert.equal(r.code, 1);
+    assert.match(r.err, /^peregrine: error: no such directory fixtures\/gpt2-tny; read as a hub id, .*not in the cache/);
+  });
+});
+
 describe('chat', () => {
   test('one reply line per user line; the conversation continues from the cache', () => {
     const r = run(['chat', '-m', fixture('gpt2-tiny'), '-n', '4', '--ignore-eos'], 'Hello there\nand then?\n\nbye\n');
@@ -155,9 +259,25 @@ describe('embed, classify, inspect', () => {
     assert.equal(vecs.length, texts.length);
     vecs.forEach((v, i) => v.forEach((x, j) => assert.ok(Math.abs(x - ref.mean_normalized[i][j]) < 1e-4)));
     // stdin, one text per line
+    // one output line per input line; an empty line is the empty text
     const s = run(['embed', '-m', fixture('bert-tiny'), '--pooling', 'cls'], 'first line\n\nsecond line\n');
     assert.equal(s.code, 0, s.err);
-    assert.equal(s.out.trim().split('\n').length, 2);
+    const lines = s.out.trimEnd().split('\n');
+    assert.equal(lines.length, 3);
+    assert.equal(lines[1] + '\n', run(['embed', '-m', fixture('bert-tiny'), '--pooling', 'cls', '']).out);
+    assert.equal(lines[2] + '\n', run(['embed', '-m', fixture('bert-tiny'), '--pooling', 'cls', 'second line']).out);
+  });
+
+  test('embed and classify: --truncate keeps the start of a long text; without it, the text is refused', () => {
+    const long = 'words and more words '.repeat(40);
+    for (const cmd of ['embed', 'classify']) {
+      failsWith([cmd, '-m', fixture('bert-tiny'), long], /input 0 has \d+ tokens, beyond the model's 64 positions.*--truncate/);
+      const r = run([cmd, '-m', fixture('bert-tiny'), '--truncate', long, 'short']);
+      assert.equal(r.code, 0, r.err);
+      const lines = r.out.trimEnd().split('\n');
+      assert.equal(lines.length, 2);
+      assert.equal(lines[0], run([cmd, '-m', fixture('bert-tiny'), long + ' a different end', '--truncate']).out.trimEnd());
+    }
   });
 
   test('classify prints labels and scores', () => {
@@ -169,6 +289,33 @@ describe('embed, classify, inspect', () => {
     assert.ok(Math.abs(rows[0].scores.reduce((a: number, b: number) => a + b, 0) - 1) < 1e-9);
   });
 
+  test('classify follows problem_type: softmax for single-label, sigmoid for multi-label, the logits for regression', () => {
+    const withType = (type: unknown) => {
+      const dir = join(root, `problem-${String(type)}`);
+      cpSync(fixture('bert-tiny'), dir, { recursive: true, dereference: true });
+      const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, problem_type: type }));
+      return dir;
+    };
+    const classify = (dir: string) => {
+      const r = run(['classify', '-m', dir, 'hello world']);
+      assert.equal(r.code, 0, r.err);
+      return JSON.parse(r.out) as { label: string; scores: number[]; logits: number[] };
+    };
+    const close = (a: number[], b: number[]) => a.forEach((x, i) => assert.ok(Math.abs(x - b[i]) < 1e-12, `${a} vs ${b}`));
+    const single = classify(withType('single_label_classification'));
+    const exps = single.logits.map((x) => Math.exp(x));
+    close(single.scores, exps.map((e) => e / exps.reduce((a, b) => a + b, 0)));
+    assert.deepEqual(classify(fixture('bert-tiny')), single);
+    const multi = classify(withType('multi_label_classification'));
+    assert.deepEqual(multi.logits, single.logits);
+    close(multi.scores, multi.logits.map((x) => 1 / (1 + Math.exp(-x))));
+    const regression = classify(withType('regression'));
+    assert.deepEqual(regression.scores, regression.logits);
+    assert.equal(regression.label, single.label, 'the label of the highest score');
+    failsWith(['classify', '-m', withType('ranking'), 'x'], /"problem_type" must be single_label_classification, multi_label_classification, regression or absent, got "ranking"/);
+  });
+
   test('inspect prints architecture, parameters, dtypes and the memory plan', () => {
     const r = run(['inspect', '-m', fixture('gpt2-tiny'), '--max-batch', '2', '--max-seq-len', '64']);
     assert.equal(r.code, 0, r.err);
@@ -176,6 +323,43 @@ describe('embed, classify, inspect', () => {
     const j = JSON.parse(run(['inspect', '-m', fixture('bert-tiny'), '--json']).out);
     assert.equal(j.info.architecture, 'BertForSequenceClassification');
     assert.deepEqual(j.dtypes.map((d: { dtype: string }) => d.dtype), ['BF16']);
+  });
+
+  test('inspect reports what a load would refuse: a missing tensor, an unsupported dtype, a broken tokenizer, --max-seq-len beyond the model', () => {
+    const src = SafetensorsFile.open(join(fixture('bert-tiny'), 'model.safetensors'));
+    const tensors = [...src.tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: src.readBytes(t.name) }));
+    src.close();
+    const tokenizer = JSON.parse(readFileSync(join(fixture('bert-tiny'), 'tokenizer.json'), 'utf8'));
+    const variant = (name: string, weights: typeof tensors, tok?: unknown) => {
+      const dir = join(root, `inspect-${name}`);
+      cpSync(fixture('bert-tiny'), dir, { recursive: true, dereference: true });
+      writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(weights));
+      if (tok !== undefined) writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tok));
+      return dir;
+    };
+    const cases: [string, RegExp][] = [
+      [variant('missing', tensors.filter((t) => t.name !== 'classifier.bias')), /no tensor classifier\.bias/],
+      [variant('dtype', tensors.map((t) => (t.name === 'bert.pooler.dense.bias' ? { ...t, dtype: 'I16' } : t))), /bert\.pooler\.dense\.bias has dtype I16/],
+      [variant('tok-model', tensors, { ...tokenizer, model: { type: 'Nope' } }), /tokenizer\.json could not be read as a tokenizer/],
+      [variant('tok-unk', tensors, { ...tokenizer, model: { ...tokenizer.model, unk_token: '[NOPE]' } }), /tokenizer\.json does not work with this model: .*a token id that is no number \(undefined\)/],
+      [variant('tok-empty', tensors, { ...tokenizer, model: { ...tokenizer.model, vocab: {} } }), /tokenizer\.json does not work with this model: .*unknown tokens only/],
+      [fixture('bert-wide'), /tokenizer\.json does not work with this model: .*outside the model's vocabulary \(0 \.\. 511/],
+    ];
+    for (const [dir, pattern] of cases) {
+      failsWith(['inspect', '-m', dir], pattern);
+      failsWith(['inspect', '-m', dir, '--json'], pattern);
+    }
+    failsWith(['inspect', '-m', fixture('bert-tiny'), '--max-seq-len', '1000'], /max sequence length 1000 is beyond the model's 64 positions/);
+    failsWith(['inspect', '-m', fixture('gpt2-tiny'), '--max-seq-len', '65'], /max sequence length 65 is beyond the model's 64 positions/);
+  });
+
+  test('--version prints the package version', () => {
+    const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
+    for (const flag of ['--version', '-V']) {
+      const r = run([flag]);
+      assert.equal(r.code, 0, r.err);
+      assert.equal(r.out, `${version}\n`);
+    }
   });
 
   test('--help on every command', () => {

@@ -152,12 +152,81 @@ describe('hub downloads', () => {
     const gone = new HubServer();
     const deadEndpoint = await gone.start();
     await gone.stop();
-    assert.equal(await resolveModelDir('tester/plain', opts(cache, { endpoint: deadEndpoint })), dir);
+    assert.equal(await resolveModelDir('tester/plain', opts(cache, { endpoint: deadEndpoint, checkUpdates: true })), dir);
     await rejectsWith(resolveModelDir('tester/plain', opts(freshCache(), { endpoint: deadEndpoint })), 'cache', /unreachable/);
   });
 
-  test('unknown repo (404) -> one-line download error naming the id', async () => {
-    await rejectsWith(resolveModelDir('tester/does-not-exist', opts(freshCache())), 'download', /tester\/does-not-exist.*HTTP 404/);
+  test('unknown repo (404) -> one-line download error naming the id, after saying that no such directory exists', async () => {
+    await rejectsWith(resolveModelDir('tester/does-not-exist', opts(freshCache())), 'download', /^no such directory tester\/does-not-exist;.*tester\/does-not-exist.*HTTP 404/);
+    await rejectsWith(resolveModelDir('tester/does-not-exist', opts(freshCache(), { offline: true })), 'cache', /^no such directory tester\/does-not-exist;.*not in the cache/);
+  });
+
+  test('a cached model makes no request; checkUpdates asks the hub for the revision\'s latest commit', async () => {
+    const cache = freshCache();
+    const first = { sha: fakeSha(), files: { ...plain.files }, lfs: plain.lfs };
+    hub.repos.set('tester/moving', first);
+    const old = await resolveModelDir('tester/moving', opts(cache));
+    const second = { ...first, sha: fakeSha(), files: { ...first.files, 'config.json': json({ model_type: 'gpt2', n_layer: 3 }) } };
+    hub.repos.set('tester/moving', second);
+    const count = hub.log.length;
+    assert.equal(await resolveModelDir('tester/moving', opts(cache)), old);
+    assert.equal(hub.log.length, count, 'a cached model made requests');
+    const fresh = await resolveModelDir('tester/moving', opts(cache, { checkUpdates: true }));
+    assert.equal(fresh, join(cache, 'models--tester--moving', 'snapshots', second.sha));
+    assert.ok(readFileSync(join(fresh, 'config.json')).equals(second.files['config.json']));
+    assert.equal(readFileSync(join(cache, 'models--tester--moving', 'refs', 'main'), 'utf8'), second.sha);
+    assert.equal(await resolveModelDir('tester/moving', opts(cache)), fresh, 'the cache follows the updated ref');
+  });
+
+  test('a hub that accepts connections and never answers: the cache is used, and the timeout ends the wait', { timeout: 60_000 }, async () => {
+    const cache = freshCache();
+    const dir = await resolveModelDir('tester/plain', opts(cache));
+    hub.silent = true;
+    try {
+      assert.equal(await resolveModelDir('tester/plain', opts(cache)), dir);
+      assert.equal(await resolveModelDir('tester/plain', opts(cache, { checkUpdates: true, hubTimeout: 0.2 })), dir);
+      await rejectsWith(resolveModelDir('tester/plain', opts(freshCache(), { hubTimeout: 0.2 })), 'cache', /no answer within 0\.2 s.*--hub-timeout/);
+    } finally {
+      hub.silent = false;
+    }
+  });
+
+  test('a download that stops sending fails after the read timeout, keeps the partial file, and resumes', { timeout: 60_000 }, async () => {
+    const cache = freshCache();
+    const partial = join(cache, 'models--tester--plain', 'snapshots', plain.sha, 'model.safetensors.incomplete');
+    hub.stallOnce.add('model.safetensors');
+    await rejectsWith(resolveModelDir('tester/plain', opts(cache, { hubTimeout: 0.2 })), 'download', /no data for 0\.2 s while downloading model\.safetensors.*resume.*--hub-timeout/);
+    assert.ok(statSync(partial).size > 0);
+    const dir = await resolveModelDir('tester/plain', opts(cache));
+    assert.ok(readFileSync(join(dir, 'model.safetensors')).equals(plain.files['model.safetensors']));
+  });
+
+  test('PEREGRINE_HUB_TIMEOUT sets the timeout; a value that is no number of seconds is refused, naming the variable', async () => {
+    const saved = process.env.PEREGRINE_HUB_TIMEOUT;
+    hub.silent = true;
+    try {
+      process.env.PEREGRINE_HUB_TIMEOUT = '0.2';
+      await rejectsWith(resolveModelDir('tester/plain', opts(freshCache())), 'cache', /no answer within 0\.2 s/);
+      process.env.PEREGRINE_HUB_TIMEOUT = 'soon';
+      await rejectsWith(resolveModelDir('tester/plain', opts(freshCache())), 'bad-argument', /PEREGRINE_HUB_TIMEOUT="soon" must be a number of seconds > 0/);
+    } finally {
+      hub.silent = false;
+      if (saved === undefined) delete process.env.PEREGRINE_HUB_TIMEOUT;
+      else process.env.PEREGRINE_HUB_TIMEOUT = saved;
+    }
+  });
+
+  test('a revision as owner/name@revision or as an option', async () => {
+    const cache = freshCache();
+    const from = hub.log.length;
+    const dir = await resolveModelDir('tester/plain@v1.0', opts(cache));
+    assert.equal(dir, join(cache, 'models--tester--plain', 'snapshots', plain.sha));
+    assert.equal(readFileSync(join(cache, 'models--tester--plain', 'refs', 'v1.0'), 'utf8'), plain.sha);
+    assert.ok(hub.log.slice(from).some((r) => r.url === '/api/models/tester/plain/revision/v1.0'));
+    assert.equal(await resolveModelDir('tester/plain', opts(cache, { revision: 'v1.0', offline: true })), dir);
+    assert.equal(await resolveModelDir(`tester/plain@${plain.sha}`, opts(cache, { offline: true })), dir);
+    await rejectsWith(resolveModelDir('tester/plain@v1.0', opts(cache, { revision: 'v2' })), 'bad-argument', /revision v1\.0.*--revision v2/);
+    await rejectsWith(resolveModelDir('tester/plain@', opts(cache)), 'bad-argument', /revision/);
   });
 
   test('repo with only pytorch_model.bin -> error mentioning safetensors', async () => {

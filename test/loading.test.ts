@@ -8,6 +8,8 @@ import { inspectModel, loadEmbedder, loadGenerator, loadModel, PeregrineError, t
 import { encodeSafetensors } from '../src/loaders/safetensors-write.js';
 import { SafetensorsFile } from '../src/loaders/safetensors.js';
 import { overlaps } from '../src/ops/plan.js';
+import { CpuBackend } from '../src/backends/cpu/backend.js';
+import { checkFits } from '../src/engine/fit.js';
 import { writeRandomBert, writeRandomGpt2 } from './helpers/random-model.js';
 import { fixture, FIXTURES, hasGpuDriver } from './helpers/fixtures.js';
 
@@ -151,10 +153,33 @@ describe('bad model directories', () => {
 
 describe('bad load options and model kinds', () => {
   test('max batch must be a positive integer', () => fails(loadModel(base, { maxBatch: 0 }), 'bad-argument', /max batch/));
+  test('a memory plan beyond the memory there is says how much and what to lower, before allocating', async () => {
+    await fails(loadModel(base, { device: 'cpu', maxBatch: 5_000_000 }), 'out-of-memory', /memory plan needs (at least )?[\d.]+ TiB \(logits .*\) but the CPU has .* available; lower --max-batch \(5000000\) or --max-seq-len \(32\)$/);
+    assert.throws(() => checkFits([{ name: 'kv-cache', bytes: 3 * 2 ** 30 }, { name: 'logits', bytes: 2 ** 20 }], 2 ** 30, 'cuda', 'lower --max-batch'),
+      (err: unknown) => err instanceof PeregrineError && err.code === 'out-of-memory' && /needs 3\.0 GiB \(kv-cache 3\.0 GiB, logits 1\.0 MiB\) but the cuda device has 1\.0 GiB available; lower --max-batch$/.test(err.message));
+    assert.throws(() => new CpuBackend().buffer([2 ** 26, 2 ** 27], 'f32'), (err: unknown) => err instanceof PeregrineError && err.code === 'out-of-memory' && /\[67108864, 134217728\] f32/.test(err.message));
+  });
   test('max sequence length beyond the model', () => fails(loadModel(base, { maxSeqLen: 4096 }), 'bad-argument', /beyond the model's 32/));
   test('cuda without a GPU says so', { skip: hasGpuDriver() ? 'this machine has a GPU' : false }, () =>
     fails(loadModel(base, { device: 'cuda' }), 'device', /NVIDIA driver.*--device cpu/));
-  test('dtype f16 on the CPU is refused', () => fails(loadModel(base, { device: 'cpu', dtype: 'f16' }), 'bad-argument', /fp32.*--device cuda/));
+  test('the CPU computes in f32 whatever dtype is asked, and says so', async () => {
+    const notes: string[] = [];
+    const f16 = await loadGenerator(base, { device: 'cpu', dtype: 'f16', notice: (m) => notes.push(m) });
+    assert.deepEqual(notes, ['the CPU computes in f32; --dtype f16 applies on the GPU']);
+    assert.equal(f16.runtime.backend.activationDtype, 'f32');
+    const f32 = await loadGenerator(base, { device: 'cpu', notice: (m) => notes.push(m) });
+    assert.equal(notes.length, 1, 'no note without a dtype');
+    assert.deepEqual((await f16.generate('Hello', { maxNewTokens: 4 })).ids, (await f32.generate('Hello', { maxNewTokens: 4 })).ids);
+  });
+  test('PEREGRINE_DEVICE must name a device', async () => {
+    const saved = process.env.PEREGRINE_DEVICE;
+    process.env.PEREGRINE_DEVICE = 'bogus';
+    try {
+      await fails(loadModel(base, { device: 'cpu' }), 'bad-argument', /PEREGRINE_DEVICE="bogus" is not a device; set it to cpu, cuda or auto/);
+    } finally {
+      process.env.PEREGRINE_DEVICE = saved;
+    }
+  });
   test('generate on an encoder', () => fails(loadGenerator(fixture('bert-tiny')), 'bad-request', /encoder/));
   test('embed on a causal LM', () => fails(loadEmbedder(base), 'bad-request', /causal LM/));
   test('a name that is neither a directory nor a hub id', () => fails(loadModel('bad name!'), 'bad-argument', /neither a model directory nor a hub model id/));

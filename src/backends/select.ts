@@ -11,27 +11,34 @@ export const DEVICES: Device[] = ['cpu', 'cuda', 'auto'];
 export const DTYPES: FloatDType[] = ['f32', 'f16', 'bf16'];
 
 /**
- * cpu: the reference backend (fp32). cuda: the GPU (fp16 unless a dtype is given). auto: the GPU when a
- * driver, a device and built kernels are there, else the CPU; PEREGRINE_DEVICE sets what auto means.
+ * cpu: the reference backend, which computes in f32 whatever dtype is asked for (weights stored f16 or
+ * bf16 are widened at load; `notice` is told when a dtype is set aside). cuda: the GPU, in f16 unless a
+ * dtype is given. auto: the GPU when a driver, a device and built kernels are there, else the CPU;
+ * PEREGRINE_DEVICE sets what auto means.
  */
-export async function createBackend(device: Device = 'auto', dtype?: FloatDType): Promise<Backend> {
+export async function createBackend(device: Device = 'auto', dtype?: FloatDType, notice?: (message: string) => void): Promise<Backend> {
   if (dtype !== undefined && !DTYPES.includes(dtype)) fail('bad-argument', `unknown dtype ${JSON.stringify(dtype)}; use f32, f16 or bf16`);
   const env = process.env.PEREGRINE_DEVICE;
+  if (env !== undefined && env !== '' && !DEVICES.includes(env as Device)) {
+    fail('bad-argument', `PEREGRINE_DEVICE=${JSON.stringify(env)} is not a device; set it to cpu, cuda or auto, or unset it`);
+  }
   if (device === 'auto' && (env === 'cpu' || env === 'cuda')) device = env;
+  const cpu = (): Promise<Backend> => {
+    if (dtype !== undefined && dtype !== 'f32') notice?.(`the CPU computes in f32; --dtype ${dtype} applies on the GPU`);
+    return cpuBackend();
+  };
   switch (device) {
     case 'cpu':
-      if (dtype && dtype !== 'f32') fail('bad-argument', `the CPU backend computes in fp32; --dtype ${dtype} needs --device cuda`);
-      return cpuBackend();
+      return cpu();
     case 'cuda':
       return cudaBackend(dtype ?? 'f16');
     case 'auto':
-      if ((!dtype || dtype === 'f32') && !mayHaveNvidiaDriver()) return cpuBackend();
+      if (!mayHaveNvidiaDriver()) return cpu();
       try {
         return await cudaBackend(dtype ?? 'f16');
       } catch (err) {
         if (!(err instanceof PeregrineError) || err.code !== 'device') throw err;
-        if (dtype && dtype !== 'f32') throw err;
-        return cpuBackend();
+        return cpu();
       }
     default:
       return fail('bad-argument', `unknown device ${JSON.stringify(device)}; use cpu, cuda or auto`);

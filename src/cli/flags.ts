@@ -25,6 +25,9 @@ export interface CommonFlags {
   device: Device;
   dtype?: FloatDType;
   offline?: boolean;
+  revision?: string;
+  checkUpdates?: boolean;
+  hubTimeout?: number;
   maxBatch?: number;
   maxSeqLen?: number;
   prefillChunk?: number;
@@ -32,17 +35,25 @@ export interface CommonFlags {
   swapSpace?: number;
 }
 
+function notice(message: string): void {
+  process.stderr.write(`peregrine: note: ${message}\n`);
+}
+
 export function loadOptions(o: CommonFlags): LoadOptions {
-  return { device: o.device, dtype: o.dtype, offline: o.offline, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks,
+  return { notice, device: o.device, dtype: o.dtype, offline: o.offline, revision: o.revision, checkUpdates: o.checkUpdates, hubTimeout: o.hubTimeout, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks,
     swapSpace: o.swapSpace === undefined ? undefined : Math.round(o.swapSpace * 2 ** 30) };
 }
 
 export function common(cmd: Command): Command {
   return cmd
-    .requiredOption('-m, --model <dir|hub-id>', 'a Hugging Face model directory, or a hub id (downloaded into ~/.cache/peregrine or $PEREGRINE_CACHE)')
+    .requiredOption('-m, --model <dir|hub-id>', 'a Hugging Face model directory, or a hub id such as owner/name[@revision] (downloaded into ~/.cache/peregrine or $PEREGRINE_CACHE)')
     .addOption(new Option('-d, --device <device>', 'where to run (auto: the GPU when there is one)').choices(DEVICES).default('auto'))
-    .addOption(new Option('--dtype <dtype>', 'compute dtype on the GPU (default f16; the CPU computes in f32)').choices(DTYPES))
-    .option('--offline', 'use only the local cache for hub ids');
+    .addOption(new Option('--dtype <dtype>', 'compute dtype (default: f16 on the GPU; the CPU computes in f32 whatever is asked)').choices(DTYPES))
+    .option('--offline', 'use only the local cache for hub ids')
+    .option('--revision <rev>', 'the branch, tag or commit of a hub id (default main; also as owner/name@rev)')
+    .option('--check-updates', 'ask the hub where the revision points now, even when the model is cached (default: a cached model is used without asking)')
+    .option('--hub-timeout <seconds>', 'seconds to wait for the hub to answer, and for each chunk of a download (default 10, or PEREGRINE_HUB_TIMEOUT)',
+      number('--hub-timeout', (x) => x > 0, 'a number of seconds > 0'));
 }
 
 /** Memory planned at load: sequences at once, tokens per sequence, prefill chunk, KV blocks. */
@@ -56,7 +67,7 @@ export function runtimeFlags(cmd: Command): Command {
 }
 
 /** What commander parses from generationFlags: the request options, with the CLI's own spellings of a few. */
-export type GenerationFlags = Omit<GenerateOptions, 'maxNewTokens' | 'eosTokenId' | 'stopAtEos' | 'badWordsIds'> & {
+export type GenerationFlags = Omit<GenerateOptions, 'maxNewTokens' | 'eosTokenId' | 'stopAtEos' | 'badWordsIds' | 'truncate'> & TruncateFlags & {
   maxNewTokens: number;
   eosTokenId?: number[];
   ignoreEos?: boolean;
@@ -98,8 +109,36 @@ export function generationFlags(cmd: Command): Command {
     .option('--top-logprobs <k>', 'and the k most likely alternatives per step (0 .. 20)', int('--top-logprobs', 0));
 }
 
+export interface TruncateFlags {
+  truncate?: boolean;
+  truncateSide?: 'left' | 'right';
+}
+
+/**
+ * --truncate cuts inputs too long for the model's positions (default: refused) on the side the task suits,
+ * --truncate-side on the other. (A bare flag, not `--truncate [side]`, which would swallow a text after it.)
+ */
+export function truncateFlags(cmd: Command, side: 'left' | 'right'): Command {
+  const keeps = side === 'left' ? 'its end' : 'its start';
+  return cmd
+    .option('--truncate', `cut an input too long for the model's positions instead of refusing it (keeping ${keeps})`)
+    .addOption(new Option('--truncate-side <side>', `the side --truncate cuts: left keeps the end, right the start (default ${side}; implies --truncate)`).choices(['left', 'right']));
+}
+
+/** The side inputs are cut on, or undefined when they are not. */
+export function truncateSide(o: TruncateFlags, side: 'left' | 'right'): 'left' | 'right' | undefined {
+  return o.truncateSide ?? (o.truncate ? side : undefined);
+}
+
+/** Where prompts come from: -p (repeatable, several texts each; "-" reads stdin) and --prompt-file; and truncation. */
+export function promptFlags(cmd: Command): Command {
+  return truncateFlags(cmd, 'left')
+    .option('-p, --prompt <text...>', 'prompt text (several prompts run together); - reads one prompt from stdin')
+    .option('--prompt-file <path>', 'a file whose text is one prompt (repeatable)', collect((v: string) => v));
+}
+
 /** The request options of the parsed flags (the command's other flags ride along; checkOptions reads only its own). */
 export function generateOptions(o: GenerationFlags): GenerateOptions {
-  const { ignoreEos, logprobs, topLogprobs, ...rest } = o;
-  return { ...rest, stopAtEos: !ignoreEos, logprobs: logprobs || topLogprobs !== undefined ? true : undefined, topLogprobs };
+  const { ignoreEos, logprobs, topLogprobs, truncate, truncateSide: side, ...rest } = o;
+  return { ...rest, stopAtEos: !ignoreEos, logprobs: logprobs || topLogprobs !== undefined ? true : undefined, topLogprobs, truncate: truncateSide({ truncate, truncateSide: side }, 'left') };
 }

@@ -19,7 +19,8 @@ export async function runGenerate(gen: TextGenerator, prompts: string[], opts: G
     return;
   }
   // every prompt and option is checked before anything is printed
-  gen.checkPrompts(gen.encodePrompts(prompts), gen.checkOptions(opts));
+  const spec = gen.checkOptions(opts);
+  gen.checkPrompts(gen.encodePrompts(prompts, spec), spec);
   // each prompt is its own call, so that each line goes out the moment its prompt finishes
   const failures: Error[] = [];
   await Promise.all(prompts.map(async (p, i) => {

@@ -2,9 +2,9 @@
 // The peregrine command: generate, chat, embed, classify, inspect. Each command imports what it runs when
 // it runs (the engine, the tokenizers, a backend), so --help and --version load only commander.
 import { Command, Option } from 'commander';
-import { readFileSync } from 'node:fs';
 import { PeregrineError } from '../errors.js';
-import { common, generateOptions, generationFlags, loadOptions, runtimeFlags, type CommonFlags, type GenerationFlags } from './flags.js';
+import { common, generateOptions, generationFlags, loadOptions, promptFlags, runtimeFlags, truncateFlags, truncateSide, type CommonFlags, type GenerationFlags, type TruncateFlags } from './flags.js';
+import { packageVersion } from './version.js';
 
 const engine = () => import('../engine/load.js');
 
@@ -15,16 +15,16 @@ function writeOut(s: string): void {
 function buildProgram(): Command {
   const program = new Command('peregrine')
     .description('Transformer inference for Node.js: GPT-2 generation and BERT embeddings from Hugging Face checkpoints')
-    .version((JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version)
+    .version(packageVersion(), '-V, --version', 'print the version')
     .configureOutput({ outputError: (str, write) => write(`peregrine: ${str}`) });
 
-  generationFlags(runtimeFlags(common(program.command('generate').description('generate text from prompts: one prompt streams to stdout, several print a line each as they finish'))))
-    .requiredOption('-p, --prompt <text...>', 'prompt text (several prompts run together)')
+  promptFlags(generationFlags(runtimeFlags(common(program.command('generate').description('generate text from prompts: one prompt streams to stdout, several print a line each as they finish')))))
     .option('--json', 'print one JSON object per prompt (ids, text, finishReason, and log-probs or beams when asked for)')
-    .action(async (o: CommonFlags & GenerationFlags & { prompt: string[]; json?: boolean }) => {
-      const [{ loadGenerator }, { runGenerate }] = await Promise.all([engine(), import('./generate.js')]);
+    .action(async (o: CommonFlags & GenerationFlags & { prompt?: string[]; promptFile?: string[]; json?: boolean }) => {
+      const [{ loadGenerator }, { runGenerate }, { readPrompts }] = await Promise.all([engine(), import('./generate.js'), import('./inputs.js')]);
+      const prompts = await readPrompts(o.prompt, o.promptFile);
       const gen = await loadGenerator(o.model, loadOptions(o));
-      await runGenerate(gen, o.prompt, generateOptions(o), o.json === true);
+      await runGenerate(gen, prompts, generateOptions(o), o.json === true);
     });
 
   generationFlags(runtimeFlags(common(program.command('chat').description('an interactive conversation: one user message per line of stdin, replies stream to stdout; the KV cache stays between turns'))))
@@ -35,24 +35,24 @@ function buildProgram(): Command {
       await runChat(gen, generateOptions(o), o.system);
     });
 
-  common(program.command('embed').description('print sentence embeddings as JSON, one vector per input line'))
-    .argument('[texts...]', 'texts to embed (default: one per line of stdin)')
+  truncateFlags(common(program.command('embed').description('print sentence embeddings as JSON, one vector per input line')), 'right')
+    .argument('[texts...]', 'texts to embed (default: one per line of stdin; an empty line is the empty text)')
     .addOption(new Option('--pooling <mode>', 'how to pool token states into one vector').choices(['cls', 'mean']).default('mean'))
     .option('--normalize', 'scale each vector to unit length')
-    .action(async (texts: string[], o: CommonFlags & { pooling: 'cls' | 'mean'; normalize?: boolean }) => {
+    .action(async (texts: string[], o: CommonFlags & TruncateFlags & { pooling: 'cls' | 'mean'; normalize?: boolean }) => {
       const [{ loadEmbedder }, { readInputs }] = await Promise.all([engine(), import('./inputs.js')]);
       const inputs = await readInputs(texts);
       const emb = await loadEmbedder(o.model, loadOptions(o));
-      for (const v of emb.embed(inputs, { pooling: o.pooling, normalize: o.normalize })) writeOut(JSON.stringify(Array.from(v)) + '\n');
+      for (const v of emb.embed(inputs, { pooling: o.pooling, normalize: o.normalize, truncate: truncateSide(o, 'right') })) writeOut(JSON.stringify(Array.from(v)) + '\n');
     });
 
-  common(program.command('classify').description('sequence classification: label and scores as JSON, one line per input'))
-    .argument('[texts...]', 'texts to classify (default: one per line of stdin)')
-    .action(async (texts: string[], o: CommonFlags) => {
+  truncateFlags(common(program.command('classify').description('sequence classification: label and scores as JSON, one line per input')), 'right')
+    .argument('[texts...]', 'texts to classify (default: one per line of stdin; an empty line is the empty text)')
+    .action(async (texts: string[], o: CommonFlags & TruncateFlags) => {
       const [{ loadEmbedder }, { readInputs }] = await Promise.all([engine(), import('./inputs.js')]);
       const inputs = await readInputs(texts);
       const emb = await loadEmbedder(o.model, loadOptions(o));
-      for (const c of emb.classify(inputs)) writeOut(JSON.stringify(c) + '\n');
+      for (const c of emb.classify(inputs, { truncate: truncateSide(o, 'right') })) writeOut(JSON.stringify(c) + '\n');
     });
 
   runtimeFlags(common(program.command('inspect').description('architecture, parameter count, dtypes and the memory plan a load makes (KV-cache pool, tables, activations)')))

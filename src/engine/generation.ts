@@ -9,6 +9,7 @@ import { checkOptions, type GenerateOptions, type RequestSpec } from './options.
 import { Request, type Carried, type GenerationResult, type RequestSink, type TokenEvent } from './request.js';
 import { Scheduler } from './scheduler.js';
 import { Session, type SessionOptions } from './session.js';
+import { encodeWithin } from './truncate.js';
 
 export type { GenerateOptions } from './options.js';
 export type { FinishReason, GenerationResult, TokenEvent, TopLogprob, BeamSequence } from './request.js';
@@ -90,13 +91,14 @@ export class TextGenerator {
     return this.runtime.model;
   }
 
-  /** Tokenizes prompts, refusing empty ones and ids the model has no embeddings for. */
-  encodePrompts(prompts: string[]): number[][] {
+  /** Tokenizes prompts, refusing empty ones and ids the model has no embeddings for; with `spec.truncate`, a prompt is cut to leave room for its new tokens. */
+  encodePrompts(prompts: string[], spec?: RequestSpec): number[][] {
     if (!Array.isArray(prompts) || prompts.length === 0) fail('bad-request', 'no prompts given; pass at least one prompt');
+    const limit = Math.min(this.model.info.maxPositions, this.runtime.limits.maxSeqLen) - (spec?.maxNewTokens ?? 0);
     return prompts.map((p, i) => {
       const which = prompts.length > 1 ? `prompt ${i}` : 'the prompt';
       if (typeof p !== 'string') fail('bad-request', `${which} is not a string`);
-      const ids = this.tokenizer.encode(p);
+      const ids = encodeWithin(this.tokenizer, p, limit, spec?.truncate);
       if (ids.length === 0) fail('bad-request', `${which} is empty; give at least one token of text`);
       checkTokenIds(ids, this.model.info.vocabSize, which, 'text');
       return ids;
@@ -117,7 +119,7 @@ export class TextGenerator {
       checkTokenIds(p, V, which, 'ids');
       const total = carried + p.length + spec.maxNewTokens;
       if (total > maxPos) {
-        fail('bad-request', `${which} has ${carried + p.length} tokens; with ${spec.maxNewTokens} new tokens that is ${total} positions, beyond the model's ${maxPos}; shorten the prompt or ask for fewer new tokens`);
+        fail('bad-request', `${which} has ${carried + p.length} tokens; with ${spec.maxNewTokens} new tokens that is ${total} positions, beyond the model's ${maxPos}; shorten the prompt, ask for fewer new tokens, or truncate it (--truncate)`);
       }
       this.scheduler.check(carried + p.length, spec);
     }
@@ -126,14 +128,14 @@ export class TextGenerator {
   /** Streams the tokens of every prompt as they are produced (events of different prompts interleave). */
   async *stream(prompts: string | string[], options: CallOptions = {}): AsyncGenerator<TokenEvent> {
     const spec = this.checkOptions(options);
-    yield* this.run(this.encodePrompts(typeof prompts === 'string' ? [prompts] : prompts), spec, options, true);
+    yield* this.run(this.encodePrompts(typeof prompts === 'string' ? [prompts] : prompts, spec), spec, options, true);
   }
 
   async generate(prompt: string, options?: CallOptions): Promise<GenerationResult>;
   async generate(prompts: string[], options?: CallOptions): Promise<GenerationResult[]>;
   async generate(prompts: string | string[], options: CallOptions = {}): Promise<GenerationResult | GenerationResult[]> {
     const spec = this.checkOptions(options);
-    const results = await this.collect(this.encodePrompts(typeof prompts === 'string' ? [prompts] : prompts), spec, options, true);
+    const results = await this.collect(this.encodePrompts(typeof prompts === 'string' ? [prompts] : prompts, spec), spec, options, true);
     return typeof prompts === 'string' ? results[0] : results;
   }
 

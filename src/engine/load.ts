@@ -1,24 +1,29 @@
 // Loading a model by directory or hub id onto a backend, as a generator or an embedder, with its memory
 // planned at load: the KV pool, the sequence tables and the activation arena.
+import { join } from 'node:path';
 import { MetaBackend } from '../backends/meta.js';
 import { createBackend, type Device, type FloatDType } from '../backends/select.js';
 import { fail } from '../errors.js';
 import { resolveModelDir, type HubOptions } from '../loaders/hub.js';
 import { openModelDir, type ModelDir } from '../loaders/model-dir.js';
 import { ConfigReader } from '../models/config.js';
-import type { CausalLM, Encoder, MemoryReport, ModelInfo } from '../models/model.js';
+import { tensorBytes, type Architecture, type CausalLM, type Encoder, type MemoryReport, type ModelInfo } from '../models/model.js';
 import { findArchitecture } from '../models/registry.js';
 import { dtypeBytes, type Backend, type DType } from '../ops/backend.js';
 import { CausalRuntime, type RuntimeLimits } from '../runtime/causal.js';
 import { EncoderRuntime } from '../runtime/encoder.js';
 import { Tokenizer } from '../tokenizers/tokenizer.js';
-import { Embedder } from './embedder.js';
+import { Embedder, PROBLEM_TYPES, type ProblemType } from './embedder.js';
+import { availableMemory, checkFits, freeMemory, runtimeRegions, type Region } from './fit.js';
 import { TextGenerator } from './generation.js';
+import { checkTokenizer } from './tokenizer-check.js';
 
 export interface LoadOptions extends HubOptions {
   device?: Device;
-  /** compute dtype on the GPU (default f16); the CPU computes in f32 */
+  /** compute dtype on the GPU (default f16); the CPU computes in f32 whatever is asked (and says so through `notice`) */
   dtype?: FloatDType;
+  /** told what the load decided that the caller may not expect (a dtype the CPU sets aside) */
+  notice?: (message: string) => void;
   /** sequences that run at once (default 64 on the GPU, 8 on the CPU) */
   maxBatch?: number;
   /** tokens per sequence, prompt and generated (default: the model's positions) */
@@ -60,7 +65,6 @@ const CPU_KV_BUDGET = 512 * 2 ** 20;
 function limitsFor(info: ModelInfo, cacheWidth: number, o: LoadOptions, backend: Backend, free: number | null): RuntimeLimits {
   const gpu = backend.name === 'cuda';
   const maxSeqLen = o.maxSeqLen ?? info.maxPositions;
-  if (maxSeqLen > info.maxPositions) fail('bad-argument', `max sequence length ${maxSeqLen} is beyond the model's ${info.maxPositions} positions`);
   const maxBatch = o.maxBatch ?? (gpu ? 64 : 8);
   const prefillChunk = o.prefillChunk ?? 256;
   const blockSize = o.blockSize ?? 16;
@@ -77,9 +81,67 @@ function limitsFor(info: ModelInfo, cacheWidth: number, o: LoadOptions, backend:
   return { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize };
 }
 
-/** Free device memory, for backends that have device memory (null: the CPU). */
-function freeMemory(backend: Backend): number | null {
-  return 'freeMemory' in backend ? (backend as { freeMemory(): number }).freeMemory() : null;
+/** config.json's problem_type (how classify turns logits into scores), checked. */
+function problemType(md: ModelDir): ProblemType | undefined {
+  const v = md.config.problem_type;
+  if (v === undefined || v === null) return undefined;
+  if (!PROBLEM_TYPES.includes(v as ProblemType)) {
+    fail('bad-config', `${md.dir}/config.json: field "problem_type" must be ${PROBLEM_TYPES.join(', ')} or absent, got ${JSON.stringify(v)}; fix config.json`);
+  }
+  return v as ProblemType;
+}
+
+function checkSeqLen(o: LoadOptions, info: ModelInfo): void {
+  if (o.maxSeqLen !== undefined && o.maxSeqLen > info.maxPositions) {
+    fail('bad-argument', `max sequence length ${o.maxSeqLen} is beyond the model's ${info.maxPositions} positions; lower --max-seq-len`);
+  }
+}
+
+interface Shapes {
+  meta: MetaBackend;
+  model: CausalLM | Encoder;
+  weightBytes: number;
+}
+
+/** The model over a backend of shapes: names, shapes and dtypes are checked, no bytes read. */
+function shapeModel(arch: Architecture, md: ModelDir, className: string, dtype: DType, device: string): Shapes {
+  const meta = new MetaBackend(dtype, device);
+  const shapesOnly = { ...md, weights: Object.assign(Object.create(md.weights), { readBytes: () => new Uint8Array(0) }) };
+  const model = arch.create(meta, shapesOnly, className);
+  return { meta, model, weightBytes: tensorBytes(model.weights()) };
+}
+
+function checkWeightsFit(s: Shapes, available: number): void {
+  checkFits([{ name: 'weights', bytes: s.weightBytes }], available, s.meta.name, 'use a smaller model, a smaller --dtype on the GPU, or a machine with more memory');
+}
+
+/** Lower bounds of the causal runtime's largest buffers, known before its plan is built. */
+function roughCausal(info: ModelInfo, cacheWidth: number, l: RuntimeLimits, act: DType): Region[] {
+  const T = Math.max(l.prefillChunk, l.maxBatch);
+  return [
+    { name: 'kv-cache', bytes: 2 * info.layers * l.kvBlocks * l.blockSize * cacheWidth * dtypeBytes(act) },
+    { name: 'logits', bytes: 2 * l.maxBatch * info.vocabSize * 4 },
+    { name: 'tables', bytes: (l.maxBatch + 1) * l.maxSeqLen * 4 },
+    { name: 'activations', bytes: T * info.hidden * dtypeBytes(act) },
+  ];
+}
+
+/** The causal runtime's memory plan (over the shapes), refused when it needs more than `available` bytes. */
+function planCausal(s: Shapes, limits: RuntimeLimits, available: number, o: LoadOptions): MemoryReport {
+  const lm = s.model as CausalLM, lower = lowerRuntime(limits, o);
+  // a plan far beyond memory is refused before it is built (building it would allocate host arrays of its size)
+  checkFits(roughCausal(lm.info, lm.cacheWidth, limits, s.meta.activationDtype), available, s.meta.name, lower, true);
+  const planned = new CausalRuntime(lm, s.meta, limits).memory();
+  checkFits(runtimeRegions(planned), available, s.meta.name, lower);
+  return planned;
+}
+
+/** The options that size the runtime, with their values (those left to their defaults that are sized to fit are not named). */
+function lowerRuntime(l: RuntimeLimits, o: LoadOptions): string {
+  const named = [`--max-batch (${l.maxBatch})`, `--max-seq-len (${l.maxSeqLen})`];
+  if (o.prefillChunk !== undefined) named.push(`--prefill-chunk (${l.prefillChunk})`);
+  if (o.kvBlocks !== undefined) named.push(`--kv-blocks (${l.kvBlocks})`);
+  return `lower ${named.slice(0, -1).join(', ')} or ${named[named.length - 1]}`;
 }
 
 /** The end tokens of generation_config.json, else config.json's. */
@@ -95,19 +157,27 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
   try {
     const { arch, className } = findArchitecture(md.config, `${dir}/config.json`);
     const info = arch.info(md.config, className);
-    if (options.maxSeqLen !== undefined && options.maxSeqLen > info.maxPositions) {
-      fail('bad-argument', `max sequence length ${options.maxSeqLen} is beyond the model's ${info.maxPositions} positions`);
-    }
+    checkSeqLen(options, info);
+    const problem = problemType(md);
     const tokenizer = Tokenizer.fromDir(dir);
-    const backend = await createBackend(options.device, options.dtype);
-    const model = arch.create(backend, md, className);
-    if (arch.kind === 'causal-lm') {
-      const lm = model as CausalLM;
-      const free = freeMemory(backend);
-      const runtime = new CausalRuntime(lm, backend, limitsFor(info, lm.cacheWidth, options, backend, free));
-      return { kind: 'causal-lm', dir, generator: new TextGenerator(runtime, tokenizer, eosIds(md, lm), options.swapSpace) };
+    const backend = await createBackend(options.device, options.dtype, options.notice);
+    try {
+      // the weights, then the runtime's plan, are checked against the memory there is before they are allocated
+      const shapes = shapeModel(arch, md, className, backend.activationDtype, backend.name);
+      checkWeightsFit(shapes, availableMemory(backend));
+      const model = arch.create(backend, md, className);
+      if (arch.kind === 'causal-lm') {
+        const lm = model as CausalLM;
+        const limits = limitsFor(info, lm.cacheWidth, options, backend, freeMemory(backend));
+        planCausal(shapes, limits, availableMemory(backend), options);
+        const runtime = new CausalRuntime(lm, backend, limits);
+        return { kind: 'causal-lm', dir, generator: new TextGenerator(runtime, tokenizer, eosIds(md, lm), options.swapSpace) };
+      }
+      return { kind: 'encoder', dir, embedder: new Embedder(new EncoderRuntime(model as Encoder, backend), tokenizer, problem) };
+    } catch (err) {
+      backend.dispose();
+      throw err;
     }
-    return { kind: 'encoder', dir, embedder: new Embedder(new EncoderRuntime(model as Encoder, backend), tokenizer) };
   } finally {
     // every weight has been read (the CPU holds its own copies)
     md.weights.close();
@@ -137,32 +207,42 @@ export interface Inspection {
   memory: MemoryReport;
 }
 
-/** Architecture, parameters, stored dtypes and the memory plan a load would make, without reading the weights. */
+/**
+ * Architecture, parameters, stored dtypes and the memory plan a load would make, without reading the
+ * weights; what it shows is checked as a load checks it (every tensor's name, shape and dtype, the limits)
+ * and the tokenizer is tried on a probe text.
+ */
 export async function inspectModel(nameOrPath: string, options: LoadOptions = {}): Promise<Inspection> {
   checkLoadOptions(options);
   const dir = await resolveModelDir(nameOrPath, options);
   const md = openModelDir(dir);
   try {
     const { arch, className } = findArchitecture(md.config, `${dir}/config.json`);
-    const backend = await createBackend(options.device, options.dtype);
+    const info = arch.info(md.config, className);
+    checkSeqLen(options, info);
+    problemType(md);
+    checkTokenizer(Tokenizer.fromDir(dir), info.vocabSize, join(dir, 'tokenizer.json'));
+    const backend = await createBackend(options.device, options.dtype, options.notice);
     const dtype = backend.activationDtype;
     const device = backend.name;
-    const free = freeMemory(backend);
+    const free = freeMemory(backend), available = availableMemory(backend);
     backend.dispose();
-    const info = arch.info(md.config, className);
     const dtypes = [...md.weights.dtypeSummary()].map(([dtype, v]) => ({ dtype, ...v }));
-    // the model over a backend of shapes: names and shapes are checked, no bytes read
-    const meta = new MetaBackend(dtype, device);
-    const shapesOnly = { ...md, weights: Object.assign(Object.create(md.weights), { readBytes: () => new Uint8Array(0) }) };
-    const model = arch.create(meta, shapesOnly, className);
+    const shapes = shapeModel(arch, md, className, dtype, device);
+    checkWeightsFit(shapes, available);
+    // what a load would have left once the weights are in
+    const left = (bytes: number) => bytes - shapes.weightBytes;
     let memory: MemoryReport;
     if (arch.kind === 'causal-lm') {
-      const lm = model as CausalLM;
-      const runtime = new CausalRuntime(lm, meta, limitsFor(info, lm.cacheWidth, options, meta, free));
-      memory = runtime.memory();
+      const lm = shapes.model as CausalLM;
+      memory = planCausal(shapes, limitsFor(info, lm.cacheWidth, options, shapes.meta, free === null ? null : left(free)), left(available), options);
     } else {
-      const enc = new EncoderRuntime(model as Encoder, meta);
-      enc.reserveFor(options.maxBatch ?? 1, Math.min(options.maxSeqLen ?? info.maxPositions, info.maxPositions));
+      const enc = new EncoderRuntime(shapes.model as Encoder, shapes.meta);
+      const batch = options.maxBatch ?? 1, seqLen = options.maxSeqLen ?? info.maxPositions;
+      const act = dtypeBytes(dtype), padded = Math.ceil(seqLen / 16) * 16;
+      const rough = [{ name: 'attention-kv', bytes: 2 * batch * padded * info.hidden * act }, { name: 'activations', bytes: batch * seqLen * info.hidden * act }];
+      checkFits(rough, left(available), device, `lower --max-batch (${batch}) or --max-seq-len (${seqLen})`, true);
+      enc.reserveFor(batch, seqLen);
       memory = enc.memory();
     }
     return { dir, info, device, dtype, dtypes, fileBytes: dtypes.reduce((a, d) => a + d.bytes, 0), memory };

@@ -5,6 +5,7 @@ import { fail } from '../errors.js';
 import { LIST_CAPACITY, MAX_CANDIDATES, MAX_TOP_LOGPROBS, MODE, REQ, REQUEST_STRIDE } from '../ops/requests.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { beamsToKeep } from './beam.js';
+import { checkTruncate, type TruncateSide } from './truncate.js';
 
 export interface SamplingOptions {
   /** 0 means greedy. Default: 1 when topK, topP or minP is set, else 0 (greedy). */
@@ -60,6 +61,8 @@ export interface GenerateOptions extends SamplingOptions {
   logprobs?: boolean;
   /** and this many most likely alternatives per step (0 .. 20) */
   topLogprobs?: number;
+  /** generate/stream: a prompt too long for the model's positions (with maxNewTokens) is cut, 'left' keeping its end, 'right' its start (default: refused) */
+  truncate?: TruncateSide;
 }
 
 /** A checked request, ready to pack. */
@@ -84,6 +87,8 @@ export interface RequestSpec {
   beam: { beams: number; lengthPenalty: number; earlyStopping: boolean | 'never'; returns: number; diversityRate: number } | null;
   /** -1: none; else the number of alternatives */
   logprobs: number;
+  /** the side a too-long prompt is cut on (none: refused) */
+  truncate?: TruncateSide;
 }
 
 const bad = (msg: string): never => fail('bad-argument', msg);
@@ -176,7 +181,7 @@ export function checkOptions(o: GenerateOptions, vocab: number, eos: number[], t
   if (listInts > LIST_CAPACITY) bad(`eos token ids, top-p reset ids and bad words take ${listInts} token slots, beyond the ${LIST_CAPACITY} a request can hold; use fewer bad words`);
   return {
     maxNewTokens, minNewTokens, temperature, topK, topP, topPDecay, topPMin, topPResetIds, minP, seed, repetitionPenalty, presencePenalty,
-    frequencyPenalty, badWords, stop, eos: eosList, beam, logprobs,
+    frequencyPenalty, badWords, stop, eos: eosList, beam, logprobs, truncate: checkTruncate(o.truncate),
   };
 }
 

@@ -18,7 +18,40 @@ export interface HubFile {
 export interface FetchOptions {
   headers: Record<string, string>;
   progress: boolean;
+  /** how long to wait for the response headers, and then for each chunk of the body */
+  timeoutSeconds: number;
 }
+
+/**
+ * Connect and read timeouts for one request: armed before the request and again before each chunk is
+ * awaited; when it fires, the request (or its body) is aborted and `fired` says why.
+ */
+export class Deadline {
+  readonly controller = new AbortController();
+  fired = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(readonly seconds: number) {}
+
+  arm(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.fired = true;
+      this.controller.abort();
+    }, this.seconds * 1000);
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+}
+
+/** How to give a slow hub more time, for error messages. */
+export const TIMEOUT_HINT = 'raise --hub-timeout (PEREGRINE_HUB_TIMEOUT, seconds)';
 
 const FS_WRITE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EACCES', 'EPERM', 'EROFS', 'EIO', 'ENOTDIR', 'EISDIR']);
 
@@ -87,18 +120,24 @@ export async function downloadFile(url: string, dest: string, file: HubFile, opt
   const checker = new Checker(file);
 
   let res: Response | undefined;
+  const deadline = new Deadline(opts.timeoutSeconds);
   if (!(file.size !== undefined && have === file.size && have > 0)) {
     const headers = { ...opts.headers, ...(have > 0 ? { Range: `bytes=${have}-` } : {}) };
     try {
-      res = await fetch(url, { headers, redirect: 'follow' });
+      deadline.arm();
+      res = await fetch(url, { headers, redirect: 'follow', signal: deadline.signal });
       if (res.status === 416 && have > 0) { // the partial file is no prefix we can continue: start over
         await res.body?.cancel();
         removeQuietly(partial);
         have = 0;
-        res = await fetch(url, { headers: opts.headers, redirect: 'follow' });
+        deadline.arm();
+        res = await fetch(url, { headers: opts.headers, redirect: 'follow', signal: deadline.signal });
       }
     } catch (err) {
-      throw new PeregrineError('download', `downloading ${file.name} from ${url} failed (${reason(err)}); check the network and run the command again`);
+      const why = deadline.fired ? `no answer within ${deadline.seconds} s` : reason(err);
+      throw new PeregrineError('download', `downloading ${file.name} from ${url} failed (${why}); check the network and run the command again${deadline.fired ? `, or ${TIMEOUT_HINT}` : ''}`);
+    } finally {
+      deadline.clear(); // armed again while the body is read
     }
     if (!res.ok) {
       await res.body?.cancel();
@@ -123,20 +162,27 @@ export async function downloadFile(url: string, dest: string, file: HubFile, opt
   try {
     if (res?.body) {
       const started = Date.now();
+      deadline.arm();
       for await (const chunk of res.body) {
+        deadline.clear(); // writing to disk is not the hub's time
         got += chunk.byteLength;
         if (file.size !== undefined && got > file.size) break; // checked below
         checker.update(chunk);
         await fh.write(chunk);
         const secs = Math.max((Date.now() - started) / 1000, 0.001);
         bar?.update(got, { done: humanBytes(got), speed: `${humanBytes((got - have) / secs)}/s` });
+        deadline.arm();
       }
     }
   } catch (err) {
     const e = cacheWriteError(err, partial);
     if (e instanceof PeregrineError) throw e;
+    if (deadline.fired) {
+      throw new PeregrineError('download', `no data for ${deadline.seconds} s while downloading ${file.name} (${got} of ${file.size ?? '?'} bytes); the partial file is kept, run the command again to resume, or ${TIMEOUT_HINT}`);
+    }
     throw new PeregrineError('download', `the connection broke while downloading ${file.name} (${got} of ${file.size ?? '?'} bytes, ${reason(err)}); the partial file is kept, run the command again to resume`);
   } finally {
+    deadline.clear();
     bar?.stop();
     await fh.close();
   }

@@ -9,16 +9,20 @@ import { mkdirSync, readFileSync, statSync, writeFileSync, renameSync } from 'no
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PeregrineError } from '../errors.js';
-import { alreadyThere, cacheWriteError, downloadFile, reason, type FetchOptions, type HubFile } from './hub-files.js';
+import { alreadyThere, cacheWriteError, Deadline, downloadFile, reason, TIMEOUT_HINT, type FetchOptions, type HubFile } from './hub-files.js';
 
 export interface HubOptions {
   cacheDir?: string;        // default: env PEREGRINE_CACHE, else ~/.cache/peregrine
   endpoint?: string;        // default: env PEREGRINE_HUB_URL, else env HF_ENDPOINT, else https://huggingface.co
-  revision?: string;        // default 'main'
+  revision?: string;        // branch, tag or commit sha; default 'main' (or the id's "@revision")
   offline?: boolean;        // default: env PEREGRINE_OFFLINE=1 or HF_HUB_OFFLINE=1
+  checkUpdates?: boolean;   // ask the hub where the revision points now, even when it is cached (default: a cached model makes no request)
+  hubTimeout?: number;      // seconds to wait for the hub's answer, and then for each chunk of a download; default env PEREGRINE_HUB_TIMEOUT, else 10
   progress?: boolean;       // progress bar on stderr; default: process.stderr.isTTY
   token?: string;           // default env HF_TOKEN; sent as Authorization: Bearer
 }
+
+const DEFAULT_TIMEOUT = 10;
 
 const MARKER = '.peregrine-complete';
 const REQUIRED = ['config.json', 'tokenizer.json', 'tokenizer_config.json'];
@@ -40,29 +44,46 @@ function statOrUndefined(path: string) {
   try { return statSync(path); } catch { return undefined; }
 }
 
-/** A local directory is returned as is; a hub id ("gpt2", "openai-community/gpt2") is downloaded into the cache (or found there) and its snapshot directory returned. */
+/**
+ * A local directory is returned as is; a hub id ("gpt2", "openai-community/gpt2", "owner/name@revision")
+ * is found in the cache, or downloaded into it, and its snapshot directory returned.
+ */
 export async function resolveModelDir(nameOrPath: string, opts: HubOptions = {}): Promise<string> {
   const path = nameOrPath === '~' || nameOrPath.startsWith('~/') ? join(homedir(), nameOrPath.slice(1)) : nameOrPath;
   const st = statOrUndefined(path);
   if (st?.isDirectory()) return path;
-  if (st || looksLikePath(nameOrPath)) {
+  const at = nameOrPath.indexOf('@');
+  const id = at < 0 ? nameOrPath : nameOrPath.slice(0, at);
+  if (st || looksLikePath(id)) {
     const what = st ? 'it is a file, expected the directory holding config.json and the weights' : 'check the path';
     throw new PeregrineError('file-missing', `model directory not found: ${path}; ${what}`);
   }
-  if (!isHubId(nameOrPath)) {
+  if (!isHubId(id)) {
     throw new PeregrineError('bad-argument', `"${nameOrPath}" is neither a model directory nor a hub model id like "gpt2" or "openai-community/gpt2"; check the name`);
   }
-  return fromHub(nameOrPath, opts);
+  let revision = opts.revision;
+  if (at >= 0) {
+    const named = nameOrPath.slice(at + 1);
+    if (revision !== undefined && revision !== named) {
+      throw new PeregrineError('bad-argument', `${nameOrPath} names revision ${named} but --revision ${revision} was given; give the revision once`);
+    }
+    revision = named;
+  }
+  // "owner/name" may be a mistyped relative path: errors that find no such model say that first
+  const lead = id.includes('/') ? `no such directory ${path}; read as a hub id, ` : '';
+  return fromHub(id, { ...opts, revision }, lead);
 }
 
 interface Sibling { rfilename: string; size?: number; blobId?: string; lfs?: { sha256: string; size: number } }
 interface RepoInfo { sha: string; siblings: Sibling[] }
 
-async function fromHub(id: string, opts: HubOptions): Promise<string> {
+async function fromHub(id: string, opts: HubOptions, lead: string): Promise<string> {
   const env = process.env;
   const cacheDir = opts.cacheDir ?? env.PEREGRINE_CACHE ?? join(homedir(), '.cache', 'peregrine');
   const endpoint = (opts.endpoint ?? env.PEREGRINE_HUB_URL ?? env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
   const revision = opts.revision ?? 'main';
+  const timeout = opts.hubTimeout ?? hubTimeoutFromEnv();
+  if (!(Number.isFinite(timeout) && timeout > 0)) throw new PeregrineError('bad-argument', `hub timeout must be a number of seconds > 0, got ${timeout}`);
   if (!safeName(revision)) {
     throw new PeregrineError('bad-argument', `invalid revision "${revision}"; use a branch, tag or commit sha such as "main"`);
   }
@@ -71,6 +92,7 @@ async function fromHub(id: string, opts: HubOptions): Promise<string> {
   const fetchOpts: FetchOptions = {
     headers: { 'User-Agent': 'peregrine/0.1', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
     progress: opts.progress ?? process.stderr.isTTY === true,
+    timeoutSeconds: timeout,
   };
 
   const cacheSt = statOrUndefined(cacheDir);
@@ -79,10 +101,14 @@ async function fromHub(id: string, opts: HubOptions): Promise<string> {
   }
   const repoDir = join(cacheDir, `models--${id.replace('/', '--')}`);
 
-  if (offline) return fromCache(id, repoDir, revision, 'offline mode is on (offline option, PEREGRINE_OFFLINE or HF_HUB_OFFLINE); run once online to download it, or pass a local model directory');
-  const info = await fetchInfo(id, endpoint, revision, fetchOpts);
+  if (offline) return fromCache(id, repoDir, revision, lead, 'offline mode is on (offline option, PEREGRINE_OFFLINE or HF_HUB_OFFLINE); run once online to download it, or pass a local model directory');
+  if (!opts.checkUpdates) {
+    const cached = cachedSnapshot(repoDir, revision);
+    if (cached) return cached;
+  }
+  const info = await fetchInfo(id, endpoint, revision, fetchOpts, lead);
   if (typeof info === 'string') {
-    return fromCache(id, repoDir, revision, `the hub ${endpoint} is unreachable (${info}); check the network, or run once online to fill the cache`);
+    return fromCache(id, repoDir, revision, lead, `the hub ${endpoint} is unreachable (${info}); check the network, or run once online to fill the cache`);
   }
 
   const snapshot = join(repoDir, 'snapshots', info.sha);
@@ -91,37 +117,61 @@ async function fromHub(id: string, opts: HubOptions): Promise<string> {
   return snapshot;
 }
 
-/** The repo's metadata, or a string saying why the hub could not be reached (network error). */
-async function fetchInfo(id: string, endpoint: string, revision: string, fetchOpts: FetchOptions): Promise<RepoInfo | string> {
+function hubTimeoutFromEnv(): number {
+  const v = process.env.PEREGRINE_HUB_TIMEOUT;
+  if (v === undefined || v === '') return DEFAULT_TIMEOUT;
+  const s = Number(v);
+  if (!Number.isFinite(s) || s <= 0) throw new PeregrineError('bad-argument', `PEREGRINE_HUB_TIMEOUT=${JSON.stringify(v)} must be a number of seconds > 0; fix or unset it`);
+  return s;
+}
+
+/** The repo's metadata, or a string saying why the hub could not be reached (network error, no answer in time). */
+async function fetchInfo(id: string, endpoint: string, revision: string, fetchOpts: FetchOptions, lead: string): Promise<RepoInfo | string> {
   const url = `${endpoint}/api/models/${id}/revision/${encodeURIComponent(revision)}?blobs=true`;
-  let res: Response;
+  const deadline = new Deadline(fetchOpts.timeoutSeconds);
+  deadline.arm();
   try {
-    res = await fetch(url, { headers: fetchOpts.headers });
-  } catch (err) {
-    return reason(err);
+    let res: Response;
+    try {
+      res = await fetch(url, { headers: fetchOpts.headers, signal: deadline.signal });
+    } catch (err) {
+      return deadline.fired ? `no answer within ${deadline.seconds} s; ${TIMEOUT_HINT}` : reason(err);
+    }
+    if (res.status === 401 || res.status === 403 || res.status === 404) {
+      await res.body?.cancel();
+      throw new PeregrineError('download', `${lead}model ${id} (revision ${revision}) not found on ${endpoint} (HTTP ${res.status}); check the name, or set HF_TOKEN for a private model`);
+    }
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw new PeregrineError('download', `the hub ${endpoint} answered HTTP ${res.status} for model ${id}; try again later, or use the cache with PEREGRINE_OFFLINE=1`);
+    }
+    const info = await res.json().catch(() => undefined) as RepoInfo | undefined;
+    if (info === undefined && deadline.fired) return `no answer within ${deadline.seconds} s; ${TIMEOUT_HINT}`;
+    return checkInfo(info, endpoint, url);
+  } finally {
+    deadline.clear();
   }
-  if (res.status === 401 || res.status === 403 || res.status === 404) {
-    await res.body?.cancel();
-    throw new PeregrineError('download', `model ${id} (revision ${revision}) not found on ${endpoint} (HTTP ${res.status}); check the name, or set HF_TOKEN for a private model`);
-  }
-  if (!res.ok) {
-    await res.body?.cancel();
-    throw new PeregrineError('download', `the hub ${endpoint} answered HTTP ${res.status} for model ${id}; try again later, or use the cache with PEREGRINE_OFFLINE=1`);
-  }
-  const info = await res.json().catch(() => undefined) as RepoInfo | undefined;
+}
+
+function checkInfo(info: RepoInfo | undefined, endpoint: string, url: string): RepoInfo {
   if (typeof info?.sha !== 'string' || !/^[0-9a-f]{40}$/.test(info.sha) || !Array.isArray(info.siblings)) {
     throw new PeregrineError('download', `the hub ${endpoint} answered ${url} with unexpected metadata (no commit sha or file list); check PEREGRINE_HUB_URL / HF_ENDPOINT`);
   }
   return info;
 }
 
-/** The snapshot that `refs/{revision}` (or a commit sha given as revision) points to, when complete. */
-function fromCache(id: string, repoDir: string, revision: string, why: string): string {
+/** The complete snapshot that `refs/{revision}` (or a commit sha given as revision) points to, if any. */
+function cachedSnapshot(repoDir: string, revision: string): string | undefined {
   let sha = /^[0-9a-f]{40}$/.test(revision) ? revision : undefined;
   try { sha ??= readFileSync(join(repoDir, 'refs', revision), 'utf8').trim(); } catch { /* no ref */ }
   const snapshot = sha && /^[0-9a-f]{40}$/.test(sha) ? join(repoDir, 'snapshots', sha) : undefined;
-  if (snapshot && isComplete(snapshot)) return snapshot;
-  throw new PeregrineError('cache', `model ${id} (revision ${revision}) is not in the cache at ${repoDir} and ${why}`);
+  return snapshot && isComplete(snapshot) ? snapshot : undefined;
+}
+
+function fromCache(id: string, repoDir: string, revision: string, lead: string, why: string): string {
+  const snapshot = cachedSnapshot(repoDir, revision);
+  if (snapshot) return snapshot;
+  throw new PeregrineError('cache', `${lead}model ${id} (revision ${revision}) is not in the cache at ${repoDir} and ${why}`);
 }
 
 /** Complete = the marker exists and every file it lists is there with its size. */

@@ -74,11 +74,11 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
 }
 
 describe('planning GPU memory', { skip: skip ?? false }, () => {
-  test('asking for more than fits fails at load, saying how much and what to lower', async () => {
+  test('asking for more than fits fails at load, before allocating, saying how much and what to lower', async () => {
     await assert.rejects(loadGenerator(fixture('gpt2-wide'), { device: 'cuda', maxBatch: 20_000_000, maxSeqLen: 128 }), (err: unknown) => {
       const e = err as { code?: string; message: string };
       assert.equal(e.code, 'out-of-memory', e.message);
-      assert.match(e.message, /out of GPU memory allocating .* GiB.*free.*lower --max-batch or --max-seq-len/);
+      assert.match(e.message, /memory plan needs (at least )?[\d.]+ [GT]iB \(.*logits.*\) but the cuda device has .* available; lower --max-batch \(20000000\) or --max-seq-len \(128\)/);
       assert.ok(!e.message.includes('\n'));
       return true;
     });

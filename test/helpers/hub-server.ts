@@ -20,6 +20,10 @@ export class HubServer {
   readonly breakOnce = new Set<string>();
   /** Files (by name) served with wrong bytes of the right length. */
   readonly corrupt = new Set<string>();
+  /** Files (by name) whose next response sends half of the bytes, then nothing more (the connection stays open). */
+  readonly stallOnce = new Set<string>();
+  /** While true, every request is accepted and never answered. */
+  silent = false;
   private server?: Server;
   endpoint = '';
 
@@ -46,6 +50,7 @@ export class HubServer {
     const url = new URL(req.url ?? '/', 'http://x');
     const range = req.headers.range;
     this.log.push({ url: url.pathname, ...(range ? { range } : {}) });
+    if (this.silent) return;
 
     const meta = /^\/api\/models\/(.+)\/revision\/([^/]+)$/.exec(url.pathname);
     if (meta) {
@@ -84,6 +89,7 @@ export class HubServer {
       res.writeHead(200, { 'content-length': body.length });
     }
     const rest = body.subarray(start);
+    if (this.stallOnce.delete(name)) return void res.write(rest.subarray(0, rest.length >> 1));
     if (this.breakOnce.delete(name)) {
       res.write(rest.subarray(0, rest.length >> 1), () => setTimeout(() => res.destroy(), 20));
       return;

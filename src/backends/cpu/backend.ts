@@ -49,6 +49,16 @@ function seqArrays(t: SequenceTables): SeqArrays {
   return a;
 }
 
+/** A fresh array of n values; an allocation JavaScript cannot make is an ordinary out-of-memory error. */
+function allocate(n: number, dtype: DType, shape: readonly number[]): Float32Array | Int32Array {
+  try {
+    return dtype === 'i32' ? new Int32Array(n) : new Float32Array(n);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    return fail('out-of-memory', `the CPU cannot allocate a buffer of [${shape.join(', ')}] ${dtype} (${(n * 4 / 2 ** 30).toFixed(1)} GiB: ${err.message}); lower --max-batch, --max-seq-len or --kv-blocks`);
+  }
+}
+
 function checkDtype(dtype: DType): void {
   if (dtype !== 'f32' && dtype !== 'i32') fail('bad-argument', `the CPU backend computes in fp32; dtype ${dtype} is for --device cuda`);
 }
@@ -71,7 +81,7 @@ export class CpuBackend implements Backend {
   }
 
   arena(bytes: number): Tensor {
-    return new CpuTensor([bytes], 'f32', new Float32Array(Math.ceil(bytes / 4)));
+    return new CpuTensor([bytes], 'f32', allocate(Math.ceil(bytes / 4), 'f32', [bytes]));
   }
 
   view(arena: Tensor, offset: number, shape: number[], dtype: DType): Tensor {
@@ -83,8 +93,7 @@ export class CpuBackend implements Backend {
 
   buffer(shape: number[], dtype: DType): Tensor {
     checkDtype(dtype);
-    const n = numel(shape);
-    return new CpuTensor(shape, dtype, dtype === 'i32' ? new Int32Array(n) : new Float32Array(n));
+    return new CpuTensor(shape, dtype, allocate(numel(shape), dtype, shape));
   }
 
   free(): void {
