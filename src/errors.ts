@@ -18,7 +18,8 @@ export type ErrorCode =
 export class PeregrineError extends Error {
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string) {
-    super(message.replace(/\s*\n\s*/g, ' '));
+    // every kind of line break: names from files (a tensor called "a\rb") end up in messages
+    super(message.replace(/\s*[\r\n\u2028\u2029]\s*/g, ' '));
     this.name = 'PeregrineError';
     this.code = code;
   }

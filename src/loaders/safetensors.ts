@@ -106,6 +106,9 @@ function parseHeader(fd: number, fileSize: number, path: string): { tensors: Map
   let metadata: Record<string, string> = {};
   for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
+      if (value !== null && (typeof value !== 'object' || Array.isArray(value) || !Object.values(value).every((x) => typeof x === 'string'))) {
+        bad('__metadata__ must map names to strings');
+      }
       metadata = (value ?? {}) as Record<string, string>;
       continue;
     }

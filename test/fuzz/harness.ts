@@ -1,0 +1,160 @@
+// What every fuzz target asserts: an input is either loaded correctly or refused with a PeregrineError
+// whose message is one line; nothing else escapes, no file descriptor leaks, and no file outside the
+// directory under test is touched.
+import { AssertionError } from 'node:assert';
+import fs, { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import fsp from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
+import { tmpdir } from 'node:os';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import type fc from 'fast-check';
+import { PeregrineError } from '../../src/errors.js';
+
+export type Outcome<T> = { ok: true; value: T } | { ok: false; error: PeregrineError };
+
+/** Fails unless `err` is a PeregrineError with a one-line message (no stack, no line breaks of any kind). */
+export function assertUserError(err: unknown, input = ''): asserts err is PeregrineError {
+  if (!(err instanceof PeregrineError)) {
+    const e = err as Error;
+    throw new AssertionError({ message: `expected a PeregrineError or a correct load, got ${e?.constructor?.name ?? typeof err}: ${e?.message ?? String(err)}${input ? ` (input: ${input})` : ''}\n${e?.stack ?? ''}` });
+  }
+  if (/[\r\n\u2028\u2029]/.test(err.message)) throw new AssertionError({ message: `the error message is not one line: ${JSON.stringify(err.message)}` });
+  if (/\bat .+:\d+:\d+\)?/.test(err.message)) throw new AssertionError({ message: `the error message holds a stack frame: ${JSON.stringify(err.message)}` });
+}
+
+/** Runs `fn`: its value, or the PeregrineError it threw (anything else fails the property). */
+export async function outcome<T>(fn: () => T | Promise<T>): Promise<Outcome<T>> {
+  try {
+    return { ok: true, value: await fn() };
+  } catch (err) {
+    assertUserError(err);
+    return { ok: false, error: err };
+  }
+}
+
+export function syncOutcome<T>(fn: () => T): Outcome<T> {
+  try {
+    return { ok: true, value: fn() };
+  } catch (err) {
+    assertUserError(err);
+    return { ok: false, error: err };
+  }
+}
+
+// ------------------------------------------------------------------------------ open file descriptors
+
+export function openFds(): number {
+  try {
+    return fs.readdirSync('/proc/self/fd').length;
+  } catch {
+    return -1; // not Linux: not counted
+  }
+}
+
+/** Fails when `fn` leaves more file descriptors open than it found (a load that failed must close its files). */
+export async function noFdLeak<T>(fn: () => Promise<T>): Promise<T> {
+  const before = openFds();
+  const r = await fn();
+  const after = openFds();
+  if (before >= 0 && after > before) throw new AssertionError({ message: `${after - before} file descriptor(s) left open` });
+  return r;
+}
+
+// ------------------------------------------------------------------------------------ filesystem guard
+
+type AnyFn = (...args: unknown[]) => unknown;
+const SYNC = ['openSync', 'readFileSync', 'existsSync', 'statSync', 'lstatSync', 'readdirSync', 'opendirSync', 'accessSync', 'realpathSync', 'readlinkSync',
+  'writeFileSync', 'appendFileSync', 'mkdirSync', 'renameSync', 'unlinkSync', 'rmSync', 'rmdirSync', 'copyFileSync', 'cpSync', 'symlinkSync', 'linkSync',
+  'truncateSync', 'createReadStream', 'createWriteStream', 'open', 'readFile', 'writeFile', 'stat', 'mkdir', 'rename', 'unlink'] as const;
+const PROMISES = ['open', 'readFile', 'writeFile', 'appendFile', 'stat', 'lstat', 'mkdir', 'rename', 'unlink', 'rm', 'readdir', 'copyFile', 'cp', 'truncate', 'access'] as const;
+
+let touched: string[] | null = null;
+let installed = false;
+
+function record(args: unknown[]): void {
+  if (!touched) return;
+  for (const a of args.slice(0, 2)) {
+    if (typeof a === 'string') touched.push(a);
+    else if (a instanceof URL) touched.push(a.pathname);
+    else if (Buffer.isBuffer(a)) touched.push(a.toString('utf8'));
+  }
+}
+
+function wrap(obj: Record<string, unknown>, name: string): void {
+  const orig = obj[name];
+  if (typeof orig !== 'function') return;
+  obj[name] = function (this: unknown, ...args: unknown[]) {
+    record(args);
+    return (orig as AnyFn).apply(this, args);
+  };
+}
+
+/** Wraps node:fs and node:fs/promises so that guarded calls record every path they touch (syncBuiltinESMExports carries the wrappers to ES module imports). */
+function install(): void {
+  if (installed) return;
+  installed = true;
+  for (const n of SYNC) wrap(fs as unknown as Record<string, unknown>, n);
+  for (const n of PROMISES) wrap(fsp as unknown as Record<string, unknown>, n);
+  syncBuiltinESMExports();
+}
+
+/** Every path `fn` touched through node:fs (the string as passed, then resolved). */
+export async function fsTouched<T>(fn: () => Promise<T>): Promise<{ value: T; paths: string[] }> {
+  install();
+  const list: string[] = [];
+  touched = list;
+  try {
+    return { value: await fn(), paths: list };
+  } finally {
+    touched = null;
+  }
+}
+
+/** Fails when a path is outside every one of `roots` (a shard name such as "../x" or "/etc/passwd" must not be opened). */
+export function assertInside(paths: string[], roots: string[]): void {
+  for (const p of paths) {
+    if (p.includes('\0')) throw new AssertionError({ message: `a path with a NUL byte reached the filesystem: ${JSON.stringify(p)}` });
+    const abs = resolve(p);
+    const inside = roots.some((r) => {
+      const rel = relative(resolve(r), abs);
+      return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+    });
+    if (!inside) throw new AssertionError({ message: `touched ${abs}, outside ${roots.join(', ')}` });
+  }
+}
+
+// ------------------------------------------------------------------------------------ targets and cases
+
+/** One fuzz target: what it generates and the property every generated input must satisfy. */
+export interface Target<T = any> {
+  name: string;
+  /** cases of the fixed-seed subset that `npm test` runs (a few seconds for all targets together) */
+  quick: number;
+  arbitrary: fc.Arbitrary<T>;
+  /** Throws (an AssertionError, or whatever escaped the code under test) when the property fails. */
+  check(input: T): Promise<void>;
+}
+
+let root: string | null = null;
+let serial = 0;
+
+/** A fresh directory for one case, removed afterwards (all of them when the process exits). */
+export async function inCaseDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  if (!root) {
+    const r = mkdtempSync(join(tmpdir(), 'peregrine-fuzz-'));
+    root = r;
+    process.on('exit', () => rmSync(r, { recursive: true, force: true }));
+  }
+  const dir = join(root, `case${serial++}`);
+  mkdirSync(dir);
+  try {
+    return await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Writes `files` (name -> bytes) into `dir`. */
+export function writeFiles(dir: string, files: Map<string, Uint8Array>): void {
+  for (const [name, bytes] of files) writeFileSync(join(dir, name), bytes);
+}
