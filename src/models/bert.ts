@@ -1,6 +1,6 @@
 // BERT (BertModel, BertForSequenceClassification): post-LayerNorm encoder, bidirectional attention over
 // each sequence, exact gelu. Sequences are packed without padding; attention sees only its own sequence.
-import { fail } from '../errors.js';
+import { fail, show } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
 import type { Backend, Tensor } from '../ops/backend.js';
 import { ConfigReader, divides } from './config.js';
@@ -19,20 +19,28 @@ interface BertConfig {
   labels: string[];
 }
 
+const MAX_LABELS = 2 ** 20;
+
 function readConfig(raw: Record<string, unknown>, className: string): BertConfig {
   const c = new ConfigReader(raw, 'BERT config');
   const hidden = c.int('hidden_size');
   const heads = c.int('num_attention_heads');
   divides('BERT config', 'hidden_size', hidden, heads);
   const act = c.string('hidden_act', 'gelu');
-  if (act !== 'gelu') fail('bad-config', `BERT config: hidden_act ${JSON.stringify(act)} is not supported (Peregrine runs gelu)`);
+  if (act !== 'gelu') fail('bad-config', `BERT config: hidden_act ${show(act)} is not supported (Peregrine runs gelu)`);
   const posType = c.string('position_embedding_type', 'absolute');
-  if (posType !== 'absolute') fail('bad-config', `BERT config: position_embedding_type ${JSON.stringify(posType)} is not supported (only absolute)`);
+  if (posType !== 'absolute') fail('bad-config', `BERT config: position_embedding_type ${show(posType)} is not supported (only absolute)`);
   let labels: string[] = [];
   if (className === 'BertForSequenceClassification') {
-    const id2label = raw.id2label as Record<string, string> | undefined;
-    const count = c.optionalInt('num_labels') ?? (id2label ? Object.keys(id2label).length : 2);
-    labels = Array.from({ length: count }, (_, i) => id2label?.[String(i)] ?? `LABEL_${i}`);
+    const id2label = raw.id2label ?? undefined;
+    if (id2label !== undefined && (typeof id2label !== 'object' || Array.isArray(id2label) || !Object.values(id2label).every((v) => typeof v === 'string'))) {
+      fail('bad-config', `BERT config: field "id2label" must map label ids to label names (strings), got ${show(id2label)}; fix config.json`);
+    }
+    const names = id2label as Record<string, string> | undefined;
+    const count = c.optionalInt('num_labels') ?? (names ? Object.keys(names).length : 2);
+    // the list of names is made here, before the classifier's shape is checked against the weights
+    if (count > MAX_LABELS) fail('bad-config', `BERT config: field "num_labels" is ${count}, more labels than Peregrine loads (at most ${MAX_LABELS}); fix config.json`);
+    labels = Array.from({ length: count }, (_, i) => names?.[String(i)] ?? `LABEL_${i}`);
   }
   return {
     vocab: c.int('vocab_size'),

@@ -1,11 +1,11 @@
 // Reading fields of a Hugging Face config.json with one-line errors that name the field.
-import { fail } from '../errors.js';
+import { fail, show } from '../errors.js';
 
 export class ConfigReader {
   constructor(private readonly raw: Record<string, unknown>, private readonly where: string) {}
 
   private bad(key: string, want: string): never {
-    return fail('bad-config', `${this.where}: field "${key}" must be ${want}, got ${JSON.stringify(this.raw[key])}; fix config.json`);
+    return fail('bad-config', `${this.where}: field "${key}" must be ${want}, got ${show(this.raw[key])}; fix config.json`);
   }
 
   /** The first of `keys` that is present (configs of one family spell some fields two ways). */

@@ -1,6 +1,6 @@
 // GPT-2 (GPT2LMHeadModel): pre-LayerNorm decoder, learned positions, gelu_new, LM head tied to wte.
 // Written once over the op set; every backend runs this file.
-import { fail } from '../errors.js';
+import { fail, show } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
 import type { Backend, Tensor } from '../ops/backend.js';
 import { ConfigReader, divides } from './config.js';
@@ -25,7 +25,7 @@ function readConfig(raw: Record<string, unknown>): Gpt2Config {
   divides('GPT-2 config', 'n_embd', hidden, heads);
   const act = c.string('activation_function', 'gelu_new');
   if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') {
-    fail('bad-config', `GPT-2 config: activation_function ${JSON.stringify(act)} is not supported (Peregrine runs gelu_new)`);
+    fail('bad-config', `GPT-2 config: activation_function ${show(act)} is not supported (Peregrine runs gelu_new)`);
   }
   return {
     vocab: c.int('vocab_size'),

@@ -71,9 +71,12 @@ const PROMISES = ['open', 'readFile', 'writeFile', 'appendFile', 'stat', 'lstat'
 let touched: string[] | null = null;
 let installed = false;
 
-function record(args: unknown[]): void {
+/** calls whose second argument is a path too */
+const TWO_PATHS = new Set(['renameSync', 'copyFileSync', 'cpSync', 'symlinkSync', 'linkSync', 'rename', 'copyFile', 'cp']);
+
+function record(name: string, args: unknown[]): void {
   if (!touched) return;
-  for (const a of args.slice(0, 2)) {
+  for (const a of args.slice(0, TWO_PATHS.has(name) ? 2 : 1)) {
     if (typeof a === 'string') touched.push(a);
     else if (a instanceof URL) touched.push(a.pathname);
     else if (Buffer.isBuffer(a)) touched.push(a.toString('utf8'));
@@ -84,7 +87,7 @@ function wrap(obj: Record<string, unknown>, name: string): void {
   const orig = obj[name];
   if (typeof orig !== 'function') return;
   obj[name] = function (this: unknown, ...args: unknown[]) {
-    record(args);
+    record(name, args);
     return (orig as AnyFn).apply(this, args);
   };
 }
@@ -157,4 +160,17 @@ export async function inCaseDir<T>(fn: (dir: string) => Promise<T>): Promise<T> 
 /** Writes `files` (name -> bytes) into `dir`. */
 export function writeFiles(dir: string, files: Map<string, Uint8Array>): void {
   for (const [name, bytes] of files) writeFileSync(join(dir, name), bytes);
+}
+
+/** How far cases got (loaded, refused with which code, ran): counted per label, printed by npm run fuzz. */
+export const tally = new Map<string, number>();
+export function note(label: string): void {
+  tally.set(label, (tally.get(label) ?? 0) + 1);
+}
+
+/** Counts an outcome under `stage`: ok, or the error's code. */
+export function noteOutcome(stage: string, r: Outcome<unknown>): void {
+  note(`${stage}: ${r.ok ? 'ok' : r.error.code}`);
+  // FUZZ_DETAIL=1: also which messages (their first words), to see what refuses most cases
+  if (!r.ok && process.env.FUZZ_DETAIL) note(`${stage}: ${r.error.message.replace(/\/\S+/g, '<path>').slice(0, 90)}`);
 }

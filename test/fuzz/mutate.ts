@@ -14,8 +14,11 @@ export type ByteEdit =
   | { kind: 'delete'; at: number; length: number }
   | { kind: 'append'; bytes: Uint8Array };
 
-/** Positions are fractions of the length, so one edit list applies to a file of any size. */
-const where = fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true });
+/**
+ * A position as a fraction of the length in [0, 1), so that one edit list applies to a file of any size;
+ * uniform (fast-check's doubles crowd towards 0, which would put every edit at the start).
+ */
+export const where = fc.noBias(fc.integer({ min: 0, max: 2 ** 32 - 1 })).map((x) => x / 2 ** 32, (v) => Math.floor((v as number) * 2 ** 32));
 
 const INTERESTING_INTS = [
   0n, 1n, 7n, 8n, 0x7fn, 0x80n, 0xffn, 0x100n, 0x7fffn, 0x8000n, 0xffffn, 0x10000n, 0x7fffffffn, 0x80000000n,
@@ -130,8 +133,8 @@ export const hostileValue: fc.Arbitrary<Hostile> = fc.oneof(
   { arbitrary: fc.constantFrom<Hostile>(null, true, false, [], {}, [null], [1, 2, 3], ['a'], { content: 5 }, { '': null }), weight: 2 },
   {
     arbitrary: fc.constantFrom(
-      new Raw('{"__proto__":{"polluted":1}}'), new Raw('{"a":1,"a":"x"}'), new Raw('['.repeat(5000) + ']'.repeat(5000)),
-      new Raw('{"x":' .repeat(2000) + '1' + '}'.repeat(2000)),
+      new Raw('{"__proto__":{"polluted":1}}'), new Raw('{"a":1,"a":"x"}'), new Raw('['.repeat(20000) + ']'.repeat(20000)),
+      new Raw('{"x":'.repeat(20000) + '1' + '}'.repeat(20000)),
     ),
     weight: 1,
   },
@@ -143,6 +146,7 @@ export type Path = (string | number)[];
 /** Paths to the values in `v`; a container with more than `wide` children contributes a sample of them (first, last, and spread). */
 export function pathsOf(v: Json, wide = 48, prefix: Path = [], out: Path[] = []): Path[] {
   out.push(prefix);
+  if (prefix.length >= 32) return out; // a deeply nested value (from an earlier edit) is one value
   const children: [string | number, Json][] = Array.isArray(v) ? v.map((x, i) => [i, x]) : v !== null && typeof v === 'object' ? Object.entries(v) : [];
   const step = Math.max(1, Math.ceil(children.length / wide));
   children.forEach(([k, x], i) => {
@@ -236,4 +240,19 @@ export function applyJsonEdits(doc: Json, edits: JsonEdit[], paths: Path[] = pat
     }
   }
   return root;
+}
+
+/** `arb` one time in `n`, else null (fc.option's freq is the other way round: null one time in freq). */
+export function oneIn<T>(n: number, arb: fc.Arbitrary<T>): fc.Arbitrary<T | null> {
+  return fc.oneof({ arbitrary: fc.constant(null), weight: n - 1 }, { arbitrary: arb, weight: 1 });
+}
+
+/** JSON text with `edits` applied; text that is no JSON (an earlier byte edit), or too deeply nested to copy, is returned unchanged. */
+export function editJsonText(text: Buffer, edits: JsonEdit[], substitute: (json: string) => string = (t) => t): Buffer {
+  try {
+    return Buffer.from(substitute(stringify(applyJsonEdits(JSON.parse(text.toString('utf8')) as Json, edits))), 'utf8');
+  } catch (err) {
+    if (err instanceof SyntaxError || err instanceof RangeError) return text;
+    throw err;
+  }
 }

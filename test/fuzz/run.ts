@@ -9,6 +9,7 @@
 import fc from 'fast-check';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { tally } from './harness.js';
 import { targets } from './targets.js';
 
 interface Job {
@@ -20,7 +21,14 @@ interface Job {
 type Message =
   | { type: 'case'; seed: number; index: number }
   | { type: 'failure'; seed: number; path: string; error: string; example: string }
-  | { type: 'done'; cases: number };
+  | { type: 'done'; cases: number; tally: [string, number][] };
+
+/** A failure's kind: its first line without the case directory, numbers and long runs, so that one defect is reported once. */
+function signature(error: string): string {
+  // the fuzz targets' own assertions say what went wrong before a colon, and the value after it
+  if (!error.startsWith('expected a PeregrineError')) error = error.split(': ')[0];
+  return error.replace(/\/\S*peregrine-fuzz-[^/\s]+\/case\d+/g, '<case>').replace(/(.)\1{15,}/g, '$1$1$1...').replace(/\d+/g, 'N').slice(0, 100);
+}
 
 function short(v: unknown, max = 600): string {
   let s: string;
@@ -48,21 +56,24 @@ async function work(job: Job): Promise<void> {
     const r = await fc.check(prop, { seed, numRuns: 1_000_000, interruptAfterTimeLimit: Math.max(1, end - Date.now()), markInterruptAsFailure: false });
     if (r.failed) {
       const err = r.errorInstance as Error | undefined;
-      post({ type: 'failure', seed, path: r.counterexamplePath ?? '', error: (err?.message ?? String(r.errorInstance)).split('\n')[0], example: short(r.counterexample?.[0]) });
+      const line = (err?.message ?? String(r.errorInstance)).split('\n')[0];
+      post({ type: 'failure', seed, path: r.counterexamplePath ?? '', error: line.length > 400 ? `${line.slice(0, 400)}...` : line, example: short(r.counterexample?.[0]) });
     }
   }
-  post({ type: 'done', cases });
+  post({ type: 'done', cases, tally: [...tally] });
 }
 
 interface Report {
   cases: number;
+  /** how far the cases got (stage: ok or error code) */
+  tally: Map<string, number>;
   failures: { seed: number; path: string; error: string; example: string }[];
   hangs: number;
 }
 
 /** Runs one target in a worker; a worker silent for `hang` seconds is stopped and the case it was on reported. */
 function runTarget(name: string, seconds: number, seed: number, hang: number): Promise<Report> {
-  const report: Report = { cases: 0, failures: [], hangs: 0 };
+  const report: Report = { cases: 0, tally: new Map(), failures: [], hangs: 0 };
   const end = Date.now() + seconds * 1000;
   const start = (firstSeed: number): Promise<void> => new Promise((resolve) => {
     const w = new Worker(fileURLToPath(import.meta.url), { workerData: { target: name, seconds: Math.max(0.1, (end - Date.now()) / 1000), seed: firstSeed } satisfies Job });
@@ -87,13 +98,14 @@ function runTarget(name: string, seconds: number, seed: number, hang: number): P
         last = m;
         counted++;
       } else if (m.type === 'failure') {
-        const seen = report.failures.some((f) => f.error === m.error);
+        const seen = report.failures.some((f) => signature(f.error) === signature(m.error));
         if (!seen) report.failures.push(m);
-        console.log(`  ${name}: ${seen ? 'again' : 'FAILURE'}: ${m.error} (FUZZ_REPLAY=${name}:${m.seed}:${m.path})`);
+        if (!seen) console.log(`  ${name}: FAILURE: ${m.error} (FUZZ_REPLAY=${name}:${m.seed}:${m.path})`);
       } else {
         finished = true;
         clearTimeout(timer);
         report.cases += m.cases;
+        for (const [k, v] of m.tally) report.tally.set(k, (report.tally.get(k) ?? 0) + v);
         resolve();
       }
     });
@@ -138,6 +150,7 @@ async function main(): Promise<void> {
   for (const name of list) {
     const r = await runTarget(name, total / list.length, seed, hang);
     console.log(`${name}: ${r.cases} cases, ${r.failures.length} distinct failure(s)`);
+    for (const [k, v] of [...r.tally].sort()) console.log(`  ${k}: ${v}`);
     rows.push([name, r]);
   }
   console.log('\ntarget            cases  failures');

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { DTYPE_BYTES, SafetensorsFile } from '../../src/loaders/safetensors.js';
 import { encodeSafetensors } from '../../src/loaders/safetensors-write.js';
-import { inCaseDir, noFdLeak, syncOutcome, writeFiles, type Target } from './harness.js';
-import { applyByteEdits, applyJsonEdits, byteEdits, hostileValue, jsonEdits, Raw, stringify, type ByteEdit, type Hostile, type Json, type JsonEdit } from './mutate.js';
+import { inCaseDir, noFdLeak, noteOutcome, syncOutcome, writeFiles, type Target } from './harness.js';
+import { applyByteEdits, applyJsonEdits, byteEdits, hostileValue, jsonEdits, oneIn, Raw, where, stringify, type ByteEdit, type Hostile, type Json, type JsonEdit } from './mutate.js';
 import { safetensorsSeeds } from './seeds.js';
 
 const MAX_HEADER = 100 * 1024 * 1024;
@@ -84,10 +84,10 @@ const lengthField: fc.Arbitrary<LengthField> = fc.oneof(
 type RangeEdit = { tensor: number; other: number; kind: 'begin' | 'end' | 'shift' | 'overlap'; pick: number; by: number };
 
 const rangeEdit: fc.Arbitrary<RangeEdit> = fc.record({
-  tensor: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
-  other: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+  tensor: where,
+  other: where,
   kind: fc.constantFrom('begin' as const, 'end' as const, 'shift' as const, 'overlap' as const),
-  pick: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+  pick: where,
   by: fc.integer({ min: -8, max: 8 }),
 });
 
@@ -167,7 +167,7 @@ export const safetensorsInput: fc.Arbitrary<SafetensorsInput> = fc.record({
         edits: fc.oneof(fc.constant([] as JsonEdit[]), jsonEdits(HEADER_KEYS, hostileValue)),
         ranges: fc.array(rangeEdit, { maxLength: 2 }),
         length: lengthField,
-        truncate: fc.option(fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), { freq: 4 }),
+        truncate: oneIn(4, where),
       }),
       weight: 5,
     },
@@ -207,6 +207,7 @@ export async function checkSafetensors(bytes: Uint8Array, dir: string): Promise<
   const ref = referenceRead(bytes);
   await noFdLeak(async () => {
     const r = syncOutcome(() => SafetensorsFile.open(path));
+    noteOutcome('open', r);
     if (!r.ok) {
       if (ref.valid) fail(`refused a valid file: ${r.error.message}`);
       return;

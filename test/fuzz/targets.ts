@@ -1,7 +1,9 @@
 // The fuzz targets: one per file format Peregrine reads, and the command line.
 import type { Target } from './harness.js';
+import { bertConfigTarget, gpt2ConfigTarget, indexTarget } from './model-dir.js';
 import { safetensorsTarget } from './safetensors.js';
+import { tokenizerTarget } from './tokenizer.js';
 
 export function targets(): Target[] {
-  return [safetensorsTarget];
+  return [safetensorsTarget, indexTarget, gpt2ConfigTarget, bertConfigTarget, tokenizerTarget];
 }
