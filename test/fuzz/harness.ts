@@ -16,7 +16,9 @@ export type Outcome<T> = { ok: true; value: T } | { ok: false; error: PeregrineE
 export function assertUserError(err: unknown, input = ''): asserts err is PeregrineError {
   if (!(err instanceof PeregrineError)) {
     const e = err as Error;
-    throw new AssertionError({ message: `expected a PeregrineError or a correct load, got ${e?.constructor?.name ?? typeof err}: ${e?.message ?? String(err)}${input ? ` (input: ${input})` : ''}\n${e?.stack ?? ''}` });
+    const failure = new AssertionError({ message: `expected a PeregrineError or a correct load, got ${e?.constructor?.name ?? typeof err}: ${e?.message ?? String(err)}${input ? ` (input: ${input})` : ''}\n${e?.stack ?? ''}` });
+    (failure as { cause?: unknown }).cause = err;
+    throw failure;
   }
   if (/[\r\n\u2028\u2029]/.test(err.message)) throw new AssertionError({ message: `the error message is not one line: ${JSON.stringify(err.message)}` });
   if (/\bat .+:\d+:\d+\)?/.test(err.message)) throw new AssertionError({ message: `the error message holds a stack frame: ${JSON.stringify(err.message)}` });
@@ -173,4 +175,33 @@ export function noteOutcome(stage: string, r: Outcome<unknown>): void {
   note(`${stage}: ${r.ok ? 'ok' : r.error.code}`);
   // FUZZ_DETAIL=1: also which messages (their first words), to see what refuses most cases
   if (!r.ok && process.env.FUZZ_DETAIL) note(`${stage}: ${r.error.message.replace(/\/\S+/g, '<path>').slice(0, 90)}`);
+}
+
+/**
+ * Defects the fuzzer finds that another part of issue 7 fixes (so that this branch does not collide with
+ * that work): they are counted and reported as known, not failed. Remove an entry when its fix lands.
+ */
+const KNOWN: { pattern: RegExp; owner: string }[] = [
+  // "--max-batch 100000 on the CPU ends with internal error: Invalid typed array length": memory that does not fit
+  // (and beyond what a RangeError reports, V8 aborts the process: "Fatal JavaScript invalid size error")
+  { pattern: /Invalid typed array length|Array buffer allocation failed|Invalid array length|Fatal JavaScript invalid size error|JavaScript heap out of memory/, owner: 'issue 7: memory that does not fit is an ordinary error' },
+];
+
+/** The owner of a known defect this error is, or null. */
+export function knownDefect(err: unknown): string | null {
+  const message = err instanceof Error ? err.message : String(err);
+  return KNOWN.find((k) => k.pattern.test(message))?.owner ?? null;
+}
+
+/** Like `outcome`, but a known defect (see KNOWN) is noted and answered with null instead of failing. */
+export async function outcomeOrKnown<T>(stage: string, fn: () => T | Promise<T>): Promise<Outcome<T> | null> {
+  try {
+    return await outcome(fn);
+  } catch (err) {
+    const cause = (err as { cause?: unknown }).cause ?? err;
+    const owner = knownDefect(cause);
+    if (!owner) throw err;
+    note(`${stage}: KNOWN (${owner})`);
+    return null;
+  }
 }

@@ -234,14 +234,14 @@ async function checkCheckpoint(seed: ModelSeed, input: CheckpointInput, dir: str
 
 export const gpt2ConfigTarget: Target<CheckpointInput> = {
   name: 'config-gpt2',
-  quick: 8,
+  quick: 20,
   arbitrary: checkpointInput(GPT2_KEYS, true),
   check: (input) => inCaseDir((dir) => checkCheckpoint(gpt2Model(), input, dir)),
 };
 
 export const bertConfigTarget: Target<CheckpointInput> = {
   name: 'config-bert',
-  quick: 8,
+  quick: 20,
   arbitrary: checkpointInput(BERT_KEYS, false),
   check: (input) => inCaseDir((dir) => checkCheckpoint(bertModel(), input, dir)),
 };

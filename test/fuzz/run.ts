@@ -1,5 +1,5 @@
-// npm run fuzz: every target for a time budget with random seeds, each in a worker thread watched for
-// hangs. Prints per target the cases run and every distinct failure with the seed and path that replay it.
+// npm run fuzz: every target for a time budget with random seeds, each in a child process watched for
+// hangs and crashes (a fatal V8 error or an out-of-memory abort takes the whole process down). Prints per target the cases run and every distinct failure with the seed and path that replay it.
 //
 //   FUZZ_SECONDS=600 npm run fuzz               total time, split evenly over the targets (default 60)
 //   FUZZ_TARGETS=safetensors,index npm run fuzz only these targets
@@ -7,9 +7,9 @@
 //   FUZZ_HANG_SECONDS=60 npm run fuzz           a case running longer than this is reported as a hang
 //   FUZZ_REPLAY=safetensors:123:45 npm run fuzz replay one case (target:seed:path) and print its error
 import fc from 'fast-check';
+import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { tally } from './harness.js';
+import { knownDefect, tally } from './harness.js';
 import { targets } from './targets.js';
 
 interface Job {
@@ -40,10 +40,10 @@ function short(v: unknown, max = 600): string {
   return s.length > max ? `${s.slice(0, max)}... (${s.length} chars)` : s;
 }
 
-/** In a worker: run one target with successive seeds until its time is up. */
+/** In a child: run one target with successive seeds until its time is up. */
 async function work(job: Job): Promise<void> {
   const target = targets().find((t) => t.name === job.target)!;
-  const post = (m: Message) => parentPort!.postMessage(m);
+  const post = (m: Message) => process.send!(m);
   const end = Date.now() + job.seconds * 1000;
   let cases = 0;
   for (let seed = job.seed; Date.now() < end; seed++) {
@@ -71,27 +71,38 @@ interface Report {
   hangs: number;
 }
 
-/** Runs one target in a worker; a worker silent for `hang` seconds is stopped and the case it was on reported. */
+/** Runs one target in a child process; one silent for `hang` seconds is killed and the case it was on reported, as is one that dies. */
 function runTarget(name: string, seconds: number, seed: number, hang: number): Promise<Report> {
   const report: Report = { cases: 0, tally: new Map(), failures: [], hangs: 0 };
   const end = Date.now() + seconds * 1000;
   const start = (firstSeed: number): Promise<void> => new Promise((resolve) => {
-    const w = new Worker(fileURLToPath(import.meta.url), { workerData: { target: name, seconds: Math.max(0.1, (end - Date.now()) / 1000), seed: firstSeed } satisfies Job });
+    const job: Job = { target: name, seconds: Math.max(0.1, (end - Date.now()) / 1000), seed: firstSeed };
+    const child = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, FUZZ_JOB: JSON.stringify(job) }, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString('utf8')).slice(-4000); });
     let last = { seed: firstSeed, index: -1 };
     let counted = 0;
+    let done = false;
     let timer = setTimeout(stuck, hang * 1000);
-    let finished = false;
-    function stuck(): void {
-      report.hangs++;
-      report.failures.push({ seed: last.seed, path: String(last.index), error: `no answer in ${hang} s (hang)`, example: '' });
-      finished = true;
-      void w.terminate();
+    /** the child is gone without saying it was done: report the case it was on, and go on with the next seed */
+    function lost(why: string): void {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
       report.cases += counted;
-      // carry on with the next seed for the time that is left
+      if (!report.failures.some((f) => signature(f.error) === signature(why))) {
+        report.failures.push({ seed: last.seed, path: String(last.index), error: why, example: '(FUZZ_REPLAY prints it)' });
+        console.log(`  ${name}: FAILURE: ${why} (FUZZ_REPLAY=${name}:${last.seed}:${last.index})`);
+      }
       if (Date.now() < end - 1000) start(last.seed + 1).then(resolve);
       else resolve();
     }
-    w.on('message', (m: Message) => {
+    function stuck(): void {
+      report.hangs++;
+      child.kill('SIGKILL');
+      lost(`no answer in ${hang} s (hang)`);
+    }
+    child.on('message', (m: Message) => {
       clearTimeout(timer);
       timer = setTimeout(stuck, hang * 1000);
       if (m.type === 'case') {
@@ -102,21 +113,24 @@ function runTarget(name: string, seconds: number, seed: number, hang: number): P
         if (!seen) report.failures.push(m);
         if (!seen) console.log(`  ${name}: FAILURE: ${m.error} (FUZZ_REPLAY=${name}:${m.seed}:${m.path})`);
       } else {
-        finished = true;
+        done = true;
         clearTimeout(timer);
         report.cases += m.cases;
         for (const [k, v] of m.tally) report.tally.set(k, (report.tally.get(k) ?? 0) + v);
-        resolve();
       }
     });
-    w.on('error', (err) => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      report.cases += counted;
-      report.failures.push({ seed: last.seed, path: String(last.index), error: `the worker died: ${err.message}`, example: '' });
-      if (Date.now() < end - 1000) start(last.seed + 1).then(resolve);
-      else resolve();
+    child.on('exit', (code, signal) => {
+      const known = knownDefect(stderr);
+      if (done) resolve();
+      else if (known) {
+        // a known defect (harness.ts KNOWN) that kills the process: counted, not failed
+        report.tally.set(`died: KNOWN (${known})`, (report.tally.get(`died: KNOWN (${known})`) ?? 0) + 1);
+        done = true;
+        clearTimeout(timer);
+        report.cases += counted;
+        if (Date.now() < end - 1000) start(last.seed + 1).then(resolve);
+        else resolve();
+      } else lost(`the process died (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').filter(Boolean).slice(0, 3).join(' | ').slice(0, 300)}`);
     });
   });
   return start(seed).then(() => report);
@@ -126,13 +140,16 @@ async function replay(spec: string): Promise<void> {
   const [name, seed, path] = spec.split(':');
   const target = targets().find((t) => t.name === name);
   if (!target) throw new Error(`no target ${name}; targets: ${targets().map((t) => t.name).join(', ')}`);
-  const prop = fc.asyncProperty(target.arbitrary, (input) => target.check(input));
-  const r = await fc.check(prop, { seed: Number(seed), path, numRuns: 1, endOnFailure: true });
+  // the input is printed before it runs: a case that kills the process shows it too
+  const prop = fc.asyncProperty(target.arbitrary, (input) => {
+    console.log('input:', short(input, 100_000));
+    return target.check(input);
+  });
+  const r = await fc.check(prop, { seed: Number(seed), path, endOnFailure: true });
   if (!r.failed) {
     console.log('passes');
     return;
   }
-  console.log('input:', short(r.counterexample?.[0], 100_000));
   console.log((r.errorInstance as Error)?.stack ?? r.errorInstance);
   process.exitCode = 1;
 }
@@ -160,14 +177,17 @@ async function main(): Promise<void> {
   if (failures.length) process.exitCode = 1;
 }
 
-if (isMainThread) {
+if (process.env.FUZZ_JOB) {
+  work(JSON.parse(process.env.FUZZ_JOB) as Job).then(
+    () => process.disconnect(),
+    (err) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+} else {
   main().catch((err) => {
     console.error(err);
     process.exitCode = 1;
-  });
-} else {
-  work(workerData as Job).catch((err) => {
-    console.error(err);
-    process.exit(1);
   });
 }

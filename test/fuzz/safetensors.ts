@@ -241,7 +241,7 @@ export async function checkSafetensors(bytes: Uint8Array, dir: string): Promise<
 
 export const safetensorsTarget: Target<SafetensorsInput> = {
   name: 'safetensors',
-  quick: 60,
+  quick: 100,
   arbitrary: safetensorsInput,
   check: (input) => inCaseDir((dir) => checkSafetensors(safetensorsBytes(input), dir)),
 };

@@ -120,7 +120,7 @@ async function checkTokenizer(input: TokenizerInput, dir: string): Promise<void>
 
 export const tokenizerTarget: Target<TokenizerInput> = {
   name: 'tokenizer',
-  quick: 30,
+  quick: 60,
   arbitrary: tokenizerInput,
   check: (input) => inCaseDir((dir) => checkTokenizer(input, dir)),
 };
