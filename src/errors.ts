@@ -20,7 +20,8 @@ export type ErrorCode =
 export class PeregrineError extends Error {
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string) {
-    super(message.replace(/\s*\n\s*/g, ' '));
+    // every kind of line break: names from files (a tensor called "a\rb") end up in messages
+    super(message.replace(/\s*[\r\n\u2028\u2029]\s*/g, ' '));
     this.name = 'PeregrineError';
     this.code = code;
   }
@@ -30,8 +31,20 @@ export function fail(code: ErrorCode, message: string): never {
   throw new PeregrineError(code, message);
 }
 
+/** A value read from a file, for a message: its JSON, cut short (a hostile file holds huge or deeply nested values, and JSON.stringify overflows the stack on the latter). */
+export function show(value: unknown, max = 80): string {
+  let s: string;
+  try {
+    s = JSON.stringify(value) ?? String(value);
+  } catch {
+    s = '(a value nested too deeply to show)';
+  }
+  return s.length > max ? `${s.slice(0, max)}... (${s.length} characters)` : s;
+}
+
 /** Turns a Node.js filesystem error into a one-line PeregrineError; other errors pass through. */
 export function fsError(err: unknown, what: string, path: string): Error {
+  if (err instanceof PeregrineError) return err;
   const e = err as NodeJS.ErrnoException;
   switch (e?.code) {
     case 'ENOENT':
@@ -44,6 +57,8 @@ export function fsError(err: unknown, what: string, path: string): Error {
     case 'ENOTDIR':
       return new PeregrineError('file-missing', `${what} not found (a parent is not a directory): ${path}`);
     default:
+      // any other error of the operating system (ENAMETOOLONG, ELOOP, EIO, EMFILE, ...) is about this path, not a bug
+      if (typeof e?.code === 'string' && /^E[A-Z]+$/.test(e.code)) return new PeregrineError('file-unreadable', `${what} could not be read (${e.code}): ${path}`);
       return err instanceof Error ? err : new Error(String(err));
   }
 }

@@ -1,6 +1,7 @@
 // Loading model directories, and the one-line errors for everything a directory can get wrong.
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -115,6 +116,15 @@ describe('bad model directories', () => {
   test('weights of another architecture', () =>
     fails(loadModel(variant((d) => editConfig(d, (c) => { c.architectures = ['BertModel']; c.hidden_size = 16; c.num_attention_heads = 2; c.num_hidden_layers = 2; c.intermediate_size = 64; c.max_position_embeddings = 32; }))),
       'weights-mismatch', /not a BERT checkpoint/));
+  test('a value nested too deeply for JSON.stringify is named, not a stack overflow (found by fuzzing)', async () => {
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    await fails(loadModel(variant((d) => {
+      const text = readFileSync(join(d, 'config.json'), 'utf8').replace(/"vocab_size":\s*\d+/, `"vocab_size": ${deep}`);
+      writeFileSync(join(d, 'config.json'), text);
+    })), 'bad-config', /"vocab_size" must be a positive integer, got \(a value nested too deeply to show\)/);
+  });
+  test('a long value is cut short in the message', () =>
+    fails(loadModel(variant((d) => editConfig(d, (c) => { c.n_head = 'x'.repeat(5000); }))), 'bad-config', /got "xxx+\.\.\. \(5002 characters\); fix config\.json$/));
   test('truncated weights', () =>
     fails(loadModel(variant((d) => truncateSync(join(d, 'model.safetensors'), 5000))), 'bad-safetensors', /truncated/));
 
@@ -148,6 +158,49 @@ describe('bad model directories', () => {
       fails(loadModel(sharded((_, idx) => { idx.weight_map['wte.weight'] = 'model-00002-of-00002.safetensors'; })), 'weights-mismatch', /does not match the shards/));
     test('the index has no weight_map', () =>
       fails(loadModel(sharded((_, idx) => { (idx as { weight_map: unknown }).weight_map = []; })), 'bad-config', /weight_map/));
+    test('shard names that are paths, empty or hold a NUL byte are refused before anything is opened (found by fuzzing)', async () => {
+      for (const name of ['..', '.', '', 'a\u0000b', 'model-00002-of-00002.safetensors\u0000', '../model.safetensors', '/etc/passwd', 'sub\\x']) {
+        await fails(loadModel(sharded((_, idx) => { idx.weight_map['wte.weight'] = name; })), 'bad-config', /invalid shard .*file names in the model directory/);
+      }
+    });
+    test('a shard name nested too deeply to quote (found by fuzzing)', async () => {
+      const dir = sharded(() => {});
+      const index = join(dir, 'model.safetensors.index.json');
+      writeFileSync(index, readFileSync(index, 'utf8').replace('"model-00001-of-00002.safetensors"', '['.repeat(100_000) + ']'.repeat(100_000)));
+      await fails(loadModel(dir), 'bad-config', /invalid shard \(a value nested too deeply to show\)/);
+    });
+    test('a shard name too long for the filesystem, a directory or a FIFO named as a shard (found by fuzzing)', async () => {
+      await fails(loadModel(sharded((_, idx) => { idx.weight_map['wte.weight'] = 'x'.repeat(300); })), 'file-unreadable', /ENAMETOOLONG/);
+      await fails(loadModel(sharded((d, idx) => {
+        mkdirSync(join(d, 'dir.safetensors'));
+        idx.weight_map['wte.weight'] = 'dir.safetensors';
+      })), 'file-unreadable', /is a directory/);
+      // opening a FIFO would block until something writes to it
+      await fails(loadModel(sharded((d, idx) => {
+        execFileSync('mkfifo', [join(d, 'fifo.safetensors')]);
+        idx.weight_map['wte.weight'] = 'fifo.safetensors';
+      })), 'file-unreadable', /not a regular file/);
+    });
+  });
+});
+
+describe('BERT classifier labels (found by fuzzing)', () => {
+  function bertVariant(change: (c: Record<string, unknown>) => void): string {
+    const dir = join(root, `bert-v${n++}`);
+    cpSync(fixture('bert-tiny'), dir, { recursive: true, dereference: true });
+    editConfig(dir, change);
+    return dir;
+  }
+
+  test('id2label that does not map ids to names is refused', async () => {
+    for (const id2label of [{ 0: 5, 1: 'b', 2: 'c' }, { 0: null }, ['a', 'b', 'c'], 'abc']) {
+      await fails(loadModel(bertVariant((c) => { c.id2label = id2label; })), 'bad-config', /"id2label" must map label ids to label names/);
+    }
+  });
+  test('a num_labels too large to list is refused, not a RangeError or an out-of-memory crash', async () => {
+    for (const count of [2 ** 40, 2 ** 31]) {
+      await fails(loadModel(bertVariant((c) => { c.num_labels = count; })), 'bad-config', /"num_labels" is \d+, more labels than Peregrine loads/);
+    }
   });
 });
 

@@ -67,6 +67,17 @@ describe('reading', () => {
     st.close();
   });
 
+  test('a name with a carriage return or line separator still gives a one-line message (found by fuzzing)', () => {
+    const st = SafetensorsFile.open(file(encodeSafetensors([
+      { name: 'a\rb', dtype: 'I8', shape: [1], data: new Uint8Array(1) },
+      { name: '\u2028', dtype: 'I8', shape: [1], data: new Uint8Array(1) },
+    ])));
+    for (const name of ['a\rb', '\u2028']) {
+      assert.throws(() => st.readF32(name), (e: unknown) => e instanceof PeregrineError && !/[\r\n\u2028\u2029]/.test(e.message) && /dtype I8/.test(e.message));
+    }
+    st.close();
+  });
+
   test('fp16 subnormals, infinities and NaN', () => {
     const bits = new Uint16Array([0x0001, 0x7c00, 0xfc00, 0x7e00, 0x8000]);
     const st = SafetensorsFile.open(file(encodeSafetensors([{ name: 'x', dtype: 'F16', shape: [5], data: new Uint8Array(bits.buffer) }])));
@@ -103,6 +114,14 @@ describe('malformed files', () => {
       a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
       b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
     }, new Uint8Array(12)), /overlap/));
+  test('metadata that is not a map of strings (found by fuzzing)', () => {
+    for (const metadata of [{ '': 0 }, [], 'pt', 5, { format: { nested: 'x' } }]) {
+      rejects(raw({ __metadata__: metadata, ...ok }, new Uint8Array(8)), /__metadata__ must map names to strings/);
+    }
+    const st = SafetensorsFile.open(raw({ __metadata__: null, ...ok }, new Uint8Array(8)));
+    assert.deepEqual(st.metadata, {});
+    st.close();
+  });
   test('a file that is not there', () => {
     assert.throws(() => SafetensorsFile.open(join(dir, 'missing.safetensors')), (e: unknown) => e instanceof PeregrineError && e.code === 'file-missing');
   });

@@ -8,7 +8,7 @@
 import { mkdirSync, readFileSync, statSync, writeFileSync, renameSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { PeregrineError } from '../errors.js';
+import { PeregrineError, show } from '../errors.js';
 import { alreadyThere, cacheWriteError, Deadline, downloadFile, reason, TIMEOUT_HINT, type FetchOptions, type HubFile } from './hub-files.js';
 
 export interface HubOptions {
@@ -250,7 +250,7 @@ function shardsOf(indexPath: string, id: string): string[] {
   const shards = [...new Set(Object.values(map))];
   const bad = shards.find((s) => typeof s !== 'string' || !safeName(s));
   if (bad !== undefined || shards.length === 0) {
-    throw new PeregrineError('download', `model ${id}: model.safetensors.index.json has an invalid shard name (${JSON.stringify(bad ?? 'none')}); the repo is broken, report it to its owner`);
+    throw new PeregrineError('download', `model ${id}: model.safetensors.index.json has an invalid shard name (${show(bad ?? 'none')}); the repo is broken, report it to its owner`);
   }
   return shards as string[];
 }

@@ -2,7 +2,7 @@
 // model.safetensors.index.json), tokenizer.json + tokenizer_config.json.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { fail, fsError } from '../errors.js';
+import { fail, fsError, show } from '../errors.js';
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
 
 export function readJsonFile(path: string, what: string): Record<string, unknown> {
@@ -106,7 +106,10 @@ export function openWeights(dir: string): WeightStore {
   const where = new Map<string, SafetensorsFile>();
   try {
     for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
-      if (typeof file !== 'string' || file.includes('/') || file.includes('\\')) fail('bad-config', `${index}: weight_map entry ${name} names an invalid shard ${JSON.stringify(file)}`);
+      // a shard is a file in this directory: no path ("..", "/etc/passwd", "sub/x"), no NUL byte
+      if (typeof file !== 'string' || !/^[^/\\\0]+$/.test(file) || file === '.' || file === '..') {
+        fail('bad-config', `${index}: weight_map entry ${name} names an invalid shard ${show(file)} (shards are file names in the model directory); restore the file from the model's source`);
+      }
       let shard = shards.get(file);
       if (!shard) {
         shard = SafetensorsFile.open(join(dir, file));

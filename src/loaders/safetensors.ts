@@ -1,7 +1,7 @@
 // safetensors reader: an 8-byte little-endian header length, a JSON header, then the tensor bytes.
 // Only the header is read at open; each tensor is read from its own byte range when asked for.
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { fail, fsError } from '../errors.js';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { fail, fsError, show } from '../errors.js';
 import { toFloat32, type StorageDType } from './dtypes.js';
 
 export const DTYPE_BYTES: Record<string, number> = {
@@ -35,6 +35,9 @@ export class SafetensorsFile {
   static open(path: string): SafetensorsFile {
     let fd: number;
     try {
+      // a directory fails only when read, and opening a FIFO blocks until someone writes to it
+      const st = statSync(path);
+      if (!st.isFile()) fail('file-unreadable', `safetensors file is ${st.isDirectory() ? 'a directory' : 'not a regular file'}, expected a file: ${path}`);
       fd = openSync(path, 'r');
     } catch (err) {
       throw fsError(err, 'safetensors file', path);
@@ -106,13 +109,16 @@ function parseHeader(fd: number, fileSize: number, path: string): { tensors: Map
   let metadata: Record<string, string> = {};
   for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
+      if (value !== null && (typeof value !== 'object' || Array.isArray(value) || !Object.values(value).every((x) => typeof x === 'string'))) {
+        bad('__metadata__ must map names to strings');
+      }
       metadata = (value ?? {}) as Record<string, string>;
       continue;
     }
     const v = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof v !== 'object' || v === null) bad(`entry ${name} is not an object`);
     const dtype = v.dtype;
-    if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) bad(`tensor ${name} has unknown dtype ${JSON.stringify(dtype)}`);
+    if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) bad(`tensor ${name} has unknown dtype ${show(dtype)}`);
     const shape = v.shape;
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`tensor ${name} has an invalid shape`);
     const offs = v.data_offsets;

@@ -1,6 +1,6 @@
 // BERT (BertModel, BertForSequenceClassification): post-LayerNorm encoder, bidirectional attention over
 // each sequence, exact gelu (by default). Sequences are packed without padding; attention sees only its own sequence.
-import { fail } from '../errors.js';
+import { fail, show } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
 import type { Activation, Backend, Tensor } from '../ops/backend.js';
 import { ConfigReader, divides } from './config.js';
@@ -21,6 +21,8 @@ interface BertConfig {
   labels: string[];
 }
 
+const MAX_LABELS = 2 ** 20;
+
 /**
  * Every field of BertConfig that changes what is computed (dropout does not at inference; add_cross_attention
  * does not without encoder states): layer_norm_eps, hidden_act (any name in activations.ts),
@@ -38,9 +40,15 @@ function readConfig(raw: Record<string, unknown>, className: string): BertConfig
   c.noPrunedHeads();
   let labels: string[] = [];
   if (className === 'BertForSequenceClassification') {
-    const id2label = raw.id2label as Record<string, string> | undefined;
-    const count = c.optionalInt('num_labels') ?? (id2label ? Object.keys(id2label).length : 2);
-    labels = Array.from({ length: count }, (_, i) => id2label?.[String(i)] ?? `LABEL_${i}`);
+    const id2label = raw.id2label ?? undefined;
+    if (id2label !== undefined && (typeof id2label !== 'object' || Array.isArray(id2label) || !Object.values(id2label).every((v) => typeof v === 'string'))) {
+      fail('bad-config', `BERT config: field "id2label" must map label ids to label names (strings), got ${show(id2label)}; fix config.json`);
+    }
+    const names = id2label as Record<string, string> | undefined;
+    const count = c.optionalInt('num_labels') ?? (names ? Object.keys(names).length : 2);
+    // the list of names is made here, before the classifier's shape is checked against the weights
+    if (count > MAX_LABELS) fail('bad-config', `BERT config: field "num_labels" is ${count}, more labels than Peregrine loads (at most ${MAX_LABELS}); fix config.json`);
+    labels = Array.from({ length: count }, (_, i) => names?.[String(i)] ?? `LABEL_${i}`);
   }
   return {
     vocab: c.int('vocab_size'),

@@ -1,6 +1,6 @@
 // Reading fields of a Hugging Face config.json with one-line errors that name the field. A field whose
 // value changes the computation is either implemented or refused by name (unsupported): never ignored.
-import { fail } from '../errors.js';
+import { fail, show } from '../errors.js';
 import type { Activation } from '../ops/backend.js';
 import { HF_ACTIVATIONS } from './activations.js';
 
@@ -8,7 +8,7 @@ export class ConfigReader {
   constructor(private readonly raw: Record<string, unknown>, private readonly where: string) {}
 
   private bad(key: string, want: string): never {
-    return fail('bad-config', `${this.where}: field "${key}" must be ${want}, got ${JSON.stringify(this.raw[key])}; fix config.json`);
+    return fail('bad-config', `${this.where}: field "${key}" must be ${want}, got ${show(this.raw[key])}; fix config.json`);
   }
 
   /** The first of `keys` that is present (configs of one family spell some fields two ways). */
@@ -66,7 +66,7 @@ export class ConfigReader {
 
   /** Refuses the checkpoint: field `key` has a value that changes the computation in a way Peregrine does not implement. */
   unsupported(key: string, what: string): never {
-    return fail('unsupported-config', `${this.where}: ${key} ${JSON.stringify(this.raw[key])} is not supported (${what}); this checkpoint cannot run on Peregrine`);
+    return fail('unsupported-config', `${this.where}: ${key} ${show(this.raw[key])} is not supported (${what}); this checkpoint cannot run on Peregrine`);
   }
 
   /** Refuses a non-empty pruned_heads (layers with fewer heads than the config says). */

@@ -1,5 +1,5 @@
 // Architectures by Hugging Face class name. Adding one is one model file and one line here.
-import { fail } from '../errors.js';
+import { fail, show } from '../errors.js';
 import { bert } from './bert.js';
 import { gpt2 } from './gpt2.js';
 import type { Architecture } from './model.js';
@@ -26,6 +26,6 @@ export function findArchitecture(config: Record<string, unknown>, where: string)
     const arch = ARCHITECTURES.find((a) => a.modelTypes.includes(type));
     if (arch) return { arch, className: arch.classNames[0] };
   }
-  const what = names.length ? `architecture ${names.join(', ')}` : `model_type ${JSON.stringify(type)}`;
+  const what = names.length ? `architecture ${names.join(', ')}` : `model_type ${show(type)}`;
   return fail('unknown-architecture', `${where}: ${what} is not supported; Peregrine runs ${supportedClassNames().join(', ')}`);
 }

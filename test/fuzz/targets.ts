@@ -1,0 +1,10 @@
+// The fuzz targets: one per file format Peregrine reads, and the command line.
+import { cliFlagsTarget, cliSpawnTarget } from './cli.js';
+import type { Target } from './harness.js';
+import { bertConfigTarget, gpt2ConfigTarget, indexTarget } from './model-dir.js';
+import { safetensorsTarget } from './safetensors.js';
+import { tokenizerTarget } from './tokenizer.js';
+
+export function targets(): Target[] {
+  return [safetensorsTarget, indexTarget, gpt2ConfigTarget, bertConfigTarget, tokenizerTarget, cliFlagsTarget, cliSpawnTarget];
+}
