@@ -91,6 +91,13 @@ describe('good checkpoints', () => {
 });
 
 describe('bad model directories', () => {
+  test('a layer count far beyond the weights is refused for the missing layer, allocating nothing per claimed layer', async () => {
+    // found by npm run fuzz: n_layer 2^31 once built a per-layer array from the config before any weight was read
+    const dir = variant((d) => editConfig(d, (c) => { c.n_layer = 2 ** 31; }));
+    await fails(loadGenerator(dir, { device: 'cpu' }), 'weights-mismatch', /no tensor .*h\.2\./);
+    await fails(inspectModel(dir, { device: 'cpu' }), 'weights-mismatch', /no tensor .*h\.2\./);
+  });
+
   test('a directory that does not exist', () => fails(loadModel(join(root, 'nope')), 'file-missing', /not found/));
   test('a file instead of a directory', () => fails(loadModel(join(base, 'config.json')), 'file-missing', /is a file|not a directory/));
   test('no config.json', () => fails(loadModel(variant((d) => unlinkSync(join(d, 'config.json')))), 'file-missing', /config\.json not found/));

@@ -16,8 +16,8 @@ interface Gpt2Config {
   eps: number;
   /** the MLP's activation (activation_function) */
   act: Activation;
-  /** softmax(q k^T * scale) of each layer */
-  attentionScales: number[];
+  /** softmax(q k^T * scale) of layer l (a function: the layer count is not trusted before the weights are found) */
+  attentionScale(layer: number): number;
   eos: number[];
 }
 
@@ -52,7 +52,7 @@ function readConfig(raw: Record<string, unknown>): Gpt2Config {
     maxPositions: c.int(['n_positions', 'max_position_embeddings']),
     eps: c.number('layer_norm_epsilon', 1e-5),
     act: c.activation('activation_function', 'gelu_new'),
-    attentionScales: Array.from({ length: layers }, (_, l) => (byLayer ? base / (l + 1) : base)),
+    attentionScale: (l) => (byLayer ? base / (l + 1) : base),
     eos: c.tokenIds('eos_token_id'),
   };
 }
@@ -114,7 +114,7 @@ class Gpt2 implements CausalLM {
     this.eosTokenIds = cfg.eos;
     this.cacheWidth = cfg.hidden;
     this.w = loadWeights(backend, ckpt, cfg);
-    this.shapes = cfg.attentionScales.map((scale) => ({ heads: cfg.heads, headDim: cfg.hidden / cfg.heads, scale }));
+    this.shapes = this.w.layers.map((_, l) => ({ heads: cfg.heads, headDim: cfg.hidden / cfg.heads, scale: cfg.attentionScale(l) }));
   }
 
   forward(p: Pass): Tensor {
