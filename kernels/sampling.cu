@@ -125,6 +125,26 @@ __device__ __forceinline__ void block_sums(float (&v)[N], float (*sh)[32]) {
 }
 
 // ---- radix selection by count over packed keys ----
+// One warp over a 256-bin digit histogram, larger digits first: lane l loads bins 255 - 8l down to
+// 248 - 8l into c (so lower lanes hold the larger digits) and their sum into s, and gets back the inclusive
+// prefix of the lanes' sums (what lanes 0..l hold together). Count and mass selection share it.
+template <typename V>
+__device__ __forceinline__ V warp_digit_scan(const V* hist, int lane, V (&c)[8], V& s) {
+  s = 0;
+#pragma unroll
+  for (int j = 0; j < 8; j++) {
+    c[j] = hist[255 - 8 * lane - j];
+    s += c[j];
+  }
+  V incl = s;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const V y = __shfl_up_sync(0xffffffffu, incl, o);
+    if (lane >= o) incl += y;
+  }
+  return incl;
+}
+
 struct CountPick {
   int digit, above, inbucket;
 };
@@ -154,18 +174,8 @@ __device__ void radix_select_count(int N, int need, Get get, int* hist, CountPic
     __syncthreads();
     if (threadIdx.x < 32) {
       // lane l holds digits 255 - 8l down to 248 - 8l: lower lanes hold the larger digits
-      int c[8], s = 0;
-#pragma unroll
-      for (int j = 0; j < 8; j++) {
-        c[j] = hist[255 - 8 * lane - j];
-        s += c[j];
-      }
-      int incl = s;
-#pragma unroll
-      for (int o = 1; o < 32; o <<= 1) {
-        const int y = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o) incl += y;
-      }
+      int c[8], s;
+      const int incl = warp_digit_scan(hist, lane, c, s);
       int acc = above + incl - s;
       if (acc < need && need <= acc + s) {
         int found = 0, at = acc;
@@ -592,18 +602,8 @@ __device__ float radix_select_mass(int N, float target, float floor_p, W weight,
     }
     __syncthreads();
     if (threadIdx.x < 32) {
-      float c[8], s = 0.f;
-#pragma unroll
-      for (int j = 0; j < 8; j++) {
-        c[j] = fhist[255 - 8 * lane - j];
-        s += c[j];
-      }
-      float incl = s;
-#pragma unroll
-      for (int o = 1; o < 32; o <<= 1) {
-        const float y = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o) incl += y;
-      }
+      float c[8], s;
+      const float incl = warp_digit_scan(fhist, lane, c, s);
       float excl = __shfl_up_sync(0xffffffffu, incl, 1);
       if (lane == 0) excl = 0.f;
       // lane l's range [above + excl, above + incl) meets the next lane's exactly, so one lane owns the target

@@ -19,9 +19,7 @@ export function checkTokenizer(tokenizer: Tokenizer, vocabSize: number, path: st
   if (plain.length === 0) broken(`it encodes ${JSON.stringify(PROBE)} into no tokens`);
   const unk = tokenizer.specialId('unk_token');
   if (unk !== undefined && plain.every((id) => id === unk)) broken(`it encodes ${JSON.stringify(PROBE)} into unknown tokens only (its vocabulary is empty or wrong)`);
-  const at = ids.findIndex((id) => !Number.isSafeInteger(id) || id < 0 || id >= vocabSize);
-  if (at >= 0) {
-    const id = ids[at];
-    broken(`it encodes ${JSON.stringify(PROBE)} into ${Number.isSafeInteger(id) ? `token id ${id}` : `a token id that is no number (${String(id)})`}, outside the model's vocabulary (0 .. ${vocabSize - 1}, vocab_size in config.json)`);
-  }
+  // Tokenizer.encode returns whole non-negative ids or throws (above), so only the upper bound is left
+  const outside = ids.find((id) => id >= vocabSize);
+  if (outside !== undefined) broken(`it encodes ${JSON.stringify(PROBE)} into token id ${outside}, outside the model's vocabulary (0 .. ${vocabSize - 1}, vocab_size in config.json)`);
 }
