@@ -1,6 +1,6 @@
 // GPT-2 decode on the GPU: Peregrine against Hugging Face transformers (eager) and PyTorch with a static
 // KV cache under torch.compile "reduce-overhead" (bench/peers/gpt2_torch.py), in the same run.
-//   npm run bench -- gpt2 [--configs 124M,1.5B] [--batches 1,64] [--prompt 128] [--new 128] [--no-peers] [--out-dir DIR]
+//   npm run bench -- gpt2 [--configs 124M,1.5B] [--batches 1,64] [--prompt 128] [--new 128] [--no-peers] [--batch-invariant] [--out-dir DIR]
 // Random fp16 weights; greedy; every sequence generates exactly --new tokens. Reports prefill ms, decode
 // ms per step and tokens/s, the GPU time of one replayed decode graph, and the memory-bandwidth limit:
 // (weight bytes + KV-cache bytes read per step) / the device-to-device copy bandwidth measured here.
@@ -29,6 +29,8 @@ export async function gpt2(args: BenchArgs): Promise<BenchResult> {
   const configs = args.list('configs', ['124M', '1.5B']);
   const batches = args.list('batches', ['1', '64']).map(Number);
   const promptLen = args.int('prompt', 128), newTokens = args.int('new', 128);
+  // every linear through the GEMV kernel (README: batch invariance): what the mode costs prompts and decode
+  const batchInvariant = args.flag('batch-invariant');
   const rows: Row[] = [];
   const limits: Record<string, number> = {};
   const profiles: Record<string, Record<string, { ms: number; calls: number }>> = {};
@@ -41,7 +43,7 @@ export async function gpt2(args: BenchArgs): Promise<BenchResult> {
     {
       const maxBatch = Math.max(...batches);
       // the whole batch's prompts in one prefill pass, so that every sequence decodes from the same step
-      const gen = await loadGenerator(dir, { device: 'cuda', dtype: 'f16', maxBatch, maxSeqLen: promptLen + newTokens + 64, prefillChunk: maxBatch * promptLen });
+      const gen = await loadGenerator(dir, { device: 'cuda', dtype: 'f16', maxBatch, maxSeqLen: promptLen + newTokens + 64, prefillChunk: maxBatch * promptLen, batchInvariant });
       const backend = gen.runtime.backend as CudaBackend;
       device = backend.device.name;
       if (!bandwidth) bandwidth = copyBandwidth(backend);
@@ -77,7 +79,7 @@ export async function gpt2(args: BenchArgs): Promise<BenchResult> {
   }));
   const result: BenchResult = {
     name: 'gpt2',
-    config: { device, promptTokens: promptLen, newTokens, dtype: 'fp16', copyBandwidthGBs: bandwidth, command: `npm run bench -- gpt2 ${process.argv.slice(3).join(' ')}`.trim() },
+    config: { device, promptTokens: promptLen, newTokens, dtype: 'fp16', batchInvariant, copyBandwidthGBs: bandwidth, command: `npm run bench -- gpt2 ${process.argv.slice(3).join(' ')}`.trim() },
     rows: table,
     notes: [
       'decode ms/step = (time of the last token - time of the first token) / (new tokens - 1), median of 3 runs; tokens/s = batch * 1000 / decode ms/step.',

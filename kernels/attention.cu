@@ -37,134 +37,151 @@ __device__ void write_kv(const T* qkv, T* kc, T* vc, const int* tables, const in
   }
 }
 
-// Masked multi-head attention for the decode step, one block per (head, row): first the row's k and v go
-// into the cache at position key_lens - 1 (the KV-cache write is fused here), then q . k for every key
-// (a thread per key, 16-byte loads), softmax in shared memory, and the weighted sum of v rows (a few
-// threads per key, one 16-byte vector each, many keys in flight). The sequence's block-table row is read
-// into shared memory once (one round trip to global memory, not one per key) and turned into the cache row
-// of every key up front, so no division by block_size sits between a key and its loads in either pass.
-// Keys within a cache block are consecutive rows and a row starts at a multiple of H, so the 16-byte loads
-// stay aligned whenever H and D are whole vectors. Dynamic shared memory, in 4-byte words: D (q) +
-// max_keys (scores) + max_keys (rows) + max_blocks (block ids) + threads * 8 (partial sums), where
-// max_keys = max_blocks * block_size.
-constexpr int DECODE_THREADS = 256;
+// Masked multi-head attention for the decode step, one block of DECODE_WARPS warps per (head, row). First the
+// row's k and v go into the cache at position key_lens - 1 (the KV-cache write is fused here) while the
+// sequence's block-table row is read into shared memory once. Then each warp splits into lane groups of lpk
+// lanes, one key per group at a time: a lane holds one 16-byte vector's worth of the head's dimensions of q,
+// k, v and the output (D / lpk of them), so a key costs each lane one k load, one v load and a few shuffles.
+// Keys are dealt to (warp, group) in rounds of DECODE_UNROLL keys per group whose k and v loads all go out
+// before any is used; the softmax is online per group, merged across the groups of a warp by shuffles and
+// across warps in shared memory, always in the same order: a row's result depends on its key count only,
+// never on the rows beside it. Dynamic shared memory: max_blocks ints (block ids), then DECODE_WARPS * (D + 2)
+// floats (each warp's running max, sum and output for the merge).
+constexpr int DECODE_WARPS = 4, DECODE_UNROLL = 4;
+
+// the `n` (<= N) dimensions of a lane at p: one 16-byte load when `vec` (then n is 0 or N), else element by element
+template <typename T>
+__device__ __forceinline__ Vec<T> load_dims(const T* p, int n, bool vec) {
+  Vec<T> x;
+  if (vec && n > 0) return load_vec(p);
+#pragma unroll
+  for (int e = 0; e < Vec<T>::N; e++) x.v[e] = e < n ? p[e] : from_f<T>(0.f);
+  return x;
+}
+
+// (m, l, acc) := the softmax state of two disjoint key sets merged
+template <int N>
+__device__ __forceinline__ void merge_softmax(float& m, float& l, float* acc, float m2, float l2, const float* acc2) {
+  const float mx = fmaxf(m, m2);
+  const float f1 = m == -INFINITY ? 0.f : __expf(m - mx), f2 = m2 == -INFINITY ? 0.f : __expf(m2 - mx);
+  l = l * f1 + l2 * f2;
+#pragma unroll
+  for (int e = 0; e < N; e++) acc[e] = acc[e] * f1 + acc2[e] * f2;
+  m = mx;
+}
 
 template <typename T>
 __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens,
                               int heads, int D, float scale, int block_size, int max_blocks) {
-  extern __shared__ float smem[];
-  __shared__ float scratch[32];
   constexpr int V = Vec<T>::N;
-  const int max_keys = max_blocks * block_size;
-  float* q = smem;
-  float* scores = q + D;
-  int* rows = reinterpret_cast<int*>(scores + max_keys);
-  int* blocks = rows + max_keys;
-  float* partial = reinterpret_cast<float*>(blocks + max_blocks);  // [groups, D]
+  constexpr int THREADS = DECODE_WARPS * 32;
+  extern __shared__ int blocks[];
+  float* merged = reinterpret_cast<float*>(blocks + max_blocks);  // [DECODE_WARPS, D + 2]
   const int h = blockIdx.x, t = blockIdx.y;
   const int H = heads * D;
   const int L = key_lens[t];
   const int* table = tables + (size_t)slots[t] * max_blocks;
-  for (int b = threadIdx.x; b < (L + block_size - 1) / block_size; b += blockDim.x) blocks[b] = table[b];
+  for (int b = threadIdx.x; b < (L + block_size - 1) / block_size; b += THREADS) blocks[b] = table[b];
   const size_t own = (size_t)cache_row(table, L - 1, block_size) * H + h * D;
   const T* row = qkv + (size_t)t * 3 * H + h * D;
-  for (int i = threadIdx.x; i < D; i += blockDim.x) {
-    q[i] = to_f(row[i]) * scale;
+  for (int i = threadIdx.x; i < D; i += THREADS) {
     kc[own + i] = row[H + i];
     vc[own + i] = row[2 * H + i];
   }
-  __syncthreads();  // q, the block ids, and this row's k and v (read back below as key L - 1)
-  const bool vec = D % V == 0 && H % V == 0 && aligned16(kc) && aligned16(vc);
-  // each thread reads back only the rows it wrote until the barriers of the softmax
-  for (int j = threadIdx.x; j < L; j += blockDim.x) rows[j] = blocks[j / block_size] * block_size + j % block_size;
-  float mx = -INFINITY;
-  for (int j = threadIdx.x; j < L; j += blockDim.x) {
-    const T* k = kc + (size_t)rows[j] * H + h * D;
-    float s = 0.f;
-    if (vec) {
-      for (int i = 0; i < D; i += V) {
-        const Vec<T> kv = load_vec(k + i);
+  const bool vec = D % V == 0 && H % V == 0 && aligned16(qkv) && aligned16(kc) && aligned16(vc);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int lpk = 1;  // lanes per key: a power of two, so that groups are shuffle-aligned
+  while (lpk * V < D) lpk <<= 1;
+  const int groups = 32 / lpk, grp = lane / lpk, d0 = (lane % lpk) * V;
+  const int nd = max(0, min(V, D - d0));  // this lane's dimensions
+  float q[V], acc[V];
+  {
+    const Vec<T> qv = load_dims(row + d0, nd, vec);
 #pragma unroll
-        for (int e = 0; e < V; e++) s += q[i + e] * to_f(kv.v[e]);
+    for (int e = 0; e < V; e++) {
+      q[e] = to_f(qv.v[e]) * scale;
+      acc[e] = 0.f;
+    }
+  }
+  __syncthreads();  // the block ids, and this row's k and v (read back below as key L - 1)
+  float m = -INFINITY, l = 0.f;
+  const int stride = DECODE_WARPS * groups;  // keys per unroll step of a round
+  const size_t col = (size_t)h * D + d0;
+  // key of (round base, step u, group): base + u * stride + grp; `base` is the same for a whole warp
+  for (int base = warp * groups; base < L; base += stride * DECODE_UNROLL) {
+    Vec<T> kv[DECODE_UNROLL], vv[DECODE_UNROLL];
+#pragma unroll
+    for (int u = 0; u < DECODE_UNROLL; u++) {
+      const int j = base + u * stride + grp;
+      if (j < L) {
+        const size_t r = (size_t)(blocks[j / block_size] * block_size + j % block_size) * H + col;
+        kv[u] = load_dims(kc + r, nd, vec);
+        vv[u] = load_dims(vc + r, nd, vec);
       }
-    } else {
-      for (int i = 0; i < D; i++) s += q[i] * to_f(k[i]);
     }
-    scores[j] = s;
-    mx = fmaxf(mx, s);
-  }
-  mx = block_max(mx, scratch);
-  float sum = 0.f;
-  for (int j = threadIdx.x; j < L; j += blockDim.x) {
-    const float e = __expf(scores[j] - mx);
-    scores[j] = e;
-    sum += e;
-  }
-  sum = block_sum(sum, scratch);
-  __syncthreads();
-  const float inv = 1.f / sum;
-  const T* vb = vc + (size_t)h * D;
-  if (vec) {
-    // tpk threads per key, each one 16-byte vector of its v row; key groups run in parallel, 4 keys in flight
-    const int tpk = D / V, groups = blockDim.x / tpk;
-    const int g = threadIdx.x / tpk, c = threadIdx.x % tpk;
-    float acc[V];
+    // the round's scores, then one rescale of the running state for all of them
+    float sc[DECODE_UNROLL];
 #pragma unroll
-    for (int e = 0; e < V; e++) acc[e] = 0.f;
-    if (g < groups) {
-      const T* vcol = vb + c * V;
-      int j = g;
-      for (; j + 3 * groups < L; j += 4 * groups) {
-        Vec<T> vv[4];
+    for (int u = 0; u < DECODE_UNROLL; u++) {
+      sc[u] = 0.f;
+      if (base + u * stride + grp < L) {
 #pragma unroll
-        for (int u = 0; u < 4; u++) vv[u] = load_vec(vcol + (size_t)rows[j + u * groups] * H);
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-          const float p = scores[j + u * groups];
-#pragma unroll
-          for (int e = 0; e < V; e++) acc[e] += p * to_f(vv[u].v[e]);
-        }
+        for (int e = 0; e < V; e++) sc[u] += q[e] * to_f(kv[u].v[e]);
       }
-      for (; j < L; j += groups) {
-        const Vec<T> vv = load_vec(vcol + (size_t)rows[j] * H);
-        const float p = scores[j];
+    }
+    for (int o = 1; o < lpk; o <<= 1) {
 #pragma unroll
-        for (int e = 0; e < V; e++) acc[e] += p * to_f(vv.v[e]);
+      for (int u = 0; u < DECODE_UNROLL; u++) sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], o);
+    }
+    float mx = m;
+#pragma unroll
+    for (int u = 0; u < DECODE_UNROLL; u++) if (base + u * stride + grp < L) mx = fmaxf(mx, sc[u]);
+    if (mx != -INFINITY) {  // the group had a key this round
+      const float c = __expf(m - mx);
+      l *= c;
+#pragma unroll
+      for (int e = 0; e < V; e++) acc[e] *= c;
+#pragma unroll
+      for (int u = 0; u < DECODE_UNROLL; u++) {
+        if (base + u * stride + grp >= L) break;
+        const float p = __expf(sc[u] - mx);
+        l += p;
+#pragma unroll
+        for (int e = 0; e < V; e++) acc[e] += p * to_f(vv[u].v[e]);
       }
-#pragma unroll
-      for (int e = 0; e < V; e++) partial[g * D + c * V + e] = acc[e];
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < D; i += blockDim.x) {
-      float a = 0.f;
-      for (int gg = 0; gg < groups; gg++) a += partial[gg * D + i];
-      out[(size_t)t * H + h * D + i] = from_f<T>(a * inv);
-    }
-    return;
-  }
-  // any head size: lanes over dimensions (up to 4 each), warps over keys
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  for (int j = warp; j < L; j += warps) {
-    const float p = scores[j];
-    const T* v = vb + (size_t)rows[j] * H;
-#pragma unroll
-    for (int d = 0; d < 4; d++) {
-      const int i = lane + 32 * d;
-      if (i < D) acc[d] += p * to_f(v[i]);
+      m = mx;
     }
   }
+  // merge the groups of the warp (a shuffle tree), then the warps (in warp order, by warp 0)
+  for (int o = lpk; o < 32; o <<= 1) {
+    float acc2[V];
 #pragma unroll
-  for (int d = 0; d < 4; d++) {
-    const int i = lane + 32 * d;
-    if (i < D) partial[warp * D + i] = acc[d];
+    for (int e = 0; e < V; e++) acc2[e] = __shfl_xor_sync(0xffffffffu, acc[e], o);
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), l2 = __shfl_xor_sync(0xffffffffu, l, o);
+    merge_softmax<V>(m, l, acc, m2, l2, acc2);
+  }
+  float* mine = merged + warp * (D + 2);
+  if (warp != 0 && grp == 0) {
+    if (lane == 0) {
+      mine[D] = m;
+      mine[D + 1] = l;
+    }
+#pragma unroll
+    for (int e = 0; e < V; e++) if (e < nd) mine[d0 + e] = acc[e];
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < D; i += blockDim.x) {
-    float a = 0.f;
-    for (int w = 0; w < warps; w++) a += partial[w * D + i];
-    out[(size_t)t * H + h * D + i] = from_f<T>(a * inv);
+  if (warp != 0 || grp != 0) return;
+  for (int w = 1; w < DECODE_WARPS; w++) {
+    const float* other = merged + w * (D + 2);
+    float acc2[V];
+#pragma unroll
+    for (int e = 0; e < V; e++) acc2[e] = e < nd ? other[d0 + e] : 0.f;
+    merge_softmax<V>(m, l, acc, other[D], other[D + 1], acc2);
   }
+  const float inv = 1.f / l;
+  T* o = out + (size_t)t * H + col;
+#pragma unroll
+  for (int e = 0; e < V; e++) if (e < nd) o[e] = from_f<T>(acc[e] * inv);
 }
 
 // Segments: [count, 3] = (first packed row, number of rows, unused); rows of a segment are consecutive
@@ -264,7 +281,7 @@ __device__ void copy_blocks(T* pool, const int* pairs, int planes, int blocks, i
                                           const int* positions, int H, int block_size, int max_blocks) {   \
     write_kv<T>(qkv, kc, vc, tables, slots, positions, H, block_size, max_blocks);                          \
   }                                                                                                        \
-  extern "C" __global__ void __launch_bounds__(DECODE_THREADS) attend_decode_##S(                          \
+  extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32, 6) attend_decode_##S(                   \
       T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens, int heads, \
       int D, float scale, int block_size, int max_blocks) {                                                \
     attend_decode<T>(out, qkv, kc, vc, tables, slots, key_lens, heads, D, scale, block_size, max_blocks);   \

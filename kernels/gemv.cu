@@ -11,11 +11,16 @@ constexpr int GEMV_THREADS = 256;
 constexpr int GEMV_WARPS = GEMV_THREADS / 32;
 constexpr int GEMV_LOADS = 8;  // 16-byte weight vectors per lane per round
 
-// M is the row count rounded up to 1, 2, 4 or 8; `rows` (<= M) are real.
+// M is the row count rounded up to 1, 2, 4 or 8, or 8 for more: blockIdx.y then takes rows 8y.. 8y + 7 of the
+// `rows` real ones. Every row is computed the same way whatever M, the row group and the other rows are, so
+// a row's result does not depend on the batch it is in (the batch-invariant mode runs every linear here).
 template <typename T, typename OutT, int M, bool NORM, bool RES>
 __device__ void gemv(OutT* out, const T* x, const T* w, const T* bias, int act, int N, int K, int wpr,
                      const T* gamma, const T* beta, float eps, int rows) {
   constexpr int V = Vec<T>::N;
+  x += (size_t)blockIdx.y * M * K;
+  out += (size_t)blockIdx.y * M * N;
+  rows = min(rows - (int)blockIdx.y * M, M);
   __shared__ float stats[M][2];
   __shared__ float partial[GEMV_WARPS][M];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;

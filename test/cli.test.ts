@@ -60,6 +60,13 @@ describe('generate', () => {
     assert.equal(typeof out.text, 'string');
   });
 
+  test('--batch-invariant is accepted; the CPU always is, so the tokens are those without it', () => {
+    const args = ['generate', '-m', fixture('gpt2-tiny'), '-p', 'Hello there', '-n', '12', '--json', '--seed', '7', '--temperature', '0.9'];
+    const plain = run(args), invariant = run([...args, '--batch-invariant']);
+    assert.equal(invariant.code, 0, invariant.err);
+    assert.deepEqual(JSON.parse(invariant.out).ids, JSON.parse(plain.out).ids);
+  });
+
   test('several prompts and sampling flags', () => {
     const args = ['generate', '-m', fixture('gpt2-tiny'), '-p', 'a', 'b c', '-n', '5', '-t', '0.7', '-k', '40', '--top-p', '0.9', '-s', '3', '--json'];
     const a = run(args), b = run(args);

@@ -11,6 +11,7 @@ const nothing = (): void => {};
 
 export class MetaBackend implements Backend {
   readonly name: string;
+  readonly batchInvariant = false;
 
   constructor(readonly activationDtype: DType, device: string) {
     this.name = device;

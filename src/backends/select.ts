@@ -14,9 +14,10 @@ export const DTYPES: FloatDType[] = ['f32', 'f16', 'bf16'];
  * cpu: the reference backend, which computes in f32 whatever dtype is asked for (weights stored f16 or
  * bf16 are widened at load; `notice` is told when a dtype is set aside). cuda: the GPU, in f16 unless a
  * dtype is given. auto: the GPU when a driver, a device and built kernels are there, else the CPU;
- * PEREGRINE_DEVICE sets what auto means.
+ * PEREGRINE_DEVICE sets what auto means. batchInvariant: every row computed in one order whatever the batch
+ * (the CPU always is; on the GPU it costs prompt throughput, see kernels/gemv.cu).
  */
-export async function createBackend(device: Device = 'auto', dtype?: FloatDType, notice?: (message: string) => void): Promise<Backend> {
+export async function createBackend(device: Device = 'auto', dtype?: FloatDType, notice?: (message: string) => void, batchInvariant = false): Promise<Backend> {
   if (dtype !== undefined && !DTYPES.includes(dtype)) fail('bad-argument', `unknown dtype ${JSON.stringify(dtype)}; use f32, f16 or bf16`);
   const env = process.env.PEREGRINE_DEVICE;
   if (env !== undefined && env !== '' && !DEVICES.includes(env as Device)) {
@@ -31,11 +32,11 @@ export async function createBackend(device: Device = 'auto', dtype?: FloatDType,
     case 'cpu':
       return cpu();
     case 'cuda':
-      return cudaBackend(dtype ?? 'f16');
+      return cudaBackend(dtype ?? 'f16', batchInvariant);
     case 'auto':
       if (!mayHaveNvidiaDriver()) return cpu();
       try {
-        return await cudaBackend(dtype ?? 'f16');
+        return await cudaBackend(dtype ?? 'f16', batchInvariant);
       } catch (err) {
         if (!(err instanceof PeregrineError) || err.code !== 'device') throw err;
         return cpu();
@@ -50,9 +51,9 @@ async function cpuBackend(): Promise<Backend> {
   return new CpuBackend();
 }
 
-async function cudaBackend(dtype: FloatDType): Promise<Backend> {
+async function cudaBackend(dtype: FloatDType, batchInvariant: boolean): Promise<Backend> {
   const { CudaBackend } = await import('./cuda/backend.js');
-  return new CudaBackend(dtype);
+  return new CudaBackend(dtype, batchInvariant);
 }
 
 /**

@@ -33,6 +33,7 @@ export interface CommonFlags {
   prefillChunk?: number;
   kvBlocks?: number;
   swapSpace?: number;
+  batchInvariant?: boolean;
 }
 
 function notice(message: string): void {
@@ -41,7 +42,7 @@ function notice(message: string): void {
 
 export function loadOptions(o: CommonFlags): LoadOptions {
   return { notice, device: o.device, dtype: o.dtype, offline: o.offline, revision: o.revision, checkUpdates: o.checkUpdates, hubTimeout: o.hubTimeout, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks,
-    swapSpace: o.swapSpace === undefined ? undefined : Math.round(o.swapSpace * 2 ** 30) };
+    swapSpace: o.swapSpace === undefined ? undefined : Math.round(o.swapSpace * 2 ** 30), batchInvariant: o.batchInvariant };
 }
 
 export function common(cmd: Command): Command {
@@ -49,6 +50,7 @@ export function common(cmd: Command): Command {
     .requiredOption('-m, --model <dir|hub-id>', 'a Hugging Face model directory, or a hub id such as owner/name[@revision] (downloaded into ~/.cache/peregrine or $PEREGRINE_CACHE)')
     .addOption(new Option('-d, --device <device>', 'where to run (auto: the GPU when there is one)').choices(DEVICES).default('auto'))
     .addOption(new Option('--dtype <dtype>', 'compute dtype (default: f16 on the GPU; the CPU computes in f32 whatever is asked)').choices(DTYPES))
+    .option('--batch-invariant', 'compute every row the same way whatever shares its batch, so that each request gets exactly the tokens it gets alone (the CPU always does; slower prompts on the GPU)')
     .option('--offline', 'use only the local cache for hub ids')
     .option('--revision <rev>', 'the branch, tag or commit of a hub id (default main; also as owner/name@rev)')
     .option('--check-updates', 'ask the hub where the revision points now, even when the model is cached (default: a cached model is used without asking)')

@@ -39,6 +39,12 @@ export interface LoadOptions extends HubOptions {
    * request that does not fit is recomputed from its tokens instead
    */
   swapSpace?: number;
+  /**
+   * every row computed in one order whatever else shares its pass, so that a request gets bit for bit the
+   * tokens it gets alone (seeded sampling included); the CPU always is; on the GPU this runs prompts through
+   * the decode GEMV instead of cuBLASLt (default false)
+   */
+  batchInvariant?: boolean;
 }
 
 export type LoadedModel =
@@ -160,7 +166,7 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
     checkSeqLen(options, info);
     const problem = problemType(md);
     const tokenizer = Tokenizer.fromDir(dir);
-    const backend = await createBackend(options.device, options.dtype, options.notice);
+    const backend = await createBackend(options.device, options.dtype, options.notice, options.batchInvariant);
     try {
       // the weights, then the runtime's plan, are checked against the memory there is before they are allocated
       const shapes = shapeModel(arch, md, className, backend.activationDtype, backend.name);
@@ -222,7 +228,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
     checkSeqLen(options, info);
     problemType(md);
     checkTokenizer(Tokenizer.fromDir(dir), info.vocabSize, join(dir, 'tokenizer.json'));
-    const backend = await createBackend(options.device, options.dtype, options.notice);
+    const backend = await createBackend(options.device, options.dtype, options.notice, options.batchInvariant);
     const dtype = backend.activationDtype;
     const device = backend.name;
     const free = freeMemory(backend), available = availableMemory(backend);

@@ -70,6 +70,8 @@ export interface Backend {
   readonly name: string;
   /** dtype of activations and the KV cache (weights are stored in it too) */
   readonly activationDtype: DType;
+  /** whether a row's result is the same whatever other rows share its pass (bit for bit) */
+  readonly batchInvariant: boolean;
 
   // ---- memory: used at load and plan time only ----
   /** A weight tensor in the activation dtype from checkpoint bytes; `transpose` turns stored [in, out] into [out, in]. */

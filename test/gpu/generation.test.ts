@@ -59,7 +59,8 @@ describe('GPU and CPU agree, and concurrent requests each get what they get alon
   test('64 mixed requests: GPU tokens equal CPU tokens where decoding is deterministic; random arrivals and a small pool change nothing', async () => {
     const cpu = await loadGenerator(model, { device: 'cpu' });
     const want = await alone(cpu);
-    const gpu = await loadGenerator(model, { device: 'cuda', dtype: 'f32', maxBatch: 8, prefillChunk: 32 });
+    const gpu = await loadGenerator(model, { device: 'cuda', dtype: 'f32', maxBatch: 8, prefillChunk: 32, batchInvariant: true });
+    assert.ok(gpu.runtime.backend.batchInvariant, 'the GPU backend runs batch-invariant');
     const got = await alone(gpu);
     assert.ok(deterministic.filter(Boolean).length >= 20, 'greedy and beam requests are compared across backends');
     assert.deepEqual(tokensOf(got.filter((_, i) => deterministic[i])), tokensOf(want.filter((_, i) => deterministic[i])), 'GPU and CPU give the same tokens');
@@ -68,7 +69,7 @@ describe('GPU and CPU agree, and concurrent requests each get what they get alon
       r.sequences?.forEach((s, j) => assert.ok(Math.abs(s.score - want[i].sequences![j].score) < 1e-3, `beam score ${i}.${j}`));
     });
     assert.deepEqual(tokensOf(await together(gpu, 1)), tokensOf(got), 'random arrivals');
-    const small = await loadGenerator(model, { device: 'cuda', dtype: 'f32', maxBatch: 8, prefillChunk: 32, blockSize: 4, kvBlocks: 30 });
+    const small = await loadGenerator(model, { device: 'cuda', dtype: 'f32', maxBatch: 8, prefillChunk: 32, blockSize: 4, kvBlocks: 30, batchInvariant: true });
     assert.deepEqual(tokensOf(await together(small, 2, 4)), tokensOf(got), 'a pool too small for the load');
     assert.ok(small.scheduler.stats().preemptions > 0 && small.scheduler.stats().swapOuts > 0, 'preempted caches were swapped out');
     // a greedy request alone decodes one row with no logits processing: that step is a captured graph

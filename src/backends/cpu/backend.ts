@@ -66,6 +66,8 @@ function checkDtype(dtype: DType): void {
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
   readonly activationDtype = 'f32';
+  /** a row's sums never depend on the other rows of a pass */
+  readonly batchInvariant = true;
   private scores = new Float32Array(1024);
   private rowsOf = new Int32Array(1024);
   private readonly sampler = new CpuSampler();

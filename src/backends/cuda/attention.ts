@@ -1,12 +1,13 @@
 // Launchers for kernels/attention.cu over the paged KV cache (caches [blocks, blockSize, hidden], block tables
 // [slots, maxBlocks]): KV-cache writes, decode-step attention, prompt attention by segment, and block copies.
 import { fail } from '../../errors.js';
-import type { AttentionShape, Segments, Tensor } from '../../ops/backend.js';
+import { dtypeBytes, type AttentionShape, type Segments, type Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
 import type { Kernel } from './kernels.js';
 import { ptr, sfx } from './tensor.js';
 
-const DECODE_THREADS = 256;
+/** kernels/attention.cu: DECODE_WARPS */
+const DECODE_THREADS = 4 * 32;
 const PREFILL_ROWS = 32, PREFILL_KEYS = 32;
 const COPY_THREADS = 256, MAX_GRID_Y = 65535;
 /** Dynamic shared memory each kernel has been allowed beyond the default 48 KiB. */
@@ -45,11 +46,13 @@ export function attendDecode(c: CudaContext, out: Tensor, qkv: Tensor, kCache: T
   slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void {
   if (n === 0) return;
   const { heads, headDim: D, scale } = shape;
-  if (D > 128) fail('bad-config', `attention head size ${D} is beyond the 128 the CUDA decode-attention kernel supports`);
+  // a lane holds at most one 16-byte vector of the head's dimensions, 32 lanes per key at most
+  const most = 32 * (16 / dtypeBytes(out.dtype));
+  if (D > most) fail('bad-config', `attention head size ${D} is beyond the ${most} the CUDA decode-attention kernel supports in ${out.dtype}`);
   const blockSize = kCache.shape[1], maxBlocks = blockTables.shape[1];
   const k = c.kernels.get('attention', `attend_decode_${sfx(out.dtype)}`, 'pppppppiifii');
-  // q, then per key a score and a cache row, the block ids, and the partial sums (kernels/attention.cu)
-  const smem = (D + 2 * maxBlocks * blockSize + maxBlocks + DECODE_THREADS * 8) * 4;
+  // the block ids, then each warp's softmax state for the merge (kernels/attention.cu)
+  const smem = (maxBlocks + (DECODE_THREADS / 32) * (D + 2)) * 4;
   allowSharedMemory(k, smem);
   k.launch(c.stream, heads, n, 1, DECODE_THREADS, smem, ptr(out), ptr(qkv), ptr(kCache), ptr(vCache), ptr(blockTables),
     ptr(slots), ptr(keyLens), heads, D, scale, blockSize, maxBlocks);

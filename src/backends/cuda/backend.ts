@@ -31,6 +31,8 @@ export interface DeviceInfo {
 /** What the launchers need: kernels, the stream, cuBLASLt and the driver. */
 export interface CudaContext {
   driver: Driver;
+  /** every linear through the GEMV kernel, so that a row's result does not depend on the rows beside it */
+  batchInvariant: boolean;
   /** multiprocessors, for grid sizing */
   sms: number;
   kernels: KernelSet;
@@ -53,7 +55,7 @@ export class CudaBackend implements Backend {
   private readonly useGraphs = process.env.PEREGRINE_CUDA_GRAPHS !== '0';
   private disposed = false;
 
-  constructor(readonly activationDtype: DType = 'f16') {
+  constructor(readonly activationDtype: DType = 'f16', readonly batchInvariant = false) {
     if (activationDtype === 'i32') fail('bad-argument', 'dtype must be f32, f16 or bf16');
     const driver = new Driver();
     this.driver = driver;
@@ -81,7 +83,7 @@ export class CudaBackend implements Backend {
     };
     const kernels = new KernelSet(driver);
     const ws = this.alloc(WORKSPACE, 'the cuBLASLt workspace');
-    this.ctx = { driver, sms: this.device.multiprocessors, kernels, stream, blas: new Blas(driver, stream, { ptr: ws, bytes: WORKSPACE }, this.device.name) };
+    this.ctx = { driver, batchInvariant, sms: this.device.multiprocessors, kernels, stream, blas: new Blas(driver, stream, { ptr: ws, bytes: WORKSPACE }, this.device.name) };
     const p = driver.handle('cuMemAllocHost', 1 << 16);
     this.pinned = { ptr: p, view: koffi.view(p, 1 << 16) };
     const sp = driver.handle('cuMemAllocHost', STAGING);

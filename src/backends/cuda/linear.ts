@@ -1,6 +1,10 @@
 // out = act(x w^T + bias): our GEMV kernel for 1..8 rows (decode, bandwidth-bound), cuBLASLt beyond
 // (with its bias / GELU epilogues; the other activations run as a separate bias+activation kernel). The
 // fused forms put a pre-LN block's LayerNorm in front of the GEMM and the residual add behind it.
+// Batch-invariant mode (c.batchInvariant) runs every row count through the GEMV, 8 rows per block row: a
+// row's sums then go in one order whatever else is in the pass, where cuBLASLt's algorithm (and the switch
+// to it) depends on the row count.
+import { fail } from '../../errors.js';
 import type { Activation, Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
 import { EPILOGUE } from './blas.js';
@@ -28,16 +32,18 @@ function gemv(c: CudaContext, variant: Variant, out: Tensor, x: Tensor, w: Tenso
   const [N, K] = w.shape;
   const s = sfx(w.dtype);
   const m = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8;
+  const groups = Math.ceil(n / m);
+  if (groups > 65535) fail('bad-argument', `batch-invariant linear layers take at most ${65535 * m} rows per pass, got ${n}; lower --prefill-chunk`);
   const name = variant === 'res_gemv' ? `res_gemv${m}_${s}` : `${variant}${m}_${s}_${out.dtype === w.dtype ? s : 'f32out'}`;
   const wpr = warpsPerRow(c, N, K, w.dtype === 'f32' ? 4 : 8);
-  c.kernels.get('gemv', name, SPEC).launch(c.stream, Math.ceil(N / (8 / wpr)), 1, 1, 256, 0,
+  c.kernels.get('gemv', name, SPEC).launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
     ptr(out), ptr(x), ptr(w), ptr(bias), ACT_CODE[act], N, K, wpr, ptr(gamma), ptr(beta), eps, n);
 }
 
 export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number, accumulate = false): void {
   if (n === 0) return;
   const [N, K] = w.shape;
-  if (n <= GEMV_MAX_ROWS) return gemv(c, accumulate ? 'res_gemv' : 'gemv', out, x, w, bias, act, n);
+  if (n <= GEMV_MAX_ROWS || c.batchInvariant) return gemv(c, accumulate ? 'res_gemv' : 'gemv', out, x, w, bias, act, n);
   // cuBLASLt's GELU epilogue is the tanh approximation (gelu_new)
   const fused = act === 'none' || act === 'gelu_tanh';
   const epilogue = act === 'gelu_tanh' ? (bias ? EPILOGUE.GELU_BIAS : EPILOGUE.GELU) : bias ? EPILOGUE.BIAS : EPILOGUE.DEFAULT;
@@ -52,7 +58,7 @@ export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
 export function normLinear(c: CudaContext, out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, w: Tensor, bias: Tensor | null,
   act: Activation, n: number, scratch: Tensor): void {
   if (n === 0) return;
-  if (n <= GEMV_MAX_ROWS) return gemv(c, 'norm_gemv', out, x, w, bias, act, n, gamma, beta, eps);
+  if (n <= GEMV_MAX_ROWS || c.batchInvariant) return gemv(c, 'norm_gemv', out, x, w, bias, act, n, gamma, beta, eps);
   layerNorm(c, scratch, x, gamma, beta, eps, n);
   linear(c, out, scratch, w, bias, act, n);
 }
