@@ -17,7 +17,14 @@ export const DTYPES: FloatDType[] = ['f32', 'f16', 'bf16'];
  * PEREGRINE_DEVICE sets what auto means. batchInvariant: every row computed in one order whatever the batch
  * (the CPU always is; on the GPU it costs prompt throughput, see kernels/gemv.cu).
  */
-export async function createBackend(device: Device = 'auto', dtype?: FloatDType, notice?: (message: string) => void, batchInvariant = false): Promise<Backend> {
+export interface BackendOptions {
+  device?: Device;
+  dtype?: FloatDType;
+  notice?: (message: string) => void;
+  batchInvariant?: boolean;
+}
+
+export async function createBackend({ device = 'auto', dtype, notice, batchInvariant = false }: BackendOptions = {}): Promise<Backend> {
   if (dtype !== undefined && !DTYPES.includes(dtype)) fail('bad-argument', `unknown dtype ${JSON.stringify(dtype)}; use f32, f16 or bf16`);
   const env = process.env.PEREGRINE_DEVICE;
   if (env !== undefined && env !== '' && !DEVICES.includes(env as Device)) {

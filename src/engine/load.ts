@@ -166,7 +166,7 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
     checkSeqLen(options, info);
     const problem = problemType(md);
     const tokenizer = Tokenizer.fromDir(dir);
-    const backend = await createBackend(options.device, options.dtype, options.notice, options.batchInvariant);
+    const backend = await createBackend(options);
     try {
       // the weights, then the runtime's plan, are checked against the memory there is before they are allocated
       const shapes = shapeModel(arch, md, className, backend.activationDtype, backend.name);
@@ -228,7 +228,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
     checkSeqLen(options, info);
     problemType(md);
     checkTokenizer(Tokenizer.fromDir(dir), info.vocabSize, join(dir, 'tokenizer.json'));
-    const backend = await createBackend(options.device, options.dtype, options.notice, options.batchInvariant);
+    const backend = await createBackend(options);
     const dtype = backend.activationDtype;
     const device = backend.name;
     const free = freeMemory(backend), available = availableMemory(backend);

@@ -8,22 +8,14 @@ import { assertClose } from '../helpers/close.js';
 import { cpu, get, noGpu, put, putInt, randn, rounded, TOL } from './helpers.js';
 
 const skip = noGpu();
-const backends = new Map<DType, CudaBackend>();
+const backends = new Map<string, CudaBackend>();
 after(() => { for (const b of backends.values()) b.dispose(); });
 
-function gpu(dtype: DType): CudaBackend {
-  let b = backends.get(dtype);
-  if (!b) backends.set(dtype, (b = new CudaBackend(dtype)));
-  return b;
-}
-
-const invariants = new Map<DType, CudaBackend>();
-after(() => { for (const b of invariants.values()) b.dispose(); });
-
-/** A backend in batch-invariant mode. */
-function invariant(dtype: DType): CudaBackend {
-  let b = invariants.get(dtype);
-  if (!b) invariants.set(dtype, (b = new CudaBackend(dtype, true)));
+/** One backend per dtype and mode (batch-invariant or not), shared by the tests. */
+function gpu(dtype: DType, batchInvariant = false): CudaBackend {
+  const key = `${dtype}${batchInvariant ? ' invariant' : ''}`;
+  let b = backends.get(key);
+  if (!b) backends.set(key, (b = new CudaBackend(dtype, batchInvariant)));
   return b;
 }
 
@@ -160,7 +152,7 @@ for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
     }
 
     test('batch-invariant linear layers: every row of a pass of 1 to 70 rows is bit for bit the row computed alone', () => {
-      const g = invariant(dtype);
+      const g = gpu(dtype, true);
       const [N, K] = [300, 200];
       const M = 70;
       const x = r(randn(M * K, 3)), gamma = r(randn(K)), beta = r(randn(K)), w = r(randn(N * K, 1 / Math.sqrt(K))), b = r(randn(N));

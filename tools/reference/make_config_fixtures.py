@@ -29,7 +29,7 @@ from transformers.activations import ACT2FN
 
 sys.dont_write_bytecode = True  # importing make_fixtures leaves no __pycache__ behind
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixtures import bert_reference, gpt2_reference, load_fp32, randomize, round_to, save, write_json  # noqa: E402
+from make_fixtures import bert_reference, gpt2_reference, link_tokenizer, load_fp32, randomize, round_to, save, write_json  # noqa: E402
 
 # name, config changes, whether the outputs must differ from the unmodified model's
 GPT2_VARIANTS = [
@@ -59,15 +59,6 @@ SAME_TOL = 1e-5
 # a field that matters moves the outputs by more than this, relative to their largest magnitude (an ignored
 # field moves them by nothing; gelu against its tanh form moves them by about 2e-4)
 DIFFER_TOL = 3e-5
-
-
-def link_tokenizer(dirpath, tokenizers, name):
-    """Symlinks the real tokenizer files, relative to the checkpoint directory (so the tree can move)."""
-    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        dst = os.path.join(dirpath, f)
-        if os.path.lexists(dst):
-            os.remove(dst)
-        os.symlink(os.path.relpath(os.path.join(tokenizers, name, f), dirpath), dst)
 
 
 def sharpen_attention(model, names, gain):
@@ -110,6 +101,28 @@ def usable(changes):
     return True
 
 
+def write_variants(out, tokenizers, variants, make_model, seed, sharpen, tokenizer, reference, flat):
+    """One fixture per variant: the same random weights (seed) under each config change, saved in fp16 with
+    its reference outputs; each is checked to differ, or not, from the first variant's as `differs` says."""
+    base = None
+    for name, changes, differs in variants:
+        if not usable(changes):
+            continue
+        model = make_model(changes)
+        randomize(model, seed)
+        sharpen_attention(model, *sharpen)
+        round_to(model, torch.float16)
+        path = os.path.join(out, name)
+        shutil.rmtree(path, ignore_errors=True)
+        save(model, path, torch.float16)
+        link_tokenizer(path, tokenizer, tokenizers)
+        ref = reference(path)
+        write_json(os.path.join(path, "reference.json"), ref)
+        check_variant(name, flat(ref), base, differs)
+        if base is None:
+            base = flat(ref)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -121,45 +134,19 @@ def main():
     gpt2_prompts = [{"ids": torch.randint(0, 64, (n,), generator=g).tolist()} for n in (1, 6, 11)]
     bert_inputs = [{"ids": [1] + torch.randint(3, 64, (n,), generator=g).tolist() + [2]} for n in (0, 5, 17)]
 
-    base = None
-    for name, changes, differs in GPT2_VARIANTS:
-        if not usable(changes):
-            continue
-        cfg = GPT2Config(vocab_size=64, n_embd=16, n_layer=3, n_head=2, n_inner=48, n_positions=64,
-                         bos_token_id=0, eos_token_id=63, **changes)
-        model = GPT2LMHeadModel(cfg)
-        randomize(model, 31)  # the same weights for every variant
-        sharpen_attention(model, ["c_attn"], 2.0)
-        round_to(model, torch.float16)
-        path = os.path.join(out, name)
-        shutil.rmtree(path, ignore_errors=True)
-        save(model, path, torch.float16)
-        link_tokenizer(path, tokenizers, "gpt2")
-        ref = gpt2_reference(load_fp32(GPT2LMHeadModel, path), gpt2_prompts, True)
-        write_json(os.path.join(path, "reference.json"), ref)
-        check_variant(name, flat_logits(ref), base, differs)
-        if base is None:
-            base = flat_logits(ref)
+    def gpt2_model(changes):
+        return GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=3, n_head=2, n_inner=48, n_positions=64,
+                                          bos_token_id=0, eos_token_id=63, **changes))
 
-    base = None
-    for name, changes, differs in BERT_VARIANTS:
-        if not usable(changes):
-            continue
-        cfg = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
-                         max_position_embeddings=64, **changes)
-        model = BertModel(cfg)
-        randomize(model, 32)
-        sharpen_attention(model, ["attention.self.query", "attention.self.key"], 1.5)
-        round_to(model, torch.float16)
-        path = os.path.join(out, name)
-        shutil.rmtree(path, ignore_errors=True)
-        save(model, path, torch.float16)
-        link_tokenizer(path, tokenizers, "bert-base-uncased")
-        ref = bert_reference(load_fp32(BertModel, path), bert_inputs, False)
-        write_json(os.path.join(path, "reference.json"), ref)
-        check_variant(name, flat_hidden(ref), base, differs)
-        if base is None:
-            base = flat_hidden(ref)
+    def bert_model(changes):
+        return BertModel(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                    intermediate_size=48, max_position_embeddings=64, **changes))
+
+    write_variants(out, tokenizers, GPT2_VARIANTS, gpt2_model, seed=31, sharpen=(["c_attn"], 2.0), tokenizer="gpt2",
+                   reference=lambda path: gpt2_reference(load_fp32(GPT2LMHeadModel, path), gpt2_prompts, True), flat=flat_logits)
+    write_variants(out, tokenizers, BERT_VARIANTS, bert_model, seed=32,
+                   sharpen=(["attention.self.query", "attention.self.key"], 1.5), tokenizer="bert-base-uncased",
+                   reference=lambda path: bert_reference(load_fp32(BertModel, path), bert_inputs, False), flat=flat_hidden)
 
     total = 0
     for name in sorted(os.listdir(out)):

@@ -71,12 +71,15 @@ def round_to(model, dtype):
             p.copy_(p.to(dtype).to(torch.float32))
 
 
-def link_tokenizer(dirpath, name):
+def link_tokenizer(dirpath, name, tokenizers=None):
+    """Symlinks the real tokenizer files of `name` under `tokenizers` (default: the fixtures' tokenizers/ beside
+    dirpath), relative to the checkpoint directory (so the tree can move)."""
+    tokenizers = tokenizers or os.path.join(os.path.dirname(dirpath), "tokenizers")
     for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         dst = os.path.join(dirpath, f)
         if os.path.lexists(dst):
             os.remove(dst)
-        os.symlink(os.path.join("..", "tokenizers", name, f), dst)
+        os.symlink(os.path.relpath(os.path.join(tokenizers, name, f), dirpath), dst)
 
 
 def load_fp32(cls, path):
