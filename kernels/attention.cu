@@ -1,8 +1,10 @@
 // Attention over the paged KV cache; reference: src/backends/cpu/attention.ts. Each layer's cache is
-// [blocks, block_size, H]; sequence s keeps position p in block tables[s * max_blocks + p / block_size],
+// [blocks, block_size, W = kv_heads * D]; sequence s keeps position p in block tables[s * max_blocks + p / block_size],
 // row p % block_size. A block may be read by several sequences (a shared prefix) and block 0 by padding rows,
 // so a kernel writes only the rows of the positions it is given and never takes a block id as one row's own.
-//  - write_kv (writeKV): stores each token's k and v (from packed qkv rows [n, 3H]) at its sequence and position.
+// Packed qkv rows are [n, (heads + 2 kv_heads) D] = q | k | v; query head h reads KV head h / (heads / kv_heads)
+// (grouped-query attention). With window > 0 a query at key count L sees keys L - window .. L - 1 only.
+//  - write_kv (writeKV): stores each token's k and v (the last 2W values of its qkv row) at its sequence and position.
 //  - attend_decode (decodeAttention): masked multi-head attention for one query per row (the decode step),
 //    with the row's own k and v written into the cache first.
 //  - attend_prefill (attend): flash-attention style for prompts: a block takes up to 32 query rows of one
@@ -19,26 +21,27 @@ __device__ __forceinline__ int cache_row(const int* table, int p, int block_size
 
 template <typename T>
 __device__ void write_kv(const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* positions,
-                         int H, int block_size, int max_blocks) {
+                         int row_width, int W, int block_size, int max_blocks) {
   constexpr int V = Vec<T>::N;
   const int t = blockIdx.x;
-  const T* src = qkv + (size_t)t * 3 * H;
-  const size_t dst = (size_t)cache_row(tables + (size_t)slots[t] * max_blocks, positions[t], block_size) * H;
-  if (H % V == 0 && aligned16(qkv) && aligned16(kc) && aligned16(vc)) {
-    for (int i = threadIdx.x * V; i < H; i += blockDim.x * V) {
-      store_vec(kc + dst + i, load_vec(src + H + i));
-      store_vec(vc + dst + i, load_vec(src + 2 * H + i));
+  const T* src = qkv + (size_t)t * row_width + row_width - 2 * W;
+  const size_t dst = (size_t)cache_row(tables + (size_t)slots[t] * max_blocks, positions[t], block_size) * W;
+  if (W % V == 0 && row_width % V == 0 && aligned16(qkv) && aligned16(kc) && aligned16(vc)) {
+    for (int i = threadIdx.x * V; i < W; i += blockDim.x * V) {
+      store_vec(kc + dst + i, load_vec(src + i));
+      store_vec(vc + dst + i, load_vec(src + W + i));
     }
     return;
   }
-  for (int i = threadIdx.x; i < H; i += blockDim.x) {
-    kc[dst + i] = src[H + i];
-    vc[dst + i] = src[2 * H + i];
+  for (int i = threadIdx.x; i < W; i += blockDim.x) {
+    kc[dst + i] = src[i];
+    vc[dst + i] = src[W + i];
   }
 }
 
-// Masked multi-head attention for the decode step, one block of DECODE_WARPS warps per (head, row). First the
-// row's k and v go into the cache at position key_lens - 1 (the KV-cache write is fused here) while the
+// Masked multi-head attention for the decode step, one block of DECODE_WARPS warps per (query head, row). First the
+// row's k and v go into the cache at position key_lens - 1 (the KV-cache write is fused here; the blocks of the
+// query heads that share a KV head all write the same bytes, each before it reads them back) while the
 // sequence's block-table row is read into shared memory once. Then each warp splits into lane groups of lpk
 // lanes, one key per group at a time: a lane holds one 16-byte vector's worth of the head's dimensions of q,
 // k, v and the output (D / lpk of them), so a key costs each lane one k load, one v load and a few shuffles.
@@ -72,23 +75,25 @@ __device__ __forceinline__ void merge_softmax(float& m, float& l, float* acc, fl
 
 template <typename T>
 __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens,
-                              int heads, int D, float scale, int block_size, int max_blocks) {
+                              int heads, int kv_heads, int D, float scale, int window, int block_size, int max_blocks) {
   constexpr int V = Vec<T>::N;
   constexpr int THREADS = DECODE_WARPS * 32;
   extern __shared__ int blocks[];
   float* merged = reinterpret_cast<float*>(blocks + max_blocks);  // [DECODE_WARPS, D + 2]
-  const int h = blockIdx.x, t = blockIdx.y;
-  const int H = heads * D;
-  const int L = key_lens[t];
+  const int h = blockIdx.x, t = blockIdx.y, kvh = h / (heads / kv_heads);
+  const int W = kv_heads * D, row_width = heads * D + 2 * W;
+  const int L = key_lens[t], first = window > 0 ? max(0, L - window) : 0, count = L - first;
   const int* table = tables + (size_t)slots[t] * max_blocks;
-  for (int b = threadIdx.x; b < (L + block_size - 1) / block_size; b += THREADS) blocks[b] = table[b];
-  const size_t own = (size_t)cache_row(table, L - 1, block_size) * H + h * D;
-  const T* row = qkv + (size_t)t * 3 * H + h * D;
+  for (int b = first / block_size + threadIdx.x; b < (L + block_size - 1) / block_size; b += THREADS) blocks[b] = table[b];
+  const size_t own = (size_t)cache_row(table, L - 1, block_size) * W + kvh * D;
+  const T* row = qkv + (size_t)t * row_width;
+  const T* own_k = row + heads * D + kvh * D;
   for (int i = threadIdx.x; i < D; i += THREADS) {
-    kc[own + i] = row[H + i];
-    vc[own + i] = row[2 * H + i];
+    kc[own + i] = own_k[i];
+    vc[own + i] = own_k[W + i];
   }
-  const bool vec = D % V == 0 && H % V == 0 && aligned16(qkv) && aligned16(kc) && aligned16(vc);
+  row += h * D;  // this head's q
+  const bool vec = D % V == 0 && aligned16(qkv) && aligned16(kc) && aligned16(vc);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   int lpk = 1;  // lanes per key: a power of two, so that groups are shuffle-aligned
   while (lpk * V < D) lpk <<= 1;
@@ -106,15 +111,15 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
   __syncthreads();  // the block ids, and this row's k and v (read back below as key L - 1)
   float m = -INFINITY, l = 0.f;
   const int stride = DECODE_WARPS * groups;  // keys per unroll step of a round
-  const size_t col = (size_t)h * D + d0;
-  // key of (round base, step u, group): base + u * stride + grp; `base` is the same for a whole warp
-  for (int base = warp * groups; base < L; base += stride * DECODE_UNROLL) {
+  const size_t col = (size_t)kvh * D + d0;
+  // key of (round base, step u, group): first + base + u * stride + grp; `base` is the same for a whole warp
+  for (int base = warp * groups; base < count; base += stride * DECODE_UNROLL) {
     Vec<T> kv[DECODE_UNROLL], vv[DECODE_UNROLL];
 #pragma unroll
     for (int u = 0; u < DECODE_UNROLL; u++) {
-      const int j = base + u * stride + grp;
+      const int j = first + base + u * stride + grp;
       if (j < L) {
-        const size_t r = (size_t)(blocks[j / block_size] * block_size + j % block_size) * H + col;
+        const size_t r = (size_t)(blocks[j / block_size] * block_size + j % block_size) * W + col;
         kv[u] = load_dims(kc + r, nd, vec);
         vv[u] = load_dims(vc + r, nd, vec);
       }
@@ -124,7 +129,7 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
 #pragma unroll
     for (int u = 0; u < DECODE_UNROLL; u++) {
       sc[u] = 0.f;
-      if (base + u * stride + grp < L) {
+      if (base + u * stride + grp < count) {
 #pragma unroll
         for (int e = 0; e < V; e++) sc[u] += q[e] * to_f(kv[u].v[e]);
       }
@@ -135,7 +140,7 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
     }
     float mx = m;
 #pragma unroll
-    for (int u = 0; u < DECODE_UNROLL; u++) if (base + u * stride + grp < L) mx = fmaxf(mx, sc[u]);
+    for (int u = 0; u < DECODE_UNROLL; u++) if (base + u * stride + grp < count) mx = fmaxf(mx, sc[u]);
     if (mx != -INFINITY) {  // the group had a key this round
       const float c = __expf(m - mx);
       l *= c;
@@ -143,7 +148,7 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
       for (int e = 0; e < V; e++) acc[e] *= c;
 #pragma unroll
       for (int u = 0; u < DECODE_UNROLL; u++) {
-        if (base + u * stride + grp >= L) break;
+        if (base + u * stride + grp >= count) break;
         const float p = __expf(sc[u] - mx);
         l += p;
 #pragma unroll
@@ -179,7 +184,7 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
     merge_softmax<V>(m, l, acc, other[D], other[D + 1], acc2);
   }
   const float inv = 1.f / l;
-  T* o = out + (size_t)t * H + col;
+  T* o = out + (size_t)t * heads * D + (size_t)h * D + d0;
 #pragma unroll
   for (int e = 0; e < V; e++) if (e < nd) o[e] = from_f<T>(acc[e] * inv);
 }
@@ -193,8 +198,8 @@ constexpr int PF_ROWS = 32, PF_KEYS = 32;
 
 template <typename T, int DPT>
 __device__ void attend_prefill(T* out, const T* qkv, const T* kc, const T* vc, const int* tables, const int* slots,
-                               const int* key_lens, const int* segments, int heads, int D, float scale, int block_size,
-                               int max_blocks) {
+                               const int* key_lens, const int* segments, int heads, int kv_heads, int D, float scale,
+                               int window, int block_size, int max_blocks) {
   extern __shared__ float tile[];  // K and V tiles: 2 * PF_KEYS * D floats
   float* ks = tile;
   float* vs = tile + PF_KEYS * D;
@@ -202,29 +207,32 @@ __device__ void attend_prefill(T* out, const T* qkv, const T* kc, const T* vc, c
   const int first = segments[seg * 3], count = segments[seg * 3 + 1];
   const int r0 = blockIdx.x * PF_ROWS;
   if (r0 >= count) return;
-  const int H = heads * D;
+  const int H = heads * D, W = kv_heads * D, row_width = H + 2 * W, kvh = h / (heads / kv_heads);
   const int lr = threadIdx.x >> 2, part = threadIdx.x & 3;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int row = first + r0 + lr;
   const bool active = r0 + lr < count;
   const int* table = tables + (size_t)slots[first] * max_blocks;
   const int L = active ? key_lens[row] : 0;
-  // the block needs keys up to the longest row of its tile (the last valid one, keys grow with position)
+  const int lo = window > 0 ? L - window : 0;  // this row's first key
+  // the block needs keys up to the longest row of its tile (the last valid one, keys grow with position), and
+  // from the first key of its first row: tiles before it are masked for every row (skipping them changes nothing)
   const int last_row = first + min(count, r0 + PF_ROWS) - 1;
   const int Lmax = key_lens[last_row];
+  const int start = window > 0 ? max(0, key_lens[first + r0] - window) / PF_KEYS * PF_KEYS : 0;
   const int d0 = part * DPT;
   float q[DPT], acc[DPT];
 #pragma unroll
   for (int i = 0; i < DPT; i++) {
-    q[i] = active && d0 + i < D ? to_f(qkv[(size_t)row * 3 * H + h * D + d0 + i]) * scale : 0.f;
+    q[i] = active && d0 + i < D ? to_f(qkv[(size_t)row * row_width + h * D + d0 + i]) * scale : 0.f;
     acc[i] = 0.f;
   }
   float m = -INFINITY, l = 0.f;
-  for (int j0 = 0; j0 < Lmax; j0 += PF_KEYS) {
+  for (int j0 = start; j0 < Lmax; j0 += PF_KEYS) {
     const int nk = min(PF_KEYS, Lmax - j0);
     __syncthreads();
     for (int j = warp; j < nk; j += warps) {
-      const size_t src = (size_t)cache_row(table, j0 + j, block_size) * H + h * D;
+      const size_t src = (size_t)cache_row(table, j0 + j, block_size) * W + kvh * D;
 #pragma unroll
       for (int u = 0; u < (4 * DPT + 31) / 32; u++) {  // D <= 4 * DPT
         const int i = lane + 32 * u;
@@ -241,7 +249,7 @@ __device__ void attend_prefill(T* out, const T* qkv, const T* kc, const T* vc, c
       for (int i = 0; i < DPT; i++) if (d0 + i < D) s += q[i] * ks[j * D + d0 + i];
       s += __shfl_xor_sync(0xffffffffu, s, 1);
       s += __shfl_xor_sync(0xffffffffu, s, 2);
-      if (j0 + j >= L) continue;  // masked: beyond this row's keys
+      if (j0 + j >= L || j0 + j < lo) continue;  // masked: beyond this row's keys, or before its window
       const float mn = fmaxf(m, s);
       const float c = __expf(m - mn), p = __expf(s - mn);
       l = l * c + p;
@@ -278,13 +286,15 @@ __device__ void copy_blocks(T* pool, const int* pairs, int planes, int blocks, i
 
 #define ATTN(T, S)                                                                                         \
   extern "C" __global__ void write_kv_##S(const T* qkv, T* kc, T* vc, const int* tables, const int* slots,  \
-                                          const int* positions, int H, int block_size, int max_blocks) {   \
-    write_kv<T>(qkv, kc, vc, tables, slots, positions, H, block_size, max_blocks);                          \
+                                          const int* positions, int row_width, int W, int block_size,      \
+                                          int max_blocks) {                                                \
+    write_kv<T>(qkv, kc, vc, tables, slots, positions, row_width, W, block_size, max_blocks);               \
   }                                                                                                        \
   extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32, 6) attend_decode_##S(                   \
       T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens, int heads, \
-      int D, float scale, int block_size, int max_blocks) {                                                \
-    attend_decode<T>(out, qkv, kc, vc, tables, slots, key_lens, heads, D, scale, block_size, max_blocks);   \
+      int kv_heads, int D, float scale, int window, int block_size, int max_blocks) {                      \
+    attend_decode<T>(out, qkv, kc, vc, tables, slots, key_lens, heads, kv_heads, D, scale, window, block_size, \
+                     max_blocks);                                                                          \
   }                                                                                                        \
   extern "C" __global__ void copy_blocks_##S(T* pool, const int* pairs, int planes, int blocks, int block_values) { \
     copy_blocks<T>(pool, pairs, planes, blocks, block_values);                                             \
@@ -293,8 +303,9 @@ __device__ void copy_blocks(T* pool, const int* pairs, int planes, int blocks, i
 #define PREFILL(T, S, DPT)                                                                                 \
   extern "C" __global__ void __launch_bounds__(128) attend_prefill##DPT##_##S(                             \
       T* out, const T* qkv, const T* kc, const T* vc, const int* tables, const int* slots, const int* key_lens, \
-      const int* segments, int heads, int D, float scale, int block_size, int max_blocks) {                \
-    attend_prefill<T, DPT>(out, qkv, kc, vc, tables, slots, key_lens, segments, heads, D, scale, block_size, \
-                           max_blocks);                                                                    \
+      const int* segments, int heads, int kv_heads, int D, float scale, int window, int block_size,        \
+      int max_blocks) {                                                                                    \
+    attend_prefill<T, DPT>(out, qkv, kc, vc, tables, slots, key_lens, segments, heads, kv_heads, D, scale,  \
+                           window, block_size, max_blocks);                                                \
   }
 FOR_EACH_DTYPE(ATTN)

@@ -2,7 +2,8 @@
 // w [N, K] row-major. Decode is bandwidth-bound on the weights, so every lane issues all its 16-byte weight
 // loads for a row at once (one memory round trip), several warps share a long row, and the block reduces.
 // Fused around the dot products, as the transformer block needs them:
-//   NORM: x' = LayerNorm(x) row by row (x is the residual stream; statistics computed while weights load);
+//   NORM: x' = LayerNorm(x), or RMSNorm(x) when `rms`, row by row (x is the residual stream; statistics
+//         computed while weights load; beta may be null);
 //   RES:  out += residual, in place (out is the residual stream).
 // Reference: src/backends/cpu/linear.ts and layernorm.ts. OutT is T, or float for logits.
 #include "common.cuh"
@@ -16,7 +17,7 @@ constexpr int GEMV_LOADS = 8;  // 16-byte weight vectors per lane per round
 // a row's result does not depend on the batch it is in (the batch-invariant mode runs every linear here).
 template <typename T, typename OutT, int M, bool NORM, bool RES>
 __device__ void gemv(OutT* out, const T* x, const T* w, const T* bias, int act, int N, int K, int wpr,
-                     const T* gamma, const T* beta, float eps, int rows) {
+                     const T* gamma, const T* beta, float eps, int rows, int rms) {
   constexpr int V = Vec<T>::N;
   x += (size_t)blockIdx.y * M * K;
   out += (size_t)blockIdx.y * M * N;
@@ -27,7 +28,7 @@ __device__ void gemv(OutT* out, const T* x, const T* w, const T* bias, int act, 
   const int rows_per_block = GEMV_WARPS / wpr;
   const int j = blockIdx.x * rows_per_block + warp / wpr;  // this warp's output row
   const int part = warp % wpr;                              // which slice of the row
-  const bool vec = K % V == 0 && aligned16(w) && aligned16(x) && (!NORM || (aligned16(gamma) && aligned16(beta)));
+  const bool vec = K % V == 0 && aligned16(w) && aligned16(x) && (!NORM || (aligned16(gamma) && (!beta || aligned16(beta))));
   const bool live = j < N;
   float acc[M];
 #pragma unroll
@@ -47,7 +48,7 @@ __device__ void gemv(OutT* out, const T* x, const T* w, const T* bias, int act, 
   }
 
   // LayerNorm statistics of the `rows` rows of x, by the whole block in one pass (shifted by the row's
-  // first element, so that the variance does not cancel)
+  // first element, so that the variance does not cancel); RMSNorm's mean square, unshifted
   if (NORM) {
     __shared__ float red[GEMV_WARPS][M][2];
 #pragma unroll
@@ -55,7 +56,7 @@ __device__ void gemv(OutT* out, const T* x, const T* w, const T* bias, int act, 
       float s1 = 0.f, s2 = 0.f;
       if (m < rows) {
         const T* xr = x + (size_t)m * K;
-        const float shift = to_f(xr[0]);
+        const float shift = rms ? 0.f : to_f(xr[0]);
         if (vec) {
           for (int i = threadIdx.x; i < nv; i += GEMV_THREADS) {
             const Vec<T> xv = load_vec(xr + (size_t)i * V);
@@ -90,13 +91,13 @@ __device__ void gemv(OutT* out, const T* x, const T* w, const T* bias, int act, 
         b += red[w2][m][1];
       }
       const float mean = a / K;  // of the shifted values
-      stats[m][0] = mean + to_f(x[(size_t)m * K]);
-      stats[m][1] = rsqrtf(fmaxf(b / K - mean * mean, 0.f) + eps);
+      stats[m][0] = rms ? 0.f : mean + to_f(x[(size_t)m * K]);
+      stats[m][1] = rms ? rsqrtf(b / K + eps) : rsqrtf(fmaxf(b / K - mean * mean, 0.f) + eps);
     }
     __syncthreads();
   }
   auto xval = [&](int m, int k, float xv) {
-    return NORM ? (xv - stats[m][0]) * stats[m][1] * to_f(gamma[k]) + to_f(beta[k]) : xv;
+    return NORM ? fmaf((xv - stats[m][0]) * stats[m][1], to_f(gamma[k]), beta ? to_f(beta[k]) : 0.f) : xv;
   };
 
   if (live && vec) {
@@ -117,10 +118,13 @@ __device__ void gemv(OutT* out, const T* x, const T* w, const T* bias, int act, 
           if (m >= rows) break;
           const Vec<T> xv = load_vec(x + (size_t)m * K + (size_t)i * V);
           if (NORM) {
-            const Vec<T> g = load_vec(gamma + (size_t)i * V), b = load_vec(beta + (size_t)i * V);
+            const Vec<T> g = load_vec(gamma + (size_t)i * V);
+            Vec<T> b;
+            if (beta) b = load_vec(beta + (size_t)i * V);
 #pragma unroll
             for (int e = 0; e < V; e++) {
-              const float xn = (to_f(xv.v[e]) - stats[m][0]) * stats[m][1] * to_f(g.v[e]) + to_f(b.v[e]);
+              // an explicit fma: whether the compiler contracts this expression must not depend on M
+              const float xn = fmaf((to_f(xv.v[e]) - stats[m][0]) * stats[m][1], to_f(g.v[e]), beta ? to_f(b.v[e]) : 0.f);
               acc[m] += to_f(wv[u].v[e]) * xn;
             }
           } else {
@@ -169,8 +173,8 @@ __device__ void gemv(OutT* out, const T* x, const T* w, const T* bias, int act, 
 
 // Kernels: gemv<M>_<dtype>_<out>, and the fused norm_gemv<M>_... / res_gemv<M>_... variants, M in 1, 2, 4, 8.
 #define GEMV_ARGS(T, OutT) OutT* out, const T* x, const T* w, const T* bias, int act, int N, int K, int wpr, \
-                           const T* gamma, const T* beta, float eps, int rows
-#define GEMV_PASS out, x, w, bias, act, N, K, wpr, gamma, beta, eps, rows
+                           const T* gamma, const T* beta, float eps, int rows, int rms
+#define GEMV_PASS out, x, w, bias, act, N, K, wpr, gamma, beta, eps, rows, rms
 #define GEMV_M(T, S, OutT, OS, M)                                                                          \
   extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 3) gemv##M##_##S##_##OS(GEMV_ARGS(T, OutT)) {    \
     gemv<T, OutT, M, false, false>(GEMV_PASS);                                                             \

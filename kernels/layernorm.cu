@@ -1,4 +1,4 @@
-// LayerNorm in one kernel per row, and the fused add-bias + residual + LayerNorm of the transformer block;
+// LayerNorm (or RMSNorm) in one kernel per row, and the fused add-bias + residual + LayerNorm of the transformer block;
 // reference: src/backends/cpu/layernorm.ts. One block per row; a thread keeps its elements in registers
 // (16-byte vectors when the row allows), so a row is read once and written once.
 #include "common.cuh"
@@ -6,10 +6,11 @@
 constexpr int LN_THREADS = 256;
 constexpr int LN_ITEMS = 4;  // vectors per thread held in registers: rows up to 256 * 4 * 8 = 8192 halves
 
-// sum = x + bias + residual (when x is given), norm = LayerNorm(sum). sum may alias residual, norm may alias sum.
+// sum = x + bias + residual (when x is given), norm = LayerNorm(sum), or RMSNorm(sum) when `rms` (the mean is
+// then 0). beta may be null. sum may alias residual, norm may alias sum.
 template <typename T>
 __device__ void add_ln(T* sum, T* norm, const T* x, const T* bias, const T* residual, const T* gamma,
-                       const T* beta, float eps, int H) {
+                       const T* beta, float eps, int H, bool rms) {
   __shared__ float scratch[32];
   constexpr int V = Vec<T>::N;
   const size_t row = (size_t)blockIdx.x * H;
@@ -37,7 +38,7 @@ __device__ void add_ln(T* sum, T* norm, const T* x, const T* bias, const T* resi
         if (x) store_vec(sum + row + i, r);
       }
     }
-    const float mean = block_sum(s, scratch) / H;
+    const float mean = rms ? 0.f : block_sum(s, scratch) / H;
     float q = 0.f;
 #pragma unroll
     for (int it = 0; it < LN_ITEMS; it++) {
@@ -52,9 +53,10 @@ __device__ void add_ln(T* sum, T* norm, const T* x, const T* bias, const T* resi
     for (int it = 0; it < LN_ITEMS; it++) {
       const int i = (it * LN_THREADS + threadIdx.x) * V;
       if (i < H) {
-        Vec<T> g = load_vec(gamma + i), b = load_vec(beta + i), o;
+        Vec<T> g = load_vec(gamma + i), b, o;
+        if (beta) b = load_vec(beta + i);
 #pragma unroll
-        for (int j = 0; j < V; j++) o.v[j] = from_f<T>((vals[it][j] - mean) * inv * to_f(g.v[j]) + to_f(b.v[j]));
+        for (int j = 0; j < V; j++) o.v[j] = from_f<T>((vals[it][j] - mean) * inv * to_f(g.v[j]) + (beta ? to_f(b.v[j]) : 0.f));
         store_vec(norm + row + i, o);
       }
     }
@@ -75,7 +77,7 @@ __device__ void add_ln(T* sum, T* norm, const T* x, const T* bias, const T* resi
   const T* src = x ? sum : residual;
   s = 0.f;
   for (int i = threadIdx.x; i < H; i += blockDim.x) s += to_f(src[row + i]);
-  const float mean = block_sum(s, scratch) / H;
+  const float mean = rms ? 0.f : block_sum(s, scratch) / H;
   float q = 0.f;
   for (int i = threadIdx.x; i < H; i += blockDim.x) {
     const float d = to_f(src[row + i]) - mean;
@@ -83,18 +85,18 @@ __device__ void add_ln(T* sum, T* norm, const T* x, const T* bias, const T* resi
   }
   const float inv = rsqrtf(block_sum(q, scratch) / H + eps);
   for (int i = threadIdx.x; i < H; i += blockDim.x) {
-    norm[row + i] = from_f<T>((to_f(src[row + i]) - mean) * inv * to_f(gamma[i]) + to_f(beta[i]));
+    norm[row + i] = from_f<T>((to_f(src[row + i]) - mean) * inv * to_f(gamma[i]) + (beta ? to_f(beta[i]) : 0.f));
   }
 }
 
 #define LN(T, S)                                                                                           \
   extern "C" __global__ void __launch_bounds__(LN_THREADS)                                                 \
-      layernorm_##S(T* out, const T* x, const T* gamma, const T* beta, float eps, int H) {                 \
-    add_ln<T>(out, out, nullptr, nullptr, x, gamma, beta, eps, H);                                         \
+      layernorm_##S(T* out, const T* x, const T* gamma, const T* beta, float eps, int H, int rms) {        \
+    add_ln<T>(out, out, nullptr, nullptr, x, gamma, beta, eps, H, rms != 0);                               \
   }                                                                                                        \
   extern "C" __global__ void __launch_bounds__(LN_THREADS)                                                 \
       add_bias_residual_layernorm_##S(T* sum, T* norm, const T* x, const T* bias, const T* residual,       \
                                       const T* gamma, const T* beta, float eps, int H) {                   \
-    add_ln<T>(sum, norm, x, bias, residual, gamma, beta, eps, H);                                          \
+    add_ln<T>(sum, norm, x, bias, residual, gamma, beta, eps, H, false);                                   \
   }
 FOR_EACH_DTYPE(LN)

@@ -1,5 +1,5 @@
 // Row movements and elementwise work: gathering rows, mean pooling, bias + activation after a cuBLASLt
-// GEMM, and converting checkpoint weights (F32/F16/BF16, optionally transposed) to the compute dtype.
+// GEMM, gated activations (SwiGLU), and converting checkpoint weights (F32/F16/BF16, optionally transposed) to the compute dtype.
 // References: src/backends/cpu/rows.ts and activations.ts.
 #include "common.cuh"
 
@@ -31,6 +31,16 @@ __device__ void bias_act(T* x, const T* bias, int act, int N, size_t total) {
   }
 }
 
+// out[t, i] = act(x[t, i]) * x[t, F + i], x [n, 2F] = gate | up (SwiGLU); reference: gatedActivation in activations.ts.
+template <typename T>
+__device__ void gated_act(T* out, const T* x, int act, int F, size_t total) {
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    const size_t t = i / F, j = i % F;
+    const T* r = x + t * 2 * F;
+    out[i] = from_f<T>(activate(to_f(r[j]), act) * to_f(r[F + j]));
+  }
+}
+
 // dst[r, c] = src[r, c], or src[c, r] when transposed (src is [cols, rows] then); any dtype to any dtype.
 template <typename S, typename T>
 __device__ void convert(T* dst, const S* src, int rows, int cols, int transpose) {
@@ -50,6 +60,9 @@ __device__ void convert(T* dst, const S* src, int rows, int cols, int transpose)
   }                                                                                                        \
   extern "C" __global__ void bias_act_##S(T* x, const T* bias, int act, int N, unsigned long long total) { \
     bias_act<T>(x, bias, act, N, total);                                                                   \
+  }                                                                                                        \
+  extern "C" __global__ void gated_act_##S(T* out, const T* x, int act, int F, unsigned long long total) { \
+    gated_act<T>(out, x, act, F, total);                                                                   \
   }                                                                                                        \
   CONVERT(float, f32, T, S) CONVERT(__half, f16, T, S) CONVERT(__nv_bfloat16, bf16, T, S)
 #define CONVERT(SRC, SS, T, S)                                                                             \

@@ -3,13 +3,14 @@
 // definitions (helpers/naive-*.ts, sharing no code with the op set), and each variant is first shown to
 // matter: its reference differs from the unmodified model's, so a field that is ignored fails its test.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { inspectModel, loadEmbedder, loadGenerator, loadModel, PeregrineError } from '../src/index.js';
 import { writeBert, writeGpt2 } from './helpers/checkpoints.js';
 import { maxRelError } from './helpers/close.js';
+import { fixture } from './helpers/fixtures.js';
 import { allLogits } from './helpers/logits.js';
 import { naiveBert } from './helpers/naive-bert.js';
 import { naiveGpt2Greedy, naiveGpt2Logits } from './helpers/naive-gpt2.js';
@@ -113,5 +114,59 @@ describe('config fields Peregrine does not compute are refused by name', () => {
     await refused(writeBert(fresh(), { pruned_heads: { 0: [1] } }).dir, 'unsupported-config', /pruned_heads/);
     await refused(writeBert(fresh(), { layer_norm_eps: 0 }).dir, 'bad-config', /field "layer_norm_eps" must be a positive number/);
     (await loadModel(writeBert(fresh(), { is_decoder: false, position_embedding_type: 'absolute' }).dir, { device: 'cpu' })).kind;
+  });
+});
+
+describe('Llama-family config fields', () => {
+  /** A copy of fixture `name` (tokenizer files resolved) whose config.json has `edits` merged in (undefined deletes). */
+  const variant = (name: string, edits: Record<string, unknown>): string => {
+    const dir = fresh();
+    cpSync(fixture(name), dir, { recursive: true, dereference: true });
+    const path = join(dir, 'config.json');
+    const config = { ...JSON.parse(readFileSync(path, 'utf8')), ...edits };
+    for (const [k, v] of Object.entries(edits)) if (v === undefined) delete config[k];
+    writeFileSync(path, JSON.stringify(config));
+    return dir;
+  };
+  const refusedLlama = async (dir: string, code: string, pattern: RegExp) => {
+    await assert.rejects(loadModel(dir, { device: 'cpu' }), (err: unknown) => {
+      assert.ok(err instanceof PeregrineError, String(err));
+      assert.equal(err.code, code, err.message);
+      assert.match(err.message, pattern);
+      return true;
+    });
+  };
+
+  test('what Peregrine does not compute is refused by name', async () => {
+    await refusedLlama(variant('llama-tiny', { partial_rotary_factor: 0.5 }), 'unsupported-config', /partial_rotary_factor 0.5 is not supported/);
+    await refusedLlama(variant('llama-tiny', { rope_parameters: { rope_type: 'longrope', rope_theta: 10000 } }), 'unsupported-config', /rope type "longrope" is not supported/);
+    await refusedLlama(variant('llama-tiny', { hidden_act: 'gelu_10' }), 'unsupported-config', /hidden_act "gelu_10" is not supported/);
+    await refusedLlama(variant('llama-tiny', { num_key_value_heads: 3 }), 'bad-config', /num_attention_heads \(4\) is not a multiple of num_key_value_heads \(3\)/);
+    await refusedLlama(variant('llama-tiny', { rope_parameters: { rope_type: 'llama3', rope_theta: 10000, factor: 8 } }), 'bad-config', /rope scaling field "low_freq_factor" is missing/);
+    await refusedLlama(variant('qwen2-tiny', { use_sliding_window: true, sliding_window: 8, layer_types: ['full_attention'] }), 'bad-config', /"layer_types" must list/);
+  });
+
+  test('the transformers 4 spelling (rope_theta, rope_scaling) computes what the 5 spelling (rope_parameters) does', async () => {
+    const raw = JSON.parse(readFileSync(join(fixture('llama3-tiny'), 'config.json'), 'utf8'));
+    const { rope_theta: theta, ...scaling } = raw.rope_parameters;
+    const old = variant('llama3-tiny', { rope_parameters: undefined, rope_theta: theta, rope_scaling: scaling });
+    const ids = [826, 39, 588, 11, 637, 0, 220];
+    const [a, b] = await Promise.all([fixture('llama3-tiny'), old].map(async (dir) => allLogits(await loadGenerator(dir, { device: 'cpu' }), ids)));
+    assert.equal(maxRelError(a, b), 0);
+  });
+
+  test('a sliding window matters, and Qwen2 keeps full attention unless use_sliding_window', async () => {
+    const ids = Array.from({ length: 30 }, (_, i) => 3 + ((i * 37) % 800));
+    const logits = async (dir: string) => allLogits(await loadGenerator(dir, { device: 'cpu' }), ids);
+    const windowed = await logits(fixture('mistral-tiny'));
+    const full = await logits(variant('mistral-tiny', { sliding_window: null }));
+    assert.ok(maxRelError(windowed, full) > 1e-3, 'the window of 12 changes logits of a 30-token prompt');
+    const qwen = await logits(fixture('qwen2-tiny'));
+    assert.equal(maxRelError(await logits(variant('qwen2-tiny', { sliding_window: 4, use_sliding_window: false })), qwen), 0);
+    const layered = await logits(variant('qwen2-tiny', { sliding_window: 4, use_sliding_window: true, layer_types: ['full_attention', 'sliding_attention'] }));
+    assert.ok(maxRelError(layered, qwen) > 1e-3, 'layer_types puts the window on layer 1');
+    // without layer_types, max_window_layers says which layers slide (those from it on)
+    const byCount = await logits(variant('qwen2-tiny', { sliding_window: 4, use_sliding_window: true, layer_types: undefined, max_window_layers: 1 }));
+    assert.equal(maxRelError(byCount, layered), 0);
   });
 });

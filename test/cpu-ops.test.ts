@@ -101,9 +101,12 @@ describe('layer norm', () => {
 });
 
 describe('attention over the paged KV cache', () => {
-  for (const blockSize of [1, 4, 16]) {
-    test(`packed tokens of several sequences, each attending to its own keys through its block table (blocks of ${blockSize})`, () => {
-      const heads = 3, d = 5, H = heads * d, maxSeq = 18;
+  // plain multi-head, grouped-query (3 query heads per KV head) and multi-query attention, with and without a sliding window
+  const layouts = [{ heads: 3, kvHeads: 3, window: 0 }, { heads: 6, kvHeads: 2, window: 0 }, { heads: 4, kvHeads: 1, window: 5 }];
+  for (const blockSize of [1, 4, 16]) for (const { heads, kvHeads, window } of layouts) {
+    test(`packed tokens of several sequences, each attending to its own keys through its block table (blocks of ${blockSize}, ${heads} heads over ${kvHeads} KV heads, window ${window})`, () => {
+      const d = 5, H = heads * d, W = kvHeads * d, R = H + 2 * W, maxSeq = 18;
+      const shape = { heads, kvHeads, headDim: d, scale: 0.37, window };
       // sequence lengths 1, 4, 18; sequence 1 reads its first block from sequence 2's (a shared prefix)
       const lens = [1, 4, 18];
       const maxBlocks = Math.ceil(maxSeq / blockSize), blocks = 3 * maxBlocks + 1;
@@ -111,9 +114,9 @@ describe('attention over the paged KV cache', () => {
       const order = Array.from({ length: blocks - 1 }, (_, i) => 1 + ((i * 7) % (blocks - 1)));
       const tables = new Int32Array(3 * maxBlocks);
       for (let i = 0; i < 3 * maxBlocks; i++) tables[i] = order[i];
-      const c: Paged = { k: new Float32Array(blocks * blockSize * H), v: new Float32Array(blocks * blockSize * H), tables, maxBlocks, blockSize, width: H };
+      const c: Paged = { k: new Float32Array(blocks * blockSize * W), v: new Float32Array(blocks * blockSize * W), tables, maxBlocks, blockSize, width: W };
       const T = lens.reduce((a, b) => a + b, 0);
-      const qkv = randn(T * 3 * H);
+      const qkv = randn(T * R);
       const slots = new Int32Array(T), positions = new Int32Array(T), keyLens = new Int32Array(T);
       let t = 0;
       lens.forEach((len, s) => {
@@ -123,25 +126,27 @@ describe('attention over the paged KV cache', () => {
           keyLens[t] = p + 1; // causal
         }
       });
-      writeKV(c, qkv, slots, positions, T);
+      writeKV(c, qkv, R, slots, positions, T);
       const out = new Float32Array(T * H);
-      attend(c, out, qkv, slots, keyLens, heads, d, 0.37, T, new Float32Array(maxSeq), new Int32Array(maxSeq));
+      attend(c, out, qkv, slots, keyLens, shape, T, new Float32Array(maxSeq), new Int32Array(maxSeq));
 
-      // textbook: for token t, keys are the tokens of the same sequence at positions <= its own
+      // textbook: for token t, keys are the tokens of the same sequence at positions <= its own (and within the window)
       const want = new Float32Array(T * H);
       for (let a = 0; a < T; a++) {
-        const keys = [...Array(T).keys()].filter((b) => slots[b] === slots[a] && positions[b] <= positions[a]);
+        const keys = [...Array(T).keys()].filter((b) => slots[b] === slots[a] && positions[b] <= positions[a] &&
+          (window === 0 || positions[b] > positions[a] - window));
         for (let h = 0; h < heads; h++) {
+          const kv = Math.floor(h / (heads / kvHeads)) * d;
           const s = keys.map((b) => {
             let dot = 0;
-            for (let i = 0; i < d; i++) dot += qkv[a * 3 * H + h * d + i] * qkv[b * 3 * H + H + h * d + i];
+            for (let i = 0; i < d; i++) dot += qkv[a * R + h * d + i] * qkv[b * R + H + kv + i];
             return dot * 0.37;
           });
           const m = Math.max(...s);
           const e = s.map((x) => Math.exp(x - m));
           const z = e.reduce((x, y) => x + y, 0);
           for (let i = 0; i < d; i++) {
-            want[a * H + h * d + i] = keys.reduce((acc, b, j) => acc + (e[j] / z) * qkv[b * 3 * H + 2 * H + h * d + i], 0);
+            want[a * H + h * d + i] = keys.reduce((acc, b, j) => acc + (e[j] / z) * qkv[b * R + H + W + kv + i], 0);
           }
         }
       }
@@ -150,11 +155,11 @@ describe('attention over the paged KV cache', () => {
       tables.set(tables.subarray(2 * maxBlocks, 3 * maxBlocks), maxBlocks);
       const shared = new Float32Array(4 * H);
       const rows = [1, 2, 3, 4].map((r) => r); // sequence 1's rows, positions 0..3
-      attend(c, shared, qkv.subarray(3 * H), slots.subarray(1, 5), keyLens.subarray(1, 5), heads, d, 0.37, 4, new Float32Array(maxSeq), new Int32Array(maxSeq));
+      attend(c, shared, qkv.subarray(R), slots.subarray(1, 5), keyLens.subarray(1, 5), shape, 4, new Float32Array(maxSeq), new Int32Array(maxSeq));
       const seq2 = new Float32Array(4 * H);
-      const q2 = new Float32Array(4 * 3 * H);
-      for (const r of rows) q2.set(qkv.subarray(r * 3 * H, (r + 1) * 3 * H), (r - 1) * 3 * H);
-      attend(c, seq2, q2, Int32Array.from([2, 2, 2, 2]), keyLens.subarray(1, 5), heads, d, 0.37, 4, new Float32Array(maxSeq), new Int32Array(maxSeq));
+      const q2 = new Float32Array(4 * R);
+      for (const r of rows) q2.set(qkv.subarray(r * R, (r + 1) * R), (r - 1) * R);
+      attend(c, seq2, q2, Int32Array.from([2, 2, 2, 2]), keyLens.subarray(1, 5), shape, 4, new Float32Array(maxSeq), new Int32Array(maxSeq));
       assertClose(shared, seq2, 0, 'shared blocks');
     });
   }

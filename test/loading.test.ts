@@ -107,7 +107,7 @@ describe('bad model directories', () => {
     fails(loadModel(variant((d) => unlinkSync(join(d, 'model.safetensors')))), 'file-missing', /no model\.safetensors/));
   test('no tokenizer', () => fails(loadModel(variant((d) => unlinkSync(join(d, 'tokenizer.json')))), 'file-missing', /tokenizer\.json not found/));
   test('an unknown architecture', () =>
-    fails(loadModel(variant((d) => editConfig(d, (c) => { c.architectures = ['LlamaForCausalLM']; }))), 'unknown-architecture', /LlamaForCausalLM is not supported/));
+    fails(loadModel(variant((d) => editConfig(d, (c) => { c.architectures = ['MambaForCausalLM']; }))), 'unknown-architecture', /MambaForCausalLM is not supported; Peregrine runs .*LlamaForCausalLM/));
   test('no architectures and an unknown model_type', () =>
     fails(loadModel(variant((d) => editConfig(d, (c) => { delete c.architectures; c.model_type = 'mamba'; }))), 'unknown-architecture', /mamba/));
   test('a field of the wrong type', () =>

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { loadEmbedder, loadGenerator } from '../src/index.js';
 import { assertClose, flat } from './helpers/close.js';
-import { fixture, reference } from './helpers/fixtures.js';
+import { CAUSAL_FIXTURES, fixture, reference } from './helpers/fixtures.js';
 import { allLogits } from './helpers/logits.js';
 
 interface Gpt2Ref {
@@ -30,7 +30,7 @@ function logsumexp(row: Float32Array): number {
   return max + Math.log(s);
 }
 
-for (const name of ['gpt2-tiny', 'gpt2-wide']) {
+for (const name of CAUSAL_FIXTURES) {
   describe(`${name} matches Hugging Face`, async () => {
     const ref = reference<Gpt2Ref>(name);
     const gen = await loadGenerator(fixture(name), { device: 'cpu' });

@@ -58,6 +58,8 @@ export class MetaBackend implements Backend {
   addBiasResidualLayerNorm = nothing;
   linear = nothing;
   normLinear = nothing;
+  gatedActivation = nothing;
+  rotary = nothing;
   linearResidual = nothing;
   writeKV = nothing;
   attend = nothing;

@@ -280,6 +280,7 @@ export class Scheduler {
    * logits are needed).
    */
   private nameBlocks(seq: Sequence, adopt: boolean): void {
+    if (!this.runtime.model.prefixCacheable) return;
     const bs = this.pool.blockSize;
     for (let i = seq.hashes.length; (i + 1) * bs <= seq.tokens.length; i++) {
       const hash = blockHash(i ? seq.hashes[i - 1] : '', seq.tokens, i * bs, bs);

@@ -122,7 +122,7 @@ class Bert implements Encoder {
     const b = p.ops, n = p.n, T = p.capacity;
     const { hidden: H, inner: F, heads, eps, act } = this.cfg;
     const w = this.w;
-    const shape = { heads, headDim: H / heads, scale: 1 / Math.sqrt(H / heads) };
+    const shape = { heads, kvHeads: heads, headDim: H / heads, scale: 1 / Math.sqrt(H / heads), window: 0 };
     const hidden = p.buffer('hidden', [T, H]), mid = p.buffer('mid', [T, H]);
     const qkv = p.buffer('qkv', [T, 3 * H]), attn = p.buffer('attn', [T, H]), proj = p.buffer('proj', [T, H]);
     const fc = p.buffer('fc', [T, F]), fc2 = p.buffer('fc2', [T, H]);

@@ -1,10 +1,10 @@
 // GPT-2 (GPT2LMHeadModel): pre-LayerNorm decoder, learned positions, gelu_new (by default), LM head tied to wte.
 // Written once over the op set; every backend runs this file.
 import type { ModelDir } from '../loaders/model-dir.js';
-import type { Activation, AttentionShape, Backend, Tensor } from '../ops/backend.js';
+import type { Activation, AttentionShape, Backend, Norm, Tensor } from '../ops/backend.js';
 import { ConfigReader, divides } from './config.js';
 import type { Architecture, CausalLM, ModelInfo, Pass } from './model.js';
-import { Checkpoint, detectPrefix } from './weights.js';
+import { Checkpoint, detectPrefix, weightTensors } from './weights.js';
 
 interface Gpt2Config {
   vocab: number;
@@ -58,29 +58,28 @@ function readConfig(raw: Record<string, unknown>): Gpt2Config {
 }
 
 interface LayerWeights {
-  ln1g: Tensor; ln1b: Tensor;
+  ln1: Norm;
   qkvW: Tensor; qkvB: Tensor; // [3H, H], [3H]
   projW: Tensor; projB: Tensor;
-  ln2g: Tensor; ln2b: Tensor;
+  ln2: Norm;
   fcW: Tensor; fcB: Tensor; // [inner, H]
   fc2W: Tensor; fc2B: Tensor; // [H, inner]
 }
 
 function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: Gpt2Config) {
   const { hidden: H, inner: F } = cfg;
+  const norm = (name: string): Norm => ({ kind: 'layer', gamma: ckpt.load(backend, name + '.weight', [H]), beta: ckpt.load(backend, name + '.bias', [H]), eps: cfg.eps });
   // GPT-2's Conv1D stores [in, out]; the op set takes [out, in]
   const layers: LayerWeights[] = [];
   for (let l = 0; l < cfg.layers; l++) {
     const p = `h.${l}.`;
     layers.push({
-      ln1g: ckpt.load(backend, p + 'ln_1.weight', [H]),
-      ln1b: ckpt.load(backend, p + 'ln_1.bias', [H]),
+      ln1: norm(p + 'ln_1'),
       qkvW: ckpt.load(backend, p + 'attn.c_attn.weight', [3 * H, H], true),
       qkvB: ckpt.load(backend, p + 'attn.c_attn.bias', [3 * H]),
       projW: ckpt.load(backend, p + 'attn.c_proj.weight', [H, H], true),
       projB: ckpt.load(backend, p + 'attn.c_proj.bias', [H]),
-      ln2g: ckpt.load(backend, p + 'ln_2.weight', [H]),
-      ln2b: ckpt.load(backend, p + 'ln_2.bias', [H]),
+      ln2: norm(p + 'ln_2'),
       fcW: ckpt.load(backend, p + 'mlp.c_fc.weight', [F, H], true),
       fcB: ckpt.load(backend, p + 'mlp.c_fc.bias', [F]),
       fc2W: ckpt.load(backend, p + 'mlp.c_proj.weight', [H, F], true),
@@ -96,8 +95,7 @@ function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: Gpt2Config) {
   return {
     wte,
     wpe: ckpt.load(backend, 'wpe.weight', [cfg.maxPositions, H]),
-    lnfg: ckpt.load(backend, 'ln_f.weight', [H]),
-    lnfb: ckpt.load(backend, 'ln_f.bias', [H]),
+    lnf: norm('ln_f'),
     lmHead,
     layers,
   };
@@ -106,6 +104,7 @@ function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: Gpt2Config) {
 class Gpt2 implements CausalLM {
   readonly eosTokenIds: number[];
   readonly cacheWidth: number;
+  readonly prefixCacheable = true;
   private readonly w: ReturnType<typeof loadWeights>;
   /** each layer's attention shape: the scale is a per-layer scalar of the attention ops */
   private readonly shapes: AttentionShape[];
@@ -114,12 +113,12 @@ class Gpt2 implements CausalLM {
     this.eosTokenIds = cfg.eos;
     this.cacheWidth = cfg.hidden;
     this.w = loadWeights(backend, ckpt, cfg);
-    this.shapes = this.w.layers.map((_, l) => ({ heads: cfg.heads, headDim: cfg.hidden / cfg.heads, scale: cfg.attentionScale(l) }));
+    this.shapes = this.w.layers.map((_, l) => ({ heads: cfg.heads, kvHeads: cfg.heads, headDim: cfg.hidden / cfg.heads, scale: cfg.attentionScale(l), window: 0 }));
   }
 
   forward(p: Pass): Tensor {
     const b = p.ops, n = p.n, T = p.capacity;
-    const { hidden: H, inner: F, eps, act } = this.cfg;
+    const { hidden: H, inner: F, act } = this.cfg;
     const w = this.w;
     const x = p.buffer('residual', [T, H]);
     // LayerNorm output where the backend does not fuse it into the GEMM
@@ -130,7 +129,7 @@ class Gpt2 implements CausalLM {
     for (let l = 0; l < w.layers.length; l++) {
       const L = w.layers[l], shape = this.shapes[l];
       const { k, v } = p.cache(l);
-      b.normLinear(qkv, x, L.ln1g, L.ln1b, eps, L.qkvW, L.qkvB, 'none', n, normed);
+      b.normLinear(qkv, x, L.ln1, L.qkvW, L.qkvB, 'none', n, normed);
       if (p.segments) {
         b.writeKV(qkv, k, v, p.blockTables, p.slots, p.positions, n);
         b.attend(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, shape, n, p.segments);
@@ -138,7 +137,7 @@ class Gpt2 implements CausalLM {
         b.decodeAttention(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, shape, n);
       }
       b.linearResidual(x, attn, L.projW, L.projB, n, proj);
-      b.normLinear(fc, x, L.ln2g, L.ln2b, eps, L.fcW, L.fcB, act, n, normed);
+      b.normLinear(fc, x, L.ln2, L.fcW, L.fcB, act, n, normed);
       b.linearResidual(x, fc, L.fc2W, L.fc2B, n, fc2);
     }
     return x;
@@ -146,12 +145,12 @@ class Gpt2 implements CausalLM {
 
   logits(p: Pass, x: Tensor, out: Tensor, n: number): void {
     const w = this.w;
-    p.ops.normLinear(out, x, w.lnfg, w.lnfb, this.cfg.eps, w.lmHead, null, 'none', n, p.buffer('finalNormed', [p.capacity, this.cfg.hidden]));
+    p.ops.normLinear(out, x, w.lnf, w.lmHead, null, 'none', n, p.buffer('finalNormed', [p.capacity, this.cfg.hidden]));
   }
 
   weights(): Tensor[] {
     const w = this.w;
-    return [w.wte, w.wpe, w.lnfg, w.lnfb, ...(w.lmHead === w.wte ? [] : [w.lmHead]), ...w.layers.flatMap((L) => Object.values(L))];
+    return [w.wte, w.wpe, ...(w.lmHead === w.wte ? [] : [w.lmHead]), ...weightTensors([w.lnf, ...w.layers])];
   }
 }
 

@@ -18,6 +18,8 @@ export interface Pass {
   readonly positions: Tensor;
   readonly slots: Tensor;
   readonly keyLens: Tensor;
+  /** [capacity] i32: the keys the pass brings each row's sequence to (keyLens of its last row in the pass; rotary's dynamic scaling) */
+  readonly lengths: Tensor;
   /** [capacity] i32 token types (encoders), or null */
   readonly typeIds: Tensor | null;
   /** prompt rows grouped by sequence; null in a decode step (one row per sequence, attending with decodeAttention) */
@@ -49,6 +51,11 @@ export interface CausalLM {
   readonly eosTokenIds: number[];
   /** values per token per layer in the K cache (and in the V cache) */
   readonly cacheWidth: number;
+  /**
+   * Whether a cached block's keys depend only on the tokens up to it, so that the prefix cache may hand it to
+   * another sequence; not under dynamic NTK rotary, where they depend on the length of the pass that wrote them.
+   */
+  readonly prefixCacheable: boolean;
   /** Embedding and every layer over p.n packed rows; returns the residual stream [capacity, hidden] after the last layer. */
   forward(p: Pass): Tensor;
   /** f32 logits [n, vocab] of n rows of x (the final norm and the LM head). */

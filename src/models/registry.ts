@@ -2,9 +2,10 @@
 import { fail, show } from '../errors.js';
 import { bert } from './bert.js';
 import { gpt2 } from './gpt2.js';
+import { llama, mistral, qwen2, qwen3 } from './llama.js';
 import type { Architecture } from './model.js';
 
-const ARCHITECTURES: Architecture[] = [gpt2, bert];
+const ARCHITECTURES: Architecture[] = [gpt2, bert, llama, mistral, qwen2, qwen3];
 
 export function supportedClassNames(): string[] {
   return ARCHITECTURES.flatMap((a) => a.classNames);

@@ -9,7 +9,7 @@ export class Checkpoint {
    * @param prefix  prepended to every name, found by `detectPrefix` (e.g. "transformer." or "bert.")
    * @param implied what the config says, for error messages (e.g. "n_embd=768, n_head=12")
    */
-  constructor(readonly store: WeightStore, readonly prefix: string, private readonly implied: string) {}
+  constructor(readonly store: WeightStore, readonly prefix: string, readonly implied: string) {}
 
   /** The first of `names` the checkpoint holds (old and new spellings of one weight). */
   private resolve(names: string[]): string {
@@ -38,15 +38,20 @@ export class Checkpoint {
 
   /** Several weights of one dtype stacked along their first dimension (fused QKV). */
   loadStacked(backend: Backend, names: string[], shape: number[]): Tensor {
-    const parts = names.map((n) => this.raw(n, shape));
-    if (parts.some((p) => p.dtype !== parts[0].dtype)) fail('bad-safetensors', `tensors ${names.join(', ')} have different dtypes`);
-    const bytes = new Uint8Array(parts.reduce((a, p) => a + p.bytes.length, 0));
+    return this.loadConcat(backend, names.map((name) => ({ name, shape })));
+  }
+
+  /** Weights of one dtype whose shapes differ only in the first dimension, concatenated along it (Q, K and V of grouped-query attention). */
+  loadConcat(backend: Backend, parts: { name: string; shape: number[] }[]): Tensor {
+    const raws = parts.map((p) => this.raw(p.name, p.shape));
+    if (raws.some((p) => p.dtype !== raws[0].dtype)) fail('bad-safetensors', `tensors ${parts.map((p) => p.name).join(', ')} have different dtypes`);
+    const bytes = new Uint8Array(raws.reduce((a, p) => a + p.bytes.length, 0));
     let o = 0;
-    for (const p of parts) {
+    for (const p of raws) {
       bytes.set(p.bytes, o);
       o += p.bytes.length;
     }
-    return backend.weight({ bytes, dtype: parts[0].dtype }, [shape[0] * names.length, ...shape.slice(1)]);
+    return backend.weight({ bytes, dtype: raws[0].dtype }, [parts.reduce((a, p) => a + p.shape[0], 0), ...parts[0].shape.slice(1)]);
   }
 }
 
@@ -54,4 +59,24 @@ export class Checkpoint {
 export function detectPrefix(store: WeightStore, prefixes: string[], probe: string, arch: string): string {
   for (const p of prefixes) if (store.has(p + probe)) return p;
   return fail('weights-mismatch', `the checkpoint has no ${probe} (looked under ${prefixes.map((p) => JSON.stringify(p)).join(', ')}); these weights are not a ${arch} checkpoint`);
+}
+
+/** Every tensor inside `parts` (layer structs, norms), once each, in order. */
+export function weightTensors(parts: unknown[]): Tensor[] {
+  const out = new Set<Tensor>();
+  const walk = (x: unknown): void => {
+    if (typeof x !== 'object' || x === null) return;
+    if (Array.isArray((x as Tensor).shape) && typeof (x as Tensor).dtype === 'string') out.add(x as Tensor);
+    else for (const v of Object.values(x)) walk(v);
+  };
+  parts.forEach(walk);
+  return [...out];
+}
+
+/** An f32 tensor holding `values` whatever the compute dtype (rotary rates): written as their bits through an i32 view. */
+export function f32Table(backend: Backend, values: Float32Array): Tensor {
+  const t = backend.buffer([values.length], 'f32');
+  const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
+  backend.writeInt(backend.view(t, 0, [values.length], 'i32'), bits, values.length);
+  return t;
 }

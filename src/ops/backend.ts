@@ -59,11 +59,55 @@ export interface Candidates {
   scratch: Tensor;
 }
 
+/**
+ * Attention heads over packed qkv rows [tokens, (heads + 2 kvHeads) headDim] = q | k | v. The KV cache holds
+ * kvHeads * headDim values per token; query head h reads KV head h / (heads / kvHeads) (grouped-query and
+ * multi-query attention; kvHeads = heads is plain multi-head attention).
+ */
 export interface AttentionShape {
   heads: number;
+  kvHeads: number;
   headDim: number;
   /** softmax(q k^T * scale) */
   scale: number;
+  /** keys a query sees: its own position and the window - 1 before it (sliding-window attention); 0: all */
+  window: number;
+}
+
+/** A normalization in front of a GEMM: LayerNorm ((x - mean) / sqrt(var + eps) * gamma + beta) or RMSNorm (x / sqrt(mean(x^2) + eps) * gamma). */
+export interface Norm {
+  kind: 'layer' | 'rms';
+  gamma: Tensor;
+  /** LayerNorm's shift; null for RMSNorm and bias-free LayerNorm */
+  beta: Tensor | null;
+  eps: number;
+}
+
+/**
+ * Rotary position embedding (RoPE, the rotate-half layout of Hugging Face's Llama): dimension i < dims / 2 of a
+ * head pairs with i + dims / 2, and the pair turns by position * invFreq[i]; cos and sin are scaled by `scale`.
+ * Reference: src/backends/cpu/rotary.ts.
+ */
+export interface Rotary {
+  /** [dims / 2] f32: each pair's angle per position, as the config's rope scaling makes it */
+  invFreq: Tensor;
+  /** leading dimensions of each head that turn (the head size unless partial) */
+  dims: number;
+  /** YaRN's attention factor; 1 otherwise */
+  scale: number;
+  /**
+   * Dynamic NTK scaling: a sequence of L > original positions turns at
+   * 1 / (base * (factor * L / original - (factor - 1)) ^ (dims / (dims - 2))) ^ (2i / dims) instead of invFreq,
+   * L being the length the pass brings the sequence to (Hugging Face recomputes it per forward call).
+   */
+  dynamic: { base: number; factor: number; original: number } | null;
+}
+
+/** Qwen3's RMSNorm of each query and key head before rotary, weights [headDim]. */
+export interface HeadNorms {
+  q: Tensor;
+  k: Tensor;
+  eps: number;
 }
 
 export interface Backend {
@@ -108,22 +152,30 @@ export interface Backend {
   invalidateGraphs(): void;
 
   // ---- ops ----
-  /** out[t] = tok[ids[t]] + pos[positions[t]] (+ types[typeIds[t]]) */
-  embed(out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor, typeIds: Tensor | null, types: Tensor | null, n: number): void;
+  /** out[t] = tok[ids[t]] (+ pos[positions[t]]) (+ types[typeIds[t]]) */
+  embed(out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor | null, typeIds: Tensor | null, types: Tensor | null, n: number): void;
   layerNorm(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, n: number): void;
   /** sum = x + bias + residual; norm = LayerNorm(sum). `sum` may be `residual` and may be `norm`. */
   addBiasResidualLayerNorm(sum: Tensor, norm: Tensor, x: Tensor, bias: Tensor | null, residual: Tensor,
     gamma: Tensor, beta: Tensor, eps: number, n: number): void;
   /** out[n, N] = act(x[n, K] w[N, K]^T + bias[N]) */
   linear(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number): void;
-  /** out = act(LayerNorm(x) w^T + bias): a pre-LN block's norm fused into the GEMM (scratch [n, K] may hold the norm). */
-  normLinear(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, w: Tensor, bias: Tensor | null, act: Activation, n: number, scratch: Tensor): void;
+  /** out = act(norm(x) w^T + bias): a pre-norm block's LayerNorm or RMSNorm fused into the GEMM (scratch [n, K] may hold the norm). */
+  normLinear(out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null, act: Activation, n: number, scratch: Tensor): void;
+  /** out[t, i] = act(x[t, i]) * x[t, F + i] for i < F, x [n, 2F] = gate | up (SwiGLU and the other GLUs). */
+  gatedActivation(out: Tensor, x: Tensor, act: Activation, n: number): void;
+  /**
+   * Rotary position embedding of the q and k parts of qkv rows, in place, row t at positions[t]; with `norms`,
+   * each q and k head is first RMS-normalized. `lengths` (per row; the keys the pass brings its sequence to)
+   * is read by dynamic NTK scaling only.
+   */
+  rotary(qkv: Tensor, positions: Tensor, lengths: Tensor, rot: Rotary, shape: AttentionShape, norms: HeadNorms | null, n: number): void;
   /** residual += x w^T + bias: a projection added into the residual stream (scratch [n, N] may hold the product). */
   linearResidual(residual: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number, scratch: Tensor): void;
   /**
-   * Stores the K and V parts of qkv [n, 3 * hidden] for row t at position positions[t] of sequence slots[t]
-   * in the paged caches [blocks, blockSize, hidden]: block blockTables[slots[t], position / blockSize],
-   * row position % blockSize.
+   * Stores the K and V parts of qkv [n, q + 2 * width] (the last 2 * width values of a row) for row t at
+   * position positions[t] of sequence slots[t] in the paged caches [blocks, blockSize, width]: block
+   * blockTables[slots[t], position / blockSize], row position % blockSize.
    */
   writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, positions: Tensor, n: number): void;
   /**

@@ -13,7 +13,9 @@ export const OP_WRITES: Record<OpName, number[]> = {
   layerNorm: [0],
   addBiasResidualLayerNorm: [0, 1],
   linear: [0],
-  normLinear: [0, 9],
+  normLinear: [0, 7],
+  gatedActivation: [0],
+  rotary: [0],
   linearResidual: [0, 5],
   writeKV: [1, 2],
   attend: [0],
@@ -30,7 +32,7 @@ export const OP_WRITES: Record<OpName, number[]> = {
 
 /** Written arguments that the op also reads (updates in place: the value before the op stays live into it). */
 const UPDATES: Partial<Record<OpName, number[]>> = {
-  linearResidual: [0], writeKV: [1, 2], decodeAttention: [2, 3], copyBlocks: [0], sample: [4], advance: [0, 1],
+  linearResidual: [0], rotary: [0], writeKV: [1, 2], decodeAttention: [2, 3], copyBlocks: [0], sample: [4], advance: [0, 1],
 };
 
 export interface Access {

@@ -78,6 +78,8 @@ interface Rows {
   positions: Tensor;
   slots: Tensor;
   keyLens: Tensor;
+  /** PassInputs.lengths: in a decode step, keyLens itself */
+  lengths: Tensor;
 }
 
 export class CausalRuntime {
@@ -110,6 +112,7 @@ export class CausalRuntime {
   /** 0, 1, 2, ...: the rows a prefill pass's heads are gathered into */
   private readonly identity: Int32Array;
   private readonly keyLenHost: Int32Array;
+  private readonly lengthHost: Int32Array;
   private readonly padded: { ids: Int32Array; positions: Int32Array; slots: Int32Array; keyLens: Int32Array };
   private readonly prefillIO: PassInputs;
   private readonly decodeIO: PassInputs;
@@ -138,7 +141,9 @@ export class CausalRuntime {
     this.blockTables = b.buffer([slots, this.maxBlocks], 'i32');
     this.tables = { requests: b.buffer([slots, REQUEST_STRIDE], 'i32'), history: b.buffer([slots, maxSeqLen], 'i32'), topP: b.buffer([slots], 'f32') };
     const T = this.capacity;
-    this.prefillRows = { ids: b.buffer([T], 'i32'), positions: b.buffer([T], 'i32'), slots: b.buffer([T], 'i32'), keyLens: b.buffer([T], 'i32') };
+    this.prefillRows = {
+      ids: b.buffer([T], 'i32'), positions: b.buffer([T], 'i32'), slots: b.buffer([T], 'i32'), keyLens: b.buffer([T], 'i32'), lengths: b.buffer([T], 'i32'),
+    };
     this.segments = b.buffer([T, 3], 'i32');
     this.headOut = b.buffer([2, maxBatch], 'i32');
     this.decodeOut = b.buffer([2, maxBatch], 'i32');
@@ -147,7 +152,10 @@ export class CausalRuntime {
       src: b.buffer([maxBatch], 'i32'), dst: b.buffer([maxBatch], 'i32'), headSlots: b.buffer([maxBatch], 'i32'),
       headLengths: b.buffer([maxBatch], 'i32'), headIds: half(this.headOut, 0), headStatus: half(this.headOut, 1),
     };
-    this.decodeRows = { ids: half(this.decodeOut, 0), positions: b.buffer([maxBatch], 'i32'), slots: b.buffer([maxBatch], 'i32'), keyLens: b.buffer([maxBatch], 'i32') };
+    const decodeKeyLens = b.buffer([maxBatch], 'i32');
+    this.decodeRows = {
+      ids: half(this.decodeOut, 0), positions: b.buffer([maxBatch], 'i32'), slots: b.buffer([maxBatch], 'i32'), keyLens: decodeKeyLens, lengths: decodeKeyLens,
+    };
     this.decodeStatus = half(this.decodeOut, 1);
     // logits and scores stay fp32 for sampling, whatever the compute dtype; the host may read them after a pass
     this.logits = b.buffer([maxBatch, V], 'f32');
@@ -162,6 +170,7 @@ export class CausalRuntime {
     this.segmentHost = new Int32Array(3 * T);
     this.identity = Int32Array.from({ length: maxBatch }, (_, i) => i);
     this.keyLenHost = new Int32Array(T);
+    this.lengthHost = new Int32Array(T);
     this.padded = { ids: new Int32Array(maxBatch), positions: new Int32Array(maxBatch), slots: new Int32Array(maxBatch), keyLens: new Int32Array(maxBatch) };
 
     // plan the activations over every kind of pass the runtime runs
@@ -182,7 +191,7 @@ export class CausalRuntime {
 
   private inputs(rows: Rows): PassInputs {
     return {
-      capacity: this.capacity, ids: rows.ids, positions: rows.positions, slots: rows.slots, keyLens: rows.keyLens, typeIds: null,
+      capacity: this.capacity, ids: rows.ids, positions: rows.positions, slots: rows.slots, keyLens: rows.keyLens, lengths: rows.lengths, typeIds: null,
       blockTables: this.blockTables, cache: (l) => this.caches[l],
     };
   }
@@ -278,6 +287,11 @@ export class CausalRuntime {
     b.writeInt(r.keyLens, this.keyLenHost, c.n);
     const seg = packSegments(c.slots, c.n, this.segmentHost);
     b.writeInt(this.segments, this.segmentHost, 3 * seg.count);
+    for (let s = 0; s < seg.count; s++) {
+      const first = this.segmentHost[3 * s], end = first + this.segmentHost[3 * s + 1];
+      this.lengthHost.fill(this.keyLenHost[end - 1], first, end);
+    }
+    b.writeInt(r.lengths, this.lengthHost, c.n);
     b.writeInt(g.src, c.headRows, c.heads);
     b.writeInt(g.dst, this.identity, c.heads);
     b.writeInt(g.headSlots, c.headSlots, c.heads);

@@ -68,8 +68,11 @@ export class EncoderRuntime {
     const k = b.view(kv, 0, [B * maxBlocks, BLOCK, H], act), v = b.view(kv, plane, [B * maxBlocks, BLOCK, H], act);
     const tables = b.buffer([B, maxBlocks], 'i32');
     b.writeInt(tables, Int32Array.from({ length: B * maxBlocks }, (_, i) => i), B * maxBlocks);
+    const keyLens = int(T);
+    // a whole sequence per pass: the length each row's sequence reaches is its key count
     const io: PassInputs = {
-      capacity: T, ids: int(T), positions: int(T), slots: int(T), keyLens: int(T), typeIds: int(T), blockTables: tables, cache: () => ({ k, v }),
+      capacity: T, ids: int(T), positions: int(T), slots: int(T), keyLens, lengths: keyLens, typeIds: int(T), blockTables: tables,
+      cache: () => ({ k, v }),
     };
     const labels = Math.max(this.model.labels.length, 1);
     const bufs: Omit<Buffers, 'passes' | 'owned'> = {

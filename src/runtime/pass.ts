@@ -13,6 +13,7 @@ export interface PassInputs {
   positions: Tensor;
   slots: Tensor;
   keyLens: Tensor;
+  lengths: Tensor;
   typeIds: Tensor | null;
   blockTables: Tensor;
   cache(layer: number): { k: Tensor; v: Tensor };
@@ -29,7 +30,7 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 function makePass(ops: Backend, io: PassInputs, n: number, segments: Segments | null, get: (name: string, shape: number[], dtype: DType) => Tensor): Pass {
   return {
     ops, n, segments, capacity: io.capacity, ids: io.ids, positions: io.positions, slots: io.slots, keyLens: io.keyLens,
-    typeIds: io.typeIds, blockTables: io.blockTables, cache: (l) => io.cache(l),
+    lengths: io.lengths, typeIds: io.typeIds, blockTables: io.blockTables, cache: (l) => io.cache(l),
     buffer: (name, shape, dtype = ops.activationDtype) => get(name, shape, dtype),
   };
 }

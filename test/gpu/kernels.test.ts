@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { seededRandom } from '../../src/ops/rng.js';
-import { ACTIVATIONS, dtypeBytes, packSegments, type DType, type Tensor } from '../../src/ops/backend.js';
+import { ACTIVATIONS, dtypeBytes, packSegments, type DType, type Norm, type Tensor } from '../../src/ops/backend.js';
+import { f32Table } from '../../src/models/weights.js';
 import { assertClose } from '../helpers/close.js';
 import { cpu, get, noGpu, put, putInt, randn, rounded, TOL } from './helpers.js';
 
@@ -130,16 +131,19 @@ for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
       });
     }
 
-    for (const [M, N, K] of [[1, 50, 768], [3, 2304, 1600], [8, 96, 45], [6, 640, 64], [17, 300, 200]] as [number, number, number][]) {
-      test(`fused LayerNorm + linear, and linear + residual, [${M}x${K}] -> ${N}`, () => {
+    for (const [M, N, K, kind] of [[1, 50, 768, 'layer'], [3, 2304, 1600, 'layer'], [8, 96, 45, 'layer'], [6, 640, 64, 'layer'], [17, 300, 200, 'layer'],
+      [1, 50, 768, 'rms'], [5, 96, 45, 'rms'], [17, 300, 200, 'rms']] as [number, number, number, 'layer' | 'rms'][]) {
+      test(`fused ${kind === 'rms' ? 'RMSNorm' : 'LayerNorm'} + linear, and linear + residual, [${M}x${K}] -> ${N}`, () => {
         const g = gpu(dtype);
         const x = r(randn(M * K, 3)), gamma = r(randn(K)), beta = r(randn(K)), w = r(randn(N * K, 1 / Math.sqrt(K))), b = r(randn(N));
         const res = r(randn(M * N)), xr = r(randn(M * K));
         const run = (be: typeof cpu | CudaBackend, dt: DType) => {
           const out = be.buffer([M, N], dt), scratch = be.buffer([M, Math.max(K, N)], dt);
-          be.normLinear(out, put(be, x, [M, K]), put(be, gamma, [K]), put(be, beta, [K]), 1e-5, put(be, w, [N, K]), put(be, b, [N]), 'gelu_tanh', M, scratch);
+          // RMSNorm without a shift; LayerNorm with one
+          const norm: Norm = { kind, gamma: put(be, gamma, [K]), beta: kind === 'rms' ? null : put(be, beta, [K]), eps: 1e-5 };
+          be.normLinear(out, put(be, x, [M, K]), norm, put(be, w, [N, K]), put(be, b, [N]), 'gelu_tanh', M, scratch);
           const logits = be.buffer([M, N], 'f32');
-          be.normLinear(logits, put(be, x, [M, K]), put(be, gamma, [K]), put(be, beta, [K]), 1e-5, put(be, w, [N, K]), null, 'none', M, scratch);
+          be.normLinear(logits, put(be, x, [M, K]), norm, put(be, w, [N, K]), null, 'none', M, scratch);
           const rs = put(be, res, [M, N]);
           be.linearResidual(rs, put(be, xr, [M, K]), put(be, w, [N, K]), put(be, b, [N]), M, be.buffer([M, N], dt));
           return [get(be, out), get(be, logits), get(be, rs)];
@@ -157,13 +161,14 @@ for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
       const M = 70;
       const x = r(randn(M * K, 3)), gamma = r(randn(K)), beta = r(randn(K)), w = r(randn(N * K, 1 / Math.sqrt(K))), b = r(randn(N));
       const res = r(randn(M * N));
-      const wt = put(g, w, [N, K]), bt = put(g, b, [N]), gt = put(g, gamma, [K]), et = put(g, beta, [K]);
+      const wt = put(g, w, [N, K]), bt = put(g, b, [N]);
+      const norm: Norm = { kind: 'layer', gamma: put(g, gamma, [K]), beta: put(g, beta, [K]), eps: 1e-5 };
       // rows [from, from + n) of x in one pass: linear + GELU, LayerNorm + linear to fp32, linear + residual
       const pass = (from: number, n: number) => {
         const xs = put(g, x.slice(from * K, (from + n) * K), [n, K]), scratch = g.buffer([n, Math.max(K, N)], dtype);
         const out = g.buffer([n, N], dtype), logits = g.buffer([n, N], 'f32');
         g.linear(out, xs, wt, bt, 'gelu_tanh', n);
-        g.normLinear(logits, xs, gt, et, 1e-5, wt, null, 'none', n, scratch);
+        g.normLinear(logits, xs, norm, wt, null, 'none', n, scratch);
         const rs = put(g, res.slice(from * N, (from + n) * N), [n, N]);
         g.linearResidual(rs, xs, wt, bt, n, scratch);
         return [get(g, out), get(g, logits), get(g, rs)];
@@ -180,11 +185,54 @@ for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
       }
     });
 
-    for (const [heads, D] of [[1, 4], [3, 12], [4, 64], [2, 128]]) {
+    // [query heads, KV heads, head size, rotating dims, dynamic NTK, Qwen3 head norms]
+    for (const [heads, kvHeads, D, dims, dynamic, norms] of [[4, 2, 64, 64, false, false], [6, 2, 24, 24, true, false], [2, 1, 128, 64, false, true],
+      [8, 8, 32, 32, true, true]] as [number, number, number, number, boolean, boolean][]) {
+      test(`rotary embedding of q and k, ${heads} heads over ${kvHeads} KV heads of ${D} (${dims} turning)${dynamic ? ', dynamic NTK' : ''}${norms ? ', head norms' : ''}`, () => {
+        const g = gpu(dtype);
+        const n = 37, R = (heads + 2 * kvHeads) * D;
+        const qkv = r(randn(n * R, 2)), qn = r(randn(D, 0.3).map((x) => 1 + x)), kn = r(randn(D, 0.3).map((x) => 1 + x));
+        // positions far into a long context, where fp32 angles are large; lengths straddle the dynamic threshold
+        const positions = Int32Array.from({ length: n }, (_, i) => (i * 977) % 5000);
+        const lengths = Int32Array.from(positions, (p, i) => p + 1 + (i % 3));
+        const invFreq = Float32Array.from({ length: dims / 2 }, (_, i) => Math.fround(1 / 10000 ** ((2 * i) / dims)));
+        const [want, got] = [cpu, g].map((b) => {
+          const t = put(b, qkv, [n, R]);
+          const rot = { invFreq: f32Table(b, invFreq), dims, scale: dynamic ? 1 : 1.17, dynamic: dynamic ? { base: 10000, factor: 4, original: 2048 } : null };
+          const hn = norms ? { q: put(b, qn, [D]), k: put(b, kn, [D]), eps: 1e-6 } : null;
+          b.rotary(t, putInt(b, positions), putInt(b, lengths), rot, { heads, kvHeads, headDim: D, scale: 1, window: 0 }, hn, n);
+          return get(b, t);
+        });
+        // the v part is left alone; angles up to 5000 rad cost fp32 a few ulps of the angle
+        for (let t = 0; t < n; t++) {
+          const v0 = t * R + (heads + kvHeads) * D, v1 = (t + 1) * R;
+          assert.deepEqual(Array.from(got.subarray(v0, v1)), Array.from(qkv.subarray(v0, v1)), `v of row ${t}`);
+        }
+        assertClose(got, want, dtype === 'f32' ? 2e-4 : tol * 4, 'rotated q and k');
+      });
+    }
+
+    test('gated activations (SwiGLU and GeGLU) of [gate | up] rows', () => {
+      const g = gpu(dtype);
+      const n = 9, F = 301;
+      const x = r(randn(n * 2 * F, 2));
+      for (const act of ['silu', 'gelu_tanh'] as const) {
+        const [want, got] = [cpu, g].map((b) => {
+          const out = b.buffer([n, F], b === cpu ? 'f32' : dtype);
+          b.gatedActivation(out, put(b, x, [n, 2 * F]), act, n);
+          return get(b, out);
+        });
+        assertClose(got, want, tol * 2, act);
+      }
+    });
+
+    // [query heads, KV heads, head size, window]: multi-head, grouped-query (head size 24 as Llama-3-style
+    // configs have it), multi-query with a sliding window, and a window longer than a block
+    for (const [heads, kvHeads, D, window] of [[1, 1, 4, 0], [3, 3, 12, 0], [4, 4, 64, 0], [2, 2, 128, 0], [6, 2, 24, 0], [4, 1, 64, 17], [8, 2, 32, 50]]) {
       for (const blockSize of [16, 8, 3]) {
-        test(`KV-cache write, decode attention and prompt attention, ${heads} heads of ${D}, paged in blocks of ${blockSize}`, () => {
+        test(`KV-cache write, decode attention and prompt attention, ${heads} heads over ${kvHeads} KV heads of ${D}, window ${window}, paged in blocks of ${blockSize}`, () => {
           const g = gpu(dtype);
-          const H = heads * D, maxSeq = 130;
+          const H = heads * D, W = kvHeads * D, R = H + 2 * W, maxSeq = 130;
           // slot 4 shares the first whole blocks of slot 2 (a common prefix) and goes on from there
           const shareBlocks = Math.ceil(40 / blockSize), shared = shareBlocks * blockSize;
           // prompts of lengths 1, 33 and 100; a chunk of 20 continuing at position 60 of slot 3; a chunk of 30
@@ -198,27 +246,27 @@ for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
           const slots = new Int32Array(n), positions = new Int32Array(n), keyLens = new Int32Array(n);
           let t = 0;
           for (const [slot, p0, len] of runs) for (let p = p0; p < p0 + len; p++, t++) { slots[t] = slot; positions[t] = p; keyLens[t] = p + 1; }
-          const qkv = r(randn(n * 3 * H));
+          const qkv = r(randn(n * R));
           // slot 3's first 60 positions come from an earlier chunk (the q parts of these rows go unused)
-          const early = r(randn(60 * 3 * H));
+          const early = r(randn(60 * R));
           // the decode step: one row per sequence and a padding row (one key, in block 0), in mixed order
           const decodeSlots = Int32Array.from([2, 0, 5, 4, 1, 3]);
           const decodeLens = Int32Array.from(decodeSlots, (s) => Math.max(1, lengths[s]));
-          const next = r(randn(decodeSlots.length * 3 * H));
-          const shape = { heads, headDim: D, scale: 1 / Math.sqrt(D) };
+          const next = r(randn(decodeSlots.length * R));
+          const shape = { heads, kvHeads, headDim: D, scale: 1 / Math.sqrt(D), window };
           const seg = new Int32Array(3 * n);
           const { count, longest } = packSegments(slots, n, seg);
           const results = [cpu, g].map((b) => {
             const dt = b === cpu ? 'f32' : dtype;
-            const k = b.buffer([blocks, blockSize, H], dt), v = b.buffer([blocks, blockSize, H], dt);
+            const k = b.buffer([blocks, blockSize, W], dt), v = b.buffer([blocks, blockSize, W], dt);
             const bt = putTable(b, table, [lengths.length, maxBlocks]);
-            b.writeKV(put(b, early, [60, 3 * H]), k, v, bt, putInt(b, new Int32Array(60).fill(3)), putInt(b, Int32Array.from({ length: 60 }, (_, i) => i)), 60);
-            const q = put(b, qkv, [n, 3 * H]), ts = putInt(b, slots), tp = putInt(b, positions), tk = putInt(b, keyLens);
+            b.writeKV(put(b, early, [60, R]), k, v, bt, putInt(b, new Int32Array(60).fill(3)), putInt(b, Int32Array.from({ length: 60 }, (_, i) => i)), 60);
+            const q = put(b, qkv, [n, R]), ts = putInt(b, slots), tp = putInt(b, positions), tk = putInt(b, keyLens);
             b.writeKV(q, k, v, bt, ts, tp, n);
             const prompt = b.buffer([n, H], dt);
             b.attend(prompt, q, k, v, bt, ts, tk, shape, n, { table: putInt(b, seg.slice(0, 3 * count)), count, longest });
             const decode = b.buffer([decodeSlots.length, H], dt);
-            b.decodeAttention(decode, put(b, next, [decodeSlots.length, 3 * H]), k, v, bt, putInt(b, decodeSlots), putInt(b, decodeLens),
+            b.decodeAttention(decode, put(b, next, [decodeSlots.length, R]), k, v, bt, putInt(b, decodeSlots), putInt(b, decodeLens),
               shape, decodeSlots.length);
             return { prompt: get(b, prompt), decode: get(b, decode), k: get(b, k), v: get(b, v) };
           });
@@ -245,7 +293,7 @@ for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
       const slots = new Int32Array(n), positions = Int32Array.from({ length: n }, (_, i) => 2460 + i);
       const keyLens = Int32Array.from(positions, (p) => p + 1);
       const qkv = r(randn(n * 3 * H)), next = r(randn(2 * 3 * H));
-      const shape = { heads, headDim: D, scale: 1 / Math.sqrt(D) };
+      const shape = { heads, kvHeads: heads, headDim: D, scale: 1 / Math.sqrt(D), window: 0 };
       const results = [cpu, g].map((b) => {
         const dt = b === cpu ? 'f32' : dtype;
         const k = b.buffer([blocks, blockSize, H], dt), v = b.buffer([blocks, blockSize, H], dt);

@@ -1,11 +1,11 @@
-// The GPT-2 and BERT fixtures on the GPU against the Hugging Face references: fp32 within 1e-3 with greedy
+// The GPT-2, Llama-family and BERT fixtures on the GPU against the Hugging Face references: fp32 within 1e-3 with greedy
 // tokens identical for 32 steps (decode steps replayed from a CUDA graph), fp16 and bf16 within 2e-2.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { loadEmbedder, loadGenerator } from '../../src/index.js';
 import { assertClose, flat } from '../helpers/close.js';
-import { fixture, reference } from '../helpers/fixtures.js';
+import { CAUSAL_FIXTURES, fixture, reference } from '../helpers/fixtures.js';
 import { allLogits } from '../helpers/logits.js';
 import { noGpu } from './helpers.js';
 
@@ -15,14 +15,24 @@ const TOL = { f32: 1e-3, f16: 2e-2, bf16: 2e-2 } as const;
 interface Gpt2Ref {
   forward: { ids: number[]; argmax: number[]; logits: number[][]; indices?: number[] }[];
   greedy: { ids: number[]; generated: number[] }[];
+  /** how far Hugging Face's own fp16 and bf16 runs land from its fp32 logits (the Llama-family fixtures) */
+  hf_dtype_error?: { f16: number; bf16: number };
+}
+
+/**
+ * The tolerance in `dtype`: 1e-3 in fp32, and 2e-2 in fp16 and bf16 unless Hugging Face's own run in that dtype lands
+ * further from fp32 than that (a tiny random model's 16-bit error varies), then 1.5 times Hugging Face's error.
+ */
+function tolerance(ref: Gpt2Ref, dtype: keyof typeof TOL): number {
+  return dtype === 'f32' ? TOL.f32 : Math.max(TOL[dtype], 1.5 * (ref.hf_dtype_error?.[dtype] ?? 0));
 }
 
 for (const dtype of ['f32', 'f16', 'bf16'] as const) {
-  for (const name of ['gpt2-tiny', 'gpt2-wide']) {
+  for (const name of CAUSAL_FIXTURES) {
     describe(`${name} on the GPU in ${dtype}`, { skip: skip ?? false }, () => {
       const ref = reference<Gpt2Ref>(name);
 
-      test(`logits at every position within ${TOL[dtype]}`, async () => {
+      test(`logits at every position within ${tolerance(ref, dtype)}`, async () => {
         const gen = await loadGenerator(fixture(name), { device: 'cuda', dtype });
         const V = gen.model.info.vocabSize;
         for (const f of ref.forward) {
@@ -30,7 +40,7 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
           for (let pos = 0; pos < f.ids.length; pos++) {
             const row = logits.subarray(pos * V, (pos + 1) * V);
             const got = f.indices ? f.indices.map((i) => row[i]) : Array.from(row);
-            assertClose(got, f.logits[pos], TOL[dtype], `prompt of ${f.ids.length}, position ${pos}`);
+            assertClose(got, f.logits[pos], tolerance(ref, dtype), `prompt of ${f.ids.length}, position ${pos}`);
           }
         }
         gen.dispose();

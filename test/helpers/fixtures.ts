@@ -25,3 +25,11 @@ export function fixture(name: string): string {
 export function reference<T = any>(name: string, file = 'reference.json'): T {
   return JSON.parse(readFileSync(join(FIXTURES, name, file), 'utf8')) as T;
 }
+
+/**
+ * The causal-LM fixtures: GPT-2 (make_fixtures.py) and the Llama family (make_llama_fixtures.py: grouped- and
+ * multi-query attention, head sizes apart from hidden / heads, a sliding window, q/k/v biases, Qwen3's head
+ * norms, tied and untied heads, and every rope scaling).
+ */
+export const CAUSAL_FIXTURES = ['gpt2-tiny', 'gpt2-wide', 'llama-tiny', 'llama3-tiny', 'mistral-tiny', 'qwen2-tiny', 'qwen3-tiny',
+  'llama-rope-linear', 'llama-rope-dynamic', 'llama-rope-yarn'];

@@ -1,6 +1,8 @@
 // Attention over a paged KV cache: the reference for kernels/attention.cu. Each layer's cache is
-// [blocks, blockSize, width]; sequence s keeps position p in block blockTables[s, p / blockSize], row
-// p % blockSize. Queries come from packed qkv rows [tokens, 3 * hidden] (q | k | v).
+// [blocks, blockSize, width = kvHeads * headDim]; sequence s keeps position p in block blockTables[s, p / blockSize],
+// row p % blockSize. Queries come from packed qkv rows [tokens, (heads + 2 kvHeads) headDim] (q | k | v).
+import type { AttentionShape } from '../../ops/backend.js';
+
 
 export interface Paged {
   k: Float32Array;
@@ -9,7 +11,7 @@ export interface Paged {
   tables: Int32Array;
   maxBlocks: number;
   blockSize: number;
-  /** values per cached token (hidden) */
+  /** values per cached token (kvHeads * headDim) */
   width: number;
 }
 
@@ -19,33 +21,37 @@ export function cacheOffset(c: Paged, slot: number, position: number): number {
   return (block * c.blockSize + (position % c.blockSize)) * c.width;
 }
 
-/** Copies the k and v parts of each token's qkv row to its sequence and position of the caches. */
-export function writeKV(c: Paged, qkv: Float32Array, slots: Int32Array, positions: Int32Array, n: number): void {
-  const H = c.width;
+/** Copies the k and v parts of each token's qkv row (its last 2 * width values) to its sequence and position of the caches. */
+export function writeKV(c: Paged, qkv: Float32Array, rowWidth: number, slots: Int32Array, positions: Int32Array, n: number): void {
+  const W = c.width;
   for (let t = 0; t < n; t++) {
-    const src = t * 3 * H;
+    const src = t * rowWidth + rowWidth - 2 * W;
     const dst = cacheOffset(c, slots[t], positions[t]);
-    for (let i = 0; i < H; i++) {
-      c.k[dst + i] = qkv[src + H + i];
-      c.v[dst + i] = qkv[src + 2 * H + i];
+    for (let i = 0; i < W; i++) {
+      c.k[dst + i] = qkv[src + i];
+      c.v[dst + i] = qkv[src + W + i];
     }
   }
 }
 
-/** out[t, head] = softmax(q . k_j * scale) . v_j over keys j < keyLens[t] of sequence slots[t]. */
+/**
+ * out[t, head] = softmax(q . k_j * scale) . v_j over keys j < keyLens[t] of sequence slots[t] (the last
+ * `window` of them when shape.window > 0); query head h reads KV head h / (heads / kvHeads).
+ */
 export function attend(
   c: Paged, out: Float32Array, qkv: Float32Array, slots: Int32Array, keyLens: Int32Array,
-  heads: number, headDim: number, scale: number, n: number, scores: Float32Array, rowsOf: Int32Array,
+  shape: AttentionShape, n: number, scores: Float32Array, rowsOf: Int32Array,
 ): void {
-  const H = heads * headDim;
+  const { heads, kvHeads, headDim, scale, window } = shape;
+  const H = heads * headDim, rowWidth = (heads + 2 * kvHeads) * headDim, group = heads / kvHeads;
   for (let t = 0; t < n; t++) {
-    const L = keyLens[t];
-    for (let j = 0; j < L; j++) rowsOf[j] = cacheOffset(c, slots[t], j);
+    const L = keyLens[t], first = window > 0 ? Math.max(0, L - window) : 0;
+    for (let j = first; j < L; j++) rowsOf[j] = cacheOffset(c, slots[t], j);
     for (let h = 0; h < heads; h++) {
-      const q = t * 3 * H + h * headDim;
+      const q = t * rowWidth + h * headDim, kv = Math.floor(h / group) * headDim;
       let max = -Infinity;
-      for (let j = 0; j < L; j++) {
-        const k = rowsOf[j] + h * headDim;
+      for (let j = first; j < L; j++) {
+        const k = rowsOf[j] + kv;
         let s = 0;
         for (let i = 0; i < headDim; i++) s += qkv[q + i] * c.k[k + i];
         s *= scale;
@@ -53,16 +59,16 @@ export function attend(
         if (s > max) max = s;
       }
       let sum = 0;
-      for (let j = 0; j < L; j++) {
+      for (let j = first; j < L; j++) {
         const e = Math.exp(scores[j] - max);
         scores[j] = e;
         sum += e;
       }
       const o = t * H + h * headDim;
       for (let i = 0; i < headDim; i++) out[o + i] = 0;
-      for (let j = 0; j < L; j++) {
+      for (let j = first; j < L; j++) {
         const p = scores[j] / sum;
-        const v = rowsOf[j] + h * headDim;
+        const v = rowsOf[j] + kv;
         for (let i = 0; i < headDim; i++) out[o + i] += p * c.v[v + i];
       }
     }

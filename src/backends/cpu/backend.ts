@@ -1,12 +1,14 @@
 // The CPU backend: the reference implementation of every op, in plain TypeScript over Float32Array.
 import { fail } from '../../errors.js';
 import { toFloat32, transpose2d, type HostWeight } from '../../loaders/dtypes.js';
-import { blockRegions, numel, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type SampleRows,
-  type SequenceTables, type Tensor } from '../../ops/backend.js';
+import { blockRegions, numel, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
+  type Rotary, type SampleRows, type SequenceTables, type Tensor } from '../../ops/backend.js';
+import { gatedActivation } from './activations.js';
 import { attend, copyBlocks, writeKV, type Paged } from './attention.js';
 import { embed } from './embedding.js';
-import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
+import { addBiasResidualLayerNorm, layerNorm, rmsNorm } from './layernorm.js';
 import { linear } from './linear.js';
+import { rotary } from './rotary.js';
 import { gatherRows, meanPool } from './rows.js';
 import { advance, CpuSampler, logprobs, processLogits, selectCandidates, type SeqArrays } from './sampling.js';
 
@@ -135,8 +137,8 @@ export class CpuBackend implements Backend {
     // nothing captured
   }
 
-  embed(out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor, typeIds: Tensor | null, types: Tensor | null, n: number): void {
-    embed(f32(out), i32(ids), i32(positions), f32(tok), f32(pos), typeIds ? i32(typeIds) : null, opt(types), n, tok.shape[1]);
+  embed(out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor | null, typeIds: Tensor | null, types: Tensor | null, n: number): void {
+    embed(f32(out), i32(ids), i32(positions), f32(tok), opt(pos), typeIds ? i32(typeIds) : null, opt(types), n, tok.shape[1]);
   }
 
   layerNorm(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, n: number): void {
@@ -152,9 +154,19 @@ export class CpuBackend implements Backend {
     linear(f32(out), f32(x), f32(w), opt(bias), act, n, w.shape[0], w.shape[1]);
   }
 
-  normLinear(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, w: Tensor, bias: Tensor | null, act: Activation, n: number, scratch: Tensor): void {
-    this.layerNorm(scratch, x, gamma, beta, eps, n);
+  normLinear(out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null, act: Activation, n: number, scratch: Tensor): void {
+    const apply = norm.kind === 'rms' ? rmsNorm : layerNorm;
+    apply(f32(scratch), f32(x), f32(norm.gamma), opt(norm.beta), norm.eps, n, norm.gamma.shape[0]);
     this.linear(out, scratch, w, bias, act, n);
+  }
+
+  gatedActivation(out: Tensor, x: Tensor, act: Activation, n: number): void {
+    gatedActivation(f32(out), f32(x), act, n, out.shape[1]);
+  }
+
+  rotary(qkv: Tensor, positions: Tensor, lengths: Tensor, rot: Rotary, shape: AttentionShape, norms: HeadNorms | null, n: number): void {
+    const headNorms = norms ? { q: f32(norms.q), k: f32(norms.k), eps: norms.eps } : null;
+    rotary(f32(qkv), i32(positions), i32(lengths), rot, f32(rot.invFreq), shape, headNorms, n);
   }
 
   linearResidual(residual: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number, scratch: Tensor): void {
@@ -164,7 +176,7 @@ export class CpuBackend implements Backend {
   }
 
   writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, positions: Tensor, n: number): void {
-    writeKV(paged(kCache, vCache, blockTables), f32(qkv), i32(slots), i32(positions), n);
+    writeKV(paged(kCache, vCache, blockTables), f32(qkv), qkv.shape[1], i32(slots), i32(positions), n);
   }
 
   attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
@@ -175,7 +187,7 @@ export class CpuBackend implements Backend {
       this.scores = new Float32Array(longest);
       this.rowsOf = new Int32Array(longest);
     }
-    attend(c, f32(out), f32(qkv), i32(slots), i32(keyLens), shape.heads, shape.headDim, shape.scale, n, this.scores, this.rowsOf);
+    attend(c, f32(out), f32(qkv), i32(slots), i32(keyLens), shape, n, this.scores, this.rowsOf);
   }
 
   decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
@@ -183,7 +195,7 @@ export class CpuBackend implements Backend {
     const positions = this.decodePositions.length >= n ? this.decodePositions : (this.decodePositions = new Int32Array(n));
     const k = i32(keyLens);
     for (let i = 0; i < n; i++) positions[i] = k[i] - 1;
-    writeKV(paged(kCache, vCache, blockTables), f32(qkv), i32(slots), positions, n);
+    writeKV(paged(kCache, vCache, blockTables), f32(qkv), qkv.shape[1], i32(slots), positions, n);
     this.attend(out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n);
   }
 

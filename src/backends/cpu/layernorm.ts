@@ -1,7 +1,7 @@
-// LayerNorm over rows of width H, and the fused add-bias + residual + LayerNorm of the transformer block.
+// LayerNorm and RMSNorm over rows of width H, and the fused add-bias + residual + LayerNorm of the transformer block.
 
 /** out[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta, for rows r < n. */
-export function layerNorm(out: Float32Array, x: Float32Array, gamma: Float32Array, beta: Float32Array, eps: number, n: number, H: number): void {
+export function layerNorm(out: Float32Array, x: Float32Array, gamma: Float32Array, beta: Float32Array | null, eps: number, n: number, H: number): void {
   for (let r = 0; r < n; r++) normRow(out, x, r * H, gamma, beta, eps, H);
 }
 
@@ -18,7 +18,20 @@ export function addBiasResidualLayerNorm(
   }
 }
 
-function normRow(out: Float32Array, x: Float32Array, o: number, gamma: Float32Array, beta: Float32Array, eps: number, H: number): void {
+/** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * gamma (+ beta), for rows r < n. */
+export function rmsNorm(out: Float32Array, x: Float32Array, gamma: Float32Array, beta: Float32Array | null, eps: number, n: number, H: number): void {
+  for (let r = 0; r < n; r++) rmsRow(out, x, r * H, gamma, beta, eps, H);
+}
+
+/** RMSNorm of H values of x at o into out at o (also each head of q and k, Qwen3). */
+export function rmsRow(out: Float32Array, x: Float32Array, o: number, gamma: Float32Array, beta: Float32Array | null, eps: number, H: number): void {
+  let ss = 0;
+  for (let i = 0; i < H; i++) ss += x[o + i] * x[o + i];
+  const inv = 1 / Math.sqrt(ss / H + eps);
+  for (let i = 0; i < H; i++) out[o + i] = x[o + i] * inv * gamma[i] + (beta ? beta[i] : 0);
+}
+
+function normRow(out: Float32Array, x: Float32Array, o: number, gamma: Float32Array, beta: Float32Array | null, eps: number, H: number): void {
   let mean = 0;
   for (let i = 0; i < H; i++) mean += x[o + i];
   mean /= H;
@@ -28,5 +41,5 @@ function normRow(out: Float32Array, x: Float32Array, o: number, gamma: Float32Ar
     variance += d * d;
   }
   const inv = 1 / Math.sqrt(variance / H + eps);
-  for (let i = 0; i < H; i++) out[o + i] = (x[o + i] - mean) * inv * gamma[i] + beta[i];
+  for (let i = 0; i < H; i++) out[o + i] = (x[o + i] - mean) * inv * gamma[i] + (beta ? beta[i] : 0);
 }

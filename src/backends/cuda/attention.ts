@@ -1,4 +1,4 @@
-// Launchers for kernels/attention.cu over the paged KV cache (caches [blocks, blockSize, hidden], block tables
+// Launchers for kernels/attention.cu over the paged KV cache (caches [blocks, blockSize, kvHeads * headDim], block tables
 // [slots, maxBlocks]): KV-cache writes, decode-step attention, prompt attention by segment, and block copies.
 import { fail } from '../../errors.js';
 import { dtypeBytes, type AttentionShape, type Segments, type Tensor } from '../../ops/backend.js';
@@ -22,40 +22,40 @@ function allowSharedMemory(k: Kernel, bytes: number): void {
 export function writeKV(c: CudaContext, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor,
   positions: Tensor, n: number): void {
   if (n === 0) return;
-  const [, blockSize, H] = kCache.shape;
-  c.kernels.get('attention', `write_kv_${sfx(kCache.dtype)}`, 'ppppppiii')
+  const [, blockSize, W] = kCache.shape;
+  c.kernels.get('attention', `write_kv_${sfx(kCache.dtype)}`, 'ppppppiiii')
     .launch(c.stream, n, 1, 1, 256, 0, ptr(qkv), ptr(kCache), ptr(vCache), ptr(blockTables), ptr(slots), ptr(positions),
-      H, blockSize, blockTables.shape[1]);
+      qkv.shape[1], W, blockSize, blockTables.shape[1]);
 }
 
 /** Prompt tokens by segment: up to 32 query rows of one sequence per block, key/value tiles in shared memory. */
 export function attendPrompt(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor,
   slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number, segments: Segments): void {
   if (n === 0) return;
-  const { heads, headDim: D, scale } = shape;
+  const { heads, kvHeads, headDim: D, scale, window } = shape;
   const dpt = [2, 4, 8, 16, 32].find((d) => d * 4 >= D);
   if (!dpt) fail('bad-config', `attention head size ${D} is beyond the 128 the CUDA prompt-attention kernel supports`);
-  const k = c.kernels.get('attention', `attend_prefill${dpt}_${sfx(out.dtype)}`, 'ppppppppiifii');
+  const k = c.kernels.get('attention', `attend_prefill${dpt}_${sfx(out.dtype)}`, 'ppppppppiiifiii');
   k.launch(c.stream, Math.ceil(segments.longest / PREFILL_ROWS), segments.count, heads, 128, 2 * PREFILL_KEYS * D * 4,
     ptr(out), ptr(qkv), ptr(kCache), ptr(vCache), ptr(blockTables), ptr(slots), ptr(keyLens), ptr(segments.table),
-    heads, D, scale, kCache.shape[1], blockTables.shape[1]);
+    heads, kvHeads, D, scale, window, kCache.shape[1], blockTables.shape[1]);
 }
 
 /** One query per row; the kernel first writes the row's k and v at position keyLens - 1. */
 export function attendDecode(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor,
   slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void {
   if (n === 0) return;
-  const { heads, headDim: D, scale } = shape;
+  const { heads, kvHeads, headDim: D, scale, window } = shape;
   // a lane holds at most one 16-byte vector of the head's dimensions, 32 lanes per key at most
   const most = 32 * (16 / dtypeBytes(out.dtype));
   if (D > most) fail('bad-config', `attention head size ${D} is beyond the ${most} the CUDA decode-attention kernel supports in ${out.dtype}`);
   const blockSize = kCache.shape[1], maxBlocks = blockTables.shape[1];
-  const k = c.kernels.get('attention', `attend_decode_${sfx(out.dtype)}`, 'pppppppiifii');
+  const k = c.kernels.get('attention', `attend_decode_${sfx(out.dtype)}`, 'pppppppiiifiii');
   // the block ids, then each warp's softmax state for the merge (kernels/attention.cu)
   const smem = (maxBlocks + (DECODE_THREADS / 32) * (D + 2)) * 4;
   allowSharedMemory(k, smem);
   k.launch(c.stream, heads, n, 1, DECODE_THREADS, smem, ptr(out), ptr(qkv), ptr(kCache), ptr(vCache), ptr(blockTables),
-    ptr(slots), ptr(keyLens), heads, D, scale, blockSize, maxBlocks);
+    ptr(slots), ptr(keyLens), heads, kvHeads, D, scale, window, blockSize, maxBlocks);
 }
 
 /** Block pairs[i, 1] = block pairs[i, 0] for i < count in every plane of pool [planes, blocks, blockSize, width]. */

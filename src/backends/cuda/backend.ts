@@ -2,8 +2,8 @@
 // launchers (one file per kernel family beside this one) and cuBLASLt.
 import { fail } from '../../errors.js';
 import { toFloat32, type HostWeight } from '../../loaders/dtypes.js';
-import { blockRegions, dtypeBytes, numel, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type SampleRows, type Segments,
-  type SequenceTables, type Tensor } from '../../ops/backend.js';
+import { blockRegions, dtypeBytes, numel, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
+  type Rotary, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../../ops/backend.js';
 import { attendDecode, attendPrompt, copyBlocks, writeKV } from './attention.js';
 import { Blas } from './blas.js';
 import { CU, Driver, fmt, koffi, memoryError, type Handle } from './driver.js';
@@ -11,7 +11,8 @@ import { embed } from './embedding.js';
 import { KernelSet } from './kernels.js';
 import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
 import { linear, linearResidual, normLinear } from './linear.js';
-import { gatherRows, meanPool, uploadWeight } from './rows.js';
+import { rotary } from './rotary.js';
+import { gatedActivation, gatherRows, meanPool, uploadWeight } from './rows.js';
 import { advance, logprobs, processLogits, sample, selectCandidates } from './sampling.js';
 import { CudaTensor, ptr } from './tensor.js';
 
@@ -320,7 +321,7 @@ export class CudaBackend implements Backend {
 
   // ---- ops ----
 
-  embed(out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor, typeIds: Tensor | null, types: Tensor | null, n: number): void {
+  embed(out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor | null, typeIds: Tensor | null, types: Tensor | null, n: number): void {
     this.op('embed', () => embed(this.ctx, out, ids, positions, tok, pos, typeIds, types, n));
   }
 
@@ -337,8 +338,16 @@ export class CudaBackend implements Backend {
     this.op(this.profiling ? `linear ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'linear', () => linear(this.ctx, out, x, w, bias, act, n));
   }
 
-  normLinear(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, w: Tensor, bias: Tensor | null, act: Activation, n: number, scratch: Tensor): void {
-    this.op(this.profiling ? `normLinear ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'normLinear', () => normLinear(this.ctx, out, x, gamma, beta, eps, w, bias, act, n, scratch));
+  normLinear(out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null, act: Activation, n: number, scratch: Tensor): void {
+    this.op(this.profiling ? `normLinear ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'normLinear', () => normLinear(this.ctx, out, x, norm, w, bias, act, n, scratch));
+  }
+
+  gatedActivation(out: Tensor, x: Tensor, act: Activation, n: number): void {
+    this.op('gatedActivation', () => gatedActivation(this.ctx, out, x, act, n));
+  }
+
+  rotary(qkv: Tensor, positions: Tensor, lengths: Tensor, rot: Rotary, shape: AttentionShape, norms: HeadNorms | null, n: number): void {
+    this.op('rotary', () => rotary(this.ctx, qkv, positions, lengths, rot, shape, norms, n));
   }
 
   linearResidual(residual: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number, scratch: Tensor): void {

@@ -3,7 +3,7 @@ import type { Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
 import { ptr, sfx } from './tensor.js';
 
-export function embed(c: CudaContext, out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor,
+export function embed(c: CudaContext, out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor | null,
   typeIds: Tensor | null, types: Tensor | null, n: number): void {
   if (n === 0) return;
   const H = tok.shape[1];

@@ -1,11 +1,11 @@
 // out = act(x w^T + bias): our GEMV kernel for 1..8 rows (decode, bandwidth-bound), cuBLASLt beyond
 // (with its bias / GELU epilogues; the other activations run as a separate bias+activation kernel). The
-// fused forms put a pre-LN block's LayerNorm in front of the GEMM and the residual add behind it.
+// fused forms put a pre-norm block's LayerNorm or RMSNorm in front of the GEMM and the residual add behind it.
 // Batch-invariant mode (c.batchInvariant) runs every row count through the GEMV, 8 rows per block row: a
 // row's sums then go in one order whatever else is in the pass, where cuBLASLt's algorithm (and the switch
 // to it) depends on the row count.
 import { fail } from '../../errors.js';
-import type { Activation, Tensor } from '../../ops/backend.js';
+import type { Activation, Norm, Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
 import { EPILOGUE } from './blas.js';
 import { layerNorm } from './layernorm.js';
@@ -13,8 +13,8 @@ import { ptr, sfx } from './tensor.js';
 
 export const GEMV_MAX_ROWS = 8;
 /** activate() in kernels/common.cuh */
-const ACT_CODE: Record<Activation, number> = { none: 0, gelu: 1, gelu_tanh: 2, tanh: 3, relu: 4, silu: 5, quick_gelu: 6 };
-const SPEC = 'ppppiiiippfi'; // out, x, w, bias, act, N, K, wpr, gamma, beta, eps, rows
+export const ACT_CODE: Record<Activation, number> = { none: 0, gelu: 1, gelu_tanh: 2, tanh: 3, relu: 4, silu: 5, quick_gelu: 6 };
+const SPEC = 'ppppiiiippfii'; // out, x, w, bias, act, N, K, wpr, gamma, beta, eps, rows, rms
 
 /** Warps per output row: enough that a lane loads at most 8 vectors per round, and enough blocks to fill the GPU. */
 function warpsPerRow(c: CudaContext, N: number, K: number, vector: number): number {
@@ -28,7 +28,7 @@ function warpsPerRow(c: CudaContext, N: number, K: number, vector: number): numb
 type Variant = 'gemv' | 'norm_gemv' | 'res_gemv';
 
 function gemv(c: CudaContext, variant: Variant, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number,
-  gamma: Tensor | null = null, beta: Tensor | null = null, eps = 0): void {
+  norm: Norm | null = null): void {
   const [N, K] = w.shape;
   const s = sfx(w.dtype);
   const m = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8;
@@ -37,7 +37,8 @@ function gemv(c: CudaContext, variant: Variant, out: Tensor, x: Tensor, w: Tenso
   const name = variant === 'res_gemv' ? `res_gemv${m}_${s}` : `${variant}${m}_${s}_${out.dtype === w.dtype ? s : 'f32out'}`;
   const wpr = warpsPerRow(c, N, K, w.dtype === 'f32' ? 4 : 8);
   c.kernels.get('gemv', name, SPEC).launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
-    ptr(out), ptr(x), ptr(w), ptr(bias), ACT_CODE[act], N, K, wpr, ptr(gamma), ptr(beta), eps, n);
+    ptr(out), ptr(x), ptr(w), ptr(bias), ACT_CODE[act], N, K, wpr, ptr(norm?.gamma ?? null), ptr(norm?.beta ?? null), norm?.eps ?? 0, n,
+    norm?.kind === 'rms' ? 1 : 0);
 }
 
 export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number, accumulate = false): void {
@@ -55,11 +56,11 @@ export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
   }
 }
 
-export function normLinear(c: CudaContext, out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, w: Tensor, bias: Tensor | null,
+export function normLinear(c: CudaContext, out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null,
   act: Activation, n: number, scratch: Tensor): void {
   if (n === 0) return;
-  if (n <= GEMV_MAX_ROWS || c.batchInvariant) return gemv(c, 'norm_gemv', out, x, w, bias, act, n, gamma, beta, eps);
-  layerNorm(c, scratch, x, gamma, beta, eps, n);
+  if (n <= GEMV_MAX_ROWS || c.batchInvariant) return gemv(c, 'norm_gemv', out, x, w, bias, act, n, norm);
+  layerNorm(c, scratch, x, norm.gamma, norm.beta, norm.eps, n, norm.kind === 'rms');
   linear(c, out, scratch, w, bias, act, n);
 }
 

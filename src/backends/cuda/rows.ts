@@ -1,7 +1,8 @@
-// Launchers for kernels/rows.cu: gathering rows, mean pooling, and converting checkpoint weights.
+// Launchers for kernels/rows.cu: gathering rows, mean pooling, gated activations, and converting checkpoint weights.
 import type { HostWeight } from '../../loaders/dtypes.js';
-import type { Tensor } from '../../ops/backend.js';
+import type { Activation, Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
+import { ACT_CODE } from './linear.js';
 import { ptr, sfx, type CudaTensor } from './tensor.js';
 
 export function gatherRows(c: CudaContext, out: Tensor, x: Tensor, srcRows: Tensor, dstRows: Tensor, n: number): void {
@@ -14,6 +15,14 @@ export function meanPool(c: CudaContext, out: Tensor, x: Tensor, starts: Tensor,
   if (n === 0) return;
   c.kernels.get('rows', `mean_pool_${sfx(out.dtype)}`, 'ppppi')
     .launch(c.stream, n, 1, 1, 256, 0, ptr(out), ptr(x), ptr(starts), ptr(lengths), x.shape[1]);
+}
+
+/** out[t, i] = act(x[t, i]) * x[t, F + i] (SwiGLU), x [n, 2F]. */
+export function gatedActivation(c: CudaContext, out: Tensor, x: Tensor, act: Activation, n: number): void {
+  if (n === 0) return;
+  const F = out.shape[1], total = n * F;
+  c.kernels.get('rows', `gated_act_${sfx(out.dtype)}`, 'ppiiu')
+    .launch(c.stream, Math.min(4096, Math.ceil(total / 256)), 1, 1, 256, 0, ptr(out), ptr(x), ACT_CODE[act], F, total);
 }
 
 const STORED = { F32: 'f32', F16: 'f16', BF16: 'bf16' } as const;

@@ -1,0 +1,225 @@
+// The Llama family (LlamaForCausalLM: Llama 2 / 3 / 3.1 / 3.2; MistralForCausalLM; Qwen2ForCausalLM; Qwen3ForCausalLM):
+// pre-RMSNorm decoder, rotary positions, grouped-query attention, SwiGLU MLP, tied or untied LM head.
+// Written once over the op set; every backend runs this file. The checkpoint's q, k and v projections are
+// stacked into one GEMM (and gate and up into another) at load.
+import { fail, show } from '../errors.js';
+import type { ModelDir } from '../loaders/model-dir.js';
+import type { Activation, AttentionShape, Backend, HeadNorms, Norm, Rotary, Tensor } from '../ops/backend.js';
+import { ConfigReader, divides } from './config.js';
+import type { Architecture, CausalLM, ModelInfo, Pass } from './model.js';
+import { readRope, type RopeSpec } from './rope.js';
+import { Checkpoint, detectPrefix, f32Table, weightTensors } from './weights.js';
+
+type Family = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
+
+interface LlamaConfig {
+  family: Family;
+  vocab: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  inner: number;
+  eps: number;
+  act: Activation;
+  tied: boolean;
+  qkvBias: boolean;
+  oBias: boolean;
+  mlpBias: boolean;
+  headNorms: boolean;
+  /** each layer's sliding window (0: full attention) */
+  windows: number[];
+  rope: RopeSpec;
+  eos: number[];
+}
+
+/**
+ * Every config field that changes what is computed:
+ * - hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads (default: heads),
+ *   head_dim (default hidden / heads), rms_norm_eps, hidden_act (any name in activations.ts), tie_word_embeddings;
+ * - attention_bias (Llama, Qwen3: q, k, v and o), mlp_bias (Llama); Qwen2 always has q/k/v biases;
+ * - rope_theta / rope_scaling or rope_parameters (rope.ts); partial rotary factors are refused;
+ * - sliding windows: Mistral's sliding_window on every layer; Qwen2/3's use_sliding_window with sliding_window
+ *   and max_window_layers, or layer_types (per layer "full_attention" / "sliding_attention");
+ * - Qwen3's q_norm/k_norm are in every Qwen3 checkpoint.
+ * pretraining_tp only splits the same products across slices (the sums are the same); dropout does nothing at inference.
+ */
+function readConfig(raw: Record<string, unknown>, family: Family): LlamaConfig {
+  const where = `${family === 'llama' ? 'Llama' : family === 'mistral' ? 'Mistral' : family === 'qwen2' ? 'Qwen2' : 'Qwen3'} config`;
+  const c = new ConfigReader(raw, where);
+  const hidden = c.int('hidden_size');
+  const heads = c.int('num_attention_heads');
+  const kvHeads = c.int('num_key_value_heads', heads);
+  if (heads % kvHeads !== 0) fail('bad-config', `${where}: num_attention_heads (${heads}) is not a multiple of num_key_value_heads (${kvHeads}); fix config.json`);
+  let headDim = c.optionalInt('head_dim') || 0;
+  if (!headDim) {
+    divides(where, 'hidden_size', hidden, heads);
+    headDim = hidden / heads;
+  }
+  const layers = c.int('num_hidden_layers');
+  const maxPositions = c.int('max_position_embeddings', 2048);
+  const attentionBias = c.bool('attention_bias', false);
+  return {
+    family, vocab: c.int('vocab_size'), hidden, layers, heads, kvHeads, headDim,
+    inner: c.int('intermediate_size'),
+    eps: c.number('rms_norm_eps', 1e-6),
+    act: c.activation('hidden_act', 'silu'),
+    tied: c.bool('tie_word_embeddings', false),
+    qkvBias: family === 'qwen2' || (family !== 'mistral' && attentionBias),
+    oBias: (family === 'llama' || family === 'qwen3') && attentionBias,
+    mlpBias: family === 'llama' && c.bool('mlp_bias', false),
+    headNorms: family === 'qwen3',
+    windows: readWindows(raw, c, family, layers, where),
+    rope: readRope(raw, headDim, maxPositions, where),
+    eos: c.tokenIds('eos_token_id'),
+  };
+}
+
+function readWindows(raw: Record<string, unknown>, c: ConfigReader, family: Family, layers: number, where: string): number[] {
+  if (family === 'llama') return new Array(layers).fill(0);
+  const size = c.optionalInt('sliding_window') ?? 0;
+  if (family === 'mistral') return new Array(layers).fill(size);
+  if (!c.bool('use_sliding_window', false) || size === 0) return new Array(layers).fill(0);
+  const types = raw.layer_types;
+  if (types !== undefined && types !== null) {
+    if (!Array.isArray(types) || types.length !== layers || !types.every((t) => t === 'full_attention' || t === 'sliding_attention')) {
+      fail('bad-config', `${where}: "layer_types" must list "full_attention" or "sliding_attention" for each of the ${layers} layers, got ${show(types)}; fix config.json`);
+    }
+    return types.map((t) => (t === 'sliding_attention' ? size : 0));
+  }
+  const from = c.optionalInt('max_window_layers') ?? layers;
+  return Array.from({ length: layers }, (_, l) => (l >= from ? size : 0));
+}
+
+interface LayerWeights {
+  ln1: Norm;
+  qkvW: Tensor; qkvB: Tensor | null; // [(heads + 2 kvHeads) headDim, H]
+  oW: Tensor; oB: Tensor | null;
+  headNorms: HeadNorms | null;
+  ln2: Norm;
+  gateUpW: Tensor; gateUpB: Tensor | null; // [2F, H]
+  downW: Tensor; downB: Tensor | null;
+}
+
+function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: LlamaConfig) {
+  const { hidden: H, inner: F, heads, kvHeads, headDim: D, eps } = cfg;
+  const Q = heads * D, KV = kvHeads * D;
+  const norm = (name: string, width = H): Norm => ({ kind: 'rms', gamma: ckpt.load(backend, name, [width]), beta: null, eps });
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < cfg.layers; l++) {
+    const p = `layers.${l}.`, a = p + 'self_attn.', m = p + 'mlp.';
+    const stack = (names: string[], rows: number[], suffix: string, cols?: number) =>
+      ckpt.loadConcat(backend, names.map((n, i) => ({ name: n + suffix, shape: cols === undefined ? [rows[i]] : [rows[i], cols] })));
+    layers.push({
+      ln1: norm(p + 'input_layernorm.weight'),
+      qkvW: stack([a + 'q_proj', a + 'k_proj', a + 'v_proj'], [Q, KV, KV], '.weight', H),
+      qkvB: cfg.qkvBias ? stack([a + 'q_proj', a + 'k_proj', a + 'v_proj'], [Q, KV, KV], '.bias') : null,
+      oW: ckpt.load(backend, a + 'o_proj.weight', [H, Q]),
+      oB: cfg.oBias ? ckpt.load(backend, a + 'o_proj.bias', [H]) : null,
+      headNorms: cfg.headNorms ? { q: ckpt.load(backend, a + 'q_norm.weight', [D]), k: ckpt.load(backend, a + 'k_norm.weight', [D]), eps } : null,
+      ln2: norm(p + 'post_attention_layernorm.weight'),
+      gateUpW: stack([m + 'gate_proj', m + 'up_proj'], [F, F], '.weight', H),
+      gateUpB: cfg.mlpBias ? stack([m + 'gate_proj', m + 'up_proj'], [F, F], '.bias') : null,
+      downW: ckpt.load(backend, m + 'down_proj.weight', [H, F]),
+      downB: cfg.mlpBias ? ckpt.load(backend, m + 'down_proj.bias', [H]) : null,
+    });
+  }
+  const embed = ckpt.load(backend, 'embed_tokens.weight', [cfg.vocab, H]);
+  // the head sits outside the "model." prefix; a tied checkpoint may still carry a copy of it
+  const lmHead = cfg.tied ? embed : new Checkpoint(ckpt.store, '', ckpt.implied).load(backend, 'lm_head.weight', [cfg.vocab, H]);
+  return { embed, lmHead, norm: norm('norm.weight'), layers };
+}
+
+class Llama implements CausalLM {
+  readonly eosTokenIds: number[];
+  readonly cacheWidth: number;
+  readonly prefixCacheable: boolean;
+  private readonly w: ReturnType<typeof loadWeights>;
+  private readonly shapes: AttentionShape[];
+  private readonly rotary: Rotary;
+
+  constructor(backend: Backend, private readonly cfg: LlamaConfig, ckpt: Checkpoint, readonly info: ModelInfo) {
+    this.eosTokenIds = cfg.eos;
+    this.cacheWidth = cfg.kvHeads * cfg.headDim;
+    this.prefixCacheable = cfg.rope.dynamic === null;
+    this.w = loadWeights(backend, ckpt, cfg);
+    const { heads, kvHeads, headDim } = cfg;
+    this.shapes = cfg.windows.map((window) => ({ heads, kvHeads, headDim, scale: 1 / Math.sqrt(headDim), window }));
+    const r = cfg.rope;
+    this.rotary = { invFreq: f32Table(backend, r.invFreq), dims: r.dims, scale: r.scale, dynamic: r.dynamic };
+  }
+
+  forward(p: Pass): Tensor {
+    const b = p.ops, n = p.n, T = p.capacity;
+    const { hidden: H, inner: F, heads, kvHeads, headDim: D, act } = this.cfg;
+    const w = this.w;
+    const x = p.buffer('residual', [T, H]);
+    const normed = p.buffer('normed', [T, H]);
+    const qkv = p.buffer('qkv', [T, (heads + 2 * kvHeads) * D]), attn = p.buffer('attn', [T, heads * D]), proj = p.buffer('proj', [T, H]);
+    const gateUp = p.buffer('gateUp', [T, 2 * F]), mlp = p.buffer('mlp', [T, F]), down = p.buffer('down', [T, H]);
+    b.embed(x, p.ids, p.positions, w.embed, null, null, null, n);
+    for (let l = 0; l < w.layers.length; l++) {
+      const L = w.layers[l], shape = this.shapes[l];
+      const { k, v } = p.cache(l);
+      b.normLinear(qkv, x, L.ln1, L.qkvW, L.qkvB, 'none', n, normed);
+      b.rotary(qkv, p.positions, p.lengths, this.rotary, shape, L.headNorms, n);
+      if (p.segments) {
+        b.writeKV(qkv, k, v, p.blockTables, p.slots, p.positions, n);
+        b.attend(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, shape, n, p.segments);
+      } else {
+        b.decodeAttention(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, shape, n);
+      }
+      b.linearResidual(x, attn, L.oW, L.oB, n, proj);
+      b.normLinear(gateUp, x, L.ln2, L.gateUpW, L.gateUpB, 'none', n, normed);
+      b.gatedActivation(mlp, gateUp, act, n);
+      b.linearResidual(x, mlp, L.downW, L.downB, n, down);
+    }
+    return x;
+  }
+
+  logits(p: Pass, x: Tensor, out: Tensor, n: number): void {
+    const w = this.w;
+    p.ops.normLinear(out, x, w.norm, w.lmHead, null, 'none', n, p.buffer('finalNormed', [p.capacity, this.cfg.hidden]));
+  }
+
+  weights(): Tensor[] {
+    const w = this.w;
+    return [w.embed, ...(w.lmHead === w.embed ? [] : [w.lmHead]), this.rotary.invFreq, ...weightTensors([w.norm, ...w.layers])];
+  }
+}
+
+function info(raw: Record<string, unknown>, className: string, family: Family): ModelInfo {
+  const c = readConfig(raw, family);
+  const { vocab: V, hidden: H, inner: F, heads, kvHeads, headDim: D, layers } = c;
+  const Q = heads * D, KV = kvHeads * D;
+  const perLayer = 2 * H + H * (Q + 2 * KV) + (c.qkvBias ? Q + 2 * KV : 0) + Q * H + (c.oBias ? H : 0) + (c.headNorms ? 2 * D : 0) +
+    3 * H * F + (c.mlpBias ? 2 * F + H : 0);
+  return {
+    architecture: className, kind: 'causal-lm', vocabSize: V, hidden: H, layers, heads, maxPositions: c.rope.maxPositions,
+    parameters: V * H * (c.tied ? 1 : 2) + H + layers * perLayer,
+  };
+}
+
+function architecture(family: Family, classNames: string[], modelTypes: string[]): Architecture {
+  return {
+    classNames, modelTypes, kind: 'causal-lm',
+    info: (raw, className) => info(raw, className, family),
+    cacheWidth: (raw) => {
+      const c = readConfig(raw, family);
+      return c.kvHeads * c.headDim;
+    },
+    create(backend: Backend, dir: ModelDir, className: string): CausalLM {
+      const cfg = readConfig(dir.config, family);
+      const prefix = detectPrefix(dir.weights, ['model.', ''], 'embed_tokens.weight', classNames[0]);
+      const implied = `hidden_size=${cfg.hidden}, num_attention_heads=${cfg.heads}, num_key_value_heads=${cfg.kvHeads}, head_dim=${cfg.headDim}, ` +
+        `intermediate_size=${cfg.inner}, num_hidden_layers=${cfg.layers}, vocab_size=${cfg.vocab}`;
+      return new Llama(backend, cfg, new Checkpoint(dir.weights, prefix, implied), info(dir.config, className, family));
+    },
+  };
+}
+
+export const llama = architecture('llama', ['LlamaForCausalLM', 'LlamaModel'], ['llama']);
+export const mistral = architecture('mistral', ['MistralForCausalLM', 'MistralModel'], ['mistral']);
+export const qwen2 = architecture('qwen2', ['Qwen2ForCausalLM', 'Qwen2Model'], ['qwen2']);
+export const qwen3 = architecture('qwen3', ['Qwen3ForCausalLM', 'Qwen3Model'], ['qwen3']);
