@@ -1,7 +1,9 @@
 // A backend of shapes only: tensors without memory and ops that do nothing. `inspect` builds a model and
 // its runtime over it to print the memory plan a real load would make, without reading any weights.
 import { fail } from '../errors.js';
-import { numel, type Backend, type DType, type Tensor } from '../ops/backend.js';
+import type { HostWeight } from '../loaders/dtypes.js';
+import { isQuantType, type QuantType } from '../loaders/quant.js';
+import { numel, quantDType, type Backend, type DType, type Tensor } from '../ops/backend.js';
 
 class MetaTensor implements Tensor {
   constructor(readonly shape: readonly number[], readonly dtype: DType) {}
@@ -17,8 +19,9 @@ export class MetaBackend implements Backend {
     this.name = device;
   }
 
-  weight(_src: unknown, shape: number[]): Tensor {
-    return new MetaTensor(shape, this.activationDtype);
+  weight(src: HostWeight, shape: number[], transpose = false, quantized = false): Tensor {
+    const keep = quantized && isQuantType(src.dtype) && shape.length === 2 && !transpose;
+    return new MetaTensor(shape, keep ? quantDType(src.dtype as QuantType) : this.activationDtype);
   }
 
   arena(bytes: number): Tensor {

@@ -1,11 +1,21 @@
 // Conversions between the storage dtypes of checkpoints and fp32.
 
+import { dequantize, isQuantType, type QuantType } from './quant.js';
+
 export type StorageDType = 'F32' | 'F16' | 'BF16';
 
 /** A weight as stored in the checkpoint: its bytes and their dtype (the backend converts). */
 export interface HostWeight {
   bytes: Uint8Array;
-  dtype: StorageDType;
+  dtype: StorageDType | QuantType;
+}
+
+/** A quantized weight [rows, columns] dequantized to F32 bytes on the host; other weights as they are. */
+export function unquantized(src: HostWeight, shape: readonly number[]): HostWeight & { dtype: StorageDType } {
+  if (!isQuantType(src.dtype)) return src as HostWeight & { dtype: StorageDType };
+  const columns = shape[shape.length - 1], rows = shape.reduce((a, d) => a * d, 1) / columns;
+  const f = dequantize(src.dtype, src.bytes, rows, columns);
+  return { bytes: new Uint8Array(f.buffer), dtype: 'F32' };
 }
 
 let f16Table: Float32Array | null = null;
@@ -24,6 +34,11 @@ function halfTable(): Float32Array {
   }
   f16Table = t;
   return t;
+}
+
+/** One fp16 value (its 16 bits) as a number. */
+export function f16ToF32(bits: number): number {
+  return halfTable()[bits & 0xffff];
 }
 
 /** Widens little-endian F32/F16/BF16 bytes to a Float32Array. `bytes` must start on a 4-byte boundary for F32. */

@@ -110,24 +110,24 @@ function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: LlamaConfig) {
   for (let l = 0; l < cfg.layers; l++) {
     const p = `layers.${l}.`, a = p + 'self_attn.', m = p + 'mlp.';
     const stack = (names: string[], rows: number[], suffix: string, cols?: number) =>
-      ckpt.loadConcat(backend, names.map((n, i) => ({ name: n + suffix, shape: cols === undefined ? [rows[i]] : [rows[i], cols] })));
+      ckpt.loadConcat(backend, names.map((n, i) => ({ name: n + suffix, shape: cols === undefined ? [rows[i]] : [rows[i], cols] })), cols !== undefined);
     layers.push({
       ln1: norm(p + 'input_layernorm.weight'),
       qkvW: stack([a + 'q_proj', a + 'k_proj', a + 'v_proj'], [Q, KV, KV], '.weight', H),
       qkvB: cfg.qkvBias ? stack([a + 'q_proj', a + 'k_proj', a + 'v_proj'], [Q, KV, KV], '.bias') : null,
-      oW: ckpt.load(backend, a + 'o_proj.weight', [H, Q]),
+      oW: ckpt.loadMatrix(backend, a + 'o_proj.weight', [H, Q]),
       oB: cfg.oBias ? ckpt.load(backend, a + 'o_proj.bias', [H]) : null,
       headNorms: cfg.headNorms ? { q: ckpt.load(backend, a + 'q_norm.weight', [D]), k: ckpt.load(backend, a + 'k_norm.weight', [D]), eps } : null,
       ln2: norm(p + 'post_attention_layernorm.weight'),
       gateUpW: stack([m + 'gate_proj', m + 'up_proj'], [F, F], '.weight', H),
       gateUpB: cfg.mlpBias ? stack([m + 'gate_proj', m + 'up_proj'], [F, F], '.bias') : null,
-      downW: ckpt.load(backend, m + 'down_proj.weight', [H, F]),
+      downW: ckpt.loadMatrix(backend, m + 'down_proj.weight', [H, F]),
       downB: cfg.mlpBias ? ckpt.load(backend, m + 'down_proj.bias', [H]) : null,
     });
   }
   const embed = ckpt.load(backend, 'embed_tokens.weight', [cfg.vocab, H]);
   // the head sits outside the "model." prefix; a tied checkpoint may still carry a copy of it
-  const lmHead = cfg.tied ? embed : new Checkpoint(ckpt.store, '', ckpt.implied).load(backend, 'lm_head.weight', [cfg.vocab, H]);
+  const lmHead = cfg.tied ? embed : new Checkpoint(ckpt.store, '', ckpt.implied).loadMatrix(backend, 'lm_head.weight', [cfg.vocab, H]);
   return { embed, lmHead, norm: norm('norm.weight'), layers };
 }
 

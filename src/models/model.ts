@@ -2,7 +2,7 @@
 // runtime (src/runtime/) owns everything that lives across passes: the paged KV cache, the activation
 // plan, the decode state and the captured graphs.
 import type { ModelDir } from '../loaders/model-dir.js';
-import { dtypeBytes, type Backend, type DType, type Segments, type Tensor } from '../ops/backend.js';
+import { byteSize, type Backend, type DType, type Segments, type Tensor } from '../ops/backend.js';
 import type { PlannedBuffer } from '../ops/plan.js';
 
 /** One forward pass over packed rows, as a model sees it. */
@@ -110,6 +110,6 @@ export interface Architecture {
 
 export function tensorBytes(tensors: Tensor[]): number {
   let total = 0;
-  for (const t of tensors) total += t.shape.reduce((a, d) => a * d, 1) * dtypeBytes(t.dtype);
+  for (const t of tensors) total += byteSize(t.shape, t.dtype);
   return total;
 }

@@ -1,6 +1,7 @@
 // Reading a model's weights by name from a checkpoint, checking each shape against what the config implies.
 import { fail } from '../errors.js';
-import type { HostWeight, StorageDType } from '../loaders/dtypes.js';
+import { toFloat32, unquantized, type HostWeight, type StorageDType } from '../loaders/dtypes.js';
+import { isQuantType, QUANT_TYPES, type QuantType } from '../loaders/quant.js';
 import type { WeightStore } from '../loaders/model-dir.js';
 import type { Backend, Tensor } from '../ops/backend.js';
 
@@ -25,15 +26,20 @@ export class Checkpoint {
     if (info.shape.length !== want.length || info.shape.some((d, i) => d !== want[i])) {
       fail('weights-mismatch', `tensor ${name} has shape [${info.shape.join(', ')}] but config.json (${this.implied}) implies [${want.join(', ')}]; the config does not match the weights`);
     }
-    if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') {
-      fail('bad-safetensors', `tensor ${name} has dtype ${info.dtype}; Peregrine reads F32, F16 and BF16 weights`);
+    if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16' && !isQuantType(info.dtype)) {
+      fail('bad-safetensors', `tensor ${name} has dtype ${info.dtype}; Peregrine reads F32, F16 and BF16 weights (and GGUF's ${QUANT_TYPES.join(', ')})`);
     }
-    return { bytes: this.store.readBytes(name), dtype: info.dtype as StorageDType };
+    return { bytes: this.store.readBytes(name), dtype: info.dtype as StorageDType | QuantType };
   }
 
-  /** A weight on the backend, [out, in] after transposing a stored [in, out]. */
+  /** A weight on the backend, [out, in] after transposing a stored [in, out]; quantized weights are dequantized. */
   load(backend: Backend, names: string | string[], shape: number[], transpose = false): Tensor {
     return backend.weight(this.raw(names, shape, transpose), shape, transpose);
+  }
+
+  /** A GEMM operand [out, in]: quantized weights stay quantized. */
+  loadMatrix(backend: Backend, names: string | string[], shape: number[]): Tensor {
+    return backend.weight(this.raw(names, shape), shape, false, true);
   }
 
   /** Several weights of one dtype stacked along their first dimension (fused QKV). */
@@ -41,17 +47,26 @@ export class Checkpoint {
     return this.loadConcat(backend, names.map((name) => ({ name, shape })));
   }
 
-  /** Weights of one dtype whose shapes differ only in the first dimension, concatenated along it (Q, K and V of grouped-query attention). */
-  loadConcat(backend: Backend, parts: { name: string; shape: number[] }[]): Tensor {
-    const raws = parts.map((p) => this.raw(p.name, p.shape));
-    if (raws.some((p) => p.dtype !== raws[0].dtype)) fail('bad-safetensors', `tensors ${parts.map((p) => p.name).join(', ')} have different dtypes`);
+  /**
+   * Weights whose shapes differ only in the first dimension, concatenated along it (Q, K and V of grouped-query
+   * attention). As GEMM operands (`matrix`) quantized parts of one type stay quantized; parts of different
+   * dtypes are dequantized or widened to F32 first.
+   */
+  loadConcat(backend: Backend, parts: { name: string; shape: number[] }[], matrix = false): Tensor {
+    let raws: HostWeight[] = parts.map((p) => this.raw(p.name, p.shape));
+    if (raws.some((p) => p.dtype !== raws[0].dtype)) {
+      raws = raws.map((r, i) => {
+        const u = unquantized(r, parts[i].shape);
+        return { bytes: new Uint8Array(toFloat32(u.bytes, u.dtype).slice().buffer), dtype: 'F32' };
+      });
+    }
     const bytes = new Uint8Array(raws.reduce((a, p) => a + p.bytes.length, 0));
     let o = 0;
     for (const p of raws) {
       bytes.set(p.bytes, o);
       o += p.bytes.length;
     }
-    return backend.weight({ bytes, dtype: raws[0].dtype }, [parts.reduce((a, p) => a + p.shape[0], 0), ...parts[0].shape.slice(1)]);
+    return backend.weight({ bytes, dtype: raws[0].dtype }, [parts.reduce((a, p) => a + p.shape[0], 0), ...parts[0].shape.slice(1)], false, matrix);
   }
 }
 

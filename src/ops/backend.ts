@@ -1,4 +1,5 @@
 import type { HostWeight } from '../loaders/dtypes.js';
+import { QUANT_BLOCKS, type QuantType } from '../loaders/quant.js';
 
 // The op set models are written in. Every op writes into tensors the caller passes in (no op allocates
 // its result) and takes the number of active rows `n`, so a forward pass is a fixed sequence of calls
@@ -8,7 +9,17 @@ import type { HostWeight } from '../loaders/dtypes.js';
 // with no padding. Per-token int tensors say which sequence (cache slot) a token belongs to, its position,
 // and how many keys it attends to.
 
-export type DType = 'f32' | 'f16' | 'bf16' | 'i32';
+/** ggml block-quantized weights (GGUF): GEMM operands only, [out, in] with `in` a multiple of the block (loaders/quant.ts). */
+export type QuantDType = 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k';
+export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | QuantDType;
+
+export function isQuant(dtype: DType): dtype is QuantDType {
+  return dtype[0] === 'q';
+}
+
+/** The ggml type of a quantized dtype, and back. */
+export const quantType = (d: QuantDType): QuantType => d.toUpperCase() as QuantType;
+export const quantDType = (t: QuantType): QuantDType => t.toLowerCase() as QuantDType;
 
 export interface Tensor {
   readonly shape: readonly number[];
@@ -118,8 +129,12 @@ export interface Backend {
   readonly batchInvariant: boolean;
 
   // ---- memory: used at load and plan time only ----
-  /** A weight tensor in the activation dtype from checkpoint bytes; `transpose` turns stored [in, out] into [out, in]. */
-  weight(src: HostWeight, shape: number[], transpose?: boolean): Tensor;
+  /**
+   * A weight tensor in the activation dtype from checkpoint bytes; `transpose` turns stored [in, out] into [out, in].
+   * Block-quantized bytes stay as they are with `quantized` (a GEMM operand of linear, normLinear, linearResidual)
+   * and are dequantized at load otherwise.
+   */
+  weight(src: HostWeight, shape: number[], transpose?: boolean, quantized?: boolean): Tensor;
   /** A region of `bytes` bytes from which `view` carves buffers: the activation arena. */
   arena(bytes: number): Tensor;
   /** A tensor over `arena` starting at byte `offset`. */
@@ -273,6 +288,15 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
+/** Bytes per element of a dtype that has elements of their own (not the quantized ones: see byteSize). */
 export function dtypeBytes(dtype: DType): number {
+  if (isQuant(dtype)) throw new Error(`internal: ${dtype} has no bytes per element`);
   return dtype === 'f16' || dtype === 'bf16' ? 2 : 4;
+}
+
+/** Bytes of a tensor of `shape` in `dtype` (blocks of the last dimension for quantized weights). */
+export function byteSize(shape: readonly number[], dtype: DType): number {
+  if (!isQuant(dtype)) return numel(shape) * dtypeBytes(dtype);
+  const b = QUANT_BLOCKS[quantType(dtype)];
+  return (numel(shape) / b.elements) * b.bytes;
 }

@@ -1,19 +1,21 @@
 // The CPU backend: the reference implementation of every op, in plain TypeScript over Float32Array.
 import { fail } from '../../errors.js';
-import { toFloat32, transpose2d, type HostWeight } from '../../loaders/dtypes.js';
-import { blockRegions, numel, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
+import { toFloat32, transpose2d, unquantized, type HostWeight } from '../../loaders/dtypes.js';
+import { isQuantType } from '../../loaders/quant.js';
+import { blockRegions, isQuant, numel, quantDType, quantType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
   type Rotary, type SampleRows, type SequenceTables, type Tensor } from '../../ops/backend.js';
 import { gatedActivation } from './activations.js';
 import { attend, copyBlocks, writeKV, type Paged } from './attention.js';
 import { embed } from './embedding.js';
 import { addBiasResidualLayerNorm, layerNorm, rmsNorm } from './layernorm.js';
-import { linear } from './linear.js';
+import { linear, quantLinear } from './linear.js';
 import { rotary } from './rotary.js';
 import { gatherRows, meanPool } from './rows.js';
 import { advance, CpuSampler, logprobs, processLogits, selectCandidates, type SeqArrays } from './sampling.js';
 
 export class CpuTensor implements Tensor {
-  constructor(readonly shape: readonly number[], readonly dtype: DType, readonly data: Float32Array | Int32Array) {}
+  /** f32 values, i32 values, or a quantized weight's ggml blocks */
+  constructor(readonly shape: readonly number[], readonly dtype: DType, readonly data: Float32Array | Int32Array | Uint8Array) {}
 }
 
 function f32(t: Tensor): Float32Array {
@@ -78,8 +80,13 @@ export class CpuBackend implements Backend {
   private topVals = new Float32Array(0);
   private topIds = new Int32Array(0);
 
-  weight(src: HostWeight, shape: number[], transpose = false): Tensor {
-    const data = toFloat32(src.bytes, src.dtype);
+  weight(src: HostWeight, shape: number[], transpose = false, quantized = false): Tensor {
+    if (isQuantType(src.dtype) && quantized && shape.length === 2 && !transpose) {
+      // ggml blocks as they are: linear dequantizes a row at a time (cpu/linear.ts)
+      return new CpuTensor(shape, quantDType(src.dtype), src.bytes);
+    }
+    const host = unquantized(src, shape);
+    const data = toFloat32(host.bytes, host.dtype);
     if (data.length !== numel(shape)) throw new Error(`internal: weight of ${data.length} values for shape [${shape}]`);
     return new CpuTensor(shape, 'f32', transpose ? transpose2d(data, shape[1], shape[0]) : data);
   }
@@ -151,6 +158,7 @@ export class CpuBackend implements Backend {
   }
 
   linear(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number): void {
+    if (isQuant(w.dtype)) return quantLinear(f32(out), f32(x), quantType(w.dtype), (w as CpuTensor).data as Uint8Array, opt(bias), act, n, w.shape[0], w.shape[1]);
     linear(f32(out), f32(x), f32(w), opt(bias), act, n, w.shape[0], w.shape[1]);
   }
 

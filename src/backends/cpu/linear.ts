@@ -3,6 +3,7 @@
 // blocking: one row of x against eight weight rows, or two rows of x against four, so each loaded value
 // feeds several multiply-adds (V8 keeps the accumulators in registers). A block of weight rows stays in
 // cache while every row of x passes over it.
+import { dequantizeRow, rowBytes, type QuantType } from '../../loaders/quant.js';
 import type { Activation } from '../../ops/backend.js';
 import { applyActivation } from './activations.js';
 
@@ -79,4 +80,31 @@ function dot1x1(out: Float32Array, x: Float32Array, w: Float32Array, m: number, 
   let a = 0;
   for (let k = 0; k < K; k++) a += x[xm + k] * w[wj + k];
   out[m * N + j] = a;
+}
+
+/**
+ * linear() over a ggml-quantized weight w [N, K] (loaders/quant.ts): each weight row is dequantized once into
+ * fp32 and dotted with every row of x. The reference for kernels/quant.cu.
+ */
+export function quantLinear(
+  out: Float32Array, x: Float32Array, type: QuantType, w: Uint8Array, bias: Float32Array | null,
+  act: Activation, M: number, N: number, K: number,
+): void {
+  const row = new Float32Array(K), rb = rowBytes(type, K);
+  for (let j = 0; j < N; j++) {
+    dequantizeRow(type, w, j * rb, row, 0, K);
+    for (let m = 0; m < M; m++) {
+      let a = 0;
+      const xm = m * K;
+      for (let k = 0; k < K; k++) a += x[xm + k] * row[k];
+      out[m * N + j] = a;
+    }
+  }
+  if (bias || act !== 'none') {
+    for (let m = 0; m < M; m++) {
+      const o = m * N;
+      if (bias) for (let j = 0; j < N; j++) out[o + j] += bias[j];
+      if (act !== 'none') applyActivation(out, o, N, act);
+    }
+  }
 }

@@ -1,8 +1,9 @@
 // The CUDA backend: device memory, host transfers, CUDA graphs, and the op set dispatched to the kernel
 // launchers (one file per kernel family beside this one) and cuBLASLt.
 import { fail } from '../../errors.js';
-import { toFloat32, type HostWeight } from '../../loaders/dtypes.js';
-import { blockRegions, dtypeBytes, numel, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
+import { toFloat32, unquantized, type HostWeight } from '../../loaders/dtypes.js';
+import { isQuantType } from '../../loaders/quant.js';
+import { blockRegions, dtypeBytes, numel, quantDType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
   type Rotary, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../../ops/backend.js';
 import { attendDecode, attendPrompt, copyBlocks, writeKV } from './attention.js';
 import { Blas } from './blas.js';
@@ -110,10 +111,18 @@ export class CudaBackend implements Backend {
 
   // ---- memory ----
 
-  weight(src: HostWeight, shape: number[], transpose = false): Tensor {
+  weight(src: HostWeight, shape: number[], transpose = false, quantized = false): Tensor {
+    if (isQuantType(src.dtype) && quantized && shape.length === 2 && !transpose) {
+      // ggml blocks as they are: the quantized GEMV reads them (kernels/quant.cu)
+      const t = new CudaTensor(shape, quantDType(src.dtype), this.poolAlloc(src.bytes.length), false);
+      if (t.bytes !== src.bytes.length) throw new Error(`internal: ${src.bytes.length} bytes of ${src.dtype} for shape [${shape}]`);
+      this.driver.call('cuMemcpyHtoD', t.ptr, src.bytes, src.bytes.length);
+      return t;
+    }
+    const host = unquantized(src, shape);
     const bytes = numel(shape) * dtypeBytes(this.activationDtype);
     const t = new CudaTensor(shape, this.activationDtype, this.poolAlloc(bytes), false);
-    uploadWeight(this.ctx, t, src, shape, transpose, (n: number) => this.alloc(n, 'weight staging'));
+    uploadWeight(this.ctx, t, host, shape, transpose, (n: number) => this.alloc(n, 'weight staging'));
     return t;
   }
 

@@ -23,7 +23,7 @@ const SIGNATURES = {
   matmul: 'int cublasLtMatmul(void *handle, void *desc, const void *alpha, uint64_t A, void *Adesc, uint64_t B, void *Bdesc, const void *beta, uint64_t C, void *Cdesc, uint64_t D, void *Ddesc, const void *algo, uint64_t workspace, size_t wsBytes, void *stream)',
 } as const;
 
-const CUDA_R: Record<DType, number> = { f32: 0, f16: 2, bf16: 14, i32: 10 };
+const CUDA_R: Partial<Record<DType, number>> = { f32: 0, f16: 2, bf16: 14, i32: 10 };
 const COMPUTE_32F = 68;
 const OP_N = 0, OP_T = 1;
 const DESC = { TRANSA: 3, TRANSB: 4, EPILOGUE: 7, BIAS_POINTER: 8 } as const;

@@ -5,7 +5,7 @@
 // row's sums then go in one order whatever else is in the pass, where cuBLASLt's algorithm (and the switch
 // to it) depends on the row count.
 import { fail } from '../../errors.js';
-import type { Activation, Norm, Tensor } from '../../ops/backend.js';
+import { isQuant, type Activation, type Norm, type QuantDType, type Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
 import { EPILOGUE } from './blas.js';
 import { layerNorm } from './layernorm.js';
@@ -41,8 +41,23 @@ function gemv(c: CudaContext, variant: Variant, out: Tensor, x: Tensor, w: Tenso
     norm?.kind === 'rms' ? 1 : 0);
 }
 
+/**
+ * out = act(x w^T + bias) (+ out) over a ggml-quantized w (kernels/quant.cu), for any row count: 8 rows per block
+ * row, each row summed the same way whatever its group (so quantized layers are batch-invariant too).
+ */
+function qgemv(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number, accumulate: boolean): void {
+  const [N, K] = w.shape;
+  const m = n === 1 ? 1 : 8;
+  const groups = Math.ceil(n / m);
+  if (groups > 65535) fail('bad-argument', `quantized linear layers take at most ${65535 * m} rows per pass, got ${n}; lower --prefill-chunk`);
+  const wpr = warpsPerRow(c, N, K / 4, 8);
+  c.kernels.get('quant', `qgemv${m}_${w.dtype as QuantDType}_${sfx(out.dtype)}`, 'ppppiiiiii').launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
+    ptr(out), ptr(x), ptr(w), ptr(bias), ACT_CODE[act], N, K, wpr, n, accumulate ? 1 : 0);
+}
+
 export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number, accumulate = false): void {
   if (n === 0) return;
+  if (isQuant(w.dtype)) return qgemv(c, out, x, w, bias, act, n, accumulate);
   const [N, K] = w.shape;
   if (n <= GEMV_MAX_ROWS || c.batchInvariant) return gemv(c, accumulate ? 'res_gemv' : 'gemv', out, x, w, bias, act, n);
   // cuBLASLt's GELU epilogue is the tanh approximation (gelu_new)
@@ -59,7 +74,7 @@ export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
 export function normLinear(c: CudaContext, out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null,
   act: Activation, n: number, scratch: Tensor): void {
   if (n === 0) return;
-  if (n <= GEMV_MAX_ROWS || c.batchInvariant) return gemv(c, 'norm_gemv', out, x, w, bias, act, n, norm);
+  if ((n <= GEMV_MAX_ROWS || c.batchInvariant) && !isQuant(w.dtype)) return gemv(c, 'norm_gemv', out, x, w, bias, act, n, norm);
   layerNorm(c, scratch, x, norm.gamma, norm.beta, norm.eps, n, norm.kind === 'rms');
   linear(c, out, scratch, w, bias, act, n);
 }

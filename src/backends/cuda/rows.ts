@@ -1,5 +1,5 @@
 // Launchers for kernels/rows.cu: gathering rows, mean pooling, gated activations, and converting checkpoint weights.
-import type { HostWeight } from '../../loaders/dtypes.js';
+import type { HostWeight, StorageDType } from '../../loaders/dtypes.js';
 import type { Activation, Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
 import { ACT_CODE } from './linear.js';
@@ -28,7 +28,8 @@ export function gatedActivation(c: CudaContext, out: Tensor, x: Tensor, act: Act
 const STORED = { F32: 'f32', F16: 'f16', BF16: 'bf16' } as const;
 
 /** Copies checkpoint bytes to `dst`, converting dtype and transposing ([in, out] -> [out, in]) on the device. */
-export function uploadWeight(c: CudaContext, dst: CudaTensor, src: HostWeight, shape: number[], transpose: boolean, alloc: (bytes: number) => number): void {
+export function uploadWeight(c: CudaContext, dst: CudaTensor, src: HostWeight & { dtype: StorageDType }, shape: number[], transpose: boolean,
+  alloc: (bytes: number) => number): void {
   const from = STORED[src.dtype];
   if (from === dst.dtype && !transpose) {
     c.driver.call('cuMemcpyHtoD', dst.ptr, src.bytes, src.bytes.length);

@@ -1,10 +1,10 @@
 // Device tensors: a device address, the bytes it spans, and whether this tensor owns the allocation.
-import { dtypeBytes, numel, type DType, type Tensor } from '../../ops/backend.js';
+import { byteSize, type DType, type Tensor } from '../../ops/backend.js';
 
 export class CudaTensor implements Tensor {
   readonly bytes: number;
   constructor(readonly shape: readonly number[], readonly dtype: DType, readonly ptr: number, readonly owned: boolean) {
-    this.bytes = numel(shape) * dtypeBytes(dtype);
+    this.bytes = byteSize(shape, dtype);
   }
 }
 
@@ -15,6 +15,6 @@ export function ptr(t: Tensor | null): number {
 
 /** Kernel name suffix of a dtype (kernels/common.cuh FOR_EACH_DTYPE). */
 export function sfx(dtype: DType): 'f32' | 'f16' | 'bf16' {
-  if (dtype === 'i32') throw new Error('internal: no float kernels for i32 tensors');
+  if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'bf16') throw new Error(`internal: no float kernels for ${dtype} tensors`);
   return dtype;
 }

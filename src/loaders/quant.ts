@@ -1,0 +1,98 @@
+// The ggml block-quantized formats of GGUF files (ggml-common.h), and their dequantization: the reference the
+// CPU backend computes with (a row at a time) and kernels/quant.cu is checked against. Weights e of a block:
+// - Q8_0: 32 in 34 bytes: f16 d, i8 q[32]; w = d q.
+// - Q4_0: 32 in 18 bytes: f16 d, q[16] (weight e < 16 in the low nibble of byte e, weight e + 16 in its high nibble); w = d (q - 8).
+// - Q4_K: 256 in 144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins for 8 sub-blocks of 32, q[128]
+//   (sub-block s in the low (s even) or high nibbles of bytes 32 (s / 2) ..); w = d sc q - dmin m.
+// - Q5_K: 256 in 176 bytes: d, dmin, scales[12], qh[32] (bit s of byte e: the fifth bit of weight e of sub-block s), q[128].
+// - Q6_K: 256 in 210 bytes: ql[128], qh[64], i8 scales[16] (one per 16 weights), f16 d; w = d sc (q - 32).
+import { f16ToF32 } from './dtypes.js';
+
+export type QuantType = 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q5_K' | 'Q6_K';
+export const QUANT_TYPES: readonly QuantType[] = ['Q8_0', 'Q4_0', 'Q4_K', 'Q5_K', 'Q6_K'];
+
+export const QUANT_BLOCKS: Record<QuantType, { elements: number; bytes: number }> = {
+  Q8_0: { elements: 32, bytes: 34 },
+  Q4_0: { elements: 32, bytes: 18 },
+  Q4_K: { elements: 256, bytes: 144 },
+  Q5_K: { elements: 256, bytes: 176 },
+  Q6_K: { elements: 256, bytes: 210 },
+};
+
+export function isQuantType(t: string): t is QuantType {
+  return (QUANT_TYPES as readonly string[]).includes(t);
+}
+
+/** Bytes of one row of `columns` weights (a multiple of the type's block). */
+export function rowBytes(type: QuantType, columns: number): number {
+  const b = QUANT_BLOCKS[type];
+  return (columns / b.elements) * b.bytes;
+}
+
+const half = (src: Uint8Array, o: number): number => f16ToF32(src[o] | (src[o + 1] << 8));
+
+/** get_scale_min_k4: the 6-bit scale and min of sub-block s from the 12 bytes at o. */
+function scaleMin(src: Uint8Array, o: number, s: number): [number, number] {
+  if (s < 4) return [src[o + s] & 63, src[o + s + 4] & 63];
+  return [(src[o + s + 4] & 0xf) | ((src[o + s - 4] >> 6) << 4), (src[o + s + 4] >> 4) | ((src[o + s] >> 6) << 4)];
+}
+
+const f = Math.fround;
+
+/** Dequantizes `columns` weights (one row) from src at srcOffset into out at outOffset, in fp32 as ggml does. */
+export function dequantizeRow(type: QuantType, src: Uint8Array, srcOffset: number, out: Float32Array, outOffset: number, columns: number): void {
+  const { elements, bytes } = QUANT_BLOCKS[type];
+  for (let blk = 0; blk < columns / elements; blk++) {
+    const o = srcOffset + blk * bytes, y = outOffset + blk * elements;
+    switch (type) {
+      case 'Q8_0': {
+        const d = half(src, o);
+        for (let e = 0; e < 32; e++) out[y + e] = f(d * ((src[o + 2 + e] << 24) >> 24));
+        break;
+      }
+      case 'Q4_0': {
+        const d = half(src, o);
+        for (let e = 0; e < 16; e++) {
+          out[y + e] = f(d * ((src[o + 2 + e] & 15) - 8));
+          out[y + e + 16] = f(d * ((src[o + 2 + e] >> 4) - 8));
+        }
+        break;
+      }
+      case 'Q4_K':
+      case 'Q5_K': {
+        const d = half(src, o), dmin = half(src, o + 2);
+        const qs = o + (type === 'Q4_K' ? 16 : 48), qh = o + 16;
+        for (let s = 0; s < 8; s++) {
+          const [sc, m] = scaleMin(src, o + 4, s);
+          const scale = f(d * sc), min = f(dmin * m);
+          for (let e = 0; e < 32; e++) {
+            let q = (src[qs + 32 * (s >> 1) + e] >> (4 * (s & 1))) & 15;
+            if (type === 'Q5_K') q |= ((src[qh + e] >> s) & 1) << 4;
+            out[y + 32 * s + e] = f(f(scale * q) - min);
+          }
+        }
+        break;
+      }
+      case 'Q6_K': {
+        const d = half(src, o + 208);
+        for (let u = 0; u < 8; u++) {
+          const h = u >> 2, k = u & 3;
+          for (let e = 0; e < 32; e++) {
+            const lo = (src[o + 64 * h + 32 * (k & 1) + e] >> (4 * (k >> 1))) & 15;
+            const hi = (src[o + 128 + 32 * h + e] >> (2 * k)) & 3;
+            const sc = (src[o + 192 + 2 * u + (e >> 4)] << 24) >> 24;
+            out[y + 32 * u + e] = f(f(d * sc) * ((lo | (hi << 4)) - 32));
+          }
+        }
+        break;
+      }
+    }
+  }
+}
+
+/** A whole [rows, columns] tensor dequantized. */
+export function dequantize(type: QuantType, src: Uint8Array, rows: number, columns: number): Float32Array {
+  const out = new Float32Array(rows * columns), rb = rowBytes(type, columns);
+  for (let r = 0; r < rows; r++) dequantizeRow(type, src, r * rb, out, r * columns, columns);
+  return out;
+}
