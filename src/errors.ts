@@ -5,6 +5,7 @@ export type ErrorCode =
   | 'file-missing'
   | 'file-unreadable'
   | 'bad-safetensors'
+  | 'bad-gguf'
   | 'bad-config'
   | 'unsupported-config'
   | 'unknown-architecture'

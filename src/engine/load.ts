@@ -1,10 +1,12 @@
 // Loading a model by directory or hub id onto a backend, as a generator or an embedder, with its memory
 // planned at load: the KV pool, the sequence tables and the activation arena.
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MetaBackend } from '../backends/meta.js';
 import { createBackend, type Device, type FloatDType } from '../backends/select.js';
 import { fail } from '../errors.js';
 import { resolveModelDir, type HubOptions } from '../loaders/hub.js';
+import { openGgufModel } from '../loaders/gguf-model.js';
 import { openModelDir, type ModelDir } from '../loaders/model-dir.js';
 import { ConfigReader } from '../models/config.js';
 import { tensorBytes, type Architecture, type CausalLM, type Encoder, type MemoryReport, type ModelInfo } from '../models/model.js';
@@ -12,6 +14,7 @@ import { findArchitecture } from '../models/registry.js';
 import { dtypeBytes, type Backend, type DType } from '../ops/backend.js';
 import { CausalRuntime, type RuntimeLimits } from '../runtime/causal.js';
 import { EncoderRuntime } from '../runtime/encoder.js';
+import { tokenizerFromGguf } from '../tokenizers/gguf-vocab.js';
 import { Tokenizer } from '../tokenizers/tokenizer.js';
 import { Embedder, PROBLEM_TYPES, type ProblemType } from './embedder.js';
 import { availableMemory, checkFits, freeMemory, runtimeRegions, type Region } from './fit.js';
@@ -156,16 +159,34 @@ function eosIds(md: ModelDir, model: CausalLM): number[] {
   return gen.length ? gen : model.eosTokenIds;
 }
 
+interface Opened {
+  dir: string;
+  md: ModelDir;
+  /** where the config came from, for messages */
+  configPath: string;
+  tokenizer(): Tokenizer;
+  tokenizerPath: string;
+}
+
+/** A GGUF file (by its extension), or a model directory from a path or the hub. */
+async function openModel(nameOrPath: string, options: LoadOptions): Promise<Opened> {
+  if (nameOrPath.toLowerCase().endsWith('.gguf') && statSync(nameOrPath, { throwIfNoEntry: false })?.isFile()) {
+    const md = openGgufModel(nameOrPath);
+    return { dir: nameOrPath, md, configPath: nameOrPath, tokenizer: () => tokenizerFromGguf(md.gguf, nameOrPath), tokenizerPath: nameOrPath };
+  }
+  const dir = await resolveModelDir(nameOrPath, options);
+  return { dir, md: openModelDir(dir), configPath: `${dir}/config.json`, tokenizer: () => Tokenizer.fromDir(dir), tokenizerPath: join(dir, 'tokenizer.json') };
+}
+
 export async function loadModel(nameOrPath: string, options: LoadOptions = {}): Promise<LoadedModel> {
   checkLoadOptions(options);
-  const dir = await resolveModelDir(nameOrPath, options);
-  const md = openModelDir(dir);
+  const { dir, md, configPath, tokenizer: openTokenizer } = await openModel(nameOrPath, options);
   try {
-    const { arch, className } = findArchitecture(md.config, `${dir}/config.json`);
+    const { arch, className } = findArchitecture(md.config, configPath);
     const info = arch.info(md.config, className);
     checkSeqLen(options, info);
     const problem = problemType(md);
-    const tokenizer = Tokenizer.fromDir(dir);
+    const tokenizer = openTokenizer();
     const backend = await createBackend(options);
     try {
       // the weights, then the runtime's plan, are checked against the memory there is before they are allocated
@@ -220,14 +241,13 @@ export interface Inspection {
  */
 export async function inspectModel(nameOrPath: string, options: LoadOptions = {}): Promise<Inspection> {
   checkLoadOptions(options);
-  const dir = await resolveModelDir(nameOrPath, options);
-  const md = openModelDir(dir);
+  const { dir, md, configPath, tokenizer, tokenizerPath } = await openModel(nameOrPath, options);
   try {
-    const { arch, className } = findArchitecture(md.config, `${dir}/config.json`);
+    const { arch, className } = findArchitecture(md.config, configPath);
     const info = arch.info(md.config, className);
     checkSeqLen(options, info);
     problemType(md);
-    checkTokenizer(Tokenizer.fromDir(dir), info.vocabSize, join(dir, 'tokenizer.json'));
+    checkTokenizer(tokenizer(), info.vocabSize, tokenizerPath);
     const backend = await createBackend(options);
     const dtype = backend.activationDtype;
     const device = backend.name;

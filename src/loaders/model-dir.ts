@@ -22,12 +22,20 @@ export function readJsonFile(path: string, what: string): Record<string, unknown
   return value as Record<string, unknown>;
 }
 
+/** A file of named tensors (a safetensors shard, a GGUF file under Hugging Face names). */
+export interface TensorSource {
+  readonly tensors: Map<string, TensorInfo>;
+  info(name: string): TensorInfo;
+  readBytes(name: string): Uint8Array;
+  close(): void;
+}
+
 /** Weights of a checkpoint by name, across shards; tensors are read only when asked for. */
 export class WeightStore {
-  private readonly files: SafetensorsFile[];
-  private readonly where = new Map<string, SafetensorsFile>();
+  private readonly files: TensorSource[];
+  private readonly where = new Map<string, TensorSource>();
 
-  constructor(files: SafetensorsFile[], weightMap?: Map<string, SafetensorsFile>) {
+  constructor(files: TensorSource[], weightMap?: Map<string, TensorSource>) {
     this.files = files;
     if (weightMap) this.where = weightMap;
     else for (const f of files) for (const name of f.tensors.keys()) this.where.set(name, f);
@@ -76,6 +84,11 @@ export interface ModelDir {
   /** generation_config.json, when the directory has one */
   generation: Record<string, unknown> | null;
   weights: WeightStore;
+  /**
+   * GGUF's rope_freqs tensor, when the model came from a GGUF file that has one: each rotary pair's rate is divided
+   * by its factor (how llama.cpp files carry Llama 3.1's rope scaling).
+   */
+  ropeFactors?: Float32Array;
 }
 
 export function openModelDir(dir: string): ModelDir {

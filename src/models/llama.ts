@@ -7,7 +7,7 @@ import type { ModelDir } from '../loaders/model-dir.js';
 import type { Activation, AttentionShape, Backend, HeadNorms, Norm, Rotary, Tensor } from '../ops/backend.js';
 import { ConfigReader, divides } from './config.js';
 import type { Architecture, CausalLM, ModelInfo, Pass } from './model.js';
-import { readRope, type RopeSpec } from './rope.js';
+import { divideRates, readRope, type RopeSpec } from './rope.js';
 import { Checkpoint, detectPrefix, f32Table, weightTensors } from './weights.js';
 
 type Family = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
@@ -211,6 +211,7 @@ function architecture(family: Family, classNames: string[], modelTypes: string[]
     },
     create(backend: Backend, dir: ModelDir, className: string): CausalLM {
       const cfg = readConfig(dir.config, family);
+      if (dir.ropeFactors) cfg.rope = divideRates(cfg.rope, dir.ropeFactors);
       const prefix = detectPrefix(dir.weights, ['model.', ''], 'embed_tokens.weight', classNames[0]);
       const implied = `hidden_size=${cfg.hidden}, num_attention_heads=${cfg.heads}, num_key_value_heads=${cfg.kvHeads}, head_dim=${cfg.headDim}, ` +
         `intermediate_size=${cfg.inner}, num_hidden_layers=${cfg.layers}, vocab_size=${cfg.vocab}`;

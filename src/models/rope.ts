@@ -112,3 +112,9 @@ function yarn(spec: RopeSpec, theta: number, p: Params, maxPositions: number, wh
   });
   return { ...spec, invFreq, scale: attention };
 }
+
+/** The rates divided pair by pair by `factors` (GGUF's rope_freqs tensor, as llama.cpp applies it). */
+export function divideRates(spec: RopeSpec, factors: Float32Array): RopeSpec {
+  if (factors.length !== spec.invFreq.length) throw new Error(`internal: ${factors.length} rope factors for ${spec.invFreq.length} pairs`);
+  return { ...spec, invFreq: spec.invFreq.map((x, i) => f(x / factors[i])) };
+}

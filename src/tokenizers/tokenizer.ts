@@ -15,6 +15,15 @@ function isTokenId(x: unknown): x is number {
 export class Tokenizer {
   private constructor(private readonly tok: HfTokenizer, private readonly config: Record<string, unknown>, private readonly templateFile: string | null, private readonly dir: string) {}
 
+  /** A tokenizer from tokenizer.json and tokenizer_config.json contents (a GGUF vocabulary: gguf-vocab.ts); `where` names it in messages. */
+  static fromObjects(json: Record<string, unknown>, config: Record<string, unknown>, where: string): Tokenizer {
+    try {
+      return new Tokenizer(createHfTokenizer(json, config), config, null, where);
+    } catch (err) {
+      return fail('bad-gguf', `the vocabulary of ${where} could not be read as a tokenizer (${(err as Error).message}); the file's tokenizer.ggml metadata is broken`);
+    }
+  }
+
   static fromDir(dir: string): Tokenizer {
     const json = readJsonFile(join(dir, 'tokenizer.json'), 'tokenizer.json');
     const config = readJsonFile(join(dir, 'tokenizer_config.json'), 'tokenizer_config.json');

@@ -6,7 +6,9 @@ tokenizer.json, so the code paths are the real ones:
 
 - llama2-style:  SentencePiece-style BPE with byte fallback, as Llama 2 and Mistral ship it: <unk>, <s>, </s> at
                  ids 0-2, the 256 <0xXX> byte tokens at 3-258, normalizer Prepend("▁") + Replace(" ", "▁"),
-                 no pre-tokenizer, decoder Replace/ByteFallback/Fuse/Strip, "<s> $A" post-processor.
+                 no pre-tokenizer, decoder Replace/ByteFallback/Fuse/Strip, "<s> $A" post-processor. Its merges
+                 are every split of every token ranked by the token's id (its SentencePiece score is -id), as
+                 Hugging Face converts SentencePiece models, so it merges as SentencePiece and llama.cpp do.
 - llama3-style:  byte-level BPE with Llama 3's split regex; <|begin_of_text|>, <|end_of_text|>, <|eot_id|>,
                  <|start_header_id|>, <|end_header_id|> after the vocabulary; "<|begin_of_text|> $A"; a Llama-3
                  chat template.
@@ -93,7 +95,16 @@ def llama2_style(out):
     for tok, _ in sorted(learned["vocab"].items(), key=lambda kv: kv[1]):
         if tok not in vocab:
             vocab[tok] = len(vocab)
-    merges = learned["merges"]
+    # merges as SentencePiece (and so llama.cpp) applies them: any two tokens whose concatenation is a token merge,
+    # the better-scoring (lower-id) result first: every split of every token, ranked by the token's id
+    merges = []
+    for tok, tid in sorted(vocab.items(), key=lambda kv: kv[1]):
+        if tid < 259:
+            continue
+        for i in range(1, len(tok)):
+            if tok[:i] in vocab and tok[i:] in vocab:
+                merges.append((tid, vocab[tok[:i]], vocab[tok[i:]], f"{tok[:i]} {tok[i:]}"))
+    merges = [m[3] for m in sorted(merges)]
     j = {
         "version": "1.0", "truncation": None, "padding": None,
         "added_tokens": [added(0, "<unk>"), added(1, "<s>"), added(2, "</s>")],
