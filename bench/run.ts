@@ -3,12 +3,14 @@ import { BenchArgs, markdownTable, type BenchResult } from './common.js';
 import { beam } from './beam.js';
 import { cpuGpt2 } from './cpu-gpt2.js';
 import { gpt2 } from './gpt2.js';
+import { llama } from './llama.js';
 import { serving } from './serving.js';
 
 const BENCHES: Record<string, (args: BenchArgs) => Promise<BenchResult>> = {
   beam,
   'cpu-gpt2': cpuGpt2,
   gpt2,
+  llama,
   serving,
 };
 

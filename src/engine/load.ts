@@ -180,7 +180,20 @@ async function openModel(nameOrPath: string, options: LoadOptions): Promise<Open
 
 export async function loadModel(nameOrPath: string, options: LoadOptions = {}): Promise<LoadedModel> {
   checkLoadOptions(options);
-  const { dir, md, configPath, tokenizer: openTokenizer } = await openModel(nameOrPath, options);
+  return loadOpened(await openModel(nameOrPath, options), options);
+}
+
+/**
+ * A model from weights that are not files (benchmarks over random weights): `md` as a model directory would
+ * open, and its tokenizer.
+ */
+export async function loadModelDir(md: ModelDir, tokenizer: Tokenizer, options: LoadOptions = {}): Promise<LoadedModel> {
+  checkLoadOptions(options);
+  return loadOpened({ dir: md.dir, md, configPath: md.dir, tokenizer: () => tokenizer, tokenizerPath: md.dir }, options);
+}
+
+async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedModel> {
+  const { dir, md, configPath, tokenizer: openTokenizer } = opened;
   try {
     const { arch, className } = findArchitecture(md.config, configPath);
     const info = arch.info(md.config, className);

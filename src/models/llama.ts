@@ -4,6 +4,7 @@
 // stacked into one GEMM (and gate and up into another) at load.
 import { fail, show } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
+import { isQuantType } from '../loaders/quant.js';
 import type { Activation, AttentionShape, Backend, HeadNorms, Norm, Rotary, Tensor } from '../ops/backend.js';
 import { ConfigReader, divides } from './config.js';
 import type { Architecture, CausalLM, ModelInfo, Pass } from './model.js';
@@ -126,8 +127,11 @@ function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: LlamaConfig) {
     });
   }
   const embed = ckpt.load(backend, 'embed_tokens.weight', [cfg.vocab, H]);
-  // the head sits outside the "model." prefix; a tied checkpoint may still carry a copy of it
-  const lmHead = cfg.tied ? embed : new Checkpoint(ckpt.store, '', ckpt.implied).loadMatrix(backend, 'lm_head.weight', [cfg.vocab, H]);
+  // the head sits outside the "model." prefix; a tied checkpoint may still carry a copy of it. A tied head over a
+  // quantized embedding (GGUF) is the quantized matrix itself, while the embedding lookup reads a dequantized copy
+  const quantizedTable = isQuantType(ckpt.store.info(ckpt.prefix + 'embed_tokens.weight').dtype);
+  const lmHead = !cfg.tied ? new Checkpoint(ckpt.store, '', ckpt.implied).loadMatrix(backend, 'lm_head.weight', [cfg.vocab, H])
+    : quantizedTable ? ckpt.loadMatrix(backend, 'embed_tokens.weight', [cfg.vocab, H]) : embed;
   return { embed, lmHead, norm: norm('norm.weight'), layers };
 }
 

@@ -1,0 +1,198 @@
+// Llama decode on the GPU: Llama-3.2-1B and Llama-3-8B configurations with random weights, as bf16 and as GGUF's
+// Q8_0 and Q4_K (every matrix quantized; norms F32, the embedding table dequantized at load), against PyTorch with
+// a static KV cache under torch.compile (bench/peers/llama_torch.py, bf16) in the same run.
+//   npm run bench -- llama [--configs 1B,8B] [--formats bf16,q8_0,q4_k] [--batches 1,64] [--prompt 128] [--new 128] [--no-peers] [--out-dir DIR]
+// Reports prefill ms, decode ms per step, tokens/s and the memory-bandwidth limit: (weight bytes + KV-cache bytes
+// read per step) / the device-to-device copy bandwidth measured here. The weights never touch a disk: they are
+// generated as the loader reads them (random bytes, quantized blocks with small finite scales).
+import { execFileSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { CudaBackend } from '../src/backends/cuda/backend.js';
+import { loadModelDir } from '../src/engine/load.js';
+import type { TextGenerator } from '../src/engine/generation.js';
+import { WeightStore, type ModelDir, type TensorSource } from '../src/loaders/model-dir.js';
+import { QUANT_BLOCKS, isQuantType, type QuantType } from '../src/loaders/quant.js';
+import type { TensorInfo } from '../src/loaders/safetensors.js';
+import { Tokenizer } from '../src/tokenizers/tokenizer.js';
+import { FIXTURES, ROOT, type BenchArgs, type BenchResult } from './common.js';
+import { copyBandwidth, profileDecode } from './cuda-timing.js';
+
+const CONFIGS: Record<string, { hidden: number; layers: number; heads: number; kvHeads: number; inner: number; vocab: number; tied: boolean }> = {
+  '1B': { hidden: 2048, layers: 16, heads: 32, kvHeads: 8, inner: 8192, vocab: 128256, tied: true },
+  '8B': { hidden: 4096, layers: 32, heads: 32, kvHeads: 8, inner: 14336, vocab: 128256, tied: false },
+};
+const FORMATS: Record<string, 'BF16' | QuantType> = { bf16: 'BF16', q8_0: 'Q8_0', q4_k: 'Q4_K' };
+/** byte offsets of the fp16 scales of each block type (quantized-GEMV test: small finite values there, random bytes elsewhere) */
+const SCALES: Record<QuantType, number[]> = { Q8_0: [0], Q4_0: [0], Q4_K: [0, 2], Q5_K: [0, 2], Q6_K: [208] };
+
+/** Random weights under Hugging Face names, made as they are read. */
+class RandomWeights implements TensorSource {
+  readonly tensors = new Map<string, TensorInfo>();
+
+  constructor(specs: { name: string; shape: number[]; dtype: string }[]) {
+    for (const s of specs) this.tensors.set(s.name, { name: s.name, dtype: s.dtype, shape: s.shape, begin: 0, end: bytesOf(s.shape, s.dtype) });
+  }
+
+  info(name: string): TensorInfo {
+    return this.tensors.get(name)!;
+  }
+
+  readBytes(name: string): Uint8Array {
+    const t = this.info(name);
+    const out = new Uint8Array(t.end);
+    if (t.dtype === 'F32') {
+      new Float32Array(out.buffer).fill(1); // RMSNorm gains
+      return out;
+    }
+    randomFillSync(out);
+    if (t.dtype === 'BF16') {
+      // |x| in [2^-9, 2^-5): bf16 with a small exponent, random sign and mantissa
+      const bits = new Uint16Array(out.buffer);
+      for (let i = 0; i < bits.length; i++) bits[i] = (bits[i] & 0x807f) | ((127 - 9 + (bits[i] & 3)) << 7);
+      return out;
+    }
+    const q = t.dtype as QuantType, size = QUANT_BLOCKS[q].bytes;
+    for (let b = 0; b < out.length / size; b++) for (const at of SCALES[q]) { out[b * size + at] = 0x00; out[b * size + at + 1] = 0x14; } // fp16 0.00098
+    return out;
+  }
+
+  close(): void {}
+}
+
+function bytesOf(shape: number[], dtype: string): number {
+  const n = shape.reduce((a, d) => a * d, 1);
+  if (isQuantType(dtype)) return (n / QUANT_BLOCKS[dtype].elements) * QUANT_BLOCKS[dtype].bytes;
+  return n * (dtype === 'F32' ? 4 : 2);
+}
+
+function randomLlama(name: string, format: string): ModelDir {
+  const c = CONFIGS[name], q = FORMATS[format];
+  if (!c || !q) throw new Error(`unknown config ${name} or format ${format}`);
+  const D = c.hidden / c.heads, specs: { name: string; shape: number[]; dtype: string }[] = [];
+  const add = (n: string, shape: number[], dtype: string) => specs.push({ name: n, shape, dtype });
+  add('model.embed_tokens.weight', [c.vocab, c.hidden], q === 'BF16' ? 'BF16' : q);
+  add('model.norm.weight', [c.hidden], 'F32');
+  if (!c.tied) add('lm_head.weight', [c.vocab, c.hidden], q);
+  for (let l = 0; l < c.layers; l++) {
+    const p = `model.layers.${l}.`;
+    add(p + 'input_layernorm.weight', [c.hidden], 'F32');
+    add(p + 'post_attention_layernorm.weight', [c.hidden], 'F32');
+    add(p + 'self_attn.q_proj.weight', [c.heads * D, c.hidden], q);
+    add(p + 'self_attn.k_proj.weight', [c.kvHeads * D, c.hidden], q);
+    add(p + 'self_attn.v_proj.weight', [c.kvHeads * D, c.hidden], q);
+    add(p + 'self_attn.o_proj.weight', [c.hidden, c.heads * D], q);
+    add(p + 'mlp.gate_proj.weight', [c.inner, c.hidden], q);
+    add(p + 'mlp.up_proj.weight', [c.inner, c.hidden], q);
+    add(p + 'mlp.down_proj.weight', [c.hidden, c.inner], q);
+  }
+  const config = {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: c.vocab, hidden_size: c.hidden, num_hidden_layers: c.layers,
+    num_attention_heads: c.heads, num_key_value_heads: c.kvHeads, intermediate_size: c.inner, max_position_embeddings: 8192, rms_norm_eps: 1e-5,
+    rope_theta: 500000, tie_word_embeddings: c.tied, eos_token_id: [128001, 128009],
+  };
+  return { dir: `random Llama ${name} ${format}`, config, generation: null, weights: new WeightStore([new RandomWeights(specs)]) };
+}
+
+interface Row { engine: string; config: string; format: string; batch: number; prefill_ms: number | null; decode_ms_per_step: number | null; tokens_per_s: number | null; note?: string }
+
+export async function llama(args: BenchArgs): Promise<BenchResult> {
+  const configs = args.list('configs', ['1B', '8B']), formats = args.list('formats', ['bf16', 'q8_0', 'q4_k']);
+  const batches = args.list('batches', ['1', '64']).map(Number);
+  const promptLen = args.int('prompt', 128), newTokens = args.int('new', 128);
+  const tokenizer = Tokenizer.fromDir(join(FIXTURES, 'tokenizers', 'llama3-style'));
+  const rows: Row[] = [];
+  const limits: Record<string, number> = {};
+  const profiles: Record<string, Record<string, { ms: number; calls: number }>> = {};
+  let bandwidth = 0, device = '';
+  for (const name of configs) {
+    for (const format of formats) {
+      const maxBatch = Math.max(...batches);
+      const m = await loadModelDir(randomLlama(name, format), tokenizer,
+        { device: 'cuda', dtype: 'bf16', maxBatch, maxSeqLen: promptLen + newTokens + 64, prefillChunk: maxBatch * promptLen });
+      if (m.kind !== 'causal-lm') throw new Error('internal: not a causal LM');
+      const gen = m.generator, backend = gen.runtime.backend as CudaBackend;
+      device = backend.device.name;
+      if (!bandwidth) bandwidth = copyBandwidth(backend);
+      const weightBytes = gen.runtime.memory().regions.find((r) => r.name === 'weights')!.bytes;
+      const c = CONFIGS[name];
+      for (const batch of batches) {
+        const prompts = Array.from({ length: batch }, (_, b) => Array.from({ length: promptLen }, (_, i) => (b * 7919 + i * 104729) % 800));
+        const opts = { maxNewTokens: newTokens, stopAtEos: false };
+        await gen.generateIds(prompts, { ...opts, maxNewTokens: 4 });
+        const r = [];
+        for (let i = 0; i < 3; i++) r.push(await timeGeneration(gen, prompts, opts));
+        const median = (xs: number[]) => xs.sort((a, b) => a - b)[1];
+        const decode = median(r.map((x) => x.decodeMs));
+        rows.push({ engine: 'peregrine', config: name, format, batch, prefill_ms: median(r.map((x) => x.prefillMs)), decode_ms_per_step: decode, tokens_per_s: (1000 * batch) / decode });
+        profiles[`${name} ${format} x${batch}`] = profileDecode(backend, gen.runtime, batch, promptLen);
+        // the embedding table is read one row per token: the lookup costs nothing against the matrices
+        const embedBytes = c.tied && format !== 'bf16' ? c.vocab * c.hidden * 2 : 0;
+        const kvBytes = 2 * c.layers * batch * (promptLen + newTokens / 2) * (c.kvHeads * c.hidden / c.heads) * 2;
+        limits[`${name} ${format} x${batch}`] = ((weightBytes - embedBytes - (c.tied ? 0 : c.vocab * c.hidden * 2) + kvBytes) / (bandwidth * 1e9)) * 1000;
+      }
+      gen.runtime.dispose();
+      backend.dispose();
+    }
+  }
+  if (!args.flag('no-peers') && formats.includes('bf16')) rows.push(...peers(configs, batches, promptLen, newTokens));
+  const ours = (r: Row) => rows.find((x) => x.engine === 'peregrine' && x.config === r.config && x.batch === r.batch && x.format === 'bf16');
+  const table = rows.map((r) => {
+    const limit = limits[`${r.config} ${r.format} x${r.batch}`];
+    return {
+      engine: r.engine, model: r.config, weights: r.format, batch: r.batch,
+      'prefill ms': r.prefill_ms ?? '-', 'decode ms/step': r.decode_ms_per_step ?? '-', 'tokens/s': r.tokens_per_s ?? '-',
+      'bandwidth limit ms/step': limit ?? '-', 'share of the limit': limit && r.decode_ms_per_step ? `${((100 * limit) / r.decode_ms_per_step).toFixed(0)}%` : '-',
+      'vs peregrine bf16': r.engine !== 'peregrine' && r.decode_ms_per_step && ours(r)?.decode_ms_per_step ? `${(r.decode_ms_per_step / ours(r)!.decode_ms_per_step!).toFixed(2)}x slower` : '',
+      note: r.note ?? '',
+    };
+  });
+  const result: BenchResult = {
+    name: 'llama',
+    config: { device, promptTokens: promptLen, newTokens, computeDtype: 'bf16', copyBandwidthGBs: bandwidth, command: `npm run bench -- llama ${process.argv.slice(3).join(' ')}`.trim() },
+    rows: table,
+    notes: [
+      'decode ms/step = (time of the last token - time of the first token) / (new tokens - 1), median of 3 runs; tokens/s = batch * 1000 / decode ms/step.',
+      'bandwidth limit: the matrices (and the LM head) plus the KV cache read once per step, at the measured copy bandwidth; the embedding table is not read whole.',
+      ...Object.entries(profiles).map(([k, p]) => `GPU time per op of one eager decode step, ${k}: ${Object.entries(p).sort((a, b) => b[1].ms - a[1].ms)
+        .map(([op, v]) => `${op} ${v.ms.toFixed(3)} ms/${v.calls}`).join(', ')}`),
+    ],
+  };
+  const outDir = args.string('out-dir');
+  if (outDir) {
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, 'llama.json'), JSON.stringify({ ...result, raw: rows, limits, profiles }, null, 1));
+  }
+  return result;
+}
+
+async function timeGeneration(gen: TextGenerator, prompts: number[][], opts: { maxNewTokens: number; stopAtEos: boolean }) {
+  const t0 = performance.now();
+  let first = 0, last = 0;
+  await gen.generateIds(prompts, {
+    ...opts,
+    onToken: (e) => {
+      if (e.index !== 0) return;
+      last = performance.now();
+      if (!first) first = last;
+    },
+  });
+  return { prefillMs: first - t0, decodeMs: (last - first) / (opts.maxNewTokens - 1) };
+}
+
+function peers(configs: string[], batches: number[], prompt: number, newTokens: number): Row[] {
+  const script = join(ROOT, 'bench', 'peers', 'llama_torch.py');
+  if (!existsSync(script)) return [];
+  const out = join(tmpdir(), `peregrine-llama-peers-${process.pid}.json`);
+  try {
+    execFileSync('python3', [script, '--configs', configs.join(','), '--batches', batches.join(','), '--prompt', String(prompt), '--new', String(newTokens), '--out', out],
+      { stdio: ['ignore', 'inherit', 'inherit'], timeout: 400_000 });
+  } catch (err) {
+    process.stderr.write(`peers failed: ${(err as Error).message}\n`);
+  }
+  if (!existsSync(out)) return [];
+  const data = JSON.parse(readFileSync(out, 'utf8')) as { results: { config: string; batch: number; prefill_ms: number; decode_ms_per_step: number; tokens_per_s: number; error: string | null }[] };
+  return data.results.map((r) => ({ engine: 'torch-compile', config: r.config, format: 'bf16', batch: r.batch, prefill_ms: r.prefill_ms, decode_ms_per_step: r.decode_ms_per_step, tokens_per_s: r.tokens_per_s, note: r.error ? `error: ${r.error}` : '' }));
+}
