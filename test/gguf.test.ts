@@ -8,9 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { loadGenerator, PeregrineError } from '../src/index.js';
+import { loadModelDir } from '../src/engine/load.js';
+import { dequantize, isQuantType } from '../src/loaders/quant.js';
+import type { TensorInfo } from '../src/loaders/safetensors.js';
 import { GgufFile } from '../src/loaders/gguf.js';
 import { openGgufModel } from '../src/loaders/gguf-model.js';
-import { openModelDir } from '../src/loaders/model-dir.js';
+import { openModelDir, WeightStore, type ModelDir, type TensorSource } from '../src/loaders/model-dir.js';
 import { toFloat32, type StorageDType } from '../src/loaders/dtypes.js';
 import { tokenizerFromGguf } from '../src/tokenizers/gguf-vocab.js';
 import { maxRelError } from './helpers/close.js';
@@ -18,6 +21,29 @@ import { CLI, fixture, reference } from './helpers/fixtures.js';
 import { allLogits } from './helpers/logits.js';
 
 const gguf = (name: string) => join(fixture('gguf'), name);
+
+/** A GGUF model whose quantized tensors read as F32 (dequantized by loaders/quant.ts). */
+function dequantizedAtLoad(md: ModelDir): ModelDir {
+  const src = md.weights;
+  const info = (name: string): TensorInfo => {
+    const t = src.info(name);
+    if (!isQuantType(t.dtype)) return t;
+    const n = t.shape.reduce((a, d) => a * d, 1);
+    return { ...t, dtype: 'F32', begin: 0, end: 4 * n };
+  };
+  const source: TensorSource = {
+    tensors: new Map(src.names().map((n) => [n, info(n)])),
+    info,
+    readBytes: (name) => {
+      const t = src.info(name);
+      if (!isQuantType(t.dtype)) return src.readBytes(name);
+      const columns = t.shape[t.shape.length - 1];
+      return new Uint8Array(dequantize(t.dtype, src.readBytes(name), t.shape.reduce((a, d) => a * d, 1) / columns, columns).buffer);
+    },
+    close: () => src.close(),
+  };
+  return { ...md, weights: new WeightStore([source]) };
+}
 const tmp = mkdtempSync(join(tmpdir(), 'peregrine-gguf-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -63,6 +89,32 @@ describe('GGUF models', () => {
         const [lq, ld, lf] = await Promise.all([q, deq, full].map((g) => allLogits(g, p.ids)));
         assert.ok(maxRelError(lq, ld) <= 1e-5, `against its dequantized weights: ${maxRelError(lq, ld)}`);
         assert.ok(maxRelError(lq, lf) <= error, `against fp32: ${maxRelError(lq, lf)}`);
+      }
+    });
+  }
+
+  // K-quants (the gguf package cannot write them: tools/reference/kquants.py does). A 256-wide toy model with Gaussian
+  // weights rounded to fp16, embeddings tied: each file against itself with every tensor dequantized at load (by
+  // loaders/quant.ts, bit for bit the gguf package's dequantization on blocks.json) and against the F16 weights it was
+  // quantized from, within the error that plain round-to-nearest blocks of that width give.
+  for (const [label, error, counts] of [
+    ['q4_k_m', 0.1, { q4_k: 5, q6_k: 2 }], ['q5_k', 0.05, { q5_k: 9 }], ['q6_k', 0.04, { q6_k: 9 }],
+  ] as const) {
+    test(`a ${label.toUpperCase()} model computes what its dequantized weights do (within 1e-5), and within ${error} of its F16 weights`, async () => {
+      const ref = reference<Ref>('llama-tiny');
+      const file = gguf(`llama-k-tiny-${label}.gguf`);
+      const tokenizer = () => { const md = openGgufModel(file); md.weights.close(); return tokenizerFromGguf(md.gguf, file); };
+      const q = await loadGenerator(file, { device: 'cpu' });
+      const deq = (await loadModelDir(dequantizedAtLoad(openGgufModel(file)), tokenizer(), { device: 'cpu' })) as { generator: typeof q };
+      const full = await loadGenerator(gguf('llama-k-tiny.gguf'), { device: 'cpu' });
+      const kept: Record<string, number> = {};
+      for (const t of q.model.weights()) if (/^q\d/.test(t.dtype)) kept[t.dtype] = (kept[t.dtype] ?? 0) + 1;
+      // q4_k_m's fused QKV mixes Q4_K (q, k) and Q6_K (v) rows: it is dequantized at load, everything else stays quantized
+      assert.deepEqual(kept, counts, 'the attention output, gate-up and down projections of each layer and the tied head stay quantized');
+      for (const p of ref.prompts) {
+        const [lq, ld, lf] = await Promise.all([q, deq.generator, full].map((g) => allLogits(g, p.ids)));
+        assert.ok(maxRelError(lq, ld) <= 1e-5, `against its dequantized weights: ${maxRelError(lq, ld)}`);
+        assert.ok(maxRelError(lq, lf) <= error, `against F16: ${maxRelError(lq, lf)}`);
       }
     });
   }

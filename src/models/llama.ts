@@ -46,6 +46,8 @@ interface LlamaConfig {
  * - Qwen3's q_norm/k_norm are in every Qwen3 checkpoint.
  * pretraining_tp only splits the same products across slices (the sums are the same); dropout does nothing at inference.
  */
+const MAX_LAYERS = 4096;
+
 function readConfig(raw: Record<string, unknown>, family: Family): LlamaConfig {
   const where = `${family === 'llama' ? 'Llama' : family === 'mistral' ? 'Mistral' : family === 'qwen2' ? 'Qwen2' : 'Qwen3'} config`;
   const c = new ConfigReader(raw, where);
@@ -59,6 +61,8 @@ function readConfig(raw: Record<string, unknown>, family: Family): LlamaConfig {
     headDim = hidden / heads;
   }
   const layers = c.int('num_hidden_layers');
+  // the largest published models have a few hundred; a count beyond this is a broken config, not a model to build
+  if (layers > MAX_LAYERS) fail('bad-config', `${where}: num_hidden_layers ${layers} is beyond the ${MAX_LAYERS} layers Peregrine builds; fix the config`);
   const maxPositions = c.int('max_position_embeddings', 2048);
   const attentionBias = c.bool('attention_bias', false);
   return {

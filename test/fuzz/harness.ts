@@ -211,3 +211,36 @@ export async function outcomeOrKnown<T>(stage: string, fn: () => T | Promise<T>)
     return null;
   }
 }
+
+// ------------------------------------------------------------------------- readers against references
+
+/** A property's failure. */
+export function fail(message: string): never {
+  throw new AssertionError({ message });
+}
+
+/** A tensor as a reference reading of a file format places it. */
+export interface RefTensorInfo {
+  dtype: string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/**
+ * Fails unless a reader's tensors are the reference reading's: the same names, dtypes, shapes and byte ranges,
+ * and bytes read equal to the file's. `extra` checks more of each tensor.
+ */
+export function assertTensorsRead(got: Map<string, RefTensorInfo>, want: Map<string, RefTensorInfo>, read: (name: string) => Uint8Array, file: Uint8Array,
+  extra?: (name: string, t: RefTensorInfo) => void): void {
+  if (got.size !== want.size) fail(`read ${got.size} tensors, the file has ${want.size}`);
+  for (const [name, w] of want) {
+    const g = got.get(name);
+    if (!g) fail(`tensor ${JSON.stringify(name)} is missing`);
+    if (g!.dtype !== w.dtype || g!.begin !== w.begin || g!.end !== w.end || g!.shape.join() !== w.shape.join()) {
+      fail(`tensor ${JSON.stringify(name)} read as ${JSON.stringify(g)}, expected ${JSON.stringify(w)}`);
+    }
+    if (!Buffer.from(read(name)).equals(Buffer.from(file.subarray(w.begin, w.end)))) fail(`tensor ${JSON.stringify(name)}: wrong bytes`);
+    extra?.(name, w);
+  }
+}

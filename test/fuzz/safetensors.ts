@@ -1,12 +1,11 @@
 // Fuzzing the safetensors reader against an independent reading of the format: every file is either
 // refused with a PeregrineError or read exactly as the reference reading says (same tensors, same byte
 // ranges, every byte from inside the file), and a file the reference reading accepts is never refused.
-import { AssertionError } from 'node:assert';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { DTYPE_BYTES, SafetensorsFile } from '../../src/loaders/safetensors.js';
 import { encodeSafetensors } from '../../src/loaders/safetensors-write.js';
-import { inCaseDir, noFdLeak, noteOutcome, syncOutcome, writeFiles, type Target } from './harness.js';
+import { assertTensorsRead, fail, inCaseDir, noFdLeak, noteOutcome, syncOutcome, writeFiles, type Target } from './harness.js';
 import { applyByteEdits, applyJsonEdits, byteEdits, hostileValue, jsonEdits, oneIn, Raw, where, stringify, type ByteEdit, type Hostile, type Json, type JsonEdit } from './mutate.js';
 import { safetensorsSeeds } from './seeds.js';
 
@@ -196,10 +195,6 @@ export function safetensorsBytes(input: SafetensorsInput): Buffer {
   return m.truncate === null ? file : file.subarray(0, Math.floor(m.truncate * (file.length + 1)));
 }
 
-function fail(message: string): never {
-  throw new AssertionError({ message });
-}
-
 /** Opens the file and checks the reader against the reference reading; reads every tensor it accepted. */
 export async function checkSafetensors(bytes: Uint8Array, dir: string): Promise<void> {
   const path = join(dir, 'model.safetensors');
@@ -215,15 +210,7 @@ export async function checkSafetensors(bytes: Uint8Array, dir: string): Promise<
     const f = r.value;
     try {
       if (!ref.valid) fail(`accepted a file the format refuses (${ref.why})`);
-      if (f.tensors.size !== ref.tensors.size) fail(`read ${f.tensors.size} tensors, the file has ${ref.tensors.size}`);
-      for (const [name, want] of ref.tensors) {
-        const got = f.tensors.get(name);
-        if (!got) fail(`tensor ${JSON.stringify(name)} is missing`);
-        if (got.dtype !== want.dtype || got.begin !== want.begin || got.end !== want.end || got.shape.join() !== want.shape.join()) {
-          fail(`tensor ${JSON.stringify(name)} read as ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
-        }
-        const data = f.readBytes(name);
-        if (!Buffer.from(data).equals(Buffer.from(bytes.subarray(want.begin, want.end)))) fail(`tensor ${JSON.stringify(name)}: wrong bytes`);
+      assertTensorsRead(f.tensors, ref.tensors, (name) => f.readBytes(name), bytes, (name, want) => {
         if (FLOATS.has(want.dtype)) {
           const n = want.shape.reduce((a, d) => a * d, 1);
           if (f.readF32(name).length !== n) fail(`tensor ${JSON.stringify(name)}: readF32 gave the wrong length`);
@@ -231,7 +218,7 @@ export async function checkSafetensors(bytes: Uint8Array, dir: string): Promise<
           const e = syncOutcome(() => f.readF32(name));
           if (e.ok) fail(`tensor ${JSON.stringify(name)}: readF32 accepted dtype ${want.dtype}`);
         }
-      }
+      });
       if (Object.keys(f.metadata).some((k) => typeof f.metadata[k] !== 'string')) fail('metadata holds a value that is not a string');
     } finally {
       f.close();

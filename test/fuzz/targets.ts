@@ -1,10 +1,11 @@
 // The fuzz targets: one per file format Peregrine reads, and the command line.
 import { cliFlagsTarget, cliSpawnTarget } from './cli.js';
+import { ggufTarget } from './gguf.js';
 import type { Target } from './harness.js';
 import { bertConfigTarget, gpt2ConfigTarget, indexTarget } from './model-dir.js';
 import { safetensorsTarget } from './safetensors.js';
 import { tokenizerTarget } from './tokenizer.js';
 
 export function targets(): Target[] {
-  return [safetensorsTarget, indexTarget, gpt2ConfigTarget, bertConfigTarget, tokenizerTarget, cliFlagsTarget, cliSpawnTarget];
+  return [safetensorsTarget, ggufTarget, indexTarget, gpt2ConfigTarget, bertConfigTarget, tokenizerTarget, cliFlagsTarget, cliSpawnTarget];
 }

@@ -13,6 +13,9 @@ Runs where numpy, safetensors, tokenizers and the `gguf` package are installed (
 - llama3-tiny.gguf:           F16, rope scaling "llama3" carried as llama.cpp carries it: a rope_freqs tensor of
                               per-pair factors; byte-level BPE vocabulary ("gpt2", pre "llama-bpe").
 - qwen2-tiny.gguf:            BF16 with q/k/v biases, "qwen2" architecture, ("gpt2", pre "qwen2") vocabulary.
+- llama-k-tiny.gguf:          a Llama of 256-wide rows with Gaussian weights (K-quant blocks hold 256 values; tied
+                              embeddings) in F16 (norms too); llama-k-tiny-{q4_k_m,q5_k,q6_k}.gguf: the same weights in K-quant
+                              blocks (kquants.py), q4_k_m mixing Q4_K and Q6_K as llama.cpp's Q4_K_M does.
 - tokens-<tokenizer>.json:    ids of each string by the tokenizer.json (Hugging Face tokenizers), with special tokens.
 """
 import json
@@ -25,6 +28,8 @@ from gguf import GGMLQuantizationType as Q
 from gguf import GGUFWriter, TokenType
 import gguf.quants as quants
 from tokenizers import Tokenizer
+
+import kquants
 
 NAMES = {
     "input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
@@ -103,6 +108,7 @@ def add_vocab(w, tok_dir, kind, pre=None, eos=None, eot=None, add_bos=True):
 
 
 def write(path, arch, config, weights, tok_dir, vocab_args, matrix_type, float_type, rope_freqs=None):
+    """matrix_type: the type of every matrix but the embedding, or a function of (gguf name, array) giving each tensor's."""
     w = GGUFWriter(path, arch)
     heads, kv = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
@@ -126,11 +132,17 @@ def write(path, arch, config, weights, tok_dir, vocab_args, matrix_type, float_t
             t = permute(t, heads)
         if arch == "llama" and name.endswith("k_proj.weight"):
             t = permute(t, kv)
-        kind = matrix_type if (t.ndim == 2 and name != "model.embed_tokens.weight") else float_type
+        if callable(matrix_type):
+            kind = matrix_type(gguf_name(name), t)
+        else:
+            kind = matrix_type if (t.ndim == 2 and name != "model.embed_tokens.weight") else float_type
         if kind == Q.F32:
             w.add_tensor(gguf_name(name), t.astype(np.float32))
         elif kind == Q.F16:
             w.add_tensor(gguf_name(name), t.astype(np.float16))
+        elif kind in kquants.QUANTIZERS:
+            data = kquants.quantize(t, kind)
+            w.add_tensor(gguf_name(name), data, raw_shape=data.shape, raw_dtype=kind)
         else:
             data = quants.quantize(t.astype(np.float32), kind)
             w.add_tensor(gguf_name(name), data, raw_shape=data.shape, raw_dtype=kind)
@@ -159,6 +171,31 @@ def llama3_factors(config):
             smooth = (old / wavelen - low) / (high - low)
             out.append(1 / ((1 - smooth) / factor + smooth))
     return np.array(out, dtype=np.float32)
+
+
+# llama.cpp's Q4_K_M keeps attn_v and ffn_down (here: all of them) in Q6_K; "*" is every other matrix
+K_FILES = {"q4_k_m": {"*": Q.Q4_K, "attn_v": Q.Q6_K, "ffn_down": Q.Q6_K}, "q5_k": {"*": Q.Q5_K}, "q6_k": {"*": Q.Q6_K}}
+
+
+def k_tiny():
+    """Two Llama layers of 256-wide rows (GQA 4:2, head 64), embeddings tied, Gaussian weights rounded to fp16."""
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 256, "intermediate_size": 256,
+              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64, "vocab_size": 951,
+              "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True}
+    rng = np.random.default_rng(8)
+    h, f = config["hidden_size"], config["intermediate_size"]
+    shapes = {"model.embed_tokens.weight": (951, h), "model.norm.weight": (h,)}
+    for i in range(config["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        shapes.update({p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
+                       p + "self_attn.q_proj.weight": (h, h), p + "self_attn.k_proj.weight": (128, h), p + "self_attn.v_proj.weight": (128, h),
+                       p + "self_attn.o_proj.weight": (h, h), p + "mlp.gate_proj.weight": (f, h), p + "mlp.up_proj.weight": (f, h),
+                       p + "mlp.down_proj.weight": (h, f)})
+    weights = {}
+    for name, shape in shapes.items():
+        t = 1 + 0.1 * rng.standard_normal(shape) if len(shape) == 1 else rng.standard_normal(shape) / math.sqrt(shape[1] if "embed" not in name else 1)
+        weights[name] = t.astype(np.float16).astype(np.float32)
+    return config, weights
 
 
 def strings():
@@ -200,6 +237,17 @@ def main():
     config, weights = model("qwen2-tiny")
     write(os.path.join(out, "qwen2-tiny.gguf"), "qwen2", config, weights, os.path.join(toks, "qwen2-style"),
           ("gpt2", "qwen2", "<|im_end|>", None, False), Q.BF16, Q.F32)
+
+    config, weights = k_tiny()
+    write(os.path.join(out, "llama-k-tiny.gguf"), "llama", config, weights, os.path.join(toks, "llama2-style"), llama_vocab, Q.F16, Q.F16)
+    for label, kinds in K_FILES.items():
+        write(os.path.join(out, f"llama-k-tiny-{label}.gguf"), "llama", config, weights, os.path.join(toks, "llama2-style"), llama_vocab,
+              lambda name, t, kinds=kinds: Q.F32 if t.ndim == 1 else kinds.get(name.split(".")[-2], kinds["*"]), Q.F32)
+        for name, t in weights.items():
+            if t.ndim == 2:
+                kind = kinds.get(gguf_name(name).split(".")[-2], kinds["*"])
+                err = kquants.roundtrip(t, kind)[1] if kind in kquants.QUANTIZERS else 0
+                assert err < {Q.Q4_K: 0.1, Q.Q5_K: 0.05, Q.Q6_K: 0.025}.get(kind, 0.01), (label, name, err)
 
     texts = strings()
     for name in ("llama2-style", "llama3-style", "qwen2-style"):
