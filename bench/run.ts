@@ -4,6 +4,7 @@ import { beam } from './beam.js';
 import { cpuGpt2 } from './cpu-gpt2.js';
 import { gpt2 } from './gpt2.js';
 import { llama } from './llama.js';
+import { serve } from './serve.js';
 import { serving } from './serving.js';
 
 const BENCHES: Record<string, (args: BenchArgs) => Promise<BenchResult>> = {
@@ -11,6 +12,7 @@ const BENCHES: Record<string, (args: BenchArgs) => Promise<BenchResult>> = {
   'cpu-gpt2': cpuGpt2,
   gpt2,
   llama,
+  serve,
   serving,
 };
 

@@ -10,3 +10,5 @@ export { resolveModelDir, type HubOptions } from './loaders/hub.js';
 export { SafetensorsFile } from './loaders/safetensors.js';
 export { writeSafetensors } from './loaders/safetensors-write.js';
 export { Tokenizer } from './tokenizers/tokenizer.js';
+export { createServer, PeregrineServer, type ServerOptions } from './server/app.js';
+export type { Served } from './server/models.js';

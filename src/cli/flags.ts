@@ -45,9 +45,10 @@ export function loadOptions(o: CommonFlags): LoadOptions {
     swapSpace: o.swapSpace === undefined ? undefined : Math.round(o.swapSpace * 2 ** 30), batchInvariant: o.batchInvariant };
 }
 
-export function common(cmd: Command): Command {
-  return cmd
-    .requiredOption('-m, --model <dir|hub-id>', 'a Hugging Face model directory, or a hub id such as owner/name[@revision] (downloaded into ~/.cache/peregrine or $PEREGRINE_CACHE)')
+/** The flags every command that loads a model takes; `many`: -m may be repeated (serve). */
+export function common(cmd: Command, many = false): Command {
+  const model = 'a Hugging Face model directory, a .gguf file, or a hub id such as owner/name[@revision] (downloaded into ~/.cache/peregrine or $PEREGRINE_CACHE)';
+  return (many ? cmd.requiredOption('-m, --model <dir|file|hub-id>', `${model}; repeat to serve several`, collect((v: string) => v)) : cmd.requiredOption('-m, --model <dir|file|hub-id>', model))
     .addOption(new Option('-d, --device <device>', 'where to run (auto: the GPU when there is one)').choices(DEVICES).default('auto'))
     .addOption(new Option('--dtype <dtype>', 'compute dtype (default: f16 on the GPU; the CPU computes in f32 whatever is asked)').choices(DTYPES))
     .option('--batch-invariant', 'compute every row the same way whatever shares its batch, so that each request gets exactly the tokens it gets alone (the CPU always does; slower prompts on the GPU)')

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// The peregrine command: generate, chat, embed, classify, inspect. Each command imports what it runs when
+// The peregrine command: generate, chat, embed, classify, serve, inspect. Each command imports what it runs when
 // it runs (the engine, the tokenizers, a backend), so --help and --version load only commander.
 import { Command, Option } from 'commander';
 import { PeregrineError } from '../errors.js';
-import { common, generateOptions, generationFlags, loadOptions, promptFlags, runtimeFlags, truncateFlags, truncateSide, type CommonFlags, type GenerationFlags, type TruncateFlags } from './flags.js';
+import { common, generateOptions, int, generationFlags, loadOptions, promptFlags, runtimeFlags, truncateFlags, truncateSide, type CommonFlags, type GenerationFlags, type TruncateFlags } from './flags.js';
+import type { ServeFlags } from './serve.js';
 import { packageVersion } from './version.js';
 
 const engine = () => import('../engine/load.js');
@@ -53,6 +54,17 @@ function buildProgram(): Command {
       const inputs = await readInputs(texts);
       const emb = await loadEmbedder(o.model, loadOptions(o));
       for (const c of emb.classify(inputs, { truncate: truncateSide(o, 'right') })) writeOut(JSON.stringify(c) + '\n');
+    });
+
+  runtimeFlags(common(program.command('serve').description('an OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, /v1/embeddings, /metrics) with a chat page at /'), true))
+    .option('--host <host>', 'the address to listen on', '127.0.0.1')
+    .option('--port <port>', 'the port to listen on (0: any free port)', int('--port', 0), 8000)
+    .option('--api-key <key>', 'require Authorization: Bearer <key> on every request but /health and the page (default: $PEREGRINE_API_KEY, else none)')
+    .option('--max-queue <n>', 'sequences running and waiting at once over all requests; beyond it requests get 429 (default 1024)', int('--max-queue', 1))
+    .option('--max-body-bytes <n>', 'the largest request body (default 4 MiB)', int('--max-body-bytes', 1))
+    .action(async (o: Omit<CommonFlags, 'model'> & ServeFlags & { model: string[] }) => {
+      const { runServe } = await import('./serve.js');
+      await runServe(o.model, loadOptions({ ...o, model: o.model[0] }), o);
     });
 
   runtimeFlags(common(program.command('inspect').description('architecture, parameter count, dtypes and the memory plan a load makes (KV-cache pool, tables, activations)')))

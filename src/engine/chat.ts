@@ -3,6 +3,7 @@
 // without a template continue plain text, one line per user message.
 import { Template } from '@huggingface/jinja';
 import { fail } from '../errors.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import type { CallOptions, TextGenerator } from './generation.js';
 import type { GenerationResult, TokenEvent } from './request.js';
 import type { Session } from './session.js';
@@ -31,15 +32,7 @@ export class Chat {
   }
 
   private render(addGenerationPrompt: boolean): string {
-    const tok = this.gen.tokenizer;
-    try {
-      return this.template!.render({
-        messages: this.messages, add_generation_prompt: addGenerationPrompt,
-        bos_token: tok.specialToken('bos_token') ?? '', eos_token: tok.specialToken('eos_token') ?? '',
-      });
-    } catch (err) {
-      return fail('bad-config', `the tokenizer's chat template failed to render (${(err as Error).message})`);
-    }
+    return renderChat(this.template!, this.gen.tokenizer, this.messages, addGenerationPrompt);
   }
 
   /** The text this turn adds to the session (restarting the session if the template rewrote earlier turns). */
@@ -86,7 +79,23 @@ export class Chat {
   }
 }
 
-function parseTemplate(source: string | null): Template | null {
+/**
+ * A conversation as the template writes it. `extra` are more variables for the template (the server's
+ * chat_template_kwargs, such as enable_thinking); they cannot replace the messages or the special tokens.
+ */
+export function renderChat(template: Template, tok: Tokenizer, messages: Message[], addGenerationPrompt: boolean, extra: Record<string, unknown> = {}): string {
+  try {
+    return template.render({
+      ...extra, messages, add_generation_prompt: addGenerationPrompt,
+      bos_token: tok.specialToken('bos_token') ?? '', eos_token: tok.specialToken('eos_token') ?? '',
+    });
+  } catch (err) {
+    return fail('bad-config', `the tokenizer's chat template failed to render (${(err as Error).message})`);
+  }
+}
+
+/** The tokenizer's chat template, parsed (null when it has none). */
+export function parseTemplate(source: string | null): Template | null {
   if (source === null) return null;
   try {
     return new Template(source);

@@ -1,0 +1,67 @@
+// POST /v1/completions: prompts as text or token ids, n choices each, echo, log-probs in the legacy shape.
+import type { FastifyReply } from 'fastify';
+import type { TextGenerator } from '../engine/generation.js';
+import { completionLogprobs } from './logprobs.js';
+import { badRequest } from './errors.js';
+import { answer, finishReason, type ServerState, type Shape } from './generate.js';
+import type { ModelTable } from './models.js';
+import { generateOptions, requestsPerPrompt, type GenerationBody } from './params.js';
+
+export interface CompletionBody extends GenerationBody {
+  prompt: string | string[] | number[] | number[][];
+  logprobs?: number | null;
+  echo?: boolean | null;
+  suffix?: string | null;
+  best_of?: number | null;
+}
+
+/** OpenAI's default for completions. */
+const DEFAULT_MAX_TOKENS = 16;
+
+function promptList(p: CompletionBody['prompt']): { texts: string[] | null; ids: number[][] | null } {
+  if (typeof p === 'string') return { texts: [p], ids: null };
+  if (typeof p[0] === 'string') return { texts: p as string[], ids: null };
+  if (typeof p[0] === 'number') return { texts: null, ids: [p as number[]] };
+  return { texts: null, ids: p as number[][] };
+}
+
+export async function completions(state: ServerState, models: ModelTable, body: CompletionBody, reply: FastifyReply): Promise<unknown> {
+  const served = models.pick(body.model, 'causal-lm', '/v1/completions');
+  const gen = served.generator as TextGenerator;
+  if (body.suffix) throw badRequest('suffix is not supported: Peregrine\'s models continue text, they do not fill in the middle', 'suffix');
+  const n = body.n ?? 1;
+  if (body.best_of !== undefined && body.best_of !== null && body.best_of !== n) {
+    throw badRequest(`best_of ${body.best_of} is not supported (only best_of equal to n, ${n}); ask for n choices, or beam search with num_beams`, 'best_of');
+  }
+  if (body.echo && body.logprobs !== undefined && body.logprobs !== null) throw badRequest('echo cannot be combined with logprobs: Peregrine does not score prompt tokens', 'echo');
+  const top = body.logprobs ?? null;
+  const options = generateOptions(body, gen, body.max_tokens ?? DEFAULT_MAX_TOKENS, top);
+  const list = promptList(body.prompt);
+  const prompts = list.ids ?? gen.encodePrompts(list.texts!, gen.checkOptions(options));
+  const echoes = body.echo ? (list.texts ?? prompts.map((ids) => gen.tokenizer.decode(ids, false))) : null;
+  const tok = gen.tokenizer;
+  const offsets = new Map<number, number>();
+  const promptOf = (choice: number) => Math.floor(choice / n);
+  const echoed = (choice: number) => echoes?.[promptOf(choice)] ?? '';
+  const shape: Shape = {
+    object: 'text_completion',
+    chunkObject: 'text_completion',
+    idPrefix: 'cmpl',
+    opening: (choice) => (echoes ? { index: choice, text: echoed(choice), logprobs: null, finish_reason: null } : null),
+    token: (choice, e) => {
+      const at = offsets.get(choice) ?? echoed(choice).length;
+      offsets.set(choice, at + e.text.length);
+      return {
+        index: choice, text: e.text,
+        logprobs: top === null ? null : completionLogprobs(tok, { ids: [e.id], logprobs: [e.logprob!], top: e.topLogprobs ? [e.topLogprobs] : undefined }, at),
+        finish_reason: e.finishReason ? finishReason(e.finishReason) : null,
+      };
+    },
+    finished: (choice, r) => ({
+      index: choice, text: echoed(choice) + r.text,
+      logprobs: r.logprobs ? completionLogprobs(tok, r.logprobs, echoed(choice).length) : null,
+      finish_reason: finishReason(r.finishReason),
+    }),
+  };
+  return answer(state, { served, prompts, perPrompt: requestsPerPrompt(body), options, stream: body.stream === true, includeUsage: body.stream_options?.include_usage === true }, shape, reply);
+}
