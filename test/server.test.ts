@@ -3,6 +3,7 @@
 // their status codes, concurrency (each stream gets the tokens it gets alone), and a disconnect freeing its
 // blocks. The drain on SIGTERM is in server-cli.test.ts.
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { parseTemplate, renderChat } from '../src/engine/chat.js';
@@ -174,6 +175,20 @@ describe('chat completions', () => {
     const long = await client.chat.completions.create({ model: LLAMA, messages, temperature: 0, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     assert.equal(long.usage!.total_tokens, 256);
     assert.equal(long.choices[0].finish_reason, 'length');
+  });
+
+  test('a GGUF file\'s chat template (tokenizer.chat_template) serves the same conversation as its source directory', async () => {
+    const gguf = await loadGenerator(join(fixture('gguf'), 'llama-tiny.gguf'));
+    const other = await start([{ id: 'gguf', created: 1, kind: 'causal-lm', generator: gguf }]);
+    try {
+      const a = await other.client.chat.completions.create({ model: 'gguf', messages, max_tokens: 8, temperature: 0 });
+      const b = await client.chat.completions.create({ model: LLAMA, messages, max_tokens: 8, temperature: 0 });
+      assert.equal(a.usage!.prompt_tokens, b.usage!.prompt_tokens);
+      assert.equal(a.choices[0].message.content, b.choices[0].message.content);
+    } finally {
+      await other.server.app.close();
+      gguf.dispose();
+    }
   });
 
   test('a model without a chat template, tools and json output are refused by name', async () => {
