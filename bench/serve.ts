@@ -6,7 +6,9 @@
 // memory and the server's RSS are read after every round (flat, or the server leaks). Then the same requests
 // through the library in this process, without HTTP, to show what the server costs.
 //   npm run bench -- serve [--config 124M] [--requests 1000] [--rounds 10] [--max-batch 256] [--device cuda|cpu] [--timeout-s 500] [--out-dir DIR]
+//     [--profile DIR: the server's V8 CPU profile]
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { setMaxListeners } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadGenerator } from '../src/index.js';
@@ -31,12 +33,14 @@ interface Round {
   promptTokens: number;
   gpuMiB: number | null;
   rssMiB: number;
+  /** the server's V8 heap in use (not collected first: an upper bound on what it holds) */
+  heapMiB: number;
   kvBlocksUsed: number;
   serverTokens: number;
 }
 
-function startServer(args: string[], timeoutMs: number): Promise<{ child: ChildProcess; base: string }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], { stdio: ['ignore', 'inherit', 'pipe'] });
+function startServer(args: string[], timeoutMs: number, nodeArgs: string[]): Promise<{ child: ChildProcess; base: string }> {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], { stdio: ['ignore', 'inherit', 'pipe'] });
   let err = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the server did not start in ${timeoutMs} ms: ${err}`)), timeoutMs);
@@ -105,7 +109,7 @@ const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc
 
 async function metric(base: string, name: string): Promise<number> {
   const text = await (await fetch(`${base}/metrics`)).text();
-  return text.split('\n').filter((l) => l.startsWith(`${name}{`)).reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `)).reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 }
 
 function stats(xs: number[]): { mean: number; p50: number; p99: number } {
@@ -136,8 +140,11 @@ export async function serve(args: BenchArgs): Promise<BenchResult> {
   const deadline = performance.now() + args.int('timeout-s', 500) * 1000;
   const dir = randomGpt2Dir(config);
   const load = ['-m', dir, '-d', device, '--max-batch', String(maxBatch), '--max-seq-len', '1024', '--prefill-chunk', '2048', '--max-queue', String(2 * n), ...(device === 'cuda' ? ['--dtype', 'f16'] : [])];
-  const { child, base } = await startServer(load, 300_000);
+  const profile = args.string('profile');
+  const { child, base } = await startServer(load, 300_000, profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : []);
   const stop = new AbortController();
+  // every stream listens to it
+  setMaxListeners(0, stop.signal);
   const timer = setTimeout(() => stop.abort(new Error('the benchmark ran past --timeout-s')), deadline - performance.now());
   const measured: Round[] = [];
   try {
@@ -151,12 +158,12 @@ export async function serve(args: BenchArgs): Promise<BenchResult> {
       const timings = await Promise.all(reqs.map((r) => stream(base, dir, r.prompt, r.maxNewTokens, stop.signal)));
       const ms = performance.now() - t0;
       const serverTokens = (await metric(base, 'peregrine_generation_tokens_total')) - before;
-      const round: Round = { ms, timings, promptTokens: reqs.reduce((a, r) => a + r.prompt.length, 0), gpuMiB: gpuMiB(), rssMiB: rssMiB(child.pid!), kvBlocksUsed: await metric(base, 'peregrine_kv_blocks_used'), serverTokens };
+      const round: Round = { ms, timings, promptTokens: reqs.reduce((a, r) => a + r.prompt.length, 0), gpuMiB: gpuMiB(), rssMiB: rssMiB(child.pid!), heapMiB: (await metric(base, 'peregrine_process_nodejs_heap_size_used_bytes')) / 2 ** 20, kvBlocksUsed: await metric(base, 'peregrine_kv_blocks_used'), serverTokens };
       const sent = timings.reduce((a, t) => a + t.tokens, 0);
       if (serverTokens !== sent) throw new Error(`round ${k}: the server generated ${serverTokens} tokens, the clients received ${sent}`);
       if (round.kvBlocksUsed !== 0) throw new Error(`round ${k}: ${round.kvBlocksUsed} KV blocks still in use after every request finished`);
       measured.push(round);
-      process.stderr.write(`round ${k}: ${(ms / 1000).toFixed(2)} s, ${sent} tokens, GPU ${round.gpuMiB} MiB, RSS ${round.rssMiB.toFixed(0)} MiB\n`);
+      process.stderr.write(`round ${k}: ${(ms / 1000).toFixed(2)} s, ${sent} tokens, GPU ${round.gpuMiB} MiB, RSS ${round.rssMiB.toFixed(0)} MiB, heap ${round.heapMiB.toFixed(0)} MiB\n`);
     }
   } finally {
     clearTimeout(timer);
@@ -174,8 +181,8 @@ export async function serve(args: BenchArgs): Promise<BenchResult> {
     const s = performance.now();
     let last = 0, ttft = -1;
     const itl: number[] = [];
-    const [res] = await gen.generateIds([r.prompt], {
-      maxNewTokens: r.maxNewTokens, stopAtEos: false, temperature: 0,
+    // with text, as the server makes it
+    const [res] = await gen.runToEnd([r.prompt], gen.checkOptions({ maxNewTokens: r.maxNewTokens, stopAtEos: false, temperature: 0 }), {
       onToken: () => {
         const now = performance.now();
         if (ttft < 0) ttft = now - s;
@@ -193,12 +200,12 @@ export async function serve(args: BenchArgs): Promise<BenchResult> {
   const rows = [
     row(`HTTP, round 1 of ${measured.length}`, n, measured[0].ms, measured[0].promptTokens, measured[0].timings),
     row(`HTTP, all ${measured.length} rounds`, all.length, measured.reduce((a, r) => a + r.ms, 0), measured.reduce((a, r) => a + r.promptTokens, 0), all),
-    row('library, same requests as round 1', n, directMs, measured[0].promptTokens, direct),
+    row('library (runToEnd, with text), same requests as round 1', n, directMs, measured[0].promptTokens, direct),
   ];
   rows[0]['vs library'] = `${(directMs / measured[0].ms).toFixed(2)}x its output tok/s`;
   rows[1]['vs library'] = '';
   rows[2]['vs library'] = '';
-  const memory = measured.map((r, k) => `${k + 1}: GPU ${r.gpuMiB ?? 'n/a'} MiB, RSS ${r.rssMiB.toFixed(0)} MiB`).join('; ');
+  const memory = measured.map((r, k) => `${k + 1}: GPU ${r.gpuMiB ?? 'n/a'} MiB, RSS ${r.rssMiB.toFixed(0)} MiB, heap ${r.heapMiB.toFixed(0)} MiB`).join('; ');
   const result: BenchResult = {
     name: 'serve',
     config: {
@@ -216,7 +223,7 @@ export async function serve(args: BenchArgs): Promise<BenchResult> {
   const outDir = args.string('out-dir');
   if (outDir) {
     mkdirSync(outDir, { recursive: true });
-    writeFileSync(join(outDir, 'serve.json'), JSON.stringify({ ...result, rounds: measured.map((r) => ({ ms: r.ms, gpuMiB: r.gpuMiB, rssMiB: r.rssMiB })) }, null, 1));
+    writeFileSync(join(outDir, 'serve.json'), JSON.stringify({ ...result, rounds: measured.map((r) => ({ ms: r.ms, gpuMiB: r.gpuMiB, rssMiB: r.rssMiB, heapMiB: r.heapMiB })) }, null, 1));
   }
   return result;
 }

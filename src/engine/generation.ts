@@ -160,6 +160,14 @@ export class TextGenerator {
     return new Session(this, options);
   }
 
+  /**
+   * Runs token-id prompts under a spec `checkOptions` returned, to the end: tokens (with text when `withText`)
+   * go to `options.onToken` as they come, without passing through an iterator (what a server does per choice).
+   */
+  runToEnd(prompts: number[][], spec: RequestSpec, options: CallOptions, withText = true): Promise<GenerationResult[]> {
+    return this.collect(prompts, spec, options, withText);
+  }
+
   /** Runs the prompts to the end: tokens go to onToken as they come, without passing through an iterator. */
   private async collect(prompts: number[][], spec: RequestSpec, options: CallOptions, withText: boolean): Promise<GenerationResult[]> {
     this.checkPrompts(prompts, spec);

@@ -61,9 +61,9 @@ export class AdmittedChoices {
    */
   async run(signal: AbortSignal, onToken: ChoiceTokens | null): Promise<GenerationResult[]> {
     const gen = this.served.generator as TextGenerator;
-    const model = { model: this.served.id };
+    const series = this.metrics.forModel(this.served.id);
     const start = performance.now();
-    const last = new Map<number, number>();
+    const last = new Array<number>(this.jobs.length).fill(-1);
     const results: GenerationResult[] = new Array(this.jobs.length);
     const all = new AbortController();
     const forward = () => all.abort(signal.reason);
@@ -71,30 +71,27 @@ export class AdmittedChoices {
     else signal.addEventListener('abort', forward, { once: true });
     try {
       const settled = await Promise.allSettled(this.jobs.map(async (job, i) => {
-        const out: GenerationResult[] = [];
-        const events = gen.run([job.ids], job.spec, {
-          signal: all.signal,
-          onToken: (e) => {
-            const now = performance.now();
-            const before = last.get(i);
-            if (before === undefined) this.metrics.ttft.observe(model, (now - start) / 1000);
-            else this.metrics.itl.observe(model, (now - before) / 1000);
-            last.set(i, now);
-            if (!this.firstSeen) {
-              this.firstSeen = true;
-              this.metrics.queued--;
-            }
-            this.metrics.generatedTokens.inc(model);
-            onToken?.(job.choice, e);
-          },
-        }, true, out);
         try {
-          for await (const _ of events) { /* tokens go to onToken as they come */ }
+          [results[i]] = await gen.runToEnd([job.ids], job.spec, {
+            signal: all.signal,
+            onToken: (e) => {
+              const now = performance.now();
+              const before = last[i];
+              if (before < 0) series.ttft.observe((now - start) / 1000);
+              else series.itl.observe((now - before) / 1000);
+              last[i] = now;
+              if (!this.firstSeen) {
+                this.firstSeen = true;
+                this.metrics.queued--;
+              }
+              series.generatedTokens.inc();
+              onToken?.(job.choice, e);
+            },
+          });
         } catch (err) {
           all.abort(err);
           throw err;
         }
-        results[i] = out[0];
       }));
       const failed = settled.find((r) => r.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
@@ -103,7 +100,7 @@ export class AdmittedChoices {
       this.release();
     }
     const prompts = new Set(this.jobs.map((j) => j.ids));
-    this.metrics.promptTokens.inc(model, [...prompts].reduce((a, p) => a + p.length, 0));
+    series.promptTokens.inc([...prompts].reduce((a, p) => a + p.length, 0));
     return results;
   }
 }

@@ -73,7 +73,9 @@ export async function answer(state: ServerState, call: GenerationCall, shape: Sh
     return { ...head, object: shape.object, choices: results.map((r, i) => shape.finished(i, r)), usage: usage(results.reduce((a, r) => a + r.tokens, 0)) };
   }
   const stream = new EventStream(reply);
-  const chunk = (choice: Record<string, unknown>) => stream.send({ ...head, object: shape.chunkObject, choices: [choice] });
+  // every chunk has the same head: serialized once, a token costs the serialization of its choice only
+  const chunkHead = JSON.stringify({ ...head, object: shape.chunkObject }).slice(0, -1) + ',"choices":[';
+  const chunk = (choice: Record<string, unknown>) => stream.sendJson(`${chunkHead}${JSON.stringify(choice)}]}`);
   let generated = 0;
   const opened = new Set<number>();
   try {

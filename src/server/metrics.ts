@@ -4,6 +4,13 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Served } from './models.js';
 
+export interface ModelSeries {
+  promptTokens: { inc(n?: number): void };
+  generatedTokens: { inc(n?: number): void };
+  ttft: { observe(seconds: number): void };
+  itl: { observe(seconds: number): void };
+}
+
 export class Metrics {
   readonly registry = new Registry();
   /** HTTP requests admitted whose first token has not come yet (waiting for a slot, or in prefill) */
@@ -38,5 +45,18 @@ export class Metrics {
     this.ttft = new Histogram({ name: 'peregrine_time_to_first_token_seconds', help: 'from admission to the first generated token', labelNames: ['model'], buckets: latency, registers });
     this.itl = new Histogram({ name: 'peregrine_inter_token_latency_seconds', help: 'between consecutive tokens of a sequence', labelNames: ['model'], buckets: latency, registers });
     this.requests = new Counter({ name: 'peregrine_requests_total', help: 'requests answered, by endpoint and status code', labelNames: ['endpoint', 'status'], registers });
+  }
+
+  private readonly series = new Map<string, ModelSeries>();
+
+  /** One model's series, their labels resolved once (a token's update is then a plain add). */
+  forModel(model: string): ModelSeries {
+    let s = this.series.get(model);
+    if (!s) {
+      const labels = { model };
+      s = { promptTokens: this.promptTokens.labels(labels), generatedTokens: this.generatedTokens.labels(labels), ttft: this.ttft.labels(labels), itl: this.itl.labels(labels) };
+      this.series.set(model, s);
+    }
+    return s;
   }
 }

@@ -15,7 +15,12 @@ export class EventStream {
   }
 
   send(chunk: unknown): void {
-    if (!this.body.writableEnded) this.body.write(`data: ${JSON.stringify(chunk)}\n\n`);
+    this.sendJson(JSON.stringify(chunk));
+  }
+
+  /** A chunk already serialized (a stream's chunks share their head: serialized once, see generate.ts). */
+  sendJson(json: string): void {
+    if (!this.body.writableEnded) this.body.write(`data: ${json}\n\n`);
   }
 
   end(): void {
