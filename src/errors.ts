@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'file-unreadable'
   | 'bad-safetensors'
   | 'bad-gguf'
+  | 'bad-pytorch'
   | 'bad-config'
   | 'unsupported-config'
   | 'unknown-architecture'

@@ -4,8 +4,9 @@
 // Strings are a u64 length and UTF-8 bytes; everything is little-endian. Only the header is read at open (in
 // growing chunks); a tensor's bytes are read when asked for. Every count, length and offset is checked against the
 // file before it is used.
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { fail, fsError, show } from '../errors.js';
+import { closeSync, readSync } from 'node:fs';
+import { fail, show } from '../errors.js';
+import { openAndParse } from './open-file.js';
 import { isQuantType, QUANT_BLOCKS } from './quant.js';
 import type { TensorInfo } from './safetensors.js';
 
@@ -98,20 +99,7 @@ export class GgufFile {
   }
 
   static open(path: string): GgufFile {
-    let fd: number;
-    try {
-      const st = statSync(path);
-      if (!st.isFile()) fail('file-unreadable', `GGUF file is ${st.isDirectory() ? 'a directory' : 'not a regular file'}, expected a file: ${path}`);
-      fd = openSync(path, 'r');
-    } catch (err) {
-      throw fsError(err, 'GGUF file', path);
-    }
-    try {
-      return GgufFile.parse(path, fd, fstatSync(fd).size);
-    } catch (err) {
-      closeSync(fd);
-      throw err;
-    }
+    return openAndParse(path, 'GGUF file', (fd, size) => GgufFile.parse(path, fd, size));
   }
 
   private static parse(path: string, fd: number, size: number): GgufFile {

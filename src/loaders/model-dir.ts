@@ -1,9 +1,11 @@
-// A Hugging Face model directory: config.json, safetensors weights (one file or sharded through
-// model.safetensors.index.json), tokenizer.json + tokenizer_config.json.
+// A Hugging Face model directory: config.json, weights (model.safetensors, or sharded through
+// model.safetensors.index.json; else torch.save's pytorch_model.bin, or its shards through
+// pytorch_model.bin.index.json), tokenizer.json + tokenizer_config.json.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail, fsError, show } from '../errors.js';
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
+import { TorchBinFile } from './torch-bin.js';
 
 export function readJsonFile(path: string, what: string): Record<string, unknown> {
   let text: string;
@@ -22,7 +24,7 @@ export function readJsonFile(path: string, what: string): Record<string, unknown
   return value as Record<string, unknown>;
 }
 
-/** A file of named tensors (a safetensors shard, a GGUF file under Hugging Face names). */
+/** A file of named tensors (a safetensors shard, a pytorch_model.bin, a GGUF file under Hugging Face names). */
 export interface TensorSource {
   readonly tensors: Map<string, TensorInfo>;
   info(name: string): TensorInfo;
@@ -98,25 +100,35 @@ export function openModelDir(dir: string): ModelDir {
   } catch (err) {
     throw fsError(err, 'model directory', dir);
   }
-  if (!st.isDirectory()) fail('file-missing', `${dir} is not a directory; pass a Hugging Face model directory (config.json + model.safetensors) or a hub id`);
+  if (!st.isDirectory()) fail('file-missing', `${dir} is not a directory; pass a Hugging Face model directory (config.json + model.safetensors or pytorch_model.bin) or a hub id`);
   const config = readJsonFile(join(dir, 'config.json'), 'config.json');
   const genPath = join(dir, 'generation_config.json');
   const generation = existsSync(genPath) ? readJsonFile(genPath, 'generation_config.json') : null;
   return { dir, config, generation, weights: openWeights(dir) };
 }
 
+/** Weight files a directory may hold, in the order they are looked for: safetensors first, then torch.save's. */
+const FORMATS: { single: string; index: string; open: (path: string) => TensorSource }[] = [
+  { single: 'model.safetensors', index: 'model.safetensors.index.json', open: (p) => SafetensorsFile.open(p) },
+  { single: 'pytorch_model.bin', index: 'pytorch_model.bin.index.json', open: (p) => TorchBinFile.open(p) },
+];
+
 export function openWeights(dir: string): WeightStore {
-  const single = join(dir, 'model.safetensors');
-  const index = join(dir, 'model.safetensors.index.json');
-  if (existsSync(single)) return new WeightStore([SafetensorsFile.open(single)]);
-  if (!existsSync(index)) {
-    fail('file-missing', `no model.safetensors or model.safetensors.index.json in ${dir}; Peregrine reads safetensors weights (convert .bin checkpoints with Hugging Face's safetensors converter)`);
+  for (const f of FORMATS) {
+    if (existsSync(join(dir, f.single))) return new WeightStore([f.open(join(dir, f.single))]);
+    if (existsSync(join(dir, f.index))) return openSharded(dir, f.index, f.open);
   }
-  const json = readJsonFile(index, 'model.safetensors.index.json');
+  return fail('file-missing', `no ${FORMATS.flatMap((f) => [f.single, f.index]).join(', ')} in ${dir}; a model directory needs safetensors weights (or torch.save's pytorch_model.bin)`);
+}
+
+/** Shards named by an index's weight_map, each opened once. */
+function openSharded(dir: string, indexName: string, open: (path: string) => TensorSource): WeightStore {
+  const index = join(dir, indexName);
+  const json = readJsonFile(index, indexName);
   const map = json.weight_map;
   if (typeof map !== 'object' || map === null || Array.isArray(map)) fail('bad-config', `${index} has no weight_map object; restore the file from the model's source`);
-  const shards = new Map<string, SafetensorsFile>();
-  const where = new Map<string, SafetensorsFile>();
+  const shards = new Map<string, TensorSource>();
+  const where = new Map<string, TensorSource>();
   try {
     for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
       // a shard is a file in this directory: no path ("..", "/etc/passwd", "sub/x"), no NUL byte
@@ -125,7 +137,7 @@ export function openWeights(dir: string): WeightStore {
       }
       let shard = shards.get(file);
       if (!shard) {
-        shard = SafetensorsFile.open(join(dir, file));
+        shard = open(join(dir, file));
         shards.set(file, shard);
       }
       if (!shard.tensors.has(name)) fail('weights-mismatch', `${index} places tensor ${name} in ${file}, but that shard has no such tensor; the index does not match the shards`);

@@ -1,7 +1,8 @@
 // safetensors reader: an 8-byte little-endian header length, a JSON header, then the tensor bytes.
 // Only the header is read at open; each tensor is read from its own byte range when asked for.
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { fail, fsError, show } from '../errors.js';
+import { closeSync, readSync } from 'node:fs';
+import { fail, show } from '../errors.js';
+import { openAndParse } from './open-file.js';
 import { toFloat32, type StorageDType } from './dtypes.js';
 
 export const DTYPE_BYTES: Record<string, number> = {
@@ -33,22 +34,10 @@ export class SafetensorsFile {
   }
 
   static open(path: string): SafetensorsFile {
-    let fd: number;
-    try {
-      // a directory fails only when read, and opening a FIFO blocks until someone writes to it
-      const st = statSync(path);
-      if (!st.isFile()) fail('file-unreadable', `safetensors file is ${st.isDirectory() ? 'a directory' : 'not a regular file'}, expected a file: ${path}`);
-      fd = openSync(path, 'r');
-    } catch (err) {
-      throw fsError(err, 'safetensors file', path);
-    }
-    try {
-      const { tensors, metadata } = parseHeader(fd, fstatSync(fd).size, path);
+    return openAndParse(path, 'safetensors file', (fd, size) => {
+      const { tensors, metadata } = parseHeader(fd, size, path);
       return new SafetensorsFile(path, fd, tensors, metadata);
-    } catch (err) {
-      closeSync(fd);
-      throw err;
-    }
+    });
   }
 
   info(name: string): TensorInfo {
