@@ -166,9 +166,14 @@ export class TorchBinFile {
     const idx = new Array<number>(size.length).fill(0);
     const inner = size.length - 1;
     for (let o = 0, src = 0; o < out.length;) {
-      for (let j = 0; j < size[inner]; j++, o += item) {
-        const s = (src + j * stride[inner]) * item;
-        out.set(span.subarray(s, s + item), o);
+      if (stride[inner] === 1) { // rows of a sliced matrix: one copy a row
+        out.set(span.subarray(src * item, (src + size[inner]) * item), o);
+        o += size[inner] * item;
+      } else {
+        for (let j = 0; j < size[inner]; j++, o += item) {
+          const s = (src + j * stride[inner]) * item;
+          out.set(span.subarray(s, s + item), o);
+        }
       }
       // the next row: carry through the outer dimensions
       let d = inner - 1;

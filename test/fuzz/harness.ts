@@ -182,7 +182,7 @@ export function note(label: string): void {
 export function noteOutcome(stage: string, r: Outcome<unknown>): void {
   note(`${stage}: ${r.ok ? 'ok' : r.error.code}`);
   // FUZZ_DETAIL=1: also which messages (their first words), to see what refuses most cases
-  if (!r.ok && process.env.FUZZ_DETAIL) note(`${stage}: ${r.error.message.replace(/\/\S+/g, '<path>').slice(0, 90)}`);
+  if (!r.ok && process.env.FUZZ_DETAIL) note(`${stage}: ${r.error.message.replace(/\/\S+/g, '<path>').replace(/\d+/g, 'N').slice(0, 90)}`);
 }
 
 /**

@@ -5,7 +5,8 @@ import type { Target } from './harness.js';
 import { bertConfigTarget, gpt2ConfigTarget, indexTarget } from './model-dir.js';
 import { safetensorsTarget } from './safetensors.js';
 import { tokenizerTarget } from './tokenizer.js';
+import { torchBinTarget } from './torch-bin.js';
 
 export function targets(): Target[] {
-  return [safetensorsTarget, ggufTarget, indexTarget, gpt2ConfigTarget, bertConfigTarget, tokenizerTarget, cliFlagsTarget, cliSpawnTarget];
+  return [safetensorsTarget, ggufTarget, torchBinTarget, indexTarget, gpt2ConfigTarget, bertConfigTarget, tokenizerTarget, cliFlagsTarget, cliSpawnTarget];
 }
