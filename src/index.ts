@@ -3,7 +3,7 @@ export { loadModel, loadGenerator, loadEmbedder, inspectModel, type LoadOptions,
 export { TextGenerator, type CallOptions, type GenerationResult, type TokenEvent, type FinishReason, type TopLogprob, type BeamSequence } from './engine/generation.js';
 export type { GenerateOptions, SamplingOptions } from './engine/options.js';
 export { Session, type SessionOptions } from './engine/session.js';
-export { Embedder, type EmbedOptions, type ClassifyOptions, type Pooling, type Classification, type ProblemType } from './engine/embedder.js';
+export { Embedder, type EmbedOptions, type ClassifyOptions, type FillMaskOptions, type Pooling, type Classification, type ProblemType, type TokenLabel, type MaskFill, type MaskPrediction } from './engine/embedder.js';
 export type { TruncateSide } from './engine/truncate.js';
 export { PeregrineError, type ErrorCode } from './errors.js';
 export { resolveModelDir, type HubOptions } from './loaders/hub.js';

@@ -296,6 +296,49 @@ describe('embed, classify, inspect', () => {
     assert.ok(Math.abs(rows[0].scores.reduce((a: number, b: number) => a + b, 0) - 1) < 1e-9);
   });
 
+  test('fill-mask prints the top-k tokens and scores of each mask, one JSON line per input', () => {
+    const ref = reference<{ inputs: { text: string }[]; fill_mask: { input: number; position: number; ids: number[]; scores: number[] }[] }>('bert-mlm');
+    const r = run(['fill-mask', '-m', fixture('bert-mlm'), '--top-k', '3'], ref.inputs.map((x) => x.text).join('\n') + '\n');
+    assert.equal(r.code, 0, r.err);
+    const rows = r.out.trimEnd().split('\n').map((l) => JSON.parse(l) as { index: number; predictions: { id: number; token: string; score: number }[] }[]);
+    assert.equal(rows.length, ref.inputs.length);
+    const got = rows.flatMap((masks, input) => masks.map((m) => [input, m.index, m.predictions.map((p) => p.id)]));
+    assert.deepEqual(got, ref.fill_mask.map((f) => [f.input, f.position, f.ids.slice(0, 3)]));
+    rows.flat().forEach((m, i) => m.predictions.forEach((p, k) => {
+      assert.ok(Math.abs(p.score - ref.fill_mask[i].scores[k]) < 1e-4);
+      assert.equal(typeof p.token, 'string');
+    }));
+  });
+
+  test('classify --tokens prints each token\'s label, special tokens left out', () => {
+    const ref = reference<{ inputs: { text: string; ids: number[] }[]; token_logits: number[][][] }>('bert-ner');
+    const labels = ['O', 'B-PER', 'I-PER', 'B-LOC', 'I-LOC'];
+    const r = run(['classify', '--tokens', '-m', fixture('bert-ner'), ref.inputs[0].text, ref.inputs[3].text]);
+    assert.equal(r.code, 0, r.err);
+    const rows = r.out.trimEnd().split('\n').map((l) => JSON.parse(l) as { index: number; id: number; token: string; label: string; score: number }[]);
+    [0, 3].forEach((input, k) => {
+      const want = ref.token_logits[input].slice(1, -1).map((row) => labels[row.indexOf(Math.max(...row))]);
+      assert.deepEqual(rows[k].map((t) => t.label), want);
+      assert.deepEqual(rows[k].map((t) => t.id), ref.inputs[input].ids.slice(1, -1));
+      for (const t of rows[k]) assert.ok(t.score > 0 && t.score <= 1 && typeof t.token === 'string');
+    });
+  });
+
+  test('embed follows a sentence-transformers directory: its pooling and Normalize by default, flags over them', () => {
+    const ref = reference<{ inputs: { text: string }[]; mean: number[][]; cls: number[][]; mean_normalized: number[][] }>('st-mini');
+    const vec = (args: string[]) => {
+      const r = run(['embed', '-m', fixture('st-mini'), ...args, ref.inputs[0].text]);
+      assert.equal(r.code, 0, r.err);
+      return JSON.parse(r.out) as number[];
+    };
+    const close = (a: number[], b: number[]) => a.forEach((x, j) => assert.ok(Math.abs(x - b[j]) < 1e-4, `${x} vs ${b[j]}`));
+    close(vec([]), ref.mean_normalized[0]);
+    close(vec(['--no-normalize']), ref.mean[0]);
+    const cls = vec(['--pooling', 'cls']);
+    const norm = Math.sqrt(ref.cls[0].reduce((a, x) => a + x * x, 0));
+    close(cls, ref.cls[0].map((x) => x / norm));
+  });
+
   test('classify follows problem_type: softmax for single-label, sigmoid for multi-label, the logits for regression', () => {
     const withType = (type: unknown) => {
       const dir = join(root, `problem-${String(type)}`);
@@ -370,7 +413,7 @@ describe('embed, classify, inspect', () => {
   });
 
   test('--help on every command', () => {
-    for (const cmd of [[], ['generate'], ['chat'], ['embed'], ['classify'], ['inspect']]) {
+    for (const cmd of [[], ['generate'], ['chat'], ['embed'], ['classify'], ['fill-mask'], ['inspect']]) {
       const r = run([...cmd, '--help']);
       assert.equal(r.code, 0);
       assert.match(r.out, /Usage: peregrine/);
@@ -379,9 +422,13 @@ describe('embed, classify, inspect', () => {
   });
 
   test('bad model inputs', () => {
-    failsWith(['embed', '-m', fixture('bert-tiny'), '--pooling', 'max', 'x'], /Allowed choices are cls, mean/);
+    failsWith(['embed', '-m', fixture('bert-tiny'), '--pooling', 'sum', 'x'], /Allowed choices are cls, mean, max/);
     failsWith(['embed', '-m', fixture('gpt2-tiny'), 'x'], /causal LM/);
-    failsWith(['classify', '-m', fixture('bert-wide'), 'x'], /no classification head/);
+    failsWith(['classify', '-m', fixture('bert-wide'), 'x'], /BertModel has no sequence classification head; use a \.\.\.ForSequenceClassification checkpoint/);
+    failsWith(['classify', '--tokens', '-m', fixture('bert-tiny'), 'x'], /BertForSequenceClassification has no token classification head/);
+    failsWith(['fill-mask', '-m', fixture('bert-tiny'), '[MASK]'], /has no masked lm head; use a \.\.\.ForMaskedLM checkpoint/);
+    failsWith(['fill-mask', '-m', fixture('bert-mlm'), 'no mask'], /input 0 has no mask token; put the mask token \[MASK\] where a token should be predicted/);
+    failsWith(['fill-mask', '-m', fixture('bert-mlm'), '--top-k', '0', '[MASK]'], /--top-k must be a whole number >= 1/);
     failsWith(['inspect', '-m', join(root, 'missing')], /model directory not found/);
     failsWith(['inspect', '-m', 'some-org/not-cached'], /not in the cache.*offline/);
     const broken = join(root, 'broken');

@@ -110,10 +110,12 @@ describe('config fields Peregrine does not compute are refused by name', () => {
   test('BERT', async () => {
     await refused(writeBert(fresh(), { hidden_act: 'gelu_10' }).dir, 'unsupported-config', /BERT config: hidden_act "gelu_10" is not supported/);
     await refused(writeBert(fresh(), { position_embedding_type: 'relative_key' }).dir, 'unsupported-config', /position_embedding_type "relative_key" is not supported/);
-    await refused(writeBert(fresh(), { is_decoder: true }).dir, 'unsupported-config', /is_decoder true is not supported \(BERT runs as a bidirectional encoder\)/);
     await refused(writeBert(fresh(), { pruned_heads: { 0: [1] } }).dir, 'unsupported-config', /pruned_heads/);
     await refused(writeBert(fresh(), { layer_norm_eps: 0 }).dir, 'bad-config', /field "layer_norm_eps" must be a positive number/);
     (await loadModel(writeBert(fresh(), { is_decoder: false, position_embedding_type: 'absolute' }).dir, { device: 'cpu' })).kind;
+    // is_decoder attends causally (BertLMHeadModel; test/bert-family.test.ts checks it against Hugging Face)
+    const decoder = await loadModel(writeBert(fresh(), { is_decoder: true }).dir, { device: 'cpu' });
+    assert.equal(decoder.kind === 'encoder' && decoder.embedder.model.model.causal, true);
   });
 });
 

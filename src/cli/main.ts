@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// The peregrine command: generate, chat, embed, classify, serve, inspect. Each command imports what it runs when
+// The peregrine command: generate, chat, embed, classify, fill-mask, serve, inspect. Each command imports what it runs when
 // it runs (the engine, the tokenizers, a backend), so --help and --version load only commander.
 import { Command, Option } from 'commander';
 import { PeregrineError } from '../errors.js';
-import { common, generateOptions, int, generationFlags, loadOptions, promptFlags, runtimeFlags, truncateFlags, truncateSide, type CommonFlags, type GenerationFlags, type TruncateFlags } from './flags.js';
+import type { Pooling } from '../engine/embedder.js';
+import { common, generateOptions, generationFlags, int, loadOptions, promptFlags, runtimeFlags, truncateFlags, truncateSide, type CommonFlags, type GenerationFlags, type TruncateFlags } from './flags.js';
 import type { ServeFlags } from './serve.js';
 import { packageVersion } from './version.js';
 
@@ -15,7 +16,7 @@ function writeOut(s: string): void {
 
 function buildProgram(): Command {
   const program = new Command('peregrine')
-    .description('Transformer inference for Node.js: GPT-2 generation and BERT embeddings from Hugging Face checkpoints')
+    .description('Transformer inference for Node.js: text generation, and embeddings, classification and fill-mask with BERT-family encoders, from Hugging Face checkpoints')
     .version(packageVersion(), '-V, --version', 'print the version')
     .configureOutput({ outputError: (str, write) => write(`peregrine: ${str}`) });
 
@@ -38,22 +39,36 @@ function buildProgram(): Command {
 
   truncateFlags(common(program.command('embed').description('print sentence embeddings as JSON, one vector per input line')), 'right')
     .argument('[texts...]', 'texts to embed (default: one per line of stdin; an empty line is the empty text)')
-    .addOption(new Option('--pooling <mode>', 'how to pool token states into one vector').choices(['cls', 'mean']).default('mean'))
-    .option('--normalize', 'scale each vector to unit length')
-    .action(async (texts: string[], o: CommonFlags & TruncateFlags & { pooling: 'cls' | 'mean'; normalize?: boolean }) => {
+    .addOption(new Option('--pooling <mode>', 'how to pool token states into one vector (default: a sentence-transformers Pooling module\'s mode, else mean)').choices(['cls', 'mean', 'max']))
+    .option('--normalize', 'scale each vector to unit length (default: when a sentence-transformers Normalize module follows)')
+    .option('--no-normalize', 'leave vectors as pooled, even after a Normalize module')
+    .action(async (texts: string[], o: CommonFlags & TruncateFlags & { pooling?: Pooling; normalize?: boolean }) => {
       const [{ loadEmbedder }, { readInputs }] = await Promise.all([engine(), import('./inputs.js')]);
       const inputs = await readInputs(texts);
       const emb = await loadEmbedder(o.model, loadOptions(o));
       for (const v of emb.embed(inputs, { pooling: o.pooling, normalize: o.normalize, truncate: truncateSide(o, 'right') })) writeOut(JSON.stringify(Array.from(v)) + '\n');
     });
 
-  truncateFlags(common(program.command('classify').description('sequence classification: label and scores as JSON, one line per input')), 'right')
+  truncateFlags(common(program.command('classify').description('sequence classification: label and scores as JSON, one line per input; with --tokens, each token\'s label')), 'right')
     .argument('[texts...]', 'texts to classify (default: one per line of stdin; an empty line is the empty text)')
-    .action(async (texts: string[], o: CommonFlags & TruncateFlags) => {
+    .option('--tokens', 'token classification (a ...ForTokenClassification checkpoint): a JSON list per input of {index, id, token, label, score}, special tokens left out')
+    .action(async (texts: string[], o: CommonFlags & TruncateFlags & { tokens?: boolean }) => {
       const [{ loadEmbedder }, { readInputs }] = await Promise.all([engine(), import('./inputs.js')]);
       const inputs = await readInputs(texts);
       const emb = await loadEmbedder(o.model, loadOptions(o));
-      for (const c of emb.classify(inputs, { truncate: truncateSide(o, 'right') })) writeOut(JSON.stringify(c) + '\n');
+      const truncate = truncateSide(o, 'right');
+      const results = o.tokens ? emb.classifyTokens(inputs, { truncate }) : emb.classify(inputs, { truncate });
+      for (const c of results) writeOut(JSON.stringify(c) + '\n');
+    });
+
+  truncateFlags(common(program.command('fill-mask').description('the most likely tokens at each mask token ([MASK], <mask>) of each input: a JSON list per input line of {index, predictions: [{id, token, score}]}')), 'right')
+    .argument('[texts...]', 'texts with mask tokens (default: one per line of stdin)')
+    .option('-k, --top-k <k>', 'predictions per mask, best first', int('--top-k', 1), 5)
+    .action(async (texts: string[], o: CommonFlags & TruncateFlags & { topK: number }) => {
+      const [{ loadEmbedder }, { readInputs }] = await Promise.all([engine(), import('./inputs.js')]);
+      const inputs = await readInputs(texts);
+      const emb = await loadEmbedder(o.model, loadOptions(o));
+      for (const f of emb.fillMask(inputs, { topK: o.topK, truncate: truncateSide(o, 'right') })) writeOut(JSON.stringify(f) + '\n');
     });
 
   runtimeFlags(common(program.command('serve').description('an OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, /v1/embeddings, /metrics) with a chat page at /'), true))

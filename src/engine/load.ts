@@ -1,6 +1,6 @@
 // Loading a model by directory or hub id onto a backend, as a generator or an embedder, with its memory
 // planned at load: the KV pool, the sequence tables and the activation arena.
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MetaBackend } from '../backends/meta.js';
 import { createBackend, type Device, type FloatDType } from '../backends/select.js';
@@ -8,6 +8,7 @@ import { fail } from '../errors.js';
 import { resolveModelDir, type HubOptions } from '../loaders/hub.js';
 import { openGgufModel } from '../loaders/gguf-model.js';
 import { openModelDir, type ModelDir } from '../loaders/model-dir.js';
+import { readSentenceTransformers } from '../loaders/sentence-transformers.js';
 import { ConfigReader } from '../models/config.js';
 import { tensorBytes, type Architecture, type CausalLM, type Encoder, type MemoryReport, type ModelInfo } from '../models/model.js';
 import { findArchitecture } from '../models/registry.js';
@@ -16,7 +17,7 @@ import { CausalRuntime, type RuntimeLimits } from '../runtime/causal.js';
 import { EncoderRuntime } from '../runtime/encoder.js';
 import { tokenizerFromGguf } from '../tokenizers/gguf-vocab.js';
 import { Tokenizer } from '../tokenizers/tokenizer.js';
-import { Embedder, PROBLEM_TYPES, type ProblemType } from './embedder.js';
+import { Embedder, PROBLEM_TYPES, type EmbedDefaults, type ProblemType } from './embedder.js';
 import { availableMemory, checkFits, freeMemory, runtimeRegions, type Region } from './fit.js';
 import { TextGenerator } from './generation.js';
 import { checkTokenizer } from './tokenizer-check.js';
@@ -166,16 +167,27 @@ interface Opened {
   configPath: string;
   tokenizer(): Tokenizer;
   tokenizerPath: string;
+  /** whether there are tokenizer files (an encoder loads without them, for token ids) */
+  hasTokenizer: boolean;
+  /** what the directory sets for embeddings (sentence-transformers modules) */
+  embedDefaults(): EmbedDefaults;
 }
 
 /** A GGUF file (by its extension), or a model directory from a path or the hub. */
 async function openModel(nameOrPath: string, options: LoadOptions): Promise<Opened> {
   if (nameOrPath.toLowerCase().endsWith('.gguf') && statSync(nameOrPath, { throwIfNoEntry: false })?.isFile()) {
     const md = openGgufModel(nameOrPath);
-    return { dir: nameOrPath, md, configPath: nameOrPath, tokenizer: () => tokenizerFromGguf(md.gguf, nameOrPath), tokenizerPath: nameOrPath };
+    return { dir: nameOrPath, md, configPath: nameOrPath, tokenizer: () => tokenizerFromGguf(md.gguf, nameOrPath), tokenizerPath: nameOrPath, hasTokenizer: true, embedDefaults: () => ({}) };
   }
   const dir = await resolveModelDir(nameOrPath, options);
-  return { dir, md: openModelDir(dir), configPath: `${dir}/config.json`, tokenizer: () => Tokenizer.fromDir(dir), tokenizerPath: join(dir, 'tokenizer.json') };
+  const tokenizerPath = join(dir, 'tokenizer.json');
+  return {
+    dir, md: openModelDir(dir), configPath: `${dir}/config.json`, tokenizer: () => Tokenizer.fromDir(dir), tokenizerPath, hasTokenizer: existsSync(tokenizerPath),
+    embedDefaults: () => {
+      const st = readSentenceTransformers(dir);
+      return st ? { pooling: st.pooling, normalize: st.normalize, maxTokens: st.maxSeqLength } : {};
+    },
+  };
 }
 
 export async function loadModel(nameOrPath: string, options: LoadOptions = {}): Promise<LoadedModel> {
@@ -189,7 +201,7 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
  */
 export async function loadModelDir(md: ModelDir, tokenizer: Tokenizer, options: LoadOptions = {}): Promise<LoadedModel> {
   checkLoadOptions(options);
-  return loadOpened({ dir: md.dir, md, configPath: md.dir, tokenizer: () => tokenizer, tokenizerPath: md.dir }, options);
+  return loadOpened({ dir: md.dir, md, configPath: md.dir, tokenizer: () => tokenizer, tokenizerPath: md.dir, hasTokenizer: true, embedDefaults: () => ({}) }, options);
 }
 
 async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedModel> {
@@ -199,7 +211,9 @@ async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedM
     const info = arch.info(md.config, className);
     checkSeqLen(options, info);
     const problem = problemType(md);
-    const tokenizer = openTokenizer();
+    // an encoder without tokenizer files still runs on token ids
+    const tokenizer = arch.kind === 'encoder' && !opened.hasTokenizer ? null : openTokenizer();
+    const defaults = arch.kind === 'encoder' ? opened.embedDefaults() : {};
     const backend = await createBackend(options);
     try {
       // the weights, then the runtime's plan, are checked against the memory there is before they are allocated
@@ -211,9 +225,9 @@ async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedM
         const limits = limitsFor(info, lm.cacheWidth, options, backend, freeMemory(backend));
         planCausal(shapes, limits, availableMemory(backend), options);
         const runtime = new CausalRuntime(lm, backend, limits);
-        return { kind: 'causal-lm', dir, generator: new TextGenerator(runtime, tokenizer, eosIds(md, lm), options.swapSpace) };
+        return { kind: 'causal-lm', dir, generator: new TextGenerator(runtime, tokenizer!, eosIds(md, lm), options.swapSpace) };
       }
-      return { kind: 'encoder', dir, embedder: new Embedder(new EncoderRuntime(model as Encoder, backend), tokenizer, problem) };
+      return { kind: 'encoder', dir, embedder: new Embedder(new EncoderRuntime(model as Encoder, backend), tokenizer, problem, defaults, dir) };
     } catch (err) {
       backend.dispose();
       throw err;
@@ -254,13 +268,15 @@ export interface Inspection {
  */
 export async function inspectModel(nameOrPath: string, options: LoadOptions = {}): Promise<Inspection> {
   checkLoadOptions(options);
-  const { dir, md, configPath, tokenizer, tokenizerPath } = await openModel(nameOrPath, options);
+  const opened = await openModel(nameOrPath, options);
+  const { dir, md, configPath, tokenizer, tokenizerPath } = opened;
   try {
     const { arch, className } = findArchitecture(md.config, configPath);
     const info = arch.info(md.config, className);
     checkSeqLen(options, info);
     problemType(md);
-    checkTokenizer(tokenizer(), info.vocabSize, tokenizerPath);
+    if (arch.kind === 'encoder') opened.embedDefaults();
+    if (arch.kind !== 'encoder' || opened.hasTokenizer) checkTokenizer(tokenizer(), info.vocabSize, tokenizerPath);
     const backend = await createBackend(options);
     const dtype = backend.activationDtype;
     const device = backend.name;

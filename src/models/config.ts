@@ -4,6 +4,8 @@ import { fail, show } from '../errors.js';
 import type { Activation } from '../ops/backend.js';
 import { HF_ACTIVATIONS } from './activations.js';
 
+const MAX_LABELS = 2 ** 20;
+
 export class ConfigReader {
   constructor(private readonly raw: Record<string, unknown>, private readonly where: string) {}
 
@@ -75,6 +77,22 @@ export class ConfigReader {
     if (v === undefined || v === null) return;
     if (typeof v !== 'object') this.bad('pruned_heads', 'an object of pruned heads per layer');
     if (Object.values(v).some((heads) => !Array.isArray(heads) || heads.length > 0)) this.unsupported('pruned_heads', 'every layer must keep all its heads');
+  }
+
+  /**
+   * A classifier's label names: id2label's names in id order (LABEL_i where it names none), as many as num_labels
+   * (default: id2label's size, else 2, as Hugging Face's PretrainedConfig).
+   */
+  labels(): string[] {
+    const id2label = this.raw.id2label ?? undefined;
+    if (id2label !== undefined && (typeof id2label !== 'object' || Array.isArray(id2label) || !Object.values(id2label).every((v) => typeof v === 'string'))) {
+      fail('bad-config', `${this.where}: field "id2label" must map label ids to label names (strings), got ${show(id2label)}; fix config.json`);
+    }
+    const names = id2label as Record<string, string> | undefined;
+    const count = this.optionalInt('num_labels') ?? (names ? Object.keys(names).length : 2);
+    // the list of names is made here, before the classifier's shape is checked against the weights
+    if (count > MAX_LABELS) fail('bad-config', `${this.where}: field "num_labels" is ${count}, more labels than Peregrine loads (at most ${MAX_LABELS}); fix config.json`);
+    return Array.from({ length: count }, (_, i) => names?.[String(i)] ?? `LABEL_${i}`);
   }
 
   /** A token id or a list of them (configs allow both); [] when absent. */

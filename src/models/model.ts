@@ -74,16 +74,33 @@ export interface EncoderOutput {
   pooled?: Float32Array;
   /** sequence-classification logits [sequences, labels] when the model has a classifier and they were asked for */
   logits?: Float32Array;
+  /** the token head's logits [rows, labels or vocab] (token classification, masked LM) at the packed rows `tokenRows` */
+  tokenLogits?: Float32Array;
+  tokenRows?: number[];
 }
 
-/** A bidirectional encoder: forward over packed sequences, then pooling and an optional classifier. */
+/**
+ * The head an encoder checkpoint carries: a classifier over each sequence's first token, a classifier over
+ * every token, or a language-model head over the vocabulary (masked LM, BertLMHeadModel, pre-training).
+ */
+export type EncoderTask = 'sequence-classification' | 'token-classification' | 'masked-lm';
+
+/** A bidirectional encoder: forward over packed sequences, then pooling and the checkpoint's head. */
 export interface Encoder {
   readonly info: ModelInfo;
+  /** the head this checkpoint carries, or null */
+  readonly task: EncoderTask | null;
+  /** names of the classifier's outputs (sequence or token classification); [] without a classifier */
   readonly labels: string[];
+  /** attention sees only the tokens up to each one (is_decoder: BertLMHeadModel, RobertaForCausalLM) */
+  readonly causal: boolean;
   /** The last hidden states [capacity, hidden] of p.n packed rows (each segment is one sequence). */
   forward(p: Pass): Tensor;
-  /** Classification logits [count, labels] (f32) from the [CLS] rows of each sequence, gathered into `cls` [count, hidden]. */
-  classify(p: Pass, cls: Tensor, out: Tensor, count: number): void;
+  /**
+   * The head's f32 logits [count, labels or vocab] over `count` rows of x [rows, hidden]: the first token of each
+   * sequence for sequence classification, any tokens for the token heads.
+   */
+  head(p: Pass, x: Tensor, out: Tensor, count: number): void;
   weights(): Tensor[];
 }
 

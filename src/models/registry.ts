@@ -1,11 +1,12 @@
 // Architectures by Hugging Face class name. Adding one is one model file and one line here.
 import { fail, show } from '../errors.js';
-import { bert } from './bert.js';
+import { bert, roberta, xlmRoberta } from './bert.js';
+import { distilbert } from './distilbert.js';
 import { gpt2 } from './gpt2.js';
 import { llama, mistral, qwen2, qwen3 } from './llama.js';
 import type { Architecture } from './model.js';
 
-const ARCHITECTURES: Architecture[] = [gpt2, bert, llama, mistral, qwen2, qwen3];
+const ARCHITECTURES: Architecture[] = [gpt2, bert, roberta, xlmRoberta, distilbert, llama, mistral, qwen2, qwen3];
 
 export function supportedClassNames(): string[] {
   return ARCHITECTURES.flatMap((a) => a.classNames);

@@ -37,6 +37,15 @@ export class Checkpoint {
     return backend.weight(this.raw(names, shape, transpose), shape, transpose);
   }
 
+  /** Rows `first` .. shape[0] - 1 of a table whose shape must be `shape` (RoBERTa's positions past padding_idx), [shape[0] - first, ...]. */
+  loadRows(backend: Backend, names: string | string[], shape: number[], first: number): Tensor {
+    const whole = unquantized(this.raw(names, shape), shape);
+    const rowBytes = (whole.dtype === 'F32' ? 4 : 2) * shape.slice(1).reduce((a, d) => a * d, 1);
+    // a backend of shapes reads no bytes
+    const bytes = whole.bytes.length ? whole.bytes.slice(first * rowBytes) : whole.bytes;
+    return backend.weight({ bytes, dtype: whole.dtype }, [shape[0] - first, ...shape.slice(1)]);
+  }
+
   /** A GEMM operand [out, in]: quantized weights stay quantized. */
   loadMatrix(backend: Backend, names: string | string[], shape: number[]): Tensor {
     return backend.weight(this.raw(names, shape), shape, false, true);

@@ -1,19 +1,34 @@
 // The runtime of an encoder: packed sequences (no padding) through the forward pass, then pooling and the
-// classifier. Attention reads keys through block tables like a causal LM's, over one scratch cache in which
-// sequence i owns the blocks of its own slot. Memory is planned for the largest input seen so far and grows
-// (by powers of two) when an input does not fit.
+// checkpoint's head (a sequence classifier over first tokens, or a token head over chosen rows). Attention
+// reads keys through block tables like a causal LM's, over one scratch cache in which sequence i owns the
+// blocks of its own slot. Memory is planned for the largest input seen so far and grows (by powers of two)
+// when an input does not fit.
 import { fail } from '../errors.js';
 import { packSegments, type Backend, type Tensor } from '../ops/backend.js';
 import { checkTokenIds } from '../models/vocab.js';
-import { tensorBytes, type Encoder, type EncoderOutput, type MemoryReport, type Pass } from '../models/model.js';
+import { tensorBytes, type Encoder, type EncoderOutput, type EncoderTask, type MemoryReport, type Pass } from '../models/model.js';
 import { planPasses, PlannedPasses, type PassInputs } from './pass.js';
 
 const BLOCK = 16;
+
+export type Pooling = 'cls' | 'mean' | 'max';
+
+/** What a pass computes besides the last hidden states. */
+export interface EncodeWants {
+  /** 'max' is taken on the host from the hidden states, which come back anyway */
+  pooling?: Pooling;
+  /** sequence-classification logits */
+  classify?: boolean;
+  /** the token head (token classification, masked LM) at these packed rows, or at every row (true) */
+  tokens?: boolean | number[];
+}
 
 interface Sized {
   tokens: number;
   batch: number;
   seqLen: number;
+  /** rows the token head runs over */
+  rows: number;
 }
 
 interface Buffers {
@@ -25,13 +40,18 @@ interface Buffers {
   pooled: Tensor;
   cls: Tensor;
   logits: Tensor;
+  /** the token head's rows: where they are in the pass, where they go, gathered, and their logits */
+  rowSrc: Tensor;
+  rowDst: Tensor;
+  gathered: Tensor;
+  tokenLogits: Tensor;
   kv: Tensor;
   passes: PlannedPasses;
   owned: Tensor[];
 }
 
 export class EncoderRuntime {
-  private cap: Sized = { tokens: 0, batch: 0, seqLen: 0 };
+  private cap: Sized = { tokens: 0, batch: 0, seqLen: 0, rows: 0 };
   private bufs: Buffers | null = null;
 
   constructor(readonly model: Encoder, readonly backend: Backend) {}
@@ -48,17 +68,30 @@ export class EncoderRuntime {
     return this.model.labels.length;
   }
 
+  get task(): EncoderTask | null {
+    return this.model.task;
+  }
+
+  /** Values per row of the token head's logits: the vocabulary (masked LM) or the labels. */
+  private get tokenWidth(): number {
+    return this.model.task === 'masked-lm' ? this.model.info.vocabSize : Math.max(this.model.labels.length, 1);
+  }
+
+  private get tokenTask(): boolean {
+    return this.model.task === 'token-classification' || this.model.task === 'masked-lm';
+  }
+
   /** Plans memory for `batch` sequences of up to `seqLen` tokens. */
   reserveFor(batch: number, seqLen: number): void {
-    this.reserve({ tokens: batch * seqLen, batch, seqLen });
+    this.reserve({ tokens: batch * seqLen, batch, seqLen, rows: 1 });
   }
 
   private reserve(want: Sized): Buffers {
     const c = this.cap;
-    if (this.bufs && want.tokens <= c.tokens && want.batch <= c.batch && want.seqLen <= c.seqLen) return this.bufs;
+    if (this.bufs && want.tokens <= c.tokens && want.batch <= c.batch && want.seqLen <= c.seqLen && want.rows <= c.rows) return this.bufs;
     this.release();
     const up = (x: number, have: number) => Math.max(have, 2 ** Math.ceil(Math.log2(Math.max(x, 1))));
-    const T = up(want.tokens, c.tokens), B = up(want.batch, c.batch);
+    const T = up(want.tokens, c.tokens), B = up(want.batch, c.batch), R = up(want.rows, c.rows);
     const S = Math.min(up(want.seqLen, c.seqLen), Math.ceil(this.model.info.maxPositions / BLOCK) * BLOCK);
     const b = this.backend, H = this.model.info.hidden, act = b.activationDtype;
     const maxBlocks = Math.ceil(S / BLOCK);
@@ -75,19 +108,24 @@ export class EncoderRuntime {
       cache: () => ({ k, v }),
     };
     const labels = Math.max(this.model.labels.length, 1);
+    const tokenRows = this.tokenTask ? R : 1;
     const bufs: Omit<Buffers, 'passes' | 'owned'> = {
       io, segments: b.buffer([B, 3], 'i32'), starts: int(B), lengths: int(B), rows: int(B),
-      pooled: b.buffer([B, H], act), cls: b.buffer([B, H], act), logits: b.buffer([B, labels], 'f32'), kv,
+      pooled: b.buffer([B, H], act), cls: b.buffer([B, H], act), logits: b.buffer([B, labels], 'f32'),
+      rowSrc: int(tokenRows), rowDst: int(tokenRows), gathered: b.buffer([tokenRows, H], act), tokenLogits: b.buffer([tokenRows, this.tokenWidth], 'f32'), kv,
     };
-    const body = (p: Pass) => this.body(p, bufs, B, { pooling: 'mean', classify: this.model.labels.length > 0 });
+    b.writeInt(bufs.rowDst, Int32Array.from({ length: tokenRows }, (_, i) => i), tokenRows);
+    // the plan covers everything a pass may run; a pass runs a part of it, in the same order
+    const body = (p: Pass) => this.body(p, bufs, B, { pooling: 'mean', classify: this.model.task === 'sequence-classification', tokens: this.tokenTask }, tokenRows);
     const plan = planPasses(b, io, [{ body, segments: { table: bufs.segments, count: B, longest: S } }]);
-    const owned = [kv, tables, io.ids, io.positions, io.slots, io.keyLens, io.typeIds!, bufs.segments, bufs.starts, bufs.lengths, bufs.rows, bufs.pooled, bufs.cls, bufs.logits];
+    const owned = [kv, tables, io.ids, io.positions, io.slots, io.keyLens, io.typeIds!, bufs.segments, bufs.starts, bufs.lengths, bufs.rows, bufs.pooled, bufs.cls, bufs.logits,
+      bufs.rowSrc, bufs.rowDst, bufs.gathered, bufs.tokenLogits];
     this.bufs = { ...bufs, passes: new PlannedPasses(b, plan), owned };
-    this.cap = { tokens: T, batch: B, seqLen: S };
+    this.cap = { tokens: T, batch: B, seqLen: S, rows: tokenRows };
     return this.bufs;
   }
 
-  private body(p: Pass, a: Omit<Buffers, 'passes' | 'owned'>, count: number, want: { pooling?: 'cls' | 'mean'; classify?: boolean },
+  private body(p: Pass, a: Omit<Buffers, 'passes' | 'owned'>, count: number, want: { pooling?: Pooling; classify?: boolean; tokens?: boolean }, rows: number,
     read?: (hidden: Tensor) => void): Tensor {
     const b = p.ops;
     const hidden = this.model.forward(p);
@@ -97,13 +135,25 @@ export class EncoderRuntime {
     if (want.pooling === 'cls') b.gatherRows(a.pooled, hidden, a.starts, a.rows, count);
     if (want.classify) {
       b.gatherRows(a.cls, hidden, a.starts, a.rows, count);
-      this.model.classify(p, a.cls, a.logits, count);
+      this.model.head(p, a.cls, a.logits, count);
+    }
+    if (want.tokens) {
+      b.gatherRows(a.gathered, hidden, a.rowSrc, a.rowDst, rows);
+      this.model.head(p, a.gathered, a.tokenLogits, rows);
     }
     return hidden;
   }
 
-  encode(seqs: Int32Array[], want: { pooling?: 'cls' | 'mean'; classify?: boolean }): EncoderOutput {
-    if (want.classify && this.model.labels.length === 0) fail('bad-request', 'this checkpoint has no sequence-classification head (it is not BertForSequenceClassification)');
+  /** Refuses a head the checkpoint does not carry, naming the classes that do. */
+  checkTask(task: EncoderTask): void {
+    if (this.model.task === task) return;
+    const which = { 'sequence-classification': '...ForSequenceClassification', 'token-classification': '...ForTokenClassification', 'masked-lm': '...ForMaskedLM' }[task];
+    fail('bad-request', `${this.info.architecture} has no ${task.replace('-', ' ')} head; use a ${which} checkpoint`);
+  }
+
+  encode(seqs: Int32Array[], want: EncodeWants): EncoderOutput {
+    if (want.classify) this.checkTask('sequence-classification');
+    if (want.tokens && !this.tokenTask) this.checkTask('token-classification');
     if (!Array.isArray(seqs) || seqs.length === 0) fail('bad-request', 'no inputs given; pass at least one sequence of token ids');
     const { vocabSize, maxPositions } = this.model.info;
     seqs.forEach((s, i) => {
@@ -118,14 +168,20 @@ export class EncoderRuntime {
       starts.push(T);
       T += len;
     }
-    const a = this.reserve({ tokens: T, batch: B, seqLen: Math.max(...lengths) });
+    const tokenRows = want.tokens === true ? Array.from({ length: T }, (_, i) => i) : want.tokens || [];
+    tokenRows.forEach((r) => {
+      if (!Number.isSafeInteger(r) || r < 0 || r >= T) throw new Error(`internal: token row ${r} outside the pass of ${T} rows`);
+    });
+    const R = tokenRows.length;
+    const a = this.reserve({ tokens: T, batch: B, seqLen: Math.max(...lengths), rows: R });
     const host = { ids: new Int32Array(T), positions: new Int32Array(T), typeIds: new Int32Array(T), slots: new Int32Array(T), keyLens: new Int32Array(T) };
     seqs.forEach((s, i) => {
       host.ids.set(s, starts[i]);
       for (let p = 0; p < s.length; p++) {
         host.positions[starts[i] + p] = p;
         host.slots[starts[i] + p] = i;
-        host.keyLens[starts[i] + p] = s.length;
+        // causal models attend to the keys up to their own
+        host.keyLens[starts[i] + p] = this.model.causal ? p + 1 : s.length;
       }
     });
     const b = this.backend;
@@ -136,15 +192,23 @@ export class EncoderRuntime {
     const table = new Int32Array(3 * B);
     const seg = packSegments(host.slots, T, table);
     b.writeInt(a.segments, table, 3 * B);
+    if (R) b.writeInt(a.rowSrc, Int32Array.from(tokenRows), R);
     const H = this.model.info.hidden;
     const out: EncoderOutput = { hidden: new Float32Array(0), starts, lengths };
-    this.body(a.passes.pass(a.io, T, { table: a.segments, ...seg }), a, B, want, (h) => (out.hidden = b.readFloat(h, T * H).slice()));
-    if (want.pooling) out.pooled = b.readFloat(a.pooled, B * H).slice();
+    const run = { pooling: want.pooling === 'max' ? undefined : want.pooling, classify: want.classify, tokens: R > 0 };
+    this.body(a.passes.pass(a.io, T, { table: a.segments, ...seg }), a, B, run, R, (h) => (out.hidden = b.readFloat(h, T * H).slice()));
+    if (want.pooling === 'max') out.pooled = maxPool(out.hidden, H, starts, lengths);
+    else if (want.pooling) out.pooled = b.readFloat(a.pooled, B * H).slice();
     if (want.classify) out.logits = b.readFloat(a.logits, B * this.model.labels.length).slice();
+    if (R) {
+      out.tokenLogits = b.readFloat(a.tokenLogits, R * this.tokenWidth).slice();
+      out.tokenRows = tokenRows;
+    }
     // outputs that are not numbers are refused, never handed out (a vector of NaN looks like any other)
     this.checkFinite(out.hidden, H, (row) => starts.filter((s) => s <= row).length - 1, 'last hidden states');
     if (out.pooled) this.checkFinite(out.pooled, H, (i) => i, 'pooled vector');
     if (out.logits) this.checkFinite(out.logits, this.model.labels.length, (i) => i, 'classification logits');
+    if (out.tokenLogits) this.checkFinite(out.tokenLogits, this.tokenWidth, (i) => starts.filter((s) => s <= tokenRows[i]).length - 1, 'token logits');
     return out;
   }
 
@@ -181,4 +245,15 @@ export class EncoderRuntime {
   dispose(): void {
     this.release();
   }
+}
+
+/** Each sequence's elementwise maximum over its tokens (sentence-transformers' max pooling), [sequences, width]. */
+function maxPool(hidden: Float32Array, width: number, starts: number[], lengths: number[]): Float32Array {
+  const out = new Float32Array(starts.length * width).fill(-Infinity);
+  starts.forEach((s, i) => {
+    for (let t = s; t < s + lengths[i]; t++) {
+      for (let j = 0; j < width; j++) out[i * width + j] = Math.max(out[i * width + j], hidden[t * width + j]);
+    }
+  });
+  return out;
 }

@@ -63,6 +63,20 @@ export class Tokenizer {
     }
   }
 
+  /** The vocabulary's string for one id (WordPiece's "##s", byte-level BPE's "Ġthe"), or undefined. */
+  tokenText(id: number): string | undefined {
+    try {
+      return this.tok.id_to_token(id) ?? undefined;
+    } catch (err) {
+      return this.broken('look up a token id', err);
+    }
+  }
+
+  /** Whether `id` is a special token of tokenizer.json's added tokens ([CLS], <s>, <mask>, ...). */
+  isSpecial(id: number): boolean {
+    return this.tok.get_added_tokens_decoder().get(id)?.special === true;
+  }
+
   /** The text of a special token named in tokenizer_config.json ("eos_token", "bos_token", ...): a string or {"content": string}. */
   specialToken(key: string): string | undefined {
     const v = this.config[key];

@@ -1,11 +1,11 @@
-// The GPT-2, Llama-family and BERT fixtures on the GPU against the Hugging Face references: fp32 within 1e-3 with greedy
+// The GPT-2, Llama-family and BERT-family fixtures on the GPU against the Hugging Face references: fp32 within 1e-3 with greedy
 // tokens identical for 32 steps (decode steps replayed from a CUDA graph), fp16 and bf16 within 2e-2.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { loadEmbedder, loadGenerator } from '../../src/index.js';
 import { assertClose, flat } from '../helpers/close.js';
-import { CAUSAL_FIXTURES, fixture, reference } from '../helpers/fixtures.js';
+import { CAUSAL_FIXTURES, FAMILY_FIXTURES, fixture, reference, type FamilyRef } from '../helpers/fixtures.js';
 import { allLogits } from '../helpers/logits.js';
 import { noGpu } from './helpers.js';
 
@@ -77,6 +77,29 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
         if (ref.logits) assertClose(out.logits!, flat(ref.logits), TOL[dtype], 'classification logits');
         const cls = emb.model.encode(seqs, { pooling: 'cls' }).pooled!;
         assertClose(cls, flat(ref.cls), TOL[dtype], 'cls pooled');
+        emb.dispose();
+      });
+    });
+  }
+}
+
+for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+  for (const [name] of FAMILY_FIXTURES) {
+    describe(`${name} on the GPU in ${dtype}`, { skip: skip ?? false }, () => {
+      test(`hidden states, pooling and the checkpoint's head within ${TOL[dtype]}`, async () => {
+        const ref = reference<FamilyRef>(name);
+        const emb = await loadEmbedder(fixture(name), { device: 'cuda', dtype });
+        const seqs = ref.inputs.map((x) => Int32Array.from(x.ids));
+        const H = emb.model.info.hidden, V = emb.model.info.vocabSize;
+        const starts = seqs.map((_, i) => seqs.slice(0, i).reduce((a, s) => a + s.length, 0));
+        const lmRows = (ref.lm_rows ?? []).map((r) => starts[r.input] + r.position);
+        const out = emb.model.encode(seqs, { pooling: 'mean', classify: !!ref.logits, tokens: ref.token_logits ? true : ref.lm_rows ? lmRows : undefined });
+        ref.hidden?.forEach((h, i) => assertClose(out.hidden.subarray(out.starts[i] * H, (out.starts[i] + out.lengths[i]) * H), flat(h), TOL[dtype], `hidden ${i}`));
+        assertClose(out.pooled!, flat(ref.mean), TOL[dtype], 'mean pooled');
+        if (ref.logits) assertClose(out.logits!, flat(ref.logits), TOL[dtype], 'classification logits');
+        if (ref.token_logits) assertClose(out.tokenLogits!, flat(ref.token_logits), TOL[dtype], 'token logits');
+        ref.lm_rows?.forEach((r, k) => assertClose(out.tokenLogits!.subarray(k * V, (k + 1) * V), r.logits, TOL[dtype], `LM logits of input ${r.input} at ${r.position}`));
+        if (ref.max) assertClose(emb.model.encode(seqs, { pooling: 'max' }).pooled!, flat(ref.max), TOL[dtype], 'max pooled');
         emb.dispose();
       });
     });

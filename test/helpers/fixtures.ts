@@ -33,3 +33,25 @@ export function reference<T = any>(name: string, file = 'reference.json'): T {
  */
 export const CAUSAL_FIXTURES = ['gpt2-tiny', 'gpt2-wide', 'llama-tiny', 'llama3-tiny', 'mistral-tiny', 'qwen2-tiny', 'qwen3-tiny',
   'llama-rope-linear', 'llama-rope-dynamic', 'llama-rope-yarn'];
+
+/** What tools/reference/make_bert_family_fixtures.py stores: inputs run as one padded batch and Hugging Face's outputs. */
+export interface FamilyRef {
+  inputs: { text: string; ids: number[] }[];
+  mean: number[][];
+  hidden?: number[][][];
+  cls?: number[][];
+  max?: number[][];
+  mean_normalized?: number[][];
+  logits?: number[][];
+  token_logits?: number[][][];
+  lm_rows?: { input: number; position: number; logits: number[] }[];
+  fill_mask?: { input: number; position: number; ids: number[]; scores: number[] }[];
+}
+
+/** The BERT-family fixtures (make_bert_family_fixtures.py), with the Hugging Face class each was saved as. */
+export const FAMILY_FIXTURES: [string, string][] = [
+  ['bert-mlm', 'BertForMaskedLM'], ['bert-pretraining', 'BertForPreTraining'], ['bert-lmhead', 'BertLMHeadModel'],
+  ['bert-ner', 'BertForTokenClassification'], ['roberta-mlm', 'RobertaForMaskedLM'], ['roberta-cls', 'RobertaForSequenceClassification'],
+  ['xlmr', 'XLMRobertaModel'], ['distilbert-mlm', 'DistilBertForMaskedLM'], ['distilbert-cls', 'DistilBertForSequenceClassification'],
+  ['st-mini', 'BertModel'],
+];

@@ -36,13 +36,30 @@ STEPS = 32
 LOGIT_STRIDE = 251
 
 
-def r(x):
-    """Floats with 8 significant digits, enough for 1e-6 relative comparisons."""
+def r(x, digits=8):
+    """Floats with 8 significant digits (or `digits`), enough for 1e-6 relative comparisons."""
     if isinstance(x, torch.Tensor):
         x = x.tolist()
     if isinstance(x, list):
-        return [r(v) for v in x]
-    return float("%.8g" % x)
+        return [r(v, digits) for v in x]
+    return float("%.*g" % (digits, x))
+
+
+def randomize_by(model, seed, is_norm, is_embedding):
+    """Norm gains (where is_norm(name)) near 1, non-zero biases, embeddings (is_embedding(name)) of 0.5, other
+    matrices scaled by fan-in [out, in], so that activations stay O(1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            n = torch.randn(p.shape, generator=g)
+            if is_norm(name):
+                p.copy_(1 + 0.2 * n)
+            elif name.endswith("bias"):
+                p.copy_(0.1 * n)
+            elif is_embedding(name):
+                p.copy_(0.5 * n)
+            else:
+                p.copy_(n / math.sqrt(p.shape[-1]))
 
 
 def randomize(model, seed, emb_std=0.5):

@@ -22,7 +22,6 @@ position's logsumexp and argmax, and 32 greedy tokens per prompt):
 import argparse
 import copy
 import json
-import math
 import os
 
 import torch
@@ -30,7 +29,7 @@ from tokenizers import Tokenizer
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
-from make_fixtures import greedy, link_tokenizer, load_fp32, r, round_to, save, write_json
+from make_fixtures import greedy, link_tokenizer, load_fp32, r, randomize_by, round_to, save, write_json
 
 TEXTS = [
     "Hello, world!",
@@ -44,18 +43,7 @@ LOGIT_STRIDE = 7
 def randomize(model, seed):
     """RMSNorm gains near 1, non-zero biases, matrices scaled by fan-in, embeddings large enough that greedy
     argmax has clear winners."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            n = torch.randn(p.shape, generator=g)
-            if "norm" in name:
-                p.copy_(1 + 0.2 * n)
-            elif name.endswith("bias"):
-                p.copy_(0.1 * n)
-            elif "embed_tokens" in name:
-                p.copy_(0.5 * n)
-            else:
-                p.copy_(n / math.sqrt(p.shape[-1]))
+    randomize_by(model, seed, lambda name: "norm" in name, lambda name: "embed_tokens" in name)
 
 
 def fresh(model):
