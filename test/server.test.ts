@@ -214,6 +214,20 @@ describe('embeddings', () => {
     assert.deepEqual(ids.data.map((d) => d.embedding), floats.data.map((d) => d.embedding));
   });
 
+  test('a sentence-transformers directory embeds as the library does with the directory\'s defaults', async () => {
+    const st = await loadEmbedder(fixture('st-mini'));
+    const other = await start([{ id: 'st', created: 1, kind: 'encoder', embedder: st }]);
+    try {
+      const input = ['one sentence', 'and another one'];
+      const r = await other.client.embeddings.create({ model: 'st', input, encoding_format: 'float' });
+      const want = st.embed(input);
+      r.data.forEach((d, i) => assert.deepEqual(Float32Array.from(d.embedding), want[i]));
+    } finally {
+      await other.server.app.close();
+      st.dispose();
+    }
+  });
+
   test('dimensions other than the model\'s and a generator are refused', async () => {
     await assert.rejects(client.embeddings.create({ model: BERT, input: 'x', dimensions: 4 }), (e: ApiErr) => e.status === 400 && e.param === 'dimensions');
     await assert.rejects(client.embeddings.create({ model: GPT2, input: 'x' }), (e: ApiErr) => e.status === 400 && /text generator/.test(e.message));

@@ -97,7 +97,7 @@ export const embeddingBody = {
     dimensions: { type: 'integer', minimum: 1 },
     user: { type: 'string' },
     // beyond OpenAI
-    pooling: { enum: ['mean', 'cls'] },
+    pooling: { enum: ['mean', 'cls', 'max'] },
     normalize: { type: 'boolean' },
     truncate: { enum: ['left', 'right'] },
   },
