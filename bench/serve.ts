@@ -6,6 +6,7 @@
 // memory and the server's RSS are read after every round (flat, or the server leaks). Then the same requests
 // through the library in this process, without HTTP, to show what the server costs.
 //   npm run bench -- serve [--config 124M] [--requests 1000] [--rounds 10] [--max-batch 256] [--device cuda|cpu] [--timeout-s 500] [--out-dir DIR]
+//     [--stream-interval N: tokens per chunk]
 //     [--profile DIR: the server's V8 CPU profile]
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
@@ -57,7 +58,7 @@ function startServer(args: string[], timeoutMs: number, nodeArgs: string[]): Pro
 }
 
 /** One streaming completion, checked. */
-async function stream(base: string, model: string, prompt: number[], maxTokens: number, signal: AbortSignal): Promise<Timing> {
+async function stream(base: string, model: string, prompt: number[], maxTokens: number, interval: number, signal: AbortSignal): Promise<Timing> {
   const t0 = performance.now();
   const r = await fetch(`${base}/v1/completions`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, signal,
@@ -65,7 +66,7 @@ async function stream(base: string, model: string, prompt: number[], maxTokens: 
   });
   if (r.status !== 200) throw new Error(`status ${r.status}: ${await r.text()}`);
   const reader = r.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = '', tokens = 0, finishes = 0, done = 0, last = 0, ttft = -1, usage = -1;
+  let buffer = '', chunks = 0, finishes = 0, done = 0, last = 0, ttft = -1, usage = -1;
   const itl: number[] = [];
   for (;;) {
     const { value, done: ended } = await reader.read();
@@ -84,17 +85,17 @@ async function stream(base: string, model: string, prompt: number[], maxTokens: 
       if (chunk.usage) usage = chunk.usage.completion_tokens;
       if (chunk.choices.length === 0) continue;
       const now = performance.now();
-      if (tokens === 0) ttft = now - t0;
+      if (chunks === 0) ttft = now - t0;
       else itl.push(now - last);
       last = now;
-      tokens++;
+      chunks++;
       if (chunk.choices[0].finish_reason) finishes++;
     }
   }
-  if (tokens !== maxTokens || usage !== maxTokens || finishes !== 1 || done !== 1) {
-    throw new Error(`a stream asked for ${maxTokens} tokens got ${tokens} token chunks, usage ${usage}, ${finishes} finish reasons and ${done} [DONE]`);
+  if (chunks !== Math.ceil(maxTokens / interval) || usage !== maxTokens || finishes !== 1 || done !== 1) {
+    throw new Error(`a stream asked for ${maxTokens} tokens ${interval} per chunk got ${chunks} chunks, usage ${usage}, ${finishes} finish reasons and ${done} [DONE]`);
   }
-  return { ttft, itl, e2e: performance.now() - t0, tokens };
+  return { ttft, itl, e2e: performance.now() - t0, tokens: usage };
 }
 
 function gpuMiB(): number | null {
@@ -137,9 +138,10 @@ export async function serve(args: BenchArgs): Promise<BenchResult> {
   const config = args.string('config') ?? '124M';
   const n = args.int('requests', 1000), rounds = args.int('rounds', 10), maxBatch = args.int('max-batch', 256);
   const device = (args.string('device') ?? 'cuda') as 'cuda' | 'cpu';
+  const interval = args.int('stream-interval', 1);
   const deadline = performance.now() + args.int('timeout-s', 500) * 1000;
   const dir = randomGpt2Dir(config);
-  const load = ['-m', dir, '-d', device, '--max-batch', String(maxBatch), '--max-seq-len', '1024', '--prefill-chunk', '2048', '--max-queue', String(2 * n), ...(device === 'cuda' ? ['--dtype', 'f16'] : [])];
+  const load = ['-m', dir, '-d', device, '--max-batch', String(maxBatch), '--max-seq-len', '1024', '--prefill-chunk', '2048', '--max-queue', String(2 * n), '--stream-interval', String(interval), ...(device === 'cuda' ? ['--dtype', 'f16'] : [])];
   const profile = args.string('profile');
   const { child, base } = await startServer(load, 300_000, profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : []);
   const stop = new AbortController();
@@ -150,12 +152,12 @@ export async function serve(args: BenchArgs): Promise<BenchResult> {
   try {
     // warm-up: GEMM shapes and decode graphs of every batch size
     const warm = workload(Math.min(n, 2 * maxBatch), 1e9, 3);
-    await Promise.all(warm.map((r) => stream(base, dir, r.prompt, 8, stop.signal)));
+    await Promise.all(warm.map((r) => stream(base, dir, r.prompt, 8, interval, stop.signal)));
     for (let k = 0; k < rounds && performance.now() < deadline; k++) {
       const reqs = workload(n, 1e9, 100 + k);
       const before = await metric(base, 'peregrine_generation_tokens_total');
       const t0 = performance.now();
-      const timings = await Promise.all(reqs.map((r) => stream(base, dir, r.prompt, r.maxNewTokens, stop.signal)));
+      const timings = await Promise.all(reqs.map((r) => stream(base, dir, r.prompt, r.maxNewTokens, interval, stop.signal)));
       const ms = performance.now() - t0;
       const serverTokens = (await metric(base, 'peregrine_generation_tokens_total')) - before;
       const round: Round = { ms, timings, promptTokens: reqs.reduce((a, r) => a + r.prompt.length, 0), gpuMiB: gpuMiB(), rssMiB: rssMiB(child.pid!), heapMiB: (await metric(base, 'peregrine_process_nodejs_heap_size_used_bytes')) / 2 ** 20, kvBlocksUsed: await metric(base, 'peregrine_kv_blocks_used'), serverTokens };
@@ -209,15 +211,15 @@ export async function serve(args: BenchArgs): Promise<BenchResult> {
   const result: BenchResult = {
     name: 'serve',
     config: {
-      device: deviceName, model: `GPT-2 ${config}, random fp16 weights`, requestsPerRound: n, rounds: measured.length, maxBatch, prefillChunk: 2048,
+      device: deviceName, model: `GPT-2 ${config}, random fp16 weights`, requestsPerRound: n, rounds: measured.length, streamInterval: interval, maxBatch, prefillChunk: 2048,
       prompts: '16..512 token ids, uniform', outputs: '60% 16..64, 30% 64..256, 10% 256..512 new tokens, ignore_eos, greedy', arrivals: 'all at once (request rate inf)',
       command: `npm run bench -- serve ${process.argv.slice(3).join(' ')}`.trim(),
     },
     rows,
     notes: [
-      `Every stream checked: max_tokens token chunks, one finish_reason, usage equal, one [DONE]; server-side generated tokens equal to those received in every round; no KV block held after a round (${all.length} requests, none lost or duplicated).`,
+      `Every stream checked: ceil(max_tokens / stream interval) chunks, one finish_reason, usage equal, one [DONE]; server-side generated tokens equal to those received in every round; no KV block held after a round (${all.length} requests, none lost or duplicated).`,
       `Memory after each round: ${memory}.`,
-      'Metrics as vLLM\'s benchmark_serving defines them: TTFT from sending the request to the first token; TPOT = (E2E - TTFT) / (output tokens - 1) per request; ITL = every gap between consecutive tokens; throughput over the round\'s wall time.',
+      'Metrics as vLLM\'s benchmark_serving defines them: TTFT from sending the request to the first token; TPOT = (E2E - TTFT) / (output tokens - 1) per request; ITL = every gap between consecutive chunks (a chunk holds stream-interval tokens); throughput over the round\'s wall time.',
     ],
   };
   const outDir = args.string('out-dir');

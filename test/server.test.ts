@@ -349,6 +349,31 @@ describe('concurrency and cancellation', () => {
     assert.equal(server.state.admission.inFlight, 0);
   });
 
+  test('a stream interval of 4 sends the same text and log-probs in a quarter of the chunks', async () => {
+    const other = await start(served(), { streamInterval: 4 });
+    try {
+      const body = { model: LLAMA, prompt: 'an interval', max_tokens: 10, temperature: 0, logprobs: 1, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming;
+      const whole = await client.completions.create(body);
+      const stream = await other.client.completions.create({ ...body, stream: true });
+      let text = '', chunks = 0, finish: string | null = null;
+      const tokens: string[] = [], logprobs: number[] = [];
+      for await (const chunk of stream) {
+        chunks++;
+        text += chunk.choices[0].text;
+        tokens.push(...chunk.choices[0].logprobs!.tokens!);
+        logprobs.push(...chunk.choices[0].logprobs!.token_logprobs!);
+        finish = chunk.choices[0].finish_reason ?? finish;
+      }
+      assert.equal(chunks, 3);
+      assert.equal(text, whole.choices[0].text);
+      assert.deepEqual(tokens, whole.choices[0].logprobs!.tokens);
+      assert.deepEqual(logprobs, whole.choices[0].logprobs!.token_logprobs);
+      assert.equal(finish, 'length');
+    } finally {
+      await other.server.app.close();
+    }
+  });
+
   test('/health, /v1/models and /metrics', async () => {
     assert.deepEqual(await (await fetch(`${base}/health`)).json(), { status: 'ok' });
     const models = await client.models.list();

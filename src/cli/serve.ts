@@ -10,6 +10,7 @@ export interface ServeFlags {
   apiKey?: string;
   maxQueue?: number;
   maxBodyBytes?: number;
+  streamInterval?: number;
 }
 
 /** A model's name in requests: the path or hub id as given, without a trailing slash. */
@@ -27,7 +28,7 @@ export async function runServe(names: string[], load: LoadOptions, o: ServeFlags
     for (const m of served) (m.generator ?? m.embedder)!.dispose();
     throw err;
   }
-  const options: ServerOptions = { apiKey: o.apiKey ?? process.env.PEREGRINE_API_KEY, maxQueue: o.maxQueue, bodyLimit: o.maxBodyBytes };
+  const options: ServerOptions = { apiKey: o.apiKey ?? process.env.PEREGRINE_API_KEY, maxQueue: o.maxQueue, bodyLimit: o.maxBodyBytes, streamInterval: o.streamInterval };
   const server = createServer(served, options);
   const address = await server.listen(o.port, o.host);
   process.stderr.write(`peregrine: serving ${served.map((m) => m.id).join(', ')} at ${address} (OpenAI API under /v1, a chat page at /)\n`);

@@ -90,16 +90,20 @@ export async function chatCompletions(state: ServerState, models: ModelTable, bo
     chunkObject: 'chat.completion.chunk',
     idPrefix: 'chatcmpl',
     opening: (choice) => ({ index: choice, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }),
-    token: (choice, e) => ({
-      index: choice, delta: e.text ? { content: e.text } : {},
-      logprobs: top === null ? null : chatLogprobs(tok, { ids: [e.id], logprobs: [e.logprob!], top: e.topLogprobs ? [e.topLogprobs] : undefined }),
-      finish_reason: e.finishReason ? finishReason(e.finishReason) : null,
-    }),
+    tokens: (choice, events) => {
+      const text = events.length === 1 ? events[0].text : events.map((e) => e.text).join('');
+      const last = events[events.length - 1];
+      return {
+        index: choice, delta: text ? { content: text } : {},
+        logprobs: top === null ? null : chatLogprobs(tok, { ids: events.map((e) => e.id), logprobs: events.map((e) => e.logprob!), top: last.topLogprobs ? events.map((e) => e.topLogprobs!) : undefined }),
+        finish_reason: last.finishReason ? finishReason(last.finishReason) : null,
+      };
+    },
     finished: (choice, r) => ({
       index: choice, message: { role: 'assistant', content: r.text },
       logprobs: r.logprobs ? chatLogprobs(tok, r.logprobs) : null,
       finish_reason: finishReason(r.finishReason),
     }),
   };
-  return answer(state, { served, prompts: [ids], perPrompt: requestsPerPrompt(body), options, stream: body.stream === true, includeUsage: body.stream_options?.include_usage === true }, shape, reply);
+  return answer(state, { served, prompts: [ids], perPrompt: requestsPerPrompt(body), options, stream: body.stream === true, includeUsage: body.stream_options?.include_usage === true, interval: state.streamInterval }, shape, reply);
 }

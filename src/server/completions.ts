@@ -48,13 +48,15 @@ export async function completions(state: ServerState, models: ModelTable, body: 
     chunkObject: 'text_completion',
     idPrefix: 'cmpl',
     opening: (choice) => (echoes ? { index: choice, text: echoed(choice), logprobs: null, finish_reason: null } : null),
-    token: (choice, e) => {
+    tokens: (choice, events) => {
       const at = offsets.get(choice) ?? echoed(choice).length;
-      offsets.set(choice, at + e.text.length);
+      const text = events.length === 1 ? events[0].text : events.map((e) => e.text).join('');
+      offsets.set(choice, at + text.length);
+      const last = events[events.length - 1];
       return {
-        index: choice, text: e.text,
-        logprobs: top === null ? null : completionLogprobs(tok, { ids: [e.id], logprobs: [e.logprob!], top: e.topLogprobs ? [e.topLogprobs] : undefined }, at),
-        finish_reason: e.finishReason ? finishReason(e.finishReason) : null,
+        index: choice, text,
+        logprobs: top === null ? null : completionLogprobs(tok, { ids: events.map((e) => e.id), logprobs: events.map((e) => e.logprob!), top: last.topLogprobs ? events.map((e) => e.topLogprobs!) : undefined }, at),
+        finish_reason: last.finishReason ? finishReason(last.finishReason) : null,
       };
     },
     finished: (choice, r) => ({
@@ -63,5 +65,5 @@ export async function completions(state: ServerState, models: ModelTable, body: 
       finish_reason: finishReason(r.finishReason),
     }),
   };
-  return answer(state, { served, prompts, perPrompt: requestsPerPrompt(body), options, stream: body.stream === true, includeUsage: body.stream_options?.include_usage === true }, shape, reply);
+  return answer(state, { served, prompts, perPrompt: requestsPerPrompt(body), options, stream: body.stream === true, includeUsage: body.stream_options?.include_usage === true, interval: state.streamInterval }, shape, reply);
 }

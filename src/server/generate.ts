@@ -26,8 +26,8 @@ export interface Shape {
   idPrefix: string;
   /** a choice's first chunk, before its tokens (chat: the assistant role; completions: the echoed prompt) */
   opening(choice: number): Record<string, unknown> | null;
-  /** a chunk's choice for one token */
-  token(choice: number, e: TokenEvent): Record<string, unknown>;
+  /** a chunk's choice for one or more consecutive tokens of a choice (several: the stream interval) */
+  tokens(choice: number, events: TokenEvent[]): Record<string, unknown>;
   /** a finished choice in the JSON body */
   finished(choice: number, r: ChoiceResult): Record<string, unknown>;
 }
@@ -40,11 +40,15 @@ export interface GenerationCall {
   options: GenerateOptions;
   stream: boolean;
   includeUsage: boolean;
+  /** a stream sends a choice's tokens this many at a time (and at its end) */
+  interval: number;
 }
 
 export interface ServerState {
   admission: Admission;
   metrics: Metrics;
+  /** tokens per stream chunk (each choice's last chunk may hold fewer) */
+  streamInterval: number;
 }
 
 export const finishReason = (r: FinishReason): 'stop' | 'length' => (r === 'length' ? 'length' : 'stop');
@@ -78,6 +82,7 @@ export async function answer(state: ServerState, call: GenerationCall, shape: Sh
   const chunk = (choice: Record<string, unknown>) => stream.sendJson(`${chunkHead}${JSON.stringify(choice)}]}`);
   let generated = 0;
   const opened = new Set<number>();
+  const pending = new Map<number, TokenEvent[]>();
   try {
     await admitted.run(signal, (choice, e) => {
       if (!opened.has(choice)) {
@@ -86,7 +91,18 @@ export async function answer(state: ServerState, call: GenerationCall, shape: Sh
         if (first) chunk(first);
       }
       generated++;
-      chunk(shape.token(choice, e));
+      if (call.interval === 1) {
+        chunk(shape.tokens(choice, [e]));
+        return;
+      }
+      const held = pending.get(choice) ?? [];
+      held.push(e);
+      if (held.length < call.interval && e.finishReason === undefined) {
+        pending.set(choice, held);
+        return;
+      }
+      pending.delete(choice);
+      chunk(shape.tokens(choice, held));
     });
     if (call.includeUsage) stream.send({ ...head, object: shape.chunkObject, choices: [], usage: usage(generated) });
     stream.end();
