@@ -22,8 +22,8 @@ function serve(args: string[]): Promise<{ child: ChildProcess; base: string; std
 }
 
 test('peregrine serve answers the official client, and drains on SIGTERM', async () => {
-  const { child, base, stderr, exit } = await serve(['-m', fixture('llama-tiny'), '-m', fixture('bert-tiny')]);
-  const model = fixture('llama-tiny');
+  const { child, base, stderr, exit } = await serve(['-m', fixture('llama-tiny'), '-m', fixture('bert-tiny'), '--served-model-name', 'llama']);
+  const model = 'llama';
   const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0 });
   const chat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
   assert.ok(chat.usage!.completion_tokens >= 1 && chat.usage!.completion_tokens <= 4);
@@ -51,6 +51,16 @@ test('peregrine serve answers the official client, and drains on SIGTERM', async
   assert.equal(finish, 'length');
   assert.equal(await exit, 0);
   assert.match(stderr(), /SIGTERM: finishing 1 running sequences/);
+});
+
+test('peregrine serve refuses two models under one name, and more names than models', async () => {
+  for (const args of [['-m', fixture('llama-tiny'), '-m', fixture('gpt2-tiny'), '--served-model-name', 'a', '--served-model-name', 'a'], ['-m', fixture('llama-tiny'), '--served-model-name', 'a', '--served-model-name', 'b']]) {
+    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '-d', 'cpu', ...args], { env: { ...process.env, PEREGRINE_OFFLINE: '1' } });
+    let err = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    assert.equal(await new Promise((resolve) => child.on('close', resolve)), 1);
+    assert.match(err, /^peregrine: error: .*(two models would be served as a|2 --served-model-name for 1 -m)/);
+  }
 });
 
 test('peregrine serve refuses a model it cannot load with one line, and exits 1', async () => {

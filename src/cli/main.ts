@@ -77,6 +77,7 @@ function buildProgram(): Command {
     .option('--api-key <key>', 'require Authorization: Bearer <key> on every request but /health and the page (default: $PEREGRINE_API_KEY, else none)')
     .option('--max-queue <n>', 'sequences running and waiting at once over all requests; beyond it requests get 429 (default 1024)', int('--max-queue', 1))
     .option('--max-body-bytes <n>', 'the largest request body (default 4 MiB)', int('--max-body-bytes', 1))
+    .option('--served-model-name <name>', 'the name requests use for the model of the same position among the -m options (repeatable; default: the path or hub id as given)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--stream-interval <n>', 'a stream sends its tokens n at a time (default 1; more gives more tokens/s under many concurrent streams)', int('--stream-interval', 1))
     .action(async (o: Omit<CommonFlags, 'model'> & ServeFlags & { model: string[] }) => {
       const { runServe } = await import('./serve.js');

@@ -1,6 +1,7 @@
 // peregrine serve: load the models, listen, and on SIGTERM or SIGINT drain (running requests finish, new ones
 // get 503) before exiting. A second signal exits at once.
 import { loadModel, type LoadOptions } from '../engine/load.js';
+import { fail } from '../errors.js';
 import { createServer, type ServerOptions } from '../server/app.js';
 import type { Served } from '../server/models.js';
 
@@ -11,18 +12,24 @@ export interface ServeFlags {
   maxQueue?: number;
   maxBodyBytes?: number;
   streamInterval?: number;
+  servedModelName?: string[];
 }
 
 /** A model's name in requests: the path or hub id as given, without a trailing slash. */
 const modelId = (m: string) => m.replace(/\/+$/, '') || m;
 
 export async function runServe(names: string[], load: LoadOptions, o: ServeFlags): Promise<void> {
+  const ids = o.servedModelName ?? [];
+  if (ids.length > names.length) fail('bad-argument', `${ids.length} --served-model-name for ${names.length} -m; give at most one name per model, in the same order`);
+  const idOf = (i: number) => ids[i] ?? modelId(names[i]);
+  const dup = names.map((_, i) => idOf(i)).find((id, i, all) => all.indexOf(id) !== i);
+  if (dup !== undefined) fail('bad-argument', `two models would be served as ${dup}; give them different --served-model-name`);
   const served: Served[] = [];
   try {
-    for (const name of names) {
+    for (const [i, name] of names.entries()) {
       const loaded = await loadModel(name, load);
       const created = Math.floor(Date.now() / 1000);
-      served.push(loaded.kind === 'causal-lm' ? { id: modelId(name), created, kind: 'causal-lm', generator: loaded.generator } : { id: modelId(name), created, kind: 'encoder', embedder: loaded.embedder });
+      served.push(loaded.kind === 'causal-lm' ? { id: idOf(i), created, kind: 'causal-lm', generator: loaded.generator } : { id: idOf(i), created, kind: 'encoder', embedder: loaded.embedder });
     }
   } catch (err) {
     for (const m of served) (m.generator ?? m.embedder)!.dispose();
