@@ -22,7 +22,7 @@ const sharded = {
   },
   lfs: new Set(['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']),
 };
-const binOnly = { sha: fakeSha(), files: { ...baseFiles(), 'pytorch_model.bin': randomBytes(1024) }, lfs: new Set(['pytorch_model.bin']) };
+const noWeights = { sha: fakeSha(), files: { ...baseFiles(), 'flax_model.msgpack': randomBytes(1024), 'tf_model.h5': randomBytes(1024) }, lfs: new Set(['flax_model.msgpack', 'tf_model.h5']) };
 
 const tempDirs: string[] = [];
 function freshCache(): string {
@@ -49,7 +49,7 @@ before(async () => {
   await hub.start();
   hub.repos.set('tester/plain', plain);
   hub.repos.set('tester/sharded', sharded);
-  hub.repos.set('tester/binonly', binOnly);
+  hub.repos.set('tester/noweights', noWeights);
   hub.repos.set('solo', { ...plain, sha: fakeSha() });
 });
 
@@ -229,8 +229,10 @@ describe('hub downloads', () => {
     await rejectsWith(resolveModelDir('tester/plain@', opts(cache)), 'bad-argument', /revision/);
   });
 
-  test('repo with only pytorch_model.bin -> error mentioning safetensors', async () => {
-    await rejectsWith(resolveModelDir('tester/binonly', opts(freshCache())), 'download', /safetensors/);
+  test('repo with no weights Peregrine reads (Flax, TensorFlow) -> one-line error naming what it reads, nothing fetched', async () => {
+    const from = hub.fileRequests().length;
+    await rejectsWith(resolveModelDir('tester/noweights', opts(freshCache())), 'download', /tester\/noweights.*has no weights Peregrine reads \(model\.safetensors, .*pytorch_model\.bin\.index\.json\)/);
+    assert.equal(hub.fileRequests().length, from);
   });
 
   test('cache path is a regular file -> cache error', async () => {

@@ -6,8 +6,9 @@ import { MetaBackend } from '../backends/meta.js';
 import { createBackend, type Device, type FloatDType } from '../backends/select.js';
 import { fail } from '../errors.js';
 import { resolveModelDir, type HubOptions } from '../loaders/hub.js';
+import { TOKENIZER_FILES } from '../loaders/hub-plan.js';
 import { openGgufModel } from '../loaders/gguf-model.js';
-import { openModelDir, type ModelDir } from '../loaders/model-dir.js';
+import { openModelDir, readJsonFile, type ModelDir } from '../loaders/model-dir.js';
 import { readSentenceTransformers } from '../loaders/sentence-transformers.js';
 import { ConfigReader } from '../models/config.js';
 import { tensorBytes, type Architecture, type CausalLM, type Encoder, type MemoryReport, type ModelInfo } from '../models/model.js';
@@ -173,13 +174,25 @@ interface Opened {
   embedDefaults(): EmbedDefaults;
 }
 
+/**
+ * Before a hub download fetches the weights: the architecture is one Peregrine runs, and the tokenizer files are
+ * there where a load will read them (a causal LM always; an encoder with tokenizer.json), refused as a load refuses them.
+ */
+function checkRepo(snapshot: string, has: (name: string) => boolean): void {
+  const configPath = join(snapshot, 'config.json');
+  const { arch } = findArchitecture(readJsonFile(configPath, 'config.json'), configPath);
+  if (arch.kind === 'encoder' && !has(TOKENIZER_FILES[0])) return;
+  const missing = TOKENIZER_FILES.find((f) => !has(f));
+  if (missing) fail('file-missing', `${missing} not found: ${join(snapshot, missing)}; the hub repo has none, and ${arch.kind === 'encoder' ? 'the tokenizer' : 'a causal LM'} needs ${TOKENIZER_FILES.join(' and ')} (an encoder runs without both, on token ids)`);
+}
+
 /** A GGUF file (by its extension), or a model directory from a path or the hub. */
 async function openModel(nameOrPath: string, options: LoadOptions): Promise<Opened> {
   if (nameOrPath.toLowerCase().endsWith('.gguf') && statSync(nameOrPath, { throwIfNoEntry: false })?.isFile()) {
     const md = openGgufModel(nameOrPath);
     return { dir: nameOrPath, md, configPath: nameOrPath, tokenizer: () => tokenizerFromGguf(md.gguf, nameOrPath), tokenizerPath: nameOrPath, hasTokenizer: true, embedDefaults: () => ({}) };
   }
-  const dir = await resolveModelDir(nameOrPath, options);
+  const dir = await resolveModelDir(nameOrPath, options, checkRepo);
   const tokenizerPath = join(dir, 'tokenizer.json');
   return {
     dir, md: openModelDir(dir), configPath: `${dir}/config.json`, tokenizer: () => Tokenizer.fromDir(dir), tokenizerPath, hasTokenizer: existsSync(tokenizerPath),

@@ -4,11 +4,14 @@
 //   {cacheDir}/models--{owner}--{name}/refs/{revision}          the commit sha the revision pointed to
 //   {cacheDir}/models--{owner}--{name}/snapshots/{sha}/{files}  the files of that commit
 //   .../snapshots/{sha}/.peregrine-complete                     written last: JSON list of files and sizes
+//
+// A snapshot holds what the local loaders read (hub-plan.ts picks it from the repo's file list).
 
 import { mkdirSync, readFileSync, statSync, writeFileSync, renameSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { PeregrineError, show } from '../errors.js';
+import { PeregrineError } from '../errors.js';
+import { CONFIG, planFiles } from './hub-plan.js';
 import { alreadyThere, cacheWriteError, Deadline, downloadFile, reason, TIMEOUT_HINT, type FetchOptions, type HubFile } from './hub-files.js';
 
 export interface HubOptions {
@@ -25,8 +28,11 @@ export interface HubOptions {
 const DEFAULT_TIMEOUT = 10;
 
 const MARKER = '.peregrine-complete';
-const REQUIRED = ['config.json', 'tokenizer.json', 'tokenizer_config.json'];
-const OPTIONAL = ['special_tokens_map.json', 'generation_config.json'];
+/**
+ * What a marker's `version` says its snapshot holds: 2, the files of hub-plan.ts; none, only safetensors weights,
+ * tokenizer and configs (no modules.json). A snapshot of an older version is used offline, and completed online.
+ */
+const SNAPSHOT_VERSION = 2;
 const PART = /^[A-Za-z0-9._-]+$/;
 
 /** `name` or `owner/name`, characters [A-Za-z0-9._-], no leading/trailing '.' or '-', no '..'. */
@@ -45,10 +51,16 @@ function statOrUndefined(path: string) {
 }
 
 /**
+ * Told where a download puts its files, once config.json (and modules.json) are there, and whether the repo
+ * has a file; throws to refuse the model before its weights are fetched.
+ */
+export type RepoCheck = (snapshot: string, has: (name: string) => boolean) => void;
+
+/**
  * A local directory is returned as is; a hub id ("gpt2", "openai-community/gpt2", "owner/name@revision")
  * is found in the cache, or downloaded into it, and its snapshot directory returned.
  */
-export async function resolveModelDir(nameOrPath: string, opts: HubOptions = {}): Promise<string> {
+export async function resolveModelDir(nameOrPath: string, opts: HubOptions = {}, check?: RepoCheck): Promise<string> {
   const path = nameOrPath === '~' || nameOrPath.startsWith('~/') ? join(homedir(), nameOrPath.slice(1)) : nameOrPath;
   const st = statOrUndefined(path);
   if (st?.isDirectory()) return path;
@@ -71,13 +83,13 @@ export async function resolveModelDir(nameOrPath: string, opts: HubOptions = {})
   }
   // "owner/name" may be a mistyped relative path: errors that find no such model say that first
   const lead = id.includes('/') ? `no such directory ${path}; read as a hub id, ` : '';
-  return fromHub(id, { ...opts, revision }, lead);
+  return fromHub(id, { ...opts, revision }, lead, check);
 }
 
 interface Sibling { rfilename: string; size?: number; blobId?: string; lfs?: { sha256: string; size: number } }
 interface RepoInfo { sha: string; siblings: Sibling[] }
 
-async function fromHub(id: string, opts: HubOptions, lead: string): Promise<string> {
+async function fromHub(id: string, opts: HubOptions, lead: string, check?: RepoCheck): Promise<string> {
   const env = process.env;
   const cacheDir = opts.cacheDir ?? env.PEREGRINE_CACHE ?? join(homedir(), '.cache', 'peregrine');
   const endpoint = (opts.endpoint ?? env.PEREGRINE_HUB_URL ?? env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
@@ -103,7 +115,7 @@ async function fromHub(id: string, opts: HubOptions, lead: string): Promise<stri
 
   if (offline) return fromCache(id, repoDir, revision, lead, 'offline mode is on (offline option, PEREGRINE_OFFLINE or HF_HUB_OFFLINE); run once online to download it, or pass a local model directory');
   if (!opts.checkUpdates) {
-    const cached = cachedSnapshot(repoDir, revision);
+    const cached = cachedSnapshot(repoDir, revision, SNAPSHOT_VERSION);
     if (cached) return cached;
   }
   const info = await fetchInfo(id, endpoint, revision, fetchOpts, lead);
@@ -112,7 +124,7 @@ async function fromHub(id: string, opts: HubOptions, lead: string): Promise<stri
   }
 
   const snapshot = join(repoDir, 'snapshots', info.sha);
-  if (!isComplete(snapshot)) await downloadSnapshot(id, info, snapshot, endpoint, fetchOpts);
+  if (!isComplete(snapshot, SNAPSHOT_VERSION)) await downloadSnapshot(id, info, snapshot, endpoint, fetchOpts, check);
   writeAtomically(join(repoDir, 'refs', revision), info.sha);
   return snapshot;
 }
@@ -160,12 +172,12 @@ function checkInfo(info: RepoInfo | undefined, endpoint: string, url: string): R
   return info;
 }
 
-/** The complete snapshot that `refs/{revision}` (or a commit sha given as revision) points to, if any. */
-function cachedSnapshot(repoDir: string, revision: string): string | undefined {
+/** The complete snapshot (of `version` or later) that `refs/{revision}` (or a commit sha given as revision) points to, if any. */
+function cachedSnapshot(repoDir: string, revision: string, version = 1): string | undefined {
   let sha = /^[0-9a-f]{40}$/.test(revision) ? revision : undefined;
   try { sha ??= readFileSync(join(repoDir, 'refs', revision), 'utf8').trim(); } catch { /* no ref */ }
   const snapshot = sha && /^[0-9a-f]{40}$/.test(sha) ? join(repoDir, 'snapshots', sha) : undefined;
-  return snapshot && isComplete(snapshot) ? snapshot : undefined;
+  return snapshot && isComplete(snapshot, version) ? snapshot : undefined;
 }
 
 function fromCache(id: string, repoDir: string, revision: string, lead: string, why: string): string {
@@ -174,11 +186,11 @@ function fromCache(id: string, repoDir: string, revision: string, lead: string, 
   throw new PeregrineError('cache', `${lead}model ${id} (revision ${revision}) is not in the cache at ${repoDir} and ${why}`);
 }
 
-/** Complete = the marker exists and every file it lists is there with its size. */
-function isComplete(snapshot: string): boolean {
+/** Complete = the marker exists, of `version` or later, and every file it lists is there with its size. */
+function isComplete(snapshot: string, version: number): boolean {
   try {
-    const marker = JSON.parse(readFileSync(join(snapshot, MARKER), 'utf8')) as { files: { name: string; size: number }[] };
-    return marker.files.every((f) => statSync(join(snapshot, f.name)).size === f.size);
+    const marker = JSON.parse(readFileSync(join(snapshot, MARKER), 'utf8')) as { version?: number; files: { name: string; size: number }[] };
+    return (marker.version ?? 1) >= version && marker.files.every((f) => statSync(join(snapshot, f.name)).size === f.size);
   } catch {
     return false;
   }
@@ -188,24 +200,14 @@ function safeName(name: string): boolean {
   return name.length > 0 && !name.startsWith('/') && !name.includes('\\') && name.split('/').every((p) => p !== '' && p !== '.' && p !== '..');
 }
 
-async function downloadSnapshot(id: string, info: RepoInfo, snapshot: string, endpoint: string, fetchOpts: FetchOptions): Promise<void> {
+async function downloadSnapshot(id: string, info: RepoInfo, snapshot: string, endpoint: string, fetchOpts: FetchOptions, check?: RepoCheck): Promise<void> {
   const files = new Map<string, HubFile>();
   for (const s of info.siblings) {
-    if (typeof s?.rfilename !== 'string') continue;
+    if (typeof s?.rfilename !== 'string' || !safeName(s.rfilename)) continue;
     files.set(s.rfilename, { name: s.rfilename, size: s.lfs?.size ?? s.size, sha256: s.lfs?.sha256, blobId: s.lfs ? undefined : s.blobId });
   }
-  const missing = REQUIRED.filter((f) => !files.has(f));
-  if (missing.length > 0) {
-    throw new PeregrineError('download', `model ${id} on ${endpoint} has no ${missing.join(', ')}; peregrine needs ${REQUIRED.join(', ')} and safetensors weights`);
-  }
-  const wanted = [...REQUIRED, ...OPTIONAL.filter((f) => files.has(f))];
-  const index = 'model.safetensors.index.json';
-  if (files.has('model.safetensors')) wanted.push('model.safetensors');
-  else if (files.has(index)) wanted.push(index);
-  else {
-    const other = [...files.keys()].filter((f) => /\.(bin|pt|pth|h5|msgpack|ckpt|gguf)$/.test(f));
-    throw new PeregrineError('download', `model ${id} on ${endpoint} has no safetensors weights (model.safetensors or ${index})${other.length ? `, only ${other.slice(0, 3).join(', ')}` : ''}; peregrine supports only safetensors weights, convert the checkpoint or choose a repo that has them`);
-  }
+  const has = (name: string) => files.has(name);
+  const plan = planFiles(`model ${id} on ${endpoint}`, has);
 
   try {
     mkdirSync(snapshot, { recursive: true });
@@ -220,39 +222,16 @@ async function downloadSnapshot(id: string, info: RepoInfo, snapshot: string, en
     try { mkdirSync(dirname(dest), { recursive: true }); } catch (err) { throw cacheWriteError(err, dirname(dest)); }
     await downloadFile(base + name.split('/').map(encodeURIComponent).join('/'), dest, file, fetchOpts);
   };
-  for (const name of wanted) await get(name);
+  // the files that name others first: what they name is checked before anything else is fetched
+  for (const name of plan.lists) await get(name);
+  const rest = plan.rest(snapshot);
+  await get(CONFIG);
+  check?.(snapshot, has);
+  for (const name of rest) await get(name);
 
-  if (wanted.includes(index)) {
-    for (const shard of shardsOf(join(snapshot, index), id)) {
-      if (!files.has(shard)) {
-        throw new PeregrineError('download', `model ${id}: ${index} names shard ${shard}, which the repo does not have; the repo is broken, report it to its owner`);
-      }
-      if (!wanted.includes(shard)) { wanted.push(shard); await get(shard); }
-    }
-  }
-
-  const marker = { files: wanted.map((name) => ({ name, size: statSync(join(snapshot, name)).size })) };
+  const wanted = [...plan.lists, CONFIG, ...rest];
+  const marker = { version: SNAPSHOT_VERSION, files: wanted.map((name) => ({ name, size: statSync(join(snapshot, name)).size })) };
   writeAtomically(join(snapshot, MARKER), JSON.stringify(marker, null, 1) + '\n');
-}
-
-/** Shard file names from a safetensors index, validated. */
-function shardsOf(indexPath: string, id: string): string[] {
-  let parsed: { weight_map?: unknown };
-  try {
-    parsed = JSON.parse(readFileSync(indexPath, 'utf8')) as { weight_map?: unknown };
-  } catch (err) {
-    throw new PeregrineError('download', `model ${id}: model.safetensors.index.json is not valid JSON (${(err as Error).message}); the repo is broken, report it to its owner`);
-  }
-  const map = parsed?.weight_map;
-  if (typeof map !== 'object' || map === null || Array.isArray(map)) {
-    throw new PeregrineError('download', `model ${id}: model.safetensors.index.json has no weight_map object; the repo is broken, report it to its owner`);
-  }
-  const shards = [...new Set(Object.values(map))];
-  const bad = shards.find((s) => typeof s !== 'string' || !safeName(s));
-  if (bad !== undefined || shards.length === 0) {
-    throw new PeregrineError('download', `model ${id}: model.safetensors.index.json has an invalid shard name (${show(bad ?? 'none')}); the repo is broken, report it to its owner`);
-  }
-  return shards as string[];
 }
 
 function writeAtomically(path: string, text: string): void {

@@ -107,18 +107,26 @@ export function openModelDir(dir: string): ModelDir {
   return { dir, config, generation, weights: openWeights(dir) };
 }
 
-/** Weight files a directory may hold, in the order they are looked for: safetensors first, then torch.save's. */
-const FORMATS: { single: string; index: string; open: (path: string) => TensorSource }[] = [
+/**
+ * Weight files a directory may hold, in the order they are looked for: safetensors first, then torch.save's
+ * (a hub download picks its files in this order too).
+ */
+export const WEIGHT_FORMATS: { single: string; index: string; open: (path: string) => TensorSource }[] = [
   { single: 'model.safetensors', index: 'model.safetensors.index.json', open: (p) => SafetensorsFile.open(p) },
   { single: 'pytorch_model.bin', index: 'pytorch_model.bin.index.json', open: (p) => TorchBinFile.open(p) },
 ];
 
+/** A shard is a file in the model directory: no path ("..", "/etc/passwd", "sub/x"), no NUL byte. */
+export function isShardName(file: unknown): file is string {
+  return typeof file === 'string' && /^[^/\\\0]+$/.test(file) && file !== '.' && file !== '..';
+}
+
 export function openWeights(dir: string): WeightStore {
-  for (const f of FORMATS) {
+  for (const f of WEIGHT_FORMATS) {
     if (existsSync(join(dir, f.single))) return new WeightStore([f.open(join(dir, f.single))]);
     if (existsSync(join(dir, f.index))) return openSharded(dir, f.index, f.open);
   }
-  return fail('file-missing', `no ${FORMATS.flatMap((f) => [f.single, f.index]).join(', ')} in ${dir}; a model directory needs safetensors weights (or torch.save's pytorch_model.bin)`);
+  return fail('file-missing', `no ${WEIGHT_FORMATS.flatMap((f) => [f.single, f.index]).join(', ')} in ${dir}; a model directory needs safetensors weights (or torch.save's pytorch_model.bin)`);
 }
 
 /** Shards named by an index's weight_map, each opened once. */
@@ -131,8 +139,7 @@ function openSharded(dir: string, indexName: string, open: (path: string) => Ten
   const where = new Map<string, TensorSource>();
   try {
     for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
-      // a shard is a file in this directory: no path ("..", "/etc/passwd", "sub/x"), no NUL byte
-      if (typeof file !== 'string' || !/^[^/\\\0]+$/.test(file) || file === '.' || file === '..') {
+      if (!isShardName(file)) {
         fail('bad-config', `${index}: weight_map entry ${name} names an invalid shard ${show(file)} (shards are file names in the model directory); restore the file from the model's source`);
       }
       let shard = shards.get(file);

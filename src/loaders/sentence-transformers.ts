@@ -37,10 +37,45 @@ function poolingMode(path: string): 'cls' | 'mean' | 'max' {
   return on[0][1]!;
 }
 
-/** The defaults a sentence-transformers directory sets, or null when `dir` has no modules.json. */
-export function readSentenceTransformers(dir: string): SentenceTransformersConfig | null {
-  const listPath = join(dir, 'modules.json');
-  if (!existsSync(listPath)) return null;
+/** A module modules.json lists, of the kinds Peregrine runs; `path` is relative to the model directory. */
+export interface StModule { kind: 'Transformer' | 'Pooling' | 'Normalize'; path: string }
+
+/** A module's path: inside the directory (relative, no '..', no drive or NUL), with '/' between parts. */
+function modulePath(path: unknown): string | undefined {
+  if (typeof path !== 'string' || /^([\\/]|[A-Za-z]:)|\0/.test(path)) return undefined;
+  const parts = path.split(/[\\/]/);
+  return parts.includes('..') ? undefined : parts.filter((p) => p !== '' && p !== '.').join('/');
+}
+
+/** modules.json's modules, checked: each a Transformer (kept in the directory itself), a Pooling or a Normalize module with a path inside the directory. */
+export function parseModules(list: unknown, listPath: string): StModule[] {
+  if (!Array.isArray(list)) fail('bad-config', `${listPath} must hold a list of modules ({"type", "path"}); restore the file from the model's source`);
+  return list.map((m: unknown, i): StModule => {
+    const { type, path: raw } = (m ?? {}) as { type?: unknown; path?: unknown };
+    const path = modulePath(raw);
+    if (typeof type !== 'string' || path === undefined) {
+      fail('bad-config', `${listPath}: module ${i} must have a "type" and a relative "path" inside the directory (no "..", not absolute), got ${show(m)}; restore the file from the model's source`);
+    }
+    const kind = type.startsWith(MODULE) ? type.slice(MODULE.length) : type;
+    if (kind === 'Transformer') {
+      if (path !== '') fail('unsupported-config', `${listPath}: module ${i} keeps the transformer in ${JSON.stringify(raw)}; Peregrine reads it from the directory itself (config.json and the weights beside modules.json)`);
+    } else if (kind !== 'Pooling' && kind !== 'Normalize') {
+      fail('unsupported-config', `${listPath}: module ${i} is ${type}, which Peregrine does not run (it runs Transformer, Pooling and Normalize); this model cannot run on Peregrine`);
+    }
+    return { kind, path };
+  });
+}
+
+/** The files, relative to the directory, that the modules' settings are read from (beside modules.json itself). */
+export function moduleFiles(modules: StModule[]): string[] {
+  return [...modules.filter((m) => m.kind === 'Pooling').map((m) => poolingConfig(m.path)), BERT_CONFIG];
+}
+
+const BERT_CONFIG = 'sentence_bert_config.json';
+const poolingConfig = (path: string) => (path ? `${path}/config.json` : 'config.json');
+
+/** modules.json's text, parsed (readJsonFile wants an object; modules.json is a list). */
+export function readModulesFile(listPath: string): StModule[] {
   let text: string, list: unknown;
   try {
     text = readFileSync(listPath, 'utf8');
@@ -48,32 +83,25 @@ export function readSentenceTransformers(dir: string): SentenceTransformersConfi
     throw fsError(err, 'modules.json', listPath);
   }
   try {
-    // readJsonFile wants an object; modules.json is a list
     list = JSON.parse(text);
   } catch (err) {
     fail('bad-config', `${listPath} is not valid JSON (${(err as Error).message}); restore the file from the model's source`);
   }
-  if (!Array.isArray(list)) fail('bad-config', `${listPath} must hold a list of modules ({"type", "path"}); restore the file from the model's source`);
+  return parseModules(list, listPath);
+}
+
+/** The defaults a sentence-transformers directory sets, or null when `dir` has no modules.json. */
+export function readSentenceTransformers(dir: string): SentenceTransformersConfig | null {
+  const listPath = join(dir, 'modules.json');
+  if (!existsSync(listPath)) return null;
   const out: SentenceTransformersConfig = { normalize: false };
-  list.forEach((m: unknown, i) => {
-    const { type, path } = (m ?? {}) as { type?: unknown; path?: unknown };
-    if (typeof type !== 'string' || typeof path !== 'string' || path.split(/[\\/]/).includes('..')) {
-      fail('bad-config', `${listPath}: module ${i} must have a "type" and a "path" inside the directory, got ${show(m)}; restore the file from the model's source`);
-    }
-    const kind = type.startsWith(MODULE) ? type.slice(MODULE.length) : type;
-    if (kind === 'Transformer') {
-      if (path !== '') fail('unsupported-config', `${listPath}: module ${i} keeps the transformer in ${JSON.stringify(path)}; Peregrine reads it from the directory itself (config.json and the weights beside modules.json)`);
-    } else if (kind === 'Pooling') {
-      out.pooling = poolingMode(join(dir, path, 'config.json'));
-    } else if (kind === 'Normalize') {
-      out.normalize = true;
-    } else {
-      fail('unsupported-config', `${listPath}: module ${i} is ${type}, which Peregrine does not run (it runs Transformer, Pooling and Normalize); this model cannot run on Peregrine`);
-    }
-  });
-  const bertConfig = join(dir, 'sentence_bert_config.json');
+  for (const m of readModulesFile(listPath)) {
+    if (m.kind === 'Pooling') out.pooling = poolingMode(join(dir, poolingConfig(m.path)));
+    else if (m.kind === 'Normalize') out.normalize = true;
+  }
+  const bertConfig = join(dir, BERT_CONFIG);
   if (existsSync(bertConfig)) {
-    const v = readJsonFile(bertConfig, 'sentence_bert_config.json').max_seq_length;
+    const v = readJsonFile(bertConfig, BERT_CONFIG).max_seq_length;
     if (v !== undefined && v !== null) {
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) fail('bad-config', `${bertConfig}: field "max_seq_length" must be a positive integer, got ${show(v)}; fix the file`);
       out.maxSeqLength = v;

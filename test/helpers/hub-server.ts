@@ -2,8 +2,10 @@
 // redirects LFS files to a "CDN" path, honours Range, and can misbehave on request.
 
 import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 
 export interface FakeRepo {
   sha: string;                         // commit sha
@@ -132,4 +134,19 @@ export function baseFiles(): Record<string, Buffer> {
     'tokenizer_config.json': json({ model_max_length: 1024 }),
     'README.md': Buffer.from('# fake model\n'),
   };
+}
+
+/** A fake repo of a directory's files (subdirectories included, names with '/'), weights in LFS, with `extra` files added or replaced. */
+export function repoFromDir(dir: string, extra: Record<string, Buffer> = {}, skip: string[] = []): FakeRepo {
+  const files: Record<string, Buffer> = {};
+  const walk = (sub: string): void => {
+    for (const entry of readdirSync(join(dir, sub))) {
+      const name = sub ? `${sub}/${entry}` : entry;
+      if (statSync(join(dir, name)).isDirectory()) walk(name); // fixtures link shared files: followed
+      else if (!skip.includes(name)) files[name] = readFileSync(join(dir, name));
+    }
+  };
+  walk('');
+  Object.assign(files, extra);
+  return { sha: fakeSha(), files, lfs: new Set(Object.keys(files).filter((f) => /\.(bin|safetensors|pt)$/.test(f))) };
 }
