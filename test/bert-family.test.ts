@@ -165,6 +165,7 @@ describe('sentence-transformers directories', () => {
       [(d) => editJson(join(d, '1_Pooling', 'config.json'), (j) => { j.pooling_mode_max_tokens = true; }), /pooling_mode_mean_tokens and pooling_mode_max_tokens are all on/],
       [(d) => editJson(join(d, 'modules.json'), (j) => { j[0].path = '0_BERT'; }), /keeps the transformer in "0_BERT"/],
       [(d) => writeFileSync(join(d, 'modules.json'), '{"not": "a list"}'), /must hold a list of modules/],
+      [(d) => editJson(join(d, 'modules.json'), (j) => { j[1].path = '/etc'; }), /module 1 must have a "type" and a relative "path" inside the directory \(no "\.\.", not absolute\)/],
     ];
     for (const [edit, pattern] of cases) {
       await assert.rejects(loadEmbedder(variant('st-mini', edit), { device: 'cpu' }), (e: Error) => {

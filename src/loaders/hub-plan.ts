@@ -23,13 +23,16 @@ export interface Plan {
   rest(snapshot: string): string[];
 }
 
-/** The files to fetch from a repo whose file list `has` answers; `where` names it for errors ("model x on https://..."). */
-export function planFiles(where: string, has: (name: string) => boolean): Plan {
+/** The files to fetch from a repo of files `listed`; `where` names it for errors ("model x on https://..."). */
+export function planFiles(where: string, listed: string[]): Plan {
+  const names = new Set(listed), has = (name: string) => names.has(name);
   const broken = (what: string) => new PeregrineError('download', `${where}: ${what}; the repo is broken, report it to its owner`);
   const format = WEIGHT_FORMATS.find((f) => has(f.single) || has(f.index));
   if (!has(CONFIG) || !format) {
-    const names = WEIGHT_FORMATS.flatMap((f) => [f.single, f.index]);
-    throw new PeregrineError('download', `${where} has no ${has(CONFIG) ? `weights Peregrine reads (${names.join(', ')})` : CONFIG}; Peregrine needs ${CONFIG} and one of ${names.join(', ')}, choose a repo that has them`);
+    const read = WEIGHT_FORMATS.flatMap((f) => [f.single, f.index]).join(', ');
+    const other = listed.filter((f) => /\.(bin|pt|pth|h5|msgpack|ckpt|gguf|onnx)$/.test(f)).slice(0, 3);
+    const what = has(CONFIG) ? `weights Peregrine reads (${read})${other.length ? `, only ${other.join(', ')}` : ''}` : CONFIG;
+    throw new PeregrineError('download', `${where} has no ${what}; Peregrine needs ${CONFIG} and one of ${read}, choose a repo that has them`);
   }
   const index = has(format.single) ? undefined : format.index;
   const lists = [...(index ? [index] : []), ...(has(MODULES) ? [MODULES] : [])];

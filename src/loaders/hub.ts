@@ -207,7 +207,7 @@ async function downloadSnapshot(id: string, info: RepoInfo, snapshot: string, en
     files.set(s.rfilename, { name: s.rfilename, size: s.lfs?.size ?? s.size, sha256: s.lfs?.sha256, blobId: s.lfs ? undefined : s.blobId });
   }
   const has = (name: string) => files.has(name);
-  const plan = planFiles(`model ${id} on ${endpoint}`, has);
+  const plan = planFiles(`model ${id} on ${endpoint}`, [...files.keys()]);
 
   try {
     mkdirSync(snapshot, { recursive: true });
