@@ -183,8 +183,8 @@ __device__ __forceinline__ void unit_dot(const Unit<Q>& w, const T* x, int K, in
   }
 }
 
-template <typename T, int Q, int M>
-__device__ void qgemv(T* out, const T* x, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows, int res) {
+template <typename T, typename O, int Q, int M>
+__device__ void qgemv(O* out, const T* x, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows, int res) {
   constexpr int UNROLL = QInfo<Q>::UNROLL;
   x += (size_t)blockIdx.y * M * K;
   out += (size_t)blockIdx.y * M * N;
@@ -230,19 +230,24 @@ __device__ void qgemv(T* out, const T* x, const uint8_t* w, const T* bias, int a
   for (int m = 0; m < M; m++) {
     if (m >= rows) break;
     float v = activate(acc[m] + b, act);
-    T* o = out + (size_t)m * N + j;
+    O* o = out + (size_t)m * N + j;
     if (res) v += to_f(*o);
-    *o = from_f<T>(v);
+    *o = from_f<O>(v);
   }
 }
 
 // Kernels qgemv<M>_<quant>_<dtype>, M in 1 and 8 (2 to 7 rows run in the 8-row kernel; its loops stop at `rows`);
-// `res` adds into out (the residual stream).
-#define QG_ARGS(T) T* out, const T* x, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows, int res
-#define QG_M(T, S, Q, QS, M)                                                                               \
-  extern "C" __global__ void __launch_bounds__(QG_THREADS) qgemv##M##_##QS##_##S(QG_ARGS(T)) {             \
-    qgemv<T, Q, M>(out, x, w, bias, act, N, K, wpr, rows, res);                                            \
+// `res` adds into out (the residual stream). qgemv<M>_<quant>_<dtype>_f32out read 16-bit activations and write f32
+// (a quantized LM head writing the logits).
+#define QG_ARGS(T, O) O* out, const T* x, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows, int res
+#define QG_M(T, S, O, OS, Q, QS, M)                                                                        \
+  extern "C" __global__ void __launch_bounds__(QG_THREADS) qgemv##M##_##QS##_##S##OS(QG_ARGS(T, O)) {      \
+    qgemv<T, O, Q, M>(out, x, w, bias, act, N, K, wpr, rows, res);                                         \
   }
-#define QG_Q(T, S, Q, QS) QG_M(T, S, Q, QS, 1) QG_M(T, S, Q, QS, 8)
-#define QG(T, S) QG_Q(T, S, Q8_0, q8_0) QG_Q(T, S, Q4_0, q4_0) QG_Q(T, S, Q4_K, q4_k) QG_Q(T, S, Q5_K, q5_k) QG_Q(T, S, Q6_K, q6_k)
+#define QG_Q(T, S, O, OS, Q, QS) QG_M(T, S, O, OS, Q, QS, 1) QG_M(T, S, O, OS, Q, QS, 8)
+#define QG_ALL(T, S, O, OS) QG_Q(T, S, O, OS, Q8_0, q8_0) QG_Q(T, S, O, OS, Q4_0, q4_0) QG_Q(T, S, O, OS, Q4_K, q4_k) \
+  QG_Q(T, S, O, OS, Q5_K, q5_k) QG_Q(T, S, O, OS, Q6_K, q6_k)
+#define QG(T, S) QG_ALL(T, S, T, )
 FOR_EACH_DTYPE(QG)
+QG_ALL(__half, f16, float, _f32out)
+QG_ALL(__nv_bfloat16, bf16, float, _f32out)

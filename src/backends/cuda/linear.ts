@@ -51,7 +51,10 @@ function qgemv(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor |
   const groups = Math.ceil(n / m);
   if (groups > 65535) fail('bad-argument', `quantized linear layers take at most ${65535 * m} rows per pass, got ${n}; lower --prefill-chunk`);
   const wpr = warpsPerRow(c, N, K / 4, 8);
-  c.kernels.get('quant', `qgemv${m}_${w.dtype as QuantDType}_${sfx(out.dtype)}`, 'ppppiiiiii').launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
+  // a 16-bit model's quantized LM head writes f32 logits: the kernel reads x as x's dtype and writes out's
+  if (out.dtype !== x.dtype && out.dtype !== 'f32') fail('bad-argument', `a quantized linear layer writes ${x.dtype} or f32, not ${out.dtype}`);
+  const name = `qgemv${m}_${w.dtype as QuantDType}_${sfx(x.dtype)}${out.dtype === x.dtype ? '' : '_f32out'}`;
+  c.kernels.get('quant', name, 'ppppiiiiii').launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
     ptr(out), ptr(x), ptr(w), ptr(bias), ACT_CODE[act], N, K, wpr, n, accumulate ? 1 : 0);
 }
 
@@ -60,6 +63,12 @@ export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
   if (isQuant(w.dtype)) return qgemv(c, out, x, w, bias, act, n, accumulate);
   const [N, K] = w.shape;
   if (n <= GEMV_MAX_ROWS || c.batchInvariant) return gemv(c, accumulate ? 'res_gemv' : 'gemv', out, x, w, bias, act, n);
+  // cuBLASLt reads an epilogue's bias as the output's type: a 16-bit bias under f32 out (a classifier head writing
+  // f32 logits) goes through the GEMV, which reads it as the weights' type
+  if (bias && out.dtype !== w.dtype) {
+    if (accumulate) fail('bad-argument', `a linear layer with a ${w.dtype} bias cannot accumulate into ${out.dtype}`);
+    return gemv(c, 'gemv', out, x, w, bias, act, n);
+  }
   // cuBLASLt's GELU epilogue is the tanh approximation (gelu_new)
   const fused = act === 'none' || act === 'gelu_tanh';
   const epilogue = act === 'gelu_tanh' ? (bias ? EPILOGUE.GELU_BIAS : EPILOGUE.GELU) : bias ? EPILOGUE.BIAS : EPILOGUE.DEFAULT;
