@@ -197,7 +197,7 @@ describe('generate: the request API from the command line', () => {
   test('bad request options get one line naming the option', () => {
     failsWith(['generate', ...m, '-p', 'x', '--num-beams', '2', '--num-return-sequences', '3'], /num return sequences \(3\) is above num beams \(2\)/);
     failsWith(['generate', ...m, '-p', 'x', '--num-beams', '2', '-t', '0.5'], /temperature cannot be combined with num beams/);
-    failsWith(['generate', ...m, '-p', 'x', '--repetition-penalty', '0'], /--repetition-penalty must be a number > 0/);
+    failsWith(['generate', ...m, '-p', 'x', '--repetition-penalty', '0'], /--repetition-penalty must be a number >= 1e-6/);
     failsWith(['generate', ...m, '-p', 'x', '--presence-penalty', '-3'], /--presence-penalty must be in \[-2, 2\]/);
     failsWith(['generate', ...m, '-p', 'x', '--early-stopping', 'maybe'], /--early-stopping must be true, false or never/);
     failsWith(['generate', ...m, '-p', 'x', '--length-penalty', '2'], /length penalty applies to beam search/);

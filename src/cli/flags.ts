@@ -96,7 +96,7 @@ export function generationFlags(cmd: Command): Command {
     .option('--top-p-reset-ids <id>', 'a token after which top-p returns to its start (repeatable)', collect(int('--top-p-reset-ids', 0)))
     .option('--min-p <p>', 'keep tokens at least p times as likely as the most likely one (0: off)', number('--min-p', (x) => x >= 0 && x <= 1, 'in [0, 1]'))
     .option('-s, --seed <n>', 'sampling seed: the same seed gives the same tokens (default: random)', int('--seed', 0))
-    .option('--repetition-penalty <p>', 'divide the logits of tokens already in the text by p (Hugging Face; 1: off)', number('--repetition-penalty', (x) => x > 0, 'a number > 0'))
+    .option('--repetition-penalty <p>', 'divide the logits of tokens already in the text by p (Hugging Face; 1: off)', number('--repetition-penalty', (x) => x >= 1e-6, 'a number >= 1e-6'))
     .option('--presence-penalty <p>', 'subtract p from the logits of generated tokens (OpenAI; -2 .. 2)', number('--presence-penalty', (x) => x >= -2 && x <= 2, 'in [-2, 2]'))
     .option('--frequency-penalty <p>', 'subtract p times the count of each generated token (OpenAI; -2 .. 2)', number('--frequency-penalty', (x) => x >= -2 && x <= 2, 'in [-2, 2]'))
     .option('--bad-words <word>', 'a word never to generate (repeatable)', collect((v: string) => v))

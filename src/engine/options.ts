@@ -31,7 +31,7 @@ export interface GenerateOptions extends SamplingOptions {
   maxNewTokens?: number;
   /** end tokens are not generated before this many tokens (default 0) */
   minNewTokens?: number;
-  /** Hugging Face's repetition penalty over prompt and generated tokens (> 0; 1 = off) */
+  /** Hugging Face's repetition penalty over prompt and generated tokens (>= 1e-6; 1 = off) */
   repetitionPenalty?: number;
   /** OpenAI's presence penalty over generated tokens (-2 .. 2; 0 = off) */
   presencePenalty?: number;
@@ -123,7 +123,8 @@ export function checkOptions(o: GenerateOptions, vocab: number, eos: number[], t
   if (o.temperature !== undefined) num(o.temperature, 'temperature', (x) => x >= 0, 'a number >= 0 (0 is greedy)');
   const temperature = o.temperature ?? (topK > 0 || topP < 1 || minP > 0 ? 1 : 0);
   const seed = o.seed === undefined ? randomInt(2 ** 32) : int(o.seed, 'seed', 0, 2 ** 32 - 1);
-  const repetitionPenalty = o.repetitionPenalty === undefined ? 1 : num(o.repetitionPenalty, 'repetition penalty', (x) => x > 0, 'a number > 0 (1 is off)');
+  // a penalty below 1e-6 divides logits past the float range (the request row holds it as f32, where 1e-46 is 0)
+  const repetitionPenalty = o.repetitionPenalty === undefined ? 1 : num(o.repetitionPenalty, 'repetition penalty', (x) => x >= 1e-6, 'a number >= 1e-6 (1 is off; below 1 favours repeats)');
   const presencePenalty = o.presencePenalty === undefined ? 0 : num(o.presencePenalty, 'presence penalty', (x) => x >= -2 && x <= 2, 'in [-2, 2]');
   const frequencyPenalty = o.frequencyPenalty === undefined ? 0 : num(o.frequencyPenalty, 'frequency penalty', (x) => x >= -2 && x <= 2, 'in [-2, 2]');
   const stop = o.stop ?? [];
