@@ -66,9 +66,11 @@ export async function chatCompletions(state: ServerState, models: ModelTable, bo
   const served = models.pick(body.model, 'causal-lm', '/v1/chat/completions');
   const gen = served.generator as TextGenerator;
   refuseUnsupported(body);
+  // a template that does not parse is the model's fault (500); one that refuses these messages is the request's
+  const template = templateOf(served);
   let text: string;
   try {
-    text = renderChat(templateOf(served), gen.tokenizer, messagesOf(body), true, body.chat_template_kwargs ?? {});
+    text = renderChat(template, gen.tokenizer, messagesOf(body), true, body.chat_template_kwargs ?? {});
   } catch (err) {
     // a template raising on the messages (roles that do not alternate, say) refuses them
     if (err instanceof PeregrineError) throw badRequest(`${served.id}'s chat template refused the messages: ${err.message.replace(/^the tokenizer's chat template failed to render /, '')}`, 'messages');
