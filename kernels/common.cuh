@@ -84,3 +84,39 @@ __device__ __forceinline__ float activate(float x, int act) {
     default: return x;
   }
 }
+
+// The end of a GEMV whose `wpr` warps share output column j (kernels/gemv.cu, quant.cu, mmvq.cu): each lane's partial
+// sums acc[M] reduced over its warp, then over the column's warps through `partial` (shared, [warps][M]), and lane 0
+// of the column's first warp writes act(acc + bias[j]) (+ the old out when `res`) for each of the `rows` rows.
+// Every thread of the block must call it (it synchronises when wpr > 1).
+template <typename T, typename O, int M>
+__device__ __forceinline__ void gemv_finish(float (&acc)[M], float (*partial)[M], O* out, const T* bias, int act, int N, int j, bool live,
+                                            int wpr, int rows, bool res) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int m = 0; m < M; m++) acc[m] = warp_sum(acc[m]);
+  if (wpr > 1) {
+    if (lane == 0) {
+#pragma unroll
+      for (int m = 0; m < M; m++) partial[warp][m] = acc[m];
+    }
+    __syncthreads();
+    if (warp % wpr != 0) return;
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+      float s = 0.f;
+      for (int p = 0; p < wpr; p++) s += partial[warp + p][m];
+      acc[m] = s;
+    }
+  }
+  if (!live || lane != 0) return;
+  const float b = bias ? to_f(bias[j]) : 0.f;
+#pragma unroll
+  for (int m = 0; m < M; m++) {
+    if (m >= rows) break;
+    float v = activate(acc[m] + b, act);
+    O* o = out + (size_t)m * N + j;
+    if (res) v += to_f(*o);
+    *o = from_f<O>(v);
+  }
+}

@@ -142,33 +142,7 @@ __device__ void gemv(OutT* out, const T* x, const T* w, const T* bias, int act, 
     }
   }
 
-  // reduce: lanes, then the warps of one row
-#pragma unroll
-  for (int m = 0; m < M; m++) acc[m] = warp_sum(acc[m]);
-  if (wpr > 1) {
-    if (lane == 0) {
-#pragma unroll
-      for (int m = 0; m < M; m++) partial[warp][m] = acc[m];
-    }
-    __syncthreads();
-    if (part != 0) return;
-#pragma unroll
-    for (int m = 0; m < M; m++) {
-      float s = 0.f;
-      for (int p = 0; p < wpr; p++) s += partial[warp + p][m];
-      acc[m] = s;
-    }
-  }
-  if (!live || lane != 0) return;
-  const float b = bias ? to_f(bias[j]) : 0.f;
-#pragma unroll
-  for (int m = 0; m < M; m++) {
-    if (m >= rows) break;
-    float v = activate(acc[m] + b, act);
-    OutT* o = out + (size_t)m * N + j;
-    if (RES) v += to_f(*o);
-    *o = from_f<OutT>(v);
-  }
+  gemv_finish<T, OutT, M>(acc, partial, out, bias, act, N, j, live, wpr, rows, RES);
 }
 
 // Kernels: gemv<M>_<dtype>_<out>, and the fused norm_gemv<M>_... / res_gemv<M>_... variants, M in 1, 2, 4, 8.

@@ -1,5 +1,6 @@
 // Rotary position embedding of packed qkv rows [n, (heads + 2 kv_heads) D], in place on the q and k heads;
-// reference: src/backends/cpu/rotary.ts. One block per row, one warp per head at a time. Dimension i < dims / 2
+// reference: src/backends/cpu/rotary.ts. Blocks (row, group of heads), one warp per head: a decode step's one row
+// spreads over many SMs instead of one block turning every head in turn. Dimension i < dims / 2
 // of a head pairs with i + dims / 2 (rotate-half layout) and turns by position * rate[i], the angle in fp32 as
 // torch computes it; cos and sin are scaled by `scale` (YaRN). Dynamic NTK scaling (dyn_original > 0) replaces
 // the rates of a row whose sequence reaches lengths[t] > dyn_original keys. With q_norm/k_norm (Qwen3) each
@@ -26,7 +27,7 @@ __device__ void rotary(T* qkv, const int* positions, const int* lengths, const f
   const float pos = (float)positions[t];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   T* row = qkv + (size_t)t * (heads + 2 * kv_heads) * D;
-  for (int h = warp; h < heads + kv_heads; h += warps) {
+  for (int h = blockIdx.y * warps + warp; h < heads + kv_heads; h += warps * gridDim.y) {
     T* x = row + (size_t)h * D;
     const T* g = h < heads ? q_norm : k_norm;
     float inv = 1.f;

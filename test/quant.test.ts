@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { CpuBackend } from '../src/backends/cpu/backend.js';
+import { roundToQ8 } from '../src/backends/cpu/q8-activations.js';
 import { dequantize, QUANT_BLOCKS, QUANT_TYPES, type QuantType } from '../src/loaders/quant.js';
 import { seededRandom } from '../src/ops/rng.js';
 import { assertClose } from './helpers/close.js';
@@ -40,4 +41,26 @@ describe('ggml quantized blocks', () => {
       assertClose(a, b, 1e-6, type);
     });
   }
+});
+
+describe('int8 rounding of the activations (the reference of kernels/mmvq.cu)', () => {
+  test('each group of 32 becomes d * q with d = max|x| / 127, q the nearest integer, halves away from zero', () => {
+    const rand = seededRandom(9);
+    const x = Float32Array.from({ length: 96 }, () => (rand() - 0.5) * 8);
+    x.fill(0, 64, 96); // an all-zero group stays zero
+    x[5] = -4.5; // the group's largest magnitude maps to -127 d exactly
+    const got = roundToQ8(x, 32);
+    for (let g = 0; g < 96; g += 32) {
+      const group = x.subarray(g, g + 32);
+      const d = Math.fround(Math.max(...group.map(Math.abs)) / 127);
+      for (let e = 0; e < 32; e++) {
+        const q = d > 0 ? got[g + e] / d : 0;
+        assert.ok(Math.abs(q - Math.round(q)) < 1e-3 && Math.abs(q) <= 127.001, `value ${g + e}: ${got[g + e]} is not d * an int8`);
+        assert.ok(Math.abs(got[g + e] - group[e]) <= d / 2 + 1e-6, `value ${g + e}: ${got[g + e]} is further than d / 2 from ${group[e]}`);
+      }
+    }
+    assert.equal(got[5], Math.fround(Math.fround(4.5 / 127) * -127));
+    assert.ok(got.subarray(64).every((v) => v === 0));
+    assert.throws(() => roundToQ8(new Float32Array(40), 40), /K % 32/);
+  });
 });

@@ -64,6 +64,7 @@ export class MetaBackend implements Backend {
   gatedActivation = nothing;
   rotary = nothing;
   linearResidual = nothing;
+  gatedLinearResidual = nothing;
   writeKV = nothing;
   attend = nothing;
   decodeAttention = nothing;

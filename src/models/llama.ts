@@ -180,8 +180,7 @@ class Llama implements CausalLM {
       }
       b.linearResidual(x, attn, L.oW, L.oB, n, proj);
       b.normLinear(gateUp, x, L.ln2, L.gateUpW, L.gateUpB, 'none', n, normed);
-      b.gatedActivation(mlp, gateUp, act, n);
-      b.linearResidual(x, mlp, L.downW, L.downB, n, down);
+      b.gatedLinearResidual(x, gateUp, act, L.downW, L.downB, n, mlp, down);
     }
     return x;
   }

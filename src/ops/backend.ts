@@ -188,6 +188,11 @@ export interface Backend {
   /** residual += x w^T + bias: a projection added into the residual stream (scratch [n, N] may hold the product). */
   linearResidual(residual: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number, scratch: Tensor): void;
   /**
+   * residual += gatedActivation(x) w^T + bias, x [n, 2F] = gate | up: a gated MLP's down projection with the
+   * activation fused in front (scratch: `gated` [n, F] may hold the gated rows, `product` [n, N] the product).
+   */
+  gatedLinearResidual(residual: Tensor, x: Tensor, act: Activation, w: Tensor, bias: Tensor | null, n: number, gated: Tensor, product: Tensor): void;
+  /**
    * Stores the K and V parts of qkv [n, q + 2 * width] (the last 2 * width values of a row) for row t at
    * position positions[t] of sequence slots[t] in the paged caches [blocks, blockSize, width]: block
    * blockTables[slots[t], position / blockSize], row position % blockSize.

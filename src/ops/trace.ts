@@ -17,6 +17,7 @@ export const OP_WRITES: Record<OpName, number[]> = {
   gatedActivation: [0],
   rotary: [0],
   linearResidual: [0, 5],
+  gatedLinearResidual: [0, 6, 7],
   writeKV: [1, 2],
   attend: [0],
   decodeAttention: [0, 2, 3],
@@ -32,7 +33,7 @@ export const OP_WRITES: Record<OpName, number[]> = {
 
 /** Written arguments that the op also reads (updates in place: the value before the op stays live into it). */
 const UPDATES: Partial<Record<OpName, number[]>> = {
-  linearResidual: [0], rotary: [0], writeKV: [1, 2], decodeAttention: [2, 3], copyBlocks: [0], sample: [4], advance: [0, 1],
+  linearResidual: [0], gatedLinearResidual: [0], rotary: [0], writeKV: [1, 2], decodeAttention: [2, 3], copyBlocks: [0], sample: [4], advance: [0, 1],
 };
 
 export interface Access {

@@ -1,10 +1,14 @@
-// The quantized GEMV (kernels/quant.cu) against the CPU backend's linear over the same ggml blocks, for every
-// type Peregrine reads, in fp32, fp16 and bf16, for row counts on both sides of the 8-row groups.
+// The quantized linear layers (src/backends/cuda/qlinear.ts: kernels/mmvq.cu, quant.cu, dequant.cu) against the CPU
+// backend's linear over the same ggml blocks, for every type Peregrine reads, in fp32, fp16 and bf16, for row counts
+// on both sides of the GEMV's 8 rows.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import type { CpuBackend } from '../../src/backends/cpu/backend.js';
+import { roundToQ8 } from '../../src/backends/cpu/q8-activations.js';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { f32ToF16Bits } from '../../src/loaders/dtypes.js';
 import { QUANT_BLOCKS, QUANT_TYPES, type QuantType } from '../../src/loaders/quant.js';
+import type { DType } from '../../src/ops/backend.js';
 import { seededRandom } from '../../src/ops/rng.js';
 import { assertClose } from '../helpers/close.js';
 import { cpu, get, noGpu, put, randn, rounded, TOL } from './helpers.js';
@@ -30,38 +34,116 @@ function randomBlocks(type: QuantType, rows: number, K: number, seed: number): U
   return out;
 }
 
+/** How far the int8 rounding of x (16-bit activations, up to 8 rows) may move a layer's outputs: about
+ * max|x| / 254 per value, summed over K with random signs, against outputs of about sqrt(K) |x| |w|. */
+const ROUNDING_TOL = 1e-2;
+
+/** The linear layer on `b` over quantized weights: plain, bias + SiLU, and into a residual. */
+function layer(b: CpuBackend | CudaBackend, dt: DType, type: QuantType, w: Uint8Array, N: number, K: number, x: Float32Array, M: number,
+  bias: Float32Array, res: Float32Array): Float32Array[] {
+  const wt = b.weight({ bytes: w, dtype: type }, [N, K], false, true);
+  assert.equal(wt.dtype, type.toLowerCase());
+  const xs = put(b, x, [M, K]);
+  const plain = b.buffer([M, N], dt), act = b.buffer([M, N], dt);
+  b.linear(plain, xs, wt, null, 'none', M);
+  b.linear(act, xs, wt, put(b, bias, [N]), 'silu', M);
+  const r = put(b, res, [M, N]);
+  b.linearResidual(r, xs, wt, put(b, bias, [N]), M, b.buffer([M, N], dt));
+  return [get(b, plain), get(b, act), get(b, r)];
+}
+
+function check(got: Float32Array[], want: Float32Array[], tol: number, what: string): void {
+  assertClose(got[0], want[0], tol * 2, `${what}, plain`);
+  assertClose(got[1], want[1], tol * 2, `${what}, bias + silu`);
+  assertClose(got[2], want[2], tol * 4, `${what}, residual`);
+}
+
 for (const dtype of ['f32', 'f16', 'bf16'] as const) {
-  describe(`quantized GEMV in ${dtype}`, { skip: skip ?? false }, () => {
-    let backend: CudaBackend | null = null;
+  describe(`quantized linear layers in ${dtype}`, { skip: skip ?? false }, () => {
+    let backend: CudaBackend | null = null, invariant: CudaBackend | null = null;
     const gpu = (): CudaBackend => {
       if (!backend) backends.push((backend = new CudaBackend(dtype)));
       return backend;
     };
     const tol = TOL[dtype];
     for (const type of QUANT_TYPES) {
-      test(`${type}: plain, bias + activation, and into the residual, 1 to 19 rows`, () => {
-        const g = gpu(), N = 67, K = 512;
+      // up to 8 rows: the GEMV (16-bit: int8-rounded x and dp4a, kernels/mmvq.cu; f32: kernels/quant.cu); beyond, the
+      // dequantized chunks through cuBLASLt (kernels/dequant.cu)
+      test(`${type}: plain, bias + activation, and into the residual, 1 to 70 rows`, () => {
+        const N = 67, K = 512;
         const w = randomBlocks(type, N, K, 7);
         const bias = rounded(randn(N, 0.5), dtype);
-        for (const M of [1, 3, 8, 19]) {
+        for (const M of [1, 3, 8, 19, 70]) {
           const x = rounded(randn(M * K, 2), dtype), res = rounded(randn(M * N), dtype);
-          const [want, got] = [cpu, g].map((b) => {
-            const wt = b.weight({ bytes: w, dtype: type }, [N, K], false, true);
-            assert.equal(wt.dtype, type.toLowerCase());
-            const dt = b === cpu ? 'f32' : dtype;
-            const xs = put(b, x, [M, K]);
-            const plain = b.buffer([M, N], dt), act = b.buffer([M, N], dt);
-            b.linear(plain, xs, wt, null, 'none', M);
-            b.linear(act, xs, wt, put(b, bias, [N]), 'silu', M);
-            const r = put(b, res, [M, N]);
-            b.linearResidual(r, xs, wt, put(b, bias, [N]), M, b.buffer([M, N], dt));
-            return [get(b, plain), get(b, act), get(b, r)];
-          });
-          assertClose(got[0], want[0], tol * 2, `${M} rows, plain`);
-          assertClose(got[1], want[1], tol * 2, `${M} rows, bias + silu`);
-          assertClose(got[2], want[2], tol * 4, `${M} rows, residual`);
+          const got = layer(gpu(), dtype, type, w, N, K, x, M, bias, res);
+          const exact = layer(cpu, 'f32', type, w, N, K, x, M, bias, res);
+          if (dtype === 'f32' || M > 8) {
+            check(got, exact, tol, `${M} rows`);
+            continue;
+          }
+          check(got, layer(cpu, 'f32', type, w, N, K, roundToQ8(x, K), M, bias, res), tol, `${M} rows against x rounded to int8`);
+          assertClose(got[0], exact[0], ROUNDING_TOL + 2 * tol, `${M} rows against x itself`);
         }
       });
     }
+
+    test('a pre-norm layer (RMSNorm, LayerNorm) over quantized weights, normed in the int8 quantization up to 8192 inputs', () => {
+      for (const [N, K] of [[67, 512], [8, 8448]]) {
+        const w = randomBlocks('Q4_K', N, K, 5);
+        const gamma = rounded(randn(K, 1), dtype), beta = rounded(randn(K, 0.5), dtype);
+        for (const kind of ['rms', 'layer'] as const) {
+          for (const M of [1, 5, 19]) {
+            const x = rounded(randn(M * K, 3), dtype);
+            const [want, got] = [cpu, gpu()].map((b) => {
+              const dt = b === cpu ? 'f32' : dtype;
+              const wt = b.weight({ bytes: w, dtype: 'Q4_K' }, [N, K], false, true);
+              const norm = { kind, gamma: put(b, gamma, [K]), beta: kind === 'rms' ? null : put(b, beta, [K]), eps: 1e-5 };
+              const out = b.buffer([M, N], dt);
+              b.normLinear(out, put(b, x, [M, K]), norm, wt, null, 'none', M, b.buffer([M, K], dt));
+              return get(b, out);
+            });
+            assertClose(got, want, (dtype === 'f32' || M > 8 ? 0 : ROUNDING_TOL) + 4 * tol, `${kind} norm, [${N}, ${K}], ${M} rows`);
+          }
+        }
+      }
+    });
+
+    test('a gated down projection over quantized weights, gated in the int8 quantization', () => {
+      const N = 67, F = 512;
+      const w = randomBlocks('Q4_K', N, F, 13);
+      for (const M of [1, 5, 19]) {
+        const x = rounded(randn(M * 2 * F, 2), dtype), res = rounded(randn(M * N), dtype);
+        const [want, got] = [cpu, gpu()].map((b) => {
+          const dt = b === cpu ? 'f32' : dtype;
+          const wt = b.weight({ bytes: w, dtype: 'Q4_K' }, [N, F], false, true);
+          const r = put(b, res, [M, N]);
+          b.gatedLinearResidual(r, put(b, x, [M, 2 * F]), 'silu', wt, null, M, b.buffer([M, F], dt), b.buffer([M, N], dt));
+          return get(b, r);
+        });
+        assertClose(got, want, (dtype === 'f32' || M > 8 ? 0 : ROUNDING_TOL) + 4 * tol, `${M} rows`);
+      }
+    });
+
+    test('Q4_K over several dequantized chunks, columns of a wider output', () => {
+      const N = 2115, K = 4096, M = 19; // 2048 rows per chunk at K = 4096 in 16 bits, 1024 in f32
+      const w = randomBlocks('Q4_K', N, K, 11);
+      const bias = rounded(randn(N, 0.5), dtype), x = rounded(randn(M * K, 1), dtype), res = rounded(randn(M * N), dtype);
+      check(layer(gpu(), dtype, 'Q4_K', w, N, K, x, M, bias, res), layer(cpu, 'f32', 'Q4_K', w, N, K, x, M, bias, res), tol, `${M} rows`);
+    });
+
+    test('batch-invariant mode: a row gives the same bits in a pass of 70 rows as alone', () => {
+      if (!invariant) backends.push((invariant = new CudaBackend(dtype, true)));
+      const b = invariant, N = 67, K = 512, M = 70;
+      const w = randomBlocks('Q6_K', N, K, 3), x = rounded(randn(M * K, 2), dtype);
+      const wt = b.weight({ bytes: w, dtype: 'Q6_K' }, [N, K], false, true);
+      const all = b.buffer([M, N], dtype);
+      b.linear(all, put(b, x, [M, K]), wt, null, 'none', M);
+      const together = get(b, all);
+      for (const i of [0, 9, 63, 64, 69]) {
+        const one = b.buffer([1, N], dtype);
+        b.linear(one, put(b, x.slice(i * K, (i + 1) * K), [1, K]), wt, null, 'none', 1);
+        assert.deepEqual(get(b, one), together.slice(i * N, (i + 1) * N), `row ${i}`);
+      }
+    });
   });
 }

@@ -183,6 +183,11 @@ export class CpuBackend implements Backend {
     for (let i = 0; i < n * w.shape[0]; i++) r[i] += s[i];
   }
 
+  gatedLinearResidual(residual: Tensor, x: Tensor, act: Activation, w: Tensor, bias: Tensor | null, n: number, gated: Tensor, product: Tensor): void {
+    this.gatedActivation(gated, x, act, n);
+    this.linearResidual(residual, gated, w, bias, n, product);
+  }
+
   writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, positions: Tensor, n: number): void {
     writeKV(paged(kCache, vCache, blockTables), f32(qkv), qkv.shape[1], i32(slots), i32(positions), n);
   }

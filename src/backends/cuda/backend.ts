@@ -11,7 +11,8 @@ import { CU, Driver, fmt, koffi, memoryError, type Handle } from './driver.js';
 import { embed } from './embedding.js';
 import { KernelSet } from './kernels.js';
 import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
-import { linear, linearResidual, normLinear } from './linear.js';
+import { gatedLinearResidual, linear, linearResidual, normLinear } from './linear.js';
+import { quantScratchBytes, type QuantScratch } from './qlinear.js';
 import { rotary } from './rotary.js';
 import { gatedActivation, gatherRows, meanPool, uploadWeight } from './rows.js';
 import { advance, logprobs, processLogits, sample, selectCandidates } from './sampling.js';
@@ -40,6 +41,8 @@ export interface CudaContext {
   kernels: KernelSet;
   stream: Handle;
   blas: Blas;
+  /** the quantized layers' scratch (qlinear.ts), reserved as quantized weights load */
+  quantScratch: QuantScratch;
 }
 
 export class CudaBackend implements Backend {
@@ -49,6 +52,8 @@ export class CudaBackend implements Backend {
   private readonly driver: Driver;
   private readonly deviceIndex = 0;
   private readonly pool: { ptr: number; size: number; used: number }[] = [];
+  /** quantized scratch buffers outgrown by a later weight: kept, since a captured graph may still use them */
+  private readonly retiredScratch: number[] = [];
   private readonly graphs = new Map<string, { graph: Handle; exec: Handle } | null>();
   private host = new ArrayBuffer(1 << 16);
   private readonly pinned: { ptr: unknown; view: ArrayBuffer };
@@ -85,7 +90,8 @@ export class CudaBackend implements Backend {
     };
     const kernels = new KernelSet(driver);
     const ws = this.alloc(WORKSPACE, 'the cuBLASLt workspace');
-    this.ctx = { driver, batchInvariant, sms: this.device.multiprocessors, kernels, stream, blas: new Blas(driver, stream, { ptr: ws, bytes: WORKSPACE }, this.device.name) };
+    this.ctx = { driver, batchInvariant, sms: this.device.multiprocessors, kernels, stream, blas: new Blas(driver, stream, { ptr: ws, bytes: WORKSPACE }, this.device.name),
+      quantScratch: { ptr: 0, bytes: 0 } };
     const p = driver.handle('cuMemAllocHost', 1 << 16);
     this.pinned = { ptr: p, view: koffi.view(p, 1 << 16) };
     const sp = driver.handle('cuMemAllocHost', STAGING);
@@ -117,6 +123,7 @@ export class CudaBackend implements Backend {
       const t = new CudaTensor(shape, quantDType(src.dtype), this.poolAlloc(src.bytes.length), false);
       if (t.bytes !== src.bytes.length) throw new Error(`internal: ${src.bytes.length} bytes of ${src.dtype} for shape [${shape}]`);
       this.driver.call('cuMemcpyHtoD', t.ptr, src.bytes, src.bytes.length);
+      this.reserveQuantScratch(quantScratchBytes(shape[0], shape[1], this.activationDtype));
       return t;
     }
     const host = unquantized(src, shape);
@@ -124,6 +131,14 @@ export class CudaBackend implements Backend {
     const t = new CudaTensor(shape, this.activationDtype, this.poolAlloc(bytes), false);
     uploadWeight(this.ctx, t, host, shape, transpose, (n: number) => this.alloc(n, 'weight staging'));
     return t;
+  }
+
+  private reserveQuantScratch(bytes: number): void {
+    const s = this.ctx.quantScratch;
+    if (bytes <= s.bytes) return;
+    if (s.ptr) this.retiredScratch.push(s.ptr);
+    s.ptr = this.alloc(bytes, 'the quantized layers\' scratch');
+    s.bytes = bytes;
   }
 
   /** Weights share a few large allocations (bump-allocated, 256-byte aligned). */
@@ -363,6 +378,11 @@ export class CudaBackend implements Backend {
     this.op(this.profiling ? `linearResidual ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'linearResidual', () => linearResidual(this.ctx, residual, x, w, bias, n, scratch));
   }
 
+  gatedLinearResidual(residual: Tensor, x: Tensor, act: Activation, w: Tensor, bias: Tensor | null, n: number, gated: Tensor, product: Tensor): void {
+    this.op(this.profiling ? `gatedLinearResidual ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'gatedLinearResidual',
+      () => gatedLinearResidual(this.ctx, residual, x, act, w, bias, n, gated, product));
+  }
+
   writeKV(qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, positions: Tensor, n: number): void {
     this.op('writeKV', () => writeKV(this.ctx, qkv, kCache, vCache, blockTables, slots, positions, n));
   }
@@ -414,6 +434,7 @@ export class CudaBackend implements Backend {
     this.invalidateGraphs();
     this.driver.call('cuStreamSynchronize', this.ctx.stream);
     for (const c of this.pool) this.driver.call('cuMemFree', c.ptr);
+    for (const p of [...this.retiredScratch, this.ctx.quantScratch.ptr]) if (p) this.driver.call('cuMemFree', p);
     this.ctx.blas.dispose();
     this.ctx.kernels.dispose();
     this.driver.call('cuMemFreeHost', this.pinned.ptr);

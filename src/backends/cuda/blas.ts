@@ -85,10 +85,11 @@ export class Blas {
 
   /**
    * out[M, N] (outType) = x[M, K] w[N, K]^T (+ bias[N]) with epilogue, plus the old out when `accumulate`;
-   * x, w and bias are `inType`.
+   * x, w and bias are `inType`. `ldOut` is out's row stride in elements (N columns of a wider matrix).
    */
-  matmul(out: number, outType: DType, x: number, w: number, bias: number, epilogue: number, M: number, N: number, K: number, inType: DType, accumulate = false): void {
-    const plan = this.plan(outType, inType, epilogue, M, N, K);
+  matmul(out: number, outType: DType, x: number, w: number, bias: number, epilogue: number, M: number, N: number, K: number, inType: DType, accumulate = false,
+    ldOut = N): void {
+    const plan = this.plan(outType, inType, epilogue, M, N, K, ldOut);
     if (plan.m !== M) this.setRows(plan, M);
     if (bias) {
       this.ptr[0] = BigInt(bias);
@@ -124,9 +125,9 @@ export class Blas {
    * that size and run at any row count of the class (a prefill pass has a different row count every time,
    * and timing candidates for each would cost more than the pass).
    */
-  private plan(outType: DType, inType: DType, epilogue: number, rows: number, N: number, K: number): Plan {
+  private plan(outType: DType, inType: DType, epilogue: number, rows: number, N: number, K: number, ldOut: number): Plan {
     const M = rowClass(rows);
-    const key = `${inType}>${outType} e${epilogue} M${M} N${N} K${K}`;
+    const key = `${inType}>${outType} e${epilogue} M${M} N${N} K${K}${ldOut === N ? '' : ` ld${ldOut}`}`;
     let plan = this.plans.get(key);
     if (plan) return plan;
     const h = (name: keyof typeof SIGNATURES, ...args: unknown[]): Handle => {
@@ -145,10 +146,10 @@ export class Blas {
     // column-major view of row-major data: w is K x N (op T), x is K x M, out is N x M
     const a = h('layoutCreate', CUDA_R[inType], K, N, K);
     const b = h('layoutCreate', CUDA_R[inType], K, M, K);
-    const c = h('layoutCreate', CUDA_R[outType], N, M, N);
+    const c = h('layoutCreate', CUDA_R[outType], N, M, ldOut);
     plan = { m: M, exact: new Map(), hasBias: epilogue === EPILOGUE.BIAS || epilogue === EPILOGUE.GELU_BIAS, desc, a, b, c, algo: Buffer.alloc(64) };
     const cached = this.tuned[key];
-    plan.algo = cached ? Buffer.from(cached, 'hex') : this.tune(plan, outType, inType, M, N, K, key);
+    plan.algo = cached ? Buffer.from(cached, 'hex') : this.tune(plan, outType, inType, M, N, K, ldOut, key);
     this.plans.set(key, plan);
     return plan;
   }
@@ -173,11 +174,11 @@ export class Blas {
   }
 
   /** Times the heuristic's candidates on scratch data and keeps the fastest. */
-  private tune(plan: Plan, outType: DType, inType: DType, M: number, N: number, K: number, key: string): Buffer {
+  private tune(plan: Plan, outType: DType, inType: DType, M: number, N: number, K: number, ldOut: number, key: string): Buffer {
     const { algos } = this.candidates(plan, key);
     const size = (t: DType) => (t === 'f32' ? 4 : 2);
     // operands: any memory of the right size works for timing; bias reads stay inside w
-    const bytes = Math.max(M * K, N * K) * size(inType) + M * N * size(outType);
+    const bytes = Math.max(M * K, N * K) * size(inType) + M * ldOut * size(outType);
     const scratch = [0];
     this.driver.call('cuMemAlloc', scratch, bytes);
     const x = scratch[0], w = scratch[0], out = scratch[0] + Math.max(M * K, N * K) * size(inType);

@@ -3,12 +3,14 @@
 // fused forms put a pre-norm block's LayerNorm or RMSNorm in front of the GEMM and the residual add behind it.
 // Batch-invariant mode (c.batchInvariant) runs every row count through the GEMV, 8 rows per block row: a
 // row's sums then go in one order whatever else is in the pass, where cuBLASLt's algorithm (and the switch
-// to it) depends on the row count.
+// to it) depends on the row count. Quantized weights go to qlinear.ts.
 import { fail } from '../../errors.js';
-import { isQuant, type Activation, type Norm, type QuantDType, type Tensor } from '../../ops/backend.js';
+import { isQuant, type Activation, type Norm, type Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
 import { EPILOGUE } from './blas.js';
 import { layerNorm } from './layernorm.js';
+import { quantGatedLinearResidual, quantLinear, quantNormLinear } from './qlinear.js';
+import { gatedActivation } from './rows.js';
 import { ptr, sfx } from './tensor.js';
 
 export const GEMV_MAX_ROWS = 8;
@@ -41,26 +43,9 @@ function gemv(c: CudaContext, variant: Variant, out: Tensor, x: Tensor, w: Tenso
     norm?.kind === 'rms' ? 1 : 0);
 }
 
-/**
- * out = act(x w^T + bias) (+ out) over a ggml-quantized w (kernels/quant.cu), for any row count: 8 rows per block
- * row, each row summed the same way whatever its group (so quantized layers are batch-invariant too).
- */
-function qgemv(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number, accumulate: boolean): void {
-  const [N, K] = w.shape;
-  const m = n === 1 ? 1 : 8;
-  const groups = Math.ceil(n / m);
-  if (groups > 65535) fail('bad-argument', `quantized linear layers take at most ${65535 * m} rows per pass, got ${n}; lower --prefill-chunk`);
-  const wpr = warpsPerRow(c, N, K / 4, 8);
-  // a 16-bit model's quantized LM head writes f32 logits: the kernel reads x as x's dtype and writes out's
-  if (out.dtype !== x.dtype && out.dtype !== 'f32') fail('bad-argument', `a quantized linear layer writes ${x.dtype} or f32, not ${out.dtype}`);
-  const name = `qgemv${m}_${w.dtype as QuantDType}_${sfx(x.dtype)}${out.dtype === x.dtype ? '' : '_f32out'}`;
-  c.kernels.get('quant', name, 'ppppiiiiii').launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
-    ptr(out), ptr(x), ptr(w), ptr(bias), ACT_CODE[act], N, K, wpr, n, accumulate ? 1 : 0);
-}
-
 export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number, accumulate = false): void {
   if (n === 0) return;
-  if (isQuant(w.dtype)) return qgemv(c, out, x, w, bias, act, n, accumulate);
+  if (isQuant(w.dtype)) return quantLinear(c, out, x, w, bias, act, ACT_CODE[act], n, accumulate);
   const [N, K] = w.shape;
   if (n <= GEMV_MAX_ROWS || c.batchInvariant) return gemv(c, accumulate ? 'res_gemv' : 'gemv', out, x, w, bias, act, n);
   // cuBLASLt reads an epilogue's bias as the output's type: a 16-bit bias under f32 out (a classifier head writing
@@ -83,7 +68,8 @@ export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
 export function normLinear(c: CudaContext, out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null,
   act: Activation, n: number, scratch: Tensor): void {
   if (n === 0) return;
-  if ((n <= GEMV_MAX_ROWS || c.batchInvariant) && !isQuant(w.dtype)) return gemv(c, 'norm_gemv', out, x, w, bias, act, n, norm);
+  if (isQuant(w.dtype)) return quantNormLinear(c, out, x, norm, w, bias, act, ACT_CODE[act], n, scratch);
+  if (n <= GEMV_MAX_ROWS || c.batchInvariant) return gemv(c, 'norm_gemv', out, x, w, bias, act, n, norm);
   layerNorm(c, scratch, x, norm.gamma, norm.beta, norm.eps, n, norm.kind === 'rms');
   linear(c, out, scratch, w, bias, act, n);
 }
@@ -91,4 +77,13 @@ export function normLinear(c: CudaContext, out: Tensor, x: Tensor, norm: Norm, w
 export function linearResidual(c: CudaContext, residual: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number, _scratch: Tensor): void {
   // the GEMV adds into the residual in place; cuBLASLt does it with beta = 1 and C = D = residual
   linear(c, residual, x, w, bias, 'none', n, true);
+}
+
+/** residual += gatedActivation(x) w^T + bias; over quantized weights the int8 GEMV gates x as it quantizes it. */
+export function gatedLinearResidual(c: CudaContext, residual: Tensor, x: Tensor, act: Activation, w: Tensor, bias: Tensor | null, n: number, gated: Tensor,
+  _product: Tensor): void {
+  if (n === 0) return;
+  if (isQuant(w.dtype) && quantGatedLinearResidual(c, residual, x, ACT_CODE[act], w, bias, n)) return;
+  gatedActivation(c, gated, x, act, n);
+  linear(c, residual, gated, w, bias, 'none', n, true);
 }

@@ -1,0 +1,32 @@
+// Dequantizing rows j0 .. j0 + rows - 1 of a ggml-quantized weight [N, K] into a dense [rows, K] buffer of the
+// compute dtype, for the quantized layers of a pass of more rows than the GEMV serves (a prompt, a large batch):
+// src/backends/cuda/qlinear.ts dequantizes the weight a chunk of rows at a time into a buffer small enough to stay in
+// L2 and hands it to cuBLASLt. One thread per unit of 32 weights (kernels/quant-blocks.cuh), written as 16-byte
+// vectors. Reference: src/loaders/quant.ts (dequantizeRow).
+#include "quant-blocks.cuh"
+
+template <typename T, int Q>
+__device__ void dequant(T* out, const uint8_t* w, int K, int j0, int rows) {
+  const int per_row = K / 32;
+  const size_t u = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (u >= (size_t)rows * per_row) return;
+  const int r = (int)(u / per_row), k = (int)(u % per_row);
+  Unit<Q> un;
+  un.load(w + (size_t)(j0 + r) * (K / (32 * QInfo<Q>::UNITS)) * QInfo<Q>::BYTES, k);
+  const float mn = un.min_();
+  T* o = out + (size_t)r * K + (size_t)k * 32;
+  constexpr int V = Vec<T>::N;
+#pragma unroll
+  for (int i = 0; i < 32 / V; i++) {
+    Vec<T> v;
+#pragma unroll
+    for (int e = 0; e < V; e++) v.v[e] = from_f<T>(un.scale((i * V + e) >> 4) * un.q(i * V + e) - mn);
+    store_vec(o + i * V, v);
+  }
+}
+
+// dequant_<quant>_<dtype>
+#define DQ(T, S, Q, QS) \
+  extern "C" __global__ void __launch_bounds__(256) dequant_##QS##_##S(T* out, const uint8_t* w, int K, int j0, int rows) { dequant<T, Q>(out, w, K, j0, rows); }
+#define DQ_ALL(T, S) DQ(T, S, Q8_0, q8_0) DQ(T, S, Q4_0, q4_0) DQ(T, S, Q4_K, q4_k) DQ(T, S, Q5_K, q5_k) DQ(T, S, Q6_K, q6_k)
+FOR_EACH_DTYPE(DQ_ALL)

@@ -1,0 +1,185 @@
+// Quantized GEMV on integer dot products, as llama.cpp's MMVQ does it, for 16-bit activations: the rows of x are
+// first quantized to int8 per 32 values (quantize_q8: d = max|x| / 127, q = round(x / d), and d * sum(q) kept beside
+// d), then each lane takes a unit of 32 weights (kernels/quant-blocks.cuh), dots its packed bytes with those of x
+// four at a time (dp4a) and applies the unit's scales once:
+//   x^ . w_unit = d_x * (scale0 * sum_{e<16} q_w q_x + scale1 * sum_{e>=16} q_w q_x) - word_min * d_x * sum(q_x),
+// exactly the dot product of the weights with x^ = d_x q_x, the rows of x rounded to int8.
+// About three integer instructions per weight, where kernels/quant.cu's float path spends five and converts every
+// weight. Layout and launch as kernels/quant.cu: blockIdx.y takes rows My .. My + M - 1, `wpr` warps share an
+// output row. Reference: src/backends/cpu/q8-activations.ts (the same int8 rounding of x), then the dot products
+// of src/backends/cpu/linear.ts over src/loaders/quant.ts's dequantized rows.
+#include "quant-blocks.cuh"
+
+constexpr int MV_THREADS = 256;
+constexpr int MV_WARPS = MV_THREADS / 32;
+
+// One warp per group of 32 values of x (rows * K / 32 groups; K % 32 == 0): xq the int8 values, xd (d, d * sum(q)).
+template <typename T>
+__device__ void quantize_q8(int8_t* xq, float2* xd, const T* x, int groups) {
+  const int g = blockIdx.x * MV_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (g >= groups) return;
+  const float v = to_f(x[(size_t)g * 32 + lane]);
+  const float amax = warp_max(fabsf(v));
+  const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
+  const float q = roundf(v * id);
+  const float qsum = warp_sum(q);  // exact: integers below 2^24
+  xq[(size_t)g * 32 + lane] = (int8_t)q;
+  if (lane == 0) xd[g] = make_float2(d, d * qsum);
+}
+
+// A gated MLP's down projection input: act(gate) * up of x [rows, 2K] = gate | up, rounded to T as gated_act
+// (kernels/rows.cu) stores it, then quantized as quantize_q8 does. One warp per group of 32 values of the [rows, K]
+// result.
+template <typename T>
+__device__ void gated_quantize_q8(int8_t* xq, float2* xd, const T* x, int act, int K, int groups) {
+  const int g = blockIdx.x * MV_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (g >= groups) return;
+  const size_t i = (size_t)g * 32 + lane, t = i / K, k = i % K;
+  const T* r = x + t * 2 * K;
+  const float v = to_f(from_f<T>(activate(to_f(r[k]), act) * to_f(r[K + k])));
+  const float amax = warp_max(fabsf(v));
+  const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
+  const float q = roundf(v * id);
+  const float qsum = warp_sum(q);
+  xq[i] = (int8_t)q;
+  if (lane == 0) xd[g] = make_float2(d, d * qsum);
+}
+
+// A pre-norm layer's input: LayerNorm or RMSNorm of each row (as kernels/layernorm.cu computes it, rounded to T as
+// it would be stored), quantized as quantize_q8 does, without the normed row going to memory. One block of 256
+// threads per row, 8 consecutive values per thread, so a group of 32 is 4 neighbouring lanes: H % 32 == 0 and
+// H <= 8192 (src/backends/cuda/qlinear.ts checks; other rows go through layernorm_<dtype> and quantize_q8).
+constexpr int NQ_ITEMS = 4;
+
+template <typename T>
+__device__ void norm_quantize_q8(int8_t* xq, float2* xd, const T* x, const T* gamma, const T* beta, float eps, int H, bool rms) {
+  static_assert(Vec<T>::N == 8, "16-bit rows only");
+  __shared__ float scratch[32];
+  const size_t row = (size_t)blockIdx.x * H;
+  float vals[NQ_ITEMS][8];
+  float s = 0.f;
+#pragma unroll
+  for (int it = 0; it < NQ_ITEMS; it++) {
+    const int i = (it * MV_THREADS + threadIdx.x) * 8;
+    if (i < H) {
+      const Vec<T> v = load_vec(x + row + i);
+#pragma unroll
+      for (int j = 0; j < 8; j++) s += (vals[it][j] = to_f(v.v[j]));
+    }
+  }
+  const float mean = rms ? 0.f : block_sum(s, scratch) / H;
+  float sq = 0.f;
+#pragma unroll
+  for (int it = 0; it < NQ_ITEMS; it++) {
+    if ((it * MV_THREADS + threadIdx.x) * 8 < H) {
+#pragma unroll
+      for (int j = 0; j < 8; j++) sq += (vals[it][j] - mean) * (vals[it][j] - mean);
+    }
+  }
+  const float inv = rsqrtf(block_sum(sq, scratch) / H + eps);
+#pragma unroll
+  for (int it = 0; it < NQ_ITEMS; it++) {
+    const int i = (it * MV_THREADS + threadIdx.x) * 8;
+    const bool live = i < H;  // the same for the 4 lanes of a group: H % 32 == 0
+    float y[8], amax = 0.f;
+    if (live) {
+      const Vec<T> g = load_vec(gamma + i);
+      Vec<T> b;
+      if (beta) b = load_vec(beta + i);
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        y[j] = to_f(from_f<T>((vals[it][j] - mean) * inv * to_f(g.v[j]) + (beta ? to_f(b.v[j]) : 0.f)));
+        amax = fmaxf(amax, fabsf(y[j]));
+      }
+    }
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
+    uint32_t packed[2] = {0u, 0u};
+    float qsum = 0.f;
+    if (live) {
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        const float q = roundf(y[j] * id);
+        qsum += q;
+        packed[j >> 2] |= ((uint32_t)(int)q & 0xffu) << (8 * (j & 3));
+      }
+    }
+    qsum += __shfl_xor_sync(0xffffffffu, qsum, 1);
+    qsum += __shfl_xor_sync(0xffffffffu, qsum, 2);
+    if (live) {
+      *reinterpret_cast<uint2*>(xq + row + i) = make_uint2(packed[0], packed[1]);
+      if ((threadIdx.x & 3) == 0) xd[(row + i) / 32] = make_float2(d, d * qsum);
+    }
+  }
+}
+
+template <int Q, int M>
+__device__ __forceinline__ void unit_dot_q8(const Unit<Q>& w, const int8_t* xq, const float2* xd, int K, int u, int rows, float* acc) {
+  int wq[8];
+#pragma unroll
+  for (int i = 0; i < 8; i++) wq[i] = w.word(i);
+  const float s0 = w.scale(0), s1 = w.scale(1), off = w.word_min();
+#pragma unroll
+  for (int m = 0; m < M; m++) {
+    if (m >= rows) break;
+    const uint4* p = reinterpret_cast<const uint4*>(xq + (size_t)m * K + (size_t)u * 32);
+    const uint4 a = __ldg(p), b = __ldg(p + 1);
+    const float2 ds = __ldg(xd + (size_t)m * (K / 32) + u);
+    int lo = __dp4a(wq[0], (int)a.x, 0);
+    lo = __dp4a(wq[1], (int)a.y, lo);
+    lo = __dp4a(wq[2], (int)a.z, lo);
+    lo = __dp4a(wq[3], (int)a.w, lo);
+    int hi = __dp4a(wq[4], (int)b.x, 0);
+    hi = __dp4a(wq[5], (int)b.y, hi);
+    hi = __dp4a(wq[6], (int)b.z, hi);
+    hi = __dp4a(wq[7], (int)b.w, hi);
+    acc[m] += ds.x * (s0 * (float)lo + s1 * (float)hi) - off * ds.y;
+  }
+}
+
+template <typename T, typename O, int Q, int M>
+__device__ void mmvq(O* out, const int8_t* xq, const float2* xd, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows,
+                     int res) {
+  xq += (size_t)blockIdx.y * M * K;
+  xd += (size_t)blockIdx.y * M * (K / 32);
+  out += (size_t)blockIdx.y * M * N;
+  rows = min(rows - (int)blockIdx.y * M, M);
+  quant_gemv<Q, M>(out, w, bias, act, N, K, wpr, rows, res != 0,
+                   [&](const Unit<Q>& un, int u, float* acc) { unit_dot_q8<Q, M>(un, xq, xd, K, u, rows, acc); });
+}
+
+// quantize_q8_<dtype>, norm_quantize_q8_<dtype>, gated_quantize_q8_<dtype>; mmvq<M>_<quant>_<dtype>[_f32out] for M in 1, 2, 4, 8 (fewer rows run in the next M up: the
+// loops stop at `rows`); `res` adds into out; _f32out writes f32 (a quantized LM head writing the logits).
+#define MV_QUANTIZE(T, S) \
+  extern "C" __global__ void __launch_bounds__(MV_THREADS) quantize_q8_##S(int8_t* xq, float2* xd, const T* x, int groups) { \
+    quantize_q8<T>(xq, xd, x, groups);                                                                                           \
+  }
+#define MV_NORM_QUANTIZE(T, S)                                                                                              \
+  extern "C" __global__ void __launch_bounds__(MV_THREADS)                                                                  \
+      norm_quantize_q8_##S(int8_t* xq, float2* xd, const T* x, const T* gamma, const T* beta, float eps, int H, int rms) { \
+    norm_quantize_q8<T>(xq, xd, x, gamma, beta, eps, H, rms != 0);                                                          \
+  }
+#define MV_GATED_QUANTIZE(T, S)                                                                                            \
+  extern "C" __global__ void __launch_bounds__(MV_THREADS)                                                                 \
+      gated_quantize_q8_##S(int8_t* xq, float2* xd, const T* x, int act, int K, int groups) {                              \
+    gated_quantize_q8<T>(xq, xd, x, act, K, groups);                                                                       \
+  }
+#define MV_ARGS(T, O) O* out, const int8_t* xq, const float2* xd, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows, int res
+#define MV_M(T, S, O, OS, Q, QS, M)                                                                   \
+  extern "C" __global__ void __launch_bounds__(MV_THREADS) mmvq##M##_##QS##_##S##OS(MV_ARGS(T, O)) {  \
+    mmvq<T, O, Q, M>(out, xq, xd, w, bias, act, N, K, wpr, rows, res);                                \
+  }
+#define MV_Q(T, S, O, OS, Q, QS) MV_M(T, S, O, OS, Q, QS, 1) MV_M(T, S, O, OS, Q, QS, 2) MV_M(T, S, O, OS, Q, QS, 4) MV_M(T, S, O, OS, Q, QS, 8)
+#define MV_ALL(T, S, O, OS) MV_Q(T, S, O, OS, Q8_0, q8_0) MV_Q(T, S, O, OS, Q4_0, q4_0) MV_Q(T, S, O, OS, Q4_K, q4_k) \
+  MV_Q(T, S, O, OS, Q5_K, q5_k) MV_Q(T, S, O, OS, Q6_K, q6_k)
+MV_QUANTIZE(__half, f16)
+MV_QUANTIZE(__nv_bfloat16, bf16)
+MV_NORM_QUANTIZE(__half, f16)
+MV_NORM_QUANTIZE(__nv_bfloat16, bf16)
+MV_GATED_QUANTIZE(__half, f16)
+MV_GATED_QUANTIZE(__nv_bfloat16, bf16)
+MV_ALL(__half, f16, __half, )
+MV_ALL(__nv_bfloat16, bf16, __nv_bfloat16, )
+MV_ALL(__half, f16, float, _f32out)
+MV_ALL(__nv_bfloat16, bf16, float, _f32out)

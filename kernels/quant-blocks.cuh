@@ -1,0 +1,193 @@
+// The ggml block formats as the quantized kernels read them (kernels/quant.cu, kernels/mmvq.cu, kernels/dequant.cu):
+// one unit of 32 weights of a row at a time (a Q8_0 or Q4_0 block; a sub-block of a K-quant super-block), its raw
+// quants loaded before any is used, and its scales: weight e = scale(e / 16) * q(e) - min. word(i) packs weights
+// 4i .. 4i + 3 as four signed bytes (for dp4a), and weight e = scale(e / 16) * byte e - word_min().
+// Block layouts (ggml-common.h): Q8_0 32 weights in 34 bytes (f16 d, i8 q[32]); Q4_0 32 in 18 (f16 d, q[16]
+// nibbles: weight e < 16 low, e >= 16 high, value (q - 8) d); Q4_K 256 in 144 (f16 d, f16 dmin, 12 bytes of
+// 6-bit scales and mins, qs[128]); Q5_K 256 in 176 (d, dmin, scales, qh[32], qs[128]); Q6_K 256 in 210 (ql[128],
+// qh[64], i8 scales[16], f16 d). Reference: src/loaders/quant.ts (dequantizeRow).
+#pragma once
+#include "common.cuh"
+
+// 4 bits of each byte of a 32-bit word
+constexpr uint32_t NIBBLES = 0x0F0F0F0Fu;
+
+enum QType { Q8_0 = 0, Q4_0 = 1, Q4_K = 2, Q5_K = 3, Q6_K = 4 };
+
+template <int Q> struct QInfo;
+// bytes per block, units of 32 weights per block, units per lane whose loads go out together
+template <> struct QInfo<Q8_0> { static constexpr int BYTES = 34, UNITS = 1, UNROLL = 4; };
+template <> struct QInfo<Q4_0> { static constexpr int BYTES = 18, UNITS = 1, UNROLL = 4; };
+template <> struct QInfo<Q4_K> { static constexpr int BYTES = 144, UNITS = 8, UNROLL = 4; };
+template <> struct QInfo<Q5_K> { static constexpr int BYTES = 176, UNITS = 8, UNROLL = 2; };
+template <> struct QInfo<Q6_K> { static constexpr int BYTES = 210, UNITS = 8, UNROLL = 2; };
+
+// Two bytes at a 2-byte aligned address as 16 bits, and four bytes at a 2-byte aligned address as 32 bits.
+__device__ __forceinline__ uint32_t ld16(const uint8_t* p) { return __ldg(reinterpret_cast<const uint16_t*>(p)); }
+__device__ __forceinline__ uint32_t ld32_2(const uint8_t* p) { return ld16(p) | (ld16(p + 2) << 16); }
+__device__ __forceinline__ float f16_bits(uint32_t h) { return __half2float(__ushort_as_half((unsigned short)(h & 0xffff))); }
+// byte e (compile-time after unrolling) of a little-endian array of 32-bit words
+__device__ __forceinline__ int byte_of(const uint32_t* w, int e) { return (w[e >> 2] >> (8 * (e & 3))) & 0xff; }
+
+// One unit's raw quants (loaded before any is used) and its scales: weight e = scale(e / 16) * q(e) - min.
+template <int Q> struct Unit;
+
+template <> struct Unit<Q8_0> {
+  uint32_t qs[8];
+  float d;
+  __device__ __forceinline__ void load(const uint8_t* row, int u) {
+    const uint8_t* b = row + (size_t)u * 34;  // 2-byte aligned
+    d = f16_bits(ld16(b));
+#pragma unroll
+    for (int i = 0; i < 8; i++) qs[i] = ld32_2(b + 2 + 4 * i);
+  }
+  __device__ __forceinline__ float q(int e) const { return (float)(int8_t)byte_of(qs, e); }
+  __device__ __forceinline__ float scale(int) const { return d; }
+  __device__ __forceinline__ float min_() const { return 0.f; }
+  __device__ __forceinline__ int word(int i) const { return (int)qs[i]; }
+  __device__ __forceinline__ float word_min() const { return 0.f; }
+};
+
+template <> struct Unit<Q4_0> {
+  uint32_t qs[4];
+  float d;
+  __device__ __forceinline__ void load(const uint8_t* row, int u) {
+    const uint8_t* b = row + (size_t)u * 18;
+    d = f16_bits(ld16(b));
+#pragma unroll
+    for (int i = 0; i < 4; i++) qs[i] = ld32_2(b + 2 + 4 * i);
+  }
+  __device__ __forceinline__ float q(int e) const {
+    const int v = byte_of(qs, e & 15);
+    return (float)((e < 16 ? v & 15 : v >> 4) - 8);
+  }
+  __device__ __forceinline__ float scale(int) const { return d; }
+  __device__ __forceinline__ float min_() const { return 0.f; }
+  // the nibbles unsigned: weight = d * word - 8 d
+  __device__ __forceinline__ int word(int i) const { return (int)(i < 4 ? qs[i] & NIBBLES : (qs[i - 4] >> 4) & NIBBLES); }
+  __device__ __forceinline__ float word_min() const { return 8.f * d; }
+};
+
+// d * scale and dmin * min of sub-block s of a Q4_K/Q5_K super-block at b (6-bit values packed in 12 bytes at b + 4,
+// get_scale_min_k4); the byte loads hit the cache line the quants came from
+__device__ __forceinline__ void k4_scales(const uint8_t* b, int s, float& scale, float& min) {
+  const uint8_t* q = b + 4;
+  int sc, m;
+  if (s < 4) {
+    sc = __ldg(q + s) & 63;
+    m = __ldg(q + s + 4) & 63;
+  } else {
+    const int hi = __ldg(q + s + 4);
+    sc = (hi & 0xF) | ((__ldg(q + s - 4) >> 6) << 4);
+    m = (hi >> 4) | ((__ldg(q + s) >> 6) << 4);
+  }
+  const uint32_t dm = __ldg(reinterpret_cast<const uint32_t*>(b));
+  scale = f16_bits(dm) * sc;
+  min = f16_bits(dm >> 16) * m;
+}
+
+template <> struct Unit<Q4_K> {
+  uint32_t qs[8];  // the 32 bytes holding this sub-block's nibbles (and its neighbour's)
+  float sc, mn;
+  int shift;
+  __device__ __forceinline__ void load(const uint8_t* row, int u) {
+    const int s = u & 7;
+    const uint8_t* b = row + (size_t)(u >> 3) * 144;  // 16-byte aligned
+    const uint4* p = reinterpret_cast<const uint4*>(b + 16 + 32 * (s >> 1));
+    const uint4 a = __ldg(p), c = __ldg(p + 1);
+    qs[0] = a.x; qs[1] = a.y; qs[2] = a.z; qs[3] = a.w; qs[4] = c.x; qs[5] = c.y; qs[6] = c.z; qs[7] = c.w;
+    shift = 4 * (s & 1);
+    k4_scales(b, s, sc, mn);
+  }
+  __device__ __forceinline__ float q(int e) const { return (float)((byte_of(qs, e) >> shift) & 15); }
+  __device__ __forceinline__ float scale(int) const { return sc; }
+  __device__ __forceinline__ float min_() const { return mn; }
+  __device__ __forceinline__ int word(int i) const { return (int)((qs[i] >> shift) & NIBBLES); }
+  __device__ __forceinline__ float word_min() const { return mn; }
+};
+
+template <> struct Unit<Q5_K> {
+  uint32_t qs[8], qh[8];
+  float sc, mn;
+  int s;
+  __device__ __forceinline__ void load(const uint8_t* row, int u) {
+    s = u & 7;
+    const uint8_t* b = row + (size_t)(u >> 3) * 176;  // 16-byte aligned
+    const uint4* ph = reinterpret_cast<const uint4*>(b + 16);
+    const uint4* pl = reinterpret_cast<const uint4*>(b + 48 + 32 * (s >> 1));
+    const uint4 h0 = __ldg(ph), h1 = __ldg(ph + 1), l0 = __ldg(pl), l1 = __ldg(pl + 1);
+    qh[0] = h0.x; qh[1] = h0.y; qh[2] = h0.z; qh[3] = h0.w; qh[4] = h1.x; qh[5] = h1.y; qh[6] = h1.z; qh[7] = h1.w;
+    qs[0] = l0.x; qs[1] = l0.y; qs[2] = l0.z; qs[3] = l0.w; qs[4] = l1.x; qs[5] = l1.y; qs[6] = l1.z; qs[7] = l1.w;
+    k4_scales(b, s, sc, mn);
+  }
+  __device__ __forceinline__ float q(int e) const {
+    return (float)(((byte_of(qs, e) >> (4 * (s & 1))) & 15) | (((byte_of(qh, e) >> s) & 1) << 4));
+  }
+  __device__ __forceinline__ float scale(int) const { return sc; }
+  __device__ __forceinline__ float min_() const { return mn; }
+  __device__ __forceinline__ int word(int i) const { return (int)(((qs[i] >> (4 * (s & 1))) & NIBBLES) | (((qh[i] >> s) & 0x01010101u) << 4)); }
+  __device__ __forceinline__ float word_min() const { return mn; }
+};
+
+template <> struct Unit<Q6_K> {
+  uint32_t ql[8], qh[8];  // 32 bytes each (blocks are 210 bytes: 2-byte aligned)
+  float s0, s1;
+  int lo_shift, hi_shift;
+  __device__ __forceinline__ void load(const uint8_t* row, int u) {
+    const int v = u & 7, h = v >> 2, k = v & 3;
+    const uint8_t* b = row + (size_t)(u >> 3) * 210;
+    const uint8_t* pl = b + 64 * h + 32 * (k & 1);
+    const uint8_t* ph = b + 128 + 32 * h;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+      ql[i] = ld32_2(pl + 4 * i);
+      qh[i] = ld32_2(ph + 4 * i);
+    }
+    const uint32_t sc = ld16(b + 192 + 2 * v);
+    const float d = f16_bits(ld16(b + 208));
+    s0 = d * (float)(int8_t)(sc & 0xff);
+    s1 = d * (float)(int8_t)(sc >> 8);
+    lo_shift = 4 * (k >> 1);
+    hi_shift = 2 * k;
+  }
+  __device__ __forceinline__ float q(int e) const {
+    return (float)((((byte_of(ql, e) >> lo_shift) & 15) | (((byte_of(qh, e) >> hi_shift) & 3) << 4)) - 32);
+  }
+  // two scales per unit: weights 0-15 and 16-31
+  __device__ __forceinline__ float scale(int half) const { return half ? s1 : s0; }
+  __device__ __forceinline__ float min_() const { return 0.f; }
+  // q - 32 per byte (wrapping subtraction, so each byte is the signed value)
+  __device__ __forceinline__ int word(int i) const {
+    return (int)__vsub4(((ql[i] >> lo_shift) & NIBBLES) | (((qh[i] >> hi_shift) & 0x03030303u) << 4), 0x20202020u);
+  }
+  __device__ __forceinline__ float word_min() const { return 0.f; }
+};
+
+
+// The body of a quantized GEMV of 256 threads (kernels/quant.cu, mmvq.cu), out and rows already offset to the
+// block's group of M rows: `wpr` warps per output column j; lane `lane` of part p takes units p * 32 + lane,
+// + wpr * 32, ... of weight row j in rounds of UNROLL whose loads all go out before any is used; dot(unit, u, acc)
+// adds unit u's products into acc[M]; gemv_finish reduces and writes.
+template <int Q, int M, typename T, typename O, typename Dot>
+__device__ __forceinline__ void quant_gemv(O* out, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows, bool res, Dot dot) {
+  constexpr int UNROLL = QInfo<Q>::UNROLL, WARPS = 256 / 32;
+  __shared__ float partial[WARPS][M];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int j = blockIdx.x * (WARPS / wpr) + warp / wpr, part = warp % wpr;
+  const bool live = j < N;
+  float acc[M];
+#pragma unroll
+  for (int m = 0; m < M; m++) acc[m] = 0.f;
+  const int units = K / 32, stride = wpr * 32;
+  const uint8_t* row = w + (size_t)j * (K / (32 * QInfo<Q>::UNITS)) * QInfo<Q>::BYTES;
+  if (live) {
+    for (int base = part * 32 + lane; base < units; base += stride * UNROLL) {
+      Unit<Q> un[UNROLL];
+#pragma unroll
+      for (int i = 0; i < UNROLL; i++) if (base + i * stride < units) un[i].load(row, base + i * stride);
+#pragma unroll
+      for (int i = 0; i < UNROLL; i++) if (base + i * stride < units) dot(un[i], base + i * stride, acc);
+    }
+  }
+  gemv_finish<T, O, M>(acc, partial, out, bias, act, N, j, live, wpr, rows, res);
+}

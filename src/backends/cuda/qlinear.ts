@@ -1,0 +1,163 @@
+// Linear layers over ggml-quantized weights (the blocks of a GGUF file, kept as they are on the GPU):
+// - up to 8 rows (decode) with 16-bit activations: kernels/mmvq.cu, the rows quantized to int8 per 32 values (a
+//   pre-norm layer's RMSNorm/LayerNorm in the same kernel) and dotted with the packed weights by dp4a (llama.cpp's MMVQ);
+// - up to 8 rows with f32 activations: kernels/quant.cu, the weights dequantized in registers against float x (no
+//   rounding of x, so fp32 runs stay within the fp32 tolerance);
+// - more rows (prompts, large batches): the weight dequantized a chunk of rows at a time (kernels/dequant.cu) into a
+//   buffer small enough to stay in L2, each chunk multiplied by cuBLASLt into its columns of out.
+// Batch-invariant mode keeps every row count on the GEMV paths, 64 rows at a time, so a row's sums never depend on
+// the rows beside it. The scratch (x as int8, its scales, the dequantized chunk) is reserved as weights load, so a
+// captured graph never sees it move.
+import { fail } from '../../errors.js';
+import { dtypeBytes, type Activation, type DType, type Norm, type QuantDType, type Tensor } from '../../ops/backend.js';
+import type { CudaContext } from './backend.js';
+import { EPILOGUE } from './blas.js';
+import { layerNorm } from './layernorm.js';
+import { ptr, sfx } from './tensor.js';
+
+/** rows the GEMV paths take per launch (the int8 copy of x holds this many) */
+const GEMV_ROWS = 8;
+const QUANTIZED_ROWS = 64;
+/** the dequantized chunk: small enough to stay in L2 between the kernel writing it and the GEMM reading it */
+const CHUNK_BYTES = Number(process.env.PEREGRINE_DEQUANT_CHUNK_MB ?? 16) * 2 ** 20;
+const ALIGN = 256;
+
+export interface QuantScratch {
+  ptr: number;
+  bytes: number;
+}
+
+const align = (n: number): number => Math.ceil(n / ALIGN) * ALIGN;
+
+/** Rows of a [N, K] weight dequantized per chunk: a multiple of 128 (aligned column offsets for cuBLASLt), at least 128. */
+function chunkRows(N: number, K: number, eltBytes: number): number {
+  return Math.min(N, Math.max(128, Math.floor(CHUNK_BYTES / (K * eltBytes) / 128) * 128));
+}
+
+/** Where the parts of the scratch lie for a layer of K inputs: int8 x, its (d, sum) pairs, the dequantized chunk. */
+function layout(N: number, K: number, eltBytes: number): { xq: number; xd: number; chunk: number; bytes: number } {
+  const xd = align(QUANTIZED_ROWS * K);
+  const chunk = xd + align(QUANTIZED_ROWS * (K / 32) * 8);
+  return { xq: 0, xd, chunk, bytes: chunk + chunkRows(N, K, eltBytes) * K * eltBytes };
+}
+
+/** Scratch bytes a quantized [N, K] weight needs under activations of `dtype`. */
+export function quantScratchBytes(N: number, K: number, dtype: DType): number {
+  return layout(N, K, dtypeBytes(dtype)).bytes;
+}
+
+/** Warps per output row: enough that a lane loads at most 8 units per round, and enough blocks to fill the GPU. */
+function warpsPerRow(c: CudaContext, N: number, K: number): number {
+  const units = K / 32;
+  let wpr = 1;
+  while (wpr < 8 && Math.ceil(units / (32 * wpr)) > 8) wpr *= 2;
+  while (wpr < 8 && Math.ceil(N / (8 / wpr)) < 2 * c.sms) wpr *= 2;
+  return wpr;
+}
+
+function kernelName(prefix: string, m: number, w: Tensor, x: Tensor, out: Tensor): string {
+  // a 16-bit model's quantized LM head writes f32 logits: the kernel reads x as x's dtype and writes out's
+  if (out.dtype !== x.dtype && out.dtype !== 'f32') fail('bad-argument', `a quantized linear layer writes ${x.dtype} or f32, not ${out.dtype}`);
+  return `${prefix}${m}_${w.dtype as QuantDType}_${sfx(x.dtype)}${out.dtype === x.dtype ? '' : '_f32out'}`;
+}
+
+/** kernels/quant.cu over rows [0, n) in groups of 8 (f32 activations, or a 16-bit bias under f32 out). */
+function floatGemv(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean): void {
+  const [N, K] = w.shape;
+  const m = n === 1 ? 1 : GEMV_ROWS;
+  const groups = Math.ceil(n / m);
+  if (groups > 65535) fail('bad-argument', `quantized linear layers take at most ${65535 * m} rows per pass, got ${n}; lower --prefill-chunk`);
+  c.kernels.get('quant', kernelName('qgemv', m, w, x, out), 'ppppiiiiii').launch(c.stream, Math.ceil(N / (8 / warpsPerRow(c, N, K))), groups, 1, 256, 0,
+    ptr(out), ptr(x), ptr(w), ptr(bias), act, N, K, warpsPerRow(c, N, K), n, accumulate ? 1 : 0);
+}
+
+/** the largest row norm_quantize_q8 takes (256 threads x 4 x 8 values) */
+const NORM_QUANTIZE_MAX = 8192;
+
+/** What becomes of x's rows on their way to int8: nothing, a pre-norm (RMSNorm/LayerNorm), or a gated activation
+ * (x [n, 2K] = gate | up). */
+type Prep = { kind: 'plain' } | { kind: 'norm'; norm: Norm } | { kind: 'gated'; act: number };
+
+/** kernels/mmvq.cu: x quantized to int8 64 rows at a time (its `prep` in the same kernel), then the dp4a GEMV over them. */
+function mmvq(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean,
+  prep: Prep = { kind: 'plain' }): void {
+  const [N, K] = w.shape;
+  const at = layout(N, K, dtypeBytes(x.dtype)), base = c.quantScratch.ptr;
+  if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, a [${N}, ${K}] layer needs ${at.bytes}`);
+  const wpr = warpsPerRow(c, N, K), xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
+  const s = sfx(x.dtype), xq = base + at.xq, xd = base + at.xd;
+  for (let r0 = 0; r0 < n; r0 += QUANTIZED_ROWS) {
+    const rows = Math.min(QUANTIZED_ROWS, n - r0), groups = (rows * K) / 32;
+    if (prep.kind === 'norm') {
+      const { gamma, beta, eps, kind } = prep.norm;
+      c.kernels.get('mmvq', `norm_quantize_q8_${s}`, 'ppppppfii').launch(c.stream, rows, 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb, ptr(gamma), ptr(beta),
+        eps, K, kind === 'rms' ? 1 : 0);
+    } else if (prep.kind === 'gated') {
+      c.kernels.get('mmvq', `gated_quantize_q8_${s}`, 'pppiii').launch(c.stream, Math.ceil(groups / 8), 1, 1, 256, 0, xq, xd, ptr(x) + r0 * 2 * K * xb,
+        prep.act, K, groups);
+    } else {
+      c.kernels.get('mmvq', `quantize_q8_${s}`, 'pppi').launch(c.stream, Math.ceil(groups / 8), 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb, groups);
+    }
+    const m = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : GEMV_ROWS;
+    c.kernels.get('mmvq', kernelName('mmvq', m, w, x, out), 'pppppiiiiii').launch(c.stream, Math.ceil(N / (8 / wpr)), Math.ceil(rows / m), 1,
+      256, 0, ptr(out) + r0 * N * ob, base + at.xq, base + at.xd, ptr(w), ptr(bias), act, N, K, wpr, rows, accumulate ? 1 : 0);
+  }
+}
+
+/** The weight dequantized a chunk of rows at a time, each chunk through cuBLASLt into its columns of out. */
+function dequantMatmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, actCode: number, n: number,
+  accumulate: boolean): void {
+  const [N, K] = w.shape;
+  const eb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
+  const at = layout(N, K, eb), R = chunkRows(N, K, eb), chunk = c.quantScratch.ptr + at.chunk;
+  if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, a [${N}, ${K}] layer needs ${at.bytes}`);
+  const fused = act === 'none' || act === 'gelu_tanh';
+  const epilogue = act === 'gelu_tanh' ? (bias ? EPILOGUE.GELU_BIAS : EPILOGUE.GELU) : bias ? EPILOGUE.BIAS : EPILOGUE.DEFAULT;
+  const dequant = c.kernels.get('dequant', `dequant_${w.dtype as QuantDType}_${sfx(x.dtype)}`, 'ppiii');
+  for (let j0 = 0; j0 < N; j0 += R) {
+    const rows = Math.min(R, N - j0);
+    dequant.launch(c.stream, Math.ceil((rows * K) / 32 / 256), 1, 1, 256, 0, chunk, ptr(w), K, j0, rows);
+    c.blas.matmul(ptr(out) + j0 * ob, out.dtype, ptr(x), chunk, bias ? ptr(bias) + j0 * eb : 0, epilogue, n, rows, K, x.dtype, accumulate, N);
+  }
+  if (!fused) {
+    const total = n * N;
+    c.kernels.get('rows', `bias_act_${sfx(out.dtype)}`, 'ppiiu')
+      .launch(c.stream, Math.min(4096, Math.ceil(total / 256)), 1, 1, 256, 0, ptr(out), 0, actCode, N, total);
+  }
+}
+
+type Path = 'dequant' | 'float' | 'mmvq';
+
+function path(c: CudaContext, out: Tensor, x: Tensor, bias: Tensor | null, n: number): Path {
+  // cuBLASLt reads an epilogue's bias as the output's type; the float GEMV reads it as x's
+  const biasMismatch = bias !== null && out.dtype !== x.dtype;
+  if (n > GEMV_ROWS && !c.batchInvariant && !biasMismatch) return 'dequant';
+  return x.dtype === 'f32' || biasMismatch ? 'float' : 'mmvq';
+}
+
+/** out = act(x w^T + bias) (+ out when `accumulate`) over a quantized w, for any row count. */
+export function quantLinear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, actCode: number, n: number,
+  accumulate: boolean): void {
+  const p = path(c, out, x, bias, n);
+  if (p === 'dequant') return dequantMatmul(c, out, x, w, bias, act, actCode, n, accumulate);
+  if (p === 'float') return floatGemv(c, out, x, w, bias, actCode, n, accumulate);
+  mmvq(c, out, x, w, bias, actCode, n, accumulate);
+}
+
+/** out = act(norm(x) w^T + bias) over a quantized w; on the int8 path the norm is part of x's quantization. */
+export function quantNormLinear(c: CudaContext, out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null, act: Activation, actCode: number,
+  n: number, scratch: Tensor): void {
+  if (path(c, out, x, bias, n) === 'mmvq' && w.shape[1] <= NORM_QUANTIZE_MAX) return mmvq(c, out, x, w, bias, actCode, n, false, { kind: 'norm', norm });
+  layerNorm(c, scratch, x, norm.gamma, norm.beta, norm.eps, n, norm.kind === 'rms');
+  quantLinear(c, out, scratch, w, bias, act, actCode, n, false);
+}
+
+/**
+ * residual += gatedActivation(x) w^T + bias on the int8 path, the gating done as x is quantized; false (nothing
+ * done) where the layer takes another path, for the caller to gate x first.
+ */
+export function quantGatedLinearResidual(c: CudaContext, residual: Tensor, x: Tensor, actCode: number, w: Tensor, bias: Tensor | null, n: number): boolean {
+  if (path(c, residual, x, bias, n) !== 'mmvq') return false;
+  mmvq(c, residual, x, w, bias, 0, n, true, { kind: 'gated', act: actCode });
+  return true;
+}
