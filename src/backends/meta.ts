@@ -67,6 +67,7 @@ export class MetaBackend implements Backend {
   writeKV = nothing;
   attend = nothing;
   decodeAttention = nothing;
+  crossAttention = nothing;
   copyBlocks = nothing;
   gatherRows = nothing;
   meanPool = nothing;
