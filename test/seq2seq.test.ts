@@ -2,10 +2,14 @@
 // tools/reference/make_seq2seq_fixtures.py): greedy and beam-search ids identical, beam scores and log-probs within
 // 1e-4, every source of a fixture batched together, and a pytorch_model.bin copy giving what the safetensors give.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { loadGenerator, PeregrineError, type GenerateOptions } from '../src/index.js';
+import { loadGenerator, loadTranslator, PeregrineError, type GenerateOptions } from '../src/index.js';
 import type { TextGenerator } from '../src/engine/generation.js';
 import { fixture, reference } from './helpers/fixtures.js';
+
+const CLI = join(import.meta.dirname, '..', 'src', 'cli', 'main.js');
 
 interface Run {
   name: string;
@@ -136,5 +140,30 @@ describe('encoder-decoder requests', () => {
     } finally {
       gpt.dispose();
     }
+  });
+});
+
+describe('translate and summarize', () => {
+  const cli = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, PEREGRINE_DEVICE: 'cpu' } });
+
+  test('peregrine translate prints one JSON line per input with the library\'s tokens', async () => {
+    const r = cli(['translate', '-m', fixture('marian-tiny'), '--json', '-n', '5', 'Hello, world!', 'The quick brown fox.']);
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).sort((a, b) => a.index - b.index);
+    const tr = await loadTranslator(fixture('marian-tiny'), { device: 'cpu' });
+    try {
+      const want = await tr.results(['Hello, world!', 'The quick brown fox.'], { maxNewTokens: 5 });
+      assert.deepEqual(lines.map((l) => l.ids), want.map((w) => w.ids));
+      assert.deepEqual(await tr.translate(['Hello, world!'], { maxNewTokens: 5 }), [want[0].text]);
+    } finally {
+      tr.dispose();
+    }
+  });
+
+  test('summarize refuses a decoder-only model with one line', () => {
+    const r = cli(['summarize', '-m', fixture('gpt2-wide'), 'some text']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /decoder-only model/);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
   });
 });
