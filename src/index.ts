@@ -1,5 +1,6 @@
 // Peregrine's library API.
 export { loadModel, loadGenerator, loadEmbedder, inspectModel, type LoadOptions, type LoadedModel, type Inspection } from './engine/load.js';
+export { Translator, loadTranslator } from './engine/translator.js';
 export { TextGenerator, type CallOptions, type GenerationResult, type TokenEvent, type FinishReason, type TopLogprob, type BeamSequence } from './engine/generation.js';
 export type { GenerateOptions, SamplingOptions } from './engine/options.js';
 export { Session, type SessionOptions } from './engine/session.js';

@@ -68,6 +68,7 @@ export class MetaBackend implements Backend {
   writeKV = nothing;
   attend = nothing;
   decodeAttention = nothing;
+  crossAttention = nothing;
   copyBlocks = nothing;
   gatherRows = nothing;
   meanPool = nothing;

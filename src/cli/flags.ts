@@ -74,6 +74,8 @@ export type GenerationFlags = Omit<GenerateOptions, 'maxNewTokens' | 'eosTokenId
   maxNewTokens: number;
   eosTokenId?: number[];
   ignoreEos?: boolean;
+  maxLenA?: number;
+  maxLenB?: number;
 };
 
 function earlyStopping(v: string): boolean | 'never' {
@@ -109,7 +111,13 @@ export function generationFlags(cmd: Command): Command {
     .option('--num-return-sequences <n>', 'beams to return per prompt (at most --num-beams)', int('--num-return-sequences', 1))
     .option('--diversity-rate <x>', 'rank a beam\'s k-th best continuation by score + x * k (FasterTransformer; negative diversifies)', any('--diversity-rate'))
     .option('--logprobs', 'report each token\'s log-probability under the model\'s raw distribution')
-    .option('--top-logprobs <k>', 'and the k most likely alternatives per step (0 .. 20)', int('--top-logprobs', 0));
+    .option('--top-logprobs <k>', 'and the k most likely alternatives per step (0 .. 20)', int('--top-logprobs', 0))
+    .option('--no-repeat-ngram-size <n>', 'no n-gram of n tokens occurs twice (Hugging Face; 0: off)', int('--no-repeat-ngram-size', 0))
+    .option('--forced-bos-token-id <id>', 'force the first generated token (mBART\'s target language code)', int('--forced-bos-token-id', 0))
+    .option('--forced-eos-token-id <id>', 'force this token when a sequence reaches --max-new-tokens', int('--forced-eos-token-id', 0))
+    .option('--decoder-start-token-id <id>', 'encoder-decoder models: the decoder\'s first token (default: the model\'s)', int('--decoder-start-token-id', 0))
+    .option('--max-len-a <a>', 'encoder-decoder models: at most a * source tokens + --max-len-b new tokens (fairseq)', number('--max-len-a', (x) => x >= 0, 'a number >= 0'))
+    .option('--max-len-b <b>', 'with --max-len-a (default 0)', any('--max-len-b'));
 }
 
 export interface TruncateFlags {
@@ -142,6 +150,6 @@ export function promptFlags(cmd: Command): Command {
 
 /** The request options of the parsed flags (the command's other flags ride along; checkOptions reads only its own). */
 export function generateOptions(o: GenerationFlags): GenerateOptions {
-  const { ignoreEos, logprobs, topLogprobs, truncate, truncateSide: side, ...rest } = o;
-  return { ...rest, stopAtEos: !ignoreEos, logprobs: logprobs || topLogprobs !== undefined ? true : undefined, topLogprobs, truncate: truncateSide({ truncate, truncateSide: side }, 'left') };
+  const { ignoreEos, logprobs, topLogprobs, truncate, truncateSide: side, maxLenA, maxLenB, ...rest } = o;
+  return { ...rest, maxLengthA: maxLenA, maxLengthB: maxLenB, stopAtEos: !ignoreEos, logprobs: logprobs || topLogprobs !== undefined ? true : undefined, topLogprobs, truncate: truncateSide({ truncate, truncateSide: side }, 'left') };
 }

@@ -29,6 +29,22 @@ function buildProgram(): Command {
       await runGenerate(gen, prompts, generateOptions(o), o.json === true);
     });
 
+  for (const [name, what] of [['translate', 'translate texts with an encoder-decoder model (Marian, mBART, T5 with its task prefix)'], ['summarize', 'summarize texts with an encoder-decoder model (BART, T5 with "summarize: ")']]) {
+    const cmd = generationFlags(runtimeFlags(common(program.command(name).description(`${what}: one line per input, as each finishes (one input streams)`))));
+    truncateFlags(cmd, 'right')
+      .argument('[texts...]', 'texts (default: one per line of stdin)')
+      .option('--json', 'print one JSON object per input (ids, text, finishReason, and beams when asked for)')
+      .action(async (texts: string[], o: CommonFlags & GenerationFlags & { json?: boolean }, command: Command) => {
+        const [{ loadTranslator }, { runGenerate }, { readInputs }] = await Promise.all([import('../engine/translator.js'), import('./generate.js'), import('./inputs.js')]);
+        const inputs = await readInputs(texts);
+        const tr = await loadTranslator(o.model, loadOptions(o));
+        // without -n, the model's generation config (max_length) decides
+        const opts = { ...generateOptions(o), truncate: truncateSide(o, 'right') };
+        if (command.getOptionValueSource('maxNewTokens') === 'default') delete opts.maxNewTokens;
+        await runGenerate(tr.generator, inputs, opts, o.json === true);
+      });
+  }
+
   generationFlags(runtimeFlags(common(program.command('chat').description('an interactive conversation: one user message per line of stdin, replies stream to stdout; the KV cache stays between turns'))))
     .option('--system <text>', 'a system message first (with a chat template)')
     .action(async (o: CommonFlags & GenerationFlags & { system?: string }) => {

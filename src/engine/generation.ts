@@ -8,6 +8,7 @@ import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { checkOptions, type GenerateOptions, type RequestSpec } from './options.js';
 import { Request, type Carried, type GenerationResult, type RequestSink, type TokenEvent } from './request.js';
 import { Scheduler } from './scheduler.js';
+import { withDefaults } from './seq2seq-defaults.js';
 import { Session, type SessionOptions } from './session.js';
 import { encodeWithin } from './truncate.js';
 
@@ -83,6 +84,9 @@ export class TextGenerator {
   readonly scheduler: Scheduler;
 
   /** `swapSpace`: host bytes for the caches of preempted requests (default 4 GiB) */
+  /** the options a request leaves out take these (an encoder-decoder's generation config) */
+  defaults: GenerateOptions = {};
+
   constructor(readonly runtime: CausalRuntime, readonly tokenizer: Tokenizer, readonly eosTokenIds: number[], swapSpace?: number) {
     this.scheduler = new Scheduler(runtime, tokenizer, swapSpace);
   }
@@ -91,10 +95,19 @@ export class TextGenerator {
     return this.runtime.model;
   }
 
-  /** Tokenizes prompts, refusing empty ones and ids the model has no embeddings for; with `spec.truncate`, a prompt is cut to leave room for its new tokens. */
+  /** an encoder-decoder model's encoder (its prompts are sources; the decoder starts from decoder_start_token_id) */
+  get seq2seq() {
+    return this.model.seq2seq ?? null;
+  }
+
+  /**
+   * Tokenizes prompts, refusing empty ones and ids the model has no embeddings for; with `spec.truncate`, a prompt is
+   * cut to leave room for its new tokens (an encoder-decoder's source: to the encoder's length).
+   */
   encodePrompts(prompts: string[], spec?: RequestSpec): number[][] {
     if (!Array.isArray(prompts) || prompts.length === 0) fail('bad-request', 'no prompts given; pass at least one prompt');
-    const limit = Math.min(this.model.info.maxPositions, this.runtime.limits.maxSeqLen) - (spec?.maxNewTokens ?? 0);
+    const memory = this.runtime.encoderMemory;
+    const limit = memory ? memory.limits.maxSourceLen : Math.min(this.model.info.maxPositions, this.runtime.limits.maxSeqLen) - (spec?.maxNewTokens ?? 0);
     return prompts.map((p, i) => {
       const which = prompts.length > 1 ? `prompt ${i}` : 'the prompt';
       if (typeof p !== 'string') fail('bad-request', `${which} is not a string`);
@@ -106,7 +119,15 @@ export class TextGenerator {
   }
 
   checkOptions(options: GenerateOptions): RequestSpec {
-    return checkOptions(options, this.model.info.vocabSize, this.eosTokenIds, this.tokenizer);
+    const spec = checkOptions(withDefaults(options, this.defaults), this.model.info.vocabSize, this.eosTokenIds, this.tokenizer);
+    if (!this.seq2seq && (spec.decoderStart !== undefined || spec.sourceLength)) {
+      fail('bad-argument', `${spec.decoderStart !== undefined ? 'decoder start token id' : 'max length a / b'} applies to encoder-decoder models; ${this.model.info.architecture} is decoder-only`);
+    }
+    // kernels/sampling.cu does not implement these processors yet: refused rather than ignored
+    if (this.runtime.backend.name === 'cuda' && (spec.noRepeatNgram > 0 || spec.forcedBos >= 0 || spec.forcedEos >= 0)) {
+      fail('bad-argument', 'no repeat ngram size and forced bos / eos token ids run on the CPU only for now (--device cpu)');
+    }
+    return spec;
   }
 
   /** Checks token-id prompts against the vocabulary and the generator's limits. */
@@ -117,12 +138,39 @@ export class TextGenerator {
       const which = prompts.length > 1 ? `prompt ${i}` : 'the prompt';
       if (!Array.isArray(p) || p.length === 0) fail('bad-request', `${which} has no tokens`);
       checkTokenIds(p, V, which, 'ids');
+      if (this.seq2seq) {
+        this.checkDecoder(which, spec);
+        this.scheduler.check(1, spec, p.length);
+        continue;
+      }
       const total = carried + p.length + spec.maxNewTokens;
       if (total > maxPos) {
         fail('bad-request', `${which} has ${carried + p.length} tokens; with ${spec.maxNewTokens} new tokens that is ${total} positions, beyond the model's ${maxPos}; shorten the prompt, ask for fewer new tokens, or truncate it (--truncate)`);
       }
       this.scheduler.check(carried + p.length, spec);
     }
+  }
+
+  /** The decoder's positions hold its start token and the new tokens. */
+  private checkDecoder(which: string, spec: RequestSpec): void {
+    const maxPos = this.model.info.maxPositions;
+    if (1 + spec.maxNewTokens > maxPos) fail('bad-request', `${which} asks for ${spec.maxNewTokens} new tokens; the decoder holds ${maxPos - 1} after its start token; ask for fewer new tokens`);
+  }
+
+  /**
+   * A request of prompt `index`: a decoder-only model continues the prompt; an encoder-decoder encodes it as the
+   * source, and its decoder starts from decoder_start_token_id.
+   */
+  private request(index: number, prompt: number[], spec: RequestSpec, sink: RequestSink, withText: boolean, carried?: Carried, onRelease?: (c: Carried | null) => void): Request {
+    const s2s = this.seq2seq;
+    const sl = spec.sourceLength;
+    if (s2s && sl) {
+      const most = Math.max(1, Math.min(spec.maxNewTokens, Math.floor(sl.a * prompt.length + sl.b)));
+      spec = { ...spec, maxNewTokens: most, minNewTokens: Math.min(spec.minNewTokens, most) };
+    }
+    const r = new Request(index, s2s ? [spec.decoderStart ?? s2s.decoderStart] : prompt, spec, sink, withText ? this.tokenizer : null, carried ?? null, onRelease ?? null);
+    if (s2s) r.source = prompt;
+    return r;
   }
 
   /** Streams the tokens of every prompt as they are produced (events of different prompts interleave). */
@@ -157,6 +205,7 @@ export class TextGenerator {
 
   /** A conversation whose KV cache stays between turns, so each turn prefills only its new tokens. */
   session(options: SessionOptions = {}): Session {
+    if (this.seq2seq) fail('bad-request', `${this.model.info.architecture} is an encoder-decoder model; it translates or summarizes each input on its own and has no chat sessions`);
     return new Session(this, options);
   }
 
@@ -182,14 +231,14 @@ export class TextGenerator {
         for (const r of requests) r.cancel(err);
         reject(err);
       };
-      requests = prompts.map((p, i) => new Request(i, p, spec, {
+      requests = prompts.map((p, i) => this.request(i, p, spec, {
         token: (e) => options.onToken?.(e),
         done: (r) => {
           results[i] = r;
           if (--pending === 0) resolve();
         },
         error: fail,
-      }, withText ? this.tokenizer : null));
+      }, withText));
     });
     const abort = () => fail(abortError(signal!));
     signal?.addEventListener('abort', abort, { once: true });
@@ -212,8 +261,7 @@ export class TextGenerator {
     const signal = options.signal;
     if (signal?.aborted) throw abortError(signal);
     const collector = new Collector(prompts.length, options.onToken);
-    const requests = prompts.map((p, i) => new Request(i, p, spec, collector.sinkFor(i), withText ? this.tokenizer : null,
-      carried ?? null, onRelease ?? null));
+    const requests = prompts.map((p, i) => this.request(i, p, spec, collector.sinkFor(i), withText, carried, onRelease));
     const abort = () => {
       for (const r of requests) r.cancel(abortError(signal!));
     };

@@ -21,6 +21,7 @@ import { Tokenizer } from '../tokenizers/tokenizer.js';
 import { Embedder, PROBLEM_TYPES, type EmbedDefaults, type ProblemType } from './embedder.js';
 import { availableMemory, checkFits, freeMemory, runtimeRegions, type Region } from './fit.js';
 import { TextGenerator } from './generation.js';
+import { seq2seqDefaults } from './seq2seq-defaults.js';
 import { checkTokenizer } from './tokenizer-check.js';
 
 export interface LoadOptions extends HubOptions {
@@ -231,6 +232,9 @@ async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedM
     try {
       // the weights, then the runtime's plan, are checked against the memory there is before they are allocated
       const shapes = shapeModel(arch, md, className, backend.activationDtype, backend.name);
+      if ((shapes.model as CausalLM).seq2seq && backend.name === 'cuda') {
+        fail('unsupported-config', `${className} (encoder-decoder) has no CUDA kernels for cross-attention and T5's position bias yet; run it with --device cpu`);
+      }
       checkWeightsFit(shapes, availableMemory(backend));
       const model = arch.create(backend, md, className);
       if (arch.kind === 'causal-lm') {
@@ -238,7 +242,9 @@ async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedM
         const limits = limitsFor(info, lm.cacheWidth, options, backend, freeMemory(backend));
         planCausal(shapes, limits, availableMemory(backend), options);
         const runtime = new CausalRuntime(lm, backend, limits);
-        return { kind: 'causal-lm', dir, generator: new TextGenerator(runtime, tokenizer!, eosIds(md, lm), options.swapSpace) };
+        const generator = new TextGenerator(runtime, tokenizer!, eosIds(md, lm), options.swapSpace);
+        if (lm.seq2seq) generator.defaults = seq2seqDefaults(md.generation ?? md.config, md.generation ? 'generation_config.json' : 'config.json');
+        return { kind: 'causal-lm', dir, generator };
       }
       return { kind: 'encoder', dir, embedder: new Embedder(new EncoderRuntime(model as Encoder, backend), tokenizer, problem, defaults, dir) };
     } catch (err) {

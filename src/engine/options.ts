@@ -61,6 +61,20 @@ export interface GenerateOptions extends SamplingOptions {
   logprobs?: boolean;
   /** and this many most likely alternatives per step (0 .. 20) */
   topLogprobs?: number;
+  /** Hugging Face's no_repeat_ngram_size: no n-gram of this size occurs twice in a sequence (0 = off) */
+  noRepeatNgramSize?: number;
+  /** a token forced as the first generated one (mBART's target language code) */
+  forcedBosTokenId?: number;
+  /** a token forced as the last one, when a sequence reaches its max new tokens */
+  forcedEosTokenId?: number;
+  /** encoder-decoder models: the decoder's first token (default: the model's decoder_start_token_id) */
+  decoderStartTokenId?: number;
+  /**
+   * encoder-decoder models: at most floor(maxLengthA * source tokens + maxLengthB) new tokens (fairseq's max_len_a
+   * and max_len_b), and never more than maxNewTokens
+   */
+  maxLengthA?: number;
+  maxLengthB?: number;
   /** generate/stream: a prompt too long for the model's positions (with maxNewTokens) is cut, 'left' keeping its end, 'right' its start (default: refused) */
   truncate?: TruncateSide;
 }
@@ -89,6 +103,14 @@ export interface RequestSpec {
   logprobs: number;
   /** the side a too-long prompt is cut on (none: refused) */
   truncate?: TruncateSide;
+  /** 0: off */
+  noRepeatNgram: number;
+  /** -1: off */
+  forcedBos: number;
+  forcedEos: number;
+  decoderStart?: number;
+  /** new tokens at most floor(a * source + b); null: maxNewTokens alone */
+  sourceLength: { a: number; b: number } | null;
 }
 
 const bad = (msg: string): never => fail('bad-argument', msg);
@@ -180,7 +202,19 @@ export function checkOptions(o: GenerateOptions, vocab: number, eos: number[], t
   for (let i = badWords.length - 1; i >= 0; i--) if (badWords[i].length === 1 && eosList.includes(badWords[i][0])) badWords.splice(i, 1);
   const listInts = endIds.length + topPResetIds.length + badWords.reduce((a, w) => a + 1 + w.length, 0);
   if (listInts > LIST_CAPACITY) bad(`eos token ids, top-p reset ids and bad words take ${listInts} token slots, beyond the ${LIST_CAPACITY} a request can hold; use fewer bad words`);
+  const noRepeatNgram = o.noRepeatNgramSize === undefined ? 0 : int(o.noRepeatNgramSize, 'no repeat ngram size', 0);
+  const forced = (v: unknown, name: string) => (v === undefined || v === null ? -1 : ids(v, name, vocab).length === 1 ? (v as number) : bad(`${name} must be one token id`));
+  const forcedBos = forced(o.forcedBosTokenId, 'forced bos token id'), forcedEos = forced(o.forcedEosTokenId, 'forced eos token id');
+  const decoderStart = o.decoderStartTokenId === undefined ? undefined : ids(o.decoderStartTokenId, 'decoder start token id', vocab)[0];
+  let sourceLength: RequestSpec['sourceLength'] = null;
+  if (o.maxLengthA !== undefined || o.maxLengthB !== undefined) {
+    sourceLength = {
+      a: o.maxLengthA === undefined ? 0 : num(o.maxLengthA, 'max length a', (x) => x >= 0, 'a number >= 0'),
+      b: o.maxLengthB === undefined ? 0 : num(o.maxLengthB, 'max length b', () => true, 'a finite number'),
+    };
+  }
   return {
+    noRepeatNgram, forcedBos, forcedEos, decoderStart, sourceLength,
     maxNewTokens, minNewTokens, temperature, topK, topP, topPDecay, topPMin, topPResetIds, minP, seed, repetitionPenalty, presencePenalty,
     frequencyPenalty, badWords, stop, eos: eosList, beam, logprobs, truncate: checkTruncate(o.truncate),
   };
@@ -188,7 +222,8 @@ export function checkOptions(o: GenerateOptions, vocab: number, eos: number[], t
 
 /** Whether the logits processors have anything to do for this request. */
 export function processes(s: RequestSpec): boolean {
-  return s.repetitionPenalty !== 1 || s.presencePenalty !== 0 || s.frequencyPenalty !== 0 || s.badWords.length > 0 || (s.minNewTokens > 0 && s.eos.length > 0);
+  return s.repetitionPenalty !== 1 || s.presencePenalty !== 0 || s.frequencyPenalty !== 0 || s.badWords.length > 0 || (s.minNewTokens > 0 && s.eos.length > 0)
+    || s.noRepeatNgram > 0 || s.forcedBos >= 0 || s.forcedEos >= 0;
 }
 
 /** The request row of one sequence: `promptLen` tokens of its history are prompt; `stream` picks its random numbers. */
@@ -212,6 +247,10 @@ export function requestRow(s: RequestSpec, promptLen: number, stream: number): I
   row[REQ.LOGPROBS] = s.logprobs;
   row[REQ.CANDIDATES] = s.beam ? beamsToKeep(s.beam.beams, s.eos.length) : 0;
   row[REQ.PROCESS] = processes(s) ? 1 : 0;
+  row[REQ.NO_REPEAT_NGRAM] = s.noRepeatNgram;
+  row[REQ.FORCED_BOS] = s.forcedBos;
+  row[REQ.FORCED_EOS] = s.forcedEos;
+  row[REQ.MAX_NEW] = s.maxNewTokens;
   let at: number = REQ.LIST;
   for (const id of s.eos) row[at++] = id;
   for (const id of s.topPResetIds) row[at++] = id;

@@ -106,6 +106,10 @@ export class Request {
   readonly text: TextStream | null;
   /** tokens before generation (the prompt, after a session's earlier turns) */
   promptLen: number;
+  /** an encoder-decoder request's source tokens (the prompt is then the decoder's start) */
+  source: number[] | null = null;
+  /** the blocks of its encoder memory while it runs */
+  memoryBlocks: number[] = [];
 
   constructor(
     readonly index: number,

@@ -79,6 +79,10 @@ function pick(out: StepOutput, idx: number[]): StepOutput {
 
 export class Scheduler {
   readonly pool: BlockPool;
+  /** the encoder-memory pool of an encoder-decoder model */
+  readonly memoryPool: BlockPool | null;
+  /** requests admitted this iteration whose sources the encoder has not run over yet */
+  private readonly toEncode: Request[] = [];
   private readonly waiting: Request[] = [];
   private readonly running: Request[] = [];
   private readonly freeSlots: number[] = [];
@@ -103,6 +107,8 @@ export class Scheduler {
   constructor(readonly runtime: CausalRuntime, readonly tokenizer: Tokenizer | null, readonly swapSpace = DEFAULT_SWAP_SPACE) {
     const { kvBlocks, blockSize, maxBatch } = runtime.limits;
     this.pool = new BlockPool(kvBlocks, blockSize);
+    const memory = runtime.encoderMemory;
+    this.memoryPool = memory ? new BlockPool(memory.limits.blocks, blockSize) : null;
     for (let s = maxBatch - 1; s >= 0; s--) this.freeSlots.push(s);
     const n = runtime.limits.prefillChunk;
     this.chunk = {
@@ -119,14 +125,20 @@ export class Scheduler {
     };
   }
 
-  /** Checks that a request can ever run here (alone, it must fit the pool and the sequence length). */
-  check(tokens: number, spec: Request['spec']): void {
+  /** Checks that a request can ever run here (alone, it must fit the pools and the sequence length); `source`: its source tokens (encoder-decoder). */
+  check(tokens: number, spec: Request['spec'], source = 0): void {
     const { maxSeqLen, blockSize } = this.runtime.limits;
     const total = tokens + spec.maxNewTokens;
     if (total > maxSeqLen) {
       fail('bad-request', `the prompt has ${tokens} tokens; with ${spec.maxNewTokens} new tokens that is ${total} positions, beyond the ${maxSeqLen} this generator holds per sequence; shorten the prompt, ask for fewer new tokens, or load with a larger max sequence length`);
     }
     const beams = spec.beam?.beams ?? 1;
+    const memory = this.runtime.encoderMemory;
+    if (memory && source) {
+      const most = memory.limits.maxSourceLen, need = Math.ceil(source / blockSize);
+      if (source > most) fail('bad-request', `the source has ${source} tokens, beyond the ${most} this generator's encoder takes; shorten it, truncate it (--truncate), or load with a larger max source length`);
+      if (need > memory.limits.blocks - 1) fail('bad-request', `the source needs ${need} encoder-memory blocks of ${blockSize} tokens, but the pool has ${memory.limits.blocks - 1}`);
+    }
     if (beams > this.runtime.limits.maxBatch) fail('bad-request', `num beams (${beams}) is above the ${this.runtime.limits.maxBatch} sequences this generator runs at once (--max-batch)`);
     const blocks = Math.ceil(tokens / blockSize) + beams * (Math.ceil(spec.maxNewTokens / blockSize) + 1);
     if (blocks > this.pool.blocks - 1) {
@@ -200,10 +212,30 @@ export class Scheduler {
     while (this.waiting.length) {
       const r = this.waiting[0];
       const need = r.spec.beam?.beams ?? 1;
-      if (this.freeSlots.length < need || !this.start(r)) return;
+      if (this.freeSlots.length < need || !this.start(r)) break;
       this.waiting.shift();
       this.running.push(r);
     }
+    this.encodeAdmitted();
+  }
+
+  /** Gives a request its encoder memory: blocks, every slot of the request pointed at them; false when the pool is short. */
+  private attachMemory(r: Request): boolean {
+    const pool = this.memoryPool!, source = r.source!;
+    const need = Math.ceil(source.length / pool.blockSize);
+    if (need > pool.available()) return false;
+    for (let i = 0; i < need; i++) r.memoryBlocks.push(pool.allocate()!);
+    for (const slot of [r.seqs[0].slot, ...r.reserved]) this.runtime.encoderMemory!.attach(slot, r.memoryBlocks, source.length);
+    this.toEncode.push(r);
+    return true;
+  }
+
+  /** Runs the encoder over the sources of the requests admitted this iteration (few passes for many). */
+  private encodeAdmitted(): void {
+    if (this.toEncode.length === 0) return;
+    const sources = this.toEncode.map((r) => ({ slot: r.seqs[0].slot, ids: r.source! }));
+    this.toEncode.length = 0;
+    this.runtime.encoderMemory!.encode(sources);
   }
 
   /** Frees an idle session's cache (closed, dropped, or reclaimed): its next turn computes everything again. */
@@ -258,6 +290,10 @@ export class Scheduler {
       for (let i = 1; i < r.spec.beam.beams; i++) r.reserved.push(this.freeSlots.pop()!);
       this.beams.set(r, new BeamSearch(r.spec));
     }
+    if (r.source && !this.attachMemory(r)) {
+      this.release(r, 'preempted');
+      return false;
+    }
     this.upload(r, seq, true);
     return true;
   }
@@ -310,6 +346,8 @@ export class Scheduler {
     }
     for (const s of r.reserved) this.freeSlots.push(s);
     r.reserved.length = 0;
+    for (const b of r.memoryBlocks) this.memoryPool!.release(b);
+    r.memoryBlocks.length = 0;
     const keep = how === 'finished' && r.onRelease && r.seqs.length === 1 ? r.seqs[0] : null;
     for (const seq of r.seqs) if (seq !== keep) for (const b of seq.blocks) this.pool.release(b);
     if (keep && r.carried) this.held.add(r.carried);

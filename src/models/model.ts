@@ -28,8 +28,39 @@ export interface Pass {
   readonly blockTables: Tensor;
   /** layer `l`'s paged K and V caches, [blocks, blockSize, cacheWidth] */
   cache(layer: number): { k: Tensor; v: Tensor };
+  /** an encoder-decoder's memory (the encoder's keys and values per decoder layer), in a decoder pass; else null */
+  readonly memory: MemoryInputs | null;
   /** The activation buffer `name` (the same tensor for the same name); its lifetime comes from the ops that use it. */
   buffer(name: string, shape: number[], dtype?: DType): Tensor;
+}
+
+/** The cross-attention memory of a decoder pass: read-only caches of each sequence's encoder output. */
+export interface MemoryInputs {
+  /** [slots, maxBlocks] i32 */
+  blockTables: Tensor;
+  /** [slots] i32: source tokens of each sequence's memory */
+  lengths: Tensor;
+  /** decoder layer `l`'s memory keys and values, [blocks, blockSize, memoryWidth] */
+  cache(layer: number): { k: Tensor; v: Tensor };
+}
+
+/**
+ * The encoder half of an encoder-decoder model. The runtime runs `encode` once per request over its source
+ * tokens; the decoder then runs as a causal LM (CausalLM.forward) whose layers also attend to that memory.
+ */
+export interface Seq2Seq {
+  /** the token every decoder sequence starts with (decoder_start_token_id) */
+  readonly decoderStart: number;
+  /** source tokens the encoder takes at most */
+  readonly maxSourcePositions: number;
+  /** values per source token per decoder layer in the memory's K cache (and V cache) */
+  readonly memoryWidth: number;
+  /**
+   * The encoder over p.n packed source rows (a segment per sequence; p.keyLens: the source's length), then each
+   * decoder layer l's cross-attention keys and values written into p.cache(l) at p.positions of sequence
+   * p.slots through p.blockTables (the memory's tables). The encoder may use p.cache(0) as scratch first.
+   */
+  encode(p: Pass): void;
 }
 
 export interface ModelInfo {
@@ -56,6 +87,8 @@ export interface CausalLM {
    * another sequence; not under dynamic NTK rotary, where they depend on the length of the pass that wrote them.
    */
   readonly prefixCacheable: boolean;
+  /** set for an encoder-decoder model, whose decoder this is */
+  readonly seq2seq?: Seq2Seq;
   /** Embedding and every layer over p.n packed rows; returns the residual stream [capacity, hidden] after the last layer. */
   forward(p: Pass): Tensor;
   /** f32 logits [n, vocab] of n rows of x (the final norm and the LM head). */

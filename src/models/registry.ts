@@ -1,12 +1,14 @@
 // Architectures by Hugging Face class name. Adding one is one model file and one line here.
 import { fail, show } from '../errors.js';
+import { bart, marian, mbart } from './bart.js';
 import { bert, roberta, xlmRoberta } from './bert.js';
 import { distilbert } from './distilbert.js';
 import { gpt2 } from './gpt2.js';
 import { llama, mistral, qwen2, qwen3 } from './llama.js';
 import type { Architecture } from './model.js';
+import { t5 } from './t5.js';
 
-const ARCHITECTURES: Architecture[] = [gpt2, bert, roberta, xlmRoberta, distilbert, llama, mistral, qwen2, qwen3];
+const ARCHITECTURES: Architecture[] = [gpt2, bert, roberta, xlmRoberta, distilbert, llama, mistral, qwen2, qwen3, bart, mbart, marian, t5];
 
 export function supportedClassNames(): string[] {
   return ARCHITECTURES.flatMap((a) => a.classNames);

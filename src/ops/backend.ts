@@ -83,6 +83,24 @@ export interface AttentionShape {
   scale: number;
   /** keys a query sees: its own position and the window - 1 before it (sliding-window attention); 0: all */
   window: number;
+  /** T5's relative position bias added to the scores; absent or null: none */
+  bias?: RelativeBias | null;
+}
+
+/**
+ * T5's relative position bias: the score of a query at position i for the key at position j gets
+ * table[bucket(j - i), head], buckets as Hugging Face's T5Attention._relative_position_bucket makes them
+ * (reference: src/backends/cpu/attention.ts, relativeBucket).
+ */
+export interface RelativeBias {
+  /** [buckets, heads] */
+  table: Tensor;
+  buckets: number;
+  maxDistance: number;
+  /** the encoder's (keys on both sides) or the decoder's (keys up to the query) buckets */
+  bidirectional: boolean;
+  /** [rows] i32: each query row's position */
+  positions: Tensor;
 }
 
 /** A normalization in front of a GEMM: LayerNorm ((x - mean) / sqrt(var + eps) * gamma + beta) or RMSNorm (x / sqrt(mean(x^2) + eps) * gamma). */
@@ -209,6 +227,13 @@ export interface Backend {
    * sequence slots[t] (as writeKV would), then the row attends over keys 0 .. keyLens[t]-1 (as attend would).
    */
   decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
+    shape: AttentionShape, n: number): void;
+  /**
+   * Cross-attention: out[t] = attention of q[t] ([n, heads * headDim]) over keys 0 .. lengths[slots[t]] - 1 of
+   * the read-only memory cache of sequence slots[t] (an encoder's keys and values, written once per request
+   * with writeKV), read through its block table; `lengths` is per slot.
+   */
+  crossAttention(out: Tensor, q: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, lengths: Tensor,
     shape: AttentionShape, n: number): void;
   /**
    * For i < count: block pairs[i, 1] = block pairs[i, 0] in every plane of the cache pool

@@ -48,8 +48,16 @@ export const REQ = {
   LOGPROBS: 17,
   /** beam search: candidates per row (2 x beams), at most MAX_CANDIDATES */
   CANDIDATES: 18,
-  /** 1 when any of repetition, presence, frequency, bad words or min-new applies (else scores are the logits) */
+  /** 1 when any of repetition, presence, frequency, bad words, min-new, no-repeat n-grams or forced tokens applies (else scores are the logits) */
   PROCESS: 19,
+  /** Hugging Face's no_repeat_ngram_size over the whole history: a token that would repeat an n-gram of it is banned; 0 = off */
+  NO_REPEAT_NGRAM: 20,
+  /** a token forced as the first generated one (PROMPT_LEN tokens in the history; mBART's language code); -1 = off */
+  FORCED_BOS: 21,
+  /** a token forced as the last one (at MAX_NEW - 1 generated tokens); -1 = off */
+  FORCED_EOS: 22,
+  /** the request's max new tokens (read with FORCED_EOS) */
+  MAX_NEW: 23,
   LIST: 24,
 } as const;
 

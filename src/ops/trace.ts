@@ -21,6 +21,7 @@ export const OP_WRITES: Record<OpName, number[]> = {
   writeKV: [1, 2],
   attend: [0],
   decodeAttention: [0, 2, 3],
+  crossAttention: [0],
   copyBlocks: [0],
   gatherRows: [0],
   meanPool: [0],

@@ -6,6 +6,7 @@
 import { dtypeBytes, packSegments, type Backend, type Candidates, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../ops/backend.js';
 import { CANDIDATE_SCRATCH, LOGPROB_STRIDE, MAX_CANDIDATES, REQUEST_STRIDE } from '../ops/requests.js';
 import { tensorBytes, type CausalLM, type MemoryReport, type Pass } from '../models/model.js';
+import { EncoderMemory } from './memory.js';
 import { planPasses, PlannedPasses, type PassInputs } from './pass.js';
 
 export interface RuntimeLimits {
@@ -19,6 +20,9 @@ export interface RuntimeLimits {
   kvBlocks: number;
   /** tokens per block */
   blockSize: number;
+  /** encoder-decoder models: source tokens per request, and blocks of the encoder-memory pool (block 0 reserved) */
+  maxSourceLen?: number;
+  memoryBlocks?: number;
 }
 
 /** A prefill pass: packed prompt rows; `heads` of them draw the next token of their sequence. */
@@ -120,6 +124,8 @@ export class CausalRuntime {
   private readonly pairs: Tensor;
   private decodeN = 0;
   private disposed = false;
+  /** an encoder-decoder model's memory (its encoder runs through it); null for a decoder-only model */
+  readonly encoderMemory: EncoderMemory | null = null;
 
   constructor(readonly model: CausalLM, readonly backend: Backend, readonly limits: RuntimeLimits) {
     const b = backend;
@@ -173,6 +179,12 @@ export class CausalRuntime {
     this.lengthHost = new Int32Array(T);
     this.padded = { ids: new Int32Array(maxBatch), positions: new Int32Array(maxBatch), slots: new Int32Array(maxBatch), keyLens: new Int32Array(maxBatch) };
 
+    const s2s = model.seq2seq;
+    if (s2s) {
+      const maxSourceLen = limits.maxSourceLen ?? s2s.maxSourcePositions;
+      const blocks = limits.memoryBlocks ?? maxBatch * Math.ceil(maxSourceLen / blockSize) + 1;
+      this.encoderMemory = new EncoderMemory(s2s, b, { maxSourceLen, blocks, blockSize, slots }, L);
+    }
     // plan the activations over every kind of pass the runtime runs
     const planSegments: Segments = { table: this.segments, count: 1, longest: T };
     const variants: { body: (p: Pass) => void; segments: Segments | null }[] = [];
@@ -192,7 +204,7 @@ export class CausalRuntime {
   private inputs(rows: Rows): PassInputs {
     return {
       capacity: this.capacity, ids: rows.ids, positions: rows.positions, slots: rows.slots, keyLens: rows.keyLens, lengths: rows.lengths, typeIds: null,
-      blockTables: this.blockTables, cache: (l) => this.caches[l],
+      blockTables: this.blockTables, cache: (l) => this.caches[l], memory: this.encoderMemory?.inputs ?? null,
     };
   }
 
@@ -381,6 +393,7 @@ export class CausalRuntime {
         { name: 'logits', bytes: tensorBytes([this.logits, this.scores]) },
         { name: 'tables', bytes: tensorBytes(this.tableTensors()) },
         { name: 'activations', bytes: this.passes.arena.plan.bytes },
+        ...(this.encoderMemory?.regions() ?? []),
       ],
       buffers: this.passes.arena.plan.buffers,
       capacity: { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize, kvTokens: (kvBlocks - 1) * blockSize },
@@ -400,6 +413,7 @@ export class CausalRuntime {
     const b = this.backend;
     b.invalidateGraphs();
     this.passes.free();
+    this.encoderMemory?.free();
     for (const t of [this.pool, this.logits, this.scores, ...this.tableTensors()]) b.free(t);
   }
 }

@@ -4,7 +4,7 @@
 import type { Backend, DType, Segments, Tensor } from '../ops/backend.js';
 import { allocateArena, planArena, type Arena, type ArenaPlan, type BufferRequest } from '../ops/plan.js';
 import { liveRanges, OpRecorder } from '../ops/trace.js';
-import type { Pass } from '../models/model.js';
+import type { MemoryInputs, Pass } from '../models/model.js';
 
 /** The inputs of a pass that are not activations: token rows, tables and caches. */
 export interface PassInputs {
@@ -17,6 +17,7 @@ export interface PassInputs {
   typeIds: Tensor | null;
   blockTables: Tensor;
   cache(layer: number): { k: Tensor; v: Tensor };
+  memory?: MemoryInputs | null;
 }
 
 class Placeholder implements Tensor {
@@ -30,7 +31,7 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 function makePass(ops: Backend, io: PassInputs, n: number, segments: Segments | null, get: (name: string, shape: number[], dtype: DType) => Tensor): Pass {
   return {
     ops, n, segments, capacity: io.capacity, ids: io.ids, positions: io.positions, slots: io.slots, keyLens: io.keyLens,
-    lengths: io.lengths, typeIds: io.typeIds, blockTables: io.blockTables, cache: (l) => io.cache(l),
+    lengths: io.lengths, typeIds: io.typeIds, blockTables: io.blockTables, cache: (l) => io.cache(l), memory: io.memory ?? null,
     buffer: (name, shape, dtype = ops.activationDtype) => get(name, shape, dtype),
   };
 }

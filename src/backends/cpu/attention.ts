@@ -35,26 +35,58 @@ export function writeKV(c: Paged, qkv: Float32Array, rowWidth: number, slots: In
 }
 
 /**
- * out[t, head] = softmax(q . k_j * scale) . v_j over keys j < keyLens[t] of sequence slots[t] (the last
- * `window` of them when shape.window > 0); query head h reads KV head h / (heads / kvHeads).
+ * T5's bucket of a key at `distance` = key position - query position (Hugging Face's
+ * T5Attention._relative_position_bucket, with its float32 arithmetic for the logarithmic buckets).
+ */
+export function relativeBucket(distance: number, buckets: number, maxDistance: number, bidirectional: boolean): number {
+  let bucket = 0, n = buckets, d: number;
+  if (bidirectional) {
+    n = Math.floor(n / 2);
+    if (distance > 0) bucket += n;
+    d = Math.abs(distance);
+  } else {
+    d = -Math.min(distance, 0);
+  }
+  const exact = Math.floor(n / 2);
+  if (d < exact) return bucket + d;
+  const f = Math.fround, ratio = f(Math.log(f(d / exact)));
+  const large = Math.trunc(f(f(ratio / f(Math.log(maxDistance / exact))) * (n - exact)));
+  return bucket + Math.min(exact + large, n - 1);
+}
+
+/** Where a pass's queries are and which keys each attends to. */
+export interface Queries {
+  /** values per row of the q tensor; q of head h starts at h * headDim */
+  rowWidth: number;
+  slots: Int32Array;
+  /** keys of row t: keyLens[t], or (bySlot) keyLens[slots[t]] */
+  keyLens: Int32Array;
+  bySlot: boolean;
+  /** T5's bias: its table [buckets, heads] and each row's position */
+  bias: { table: Float32Array; positions: Int32Array; buckets: number; maxDistance: number; bidirectional: boolean } | null;
+}
+
+/**
+ * out[t, head] = softmax(q . k_j * scale (+ bias)) . v_j over keys j < the row's key count of sequence slots[t] (the
+ * last `window` of them when shape.window > 0); query head h reads KV head h / (heads / kvHeads).
  */
 export function attend(
-  c: Paged, out: Float32Array, qkv: Float32Array, slots: Int32Array, keyLens: Int32Array,
-  shape: AttentionShape, n: number, scores: Float32Array, rowsOf: Int32Array,
+  c: Paged, out: Float32Array, q: Float32Array, rows: Queries, shape: AttentionShape, n: number, scores: Float32Array, rowsOf: Int32Array,
 ): void {
   const { heads, kvHeads, headDim, scale, window } = shape;
-  const H = heads * headDim, rowWidth = (heads + 2 * kvHeads) * headDim, group = heads / kvHeads;
+  const H = heads * headDim, rowWidth = rows.rowWidth, group = heads / kvHeads, bias = rows.bias;
   for (let t = 0; t < n; t++) {
-    const L = keyLens[t], first = window > 0 ? Math.max(0, L - window) : 0;
-    for (let j = first; j < L; j++) rowsOf[j] = cacheOffset(c, slots[t], j);
+    const L = rows.keyLens[rows.bySlot ? rows.slots[t] : t], first = window > 0 ? Math.max(0, L - window) : 0;
+    for (let j = first; j < L; j++) rowsOf[j] = cacheOffset(c, rows.slots[t], j);
     for (let h = 0; h < heads; h++) {
-      const q = t * rowWidth + h * headDim, kv = Math.floor(h / group) * headDim;
+      const qo = t * rowWidth + h * headDim, kv = Math.floor(h / group) * headDim;
       let max = -Infinity;
       for (let j = first; j < L; j++) {
         const k = rowsOf[j] + kv;
         let s = 0;
-        for (let i = 0; i < headDim; i++) s += qkv[q + i] * c.k[k + i];
+        for (let i = 0; i < headDim; i++) s += q[qo + i] * c.k[k + i];
         s *= scale;
+        if (bias) s += bias.table[relativeBucket(j - bias.positions[t], bias.buckets, bias.maxDistance, bias.bidirectional) * heads + h];
         scores[j] = s;
         if (s > max) max = s;
       }

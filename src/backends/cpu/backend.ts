@@ -194,13 +194,25 @@ export class CpuBackend implements Backend {
 
   attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
     shape: AttentionShape, n: number): void {
+    this.attendRows(out, qkv, kCache, vCache, blockTables, slots, keyLens, false, shape, n);
+  }
+
+  crossAttention(out: Tensor, q: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, lengths: Tensor,
+    shape: AttentionShape, n: number): void {
+    this.attendRows(out, q, kCache, vCache, blockTables, slots, lengths, true, shape, n);
+  }
+
+  private attendRows(out: Tensor, q: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor, bySlot: boolean,
+    shape: AttentionShape, n: number): void {
     const c = paged(kCache, vCache, blockTables);
     const longest = c.maxBlocks * c.blockSize;
     if (this.scores.length < longest) {
       this.scores = new Float32Array(longest);
       this.rowsOf = new Int32Array(longest);
     }
-    attend(c, f32(out), f32(qkv), i32(slots), i32(keyLens), shape, n, this.scores, this.rowsOf);
+    const b = shape.bias;
+    const bias = b ? { table: f32(b.table), positions: i32(b.positions), buckets: b.buckets, maxDistance: b.maxDistance, bidirectional: b.bidirectional } : null;
+    attend(c, f32(out), f32(q), { rowWidth: q.shape[1], slots: i32(slots), keyLens: i32(keyLens), bySlot, bias }, shape, n, this.scores, this.rowsOf);
   }
 
   decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,

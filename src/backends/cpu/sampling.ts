@@ -59,6 +59,8 @@ export function processLogits(scores: Float32Array, logits: Float32Array, V: num
       for (let i = promptLen; i < L; i++) counts.set(hist[i], (counts.get(hist[i]) ?? 0) + 1);
       for (const [tok, c] of counts) x[tok] = f32(f32(x[tok] - f32(freq * c)) - presence);
     }
+    const ngram = req[o + REQ.NO_REPEAT_NGRAM];
+    if (ngram > 0) banRepeatedNgrams(x, hist, ngram);
     const list = req.subarray(o + REQ.LIST, o + REQ.LIST + LIST_CAPACITY);
     const eosCount = req[o + REQ.EOS_COUNT], resetCount = req[o + REQ.RESET_COUNT], badInts = req[o + REQ.BAD_INTS];
     for (let i = eosCount + resetCount; i < eosCount + resetCount + badInts;) {
@@ -67,6 +69,29 @@ export function processLogits(scores: Float32Array, logits: Float32Array, V: num
       i += 1 + m;
     }
     if (L - promptLen < req[o + REQ.MIN_NEW]) for (let i = 0; i < eosCount; i++) x[list[i]] = -Infinity;
+    const bos = req[o + REQ.FORCED_BOS], eos = req[o + REQ.FORCED_EOS];
+    if (bos >= 0 && L === promptLen) force(x, bos);
+    else if (eos >= 0 && L - promptLen === req[o + REQ.MAX_NEW] - 1) force(x, eos);
+  }
+}
+
+/** Every score -Infinity but the token's, which is 0 (Hugging Face's forced BOS and EOS processors). */
+function force(x: Float32Array, id: number): void {
+  x.fill(-Infinity);
+  x[id] = 0;
+}
+
+/**
+ * Hugging Face's NoRepeatNGramLogitsProcessor: the token after every earlier occurrence of the history's last
+ * n - 1 tokens is banned, so that no n-gram appears twice.
+ */
+function banRepeatedNgrams(x: Float32Array, hist: Int32Array, n: number): void {
+  const L = hist.length;
+  if (L + 1 < n) return;
+  for (let i = 0; i + n <= L; i++) {
+    let same = true;
+    for (let j = 0; j < n - 1 && same; j++) same = hist[i + j] === hist[L - n + 1 + j];
+    if (same) x[hist[i + n - 1]] = -Infinity;
   }
 }
 

@@ -28,9 +28,20 @@ export function writeKV(c: CudaContext, qkv: Tensor, kCache: Tensor, vCache: Ten
       qkv.shape[1], W, blockSize, blockTables.shape[1]);
 }
 
+/** The CUDA kernels add no position bias: an attention that has one (T5) is refused, never computed without it. */
+function noBias(shape: AttentionShape): void {
+  if (shape.bias) fail('unsupported-config', 'T5\'s relative position bias has no CUDA kernel yet; run T5 with --device cpu');
+}
+
+/** Cross-attention over an encoder memory has no CUDA kernel yet: refused (engine/load.ts refuses encoder-decoder models first). */
+export function attendCross(): void {
+  fail('unsupported-config', 'cross-attention (encoder-decoder models) has no CUDA kernel yet; run it with --device cpu');
+}
+
 /** Prompt tokens by segment: up to 32 query rows of one sequence per block, key/value tiles in shared memory. */
 export function attendPrompt(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor,
   slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number, segments: Segments): void {
+  noBias(shape);
   if (n === 0) return;
   const { heads, kvHeads, headDim: D, scale, window } = shape;
   const dpt = [2, 4, 8, 16, 32].find((d) => d * 4 >= D);
@@ -44,6 +55,7 @@ export function attendPrompt(c: CudaContext, out: Tensor, qkv: Tensor, kCache: T
 /** One query per row; the kernel first writes the row's k and v at position keyLens - 1. */
 export function attendDecode(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor,
   slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void {
+  noBias(shape);
   if (n === 0) return;
   const { heads, kvHeads, headDim: D, scale, window } = shape;
   // a lane holds at most one 16-byte vector of the head's dimensions, 32 lanes per key at most

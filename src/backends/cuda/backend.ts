@@ -5,7 +5,7 @@ import { toFloat32, unquantized, type HostWeight } from '../../loaders/dtypes.js
 import { isQuantType } from '../../loaders/quant.js';
 import { blockRegions, dtypeBytes, numel, quantDType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
   type Rotary, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../../ops/backend.js';
-import { attendDecode, attendPrompt, copyBlocks, writeKV } from './attention.js';
+import { attendCross, attendDecode, attendPrompt, copyBlocks, writeKV } from './attention.js';
 import { Blas } from './blas.js';
 import { CU, Driver, fmt, koffi, memoryError, type Handle } from './driver.js';
 import { embed } from './embedding.js';
@@ -395,6 +395,10 @@ export class CudaBackend implements Backend {
   decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
     shape: AttentionShape, n: number): void {
     this.op('decodeAttention', () => attendDecode(this.ctx, out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n));
+  }
+
+  crossAttention(): void {
+    attendCross();
   }
 
   copyBlocks(pool: Tensor, pairs: Tensor, count: number): void {
