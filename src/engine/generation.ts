@@ -83,10 +83,10 @@ class Collector {
 export class TextGenerator {
   readonly scheduler: Scheduler;
 
-  /** `swapSpace`: host bytes for the caches of preempted requests (default 4 GiB) */
   /** the options a request leaves out take these (an encoder-decoder's generation config) */
   defaults: GenerateOptions = {};
 
+  /** `swapSpace`: host bytes for the caches of preempted requests (default 4 GiB) */
   constructor(readonly runtime: CausalRuntime, readonly tokenizer: Tokenizer, readonly eosTokenIds: number[], swapSpace?: number) {
     this.scheduler = new Scheduler(runtime, tokenizer, swapSpace);
   }
