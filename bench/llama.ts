@@ -2,6 +2,10 @@
 // Q8_0 and Q4_K (every matrix quantized; norms F32, the embedding table dequantized at load), against PyTorch with
 // a static KV cache under torch.compile (bench/peers/llama_torch.py, bf16) in the same run.
 //   npm run bench -- llama [--configs 1B,8B] [--formats bf16,q8_0,q4_k] [--batches 1,64] [--prompt 128] [--new 128] [--no-peers] [--out-dir DIR]
+//                          [--gguf-dir DIR] [--llama-cpp FILE.json]
+// --gguf-dir DIR loads DIR/llama-<config>-<format>.gguf (written by bench/peers/llama_cpp.py: the same random weights
+// llama.cpp runs) instead of generating the weights; --llama-cpp FILE.json adds the rows of that script's --out
+// (llama.cpp's CUDA build on those files), each compared with Peregrine on the same format.
 // Reports prefill ms, decode ms per step, tokens/s and the memory-bandwidth limit: (weight bytes + KV-cache bytes
 // read per step) / the device-to-device copy bandwidth measured here. The weights never touch a disk: they are
 // generated as the loader reads them (random bytes, quantized blocks with small finite scales).
@@ -11,7 +15,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CudaBackend } from '../src/backends/cuda/backend.js';
-import { loadModelDir } from '../src/engine/load.js';
+import { loadModel, loadModelDir } from '../src/engine/load.js';
 import type { TextGenerator } from '../src/engine/generation.js';
 import { WeightStore, type ModelDir, type TensorSource } from '../src/loaders/model-dir.js';
 import { QUANT_BLOCKS, isQuantType, type QuantType } from '../src/loaders/quant.js';
@@ -103,6 +107,7 @@ export async function llama(args: BenchArgs): Promise<BenchResult> {
   const batches = args.list('batches', ['1', '64']).map(Number);
   const promptLen = args.int('prompt', 128), newTokens = args.int('new', 128);
   const tokenizer = Tokenizer.fromDir(join(FIXTURES, 'tokenizers', 'llama3-style'));
+  const ggufDir = args.string('gguf-dir');
   const rows: Row[] = [];
   const limits: Record<string, number> = {};
   const profiles: Record<string, Record<string, { ms: number; calls: number }>> = {};
@@ -110,8 +115,10 @@ export async function llama(args: BenchArgs): Promise<BenchResult> {
   for (const name of configs) {
     for (const format of formats) {
       const maxBatch = Math.max(...batches);
-      const m = await loadModelDir(randomLlama(name, format), tokenizer,
-        { device: 'cuda', dtype: 'bf16', maxBatch, maxSeqLen: promptLen + newTokens + 64, prefillChunk: maxBatch * promptLen });
+      const loadOptions = { device: 'cuda' as const, dtype: 'bf16' as const, maxBatch, maxSeqLen: promptLen + newTokens + 64, prefillChunk: maxBatch * promptLen };
+      const file = ggufDir ? join(ggufDir, `llama-${name}-${format}.gguf`) : null;
+      if (file && !existsSync(file)) throw new Error(`${file} not found; bench/peers/llama_cpp.py --gguf-only --gguf-dir ${ggufDir} makes it`);
+      const m = file ? await loadModel(file, loadOptions) : await loadModelDir(randomLlama(name, format), tokenizer, loadOptions);
       if (m.kind !== 'causal-lm') throw new Error('internal: not a causal LM');
       const gen = m.generator, backend = gen.runtime.backend as CudaBackend;
       device = backend.device.name;
@@ -138,7 +145,10 @@ export async function llama(args: BenchArgs): Promise<BenchResult> {
     }
   }
   if (!args.flag('no-peers') && formats.includes('bf16')) rows.push(...peers(configs, batches, promptLen, newTokens));
-  const ours = (r: Row) => rows.find((x) => x.engine === 'peregrine' && x.config === r.config && x.batch === r.batch && x.format === 'bf16');
+  const llamaCpp = args.string('llama-cpp');
+  if (llamaCpp) rows.push(...llamaCppRows(llamaCpp, configs, formats, batches, promptLen, newTokens));
+  // torch runs bf16 only; llama.cpp is compared with Peregrine on the same weights
+  const ours = (r: Row) => rows.find((x) => x.engine === 'peregrine' && x.config === r.config && x.batch === r.batch && x.format === (r.engine === 'llama.cpp' ? r.format : 'bf16'));
   const table = rows.map((r) => {
     const limit = limits[`${r.config} ${r.format} x${r.batch}`];
     return {
@@ -151,10 +161,11 @@ export async function llama(args: BenchArgs): Promise<BenchResult> {
   });
   const result: BenchResult = {
     name: 'llama',
-    config: { device, promptTokens: promptLen, newTokens, computeDtype: 'bf16', copyBandwidthGBs: bandwidth, command: `npm run bench -- llama ${process.argv.slice(3).join(' ')}`.trim() },
+    config: { device, promptTokens: promptLen, newTokens, computeDtype: 'bf16', copyBandwidthGBs: bandwidth, weights: ggufDir ? `GGUF files in ${ggufDir}` : 'generated at load', command: `npm run bench -- llama ${process.argv.slice(3).join(' ')}`.trim() },
     rows: table,
     notes: [
       'decode ms/step = (time of the last token - time of the first token) / (new tokens - 1), median of 3 runs; tokens/s = batch * 1000 / decode ms/step.',
+      ...(llamaCpp ? ['llama.cpp: batch 1 from llama-bench (prefill: pp at depth 0; decode: tg of --new tokens after a --prompt-token context, / new tokens), larger batches from llama-batched-bench (t_pp; t_tg / new tokens), medians of 3; "vs peregrine bf16" compares llama.cpp rows with Peregrine on the same format.'] : []),
       'bandwidth limit: the matrices (and the LM head) plus the KV cache read once per step, at the measured copy bandwidth; the embedding table is not read whole.',
       ...Object.entries(profiles).map(([k, p]) => `GPU time per op of one eager decode step, ${k}: ${Object.entries(p).sort((a, b) => b[1].ms - a[1].ms)
         .map(([op, v]) => `${op} ${v.ms.toFixed(3)} ms/${v.calls}`).join(', ')}`),
@@ -180,6 +191,14 @@ async function timeGeneration(gen: TextGenerator, prompts: number[][], opts: { m
     },
   });
   return { prefillMs: first - t0, decodeMs: (last - first) / (opts.maxNewTokens - 1) };
+}
+
+/** The rows of bench/peers/llama_cpp.py's --out file that this run measured too. */
+function llamaCppRows(file: string, configs: string[], formats: string[], batches: number[], prompt: number, newTokens: number): Row[] {
+  const data = JSON.parse(readFileSync(file, 'utf8')) as { prompt: number; new: number; results: { config: string; format: string; batch: number; prefill_ms: number | null; decode_ms_per_step: number | null; tokens_per_s: number | null; error: string | null }[] };
+  if (data.prompt !== prompt || data.new !== newTokens) throw new Error(`${file} measured --prompt ${data.prompt} --new ${data.new}, not ${prompt} and ${newTokens}`);
+  return data.results.filter((r) => configs.includes(r.config) && formats.includes(r.format) && batches.includes(r.batch))
+    .map((r) => ({ engine: 'llama.cpp', config: r.config, format: r.format, batch: r.batch, prefill_ms: r.prefill_ms, decode_ms_per_step: r.decode_ms_per_step, tokens_per_s: r.tokens_per_s, note: r.error ? `error: ${r.error}` : '' }));
 }
 
 function peers(configs: string[], batches: number[], prompt: number, newTokens: number): Row[] {
