@@ -134,7 +134,9 @@ __device__ __forceinline__ void unit_dot_q8(const Unit<Q>& w, const int8_t* xq, 
     hi = __dp4a(wq[5], (int)b.y, hi);
     hi = __dp4a(wq[6], (int)b.z, hi);
     hi = __dp4a(wq[7], (int)b.w, hi);
-    acc[m] += ds.x * (s0 * (float)lo + s1 * (float)hi) - off * ds.y;
+    // explicit fmas: how the compiler would contract the expression must not depend on M (batch invariance)
+    const float dot = fmaf(s0, (float)lo, s1 * (float)hi);
+    acc[m] = fmaf(-off, ds.y, fmaf(ds.x, dot, acc[m]));
   }
 }
 

@@ -41,7 +41,8 @@ __device__ __forceinline__ void unit_dot(const Unit<Q>& w, const T* x, int K, in
 #pragma unroll
       for (int e = 0; e < 32; e++) sx += xs[e];
     }
-    acc[m] += w.scale(0) * lo + w.scale(1) * hi - w.min_() * sx;
+    // explicit fmas: how the compiler would contract the expression must not depend on M (batch invariance)
+    acc[m] = fmaf(-w.min_(), sx, acc[m] + fmaf(w.scale(0), lo, w.scale(1) * hi));
   }
 }
 

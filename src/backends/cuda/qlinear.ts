@@ -90,7 +90,7 @@ function mmvq(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | 
     const rows = Math.min(QUANTIZED_ROWS, n - r0), groups = (rows * K) / 32;
     if (prep.kind === 'norm') {
       const { gamma, beta, eps, kind } = prep.norm;
-      c.kernels.get('mmvq', `norm_quantize_q8_${s}`, 'ppppppfii').launch(c.stream, rows, 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb, ptr(gamma), ptr(beta),
+      c.kernels.get('mmvq', `norm_quantize_q8_${s}`, 'pppppfii').launch(c.stream, rows, 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb, ptr(gamma), ptr(beta),
         eps, K, kind === 'rms' ? 1 : 0);
     } else if (prep.kind === 'gated') {
       c.kernels.get('mmvq', `gated_quantize_q8_${s}`, 'pppiii').launch(c.stream, Math.ceil(groups / 8), 1, 1, 256, 0, xq, xd, ptr(x) + r0 * 2 * K * xb,
