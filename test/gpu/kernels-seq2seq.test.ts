@@ -2,11 +2,13 @@
 // sizes, in fp32, fp16 and bf16: T5's relative position bias in prompt attention (the encoder's bidirectional
 // buckets over whole sources, the decoder's causal ones over prompts and a chunk) and in decode attention, and
 // cross-attention over paged encoder memories (several rows per slot, beams sharing one memory, a padding slot
-// without one, a memory longer than a decode round). Tables with values far apart make a wrong bucket visible.
+// without one, a memory longer than a decode round), and a decoder step of both captured in a graph and replayed.
+// Bias tables with values far apart make a wrong bucket visible.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { packSegments, type AttentionShape, type DType, type RelativeBias, type Tensor } from '../../src/ops/backend.js';
+import { MODE, REQ, REQUEST_STRIDE } from '../../src/ops/requests.js';
 import { assertClose } from '../helpers/close.js';
 import { cpu, get, noGpu, pagedTables, put, putInt, putTable, randn, rounded, scattered, TOL } from './helpers.js';
 
@@ -127,5 +129,55 @@ for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
         assertClose(got.subarray(6 * H, 7 * H), want.subarray(6 * H, 7 * H), 0, 'the padding row');
       });
     }
+
+    test('a decoder step (biased self-attention, cross-attention, advance) captured in a graph: three steps replayed with device-side positions', () => {
+      const g = gpu(dtype);
+      const heads = 4, D = 32, H = heads * D, R = 3 * H, blockSize = 16, buckets = 32, maxDistance = 128;
+      // slots 0..2 have decoded 5, 40 and 130 tokens over sources of 37, 200 and 3; slot 3 is padding (block 0)
+      const self = [5, 40, 130, 0], source = [37, 200, 3, 0];
+      const maxBlocks = Math.ceil(140 / blockSize) + 1, memBlocks = Math.ceil(200 / blockSize) + 1;
+      const selfT = pagedTables(self.map((l) => (l ? l + 3 : 0)), blockSize, maxBlocks, [], 51);
+      const memT = pagedTables(source, blockSize, memBlocks, [], 52);
+      const past = [0, 1, 2].flatMap((s) => Array.from({ length: self[s] }, (_, p) => [s, p]));
+      const mem = [0, 1, 2].flatMap((s) => Array.from({ length: source[s] }, (_, p) => [s, p]));
+      const pastRows = r(randn(past.length * R)), memRows = r(randn(mem.length * 2 * H)), table = r(randn(buckets * heads, 3));
+      const rowSlots = Int32Array.from([1, 3, 0, 2]), n = rowSlots.length;
+      const qkv = r(randn(n * R)), q = r(randn(n * H));
+      // MODE.SAMPLE for the sequences, none for the padding slot: advance moves only their rows
+      const requests = new Int32Array(4 * REQUEST_STRIDE);
+      for (const s of [0, 1, 2]) requests[s * REQUEST_STRIDE + REQ.MODE] = MODE.SAMPLE;
+      const setup = (b: typeof cpu | CudaBackend) => {
+        const dt = b === cpu ? 'f32' : dtype;
+        const k = b.buffer([selfT.blocks, blockSize, H], dt), v = b.buffer([selfT.blocks, blockSize, H], dt);
+        const mk = b.buffer([memT.blocks, blockSize, H], dt), mv = b.buffer([memT.blocks, blockSize, H], dt);
+        const bt = putTable(b, selfT.table, [4, maxBlocks]), mbt = putTable(b, memT.table, [4, memBlocks]);
+        b.writeKV(put(b, pastRows, [past.length, R]), k, v, bt, putInt(b, Int32Array.from(past, ([s]) => s)), putInt(b, Int32Array.from(past, ([, p]) => p)), past.length);
+        b.writeKV(put(b, memRows, [mem.length, 2 * H]), mk, mv, mbt, putInt(b, Int32Array.from(mem, ([s]) => s)), putInt(b, Int32Array.from(mem, ([, p]) => p)), mem.length);
+        const slots = putInt(b, rowSlots);
+        const keyLens = putInt(b, Int32Array.from(rowSlots, (s) => self[s] + 1)), positions = putInt(b, Int32Array.from(rowSlots, (s) => self[s]));
+        const selfShape: AttentionShape = { heads, kvHeads: heads, headDim: D, scale: 1, window: 0,
+          bias: { table: put(b, table, [buckets, heads]), buckets, maxDistance, bidirectional: false, positions } };
+        const crossShape: AttentionShape = { heads, kvHeads: heads, headDim: D, scale: 1, window: 0 };
+        const x = put(b, qkv, [n, R]), qt = put(b, q, [n, H]), lengths = putInt(b, Int32Array.from(source));
+        const selfOut = b.buffer([n, H], dt), crossOut = b.buffer([n, H], dt);
+        const seqs = { requests: putTable(b, requests, [4, REQUEST_STRIDE]), history: b.buffer([4, 8], 'i32'), topP: b.buffer([4], 'f32') };
+        const step = () => {
+          b.decodeAttention(selfOut, x, k, v, bt, slots, keyLens, selfShape, n);
+          b.crossAttention(crossOut, qt, mk, mv, mbt, slots, lengths, crossShape, n);
+          b.advance(positions, keyLens, { slots, lengths: positions }, seqs, n);
+        };
+        return { step, read: () => ({ self: get(b, selfOut), cross: get(b, crossOut), positions: b.readInt(positions, n).slice() }) };
+      };
+      const [c, gp] = [setup(cpu), setup(g)];
+      for (let i = 0; i < 3; i++) {
+        c.step();
+        g.graph('seq2seq-test-step', gp.step); // eager, then captured, then replayed
+        const [want, got] = [c.read(), gp.read()];
+        assert.deepEqual(Array.from(got.positions), Array.from(want.positions), `positions after step ${i}`);
+        assertClose(got.self, want.self, tol * 4, `biased self-attention, step ${i}`);
+        assertClose(got.cross, want.cross, tol * 4, `cross-attention, step ${i}`);
+      }
+      assert.ok(g.graphNodes('seq2seq-test-step') >= 3, 'the step was captured');
+    });
   });
 }
