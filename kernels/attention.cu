@@ -37,6 +37,10 @@ __device__ __forceinline__ int relative_bucket(int distance, int buckets, int ma
   }
   const int exact = n / 2;
   if (d < exact) return bucket + d;
+  // keys at max_distance or beyond take the last bucket: the logarithms below give it to every one of them (the
+  // quotient of two float32 logs is then >= 1 less an ulp, and trunc(x * (n - exact)) >= n - exact - 1 either way),
+  // so the far keys skip two double-precision logs
+  if (d >= max_distance && max_distance > exact) return bucket + n - 1;
   const float ratio = (float)log((double)(float)((double)d / (double)exact));
   const float span = (float)log((double)max_distance / (double)exact);
   const float scaled = (float)((double)ratio / (double)span);
