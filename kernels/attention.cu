@@ -10,7 +10,11 @@
 //  - attend_prefill (attend): flash-attention style for prompts: a block takes up to 32 query rows of one
 //    segment (consecutive packed rows of one sequence) for one head and streams key/value tiles through
 //    shared memory with an online softmax, so no [seq x seq] score matrix is ever written.
+//  - attend_cross (crossAttention): an encoder-decoder's cross-attention, the decode kernel without the cache write
+//    or a mask: a query row [heads * D] over keys 0 .. lengths[slot] - 1 of its slot's read-only memory cache.
 //  - copy_blocks (copyBlocks): copy-on-write of shared blocks across every layer's K and V.
+// The decode and prompt kernels add T5's relative position bias to the scores when `bias` (its table
+// [buckets, heads]) is given: key j of a query at position bias_pos[row] gets bias[bucket(j - pos), head].
 #include "common.cuh"
 
 // The cache row of position p; `table` is the sequence's row of the block table. A row index fits an int:
@@ -18,6 +22,42 @@
 __device__ __forceinline__ int cache_row(const int* table, int p, int block_size) {
   return table[p / block_size] * block_size + p % block_size;
 }
+
+// T5's bucket of a key at `distance` = key position - query position: relativeBucket of
+// src/backends/cpu/attention.ts (Hugging Face's T5Attention._relative_position_bucket), whose logarithmic buckets
+// round to float32 after each double-precision step, as Math.fround does there; mirrored step by step.
+__device__ __forceinline__ int relative_bucket(int distance, int buckets, int max_distance, bool bidirectional) {
+  int bucket = 0, n = buckets, d;
+  if (bidirectional) {
+    n /= 2;
+    if (distance > 0) bucket += n;
+    d = abs(distance);
+  } else {
+    d = -min(distance, 0);
+  }
+  const int exact = n / 2;
+  if (d < exact) return bucket + d;
+  // keys at max_distance or beyond take the last bucket: the logarithms below give it to every one of them (the
+  // quotient of two float32 logs is then >= 1 less an ulp, and trunc(x * (n - exact)) >= n - exact - 1 either way),
+  // so the far keys skip two double-precision logs
+  if (d >= max_distance && max_distance > exact) return bucket + n - 1;
+  const float ratio = (float)log((double)(float)((double)d / (double)exact));
+  const float span = (float)log((double)max_distance / (double)exact);
+  const float scaled = (float)((double)ratio / (double)span);
+  const int large = (int)(float)((double)scaled * (double)(n - exact));
+  return bucket + min(exact + large, n - 1);
+}
+
+// The relative position bias of the decode and prompt kernels; table == nullptr: none.
+template <typename T>
+struct PositionBias {
+  const T* table;  // [buckets, heads]
+  const int* positions;  // [rows]: each query row's position
+  int buckets, max_distance, bidirectional;
+  __device__ __forceinline__ float at(int key, int pos, int heads, int h) const {
+    return to_f(table[(size_t)relative_bucket(key - pos, buckets, max_distance, bidirectional != 0) * heads + h]);
+  }
+};
 
 template <typename T>
 __device__ void write_kv(const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* positions,
@@ -73,25 +113,37 @@ __device__ __forceinline__ void merge_softmax(float& m, float& l, float* acc, fl
   m = mx;
 }
 
-template <typename T>
+// KIND: DECODE (attend_decode), DECODE_BIAS (attend_decode_bias: with T5's bias, a kernel of its own so that the
+// plain one keeps its registers) or CROSS (attend_cross): `qkv` is then q alone, [n, heads * D]; the keys are
+// lengths[slots[t]] (`key_lens` per slot) of the slot's memory cache, all of them (no window, no bias), and nothing
+// is written. A row without keys (a padding slot's empty memory) gets zeros, as the reference's empty sum does.
+enum DecodeKind { DECODE, DECODE_BIAS, CROSS };
+
+template <typename T, int KIND>
 __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens,
-                              int heads, int kv_heads, int D, float scale, int window, int block_size, int max_blocks) {
+                              int heads, int kv_heads, int D, float scale, int window, int block_size, int max_blocks,
+                              PositionBias<T> bias) {
   constexpr int V = Vec<T>::N;
   constexpr int THREADS = DECODE_WARPS * 32;
+  constexpr bool CROSS = KIND == DecodeKind::CROSS, biased = KIND == DecodeKind::DECODE_BIAS;
   extern __shared__ int blocks[];
   float* merged = reinterpret_cast<float*>(blocks + max_blocks);  // [DECODE_WARPS, D + 2]
   const int h = blockIdx.x, t = blockIdx.y, kvh = h / (heads / kv_heads);
-  const int W = kv_heads * D, row_width = heads * D + 2 * W;
-  const int L = key_lens[t], first = window > 0 ? max(0, L - window) : 0, count = L - first;
+  const int W = kv_heads * D, row_width = CROSS ? heads * D : heads * D + 2 * W;
+  const int L = CROSS ? key_lens[slots[t]] : key_lens[t];
+  const int first = !CROSS && window > 0 ? max(0, L - window) : 0, count = L - first;
   const int* table = tables + (size_t)slots[t] * max_blocks;
   for (int b = first / block_size + threadIdx.x; b < (L + block_size - 1) / block_size; b += THREADS) blocks[b] = table[b];
-  const size_t own = (size_t)cache_row(table, L - 1, block_size) * W + kvh * D;
   const T* row = qkv + (size_t)t * row_width;
-  const T* own_k = row + heads * D + kvh * D;
-  for (int i = threadIdx.x; i < D; i += THREADS) {
-    kc[own + i] = own_k[i];
-    vc[own + i] = own_k[W + i];
+  if (!CROSS) {
+    const size_t own = (size_t)cache_row(table, L - 1, block_size) * W + kvh * D;
+    const T* own_k = row + heads * D + kvh * D;
+    for (int i = threadIdx.x; i < D; i += THREADS) {
+      kc[own + i] = own_k[i];
+      vc[own + i] = own_k[W + i];
+    }
   }
+  const int pos = biased ? bias.positions[t] : 0;
   row += h * D;  // this head's q
   const bool vec = D % V == 0 && aligned16(qkv) && aligned16(kc) && aligned16(vc);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -138,6 +190,13 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
 #pragma unroll
       for (int u = 0; u < DECODE_UNROLL; u++) sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], o);
     }
+    if constexpr (biased) {
+#pragma unroll
+      for (int u = 0; u < DECODE_UNROLL; u++) {
+        const int j = first + base + u * stride + grp;
+        if (j < L) sc[u] += bias.at(j, pos, heads, h);
+      }
+    }
     float mx = m;
 #pragma unroll
     for (int u = 0; u < DECODE_UNROLL; u++) if (base + u * stride + grp < count) mx = fmaxf(mx, sc[u]);
@@ -183,7 +242,7 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
     for (int e = 0; e < V; e++) acc2[e] = e < nd ? other[d0 + e] : 0.f;
     merge_softmax<V>(m, l, acc, other[D], other[D + 1], acc2);
   }
-  const float inv = 1.f / l;
+  const float inv = l == 0.f ? 0.f : 1.f / l;  // l == 0: no keys (cross-attention of a padding row)
   T* o = out + (size_t)t * heads * D + (size_t)h * D + d0;
 #pragma unroll
   for (int e = 0; e < V; e++) if (e < nd) o[e] = from_f<T>(acc[e] * inv);
@@ -199,7 +258,7 @@ constexpr int PF_ROWS = 32, PF_KEYS = 32;
 template <typename T, int DPT>
 __device__ void attend_prefill(T* out, const T* qkv, const T* kc, const T* vc, const int* tables, const int* slots,
                                const int* key_lens, const int* segments, int heads, int kv_heads, int D, float scale,
-                               int window, int block_size, int max_blocks) {
+                               int window, int block_size, int max_blocks, PositionBias<T> bias) {
   extern __shared__ float tile[];  // K and V tiles: 2 * PF_KEYS * D floats
   float* ks = tile;
   float* vs = tile + PF_KEYS * D;
@@ -215,6 +274,7 @@ __device__ void attend_prefill(T* out, const T* qkv, const T* kc, const T* vc, c
   const int* table = tables + (size_t)slots[first] * max_blocks;
   const int L = active ? key_lens[row] : 0;
   const int lo = window > 0 ? L - window : 0;  // this row's first key
+  const int pos = active && bias.table ? bias.positions[row] : 0;
   // the block needs keys up to the longest row of its tile (the last valid one, keys grow with position), and
   // from the first key of its first row: tiles before it are masked for every row (skipping them changes nothing)
   const int last_row = first + min(count, r0 + PF_ROWS) - 1;
@@ -250,6 +310,7 @@ __device__ void attend_prefill(T* out, const T* qkv, const T* kc, const T* vc, c
       s += __shfl_xor_sync(0xffffffffu, s, 1);
       s += __shfl_xor_sync(0xffffffffu, s, 2);
       if (j0 + j >= L || j0 + j < lo) continue;  // masked: beyond this row's keys, or before its window
+      if (bias.table) s += bias.at(j0 + j, pos, heads, h);
       const float mn = fmaxf(m, s);
       const float c = __expf(m - mn), p = __expf(s - mn);
       l = l * c + p;
@@ -284,6 +345,9 @@ __device__ void copy_blocks(T* pool, const int* pairs, int planes, int blocks, i
   }
 }
 
+// the bias arguments of the decode and prompt kernels
+#define BIAS_PARAMS(T) const T *bias, const int *bias_pos, int buckets, int max_distance, int bidirectional
+#define BIAS_ARG(T) PositionBias<T>{bias, bias_pos, buckets, max_distance, bidirectional}
 #define ATTN(T, S)                                                                                         \
   extern "C" __global__ void write_kv_##S(const T* qkv, T* kc, T* vc, const int* tables, const int* slots,  \
                                           const int* positions, int row_width, int W, int block_size,      \
@@ -293,8 +357,20 @@ __device__ void copy_blocks(T* pool, const int* pairs, int planes, int blocks, i
   extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32, 6) attend_decode_##S(                   \
       T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens, int heads, \
       int kv_heads, int D, float scale, int window, int block_size, int max_blocks) {                      \
-    attend_decode<T>(out, qkv, kc, vc, tables, slots, key_lens, heads, kv_heads, D, scale, window, block_size, \
-                     max_blocks);                                                                          \
+    attend_decode<T, DECODE>(out, qkv, kc, vc, tables, slots, key_lens, heads, kv_heads, D, scale, window, \
+                             block_size, max_blocks, PositionBias<T>{nullptr, nullptr, 0, 0, 0});         \
+  }                                                                                                        \
+  extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32) attend_decode_bias_##S(                  \
+      T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens, int heads, \
+      int kv_heads, int D, float scale, int window, int block_size, int max_blocks, BIAS_PARAMS(T)) {      \
+    attend_decode<T, DECODE_BIAS>(out, qkv, kc, vc, tables, slots, key_lens, heads, kv_heads, D, scale,    \
+                                  window, block_size, max_blocks, BIAS_ARG(T));                            \
+  }                                                                                                        \
+  extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32, 6) attend_cross_##S(                    \
+      T* out, const T* q, const T* kc, const T* vc, const int* tables, const int* slots, const int* lengths, \
+      int heads, int kv_heads, int D, float scale, int block_size, int max_blocks) {                       \
+    attend_decode<T, CROSS>(out, q, const_cast<T*>(kc), const_cast<T*>(vc), tables, slots, lengths, heads, \
+                            kv_heads, D, scale, 0, block_size, max_blocks, PositionBias<T>{nullptr, nullptr, 0, 0, 0}); \
   }                                                                                                        \
   extern "C" __global__ void copy_blocks_##S(T* pool, const int* pairs, int planes, int blocks, int block_values) { \
     copy_blocks<T>(pool, pairs, planes, blocks, block_values);                                             \
@@ -304,8 +380,8 @@ __device__ void copy_blocks(T* pool, const int* pairs, int planes, int blocks, i
   extern "C" __global__ void __launch_bounds__(128) attend_prefill##DPT##_##S(                             \
       T* out, const T* qkv, const T* kc, const T* vc, const int* tables, const int* slots, const int* key_lens, \
       const int* segments, int heads, int kv_heads, int D, float scale, int window, int block_size,        \
-      int max_blocks) {                                                                                    \
+      int max_blocks, BIAS_PARAMS(T)) {                                                                    \
     attend_prefill<T, DPT>(out, qkv, kc, vc, tables, slots, key_lens, segments, heads, kv_heads, D, scale,  \
-                           window, block_size, max_blocks);                                                \
+                           window, block_size, max_blocks, BIAS_ARG(T));                                   \
   }
 FOR_EACH_DTYPE(ATTN)

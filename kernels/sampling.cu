@@ -32,6 +32,10 @@ enum Req : int {
   R_LOGPROBS = 17,
   R_CANDIDATES = 18,
   R_PROCESS = 19,
+  R_NO_REPEAT_NGRAM = 20,
+  R_FORCED_BOS = 21,
+  R_FORCED_EOS = 22,
+  R_MAX_NEW = 23,
   R_LIST = 24,
 };
 constexpr int MODE_NONE = 0, MODE_SAMPLE = 1, MODE_BEAM = 2;
@@ -496,7 +500,17 @@ extern "C" __global__ void __launch_bounds__(PROCESS_THREADS)
       __syncthreads();  // counts are cleared for the next chunk
     }
   }
-  // bans come after every penalty, on the final values
+  // bans come after every penalty, on the final values. No repeated n-grams (Hugging Face's
+  // NoRepeatNGramLogitsProcessor): the token after each earlier occurrence of the history's last ngram - 1 tokens
+  const int ngram = q[R_NO_REPEAT_NGRAM];
+  if (ngram > 0 && L + 1 >= ngram) {
+    for (int i = tid; i + ngram <= L; i += T) {
+      bool same = true;
+      for (int j = 0; same && j < ngram - 1; j++) same = h[i + j] == h[L - ngram + 1 + j];
+      const int t = h[i + ngram - 1];
+      if (same && (unsigned)t < (unsigned)V) s[t] = -INFINITY;
+    }
+  }
   const int* list = q + R_LIST;
   const int eos = max(0, min(q[R_EOS_COUNT], LIST_CAPACITY));
   const int from = min(eos + max(0, q[R_RESET_COUNT]), LIST_CAPACITY);
@@ -530,6 +544,14 @@ extern "C" __global__ void __launch_bounds__(PROCESS_THREADS)
       const int t = list[j];
       if ((unsigned)t < (unsigned)V) s[t] = -INFINITY;
     }
+  }
+  // forced tokens last (every score -Infinity but the token's, 0): the first generated token, or the last one
+  // the request allows; the conditions are the same for the whole block
+  const int bos = q[R_FORCED_BOS], feos = q[R_FORCED_EOS], generated = len - min(q[R_PROMPT_LEN], len);
+  const int forced = bos >= 0 && generated == 0 ? bos : feos >= 0 && generated == q[R_MAX_NEW] - 1 ? feos : -1;
+  if (forced >= 0) {
+    __syncthreads();  // every ban is written before the row is overwritten
+    for (int i = tid; i < V; i += T) s[i] = i == forced ? 0.f : -INFINITY;
   }
 }
 

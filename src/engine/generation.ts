@@ -123,10 +123,6 @@ export class TextGenerator {
     if (!this.seq2seq && (spec.decoderStart !== undefined || spec.sourceLength)) {
       fail('bad-argument', `${spec.decoderStart !== undefined ? 'decoder start token id' : 'max length a / b'} applies to encoder-decoder models; ${this.model.info.architecture} is decoder-only`);
     }
-    // kernels/sampling.cu does not implement these processors yet: refused rather than ignored
-    if (this.runtime.backend.name === 'cuda' && (spec.noRepeatNgram > 0 || spec.forcedBos >= 0 || spec.forcedEos >= 0)) {
-      fail('bad-argument', 'no repeat ngram size and forced bos / eos token ids run on the CPU only for now (--device cpu)');
-    }
     return spec;
   }
 

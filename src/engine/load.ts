@@ -73,8 +73,11 @@ function checkLoadOptions(o: LoadOptions): void {
 
 const CPU_KV_BUDGET = 512 * 2 ** 20;
 
-/** Sizes the runtime: the KV pool fills what the options and the device's memory allow. */
-function limitsFor(info: ModelInfo, cacheWidth: number, o: LoadOptions, backend: Backend, free: number | null): RuntimeLimits {
+/**
+ * Sizes the runtime: the KV pool fills what the options and the device's memory allow, after an encoder-decoder's
+ * memory pool (`sourceLen` tokens per sequence, as wide as the cache: runtime/memory.ts) and encoder activations.
+ */
+function limitsFor(info: ModelInfo, cacheWidth: number, o: LoadOptions, backend: Backend, free: number | null, sourceLen = 0): RuntimeLimits {
   const gpu = backend.name === 'cuda';
   const maxSeqLen = o.maxSeqLen ?? info.maxPositions;
   const maxBatch = o.maxBatch ?? (gpu ? 64 : 8);
@@ -86,7 +89,9 @@ function limitsFor(info: ModelInfo, cacheWidth: number, o: LoadOptions, backend:
   if (o.kvBlocks === undefined) {
     // what else the runtime allocates: logits and scores, tables, and (roughly) the activation arena
     const T = Math.max(prefillChunk, maxBatch);
-    const others = 2 * maxBatch * info.vocabSize * 4 + (maxBatch + 1) * (maxSeqLen + 4096) * 4 + 16 * T * info.hidden * dtypeBytes(backend.activationDtype) + 64 * 2 ** 20;
+    const act = dtypeBytes(backend.activationDtype);
+    const memory = sourceLen > 0 ? (maxBatch * Math.ceil(sourceLen / blockSize) + 1) * blockBytes + 16 * sourceLen * info.hidden * act : 0;
+    const others = 2 * maxBatch * info.vocabSize * 4 + (maxBatch + 1) * (maxSeqLen + 4096) * 4 + 16 * T * info.hidden * act + memory + 64 * 2 ** 20;
     const budget = free === null ? CPU_KV_BUDGET : 0.9 * (free - others);
     kvBlocks = Math.max(2, Math.min(kvBlocks, Math.floor(budget / blockBytes)));
   }
@@ -232,14 +237,11 @@ async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedM
     try {
       // the weights, then the runtime's plan, are checked against the memory there is before they are allocated
       const shapes = shapeModel(arch, md, className, backend.activationDtype, backend.name);
-      if ((shapes.model as CausalLM).seq2seq && backend.name === 'cuda') {
-        fail('unsupported-config', `${className} (encoder-decoder) has no CUDA kernels for cross-attention and T5's position bias yet; run it with --device cpu`);
-      }
       checkWeightsFit(shapes, availableMemory(backend));
       const model = arch.create(backend, md, className);
       if (arch.kind === 'causal-lm') {
         const lm = model as CausalLM;
-        const limits = limitsFor(info, lm.cacheWidth, options, backend, freeMemory(backend));
+        const limits = limitsFor(info, lm.cacheWidth, options, backend, freeMemory(backend), lm.seq2seq?.maxSourcePositions);
         planCausal(shapes, limits, availableMemory(backend), options);
         const runtime = new CausalRuntime(lm, backend, limits);
         const generator = new TextGenerator(runtime, tokenizer!, eosIds(md, lm), options.swapSpace);

@@ -1,5 +1,6 @@
 // GPU test helpers: a CUDA backend when the machine has one (tests skip with a message otherwise), and
 // moving float data between the host, the CPU reference backend and the GPU.
+import assert from 'node:assert/strict';
 import { CpuBackend } from '../../src/backends/cpu/backend.js';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { f32ToBf16Bits, f32ToF16Bits, toFloat32 } from '../../src/loaders/dtypes.js';
@@ -54,3 +55,45 @@ export function get(b: CpuBackend | CudaBackend, t: Tensor): Float32Array {
 
 /** Relative tolerance per compute dtype for one op (fp32 math; rounding of the output dominates). */
 export const TOL: Record<string, number> = { f32: 2e-5, f16: 4e-3, bf16: 3e-2 };
+
+/** An i32 tensor of `shape` (block tables and block pairs are matrices: the ops read their widths). */
+export function putTable(b: typeof cpu | CudaBackend, x: Int32Array, shape: number[]): Tensor {
+  const t = b.buffer(shape, 'i32');
+  b.writeInt(t, x, x.length);
+  return t;
+}
+
+/**
+ * Block tables [slots, maxBlocks] for sequences of `lengths` positions in a pool whose block 0 is left to
+ * padding (a slot of length 0 keeps an all-zero row): every sequence takes its blocks from a shuffled free
+ * list, so they lie scattered and out of order, except that shares [slot, from, blocks] gives `slot` the
+ * first `blocks` blocks of `from` (a shared prefix; from < slot). Three blocks stay unused.
+ */
+export function pagedTables(lengths: number[], blockSize: number, maxBlocks: number, shares: [number, number, number][], seed: number):
+  { table: Int32Array; blocks: number } {
+  const need = lengths.map((l) => Math.ceil(l / blockSize));
+  const sharedWith = new Map(shares.map(([slot, from, count]) => [slot, { from, count }]));
+  const own = need.reduce((a, k, s) => a + k - (sharedWith.get(s)?.count ?? 0), 0);
+  const blocks = 1 + own + 3;
+  const free = Array.from({ length: blocks - 1 }, (_, i) => i + 1);
+  const rand = seededRandom(seed);
+  for (let i = free.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [free[i], free[j]] = [free[j], free[i]];
+  }
+  const table = new Int32Array(lengths.length * maxBlocks);
+  for (let s = 0; s < lengths.length; s++) {
+    assert.ok(need[s] <= maxBlocks, `slot ${s} needs ${need[s]} blocks`);
+    const share = sharedWith.get(s);
+    for (let b = 0; b < need[s]; b++) {
+      table[s * maxBlocks + b] = share && b < share.count ? table[share.from * maxBlocks + b] : free.pop()!;
+    }
+  }
+  return { table, blocks };
+}
+
+/** Whether the blocks of `slot` are in some place out of increasing order. */
+export function scattered(table: Int32Array, maxBlocks: number, slot: number, count: number): boolean {
+  const row = table.subarray(slot * maxBlocks, slot * maxBlocks + count);
+  return row.some((b, i) => i > 0 && b < row[i - 1]);
+}

@@ -2,11 +2,10 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
-import { seededRandom } from '../../src/ops/rng.js';
-import { ACTIVATIONS, dtypeBytes, packSegments, type DType, type Norm, type Tensor } from '../../src/ops/backend.js';
+import { ACTIVATIONS, dtypeBytes, packSegments, type DType, type Norm } from '../../src/ops/backend.js';
 import { f32Table } from '../../src/models/weights.js';
 import { assertClose } from '../helpers/close.js';
-import { cpu, get, noGpu, put, putInt, randn, rounded, TOL } from './helpers.js';
+import { cpu, get, noGpu, pagedTables, put, putInt, putTable, randn, rounded, scattered, TOL } from './helpers.js';
 
 const skip = noGpu();
 const backends = new Map<string, CudaBackend>();
@@ -18,48 +17,6 @@ function gpu(dtype: DType, batchInvariant = false): CudaBackend {
   let b = backends.get(key);
   if (!b) backends.set(key, (b = new CudaBackend(dtype, batchInvariant)));
   return b;
-}
-
-/** An i32 tensor of `shape` (block tables and block pairs are matrices: the ops read their widths). */
-function putTable(b: typeof cpu | CudaBackend, x: Int32Array, shape: number[]): Tensor {
-  const t = b.buffer(shape, 'i32');
-  b.writeInt(t, x, x.length);
-  return t;
-}
-
-/**
- * Block tables [slots, maxBlocks] for sequences of `lengths` positions in a pool whose block 0 is left to
- * padding (a slot of length 0 keeps an all-zero row): every sequence takes its blocks from a shuffled free
- * list, so they lie scattered and out of order, except that shares [slot, from, blocks] gives `slot` the
- * first `blocks` blocks of `from` (a shared prefix; from < slot). Three blocks stay unused.
- */
-function pagedTables(lengths: number[], blockSize: number, maxBlocks: number, shares: [number, number, number][], seed: number):
-  { table: Int32Array; blocks: number } {
-  const need = lengths.map((l) => Math.ceil(l / blockSize));
-  const sharedWith = new Map(shares.map(([slot, from, count]) => [slot, { from, count }]));
-  const own = need.reduce((a, k, s) => a + k - (sharedWith.get(s)?.count ?? 0), 0);
-  const blocks = 1 + own + 3;
-  const free = Array.from({ length: blocks - 1 }, (_, i) => i + 1);
-  const rand = seededRandom(seed);
-  for (let i = free.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [free[i], free[j]] = [free[j], free[i]];
-  }
-  const table = new Int32Array(lengths.length * maxBlocks);
-  for (let s = 0; s < lengths.length; s++) {
-    assert.ok(need[s] <= maxBlocks, `slot ${s} needs ${need[s]} blocks`);
-    const share = sharedWith.get(s);
-    for (let b = 0; b < need[s]; b++) {
-      table[s * maxBlocks + b] = share && b < share.count ? table[share.from * maxBlocks + b] : free.pop()!;
-    }
-  }
-  return { table, blocks };
-}
-
-/** Whether the blocks of `slot` are in some place out of increasing order. */
-function scattered(table: Int32Array, maxBlocks: number, slot: number, count: number): boolean {
-  const row = table.subarray(slot * maxBlocks, slot * maxBlocks + count);
-  return row.some((b, i) => i > 0 && b < row[i - 1]);
 }
 
 for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {

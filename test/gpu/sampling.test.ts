@@ -44,6 +44,10 @@ interface Request {
   badWords?: number[][];
   logprobs?: number;
   candidates?: number;
+  noRepeatNgram?: number;
+  forcedBos?: number;
+  forcedEos?: number;
+  maxNew?: number;
   /** force the PROCESS flag (default: set when a processor applies) */
   process?: number;
 }
@@ -75,7 +79,12 @@ function requestTable(reqs: (Request | undefined)[]): Int32Array {
     t.set([...eos, ...resets, ...bad], o + REQ.LIST);
     t[o + REQ.LOGPROBS] = q.logprobs ?? -1;
     t[o + REQ.CANDIDATES] = q.candidates ?? 0;
-    const processes = (q.repetition ?? 1) !== 1 || (q.presence ?? 0) !== 0 || (q.frequency ?? 0) !== 0 || bad.length > 0 || (q.minNew ?? 0) > 0;
+    t[o + REQ.NO_REPEAT_NGRAM] = q.noRepeatNgram ?? 0;
+    t[o + REQ.FORCED_BOS] = q.forcedBos ?? -1;
+    t[o + REQ.FORCED_EOS] = q.forcedEos ?? -1;
+    t[o + REQ.MAX_NEW] = q.maxNew ?? 0;
+    const processes = (q.repetition ?? 1) !== 1 || (q.presence ?? 0) !== 0 || (q.frequency ?? 0) !== 0 || bad.length > 0 || (q.minNew ?? 0) > 0 ||
+      (q.noRepeatNgram ?? 0) > 0 || (q.forcedBos ?? -1) >= 0 || (q.forcedEos ?? -1) >= 0;
     t[o + REQ.PROCESS] = q.process ?? (processes ? 1 : 0);
   });
   return t;
@@ -278,6 +287,48 @@ describe('per-request sampling kernels against the CPU reference', { skip: skip 
             `scores of row ${r} (slot ${slots[r]}${inPlace ? ', in place' : ''})`);
         }
       }
+    });
+  }
+
+  for (const V of VOCABS) {
+    test(`processLogits: no repeated n-grams, forced BOS and forced EOS (encoder-decoder processors); V = ${V}`, () => {
+      const rand = seededRandom(300 + V);
+      const maxSeq = 48, tok = (i: number) => i % V;
+      const L = [30, 25, 10, 3, 6, 8, 5, 12, 40, 20];
+      // histories from 3 to 5 ids, so that n-grams repeat
+      const hist = L.map((len, s) => historyRow(len, maxSeq, V, rand, 3 + (s % 3)));
+      const reqs: (Request | undefined)[] = [
+        { mode: MODE.SAMPLE, noRepeatNgram: 2 },
+        { mode: MODE.BEAM, candidates: 6, noRepeatNgram: 3, promptLen: 1 },
+        { mode: MODE.SAMPLE, temperature: 0, noRepeatNgram: 1 }, // every history token banned
+        { mode: MODE.SAMPLE, noRepeatNgram: 5 }, // history shorter than the n-gram: nothing
+        // the first generated token forced, over n-gram bans and bad words
+        { mode: MODE.SAMPLE, forcedBos: tok(7), promptLen: 6, noRepeatNgram: 2, badWords: [[tok(7)]], maxNew: 9, forcedEos: tok(1) },
+        // past the first token; the last allowed one (2 generated of 3) forced
+        { mode: MODE.SAMPLE, forcedBos: tok(7), forcedEos: tok(V - 1), maxNew: 3, promptLen: 6 },
+        { mode: MODE.BEAM, candidates: 4, forcedEos: tok(2), maxNew: 5, promptLen: 1, repetition: 1.4 },
+        // forced EOS not yet due (4 generated of 10); n-grams and min-new still apply
+        { mode: MODE.BEAM, candidates: 8, forcedEos: tok(3), maxNew: 10, promptLen: 8, noRepeatNgram: 2, minNew: 6, eos: [tok(3), tok(4)] },
+        { ...JUNK, noRepeatNgram: 2, forcedBos: 0 },
+        { mode: MODE.SAMPLE, noRepeatNgram: 4, repetition: 1.2, frequency: 0.3, promptLen: 5 },
+      ];
+      const slots = [4, 0, 2, 7, 1, 3, 5, 6, 8, 9, 4, 5];
+      const lengths = slots.map((s) => L[s]);
+      lengths[10] = 9; // slot 4 three tokens on: no longer forced
+      lengths[11] = 7; // slot 5 one token on: neither forced
+      const styles: Style[] = ['random', 'ties', 'neginf', 'random', 'peaked', 'ties', 'random', 'neginf', 'random', 'flat', 'random', 'sparse'];
+      const setup: Setup = { V, logits: logitRows(styles, V, rand), slots, lengths, reqs, maxSeq, history: histories(hist, maxSeq) };
+      const [c, g] = both(setup);
+      for (const io of [c, g]) io.ops.processLogits(io.scores, io.logits, io.rows, io.seqs, io.n);
+      const a = g.floats(g.scores), e = c.floats(c.scores);
+      // the reference did ban and force (a test of the test)
+      const row = (x: Float32Array, r: number) => x.subarray(r * V, (r + 1) * V);
+      assert.equal(row(e, 0)[tok(7)], 0, 'forced BOS');
+      assert.ok(row(e, 0).every((v, i) => i === tok(7) || v === -Infinity), 'forced BOS bans the rest');
+      assert.equal(row(e, 6)[tok(V - 1)], 0, 'forced EOS');
+      assert.ok(row(e, 6).every((v, i) => i === tok(V - 1) || v === -Infinity), 'forced EOS bans the rest');
+      assert.ok(row(e, 1).some((v) => v === -Infinity), 'n-grams banned');
+      slots.forEach((s, r) => assertFloats(row(a, r), row(e, r), reqs[s]?.mode === MODE.BEAM ? 1e-5 : 0, `row ${r} (slot ${s}, length ${lengths[r]})`));
     });
   }
 

@@ -1,5 +1,6 @@
 // Launchers for kernels/attention.cu over the paged KV cache (caches [blocks, blockSize, kvHeads * headDim], block tables
-// [slots, maxBlocks]): KV-cache writes, decode-step attention, prompt attention by segment, and block copies.
+// [slots, maxBlocks]): KV-cache writes, decode-step attention, prompt attention by segment (both with T5's relative
+// position bias where the shape has one), cross-attention over an encoder memory, and block copies.
 import { fail } from '../../errors.js';
 import { dtypeBytes, type AttentionShape, type Segments, type Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
@@ -28,46 +29,69 @@ export function writeKV(c: CudaContext, qkv: Tensor, kCache: Tensor, vCache: Ten
       qkv.shape[1], W, blockSize, blockTables.shape[1]);
 }
 
-/** The CUDA kernels add no position bias: an attention that has one (T5) is refused, never computed without it. */
-function noBias(shape: AttentionShape): void {
-  if (shape.bias) fail('unsupported-config', 'T5\'s relative position bias has no CUDA kernel yet; run T5 with --device cpu');
+/** The bias arguments of the decode and prompt kernels (BIAS_PARAMS in kernels/attention.cu): T5's table, or none. */
+function biasArgs(shape: AttentionShape, heads: number): number[] {
+  const b = shape.bias;
+  if (!b) return [0, 0, 0, 0, 0];
+  if (b.table.shape[1] !== heads || b.table.shape[0] !== b.buckets) throw new Error(`internal: a position bias table [${b.table.shape}] for ${b.buckets} buckets of ${heads} heads`);
+  return [ptr(b.table), ptr(b.positions), b.buckets, b.maxDistance, b.bidirectional ? 1 : 0];
+}
+const BIAS_SPEC = 'ppiii';
+
+/** Shared memory of a decode-style kernel: the block ids, then each warp's softmax state for the merge (kernels/attention.cu). */
+function decodeSharedMemory(k: Kernel, maxBlocks: number, D: number): number {
+  const smem = (maxBlocks + (DECODE_THREADS / 32) * (D + 2)) * 4;
+  allowSharedMemory(k, smem);
+  return smem;
 }
 
-/** Cross-attention over an encoder memory has no CUDA kernel yet: refused (engine/load.ts refuses encoder-decoder models first). */
-export function attendCross(): void {
-  fail('unsupported-config', 'cross-attention (encoder-decoder models) has no CUDA kernel yet; run it with --device cpu');
+/** A lane holds at most one 16-byte vector of the head's dimensions, 32 lanes per key at most. */
+function checkDecodeHead(D: number, dtype: Tensor['dtype'], what: string): void {
+  const most = 32 * (16 / dtypeBytes(dtype));
+  if (D > most) fail('bad-config', `attention head size ${D} is beyond the ${most} the CUDA ${what} kernel supports in ${dtype}`);
+}
+
+/**
+ * Cross-attention, one block per (query head, row) as in the decode step, over lengths[slots[t]] keys of the slot's
+ * memory cache (no mask, nothing written): the decoder's prompt rows and decode rows alike.
+ */
+export function attendCross(c: CudaContext, out: Tensor, q: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor,
+  slots: Tensor, lengths: Tensor, shape: AttentionShape, n: number): void {
+  if (shape.bias || shape.window > 0) throw new Error('internal: cross-attention takes no position bias or window');
+  if (n === 0) return;
+  const { heads, kvHeads, headDim: D, scale } = shape;
+  checkDecodeHead(D, out.dtype, 'cross-attention');
+  const blockSize = kCache.shape[1], maxBlocks = blockTables.shape[1];
+  const k = c.kernels.get('attention', `attend_cross_${sfx(out.dtype)}`, 'pppppppiiifii');
+  k.launch(c.stream, heads, n, 1, DECODE_THREADS, decodeSharedMemory(k, maxBlocks, D), ptr(out), ptr(q), ptr(kCache), ptr(vCache),
+    ptr(blockTables), ptr(slots), ptr(lengths), heads, kvHeads, D, scale, blockSize, maxBlocks);
 }
 
 /** Prompt tokens by segment: up to 32 query rows of one sequence per block, key/value tiles in shared memory. */
 export function attendPrompt(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor,
   slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number, segments: Segments): void {
-  noBias(shape);
   if (n === 0) return;
   const { heads, kvHeads, headDim: D, scale, window } = shape;
   const dpt = [2, 4, 8, 16, 32].find((d) => d * 4 >= D);
   if (!dpt) fail('bad-config', `attention head size ${D} is beyond the 128 the CUDA prompt-attention kernel supports`);
-  const k = c.kernels.get('attention', `attend_prefill${dpt}_${sfx(out.dtype)}`, 'ppppppppiiifiii');
+  const k = c.kernels.get('attention', `attend_prefill${dpt}_${sfx(out.dtype)}`, 'ppppppppiiifiii' + BIAS_SPEC);
   k.launch(c.stream, Math.ceil(segments.longest / PREFILL_ROWS), segments.count, heads, 128, 2 * PREFILL_KEYS * D * 4,
     ptr(out), ptr(qkv), ptr(kCache), ptr(vCache), ptr(blockTables), ptr(slots), ptr(keyLens), ptr(segments.table),
-    heads, kvHeads, D, scale, window, kCache.shape[1], blockTables.shape[1]);
+    heads, kvHeads, D, scale, window, kCache.shape[1], blockTables.shape[1], ...biasArgs(shape, heads));
 }
 
 /** One query per row; the kernel first writes the row's k and v at position keyLens - 1. */
 export function attendDecode(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor,
   slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void {
-  noBias(shape);
   if (n === 0) return;
   const { heads, kvHeads, headDim: D, scale, window } = shape;
-  // a lane holds at most one 16-byte vector of the head's dimensions, 32 lanes per key at most
-  const most = 32 * (16 / dtypeBytes(out.dtype));
-  if (D > most) fail('bad-config', `attention head size ${D} is beyond the ${most} the CUDA decode-attention kernel supports in ${out.dtype}`);
+  checkDecodeHead(D, out.dtype, 'decode-attention');
   const blockSize = kCache.shape[1], maxBlocks = blockTables.shape[1];
-  const k = c.kernels.get('attention', `attend_decode_${sfx(out.dtype)}`, 'pppppppiiifiii');
-  // the block ids, then each warp's softmax state for the merge (kernels/attention.cu)
-  const smem = (maxBlocks + (DECODE_THREADS / 32) * (D + 2)) * 4;
-  allowSharedMemory(k, smem);
-  k.launch(c.stream, heads, n, 1, DECODE_THREADS, smem, ptr(out), ptr(qkv), ptr(kCache), ptr(vCache), ptr(blockTables),
-    ptr(slots), ptr(keyLens), heads, kvHeads, D, scale, window, blockSize, maxBlocks);
+  // T5's bias has a kernel of its own (the plain one keeps its registers)
+  const biased = shape.bias ? ['_bias', BIAS_SPEC, biasArgs(shape, heads)] as const : ['', '', []] as const;
+  const k = c.kernels.get('attention', `attend_decode${biased[0]}_${sfx(out.dtype)}`, 'pppppppiiifiii' + biased[1]);
+  k.launch(c.stream, heads, n, 1, DECODE_THREADS, decodeSharedMemory(k, maxBlocks, D), ptr(out), ptr(qkv), ptr(kCache), ptr(vCache),
+    ptr(blockTables), ptr(slots), ptr(keyLens), heads, kvHeads, D, scale, window, blockSize, maxBlocks, ...biased[2]);
 }
 
 /** Block pairs[i, 1] = block pairs[i, 0] for i < count in every plane of pool [planes, blocks, blockSize, width]. */

@@ -397,8 +397,9 @@ export class CudaBackend implements Backend {
     this.op('decodeAttention', () => attendDecode(this.ctx, out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n));
   }
 
-  crossAttention(): void {
-    attendCross();
+  crossAttention(out: Tensor, q: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, lengths: Tensor,
+    shape: AttentionShape, n: number): void {
+    this.op('crossAttention', () => attendCross(this.ctx, out, q, kCache, vCache, blockTables, slots, lengths, shape, n));
   }
 
   copyBlocks(pool: Tensor, pairs: Tensor, count: number): void {
