@@ -1,6 +1,8 @@
 // Quantized GGUF models (test/fixtures/gguf: Q8_0, Q4_0, and the K-quants written by tools/reference/kquants.py) on
 // the GPU, their weights staying quantized, against the CPU backend running the same file (which dequantizes a row at
-// a time): fp32 within 1e-3 with identical greedy tokens, fp16 and bf16 within 2e-2.
+// a time): fp32 within 1e-3 with identical greedy tokens, fp16 and bf16 within 3e-2: passes of up to 8 rows round the
+// activations to int8 per 32 values for the integer GEMV (as llama.cpp's MMVQ does; test/gpu/quant.test.ts bounds that
+// rounding layer by layer), which the CPU does not.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -11,7 +13,7 @@ import { allLogits } from '../helpers/logits.js';
 import { noGpu } from './helpers.js';
 
 const skip = noGpu();
-const TOL = { f32: 1e-3, f16: 2e-2, bf16: 2e-2 } as const;
+const TOL = { f32: 1e-3, f16: 3e-2, bf16: 3e-2 } as const;
 const FILES = ['llama-tiny-q8_0.gguf', 'llama-tiny-q4_0.gguf', 'llama-k-tiny-q4_k_m.gguf', 'llama-k-tiny-q5_k.gguf', 'llama-k-tiny-q6_k.gguf'];
 
 interface Ref { prompts: { ids: number[] }[]; greedy: { ids: number[] }[] }

@@ -125,7 +125,7 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
     });
 
     test('Q4_K over several dequantized chunks, columns of a wider output', () => {
-      const N = 2115, K = 4096, M = 19; // 2048 rows per chunk at K = 4096 in 16 bits, 1024 in f32
+      const N = 8259, K = 4096, M = 19; // 8192 rows per 64 MiB chunk at K = 4096 in 16 bits, 4096 in f32
       const w = randomBlocks('Q4_K', N, K, 11);
       const bias = rounded(randn(N, 0.5), dtype), x = rounded(randn(M * K, 1), dtype), res = rounded(randn(M * N), dtype);
       check(layer(gpu(), dtype, 'Q4_K', w, N, K, x, M, bias, res), layer(cpu, 'f32', 'Q4_K', w, N, K, x, M, bias, res), tol, `${M} rows`);

@@ -4,7 +4,9 @@
 // - up to 8 rows with f32 activations: kernels/quant.cu, the weights dequantized in registers against float x (no
 //   rounding of x, so fp32 runs stay within the fp32 tolerance);
 // - more rows (prompts, large batches): the weight dequantized a chunk of rows at a time (kernels/dequant.cu) into a
-//   buffer small enough to stay in L2, each chunk multiplied by cuBLASLt into its columns of out.
+//   scratch buffer, each chunk multiplied by cuBLASLt into its columns of out. This costs a bf16 weight's bytes
+//   twice more than the bf16 model reads (written, then read), so at batch 64 it is slower than bf16; a tiled
+//   kernel reading the blocks into shared memory for tensor cores (llama.cpp's MMQ) is what beats it.
 // Batch-invariant mode keeps every row count on the GEMV paths, 64 rows at a time, so a row's sums never depend on
 // the rows beside it. The scratch (x as int8, its scales, the dequantized chunk) is reserved as weights load, so a
 // captured graph never sees it move.
@@ -18,8 +20,11 @@ import { ptr, sfx } from './tensor.js';
 /** rows the GEMV paths take per launch (the int8 copy of x holds this many) */
 const GEMV_ROWS = 8;
 const QUANTIZED_ROWS = 64;
-/** the dequantized chunk: small enough to stay in L2 between the kernel writing it and the GEMM reading it */
-const CHUNK_BYTES = Number(process.env.PEREGRINE_DEQUANT_CHUNK_MB ?? 16) * 2 ** 20;
+/**
+ * The dequantized chunk. Keeping it in L2 does not pay: the launches and short GEMMs per chunk cost more (H100, Llama
+ * 1B Q4_K batch 64, ms/step by chunk: 4 MiB 7.00, 16 MiB 4.14, 48 MiB 3.78, 128 MiB 3.75, whole matrices 3.69).
+ */
+const CHUNK_BYTES = Number(process.env.PEREGRINE_DEQUANT_CHUNK_MB ?? 64) * 2 ** 20;
 const ALIGN = 256;
 
 export interface QuantScratch {
