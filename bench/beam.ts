@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CudaBackend } from '../src/backends/cuda/backend.js';
 import { loadGenerator } from '../src/index.js';
-import { ROOT, randomGpt2Dir, type BenchArgs, type BenchResult } from './common.js';
+import { ROOT, randomGpt2Dir, timeRuns, type BenchArgs, type BenchResult } from './common.js';
 
 export async function beam(args: BenchArgs): Promise<BenchResult> {
   const config = args.string('config') ?? '1.5B';
@@ -19,15 +19,8 @@ export async function beam(args: BenchArgs): Promise<BenchResult> {
   const prompts = Array.from({ length: batch }, (_, b) => Array.from({ length: promptLen }, (_, i) => (b * 7919 + i * 104729) % 50257));
   const opts = { numBeams: beams, maxNewTokens: newTokens, minNewTokens: newTokens };
   await gen.generateIds(prompts, { ...opts, maxNewTokens: 8, minNewTokens: 8 }); // warm-up: GEMM tuning, graph capture
-  const times: number[] = [];
-  let steps = 0;
-  for (let i = 0; i < 3; i++) {
-    const t0 = performance.now();
-    const r = await gen.generateIds(prompts, opts);
-    times.push(performance.now() - t0);
-    steps = r[0].ids.length;
-  }
-  const ms = times.sort((a, b) => a - b)[1];
+  const { ms, times, last } = await timeRuns(3, () => gen.generateIds(prompts, opts));
+  const steps = last[0].ids.length;
   const deviceName = device === 'cuda' ? (gen.runtime.backend as CudaBackend).device.name : 'cpu';
   gen.dispose();
   const rows: Record<string, string | number>[] = [{

@@ -63,6 +63,18 @@ export class BenchArgs {
   }
 }
 
+/** Runs `fn` `reps` times (after the caller's warm-up): each wall time, their median and the last result. */
+export async function timeRuns<T>(reps: number, fn: () => Promise<T>): Promise<{ ms: number; times: number[]; last: T }> {
+  const times: number[] = [];
+  let last!: T;
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    last = await fn();
+    times.push(performance.now() - t0);
+  }
+  return { ms: [...times].sort((a, b) => a - b)[Math.floor(reps / 2)], times, last };
+}
+
 export function markdownTable(rows: Record<string, string | number>[]): string {
   const cols = Object.keys(rows[0] ?? {});
   const cell = (v: string | number) => (typeof v !== 'number' ? v : Number.isInteger(v) || Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));

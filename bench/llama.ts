@@ -10,68 +10,24 @@
 // read per step) / the device-to-device copy bandwidth measured here. The weights never touch a disk: they are
 // generated as the loader reads them (random bytes, quantized blocks with small finite scales).
 import { execFileSync } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CudaBackend } from '../src/backends/cuda/backend.js';
 import { loadModel, loadModelDir } from '../src/engine/load.js';
 import type { TextGenerator } from '../src/engine/generation.js';
-import { WeightStore, type ModelDir, type TensorSource } from '../src/loaders/model-dir.js';
-import { QUANT_BLOCKS, isQuantType, type QuantType } from '../src/loaders/quant.js';
-import type { TensorInfo } from '../src/loaders/safetensors.js';
+import { WeightStore, type ModelDir } from '../src/loaders/model-dir.js';
+import type { QuantType } from '../src/loaders/quant.js';
 import { Tokenizer } from '../src/tokenizers/tokenizer.js';
 import { FIXTURES, ROOT, type BenchArgs, type BenchResult } from './common.js';
 import { copyBandwidth, profileDecode } from './cuda-timing.js';
+import { RandomWeights } from './random-weights.js';
 
 const CONFIGS: Record<string, { hidden: number; layers: number; heads: number; kvHeads: number; inner: number; vocab: number; tied: boolean }> = {
   '1B': { hidden: 2048, layers: 16, heads: 32, kvHeads: 8, inner: 8192, vocab: 128256, tied: true },
   '8B': { hidden: 4096, layers: 32, heads: 32, kvHeads: 8, inner: 14336, vocab: 128256, tied: false },
 };
 const FORMATS: Record<string, 'BF16' | QuantType> = { bf16: 'BF16', q8_0: 'Q8_0', q4_k: 'Q4_K' };
-/** byte offsets of the fp16 scales of each block type (quantized-GEMV test: small finite values there, random bytes elsewhere) */
-const SCALES: Record<QuantType, number[]> = { Q8_0: [0], Q4_0: [0], Q4_K: [0, 2], Q5_K: [0, 2], Q6_K: [208] };
-
-/** Random weights under Hugging Face names, made as they are read. */
-class RandomWeights implements TensorSource {
-  readonly tensors = new Map<string, TensorInfo>();
-
-  constructor(specs: { name: string; shape: number[]; dtype: string }[]) {
-    for (const s of specs) this.tensors.set(s.name, { name: s.name, dtype: s.dtype, shape: s.shape, begin: 0, end: bytesOf(s.shape, s.dtype) });
-  }
-
-  info(name: string): TensorInfo {
-    return this.tensors.get(name)!;
-  }
-
-  readBytes(name: string): Uint8Array {
-    const t = this.info(name);
-    const out = new Uint8Array(t.end);
-    if (t.dtype === 'F32') {
-      new Float32Array(out.buffer).fill(1); // RMSNorm gains
-      return out;
-    }
-    randomFillSync(out);
-    if (t.dtype === 'BF16') {
-      // |x| in [2^-9, 2^-5): bf16 with a small exponent, random sign and mantissa
-      const bits = new Uint16Array(out.buffer);
-      for (let i = 0; i < bits.length; i++) bits[i] = (bits[i] & 0x807f) | ((127 - 9 + (bits[i] & 3)) << 7);
-      return out;
-    }
-    const q = t.dtype as QuantType, size = QUANT_BLOCKS[q].bytes;
-    for (let b = 0; b < out.length / size; b++) for (const at of SCALES[q]) { out[b * size + at] = 0x00; out[b * size + at + 1] = 0x14; } // fp16 0.00098
-    return out;
-  }
-
-  close(): void {}
-}
-
-function bytesOf(shape: number[], dtype: string): number {
-  const n = shape.reduce((a, d) => a * d, 1);
-  if (isQuantType(dtype)) return (n / QUANT_BLOCKS[dtype].elements) * QUANT_BLOCKS[dtype].bytes;
-  return n * (dtype === 'F32' ? 4 : 2);
-}
-
 function randomLlama(name: string, format: string): ModelDir {
   const c = CONFIGS[name], q = FORMATS[format];
   if (!c || !q) throw new Error(`unknown config ${name} or format ${format}`);
