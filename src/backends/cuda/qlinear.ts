@@ -72,8 +72,9 @@ function floatGemv(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tens
   const m = n === 1 ? 1 : GEMV_ROWS;
   const groups = Math.ceil(n / m);
   if (groups > 65535) fail('bad-argument', `quantized linear layers take at most ${65535 * m} rows per pass, got ${n}; lower --prefill-chunk`);
-  c.kernels.get('quant', kernelName('qgemv', m, w, x, out), 'ppppiiiiii').launch(c.stream, Math.ceil(N / (8 / warpsPerRow(c, N, K))), groups, 1, 256, 0,
-    ptr(out), ptr(x), ptr(w), ptr(bias), act, N, K, warpsPerRow(c, N, K), n, accumulate ? 1 : 0);
+  const wpr = warpsPerRow(c, N, K);
+  c.kernels.get('quant', kernelName('qgemv', m, w, x, out), 'ppppiiiiii').launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
+    ptr(out), ptr(x), ptr(w), ptr(bias), act, N, K, wpr, n, accumulate ? 1 : 0);
 }
 
 /** the largest row norm_quantize_q8 takes (256 threads x 4 x 8 values) */
