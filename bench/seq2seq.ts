@@ -1,7 +1,9 @@
 // Encoder-decoder beam search on the GPU (issue 11): Marian-base-like and BART-large-like configurations with random
 // fp16 weights, against Hugging Face generate(num_beams) (bench/peers/seq2seq_hf.py) in the same run.
 //   npm run bench -- seq2seq [--configs marian,bart-large] [--batches 1,32,128] [--beams 4] [--new 64] [--min-source 32]
-//                            [--max-source 64] [--seed 1] [--device cuda|cpu] [--no-peers] [--out-dir DIR]
+//                            [--max-source 64] [--seed 1] [--device cuda|cpu] [--no-peers] [--profile] [--out-dir DIR]
+// --profile: CUDA graphs off (every op launched and timed with events), and one more call per batch whose GPU time
+// per op is reported; the table's times are then those of eager launches, not of the graph replays.
 // Each source's length is drawn in [--min-source, --max-source] and its tokens at random (a seeded generator that
 // the peer repeats), no tokenizer. Both engines make exactly --new tokens per beam: Peregrine with min new tokens =
 // max new tokens (end tokens are masked until then), Hugging Face with min_new_tokens = max_new_tokens.
@@ -104,7 +106,10 @@ export async function seq2seq(args: BenchArgs): Promise<BenchResult> {
   const device = (args.string('device') ?? 'cuda') as 'cuda' | 'cpu';
   const tokenizer = Tokenizer.fromDir(join(FIXTURES, 'tokenizers', 'gpt2')); // only for text, which this bench never makes
   const maxBatch = Math.max(...batches);
-  const ours: { config: string; batch: number; ms: number; generated: number; times: number[]; preemptions: number }[] = [];
+  const ours: { config: string; batch: number; ms: number; generated: number; times: number[]; preemptions: number; split: string }[] = [];
+  const profiles: Record<string, Record<string, { ms: number; calls: number }>> = {};
+  const profiling = args.flag('profile') && device === 'cuda';
+  if (profiling) process.env.PEREGRINE_CUDA_GRAPHS = '0';
   const memory: Record<string, string> = {};
   let deviceName = 'cpu';
   for (const name of configs) {
@@ -124,14 +129,24 @@ export async function seq2seq(args: BenchArgs): Promise<BenchResult> {
       const src = sources(batch, lo, hi, vocab, seed);
       const warm = Math.min(8, newTokens), opts = { numBeams: beams, maxNewTokens: newTokens, minNewTokens: newTokens, earlyStopping: false as const };
       const before = gen.scheduler.stats().preemptions;
+      const stat = () => gen.scheduler.stats();
       await gen.generateIds(src, { ...opts, maxNewTokens: warm, minNewTokens: warm }); // warm-up: GEMM tuning, graph capture
+      const s0 = stat();
       const { ms, times, last } = await timeRuns(3, async () => {
         const r = await gen.generateIds(src, opts);
         const short = r.find((x) => x.ids.length !== newTokens);
         if (short) throw new Error(`${name} x${batch}: a source got ${short.ids.length} tokens, not ${newTokens}`);
         return r;
       });
-      ours.push({ config: name, batch, ms, generated: last[0].ids.length, times, preemptions: gen.scheduler.stats().preemptions - before });
+      const s1 = stat(), per = (k: 'prefillMs' | 'decodeMs' | 'decodeSteps' | 'prefillPasses') => (s1[k] - s0[k]) / 3;
+      const split = `${per('decodeSteps').toFixed(0)} decode steps ${per('decodeMs').toFixed(1)} ms (launch and wait), ${per('prefillPasses').toFixed(0)} prefill passes ${per('prefillMs').toFixed(1)} ms`;
+      ours.push({ config: name, batch, ms, generated: last[0].ids.length, times, preemptions: gen.scheduler.stats().preemptions - before, split });
+      if (profiling) {
+        const cuda = gen.runtime.backend as CudaBackend;
+        cuda.profile();
+        await gen.generateIds(src, opts);
+        profiles[`${name} x${batch}`] = cuda.profileReport();
+      }
       process.stderr.write(`[seq2seq] peregrine ${name} x${batch}: ${ours[ours.length - 1].ms.toFixed(1)} ms\n`);
     }
     gen.dispose();
@@ -165,6 +180,9 @@ export async function seq2seq(args: BenchArgs): Promise<BenchResult> {
       'Targets (issue 11): >= 10x HF at batch 1, >= 5x at batch 128.',
       'CTranslate2 is not compared: no wheel of it can reach the GPU machine (no network there).',
       ...Object.entries(memory).map(([k, v]) => `Peregrine's memory, ${k} (max batch ${maxBatch} x ${beams} beams): ${v}.`),
+      `Where a call's time goes (mean of the timed calls; the rest is the encoder and the host's beam search): ${ours.map((o) => `${o.config} x${o.batch}: ${o.split}`).join('; ')}.`,
+      ...Object.entries(profiles).map(([k, p]) => `GPU time per op of one eager call (graphs off), ${k}: ${Object.entries(p).sort((a, b) => b[1].ms - a[1].ms)
+        .map(([op, v]) => `${op} ${v.ms.toFixed(1)} ms / ${v.calls}`).join(', ')}.`),
       `Preemptions (warm-up and timed calls; 0 means every beam of every source ran at once): ${ours.map((o) => `${o.config} x${o.batch} ${o.preemptions}`).join(', ')}.`,
     ],
   };
@@ -178,7 +196,7 @@ export async function seq2seq(args: BenchArgs): Promise<BenchResult> {
   const outDir = args.string('out-dir');
   if (outDir) {
     mkdirSync(outDir, { recursive: true });
-    writeFileSync(join(outDir, 'seq2seq.json'), JSON.stringify({ ...result, peregrine: ours, peer }, null, 1));
+    writeFileSync(join(outDir, 'seq2seq.json'), JSON.stringify({ ...result, peregrine: ours, peer, profiles }, null, 1));
   }
   return result;
 }

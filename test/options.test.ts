@@ -37,7 +37,7 @@ describe('bad values and conflicting options', () => {
     [{ repetitionPenalty: -1 }, /repetition penalty/],
     [{ presencePenalty: 3 }, /presence penalty must be in \[-2, 2\]/],
     [{ frequencyPenalty: -2.5 }, /frequency penalty must be in \[-2, 2\]/],
-    [{ maxNewTokens: 0 }, /max new tokens must be a whole number >= 1/],
+    [{ maxNewTokens: 0 }, /max new tokens must be at least 1 \(0 only scores a prompt/], [{ maxNewTokens: 0, promptLogprobs: true, numBeams: 2 }, /beam search needs max new tokens of at least 1/],
     [{ minNewTokens: -1 }, /min new tokens/],
     [{ minNewTokens: 10, maxNewTokens: 5 }, /min new tokens \(10\) is above max new tokens \(5\)/],
     [{ numBeams: 0 }, /num beams must be a whole number from 1 to 32/],

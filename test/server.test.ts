@@ -124,6 +124,31 @@ describe('completions', () => {
     assert.equal(byText.choices[0].text, 'The cat sat' + byIds.choices[0].text);
   });
 
+  test('echo with logprobs scores the prompt (max_tokens 0: the prompt alone), as the library\'s prompt log-probs', async () => {
+    const ids = llama.tokenizer.encode('The quick brown fox');
+    const [want] = await llama.generateIds([ids], { maxNewTokens: 2, temperature: 0, promptLogprobs: true, topLogprobs: 2 });
+    const r = await client.completions.create({ model: LLAMA, prompt: ids, max_tokens: 2, temperature: 0, echo: true, logprobs: 2 });
+    const lp = r.choices[0].logprobs!;
+    assert.equal(lp.tokens!.length, ids.length + 2);
+    assert.deepEqual(lp.token_logprobs!.slice(0, ids.length), want.promptLogprobs);
+    assert.deepEqual(lp.token_logprobs!.slice(ids.length), want.logprobs);
+    assert.equal(lp.top_logprobs![0], null);
+    assert.equal(Object.keys(lp.top_logprobs![1]!).length, 2);
+    assert.equal(lp.text_offset![0], 0);
+    const only = await client.completions.create({ model: LLAMA, prompt: 'The quick brown fox', max_tokens: 0, echo: true, logprobs: 0 });
+    assert.equal(only.choices[0].text, 'The quick brown fox');
+    assert.equal(only.choices[0].finish_reason, 'length');
+    assert.deepEqual(only.choices[0].logprobs!.token_logprobs, want.promptLogprobs);
+    assert.equal(only.choices[0].logprobs!.top_logprobs, null);
+    assert.deepEqual(only.usage, { prompt_tokens: ids.length, completion_tokens: 0, total_tokens: ids.length });
+    for (const [body, field] of [[{ max_tokens: 0 }, 'max_tokens'], [{ max_tokens: 0, echo: true }, 'max_tokens'], [{ echo: true, logprobs: 1, stream: true }, 'stream']] as const) {
+      const res = await fetch(`${base}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: LLAMA, prompt: 'hi', ...body }) });
+      assert.equal(res.status, 400);
+      const err = (await res.json()) as { error: { param: string; message: string } };
+      assert.equal(err.error.param, field, err.error.message);
+    }
+  });
+
   test('beam search through num_beams: the n best beams are the choices', async () => {
     const r = await client.completions.create({ model: GPT2, prompt: 'one', max_tokens: 6, n: 2, num_beams: 3 } as OpenAI.CompletionCreateParamsNonStreaming);
     const want = await gpt2.generate('one', { maxNewTokens: 6, numBeams: 3, numReturnSequences: 2 });

@@ -88,7 +88,7 @@ function earlyStopping(v: string): boolean | 'never' {
 export function generationFlags(cmd: Command): Command {
   const any = (name: string) => number(name, () => true, 'a number');
   return cmd
-    .option('-n, --max-new-tokens <n>', 'tokens to generate per prompt', int('--max-new-tokens', 1), 32)
+    .option('-n, --max-new-tokens <n>', 'tokens to generate per prompt (0: none, only the prompt\'s log-probs with --prompt-logprobs)', int('--max-new-tokens', 0), 32)
     .option('--min-new-tokens <n>', 'no end token before this many new tokens', int('--min-new-tokens', 0))
     .option('-t, --temperature <t>', 'sampling temperature; 0 is greedy (default: greedy, or 1 with --top-k/--top-p/--min-p)', number('--temperature', (x) => x >= 0, 'a number >= 0'))
     .option('-k, --top-k <k>', 'sample among the k most likely tokens (0: off)', int('--top-k', 0))
@@ -112,6 +112,7 @@ export function generationFlags(cmd: Command): Command {
     .option('--diversity-rate <x>', 'rank a beam\'s k-th best continuation by score + x * k (FasterTransformer; negative diversifies)', any('--diversity-rate'))
     .option('--logprobs', 'report each token\'s log-probability under the model\'s raw distribution')
     .option('--top-logprobs <k>', 'and the k most likely alternatives per step (0 .. 20)', int('--top-logprobs', 0))
+    .option('--prompt-logprobs', 'with --json: each prompt token\'s log-probability given the tokens before it (and --top-logprobs alternatives)')
     .option('--no-repeat-ngram-size <n>', 'no n-gram of n tokens occurs twice (Hugging Face; 0: off)', int('--no-repeat-ngram-size', 0))
     .option('--forced-bos-token-id <id>', 'force the first generated token (mBART\'s target language code)', int('--forced-bos-token-id', 0))
     .option('--forced-eos-token-id <id>', 'force this token when a sequence reaches --max-new-tokens', int('--forced-eos-token-id', 0))

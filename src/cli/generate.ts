@@ -2,6 +2,7 @@
 // (prefixed by the prompt's index) or one JSON object each, as they finish.
 import type { GenerationResult, TextGenerator } from '../engine/generation.js';
 import type { GenerateOptions } from '../engine/options.js';
+import { fail } from '../errors.js';
 
 export function resultJson(index: number, r: GenerationResult): string {
   return JSON.stringify({ index, ...r });
@@ -13,6 +14,7 @@ function writeOut(s: string): void {
 
 export async function runGenerate(gen: TextGenerator, prompts: string[], opts: GenerateOptions, json: boolean): Promise<void> {
   const beams = (opts.numBeams ?? 1) > 1;
+  if (opts.promptLogprobs && !json) fail('bad-argument', '--prompt-logprobs are printed with --json; add --json');
   if (prompts.length === 1 && !json && !beams) {
     for await (const e of gen.stream(prompts, opts)) writeOut(e.text);
     writeOut('\n');

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The peregrine command: generate, chat, embed, classify, fill-mask, serve, inspect. Each command imports what it runs when
+// The peregrine command: generate, translate, summarize, chat, embed, classify, fill-mask, serve, perplexity, inspect. Each command imports what it runs when
 // it runs (the engine, the tokenizers, a backend), so --help and --version load only commander.
 import { Command, Option } from 'commander';
 import { PeregrineError } from '../errors.js';
@@ -98,6 +98,16 @@ function buildProgram(): Command {
     .action(async (o: Omit<CommonFlags, 'model'> & ServeFlags & { model: string[] }) => {
       const { runServe } = await import('./serve.js');
       await runServe(o.model, loadOptions({ ...o, model: o.model[0] }), o);
+    });
+
+  runtimeFlags(common(program.command('perplexity').description('perplexity of a causal LM over a text file, with a sliding window (Hugging Face\'s definition: each token after the first scored once, with the rest of its window as context)')))
+    .requiredOption('--file <path>', 'the text (UTF-8), tokenized whole as the model\'s tokenizer does by default (a BOS token first where it adds one)')
+    .option('--context <n>', 'tokens per window (default: the model\'s positions and --max-seq-len allow, less one)', int('--context', 2))
+    .option('--stride <n>', 'tokens between window starts (default: half the context)', int('--stride', 1))
+    .option('--json', 'print JSON')
+    .action(async (o: CommonFlags & { file: string; context?: number; stride?: number; json?: boolean }) => {
+      const [{ loadGenerator }, { runPerplexity }] = await Promise.all([engine(), import('./perplexity.js')]);
+      await runPerplexity(() => loadGenerator(o.model, loadOptions(o)), o.file, { context: o.context, stride: o.stride }, o.json === true);
     });
 
   runtimeFlags(common(program.command('inspect').description('architecture, parameter count, dtypes and the memory plan a load makes (KV-cache pool, tables, activations)')))

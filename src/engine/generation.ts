@@ -123,6 +123,7 @@ export class TextGenerator {
     if (!this.seq2seq && (spec.decoderStart !== undefined || spec.sourceLength)) {
       fail('bad-argument', `${spec.decoderStart !== undefined ? 'decoder start token id' : 'max length a / b'} applies to encoder-decoder models; ${this.model.info.architecture} is decoder-only`);
     }
+    if (this.seq2seq && spec.promptLogprobs) fail('bad-argument', `prompt logprobs apply to decoder-only models; ${this.model.info.architecture}'s prompt is its encoder's source, which is not predicted`);
     return spec;
   }
 

@@ -27,7 +27,7 @@ export interface SamplingOptions {
 }
 
 export interface GenerateOptions extends SamplingOptions {
-  /** tokens to generate per prompt (default 32) */
+  /** tokens to generate per prompt (default 32; 0 only scores the prompt, with promptLogprobs) */
   maxNewTokens?: number;
   /** end tokens are not generated before this many tokens (default 0) */
   minNewTokens?: number;
@@ -61,6 +61,11 @@ export interface GenerateOptions extends SamplingOptions {
   logprobs?: boolean;
   /** and this many most likely alternatives per step (0 .. 20) */
   topLogprobs?: number;
+  /**
+   * also return each prompt token's log-probability given the tokens before it (the first token has none),
+   * with topLogprobs alternatives; the whole prompt is computed (the prefix cache is not used for it)
+   */
+  promptLogprobs?: boolean;
   /** Hugging Face's no_repeat_ngram_size: no n-gram of this size occurs twice in a sequence (0 = off) */
   noRepeatNgramSize?: number;
   /** a token forced as the first generated one (mBART's target language code) */
@@ -101,6 +106,8 @@ export interface RequestSpec {
   beam: { beams: number; lengthPenalty: number; earlyStopping: boolean | 'never'; returns: number; diversityRate: number } | null;
   /** -1: none; else the number of alternatives */
   logprobs: number;
+  /** log-probs of the prompt's tokens too (with max(logprobs, 0) alternatives) */
+  promptLogprobs: boolean;
   /** the side a too-long prompt is cut on (none: refused) */
   truncate?: TruncateSide;
   /** 0: off */
@@ -133,7 +140,7 @@ function ids(v: unknown, name: string, vocab: number): number[] {
 /** Checks every option and resolves the defaults; `eos` are the model's end tokens. */
 export function checkOptions(o: GenerateOptions, vocab: number, eos: number[], tokenizer: Tokenizer | null): RequestSpec {
   if (typeof o !== 'object' || o === null) bad('options must be an object');
-  const maxNewTokens = o.maxNewTokens === undefined ? 32 : int(o.maxNewTokens, 'max new tokens', 1);
+  const maxNewTokens = o.maxNewTokens === undefined ? 32 : int(o.maxNewTokens, 'max new tokens', 0);
   const minNewTokens = o.minNewTokens === undefined ? 0 : int(o.minNewTokens, 'min new tokens', 0);
   if (minNewTokens > maxNewTokens) bad(`min new tokens (${minNewTokens}) is above max new tokens (${maxNewTokens})`);
   const topK = o.topK === undefined ? 0 : int(o.topK, 'top-k', 0);
@@ -171,6 +178,9 @@ export function checkOptions(o: GenerateOptions, vocab: number, eos: number[], t
   const logprobs = o.topLogprobs !== undefined ? int(o.topLogprobs, 'top logprobs', 0, MAX_TOP_LOGPROBS) : o.logprobs ? 0 : -1;
   if (o.logprobs !== undefined && typeof o.logprobs !== 'boolean') bad('logprobs must be true or false');
   if (o.logprobs === false && o.topLogprobs !== undefined) bad('top logprobs needs logprobs');
+  const promptLogprobs = o.promptLogprobs ?? false;
+  if (typeof promptLogprobs !== 'boolean') bad('prompt logprobs must be true or false');
+  if (maxNewTokens === 0 && !promptLogprobs) bad('max new tokens must be at least 1 (0 only scores a prompt, with prompt logprobs)');
 
   const beams = o.numBeams === undefined ? 1 : int(o.numBeams, 'num beams', 1, MAX_CANDIDATES / 2);
   let beam: RequestSpec['beam'] = null;
@@ -180,6 +190,7 @@ export function checkOptions(o: GenerateOptions, vocab: number, eos: number[], t
       ['min-p', o.minP || undefined], ['top-p decay', o.topPDecay], ['logprobs', logprobs >= 0 ? true : undefined]] as [string, unknown][]) {
       if (v !== undefined) bad(`${name} cannot be combined with num beams (${beams}): beam search is deterministic and returns scores`);
     }
+    if (maxNewTokens === 0) bad('beam search needs max new tokens of at least 1');
     const earlyStopping = o.earlyStopping ?? false;
     if (earlyStopping !== true && earlyStopping !== false && earlyStopping !== 'never') bad(`early stopping must be true, false or "never", got ${JSON.stringify(earlyStopping)}`);
     const returns = o.numReturnSequences === undefined ? 1 : int(o.numReturnSequences, 'num return sequences', 1);
@@ -216,7 +227,7 @@ export function checkOptions(o: GenerateOptions, vocab: number, eos: number[], t
   return {
     noRepeatNgram, forcedBos, forcedEos, decoderStart, sourceLength,
     maxNewTokens, minNewTokens, temperature, topK, topP, topPDecay, topPMin, topPResetIds, minP, seed, repetitionPenalty, presencePenalty,
-    frequencyPenalty, badWords, stop, eos: eosList, beam, logprobs, truncate: checkTruncate(o.truncate),
+    frequencyPenalty, badWords, stop, eos: eosList, beam, logprobs, promptLogprobs, truncate: checkTruncate(o.truncate),
   };
 }
 
@@ -244,7 +255,8 @@ export function requestRow(s: RequestSpec, promptLen: number, stream: number): I
   f[REQ.FREQUENCY] = s.frequencyPenalty;
   row[REQ.PROMPT_LEN] = promptLen;
   row[REQ.MIN_NEW] = s.minNewTokens;
-  row[REQ.LOGPROBS] = s.logprobs;
+  // prompt log-probs are computed by the logprobs op too, so the row asks for at least the token's own
+  row[REQ.LOGPROBS] = s.logprobs >= 0 || !s.promptLogprobs ? s.logprobs : 0;
   row[REQ.CANDIDATES] = s.beam ? beamsToKeep(s.beam.beams, s.eos.length) : 0;
   row[REQ.PROCESS] = processes(s) ? 1 : 0;
   row[REQ.NO_REPEAT_NGRAM] = s.noRepeatNgram;

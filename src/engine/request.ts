@@ -41,6 +41,10 @@ export interface GenerationResult {
   logprobs?: number[];
   cumLogprob?: number;
   topLogprobs?: TopLogprob[][];
+  /** with promptLogprobs: each prompt token's log-prob given the tokens before it (null for the first) */
+  promptLogprobs?: (number | null)[];
+  /** with promptLogprobs and topLogprobs: the alternatives at each prompt position (empty for the first) */
+  promptTopLogprobs?: TopLogprob[][];
   /** beam search: the numReturnSequences best beams, best first */
   sequences?: BeamSequence[];
 }
@@ -103,6 +107,9 @@ export class Request {
   readonly generated: number[] = [];
   readonly logprobs: number[] = [];
   readonly topLogprobs: TopLogprob[][] = [];
+  /** with promptLogprobs: by prompt position (filled as prefill passes compute them; null for position 0) */
+  readonly promptLogprobs: (number | null)[] = [];
+  readonly promptTop: TopLogprob[][] = [];
   readonly text: TextStream | null;
   /** tokens before generation (the prompt, after a session's earlier turns) */
   promptLen: number;

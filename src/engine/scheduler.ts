@@ -14,7 +14,7 @@ import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { BeamSearch, beamsToKeep } from './beam.js';
 import { blockHash, BlockPool } from './blocks.js';
 import { nextTopP, processes, requestRow } from './options.js';
-import { Request, Sequence, type Carried, type TokenEvent, type TopLogprob } from './request.js';
+import { Request, Sequence, type Carried, type GenerationResult, type TokenEvent, type TopLogprob } from './request.js';
 
 export interface SchedulerStats {
   waiting: number;
@@ -114,6 +114,7 @@ export class Scheduler {
     this.chunk = {
       n: 0, heads: 0, ids: new Int32Array(n), positions: new Int32Array(n), slots: new Int32Array(n),
       headRows: new Int32Array(n), headSlots: new Int32Array(n), headLengths: new Int32Array(n),
+      scores: 0, scoreRows: new Int32Array(n), scoreSlots: new Int32Array(n), scoreTargets: new Int32Array(n),
     };
   }
 
@@ -271,7 +272,9 @@ export class Scheduler {
       carried.computed = 0;
     }
     const swapped = r.swapped;
-    if (!swapped) this.nameBlocks(seq, true);
+    // a request that scores its prompt computes all of it (cached blocks would skip positions it scores)
+    const scoring = r.spec.promptLogprobs && r.promptLogprobs.length < r.prompt.length;
+    if (!swapped) this.nameBlocks(seq, !scoring);
     const needed = Math.ceil(tokens.length / bs) - seq.blocks.length;
     if (needed > this.pool.available() && !this.reclaim(needed)) {
       for (const b of seq.blocks) this.pool.release(b);
@@ -426,16 +429,26 @@ export class Scheduler {
   private prefill(): void {
     const chunk = this.runtime.limits.prefillChunk;
     const c = this.chunk;
-    c.n = c.heads = 0;
+    c.n = c.heads = c.scores = 0;
     const parts: { r: Request; seq: Sequence; m: number; head: boolean }[] = [];
+    /** the prompt position each scored row predicts, and its request */
+    const scored: { r: Request; position: number }[] = [];
     for (const r of this.running) {
       for (const seq of r.seqs) {
         // a sequence whose last token alone is not in the cache takes a decode row instead
         if (c.n === chunk || seq.computed >= seq.length - 1) continue;
         const m = Math.min(seq.length - seq.computed, chunk - c.n);
+        const scoring = r.spec.promptLogprobs && r.generated.length === 0 && seq === r.seqs[0];
         for (let i = 0; i < m; i++) {
-          c.ids[c.n] = seq.tokens[seq.computed + i];
-          c.positions[c.n] = seq.computed + i;
+          const position = seq.computed + i;
+          if (scoring && position + 1 < r.promptLen) {
+            c.scoreRows[c.scores] = c.n;
+            c.scoreSlots[c.scores] = seq.slot;
+            c.scoreTargets[c.scores++] = seq.tokens[position + 1];
+            scored.push({ r, position: position + 1 });
+          }
+          c.ids[c.n] = seq.tokens[position];
+          c.positions[c.n] = position;
           c.slots[c.n++] = seq.slot;
         }
         const head = seq.computed + m === seq.length;
@@ -454,12 +467,31 @@ export class Scheduler {
     this.timing.prefillMs += performance.now() - t0;
     this.timing.prefillPasses++;
     this.prefillTokens += c.n;
+    if (out.promptLogprobs) scored.forEach(({ r, position }, i) => this.promptLogprob(r, position, out.promptLogprobs!, i));
     let h = 0;
     for (const { r, seq, m, head } of parts) {
       seq.computed += m;
       this.nameBlocks(seq, false);
       if (head) this.drawn(r, [seq], out, [h++]);
     }
+  }
+
+  /** Records prompt position `position`'s log-prob (and alternatives) from row i of a pass's prompt log-probs. */
+  private promptLogprob(r: Request, position: number, lp: Int32Array, i: number): void {
+    const o = i * LOGPROB_STRIDE;
+    while (r.promptLogprobs.length <= position) r.promptLogprobs.push(null);
+    r.promptLogprobs[position] = bitsToFloat(lp[o]);
+    if (r.spec.logprobs > 0) r.promptTop[position] = this.alternatives(r, lp, o);
+  }
+
+  /** The request's top-logprobs alternatives from the logprobs row at o. */
+  private alternatives(r: Request, lp: Int32Array, o: number): TopLogprob[] {
+    const top: TopLogprob[] = [];
+    for (let i = 0; i < r.spec.logprobs; i++) {
+      const tid = lp[o + 1 + 2 * i];
+      top.push({ id: tid, logprob: bitsToFloat(lp[o + 2 + 2 * i]), ...(r.tokenizer ? { text: r.tokenizer.decode([tid], false) } : {}) });
+    }
+    return top;
   }
 
   /**
@@ -547,6 +579,8 @@ export class Scheduler {
   /** Tokens for a request's sequences from rows `idx` of a pass; a row whose logits were not finite ends the request. */
   private drawn(r: Request, seqs: Sequence[], out: StepOutput, idx: number[]): void {
     if (idx.some((row) => out.status[row] !== 0)) return this.broken(r, seqs[0].length);
+    // a request that only scores its prompt ends with its prompt's last row, before drawing anything
+    if (r.spec.maxNewTokens === 0) return this.finish(r, 'length');
     if (r.spec.beam) return this.beamStep(r, out, idx);
     const seq = seqs[0], row = idx[0];
     const id = out.ids[row];
@@ -555,16 +589,13 @@ export class Scheduler {
     r.generated.push(id);
     this.nameBlocks(seq, false);
     let logprob: number | undefined, top: TopLogprob[] | undefined;
-    if (out.logprobs) {
+    // another request of the pass may have asked for log-probs where this one did not
+    if (out.logprobs && r.spec.logprobs >= 0) {
       const o = row * LOGPROB_STRIDE;
       logprob = bitsToFloat(out.logprobs[o]);
       r.logprobs.push(logprob);
       if (r.spec.logprobs > 0) {
-        top = [];
-        for (let i = 0; i < r.spec.logprobs; i++) {
-          const tid = out.logprobs[o + 1 + 2 * i];
-          top.push({ id: tid, logprob: bitsToFloat(out.logprobs[o + 2 + 2 * i]), ...(r.tokenizer ? { text: r.tokenizer.decode([tid], false) } : {}) });
-        }
+        top = this.alternatives(r, out.logprobs, o);
         r.topLogprobs.push(top);
       }
     }
@@ -617,8 +648,20 @@ export class Scheduler {
       ids: [...r.generated], text: r.text?.text ?? '', finishReason: reason,
       ...(r.spec.logprobs >= 0 ? { logprobs: [...r.logprobs], cumLogprob: r.logprobs.reduce((a, b) => a + b, 0) } : {}),
       ...(r.spec.logprobs > 0 ? { topLogprobs: [...r.topLogprobs] } : {}),
+      ...this.promptResult(r),
     };
     r.sink.done(result);
+  }
+
+  /** A result's prompt log-probs (with promptLogprobs): one per prompt token, null for the first. */
+  private promptResult(r: Request): Pick<GenerationResult, 'promptLogprobs' | 'promptTopLogprobs'> {
+    if (!r.spec.promptLogprobs) return {};
+    const lps = Array.from({ length: r.prompt.length }, (_, i) => r.promptLogprobs[i] ?? null);
+    if (lps.slice(1).some((x) => x === null)) throw new Error(`internal: a prompt log-prob of request ${r.index} was never computed`);
+    return {
+      promptLogprobs: lps,
+      ...(r.spec.logprobs > 0 ? { promptTopLogprobs: Array.from({ length: r.prompt.length }, (_, i) => r.promptTop[i] ?? []) } : {}),
+    };
   }
 
   // ---- beam search ----
@@ -675,6 +718,7 @@ export class Scheduler {
     r.sink.done({
       ids: best[0].ids, text: r.text?.text ?? '', finishReason: best[0].finishReason,
       sequences: best.map((b) => ({ ids: b.ids, text: dec(b.ids), score: b.score })),
+      ...this.promptResult(r),
     });
   }
 }

@@ -60,6 +60,7 @@ export class Session {
     if (this.busy) fail('bad-request', 'the session is already generating; wait for its turn to finish');
     const spec = this.gen.checkOptions(options);
     if (spec.beam) fail('bad-argument', 'sessions generate one sequence; num beams must be 1');
+    if (spec.promptLogprobs) fail('bad-argument', 'prompt logprobs are not available in a session turn (its earlier tokens are cached); use generate');
     const first = this.carried.tokens.length === 0;
     const ids = typeof input === 'string' ? this.gen.tokenizer.encode(input, first) : input;
     if (ids.length === 0) fail('bad-request', 'the turn is empty; give at least one token');

@@ -36,6 +36,14 @@ export interface PrefillChunk {
   headRows: Int32Array;
   headSlots: Int32Array;
   headLengths: Int32Array;
+  /**
+   * Prompt log-probs: `scores` rows of the chunk whose logits score the sequence's next prompt token
+   * (`scoreTargets`); the log-probs come back in StepOutput.promptLogprobs in this order.
+   */
+  scores: number;
+  scoreRows: Int32Array;
+  scoreSlots: Int32Array;
+  scoreTargets: Int32Array;
 }
 
 /** The decode rows (keyLens = positions + 1), uploaded when the running batch changes. */
@@ -67,6 +75,8 @@ export interface StepOutput {
   /** [n, MAX_CANDIDATES] */
   candValues: Float32Array | null;
   candIds: Int32Array | null;
+  /** prefill passes with scored rows: [scores, LOGPROB_STRIDE], as `logprobs` */
+  promptLogprobs?: Int32Array;
 }
 
 /** Decode batch sizes that get their own graph; a batch runs in the smallest bucket that holds it. */
@@ -110,6 +120,8 @@ export class CausalRuntime {
   private readonly candidates: Candidates;
   private readonly lpScratch: Candidates;
   private readonly lpOut: Tensor;
+  /** prompt log-probs: rows of the chunk scored, their slots, targets and lengths ([capacity] i32), and the results */
+  private readonly score: { src: Tensor; slots: Tensor; targets: Tensor; lengths: Tensor; out: Tensor };
   private readonly passes: PlannedPasses;
   private readonly buckets: number[];
   private readonly segmentHost: Int32Array;
@@ -173,6 +185,10 @@ export class CausalRuntime {
     this.candidates = cands();
     this.lpScratch = cands();
     this.lpOut = b.buffer([maxBatch, LOGPROB_STRIDE], 'i32');
+    this.score = {
+      src: b.buffer([T], 'i32'), slots: b.buffer([T], 'i32'), targets: b.buffer([T], 'i32'), lengths: b.buffer([T], 'i32'),
+      out: b.buffer([T, LOGPROB_STRIDE], 'i32'),
+    };
     this.segmentHost = new Int32Array(3 * T);
     this.identity = Int32Array.from({ length: maxBatch }, (_, i) => i);
     this.keyLenHost = new Int32Array(T);
@@ -191,7 +207,9 @@ export class CausalRuntime {
     for (const process of [false, true]) {
       for (const logprobs of [false, true]) {
         const flags = { process, logprobs, candidates: process };
-        variants.push({ body: (p) => this.prefillBody(p, maxBatch, flags), segments: planSegments });
+        variants.push({ body: (p) => this.prefillBody(p, maxBatch, flags, 0), segments: planSegments });
+        // two groups of scored rows keep the hidden rows alive across a group's logits, as every group but the last needs
+        variants.push({ body: (p) => this.prefillBody(p, maxBatch, flags, Math.min(2 * maxBatch, T)), segments: planSegments });
         variants.push({ body: (p) => this.decodeBody(p, flags), segments: null });
       }
     }
@@ -271,13 +289,25 @@ export class CausalRuntime {
     if (flags.logprobs) b.logprobs(this.lpOut, this.logits, ids, rows, seqs, m, this.lpScratch);
   }
 
-  private prefillBody(p: Pass, heads: number, flags: StepFlags): void {
+  private prefillBody(p: Pass, heads: number, flags: StepFlags, scores: number): void {
     const x = this.model.forward(p);
-    const last = p.buffer('last', [this.limits.maxBatch, this.model.info.hidden]);
+    const M = this.limits.maxBatch;
+    const last = p.buffer('last', [M, this.model.info.hidden]);
     const g = this.gather;
-    p.ops.gatherRows(last, x, g.src, g.dst, heads);
-    this.model.logits(p, last, this.logits, heads);
-    this.sampling(p, { slots: g.headSlots, lengths: g.headLengths }, g.headIds, g.headStatus, heads, flags);
+    if (heads > 0) {
+      p.ops.gatherRows(last, x, g.src, g.dst, heads);
+      this.model.logits(p, last, this.logits, heads);
+      this.sampling(p, { slots: g.headSlots, lengths: g.headLengths }, g.headIds, g.headStatus, heads, flags);
+    }
+    // scored prompt rows, maxBatch at a time through the logits buffer
+    const s = this.score, b = this.backend;
+    for (let first = 0; first < scores; first += M) {
+      const k = Math.min(M, scores - first);
+      const at = (t: Tensor, width: number) => b.view(t, first * width * 4, [k, width], 'i32');
+      p.ops.gatherRows(last, x, at(s.src, 1), g.dst, k);
+      this.model.logits(p, last, this.logits, k);
+      p.ops.logprobs(at(s.out, LOGPROB_STRIDE), this.logits, at(s.targets, 1), { slots: at(s.slots, 1), lengths: at(s.lengths, 1) }, this.tables, k, this.lpScratch);
+    }
   }
 
   private decodeBody(p: Pass, flags: StepFlags): void {
@@ -305,11 +335,21 @@ export class CausalRuntime {
     }
     b.writeInt(r.lengths, this.lengthHost, c.n);
     b.writeInt(g.src, c.headRows, c.heads);
-    b.writeInt(g.dst, this.identity, c.heads);
+    b.writeInt(g.dst, this.identity, Math.max(c.heads, Math.min(c.scores, this.limits.maxBatch)));
     b.writeInt(g.headSlots, c.headSlots, c.heads);
     b.writeInt(g.headLengths, c.headLengths, c.heads);
-    this.prefillBody(this.passes.pass(this.prefillIO, c.n, { table: this.segments, ...seg }), c.heads, flags);
-    return this.read(this.headOut, c.heads, flags);
+    const s = this.score;
+    if (c.scores > 0) {
+      b.writeInt(s.src, c.scoreRows, c.scores);
+      b.writeInt(s.slots, c.scoreSlots, c.scores);
+      b.writeInt(s.targets, c.scoreTargets, c.scores);
+      for (let i = 0; i < c.scores; i++) this.lengthHost[i] = c.positions[c.scoreRows[i]] + 1;
+      b.writeInt(s.lengths, this.lengthHost, c.scores);
+    }
+    this.prefillBody(this.passes.pass(this.prefillIO, c.n, { table: this.segments, ...seg }), c.heads, flags, c.scores);
+    const out = this.read(this.headOut, c.heads, flags);
+    if (c.scores > 0) out.promptLogprobs = b.readInt(s.out, c.scores * LOGPROB_STRIDE).slice();
+    return out;
   }
 
   /** Uploads the decode rows (when the running batch changed since the last step). */

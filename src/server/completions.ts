@@ -1,7 +1,7 @@
 // POST /v1/completions: prompts as text or token ids, n choices each, echo, log-probs in the legacy shape.
 import type { FastifyReply } from 'fastify';
 import type { TextGenerator } from '../engine/generation.js';
-import { completionLogprobs } from './logprobs.js';
+import { completionLogprobs, type TokenLogprobs } from './logprobs.js';
 import { badRequest } from './errors.js';
 import { answer, finishReason, type ServerState, type Shape } from './generate.js';
 import type { ModelTable } from './models.js';
@@ -25,6 +25,15 @@ function promptList(p: CompletionBody['prompt']): { texts: string[] | null; ids:
   return { texts: null, ids: p as number[][] };
 }
 
+/** An echoed prompt's log-probs followed by the completion's (with max_tokens 0, the prompt's alone). */
+function joined(prompt: TokenLogprobs, completion: TokenLogprobs | null): TokenLogprobs {
+  if (!completion) return prompt;
+  return {
+    ids: [...prompt.ids, ...completion.ids], logprobs: [...prompt.logprobs, ...completion.logprobs],
+    top: prompt.top && completion.top ? [...prompt.top, ...completion.top] : undefined,
+  };
+}
+
 export async function completions(state: ServerState, models: ModelTable, body: CompletionBody, reply: FastifyReply): Promise<unknown> {
   const served = models.pick(body.model, 'causal-lm', '/v1/completions');
   const gen = served.generator as TextGenerator;
@@ -33,9 +42,13 @@ export async function completions(state: ServerState, models: ModelTable, body: 
   if (body.best_of !== undefined && body.best_of !== null && body.best_of !== n) {
     throw badRequest(`best_of ${body.best_of} is not supported (only best_of equal to n, ${n}); ask for n choices, or beam search with num_beams`, 'best_of');
   }
-  if (body.echo && body.logprobs !== undefined && body.logprobs !== null) throw badRequest('echo cannot be combined with logprobs: Peregrine does not score prompt tokens', 'echo');
   const top = body.logprobs ?? null;
+  // echo with logprobs scores the prompt too (the usual way to ask for a text's log-likelihood, with max_tokens 0)
+  const scorePrompt = body.echo === true && top !== null;
+  if (body.max_tokens === 0 && !scorePrompt) throw badRequest('max_tokens 0 only scores the prompt: it needs echo with logprobs', 'max_tokens');
+  if (scorePrompt && body.stream) throw badRequest('echo with logprobs is answered in one JSON body (the prompt\'s log-probs come with the result); set stream to false', 'stream');
   const options = generateOptions(body, gen, body.max_tokens ?? DEFAULT_MAX_TOKENS, top);
+  if (scorePrompt) options.promptLogprobs = true;
   const list = promptList(body.prompt);
   const prompts = list.ids ?? gen.encodePrompts(list.texts!, gen.checkOptions(options));
   const echoes = body.echo ? (list.texts ?? prompts.map((ids) => gen.tokenizer.decode(ids, false))) : null;
@@ -61,7 +74,7 @@ export async function completions(state: ServerState, models: ModelTable, body: 
     },
     finished: (choice, r) => ({
       index: choice, text: echoed(choice) + r.text,
-      logprobs: r.logprobs ? completionLogprobs(tok, r.logprobs, echoed(choice).length) : null,
+      logprobs: r.prompt ? completionLogprobs(tok, joined(r.prompt, r.logprobs), 0) : r.logprobs ? completionLogprobs(tok, r.logprobs, echoed(choice).length) : null,
       finish_reason: finishReason(r.finishReason),
     }),
   };

@@ -17,6 +17,8 @@ export interface ChoiceResult {
   finishReason: FinishReason;
   tokens: number;
   logprobs: TokenLogprobs | null;
+  /** with prompt log-probs (completions' echo with logprobs): the prompt's tokens, the first with none */
+  prompt: TokenLogprobs | null;
 }
 
 /** How an endpoint writes its choices. */
@@ -54,13 +56,17 @@ export interface ServerState {
 export const finishReason = (r: FinishReason): 'stop' | 'length' => (r === 'length' ? 'length' : 'stop');
 
 /** Each choice's result: a sampled choice as it ran, beam search's best beams in order. */
-function choiceResults(results: GenerationResult[]): ChoiceResult[] {
+function choiceResults(results: GenerationResult[], prompts: number[][], perPrompt: number): ChoiceResult[] {
+  const promptOf = (choice: number) => Math.floor(choice / perPrompt);
   const out: ChoiceResult[] = [];
   for (const r of results) {
     if (r.sequences) {
-      for (const s of r.sequences) out.push({ text: s.text, finishReason: r.finishReason, tokens: s.ids.length, logprobs: null });
+      for (const s of r.sequences) out.push({ text: s.text, finishReason: r.finishReason, tokens: s.ids.length, logprobs: null, prompt: null });
     } else {
-      out.push({ text: r.text, finishReason: r.finishReason, tokens: r.ids.length, logprobs: r.logprobs ? { ids: r.ids, logprobs: r.logprobs, top: r.topLogprobs } : null });
+      out.push({
+        text: r.text, finishReason: r.finishReason, tokens: r.ids.length, logprobs: r.logprobs ? { ids: r.ids, logprobs: r.logprobs, top: r.topLogprobs } : null,
+        prompt: r.promptLogprobs ? { ids: prompts[promptOf(out.length)], logprobs: r.promptLogprobs, top: r.promptTopLogprobs } : null,
+      });
     }
   }
   return out;
@@ -73,7 +79,7 @@ export async function answer(state: ServerState, call: GenerationCall, shape: Sh
   const usage = (choices: number) => ({ prompt_tokens: promptTokens, completion_tokens: choices, total_tokens: promptTokens + choices });
   const signal = clientGone(reply.raw);
   if (!call.stream) {
-    const results = choiceResults(await admitted.run(signal, null));
+    const results = choiceResults(await admitted.run(signal, null), call.prompts, call.perPrompt);
     return { ...head, object: shape.object, choices: results.map((r, i) => shape.finished(i, r)), usage: usage(results.reduce((a, r) => a + r.tokens, 0)) };
   }
   const stream = new EventStream(reply);

@@ -5,7 +5,8 @@ import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 export interface TokenLogprobs {
   ids: number[];
-  logprobs: number[];
+  /** null: a token with no log-prob (an echoed prompt's first) */
+  logprobs: (number | null)[];
   top: TopLogprob[][] | undefined;
 }
 
@@ -23,7 +24,7 @@ export function completionLogprobs(tok: Tokenizer, t: TokenLogprobs, offset: num
   return {
     tokens,
     token_logprobs: t.logprobs,
-    top_logprobs: t.top ? t.top.map((alts) => Object.fromEntries(alts.map((a) => [tokenText(tok, a.id, a.text), a.logprob]))) : null,
+    top_logprobs: t.top ? t.top.map((alts, i) => (t.logprobs[i] === null ? null : Object.fromEntries(alts.map((a) => [tokenText(tok, a.id, a.text), a.logprob])))) : null,
     text_offset: textOffset,
   };
 }
@@ -35,6 +36,6 @@ export function chatLogprobs(tok: Tokenizer, t: TokenLogprobs) {
     return { token, logprob, bytes: Array.from(Buffer.from(token, 'utf8')) };
   };
   return {
-    content: t.ids.map((id, i) => ({ ...entry(id, t.logprobs[i]), top_logprobs: (t.top?.[i] ?? []).map((a) => entry(a.id, a.logprob, a.text)) })),
+    content: t.ids.map((id, i) => ({ ...entry(id, t.logprobs[i]!), top_logprobs: (t.top?.[i] ?? []).map((a) => entry(a.id, a.logprob, a.text)) })),
   };
 }

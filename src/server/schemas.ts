@@ -46,6 +46,8 @@ export const completionBody = {
   additionalProperties: false,
   properties: {
     ...generation,
+    // 0 with echo and logprobs scores the prompt alone
+    max_tokens: nullable({ type: 'integer', minimum: 0 }),
     prompt: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, minItems: 1 }, ids, { type: 'array', items: ids, minItems: 1 }] },
     logprobs: nullable({ type: 'integer', minimum: 0, maximum: MAX_TOP_LOGPROBS }),
     echo: nullable({ type: 'boolean' }),
