@@ -127,7 +127,9 @@ describe('generate', () => {
     failsWith(['generate', ...m, '-p', ''], /the prompt is empty/);
     failsWith(['generate', ...m, '-p', 'x', '--top-p', '2'], /--top-p.*\(0, 1\]/);
     failsWith(['generate', ...m, '-p', 'x', '-t', 'hot'], /--temperature must be a number/);
-    failsWith(['generate', ...m, '-p', 'x', '-n', '0'], /--max-new-tokens must be a whole number >= 1/);
+    failsWith(['generate', ...m, '-p', 'x', '-n', '0'], /max new tokens must be at least 1 \(0 only scores a prompt/);
+    failsWith(['generate', ...m, '-p', 'x', '-n', '-1'], /--max-new-tokens must be a whole number >= 0/);
+    failsWith(['generate', ...m, '-p', 'x', '--prompt-logprobs'], /--prompt-logprobs are printed with --json/);
     failsWith(['generate', ...m, '-p', 'x', '-k', '2.5'], /--top-k/);
     failsWith(['generate', ...m, '-p', 'x', '-n', '100'], /beyond the model's 64/);
     failsWith(['generate', ...m, '-p', 'x', '--max-batch', '5000000'], /memory plan needs .* but the CPU has .* available; lower --max-batch \(5000000\)/);
