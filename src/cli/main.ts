@@ -100,7 +100,7 @@ function buildProgram(): Command {
       await runServe(o.model, loadOptions({ ...o, model: o.model[0] }), o);
     });
 
-  runtimeFlags(common(program.command('perplexity').description('perplexity of a causal LM over a text file, with a sliding window (Hugging Face\'s definition: each token after the first scored once, with the rest of its window as context)')))
+  runtimeFlags(common(program.command('perplexity').description('perplexity of a causal LM over a text file, with a sliding window (Hugging Face\'s definition: each window scores the tokens no earlier window scored, with the rest of the window as context)')))
     .requiredOption('--file <path>', 'the text (UTF-8), tokenized whole as the model\'s tokenizer does by default (a BOS token first where it adds one)')
     .option('--context <n>', 'tokens per window (default: the model\'s positions and --max-seq-len allow, less one)', int('--context', 2))
     .option('--stride <n>', 'tokens between window starts (default: half the context)', int('--stride', 1))

@@ -2,8 +2,8 @@
 // models" guide): windows of at most `context` tokens start every `stride` tokens, and each window scores the
 // tokens no earlier window scored, with the rest of the window as their context (a window's first token has
 // none, so with stride = context one token a window goes unscored, as in the guide); perplexity = exp(mean
-// negative log-likelihood over the scored tokens). The windows run as
-// requests with prompt log-probs through the generator's scheduler, so they share passes.
+// negative log-likelihood over the scored tokens). The windows run as requests with prompt log-probs through the
+// generator's scheduler, so they share passes.
 import { fail } from '../errors.js';
 import type { TextGenerator } from './generation.js';
 

@@ -108,8 +108,10 @@ export class Request {
   readonly logprobs: number[] = [];
   readonly topLogprobs: TopLogprob[][] = [];
   /** with promptLogprobs: by prompt position (filled as prefill passes compute them; null for position 0) */
-  readonly promptLogprobs: (number | null)[] = [];
-  readonly promptTop: TopLogprob[][] = [];
+  readonly promptLogprobs: (number | null)[];
+  readonly promptTop: TopLogprob[][];
+  /** prompt positions (after the first) whose log-prob no pass has computed yet */
+  private unscored: number;
   readonly text: TextStream | null;
   /** tokens before generation (the prompt, after a session's earlier turns) */
   promptLen: number;
@@ -129,7 +131,22 @@ export class Request {
     readonly onRelease: ((c: Carried | null) => void) | null = null,
   ) {
     this.text = tokenizer ? new TextStream(tokenizer, spec.stop) : null;
+    this.promptLogprobs = spec.promptLogprobs ? new Array<number | null>(prompt.length).fill(null) : [];
+    this.promptTop = spec.promptLogprobs ? Array.from({ length: prompt.length }, () => []) : [];
+    this.unscored = spec.promptLogprobs ? prompt.length - 1 : 0;
     this.promptLen = (carried?.tokens.length ?? 0) + prompt.length;
+  }
+
+  /** Whether some prompt position still needs its log-prob (its prefill rows are then scored, none taken from the cache). */
+  get scoringPrompt(): boolean {
+    return this.unscored > 0;
+  }
+
+  /** Records the log-prob of prompt position `position` (1 ..) and its alternatives. */
+  scored(position: number, logprob: number, top: TopLogprob[] | null): void {
+    if (this.promptLogprobs[position] === null) this.unscored--;
+    this.promptLogprobs[position] = logprob;
+    if (top) this.promptTop[position] = top;
   }
 
   /** The tokens a (re)started sequence holds: earlier turns, the prompt, and what was generated. */

@@ -273,8 +273,7 @@ export class Scheduler {
     }
     const swapped = r.swapped;
     // a request that scores its prompt computes all of it (cached blocks would skip positions it scores)
-    const scoring = r.spec.promptLogprobs && r.promptLogprobs.length < r.prompt.length;
-    if (!swapped) this.nameBlocks(seq, !scoring);
+    if (!swapped) this.nameBlocks(seq, !r.scoringPrompt);
     const needed = Math.ceil(tokens.length / bs) - seq.blocks.length;
     if (needed > this.pool.available() && !this.reclaim(needed)) {
       for (const b of seq.blocks) this.pool.release(b);
@@ -431,21 +430,21 @@ export class Scheduler {
     const c = this.chunk;
     c.n = c.heads = c.scores = 0;
     const parts: { r: Request; seq: Sequence; m: number; head: boolean }[] = [];
-    /** the prompt position each scored row predicts, and its request */
-    const scored: { r: Request; position: number }[] = [];
+    /** the request of each scored row */
+    const scored: Request[] = [];
     for (const r of this.running) {
       for (const seq of r.seqs) {
         // a sequence whose last token alone is not in the cache takes a decode row instead
         if (c.n === chunk || seq.computed >= seq.length - 1) continue;
         const m = Math.min(seq.length - seq.computed, chunk - c.n);
-        const scoring = r.spec.promptLogprobs && r.generated.length === 0 && seq === r.seqs[0];
+        const scoring = r.scoringPrompt && seq === r.seqs[0];
         for (let i = 0; i < m; i++) {
           const position = seq.computed + i;
           if (scoring && position + 1 < r.promptLen) {
             c.scoreRows[c.scores] = c.n;
             c.scoreSlots[c.scores] = seq.slot;
             c.scoreTargets[c.scores++] = seq.tokens[position + 1];
-            scored.push({ r, position: position + 1 });
+            scored.push(r);
           }
           c.ids[c.n] = seq.tokens[position];
           c.positions[c.n] = position;
@@ -467,21 +466,15 @@ export class Scheduler {
     this.timing.prefillMs += performance.now() - t0;
     this.timing.prefillPasses++;
     this.prefillTokens += c.n;
-    if (out.promptLogprobs) scored.forEach(({ r, position }, i) => this.promptLogprob(r, position, out.promptLogprobs!, i));
+    const lp = out.promptLogprobs;
+    // row i predicts the prompt token after its own position
+    if (lp) scored.forEach((r, i) => r.scored(c.positions[c.scoreRows[i]] + 1, bitsToFloat(lp[i * LOGPROB_STRIDE]), r.spec.logprobs > 0 ? this.alternatives(r, lp, i * LOGPROB_STRIDE) : null));
     let h = 0;
     for (const { r, seq, m, head } of parts) {
       seq.computed += m;
       this.nameBlocks(seq, false);
       if (head) this.drawn(r, [seq], out, [h++]);
     }
-  }
-
-  /** Records prompt position `position`'s log-prob (and alternatives) from row i of a pass's prompt log-probs. */
-  private promptLogprob(r: Request, position: number, lp: Int32Array, i: number): void {
-    const o = i * LOGPROB_STRIDE;
-    while (r.promptLogprobs.length <= position) r.promptLogprobs.push(null);
-    r.promptLogprobs[position] = bitsToFloat(lp[o]);
-    if (r.spec.logprobs > 0) r.promptTop[position] = this.alternatives(r, lp, o);
   }
 
   /** The request's top-logprobs alternatives from the logprobs row at o. */
@@ -656,12 +649,8 @@ export class Scheduler {
   /** A result's prompt log-probs (with promptLogprobs): one per prompt token, null for the first. */
   private promptResult(r: Request): Pick<GenerationResult, 'promptLogprobs' | 'promptTopLogprobs'> {
     if (!r.spec.promptLogprobs) return {};
-    const lps = Array.from({ length: r.prompt.length }, (_, i) => r.promptLogprobs[i] ?? null);
-    if (lps.slice(1).some((x) => x === null)) throw new Error(`internal: a prompt log-prob of request ${r.index} was never computed`);
-    return {
-      promptLogprobs: lps,
-      ...(r.spec.logprobs > 0 ? { promptTopLogprobs: Array.from({ length: r.prompt.length }, (_, i) => r.promptTop[i] ?? []) } : {}),
-    };
+    if (r.scoringPrompt) throw new Error(`internal: a prompt log-prob of request ${r.index} was never computed`);
+    return { promptLogprobs: [...r.promptLogprobs], ...(r.spec.logprobs > 0 ? { promptTopLogprobs: [...r.promptTop] } : {}) };
   }
 
   // ---- beam search ----

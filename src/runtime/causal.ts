@@ -343,7 +343,7 @@ export class CausalRuntime {
       b.writeInt(s.src, c.scoreRows, c.scores);
       b.writeInt(s.slots, c.scoreSlots, c.scores);
       b.writeInt(s.targets, c.scoreTargets, c.scores);
-      for (let i = 0; i < c.scores; i++) this.lengthHost[i] = c.positions[c.scoreRows[i]] + 1;
+      for (let i = 0; i < c.scores; i++) this.lengthHost[i] = this.keyLenHost[c.scoreRows[i]];
       b.writeInt(s.lengths, this.lengthHost, c.scores);
     }
     this.prefillBody(this.passes.pass(this.prefillIO, c.n, { table: this.segments, ...seg }), c.heads, flags, c.scores);
