@@ -22,8 +22,9 @@ __device__ void mean_pool(T* out, const T* x, const int* starts, const int* leng
   }
 }
 
-template <typename T>
-__device__ void bias_act(T* x, const T* bias, int act, int N, size_t total) {
+// x += bias per column, then the activation; the bias may be of another dtype than x (a 16-bit bias over f32 logits).
+template <typename T, typename B>
+__device__ void bias_act(T* x, const B* bias, int act, int N, size_t total) {
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
     float v = to_f(x[i]);
     if (bias) v += to_f(bias[i % N]);
@@ -59,7 +60,10 @@ __device__ void convert(T* dst, const S* src, int rows, int cols, int transpose)
     mean_pool<T>(out, x, starts, lengths, W);                                                              \
   }                                                                                                        \
   extern "C" __global__ void bias_act_##S(T* x, const T* bias, int act, int N, unsigned long long total) { \
-    bias_act<T>(x, bias, act, N, total);                                                                   \
+    bias_act<T, T>(x, bias, act, N, total);                                                                \
+  }                                                                                                        \
+  extern "C" __global__ void bias_act_f32out_##S(float* x, const T* bias, int act, int N, unsigned long long total) { \
+    bias_act<float, T>(x, bias, act, N, total);                                                            \
   }                                                                                                        \
   extern "C" __global__ void gated_act_##S(T* out, const T* x, int act, int F, unsigned long long total) { \
     gated_act<T>(out, x, act, F, total);                                                                   \

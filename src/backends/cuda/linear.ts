@@ -51,14 +51,22 @@ export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
   if (isQuant(w.dtype)) return quantLinear(c, out, x, w, bias, act, n, accumulate);
   const [N, K] = w.shape;
   if (n <= GEMV_MAX_ROWS || c.batchInvariant) return gemv(c, accumulate ? 'res_gemv' : 'gemv', out, x, w, bias, act, n);
-  // cuBLASLt reads an epilogue's bias as the output's type: a 16-bit bias under f32 out (a classifier head writing
-  // f32 logits) goes through the GEMV, which reads it as the weights' type
+  // cuBLASLt reads an epilogue's bias as the output's type: a 16-bit bias under f32 out (an LM head with
+  // final_logits_bias, a classifier head writing f32 logits) is added after the GEMM by a kernel reading it as it is
   if (bias && out.dtype !== w.dtype) {
     if (accumulate) fail('bad-argument', `a linear layer with a ${w.dtype} bias cannot accumulate into ${out.dtype}`);
-    return gemv(c, 'gemv', out, x, w, bias, act, n);
+    c.blas.matmul(ptr(out), out.dtype, ptr(x), ptr(w), 0, EPILOGUE.DEFAULT, n, N, K, w.dtype, false);
+    return biasActivate(c, out, bias, act, n, N);
   }
   c.blas.matmul(ptr(out), out.dtype, ptr(x), ptr(w), ptr(bias), epilogueFor(act, bias !== null), n, N, K, w.dtype, accumulate);
   activateAfter(c, out, act, n, N);
+}
+
+/** out [n, N] (f32) += bias (of its own dtype) per column, then the activation: the bias cuBLASLt cannot read. */
+function biasActivate(c: CudaContext, out: Tensor, bias: Tensor, act: Activation, n: number, N: number): void {
+  const total = n * N;
+  c.kernels.get('rows', `bias_act_f32out_${sfx(bias.dtype)}`, 'ppiiu')
+    .launch(c.stream, Math.min(4096, Math.ceil(total / 256)), 1, 1, 256, 0, ptr(out), ptr(bias), ACT_CODE[act], N, total);
 }
 
 /** cuBLASLt's epilogue for a bias and an activation: the bias, and GELU where it is the tanh approximation (gelu_new). */
