@@ -15,10 +15,14 @@ export async function beam(args: BenchArgs): Promise<BenchResult> {
   const batch = args.int('batch', 8), beams = args.int('beams', 4), promptLen = args.int('prompt', 128), newTokens = args.int('new', 128);
   const dir = randomGpt2Dir(config);
   const device = (args.string('device') ?? 'cuda') as 'cuda' | 'cpu';
-  const gen = await loadGenerator(dir, { device, dtype: device === 'cuda' ? 'f16' : undefined, maxBatch: batch * beams, maxSeqLen: promptLen + newTokens, prefillChunk: batch * promptLen });
+  // every request's blocks at once, as the scheduler counts a beam request's (its prompt's, and per beam its new tokens' plus one)
+  const bs = 16, kvBlocks = batch * (Math.ceil(promptLen / bs) + beams * (Math.ceil(newTokens / bs) + 1)) + 1;
+  const gen = await loadGenerator(dir, { device, dtype: device === 'cuda' ? 'f16' : undefined, maxBatch: batch * beams, maxSeqLen: promptLen + newTokens,
+    prefillChunk: batch * promptLen, blockSize: bs, kvBlocks });
   const prompts = Array.from({ length: batch }, (_, b) => Array.from({ length: promptLen }, (_, i) => (b * 7919 + i * 104729) % 50257));
   const opts = { numBeams: beams, maxNewTokens: newTokens, minNewTokens: newTokens };
-  await gen.generateIds(prompts, { ...opts, maxNewTokens: 8, minNewTokens: 8 }); // warm-up: GEMM tuning, graph capture
+  const warm = Math.min(8, newTokens);
+  await gen.generateIds(prompts, { ...opts, maxNewTokens: warm, minNewTokens: warm }); // warm-up: GEMM tuning, graph capture
   const { ms, times, last } = await timeRuns(3, () => gen.generateIds(prompts, opts));
   const steps = last[0].ids.length;
   const deviceName = device === 'cuda' ? (gen.runtime.backend as CudaBackend).device.name : 'cpu';

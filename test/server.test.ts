@@ -388,3 +388,28 @@ describe('concurrency and cancellation', () => {
     assert.ok(await metric('peregrine_requests_total', 'status="400"') > 0);
   });
 });
+
+describe('an encoder-decoder model', () => {
+  test('completions translate the prompt as the library does: greedy, streamed, and the best beams as choices', async () => {
+    const t5 = await loadGenerator(fixture('t5-tiny'));
+    const other = await start([{ id: 't5', created: 1, kind: 'causal-lm', generator: t5 }]);
+    try {
+      const prompt = 'translate English to German: the house is small';
+      const greedy = await t5.generate(prompt, { maxNewTokens: 8, temperature: 0 });
+      const r = await other.client.completions.create({ model: 't5', prompt, max_tokens: 8, temperature: 0 });
+      assert.equal(r.choices[0].text, greedy.text);
+      assert.equal(r.usage!.completion_tokens, greedy.ids.length);
+      let streamed = '';
+      for await (const chunk of await other.client.completions.create({ model: 't5', prompt, max_tokens: 8, temperature: 0, stream: true })) {
+        streamed += chunk.choices[0].text;
+      }
+      assert.equal(streamed, greedy.text);
+      const beams = await t5.generate(prompt, { maxNewTokens: 8, numBeams: 3, numReturnSequences: 2 });
+      const b = await other.client.completions.create({ model: 't5', prompt, max_tokens: 8, n: 2, num_beams: 3 } as never);
+      assert.deepEqual(b.choices.map((c) => c.text), beams.sequences!.map((s) => s.text));
+    } finally {
+      await other.server.app.close();
+      t5.dispose();
+    }
+  });
+});

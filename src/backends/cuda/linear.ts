@@ -18,11 +18,13 @@ export const GEMV_MAX_ROWS = 8;
 export const ACT_CODE: Record<Activation, number> = { none: 0, gelu: 1, gelu_tanh: 2, tanh: 3, relu: 4, silu: 5, quick_gelu: 6 };
 const SPEC = 'ppppiiiippfii'; // out, x, w, bias, act, N, K, wpr, gamma, beta, eps, rows, rms
 
-/** Warps per output row: enough that a lane loads at most 8 vectors per round, and enough blocks to fill the GPU. */
-function warpsPerRow(c: CudaContext, N: number, K: number, vector: number): number {
-  const nv = K % vector === 0 ? K / vector : K;
+/**
+ * Warps per output row of a GEMV (kernels/gemv.cu, quant.cu, mmvq.cu) whose lanes make `loads` loads per weight row
+ * (16-byte vectors, or 32-weight units): enough that a lane makes at most 8 per round, and enough blocks to fill the GPU.
+ */
+export function warpsPerRow(c: CudaContext, N: number, loads: number): number {
   let wpr = 1;
-  while (wpr < 8 && Math.ceil(nv / (32 * wpr)) > 8) wpr *= 2;
+  while (wpr < 8 && Math.ceil(loads / (32 * wpr)) > 8) wpr *= 2;
   while (wpr < 8 && Math.ceil(N / (8 / wpr)) < 2 * c.sms) wpr *= 2;
   return wpr;
 }
@@ -37,7 +39,8 @@ function gemv(c: CudaContext, variant: Variant, out: Tensor, x: Tensor, w: Tenso
   const groups = Math.ceil(n / m);
   if (groups > 65535) fail('bad-argument', `batch-invariant linear layers take at most ${65535 * m} rows per pass, got ${n}; lower --prefill-chunk`);
   const name = variant === 'res_gemv' ? `res_gemv${m}_${s}` : `${variant}${m}_${s}_${out.dtype === w.dtype ? s : 'f32out'}`;
-  const wpr = warpsPerRow(c, N, K, w.dtype === 'f32' ? 4 : 8);
+  const vector = w.dtype === 'f32' ? 4 : 8;
+  const wpr = warpsPerRow(c, N, K % vector === 0 ? K / vector : K);
   c.kernels.get('gemv', name, SPEC).launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
     ptr(out), ptr(x), ptr(w), ptr(bias), ACT_CODE[act], N, K, wpr, ptr(norm?.gamma ?? null), ptr(norm?.beta ?? null), norm?.eps ?? 0, n,
     norm?.kind === 'rms' ? 1 : 0);
@@ -45,7 +48,7 @@ function gemv(c: CudaContext, variant: Variant, out: Tensor, x: Tensor, w: Tenso
 
 export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number, accumulate = false): void {
   if (n === 0) return;
-  if (isQuant(w.dtype)) return quantLinear(c, out, x, w, bias, act, ACT_CODE[act], n, accumulate);
+  if (isQuant(w.dtype)) return quantLinear(c, out, x, w, bias, act, n, accumulate);
   const [N, K] = w.shape;
   if (n <= GEMV_MAX_ROWS || c.batchInvariant) return gemv(c, accumulate ? 'res_gemv' : 'gemv', out, x, w, bias, act, n);
   // cuBLASLt reads an epilogue's bias as the output's type: a 16-bit bias under f32 out (a classifier head writing
@@ -54,21 +57,28 @@ export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
     if (accumulate) fail('bad-argument', `a linear layer with a ${w.dtype} bias cannot accumulate into ${out.dtype}`);
     return gemv(c, 'gemv', out, x, w, bias, act, n);
   }
-  // cuBLASLt's GELU epilogue is the tanh approximation (gelu_new)
-  const fused = act === 'none' || act === 'gelu_tanh';
-  const epilogue = act === 'gelu_tanh' ? (bias ? EPILOGUE.GELU_BIAS : EPILOGUE.GELU) : bias ? EPILOGUE.BIAS : EPILOGUE.DEFAULT;
-  c.blas.matmul(ptr(out), out.dtype, ptr(x), ptr(w), ptr(bias), epilogue, n, N, K, w.dtype, accumulate);
-  if (!fused) {
-    const total = n * N;
-    c.kernels.get('rows', `bias_act_${sfx(out.dtype)}`, 'ppiiu')
-      .launch(c.stream, Math.min(4096, Math.ceil(total / 256)), 1, 1, 256, 0, ptr(out), 0, ACT_CODE[act], N, total);
-  }
+  c.blas.matmul(ptr(out), out.dtype, ptr(x), ptr(w), ptr(bias), epilogueFor(act, bias !== null), n, N, K, w.dtype, accumulate);
+  activateAfter(c, out, act, n, N);
+}
+
+/** cuBLASLt's epilogue for a bias and an activation: the bias, and GELU where it is the tanh approximation (gelu_new). */
+export function epilogueFor(act: Activation, hasBias: boolean): number {
+  if (act === 'gelu_tanh') return hasBias ? EPILOGUE.GELU_BIAS : EPILOGUE.GELU;
+  return hasBias ? EPILOGUE.BIAS : EPILOGUE.DEFAULT;
+}
+
+/** The activation of out [n, N] that cuBLASLt's epilogue could not apply (epilogueFor), as a kernel after the GEMM. */
+export function activateAfter(c: CudaContext, out: Tensor, act: Activation, n: number, N: number): void {
+  if (act === 'none' || act === 'gelu_tanh') return;
+  const total = n * N;
+  c.kernels.get('rows', `bias_act_${sfx(out.dtype)}`, 'ppiiu')
+    .launch(c.stream, Math.min(4096, Math.ceil(total / 256)), 1, 1, 256, 0, ptr(out), 0, ACT_CODE[act], N, total);
 }
 
 export function normLinear(c: CudaContext, out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null,
   act: Activation, n: number, scratch: Tensor): void {
   if (n === 0) return;
-  if (isQuant(w.dtype)) return quantNormLinear(c, out, x, norm, w, bias, act, ACT_CODE[act], n, scratch);
+  if (isQuant(w.dtype)) return quantNormLinear(c, out, x, norm, w, bias, act, n, scratch);
   if (n <= GEMV_MAX_ROWS || c.batchInvariant) return gemv(c, 'norm_gemv', out, x, w, bias, act, n, norm);
   layerNorm(c, scratch, x, norm.gamma, norm.beta, norm.eps, n, norm.kind === 'rms');
   linear(c, out, scratch, w, bias, act, n);
@@ -83,7 +93,7 @@ export function linearResidual(c: CudaContext, residual: Tensor, x: Tensor, w: T
 export function gatedLinearResidual(c: CudaContext, residual: Tensor, x: Tensor, act: Activation, w: Tensor, bias: Tensor | null, n: number, gated: Tensor,
   _product: Tensor): void {
   if (n === 0) return;
-  if (isQuant(w.dtype) && quantGatedLinearResidual(c, residual, x, ACT_CODE[act], w, bias, n)) return;
+  if (isQuant(w.dtype) && quantGatedLinearResidual(c, residual, x, act, w, bias, n)) return;
   gatedActivation(c, gated, x, act, n);
   linear(c, residual, gated, w, bias, 'none', n, true);
 }

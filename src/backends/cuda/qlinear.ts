@@ -13,8 +13,8 @@
 import { fail } from '../../errors.js';
 import { dtypeBytes, type Activation, type DType, type Norm, type QuantDType, type Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
-import { EPILOGUE } from './blas.js';
 import { layerNorm } from './layernorm.js';
+import { ACT_CODE, activateAfter, epilogueFor, warpsPerRow } from './linear.js';
 import { ptr, sfx } from './tensor.js';
 
 /** rows the GEMV paths take per launch (the int8 copy of x holds this many) */
@@ -51,14 +51,6 @@ export function quantScratchBytes(N: number, K: number, dtype: DType): number {
   return layout(N, K, dtypeBytes(dtype)).bytes;
 }
 
-/** Warps per output row: enough that a lane loads at most 8 units per round, and enough blocks to fill the GPU. */
-function warpsPerRow(c: CudaContext, N: number, K: number): number {
-  const units = K / 32;
-  let wpr = 1;
-  while (wpr < 8 && Math.ceil(units / (32 * wpr)) > 8) wpr *= 2;
-  while (wpr < 8 && Math.ceil(N / (8 / wpr)) < 2 * c.sms) wpr *= 2;
-  return wpr;
-}
 
 function kernelName(prefix: string, m: number, w: Tensor, x: Tensor, out: Tensor): string {
   // a 16-bit model's quantized LM head writes f32 logits: the kernel reads x as x's dtype and writes out's
@@ -72,8 +64,9 @@ function floatGemv(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tens
   const m = n === 1 ? 1 : GEMV_ROWS;
   const groups = Math.ceil(n / m);
   if (groups > 65535) fail('bad-argument', `quantized linear layers take at most ${65535 * m} rows per pass, got ${n}; lower --prefill-chunk`);
-  c.kernels.get('quant', kernelName('qgemv', m, w, x, out), 'ppppiiiiii').launch(c.stream, Math.ceil(N / (8 / warpsPerRow(c, N, K))), groups, 1, 256, 0,
-    ptr(out), ptr(x), ptr(w), ptr(bias), act, N, K, warpsPerRow(c, N, K), n, accumulate ? 1 : 0);
+  const wpr = warpsPerRow(c, N, K / 32);
+  c.kernels.get('quant', kernelName('qgemv', m, w, x, out), 'ppppiiiiii').launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
+    ptr(out), ptr(x), ptr(w), ptr(bias), act, N, K, wpr, n, accumulate ? 1 : 0);
 }
 
 /** the largest row norm_quantize_q8 takes (256 threads x 4 x 8 values) */
@@ -89,7 +82,7 @@ function mmvq(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | 
   const [N, K] = w.shape;
   const at = layout(N, K, dtypeBytes(x.dtype)), base = c.quantScratch.ptr;
   if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, a [${N}, ${K}] layer needs ${at.bytes}`);
-  const wpr = warpsPerRow(c, N, K), xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
+  const wpr = warpsPerRow(c, N, K / 32), xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
   const s = sfx(x.dtype), xq = base + at.xq, xd = base + at.xd;
   for (let r0 = 0; r0 < n; r0 += QUANTIZED_ROWS) {
     const rows = Math.min(QUANTIZED_ROWS, n - r0), groups = (rows * K) / 32;
@@ -110,25 +103,19 @@ function mmvq(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | 
 }
 
 /** The weight dequantized a chunk of rows at a time, each chunk through cuBLASLt into its columns of out. */
-function dequantMatmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, actCode: number, n: number,
-  accumulate: boolean): void {
+function dequantMatmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number, accumulate: boolean): void {
   const [N, K] = w.shape;
   const eb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
   const at = layout(N, K, eb), R = chunkRows(N, K, eb), chunk = c.quantScratch.ptr + at.chunk;
   if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, a [${N}, ${K}] layer needs ${at.bytes}`);
-  const fused = act === 'none' || act === 'gelu_tanh';
-  const epilogue = act === 'gelu_tanh' ? (bias ? EPILOGUE.GELU_BIAS : EPILOGUE.GELU) : bias ? EPILOGUE.BIAS : EPILOGUE.DEFAULT;
   const dequant = c.kernels.get('dequant', `dequant_${w.dtype as QuantDType}_${sfx(x.dtype)}`, 'ppiii');
+  const epilogue = epilogueFor(act, bias !== null);
   for (let j0 = 0; j0 < N; j0 += R) {
     const rows = Math.min(R, N - j0);
     dequant.launch(c.stream, Math.ceil((rows * K) / 32 / 256), 1, 1, 256, 0, chunk, ptr(w), K, j0, rows);
     c.blas.matmul(ptr(out) + j0 * ob, out.dtype, ptr(x), chunk, bias ? ptr(bias) + j0 * eb : 0, epilogue, n, rows, K, x.dtype, accumulate, N);
   }
-  if (!fused) {
-    const total = n * N;
-    c.kernels.get('rows', `bias_act_${sfx(out.dtype)}`, 'ppiiu')
-      .launch(c.stream, Math.min(4096, Math.ceil(total / 256)), 1, 1, 256, 0, ptr(out), 0, actCode, N, total);
-  }
+  activateAfter(c, out, act, n, N);
 }
 
 type Path = 'dequant' | 'float' | 'mmvq';
@@ -141,28 +128,27 @@ function path(c: CudaContext, out: Tensor, x: Tensor, bias: Tensor | null, n: nu
 }
 
 /** out = act(x w^T + bias) (+ out when `accumulate`) over a quantized w, for any row count. */
-export function quantLinear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, actCode: number, n: number,
-  accumulate: boolean): void {
+export function quantLinear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number, accumulate: boolean): void {
   const p = path(c, out, x, bias, n);
-  if (p === 'dequant') return dequantMatmul(c, out, x, w, bias, act, actCode, n, accumulate);
-  if (p === 'float') return floatGemv(c, out, x, w, bias, actCode, n, accumulate);
-  mmvq(c, out, x, w, bias, actCode, n, accumulate);
+  if (p === 'dequant') return dequantMatmul(c, out, x, w, bias, act, n, accumulate);
+  if (p === 'float') return floatGemv(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
+  mmvq(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
 }
 
 /** out = act(norm(x) w^T + bias) over a quantized w; on the int8 path the norm is part of x's quantization. */
-export function quantNormLinear(c: CudaContext, out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null, act: Activation, actCode: number,
-  n: number, scratch: Tensor): void {
-  if (path(c, out, x, bias, n) === 'mmvq' && w.shape[1] <= NORM_QUANTIZE_MAX) return mmvq(c, out, x, w, bias, actCode, n, false, { kind: 'norm', norm });
+export function quantNormLinear(c: CudaContext, out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null, act: Activation, n: number,
+  scratch: Tensor): void {
+  if (path(c, out, x, bias, n) === 'mmvq' && w.shape[1] <= NORM_QUANTIZE_MAX) return mmvq(c, out, x, w, bias, ACT_CODE[act], n, false, { kind: 'norm', norm });
   layerNorm(c, scratch, x, norm.gamma, norm.beta, norm.eps, n, norm.kind === 'rms');
-  quantLinear(c, out, scratch, w, bias, act, actCode, n, false);
+  quantLinear(c, out, scratch, w, bias, act, n, false);
 }
 
 /**
  * residual += gatedActivation(x) w^T + bias on the int8 path, the gating done as x is quantized; false (nothing
  * done) where the layer takes another path, for the caller to gate x first.
  */
-export function quantGatedLinearResidual(c: CudaContext, residual: Tensor, x: Tensor, actCode: number, w: Tensor, bias: Tensor | null, n: number): boolean {
+export function quantGatedLinearResidual(c: CudaContext, residual: Tensor, x: Tensor, act: Activation, w: Tensor, bias: Tensor | null, n: number): boolean {
   if (path(c, residual, x, bias, n) !== 'mmvq') return false;
-  mmvq(c, residual, x, w, bias, 0, n, true, { kind: 'gated', act: actCode });
+  mmvq(c, residual, x, w, bias, 0, n, true, { kind: 'gated', act: ACT_CODE[act] });
   return true;
 }
