@@ -114,12 +114,11 @@ __device__ void norm_quantize_q8(int8_t* xq, float2* xd, const T* x, const T* ga
   }
 }
 
-template <int Q, int M>
-__device__ __forceinline__ void unit_dot_q8(const Unit<Q>& w, const int8_t* xq, const float2* xd, int K, int u, int rows, float* acc) {
-  int wq[8];
-#pragma unroll
-  for (int i = 0; i < 8; i++) wq[i] = w.word(i);
-  const float s0 = w.scale(0), s1 = w.scale(1), off = w.word_min();
+// Adds x^ . w for 32 weights (packed words wq, scale s0 for the first 16 and s1 for the last, offset word_min) of
+// unit u of each row of x into acc.
+template <int M>
+__device__ __forceinline__ void dot_q8(const int (&wq)[8], float s0, float s1, float off, const int8_t* xq, const float2* xd, int K, int u, int rows,
+                                       float* acc) {
 #pragma unroll
   for (int m = 0; m < M; m++) {
     if (m >= rows) break;
@@ -140,6 +139,75 @@ __device__ __forceinline__ void unit_dot_q8(const Unit<Q>& w, const int8_t* xq, 
   }
 }
 
+// A lane's unit in the integer GEMV: 32 weights (Unit<Q>) for Q8_0, Q4_0 and Q6_K.
+template <int Q> struct MvUnit {
+  static constexpr int WEIGHTS = 32, UNROLL = QInfo<Q>::UNROLL;
+  Unit<Q> un;
+  __device__ __forceinline__ void load(const uint8_t* row, int u) { un.load(row, u); }
+  template <int M>
+  __device__ __forceinline__ void dot(const int8_t* xq, const float2* xd, int K, int u, int rows, float* acc) const {
+    int wq[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) wq[i] = un.word(i);
+    dot_q8<M>(wq, un.scale(0), un.scale(1), un.word_min(), xq, xd, K, u, rows, acc);
+  }
+};
+
+// Q4_K and Q5_K: a pair of sub-blocks (64 weights) per lane, the two that share 32 bytes of nibbles (low: the even
+// sub-block, high: the odd), the super-block's header (d, dmin and the 12 bytes of 6-bit scales and mins) in one
+// 16-byte load: three or five loads per 64 weights where two units of 32 take about twelve.
+template <int Q> struct KPair {
+  static constexpr bool FIVE = Q == Q5_K;
+  static constexpr int WEIGHTS = 64, UNROLL = 2;
+  uint32_t hdr[4], qs[8], qh[8];
+  int p;  // the pair within its super-block: sub-blocks 2p and 2p + 1
+  __device__ __forceinline__ void load(const uint8_t* row, int i) {
+    const uint8_t* b = row + (size_t)(i >> 2) * QInfo<Q>::BYTES;  // 16-byte aligned (144 and 176 bytes)
+    p = i & 3;
+    const uint4 h = __ldg(reinterpret_cast<const uint4*>(b));
+    hdr[0] = h.x; hdr[1] = h.y; hdr[2] = h.z; hdr[3] = h.w;
+    const uint4* pq = reinterpret_cast<const uint4*>(b + (FIVE ? 48 : 16) + 32 * p);
+    const uint4 q0 = __ldg(pq), q1 = __ldg(pq + 1);
+    qs[0] = q0.x; qs[1] = q0.y; qs[2] = q0.z; qs[3] = q0.w; qs[4] = q1.x; qs[5] = q1.y; qs[6] = q1.z; qs[7] = q1.w;
+    if (FIVE) {
+      const uint4* ph = reinterpret_cast<const uint4*>(b + 16);
+      const uint4 h0 = __ldg(ph), h1 = __ldg(ph + 1);
+      qh[0] = h0.x; qh[1] = h0.y; qh[2] = h0.z; qh[3] = h0.w; qh[4] = h1.x; qh[5] = h1.y; qh[6] = h1.z; qh[7] = h1.w;
+    }
+  }
+  // byte k of the 12 bytes of scales and mins (selects, not an index: a runtime index would put hdr in local memory)
+  __device__ __forceinline__ int sbyte(int k) const {
+    const uint32_t w = k < 4 ? hdr[1] : k < 8 ? hdr[2] : hdr[3];
+    return (w >> (8 * (k & 3))) & 0xff;
+  }
+  template <int M>
+  __device__ __forceinline__ void dot(const int8_t* xq, const float2* xd, int K, int i, int rows, float* acc) const {
+    const float d = f16_bits(hdr[0]), dmin = f16_bits(hdr[0] >> 16);
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int s = 2 * p + half;  // get_scale_min_k4
+      int sc, m;
+      if (s < 4) {
+        sc = sbyte(s) & 63;
+        m = sbyte(s + 4) & 63;
+      } else {
+        sc = (sbyte(s + 4) & 0xF) | ((sbyte(s - 4) >> 6) << 4);
+        m = (sbyte(s + 4) >> 4) | ((sbyte(s) >> 6) << 4);
+      }
+      int wq[8];
+#pragma unroll
+      for (int k = 0; k < 8; k++) {
+        wq[k] = (int)((qs[k] >> (4 * half)) & NIBBLES);
+        if (FIVE) wq[k] |= (int)(((qh[k] >> s) & 0x01010101u) << 4);
+      }
+      const float scale = d * sc;
+      dot_q8<M>(wq, scale, scale, dmin * m, xq, xd, K, 2 * i + half, rows, acc);
+    }
+  }
+};
+template <> struct MvUnit<Q4_K> : KPair<Q4_K> {};
+template <> struct MvUnit<Q5_K> : KPair<Q5_K> {};
+
 template <typename T, typename O, int Q, int M>
 __device__ void mmvq(O* out, const int8_t* xq, const float2* xd, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows,
                      int res) {
@@ -147,8 +215,8 @@ __device__ void mmvq(O* out, const int8_t* xq, const float2* xd, const uint8_t* 
   xd += (size_t)blockIdx.y * M * (K / 32);
   out += (size_t)blockIdx.y * M * N;
   rows = min(rows - (int)blockIdx.y * M, M);
-  quant_gemv<Q, M>(out, w, bias, act, N, K, wpr, rows, res != 0,
-                   [&](const Unit<Q>& un, int u, float* acc) { unit_dot_q8<Q, M>(un, xq, xd, K, u, rows, acc); });
+  quant_gemv<Q, MvUnit<Q>, M>(out, w, bias, act, N, K, wpr, rows, res != 0,
+                               [&](const MvUnit<Q>& un, int u, float* acc) { un.template dot<M>(xq, xd, K, u, rows, acc); });
 }
 
 // quantize_q8_<dtype>, norm_quantize_q8_<dtype>, gated_quantize_q8_<dtype>; mmvq<M>_<quant>_<dtype>[_f32out] for M in 1, 2, 4, 8 (fewer rows run in the next M up: the

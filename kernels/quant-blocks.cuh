@@ -164,13 +164,19 @@ template <> struct Unit<Q6_K> {
 };
 
 
+// A lane's unit as the float GEMV takes it: 32 weights (Unit<Q>), UNROLL of them per round.
+template <int Q> struct Unit32 : Unit<Q> {
+  static constexpr int WEIGHTS = 32, UNROLL = QInfo<Q>::UNROLL;
+};
+
 // The body of a quantized GEMV of 256 threads (kernels/quant.cu, mmvq.cu), out and rows already offset to the
 // block's group of M rows: `wpr` warps per output column j; lane `lane` of part p takes units p * 32 + lane,
-// + wpr * 32, ... of weight row j in rounds of UNROLL whose loads all go out before any is used; dot(unit, u, acc)
-// adds unit u's products into acc[M]; gemv_finish reduces and writes.
-template <int Q, int M, typename T, typename O, typename Dot>
+// + wpr * 32, ... of weight row j (units of U::WEIGHTS weights, loaded by U::load(row, index)) in rounds of
+// U::UNROLL whose loads all go out before any is used; dot(unit, index, acc) adds the unit's products into acc[M];
+// gemv_finish reduces and writes.
+template <int Q, typename U, int M, typename T, typename O, typename Dot>
 __device__ __forceinline__ void quant_gemv(O* out, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows, bool res, Dot dot) {
-  constexpr int UNROLL = QInfo<Q>::UNROLL, WARPS = 256 / 32;
+  constexpr int UNROLL = U::UNROLL, WARPS = 256 / 32;
   __shared__ float partial[WARPS][M];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int j = blockIdx.x * (WARPS / wpr) + warp / wpr, part = warp % wpr;
@@ -178,11 +184,11 @@ __device__ __forceinline__ void quant_gemv(O* out, const uint8_t* w, const T* bi
   float acc[M];
 #pragma unroll
   for (int m = 0; m < M; m++) acc[m] = 0.f;
-  const int units = K / 32, stride = wpr * 32;
+  const int units = K / U::WEIGHTS, stride = wpr * 32;
   const uint8_t* row = w + (size_t)j * (K / (32 * QInfo<Q>::UNITS)) * QInfo<Q>::BYTES;
   if (live) {
     for (int base = part * 32 + lane; base < units; base += stride * UNROLL) {
-      Unit<Q> un[UNROLL];
+      U un[UNROLL];
 #pragma unroll
       for (int i = 0; i < UNROLL; i++) if (base + i * stride < units) un[i].load(row, base + i * stride);
 #pragma unroll

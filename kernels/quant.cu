@@ -51,8 +51,8 @@ __device__ void qgemv(O* out, const T* x, const uint8_t* w, const T* bias, int a
   x += (size_t)blockIdx.y * M * K;
   out += (size_t)blockIdx.y * M * N;
   rows = min(rows - (int)blockIdx.y * M, M);
-  quant_gemv<Q, M>(out, w, bias, act, N, K, wpr, rows, res != 0,
-                   [&](const Unit<Q>& un, int u, float* acc) { unit_dot<Q, T, M>(un, x, K, u, rows, acc); });
+  quant_gemv<Q, Unit32<Q>, M>(out, w, bias, act, N, K, wpr, rows, res != 0,
+                               [&](const Unit<Q>& un, int u, float* acc) { unit_dot<Q, T, M>(un, x, K, u, rows, acc); });
 }
 
 // Kernels qgemv<M>_<quant>_<dtype>, M in 1 and 8 (2 to 7 rows run in the 8-row kernel; its loops stop at `rows`);
