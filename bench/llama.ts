@@ -23,12 +23,12 @@ import { FIXTURES, ROOT, type BenchArgs, type BenchResult } from './common.js';
 import { copyBandwidth, profileDecode } from './cuda-timing.js';
 import { RandomWeights } from './random-weights.js';
 
-const CONFIGS: Record<string, { hidden: number; layers: number; heads: number; kvHeads: number; inner: number; vocab: number; tied: boolean }> = {
+export const CONFIGS: Record<string, { hidden: number; layers: number; heads: number; kvHeads: number; inner: number; vocab: number; tied: boolean }> = {
   '1B': { hidden: 2048, layers: 16, heads: 32, kvHeads: 8, inner: 8192, vocab: 128256, tied: true },
   '8B': { hidden: 4096, layers: 32, heads: 32, kvHeads: 8, inner: 14336, vocab: 128256, tied: false },
 };
 const FORMATS: Record<string, 'BF16' | QuantType> = { bf16: 'BF16', q8_0: 'Q8_0', q4_k: 'Q4_K' };
-function randomLlama(name: string, format: string): ModelDir {
+export function randomLlama(name: string, format: string): ModelDir {
   const c = CONFIGS[name], q = FORMATS[format];
   if (!c || !q) throw new Error(`unknown config ${name} or format ${format}`);
   const D = c.hidden / c.heads, specs: { name: string; shape: number[]; dtype: string }[] = [];
@@ -135,7 +135,7 @@ export async function llama(args: BenchArgs): Promise<BenchResult> {
   return result;
 }
 
-async function timeGeneration(gen: TextGenerator, prompts: number[][], opts: { maxNewTokens: number; stopAtEos: boolean }) {
+export async function timeGeneration(gen: TextGenerator, prompts: number[][], opts: { maxNewTokens: number; stopAtEos: boolean }) {
   const t0 = performance.now();
   let first = 0, last = 0;
   await gen.generateIds(prompts, {

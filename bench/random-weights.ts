@@ -1,5 +1,4 @@
 // Random weights under Hugging Face names, made as the loader reads them: no files (bench/llama.ts, bench/seq2seq.ts).
-import { randomFillSync } from 'node:crypto';
 import { QUANT_BLOCKS, isQuantType, type QuantType } from '../src/loaders/quant.js';
 import type { TensorSource } from '../src/loaders/model-dir.js';
 import type { TensorInfo } from '../src/loaders/safetensors.js';
@@ -17,7 +16,8 @@ export interface WeightSpec {
 
 /**
  * Random weights: BF16 and F16 with |x| in [2^-9, 2^-5) (random sign and mantissa), F32 filled with ones or zeros,
- * quantized blocks of random bytes with small finite scales.
+ * quantized blocks of random bytes with small finite scales. The bytes depend on the tensor's name alone, so two
+ * loads of one configuration read the same weights (bench/quant.ts compares their logits).
  */
 export class RandomWeights implements TensorSource {
   readonly tensors = new Map<string, TensorInfo>();
@@ -41,7 +41,7 @@ export class RandomWeights implements TensorSource {
       if (this.fills.get(name) !== 'zeros') new Float32Array(out.buffer).fill(1);
       return out;
     }
-    randomFillSync(out);
+    seededFill(out, name);
     if (t.dtype === 'BF16' || t.dtype === 'F16') {
       // a small exponent (2^-9 .. 2^-6), random sign and mantissa
       const bits = new Uint16Array(out.buffer);
@@ -55,6 +55,19 @@ export class RandomWeights implements TensorSource {
   }
 
   close(): void {}
+}
+
+/** xorshift32 words seeded by an FNV-1a hash of `name` (fast, and the same bytes for the same name). */
+function seededFill(out: Uint8Array, name: string): void {
+  let s = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) s = Math.imul(s ^ name.charCodeAt(i), 0x01000193);
+  s = s >>> 0 || 1;
+  const words = new Uint32Array(out.buffer, out.byteOffset, out.length >> 2);
+  for (let i = 0; i < words.length; i++) {
+    s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
+    words[i] = s;
+  }
+  for (let i = words.length * 4; i < out.length; i++) out[i] = (s = Math.imul(s, 0x01000193) + i) & 0xff;
 }
 
 function bytesOf(shape: number[], dtype: string): number {

@@ -30,3 +30,27 @@ __device__ void dequant(T* out, const uint8_t* w, int K, int j0, int rows) {
   extern "C" __global__ void __launch_bounds__(256) dequant_##QS##_##S(T* out, const uint8_t* w, int K, int j0, int rows) { dequant<T, Q>(out, w, K, j0, rows); }
 #define DQ_ALL(T, S) DQ(T, S, Q8_0, q8_0) DQ(T, S, Q4_0, q4_0) DQ(T, S, Q4_K, q4_k) DQ(T, S, Q5_K, q5_k) DQ(T, S, Q6_K, q6_k)
 FOR_EACH_DTYPE(DQ_ALL)
+
+// The other way, once per weight as a model loads (LoadOptions.quantize): an f32 [rows, K] matrix into Q8_0 blocks, one
+// thread per block of 32 (d = max|x| / 127 as f16, q = round(x / d) computed with the f32 d, halves away from zero;
+// ggml's quantize_row_q8_0_ref). Reference: src/loaders/quantize.ts (quantizeQ8_0), which it matches bit for bit.
+extern "C" __global__ void __launch_bounds__(256) quantize_weight_q8_0(uint8_t* out, const float* x, unsigned long long blocks) {
+  const size_t b = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (b >= blocks) return;
+  const float4* v = reinterpret_cast<const float4*>(x + b * 32);
+  float w[32];
+#pragma unroll
+  for (int i = 0; i < 8; i++) {
+    const float4 f = v[i];
+    w[4 * i] = f.x; w[4 * i + 1] = f.y; w[4 * i + 2] = f.z; w[4 * i + 3] = f.w;
+  }
+  float amax = 0.f;
+#pragma unroll
+  for (int e = 0; e < 32; e++) amax = fmaxf(amax, fabsf(w[e]));
+  const float d = amax / 127.f, id = d != 0.f ? 1.f / d : 0.f;
+  uint8_t* o = out + b * 34;
+  // one 16-bit store (blocks are 2-byte aligned): copying the half's two bytes one by one left the low one 0 (H100)
+  *reinterpret_cast<unsigned short*>(o) = __half_as_ushort(__float2half_rn(d));
+#pragma unroll
+  for (int e = 0; e < 32; e++) o[2 + e] = (uint8_t)(int8_t)roundf(w[e] * id);
+}

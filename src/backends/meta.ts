@@ -24,6 +24,10 @@ export class MetaBackend implements Backend {
     return new MetaTensor(shape, keep ? quantDType(src.dtype as QuantType) : this.activationDtype);
   }
 
+  quantizedWeight(_src: HostWeight, shape: number[], _transpose: boolean, type: QuantType): Tensor {
+    return new MetaTensor(shape, quantDType(type));
+  }
+
   arena(bytes: number): Tensor {
     return new MetaTensor([bytes], 'f32');
   }

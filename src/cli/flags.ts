@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEVICES, DTYPES, type Device, type FloatDType } from '../backends/select.js';
 import type { LoadOptions } from '../engine/load.js';
 import type { GenerateOptions } from '../engine/options.js';
+import { QUANTIZE_METHODS, type QuantizeMethod } from '../loaders/quantize-methods.js';
 
 export function number(name: string, check: (x: number) => boolean, want: string) {
   return (value: string): number => {
@@ -34,6 +35,7 @@ export interface CommonFlags {
   kvBlocks?: number;
   swapSpace?: number;
   batchInvariant?: boolean;
+  quantize?: QuantizeMethod;
 }
 
 function notice(message: string): void {
@@ -42,7 +44,7 @@ function notice(message: string): void {
 
 export function loadOptions(o: CommonFlags): LoadOptions {
   return { notice, device: o.device, dtype: o.dtype, offline: o.offline, revision: o.revision, checkUpdates: o.checkUpdates, hubTimeout: o.hubTimeout, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks,
-    swapSpace: o.swapSpace === undefined ? undefined : Math.round(o.swapSpace * 2 ** 30), batchInvariant: o.batchInvariant };
+    swapSpace: o.swapSpace === undefined ? undefined : Math.round(o.swapSpace * 2 ** 30), batchInvariant: o.batchInvariant, quantize: o.quantize };
 }
 
 /** The flags every command that loads a model takes; `many`: -m may be repeated (serve). */
@@ -51,6 +53,8 @@ export function common(cmd: Command, many = false): Command {
   return (many ? cmd.requiredOption('-m, --model <dir|file|hub-id>', `${model}; repeat to serve several`, collect((v: string) => v)) : cmd.requiredOption('-m, --model <dir|file|hub-id>', model))
     .addOption(new Option('-d, --device <device>', 'where to run (auto: the GPU when there is one)').choices(DEVICES).default('auto'))
     .addOption(new Option('--dtype <dtype>', 'compute dtype (default: f16 on the GPU; the CPU computes in f32 whatever is asked)').choices(DTYPES))
+    .addOption(new Option('--quantize <method>', 'quantize the linear layers of GPT-2 and Llama-family blocks as they load: int8 (int8 weights, an f16 scale per 32)')
+      .choices(Object.keys(QUANTIZE_METHODS)))
     .option('--batch-invariant', 'compute every row the same way whatever shares its batch, so that each request gets exactly the tokens it gets alone (the CPU always does; slower prompts on the GPU)')
     .option('--offline', 'use only the local cache for hub ids')
     .option('--revision <rev>', 'the branch, tag or commit of a hub id (default main; also as owner/name@rev)')

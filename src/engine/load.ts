@@ -9,6 +9,7 @@ import { resolveModelDir, type HubOptions } from '../loaders/hub.js';
 import { TOKENIZER_FILES } from '../loaders/hub-plan.js';
 import { openGgufModel } from '../loaders/gguf-model.js';
 import { openModelDir, readJsonFile, type ModelDir } from '../loaders/model-dir.js';
+import { QUANTIZE_METHODS, type QuantizeMethod } from '../loaders/quantize-methods.js';
 import { readSentenceTransformers } from '../loaders/sentence-transformers.js';
 import { ConfigReader } from '../models/config.js';
 import { tensorBytes, type Architecture, type CausalLM, type Encoder, type MemoryReport, type ModelInfo } from '../models/model.js';
@@ -51,6 +52,12 @@ export interface LoadOptions extends HubOptions {
    * the decode GEMV instead of cuBLASLt (default false)
    */
   batchInvariant?: boolean;
+  /**
+   * the GPT-2 / Llama-family blocks' linear layers quantized as they load, kept quantized on the device and
+   * dequantized in registers: `int8` (ggml's Q8_0: int8 weights with an f16 scale per 32). The embedding, the LM
+   * head and weights a GGUF file stores quantized already stay as they are.
+   */
+  quantize?: QuantizeMethod;
 }
 
 export type LoadedModel =
@@ -69,6 +76,9 @@ function checkLoadOptions(o: LoadOptions): void {
   positiveInt(o.blockSize, 'block size');
   if (o.swapSpace !== undefined && !(Number.isSafeInteger(o.swapSpace) && o.swapSpace >= 0)) fail('bad-argument', `swap space must be a whole number of bytes >= 0, got ${o.swapSpace}`);
   if (o.kvBlocks === 1) fail('bad-argument', 'kv blocks must be at least 2 (block 0 is reserved)');
+  if (o.quantize !== undefined && !Object.hasOwn(QUANTIZE_METHODS, o.quantize)) {
+    fail('bad-argument', `quantize must be ${Object.keys(QUANTIZE_METHODS).join(' or ')}, got ${JSON.stringify(o.quantize)}`);
+  }
 }
 
 const CPU_KV_BUDGET = 512 * 2 ** 20;
@@ -223,10 +233,18 @@ export async function loadModelDir(md: ModelDir, tokenizer: Tokenizer, options: 
   return loadOpened({ dir: md.dir, md, configPath: md.dir, tokenizer: () => tokenizer, tokenizerPath: md.dir, hasTokenizer: true, embedDefaults: () => ({}) }, options);
 }
 
+/** The directory with the quantization the options ask for, refused by name where the architecture has none. */
+function quantizing(md: ModelDir, arch: Architecture, className: string, o: LoadOptions): ModelDir {
+  if (o.quantize === undefined) return md;
+  if (!arch.quantizes) fail('bad-argument', `--quantize ${o.quantize}: ${className} is not quantized at load (GPT-2 and the Llama family are); load it without --quantize`);
+  return { ...md, quantize: QUANTIZE_METHODS[o.quantize] };
+}
+
 async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedModel> {
-  const { dir, md, configPath, tokenizer: openTokenizer } = opened;
+  const { dir, configPath, tokenizer: openTokenizer } = opened;
   try {
-    const { arch, className } = findArchitecture(md.config, configPath);
+    const { arch, className } = findArchitecture(opened.md.config, configPath);
+    const md = quantizing(opened.md, arch, className, options);
     const info = arch.info(md.config, className);
     checkSeqLen(options, info);
     const problem = problemType(md);
@@ -255,7 +273,7 @@ async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedM
     }
   } finally {
     // every weight has been read (the CPU holds its own copies)
-    md.weights.close();
+    opened.md.weights.close();
   }
 }
 
@@ -304,7 +322,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
     const free = freeMemory(backend), available = availableMemory(backend);
     backend.dispose();
     const dtypes = [...md.weights.dtypeSummary()].map(([dtype, v]) => ({ dtype, ...v }));
-    const shapes = shapeModel(arch, md, className, dtype, device);
+    const shapes = shapeModel(arch, quantizing(md, arch, className, options), className, dtype, device);
     checkWeightsFit(shapes, available);
     // what a load would have left once the weights are in
     const left = (bytes: number) => bytes - shapes.weightBytes;

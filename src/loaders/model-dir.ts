@@ -4,6 +4,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail, fsError, show } from '../errors.js';
+import type { QuantType } from './quant.js';
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
 import { TorchBinFile } from './torch-bin.js';
 
@@ -91,6 +92,8 @@ export interface ModelDir {
    * by its factor (how llama.cpp files carry Llama 3.1's rope scaling).
    */
   ropeFactors?: Float32Array;
+  /** the ggml type the transformer blocks' float matrices are quantized to as they load (LoadOptions.quantize) */
+  quantize?: QuantType;
 }
 
 export function openModelDir(dir: string): ModelDir {

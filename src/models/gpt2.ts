@@ -69,20 +69,20 @@ interface LayerWeights {
 function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: Gpt2Config) {
   const { hidden: H, inner: F } = cfg;
   const norm = (name: string): Norm => ({ kind: 'layer', gamma: ckpt.load(backend, name + '.weight', [H]), beta: ckpt.load(backend, name + '.bias', [H]), eps: cfg.eps });
-  // GPT-2's Conv1D stores [in, out]; the op set takes [out, in]
+  // GPT-2's Conv1D stores [in, out]; the op set takes [out, in] (quantized at load as [out, in] under --quantize)
   const layers: LayerWeights[] = [];
   for (let l = 0; l < cfg.layers; l++) {
     const p = `h.${l}.`;
     layers.push({
       ln1: norm(p + 'ln_1'),
-      qkvW: ckpt.load(backend, p + 'attn.c_attn.weight', [3 * H, H], true),
+      qkvW: ckpt.loadMatrix(backend, p + 'attn.c_attn.weight', [3 * H, H], true),
       qkvB: ckpt.load(backend, p + 'attn.c_attn.bias', [3 * H]),
-      projW: ckpt.load(backend, p + 'attn.c_proj.weight', [H, H], true),
+      projW: ckpt.loadMatrix(backend, p + 'attn.c_proj.weight', [H, H], true),
       projB: ckpt.load(backend, p + 'attn.c_proj.bias', [H]),
       ln2: norm(p + 'ln_2'),
-      fcW: ckpt.load(backend, p + 'mlp.c_fc.weight', [F, H], true),
+      fcW: ckpt.loadMatrix(backend, p + 'mlp.c_fc.weight', [F, H], true),
       fcB: ckpt.load(backend, p + 'mlp.c_fc.bias', [F]),
-      fc2W: ckpt.load(backend, p + 'mlp.c_proj.weight', [H, F], true),
+      fc2W: ckpt.loadMatrix(backend, p + 'mlp.c_proj.weight', [H, F], true),
       fc2B: ckpt.load(backend, p + 'mlp.c_proj.bias', [H]),
     });
   }
@@ -170,10 +170,11 @@ export const gpt2: Architecture = {
   kind: 'causal-lm',
   info,
   cacheWidth: (raw) => readConfig(raw).hidden,
+  quantizes: true,
   create(backend: Backend, dir: ModelDir, className: string): CausalLM {
     const cfg = readConfig(dir.config);
     const prefix = detectPrefix(dir.weights, ['transformer.', ''], 'wte.weight', 'GPT-2');
-    const ckpt = new Checkpoint(dir.weights, prefix, `n_embd=${cfg.hidden}, n_layer=${cfg.layers}, vocab_size=${cfg.vocab}, n_positions=${cfg.maxPositions}`);
+    const ckpt = new Checkpoint(dir.weights, prefix, `n_embd=${cfg.hidden}, n_layer=${cfg.layers}, vocab_size=${cfg.vocab}, n_positions=${cfg.maxPositions}`, dir.quantize);
     return new Gpt2(backend, cfg, ckpt, info(dir.config, className));
   },
 };

@@ -210,7 +210,7 @@ function info(raw: Record<string, unknown>, className: string, family: Family): 
 
 function architecture(family: Family, classNames: string[], modelTypes: string[]): Architecture {
   return {
-    classNames, modelTypes, kind: 'causal-lm',
+    classNames, modelTypes, kind: 'causal-lm', quantizes: true,
     info: (raw, className) => info(raw, className, family),
     cacheWidth: (raw) => {
       const c = readConfig(raw, family);
@@ -222,7 +222,7 @@ function architecture(family: Family, classNames: string[], modelTypes: string[]
       const prefix = detectPrefix(dir.weights, ['model.', ''], 'embed_tokens.weight', classNames[0]);
       const implied = `hidden_size=${cfg.hidden}, num_attention_heads=${cfg.heads}, num_key_value_heads=${cfg.kvHeads}, head_dim=${cfg.headDim}, ` +
         `intermediate_size=${cfg.inner}, num_hidden_layers=${cfg.layers}, vocab_size=${cfg.vocab}`;
-      return new Llama(backend, cfg, new Checkpoint(dir.weights, prefix, implied), info(dir.config, className, family));
+      return new Llama(backend, cfg, new Checkpoint(dir.weights, prefix, implied, dir.quantize), info(dir.config, className, family));
     },
   };
 }

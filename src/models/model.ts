@@ -156,6 +156,8 @@ export interface Architecture {
   /** Values per token per layer in the K cache (causal LMs). */
   cacheWidth(config: Record<string, unknown>): number;
   create(backend: Backend, dir: ModelDir, className: string): CausalLM | Encoder;
+  /** whether `create` quantizes the blocks' linear layers as the directory asks (ModelDir.quantize) */
+  quantizes?: boolean;
 }
 
 export function tensorBytes(tensors: Tensor[]): number {

@@ -2,6 +2,7 @@
 import { fail } from '../errors.js';
 import { toFloat32, unquantized, type HostWeight, type StorageDType } from '../loaders/dtypes.js';
 import { isQuantType, QUANT_TYPES, type QuantType } from '../loaders/quant.js';
+import { checkQuantizable } from '../loaders/quantize.js';
 import type { WeightStore } from '../loaders/model-dir.js';
 import type { Backend, Tensor } from '../ops/backend.js';
 
@@ -9,8 +10,10 @@ export class Checkpoint {
   /**
    * @param prefix  prepended to every name, found by `detectPrefix` (e.g. "transformer." or "bert.")
    * @param implied what the config says, for error messages (e.g. "n_embd=768, n_head=12")
+   * @param quantize the ggml type GEMM operands (`loadMatrix`, `loadConcat` as a matrix) stored as floats are
+   *   quantized to as they load (LoadOptions.quantize); weights stored quantized stay as they are
    */
-  constructor(readonly store: WeightStore, readonly prefix: string, readonly implied: string) {}
+  constructor(readonly store: WeightStore, readonly prefix: string, readonly implied: string, readonly quantize: QuantType | null = null) {}
 
   /** The first of `names` the checkpoint holds (old and new spellings of one weight). */
   private resolve(names: string[]): string {
@@ -46,9 +49,23 @@ export class Checkpoint {
     return backend.weight({ bytes, dtype: whole.dtype }, [shape[0] - first, ...shape.slice(1)]);
   }
 
-  /** A GEMM operand [out, in]: quantized weights stay quantized. */
-  loadMatrix(backend: Backend, names: string | string[], shape: number[]): Tensor {
-    return backend.weight(this.raw(names, shape), shape, false, true);
+  /**
+   * A GEMM operand [out, in] ([in, out] stored when `transpose`): quantized weights stay quantized, float ones are
+   * quantized when the checkpoint quantizes (a stored quantized [in, out] is dequantized: its blocks run the wrong way).
+   */
+  loadMatrix(backend: Backend, names: string | string[], shape: number[], transpose = false): Tensor {
+    const raw = this.raw(names, shape, transpose);
+    if (this.quantizes(raw, shape, typeof names === 'string' ? names : names[0])) {
+      return backend.quantizedWeight({ bytes: raw.bytes, dtype: raw.dtype as StorageDType }, shape, transpose, this.quantize!);
+    }
+    return backend.weight(raw, shape, transpose, !transpose);
+  }
+
+  /** Whether `raw` is quantized as it loads: the checkpoint quantizes and `raw` is stored as floats (refused by name where its rows are not whole blocks). */
+  private quantizes(raw: HostWeight, shape: number[], name: string): boolean {
+    if (!this.quantize || isQuantType(raw.dtype)) return false;
+    checkQuantizable(shape, this.quantize, this.prefix + name);
+    return true;
   }
 
   /** Several weights of one dtype stacked along their first dimension (fused QKV). */
@@ -75,7 +92,11 @@ export class Checkpoint {
       bytes.set(p.bytes, o);
       o += p.bytes.length;
     }
-    return backend.weight({ bytes, dtype: raws[0].dtype }, [parts.reduce((a, p) => a + p.shape[0], 0), ...parts[0].shape.slice(1)], false, matrix);
+    const shape = [parts.reduce((a, p) => a + p.shape[0], 0), ...parts[0].shape.slice(1)], whole = { bytes, dtype: raws[0].dtype };
+    if (matrix && parts.every((p, i) => this.quantizes(raws[i], p.shape, p.name))) {
+      return backend.quantizedWeight({ bytes, dtype: whole.dtype as StorageDType }, shape, false, this.quantize!);
+    }
+    return backend.weight(whole, shape, false, matrix);
   }
 }
 

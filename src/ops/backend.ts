@@ -1,4 +1,4 @@
-import type { HostWeight } from '../loaders/dtypes.js';
+import type { HostWeight, StorageDType } from '../loaders/dtypes.js';
 import { QUANT_BLOCKS, type QuantType } from '../loaders/quant.js';
 
 // The op set models are written in. Every op writes into tensors the caller passes in (no op allocates
@@ -153,6 +153,11 @@ export interface Backend {
    * and are dequantized at load otherwise.
    */
   weight(src: HostWeight, shape: number[], transpose?: boolean, quantized?: boolean): Tensor;
+  /**
+   * A float weight [out, in] (stored [in, out] when `transpose`) quantized to blocks of `type` as it loads
+   * (LoadOptions.quantize), a GEMM operand as `weight` keeps quantized ones; src/loaders/quantize.ts is the reference.
+   */
+  quantizedWeight(src: HostWeight & { dtype: StorageDType }, shape: number[], transpose: boolean, type: QuantType): Tensor;
   /** A region of `bytes` bytes from which `view` carves buffers: the activation arena. */
   arena(bytes: number): Tensor;
   /** A tensor over `arena` starting at byte `offset`. */

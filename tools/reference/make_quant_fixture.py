@@ -22,3 +22,19 @@ for t, size, scales in [(T.Q8_0, 34, [(0, 0.0123)]), (T.Q4_0, 18, [(0, -0.0201)]
     out[t.name] = {"bytes": blocks.reshape(-1).tolist(), "values": [float(v) for v in values.reshape(-1)]}
 with open(sys.argv[1], "w") as f:
     json.dump(out, f, separators=(",", ":"))
+
+# Quantizing (src/loaders/quantize.ts): float rows and the blocks gguf's quantize makes of them
+# (test/fixtures/quant/quantize.json, beside the first output). Blocks of normal values at several scales, zeros,
+# exact halves (round away from zero), a scale below f16's smallest subnormal, and large values.
+import os
+
+rng = np.random.default_rng(1)
+rows = [rng.standard_normal(64).astype(np.float32) * s for s in (0.02, 1.0, 300.0)]
+# max |w| = 127 makes d = 1, so w / d is exactly the halves
+rows.append(np.concatenate([np.zeros(32), [127.0], np.arange(-16, 15) + 0.5]).astype(np.float32))
+rows.append(np.concatenate([rng.standard_normal(32) * 1e4, rng.standard_normal(32) * 1e-7]).astype(np.float32))
+x = np.stack([r[:64] for r in rows]).astype(np.float32)
+qz = q.quantize(x, T.Q8_0)
+with open(os.path.join(os.path.dirname(sys.argv[1]), "quantize.json"), "w") as f:
+    json.dump({"rows": x.shape[0], "cols": x.shape[1], "values": [float(v) for v in x.reshape(-1)],
+               "Q8_0": qz.reshape(-1).tolist()}, f, separators=(",", ":"))

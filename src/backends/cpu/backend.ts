@@ -1,7 +1,8 @@
 // The CPU backend: the reference implementation of every op, in plain TypeScript over Float32Array.
 import { fail } from '../../errors.js';
-import { toFloat32, transpose2d, unquantized, type HostWeight } from '../../loaders/dtypes.js';
-import { isQuantType } from '../../loaders/quant.js';
+import { toFloat32, transpose2d, unquantized, type HostWeight, type StorageDType } from '../../loaders/dtypes.js';
+import { isQuantType, type QuantType } from '../../loaders/quant.js';
+import { quantizeWeight } from '../../loaders/quantize.js';
 import { blockRegions, isQuant, numel, quantDType, quantType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
   type Rotary, type SampleRows, type SequenceTables, type Tensor } from '../../ops/backend.js';
 import { gatedActivation } from './activations.js';
@@ -89,6 +90,10 @@ export class CpuBackend implements Backend {
     const data = toFloat32(host.bytes, host.dtype);
     if (data.length !== numel(shape)) throw new Error(`internal: weight of ${data.length} values for shape [${shape}]`);
     return new CpuTensor(shape, 'f32', transpose ? transpose2d(data, shape[1], shape[0]) : data);
+  }
+
+  quantizedWeight(src: HostWeight & { dtype: StorageDType }, shape: number[], transpose: boolean, type: QuantType): Tensor {
+    return this.weight(quantizeWeight(src, shape, transpose, type), shape, false, true);
   }
 
   arena(bytes: number): Tensor {

@@ -1,9 +1,9 @@
 // The CUDA backend: device memory, host transfers, CUDA graphs, and the op set dispatched to the kernel
 // launchers (one file per kernel family beside this one) and cuBLASLt.
 import { fail } from '../../errors.js';
-import { toFloat32, unquantized, type HostWeight } from '../../loaders/dtypes.js';
-import { isQuantType } from '../../loaders/quant.js';
-import { blockRegions, dtypeBytes, numel, quantDType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
+import { toFloat32, unquantized, type HostWeight, type StorageDType } from '../../loaders/dtypes.js';
+import { isQuantType, type QuantType } from '../../loaders/quant.js';
+import { blockRegions, byteSize, dtypeBytes, numel, quantDType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
   type Rotary, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../../ops/backend.js';
 import { attendCross, attendDecode, attendPrompt, copyBlocks, writeKV } from './attention.js';
 import { Blas } from './blas.js';
@@ -12,7 +12,7 @@ import { embed } from './embedding.js';
 import { KernelSet } from './kernels.js';
 import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
 import { gatedLinearResidual, linear, linearResidual, normLinear } from './linear.js';
-import { quantScratchBytes, type QuantScratch } from './qlinear.js';
+import { quantizeOnDevice, quantScratchBytes, type QuantScratch } from './qlinear.js';
 import { rotary } from './rotary.js';
 import { gatedActivation, gatherRows, meanPool, uploadWeight } from './rows.js';
 import { advance, logprobs, processLogits, sample, selectCandidates } from './sampling.js';
@@ -130,6 +130,21 @@ export class CudaBackend implements Backend {
     const bytes = numel(shape) * dtypeBytes(this.activationDtype);
     const t = new CudaTensor(shape, this.activationDtype, this.poolAlloc(bytes), false);
     uploadWeight(this.ctx, t, host, shape, transpose, (n: number) => this.alloc(n, 'weight staging'));
+    return t;
+  }
+
+  quantizedWeight(src: HostWeight & { dtype: StorageDType }, shape: number[], transpose: boolean, type: QuantType): Tensor {
+    const t = new CudaTensor(shape, quantDType(type), this.poolAlloc(byteSize(shape, quantDType(type))), false);
+    // the weight as f32 [out, in] (transposed on the device), then quantized from it: the values the CPU quantizes
+    const f32 = new CudaTensor(shape, 'f32', this.alloc(numel(shape) * 4, 'a weight being quantized'), true);
+    try {
+      uploadWeight(this.ctx, f32, src, shape, transpose, (n: number) => this.alloc(n, 'weight staging'));
+      quantizeOnDevice(this.ctx, t, f32);
+      this.driver.call('cuStreamSynchronize', this.ctx.stream);
+    } finally {
+      this.driver.call('cuMemFree', f32.ptr);
+    }
+    this.reserveQuantScratch(quantScratchBytes(shape[0], shape[1], this.activationDtype));
     return t;
   }
 

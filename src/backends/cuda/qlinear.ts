@@ -152,3 +152,10 @@ export function quantGatedLinearResidual(c: CudaContext, residual: Tensor, x: Te
   mmvq(c, residual, x, w, bias, 0, n, true, { kind: 'gated', act: ACT_CODE[act] });
   return true;
 }
+
+/** A float [N, K] weight (f32) quantized into `out`'s blocks as it loads (kernels/dequant.cu; src/loaders/quantize.ts). */
+export function quantizeOnDevice(c: CudaContext, out: Tensor, x: Tensor): void {
+  if (out.dtype !== 'q8_0' || x.dtype !== 'f32') throw new Error(`internal: no quantizer from ${x.dtype} to ${out.dtype}`);
+  const blocks = (out.shape[0] * out.shape[1]) / 32;
+  c.kernels.get('dequant', 'quantize_weight_q8_0', 'ppu').launch(c.stream, Math.ceil(blocks / 256), 1, 1, 256, 0, ptr(out), ptr(x), blocks);
+}

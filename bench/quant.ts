@@ -1,0 +1,125 @@
+// Quantized inference on the GPU: each configuration loaded in fp16 and quantized at load (--quantize), the same
+// random weights both times, decode timed at each batch and the logits compared with the fp16 model's.
+//   npm run bench -- quant [--configs gpt2-1.5B,llama-8B] [--methods int8] [--batches 1,64] [--prompt 128] [--new 64] [--out-dir DIR]
+// gpt2-*: bench/common.ts's random GPT-2 directory (GPT2_CONFIGS); llama-*: bench/llama.ts's random Llama weights
+// (BF16 as generated, computed in fp16). Logit error: max |int8 - fp16| / max |fp16| over the next-token logits of
+// 8 prompts. Bandwidth limit as bench/llama.ts: the weight bytes (the embedding table excepted) plus the KV cache
+// read once per step, at the copy bandwidth measured in the run.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CudaBackend } from '../src/backends/cuda/backend.js';
+import type { TextGenerator } from '../src/engine/generation.js';
+import { loadModel, loadModelDir, type LoadOptions } from '../src/engine/load.js';
+import type { QuantizeMethod } from '../src/loaders/quantize-methods.js';
+import { Tokenizer } from '../src/tokenizers/tokenizer.js';
+import { FIXTURES, GPT2_CONFIGS, randomGpt2Dir, type BenchArgs, type BenchResult } from './common.js';
+import { copyBandwidth, profileDecode } from './cuda-timing.js';
+import { CONFIGS as LLAMA_CONFIGS, randomLlama, timeGeneration } from './llama.js';
+
+const TARGETS: Record<string, string> = { int8: 'batch 1 >= 1.7x fp16' };
+
+interface Shape { layers: number; hidden: number; kvWidth: number; vocab: number; tiedTable: boolean }
+
+async function load(config: string, method: QuantizeMethod | null, options: LoadOptions): Promise<{ gen: TextGenerator; shape: Shape }> {
+  const o = { ...options, quantize: method ?? undefined };
+  const [family, size] = config.split('-');
+  if (family === 'gpt2') {
+    const c = GPT2_CONFIGS[size];
+    if (!c) throw new Error(`unknown config ${config}; gpt2-${Object.keys(GPT2_CONFIGS).join(', gpt2-')}`);
+    const m = await loadModel(randomGpt2Dir(size), o);
+    if (m.kind !== 'causal-lm') throw new Error('internal: not a causal LM');
+    return { gen: m.generator, shape: { layers: c.layers, hidden: c.hidden, kvWidth: c.hidden, vocab: 50257, tiedTable: true } };
+  }
+  const c = LLAMA_CONFIGS[size];
+  if (family !== 'llama' || !c) throw new Error(`unknown config ${config}; llama-${Object.keys(LLAMA_CONFIGS).join(', llama-')}`);
+  const m = await loadModelDir(randomLlama(size, 'bf16'), Tokenizer.fromDir(join(FIXTURES, 'tokenizers', 'llama3-style')), o);
+  if (m.kind !== 'causal-lm') throw new Error('internal: not a causal LM');
+  return { gen: m.generator, shape: { layers: c.layers, hidden: c.hidden, kvWidth: (c.kvHeads * c.hidden) / c.heads, vocab: c.vocab, tiedTable: c.tied } };
+}
+
+/** The next-token logits of `prompts`, one row each. */
+async function lastLogits(gen: TextGenerator, prompts: number[][]): Promise<Float32Array> {
+  await gen.generateIds(prompts, { maxNewTokens: 1, stopAtEos: false, logprobs: true });
+  return gen.runtime.readLogits(prompts.length).slice();
+}
+
+function relError(a: Float32Array, b: Float32Array): number {
+  let worst = 0, scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return worst / scale;
+}
+
+interface Row { config: string; method: string; batch: number; decodeMs: number; prefillMs: number; loadS: number; weightBytes: number; limitMs: number; logitError: number | null }
+
+export async function quant(args: BenchArgs): Promise<BenchResult> {
+  const configs = args.list('configs', ['gpt2-1.5B', 'llama-8B']), methods = args.list('methods', ['int8']) as QuantizeMethod[];
+  const batches = args.list('batches', ['1', '64']).map(Number);
+  const promptLen = args.int('prompt', 128), newTokens = args.int('new', 64);
+  const rows: Row[] = [];
+  const profiles: Record<string, Record<string, { ms: number; calls: number }>> = {};
+  let bandwidth = 0, device = '';
+  for (const config of configs) {
+    let reference: Float32Array | null = null;
+    for (const method of [null, ...methods]) {
+      const maxBatch = Math.max(...batches, 8);
+      const t0 = performance.now();
+      const { gen, shape } = await load(config, method, { device: 'cuda', dtype: 'f16', maxBatch, maxSeqLen: promptLen + newTokens + 64, prefillChunk: maxBatch * promptLen });
+      const loadS = (performance.now() - t0) / 1000;
+      const backend = gen.runtime.backend as CudaBackend;
+      device = backend.device.name;
+      if (!bandwidth) bandwidth = copyBandwidth(backend);
+      const weightBytes = gen.runtime.memory().regions.find((r) => r.name === 'weights')!.bytes;
+      const prompt = (b: number) => Array.from({ length: promptLen }, (_, i) => (b * 7919 + i * 104729) % 800);
+      const logits = await lastLogits(gen, Array.from({ length: 8 }, (_, b) => prompt(b)));
+      if (!method) reference = logits;
+      const label = method ?? 'fp16';
+      for (const batch of batches) {
+        const prompts = Array.from({ length: batch }, (_, b) => prompt(b));
+        const opts = { maxNewTokens: newTokens, stopAtEos: false };
+        await gen.generateIds(prompts, { ...opts, maxNewTokens: 4 });
+        const r = [];
+        for (let i = 0; i < 3; i++) r.push(await timeGeneration(gen, prompts, opts));
+        const median = (xs: number[]) => xs.sort((a, b) => a - b)[1];
+        profiles[`${config} ${label} x${batch}`] = profileDecode(backend, gen.runtime, batch, promptLen);
+        // the embedding table is read a row per token; a tied table is read whole as the LM head
+        const table = shape.tiedTable ? 0 : shape.vocab * shape.hidden * 2;
+        const kvBytes = 2 * shape.layers * batch * (promptLen + newTokens / 2) * shape.kvWidth * 2;
+        rows.push({
+          config, method: label, batch, decodeMs: median(r.map((x) => x.decodeMs)), prefillMs: median(r.map((x) => x.prefillMs)), loadS, weightBytes,
+          limitMs: ((weightBytes - table + kvBytes) / (bandwidth * 1e9)) * 1000, logitError: method && reference ? relError(logits, reference) : null,
+        });
+      }
+      gen.runtime.dispose();
+      backend.dispose();
+    }
+  }
+  const fp16 = (r: Row) => rows.find((x) => x.config === r.config && x.batch === r.batch && x.method === 'fp16')!;
+  const table = rows.map((r) => ({
+    model: r.config, weights: r.method, batch: r.batch, 'decode ms/step': r.decodeMs, 'tokens/s': (1000 * r.batch) / r.decodeMs,
+    'speed-up vs fp16': r.method === 'fp16' ? '' : `${(fp16(r).decodeMs / r.decodeMs).toFixed(2)}x`,
+    'bandwidth limit ms/step': r.limitMs, 'share of the limit': `${((100 * r.limitMs) / r.decodeMs).toFixed(0)}%`,
+    'weights GiB': r.weightBytes / 2 ** 30, 'logit error vs fp16': r.logitError ?? '', 'prefill ms': r.prefillMs, 'load s': r.loadS,
+    target: r.batch === 1 ? TARGETS[r.method] ?? '' : '',
+  }));
+  const result: BenchResult = {
+    name: 'quant',
+    config: { device, promptTokens: promptLen, newTokens, computeDtype: 'f16', copyBandwidthGBs: bandwidth, weights: 'random, generated at load (the same for each method)', command: `npm run bench -- quant ${process.argv.slice(3).join(' ')}`.trim() },
+    rows: table,
+    notes: [
+      'decode ms/step = (time of the last token - time of the first) / (new tokens - 1), median of 3 runs; tokens/s = batch * 1000 / decode ms/step.',
+      'int8: --quantize int8, the blocks\' linear layers as Q8_0 (int8 weights, an f16 scale per 32), the embedding and LM head in fp16.',
+      'logit error vs fp16: max |logits - fp16 logits| / max |fp16 logits|, next-token logits of 8 prompts of --prompt tokens.',
+      ...Object.entries(profiles).map(([k, p]) => `GPU time per op of one eager decode step, ${k}: ${Object.entries(p).sort((a, b) => b[1].ms - a[1].ms)
+        .map(([op, v]) => `${op} ${v.ms.toFixed(3)} ms/${v.calls}`).join(', ')}`),
+    ],
+  };
+  const outDir = args.string('out-dir');
+  if (outDir) {
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, 'quant.json'), JSON.stringify({ ...result, raw: rows, profiles }, null, 1));
+  }
+  return result;
+}

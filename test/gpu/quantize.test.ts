@@ -1,0 +1,86 @@
+// Models quantized at load (--quantize int8: the blocks' linear layers as Q8_0) on the GPU, their weights staying
+// quantized there, against the CPU backend running the same quantization (which dequantizes a row at a time): fp32
+// within 1e-3 with identical greedy tokens, fp16 and bf16 within 3e-2 (passes of up to 8 rows round the activations
+// to int8 per 32 values for the integer GEMV, as test/gpu/gguf.test.ts explains).
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { CudaBackend } from '../../src/backends/cuda/backend.js';
+import { ptr } from '../../src/backends/cuda/tensor.js';
+import { loadGenerator } from '../../src/index.js';
+import { f32ToBf16Bits, f32ToF16Bits, type StorageDType } from '../../src/loaders/dtypes.js';
+import { quantizeWeight } from '../../src/loaders/quantize.js';
+import { seededRandom } from '../../src/ops/rng.js';
+import { assertClose } from '../helpers/close.js';
+import { fixture, reference } from '../helpers/fixtures.js';
+import { allLogits } from '../helpers/logits.js';
+import { noGpu } from './helpers.js';
+
+const skip = noGpu();
+const TOL = { f32: 1e-3, f16: 3e-2, bf16: 3e-2 } as const;
+
+interface Ref { prompts: { ids: number[] }[]; greedy: { ids: number[] }[] }
+
+/** `values` as stored bytes of `dtype`. */
+function stored(values: Float32Array, dtype: StorageDType): Uint8Array {
+  if (dtype === 'F32') return new Uint8Array(values.slice().buffer);
+  const bits = Uint16Array.from(values, (v) => (dtype === 'F16' ? f32ToF16Bits(v) : f32ToBf16Bits(v)));
+  return new Uint8Array(bits.buffer);
+}
+
+describe('quantizing weights on the GPU as they load', { skip: skip ?? false }, () => {
+  test('Q8_0 blocks bit for bit as the host quantizer (the reference) makes them: the gguf fixture, random F32/F16/BF16 weights, stored transposed', () => {
+    const b = new CudaBackend('f16');
+    try {
+      const fixtureRows = reference<{ rows: number; cols: number; values: number[] }>('quant', 'quantize.json');
+      const rand = seededRandom(11), rows = 96, cols = 256;
+      const cases = [
+        { what: 'fixture', values: Float32Array.from(fixtureRows.values), shape: [fixtureRows.rows, fixtureRows.cols], dtype: 'F32' as const, transpose: false },
+        ...(['F32', 'F16', 'BF16'] as const).flatMap((dtype) => [false, true].map((transpose) => ({
+          what: `${dtype}${transpose ? ' transposed' : ''}`, dtype, transpose, shape: [rows, cols],
+          values: Float32Array.from({ length: rows * cols }, (_, i) => (rand() - 0.5) * (i % 97 === 0 ? 40 : 0.1)),
+        }))),
+      ];
+      for (const c of cases) {
+        const src = { bytes: stored(c.values, c.dtype), dtype: c.dtype };
+        const want = quantizeWeight(src, c.shape, c.transpose, 'Q8_0').bytes;
+        const t = b.quantizedWeight(src, c.shape, c.transpose, 'Q8_0');
+        assert.equal(t.dtype, 'q8_0');
+        const got = new Uint8Array(want.length);
+        b.ctx.driver.call('cuMemcpyDtoH', got, ptr(t), got.length);
+        const diff = got.findIndex((v, i) => v !== want[i]);
+        assert.equal(diff, -1, `${c.what}: byte ${diff} is ${got[diff]}, the host quantizer's ${want[diff]}`);
+      }
+    } finally {
+      b.dispose();
+    }
+  });
+});
+
+for (const name of ['llama-tiny', 'gpt2-wide']) {
+  describe(`${name} quantized at load (int8) on the GPU`, { skip: skip ?? false }, () => {
+    const ref = reference<Ref>(name);
+    test('logits as the CPU computes them, in fp32, fp16 and bf16; greedy tokens identical in fp32; a batch of 12 through the dequantizing GEMM', async () => {
+      const cpu = await loadGenerator(fixture(name), { device: 'cpu', quantize: 'int8' });
+      const want: Float32Array[] = [];
+      for (const p of ref.prompts) want.push(await allLogits(cpu, p.ids));
+      const prompts = ref.greedy.map((g) => g.ids);
+      // 12 sequences decode past the GEMV's 8 rows
+      const many = Array.from({ length: 12 }, (_, i) => prompts[i % prompts.length]);
+      const tokens = await cpu.generateIds(many, { maxNewTokens: 16, stopAtEos: false });
+      cpu.dispose();
+      for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+        const gpu = await loadGenerator(fixture(name), { device: 'cuda', dtype, quantize: 'int8' });
+        try {
+          assert.equal(gpu.model.weights().filter((t) => t.dtype === 'q8_0').length, 8, 'four matrices of each of two layers stay int8 on the GPU');
+          for (let i = 0; i < ref.prompts.length; i++) assertClose(await allLogits(gpu, ref.prompts[i].ids), want[i], TOL[dtype], `${dtype}, prompt ${i}`);
+          if (dtype === 'f32') {
+            const got = await gpu.generateIds(many, { maxNewTokens: 16, stopAtEos: false });
+            got.forEach((r, i) => assert.deepEqual(r.ids, tokens[i].ids, `sequence ${i}`));
+          }
+        } finally {
+          gpu.dispose();
+        }
+      }
+    });
+  });
+}
