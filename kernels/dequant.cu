@@ -6,13 +6,13 @@
 #include "quant-blocks.cuh"
 
 template <typename T, int Q>
-__device__ void dequant(T* out, const uint8_t* w, int K, int j0, int rows) {
+__device__ void dequant(T* out, const uint8_t* w, int N, int K, int j0, int rows) {
   const int per_row = K / 32;
   const size_t u = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (u >= (size_t)rows * per_row) return;
   const int r = (int)(u / per_row), k = (int)(u % per_row);
   Unit<Q> un;
-  un.load(w + (size_t)(j0 + r) * (K / (32 * QInfo<Q>::UNITS)) * QInfo<Q>::BYTES, k);
+  un.load(quant_row<Q>(w, j0 + r, N, K), k);
   const float mn = un.min_();
   T* o = out + (size_t)r * K + (size_t)k * 32;
   constexpr int V = Vec<T>::N;
@@ -27,13 +27,31 @@ __device__ void dequant(T* out, const uint8_t* w, int K, int j0, int rows) {
 
 // dequant_<quant>_<dtype>
 #define DQ(T, S, Q, QS) \
-  extern "C" __global__ void __launch_bounds__(256) dequant_##QS##_##S(T* out, const uint8_t* w, int K, int j0, int rows) { dequant<T, Q>(out, w, K, j0, rows); }
+  extern "C" __global__ void __launch_bounds__(256) dequant_##QS##_##S(T* out, const uint8_t* w, int N, int K, int j0, int rows) { \
+    dequant<T, Q>(out, w, N, K, j0, rows);                                                                                        \
+  }
 #define DQ_ALL(T, S) DQ(T, S, Q8_0, q8_0) DQ(T, S, Q4_0, q4_0) DQ(T, S, Q4_K, q4_k) DQ(T, S, Q5_K, q5_k) DQ(T, S, Q6_K, q6_k)
 FOR_EACH_DTYPE(DQ_ALL)
 
-// The other way, once per weight as a model loads (LoadOptions.quantize): an f32 [rows, K] matrix into Q8_0 blocks, one
-// thread per block of 32 (d = max|x| / 127 as f16, q = round(x / d) computed with the f32 d, halves away from zero;
-// ggml's quantize_row_q8_0_ref). Reference: src/loaders/quantize.ts (quantizeQ8_0), which it matches bit for bit.
+// Q8_0 blocks as a GGUF file holds them (34 bytes each, f16 d then 32 int8 quants) into the GPU's layout
+// (kernels/quant-blocks.cuh): the quants of block b at 32 b, its d at 32 n + 2 b. One thread per block.
+extern "C" __global__ void __launch_bounds__(256) q8_0_from_blocks(uint8_t* out, const uint8_t* blocks, unsigned long long n) {
+  const size_t b = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (b >= n) return;
+  const uint8_t* in = blocks + b * 34;  // 2-byte aligned
+  uint32_t q[8];
+#pragma unroll
+  for (int i = 0; i < 8; i++) q[i] = ld32_2(in + 2 + 4 * i);
+  uint4* o = reinterpret_cast<uint4*>(out + b * 32);
+  o[0] = make_uint4(q[0], q[1], q[2], q[3]);
+  o[1] = make_uint4(q[4], q[5], q[6], q[7]);
+  *reinterpret_cast<unsigned short*>(out + n * 32 + b * 2) = (unsigned short)ld16(in);
+}
+
+// The other way, once per weight as a model loads (LoadOptions.quantize): an f32 [rows, K] matrix into Q8_0 blocks in
+// the GPU's layout, one thread per block of 32 (d = max|x| / 127 as f16, q = round(x / d) computed with the f32 d,
+// halves away from zero; ggml's quantize_row_q8_0_ref). Reference: src/loaders/quantize.ts (quantizeQ8_0), which it
+// matches bit for bit once rearranged (q8_0Blocks in test/gpu/helpers.ts).
 extern "C" __global__ void __launch_bounds__(256) quantize_weight_q8_0(uint8_t* out, const float* x, unsigned long long blocks) {
   const size_t b = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= blocks) return;
@@ -48,9 +66,11 @@ extern "C" __global__ void __launch_bounds__(256) quantize_weight_q8_0(uint8_t* 
 #pragma unroll
   for (int e = 0; e < 32; e++) amax = fmaxf(amax, fabsf(w[e]));
   const float d = amax / 127.f, id = d != 0.f ? 1.f / d : 0.f;
-  uint8_t* o = out + b * 34;
-  // one 16-bit store (blocks are 2-byte aligned): copying the half's two bytes one by one left the low one 0 (H100)
-  *reinterpret_cast<unsigned short*>(o) = __half_as_ushort(__float2half_rn(d));
+  uint32_t q[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
 #pragma unroll
-  for (int e = 0; e < 32; e++) o[2 + e] = (uint8_t)(int8_t)roundf(w[e] * id);
+  for (int e = 0; e < 32; e++) q[e >> 2] |= ((uint32_t)(int)roundf(w[e] * id) & 0xffu) << (8 * (e & 3));
+  uint4* o = reinterpret_cast<uint4*>(out + b * 32);
+  o[0] = make_uint4(q[0], q[1], q[2], q[3]);
+  o[1] = make_uint4(q[4], q[5], q[6], q[7]);
+  *reinterpret_cast<unsigned short*>(out + blocks * 32 + b * 2) = __half_as_ushort(__float2half_rn(d));
 }

@@ -143,7 +143,7 @@ __device__ __forceinline__ void dot_q8(const int (&wq)[8], float s0, float s1, f
 template <int Q> struct MvUnit {
   static constexpr int WEIGHTS = 32, UNROLL = QInfo<Q>::UNROLL;
   Unit<Q> un;
-  __device__ __forceinline__ void load(const uint8_t* row, int u) { un.load(row, u); }
+  __device__ __forceinline__ void load(const QRow& row, int u) { un.load(row, u); }
   template <int M>
   __device__ __forceinline__ void dot(const int8_t* xq, const float2* xd, int K, int u, int rows, float* acc) const {
     int wq[8];
@@ -161,8 +161,8 @@ template <int Q> struct KPair {
   static constexpr int WEIGHTS = 64, UNROLL = 2;
   uint32_t hdr[4], qs[8], qh[8];
   int p;  // the pair within its super-block: sub-blocks 2p and 2p + 1
-  __device__ __forceinline__ void load(const uint8_t* row, int i) {
-    const uint8_t* b = row + (size_t)(i >> 2) * QInfo<Q>::BYTES;  // 16-byte aligned (144 and 176 bytes)
+  __device__ __forceinline__ void load(const QRow& row, int i) {
+    const uint8_t* b = row.q + (size_t)(i >> 2) * QInfo<Q>::BYTES;  // 16-byte aligned (144 and 176 bytes)
     p = i & 3;
     const uint4 h = __ldg(reinterpret_cast<const uint4*>(b));
     hdr[0] = h.x; hdr[1] = h.y; hdr[2] = h.z; hdr[3] = h.w;

@@ -6,6 +6,11 @@
 // nibbles: weight e < 16 low, e >= 16 high, value (q - 8) d); Q4_K 256 in 144 (f16 d, f16 dmin, 12 bytes of
 // 6-bit scales and mins, qs[128]); Q5_K 256 in 176 (d, dmin, scales, qh[32], qs[128]); Q6_K 256 in 210 (ql[128],
 // qh[64], i8 scales[16], f16 d). Reference: src/loaders/quant.ts (dequantizeRow).
+// Q8_0 alone is laid out otherwise on the GPU: its 34-byte blocks allow only 2-byte loads, which held the GEMV to
+// 2.1 TB/s on an H100 where 16-byte loads of fp16 weights reach 2.8. A [N, K] Q8_0 weight is stored as its quants,
+// [N, K] int8 (rows 32-byte aligned), then its scales, [N, K / 32] f16: the same bytes as the blocks, rearranged
+// as they upload (q8_0_from_blocks, kernels/dequant.cu) or written so by the quantizer (quantize_weight_q8_0).
+// test/gpu/helpers.ts (q8_0Blocks) undoes it on the host.
 #pragma once
 #include "common.cuh"
 
@@ -29,17 +34,29 @@ __device__ __forceinline__ float f16_bits(uint32_t h) { return __half2float(__us
 // byte e (compile-time after unrolling) of a little-endian array of 32-bit words
 __device__ __forceinline__ int byte_of(const uint32_t* w, int e) { return (w[e >> 2] >> (8 * (e & 3))) & 0xff; }
 
+// Where row j of a [N, K] weight lies: its blocks (q), or for Q8_0 its quants (q) and its scales (s).
+struct QRow {
+  const uint8_t* q;
+  const uint8_t* s;
+};
+template <int Q> __device__ __forceinline__ QRow quant_row(const uint8_t* w, int j, int N, int K) {
+  return {w + (size_t)j * (K / (32 * QInfo<Q>::UNITS)) * QInfo<Q>::BYTES, nullptr};
+}
+template <> __device__ __forceinline__ QRow quant_row<Q8_0>(const uint8_t* w, int j, int N, int K) {
+  return {w + (size_t)j * K, w + (size_t)N * K + (size_t)j * (K / 32) * 2};
+}
+
 // One unit's raw quants (loaded before any is used) and its scales: weight e = scale(e / 16) * q(e) - min.
 template <int Q> struct Unit;
 
 template <> struct Unit<Q8_0> {
   uint32_t qs[8];
   float d;
-  __device__ __forceinline__ void load(const uint8_t* row, int u) {
-    const uint8_t* b = row + (size_t)u * 34;  // 2-byte aligned
-    d = f16_bits(ld16(b));
-#pragma unroll
-    for (int i = 0; i < 8; i++) qs[i] = ld32_2(b + 2 + 4 * i);
+  __device__ __forceinline__ void load(const QRow& row, int u) {
+    const uint4* p = reinterpret_cast<const uint4*>(row.q + (size_t)u * 32);  // the GPU layout: 32-byte aligned
+    const uint4 a = __ldg(p), b = __ldg(p + 1);
+    qs[0] = a.x; qs[1] = a.y; qs[2] = a.z; qs[3] = a.w; qs[4] = b.x; qs[5] = b.y; qs[6] = b.z; qs[7] = b.w;
+    d = f16_bits(ld16(row.s + 2 * (size_t)u));
   }
   __device__ __forceinline__ float q(int e) const { return (float)(int8_t)byte_of(qs, e); }
   __device__ __forceinline__ float scale(int) const { return d; }
@@ -51,8 +68,8 @@ template <> struct Unit<Q8_0> {
 template <> struct Unit<Q4_0> {
   uint32_t qs[4];
   float d;
-  __device__ __forceinline__ void load(const uint8_t* row, int u) {
-    const uint8_t* b = row + (size_t)u * 18;
+  __device__ __forceinline__ void load(const QRow& row, int u) {
+    const uint8_t* b = row.q + (size_t)u * 18;
     d = f16_bits(ld16(b));
 #pragma unroll
     for (int i = 0; i < 4; i++) qs[i] = ld32_2(b + 2 + 4 * i);
@@ -90,9 +107,9 @@ template <> struct Unit<Q4_K> {
   uint32_t qs[8];  // the 32 bytes holding this sub-block's nibbles (and its neighbour's)
   float sc, mn;
   int shift;
-  __device__ __forceinline__ void load(const uint8_t* row, int u) {
+  __device__ __forceinline__ void load(const QRow& row, int u) {
     const int s = u & 7;
-    const uint8_t* b = row + (size_t)(u >> 3) * 144;  // 16-byte aligned
+    const uint8_t* b = row.q + (size_t)(u >> 3) * 144;  // 16-byte aligned
     const uint4* p = reinterpret_cast<const uint4*>(b + 16 + 32 * (s >> 1));
     const uint4 a = __ldg(p), c = __ldg(p + 1);
     qs[0] = a.x; qs[1] = a.y; qs[2] = a.z; qs[3] = a.w; qs[4] = c.x; qs[5] = c.y; qs[6] = c.z; qs[7] = c.w;
@@ -110,9 +127,9 @@ template <> struct Unit<Q5_K> {
   uint32_t qs[8], qh[8];
   float sc, mn;
   int s;
-  __device__ __forceinline__ void load(const uint8_t* row, int u) {
+  __device__ __forceinline__ void load(const QRow& row, int u) {
     s = u & 7;
-    const uint8_t* b = row + (size_t)(u >> 3) * 176;  // 16-byte aligned
+    const uint8_t* b = row.q + (size_t)(u >> 3) * 176;  // 16-byte aligned
     const uint4* ph = reinterpret_cast<const uint4*>(b + 16);
     const uint4* pl = reinterpret_cast<const uint4*>(b + 48 + 32 * (s >> 1));
     const uint4 h0 = __ldg(ph), h1 = __ldg(ph + 1), l0 = __ldg(pl), l1 = __ldg(pl + 1);
@@ -133,9 +150,9 @@ template <> struct Unit<Q6_K> {
   uint32_t ql[8], qh[8];  // 32 bytes each (blocks are 210 bytes: 2-byte aligned)
   float s0, s1;
   int lo_shift, hi_shift;
-  __device__ __forceinline__ void load(const uint8_t* row, int u) {
+  __device__ __forceinline__ void load(const QRow& row, int u) {
     const int v = u & 7, h = v >> 2, k = v & 3;
-    const uint8_t* b = row + (size_t)(u >> 3) * 210;
+    const uint8_t* b = row.q + (size_t)(u >> 3) * 210;
     const uint8_t* pl = b + 64 * h + 32 * (k & 1);
     const uint8_t* ph = b + 128 + 32 * h;
 #pragma unroll
@@ -185,7 +202,7 @@ __device__ __forceinline__ void quant_gemv(O* out, const uint8_t* w, const T* bi
 #pragma unroll
   for (int m = 0; m < M; m++) acc[m] = 0.f;
   const int units = K / U::WEIGHTS, stride = wpr * 32;
-  const uint8_t* row = w + (size_t)j * (K / (32 * QInfo<Q>::UNITS)) * QInfo<Q>::BYTES;
+  const QRow row = quant_row<Q>(w, live ? j : 0, N, K);
   if (live) {
     for (int base = part * 32 + lane; base < units; base += stride * UNROLL) {
       U un[UNROLL];

@@ -1,4 +1,4 @@
-// Row movements and elementwise work: gathering rows, mean pooling, bias + activation after a cuBLASLt
+// Row movements and elementwise work: gathering rows, scattered table entries, mean pooling, bias + activation after a cuBLASLt
 // GEMM, gated activations (SwiGLU), and converting checkpoint weights (F32/F16/BF16, optionally transposed) to the compute dtype.
 // References: src/backends/cpu/rows.ts and activations.ts.
 #include "common.cuh"
@@ -39,6 +39,15 @@ __device__ void gated_act(T* out, const T* x, int act, int F, size_t total) {
     const size_t t = i / F, j = i % F;
     const T* r = x + t * 2 * F;
     out[i] = from_f<T>(activate(to_f(r[j]), act) * to_f(r[F + j]));
+  }
+}
+
+// dst[pairs[2i]] = pairs[2i + 1] for i < n, one thread each (Backend.scatterInt; src/backends/cpu/backend.ts).
+extern "C" __global__ void scatter_i32(int* dst, const int2* pairs, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    const int2 p = pairs[i];
+    dst[p.x] = p.y;
   }
 }
 

@@ -75,6 +75,7 @@ export class MetaBackend implements Backend {
   crossAttention = nothing;
   copyBlocks = nothing;
   gatherRows = nothing;
+  scatterInt = nothing;
   meanPool = nothing;
   processLogits = nothing;
   selectCandidates = nothing;

@@ -33,6 +33,11 @@ export interface BeamChoice {
   tokens: number[];
 }
 
+/** Whether continuation (key, beam, id) ranks before (key2, beam2, id2): the higher key, then the lower beam and id. */
+function ahead(key: number, beam: number, id: number, key2: number, beam2: number, id2: number): boolean {
+  return key > key2 || (key === key2 && (beam < beam2 || (beam === beam2 && id < id2)));
+}
+
 /** Continuations each beam's row must offer. */
 export function beamsToKeep(beams: number, endTokens: number): number {
   return Math.max(2, 1 + endTokens) * beams;
@@ -45,6 +50,11 @@ export class BeamSearch {
   private readonly beams: number;
   private readonly keep: number;
   private readonly lengthPenalty: number;
+  // the kept continuations of a step, best first
+  private readonly kBeam: Int32Array;
+  private readonly kId: Int32Array;
+  private readonly kScore: Float32Array;
+  private readonly kKey: Float32Array;
 
   constructor(private readonly spec: RequestSpec) {
     const b = spec.beam!;
@@ -52,6 +62,10 @@ export class BeamSearch {
     this.keep = beamsToKeep(b.beams, spec.eos.length);
     this.lengthPenalty = b.lengthPenalty;
     this.running = Array.from({ length: this.beams }, (_, i) => ({ tokens: [], score: i === 0 ? 0 : NEG }));
+    this.kBeam = new Int32Array(this.keep);
+    this.kId = new Int32Array(this.keep);
+    this.kScore = new Float32Array(this.keep);
+    this.kKey = new Float32Array(this.keep);
   }
 
   /** Generated tokens so far (the same for every running beam). */
@@ -70,16 +84,23 @@ export class BeamSearch {
   step(cands: { values: Float32Array; ids: Int32Array }[]): BeamChoice {
     const { beams, keep, spec } = this;
     const rate = spec.beam!.diversityRate;
-    const all: { beam: number; id: number; score: number; key: number }[] = [];
-    this.running.forEach((b, i) => {
-      const c = cands[Math.min(i, cands.length - 1)];
+    // the best `keep` continuations by key, ties to the lower beam, then the lower id: an insertion into a short
+    // sorted list per candidate (this runs for every beam request at every step, so it allocates nothing per candidate)
+    const kBeam = this.kBeam, kId = this.kId, kScore = this.kScore, kKey = this.kKey;
+    let n = 0;
+    for (let i = 0; i < this.running.length; i++) {
+      const base = this.running[i].score, c = cands[Math.min(i, cands.length - 1)];
       for (let r = 0; r < c.ids.length; r++) {
-        const score = f32(c.values[r] + b.score);
-        all.push({ beam: i, id: c.ids[r], score, key: rate === 0 ? score : f32(score + rate * r) });
+        const score = f32(c.values[r] + base), key = rate === 0 ? score : f32(score + rate * r), id = c.ids[r];
+        if (n === keep && !ahead(key, i, id, kKey[n - 1], kBeam[n - 1], kId[n - 1])) continue;
+        let p = n < keep ? n++ : keep - 1;
+        for (; p > 0 && ahead(key, i, id, kKey[p - 1], kBeam[p - 1], kId[p - 1]); p--) {
+          kKey[p] = kKey[p - 1]; kBeam[p] = kBeam[p - 1]; kId[p] = kId[p - 1]; kScore[p] = kScore[p - 1];
+        }
+        kKey[p] = key; kBeam[p] = i; kId[p] = id; kScore[p] = score;
       }
-    });
-    all.sort((a, b) => b.key - a.key || a.beam - b.beam || a.id - b.id);
-    const kept = all.slice(0, keep);
+    }
+    const kept = Array.from({ length: n }, (_, r) => ({ beam: kBeam[r], id: kId[r], score: kScore[r], key: kKey[r] }));
     const length = this.generated + 1;
     const last = length >= spec.maxNewTokens;
     const ends = kept.map((c) => last || spec.eos.includes(c.id));

@@ -169,6 +169,11 @@ export interface Backend {
 
   // ---- host transfers: the only traffic in the hot path ----
   writeInt(dst: Tensor, src: Int32Array, count: number): void;
+  /**
+   * For i < count: dst[pairs[2i]] = pairs[2i + 1], the indices distinct (i32 tensors; the pairs written with
+   * writeInt): many scattered entries of a table changed by one launch instead of a copy each.
+   */
+  scatterInt(dst: Tensor, pairs: Tensor, count: number): void;
   /** The first `count` values of a float tensor, as fp32; the result is valid until the next op on the backend. */
   readFloat(src: Tensor, count: number): Float32Array;
   /** The first `count` values of an i32 tensor; the result is valid until the next op on the backend. */

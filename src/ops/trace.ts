@@ -4,7 +4,7 @@
 // to the last op that reads that value; buffers whose live ranges never meet can share bytes.
 import type { Backend, Tensor } from './backend.js';
 
-type OpName = Exclude<keyof Backend, 'name' | 'activationDtype' | 'batchInvariant' | 'weight' | 'quantizedWeight' | 'arena' | 'view' | 'buffer' | 'free' | 'writeInt'
+type OpName = Exclude<keyof Backend, 'name' | 'activationDtype' | 'batchInvariant' | 'weight' | 'quantizedWeight' | 'arena' | 'view' | 'buffer' | 'free' | 'writeInt' | 'scatterInt'
   | 'readFloat' | 'readInt' | 'readBlocks' | 'writeBlocks' | 'graph' | 'invalidateGraphs' | 'dispose'>;
 
 /** The arguments each op writes (whole structs: every tensor inside); every other argument is read. */

@@ -8,6 +8,7 @@ import { CANDIDATE_SCRATCH, LOGPROB_STRIDE, MAX_CANDIDATES, REQUEST_STRIDE } fro
 import { tensorBytes, type CausalLM, type MemoryReport, type Pass } from '../models/model.js';
 import { EncoderMemory } from './memory.js';
 import { planPasses, PlannedPasses, type PassInputs } from './pass.js';
+import { TableWrites } from './table-writes.js';
 
 export interface RuntimeLimits {
   /** sequences that run at once: decode rows and sequence slots */
@@ -138,6 +139,8 @@ export class CausalRuntime {
   private disposed = false;
   /** an encoder-decoder model's memory (its encoder runs through it); null for a decoder-only model */
   readonly encoderMemory: EncoderMemory | null = null;
+  /** changes to the tables, applied as the next pass starts */
+  private readonly writes: TableWrites;
 
   constructor(readonly model: CausalLM, readonly backend: Backend, readonly limits: RuntimeLimits) {
     const b = backend;
@@ -157,6 +160,7 @@ export class CausalRuntime {
       });
     }
     this.blockTables = b.buffer([slots, this.maxBlocks], 'i32');
+    this.writes = new TableWrites(b);
     this.tables = { requests: b.buffer([slots, REQUEST_STRIDE], 'i32'), history: b.buffer([slots, maxSeqLen], 'i32'), topP: b.buffer([slots], 'f32') };
     const T = this.capacity;
     this.prefillRows = {
@@ -199,7 +203,7 @@ export class CausalRuntime {
     if (s2s) {
       const maxSourceLen = limits.maxSourceLen ?? s2s.maxSourcePositions;
       const blocks = limits.memoryBlocks ?? maxBatch * Math.ceil(maxSourceLen / blockSize) + 1;
-      this.encoderMemory = new EncoderMemory(s2s, b, { maxSourceLen, blocks, blockSize, slots }, L);
+      this.encoderMemory = new EncoderMemory(s2s, b, { maxSourceLen, blocks, blockSize, slots }, L, this.writes);
     }
     // plan the activations over every kind of pass the runtime runs
     const planSegments: Segments = { table: this.segments, count: 1, longest: T };
@@ -228,29 +232,22 @@ export class CausalRuntime {
 
   // ---- per-sequence tables ----
 
-  /** Writes `values` into row `slot` of a [slots, width] i32 table, starting at column `from`. */
-  private writeRow(t: Tensor, slot: number, values: Int32Array, from = 0): void {
-    if (values.length === 0) return;
-    const width = t.shape[1];
-    this.backend.writeInt(this.backend.view(t, (slot * width + from) * 4, [values.length], 'i32'), values, values.length);
-  }
+  // (queued in `writes`, applied as the next pass starts)
 
   setRequest(slot: number, request: Int32Array, topP: number): void {
-    this.writeRow(this.tables.requests, slot, request);
-    const bits = new Int32Array(new Float32Array([topP]).buffer);
-    this.backend.writeInt(this.backend.view(this.tables.topP, slot * 4, [1], 'i32'), bits, 1);
+    this.writes.put(this.tables.requests, slot, 0, request);
+    this.writes.put(this.tables.topP, slot, 0, new Int32Array(new Float32Array([topP]).buffer));
   }
 
   /** The sequence's tokens from position `from` on, as the logits processors see its history. */
   setHistory(slot: number, tokens: ArrayLike<number>, from = 0): void {
     const n = Math.min(tokens.length, this.limits.maxSeqLen) - from;
-    if (n > 0) this.writeRow(this.tables.history, slot, Int32Array.from({ length: n }, (_, i) => tokens[from + i]), from);
+    this.writes.put(this.tables.history, slot, from, tokens, from, n);
   }
 
   /** Entries `from` .. of the sequence's block table. */
   setBlocks(slot: number, blocks: ArrayLike<number>, from = 0): void {
-    const n = blocks.length - from;
-    if (n > 0) this.writeRow(this.blockTables, slot, Int32Array.from({ length: n }, (_, i) => blocks[from + i]), from);
+    this.writes.put(this.blockTables, slot, from, blocks, from);
   }
 
   /** Copies whole blocks (every layer's K and V): pairs of (source, destination). */
@@ -322,6 +319,7 @@ export class CausalRuntime {
   /** Runs a prefill chunk; returns the tokens drawn for its head rows. */
   prefill(c: PrefillChunk, flags: StepFlags): StepOutput {
     const b = this.backend, r = this.prefillRows, g = this.gather;
+    this.writes.flush();
     for (let i = 0; i < c.n; i++) this.keyLenHost[i] = c.positions[i] + 1;
     b.writeInt(r.ids, c.ids, c.n);
     b.writeInt(r.positions, c.positions, c.n);
@@ -388,6 +386,7 @@ export class CausalRuntime {
 
   /** Starts a decode step (the device continues from its own decode state); decodeRead waits for its tokens. */
   decodeLaunch(flags: StepFlags, eager = false): void {
+    this.writes.flush();
     const bucket = this.bucketOf(this.decodeN);
     const body = () => this.decodeBody(this.passes.pass(this.decodeIO, bucket, null), flags);
     if (eager) body();
@@ -444,7 +443,7 @@ export class CausalRuntime {
   private tableTensors(): Tensor[] {
     const c = this.candidates, l = this.lpScratch, t = this.tables, g = this.gather, d = this.decodeRows;
     return [this.blockTables, t.requests, t.history, t.topP, c.values, c.ids, c.scratch, l.values, l.ids, l.scratch, this.lpOut, this.segments,
-      this.pairs, ...Object.values(this.prefillRows), g.src, g.dst, g.headSlots, g.headLengths, this.headOut, d.positions, d.slots, d.keyLens, this.decodeOut];
+      this.pairs, this.writes.staging, ...Object.values(this.prefillRows), g.src, g.dst, g.headSlots, g.headLengths, this.headOut, d.positions, d.slots, d.keyLens, this.decodeOut];
   }
 
   dispose(): void {

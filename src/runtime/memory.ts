@@ -6,6 +6,7 @@ import { fail } from '../errors.js';
 import { dtypeBytes, packSegments, type Backend, type Segments, type Tensor } from '../ops/backend.js';
 import type { MemoryInputs, Pass, Seq2Seq } from '../models/model.js';
 import { planPasses, PlannedPasses, type PassInputs } from './pass.js';
+import type { TableWrites } from './table-writes.js';
 
 export interface MemoryLimits {
   /** source tokens per encoder pass (and per request) */
@@ -34,7 +35,9 @@ export class EncoderMemory {
   private readonly passes: PlannedPasses;
   private readonly host: { ids: Int32Array; positions: Int32Array; slots: Int32Array; keyLens: Int32Array; segments: Int32Array };
 
-  constructor(private readonly model: Seq2Seq, private readonly backend: Backend, readonly limits: MemoryLimits, layers: number) {
+  /** `writes`: the runtime's queue of table changes, which takes the memory's block tables and lengths too */
+  constructor(private readonly model: Seq2Seq, private readonly backend: Backend, readonly limits: MemoryLimits, layers: number,
+    private readonly writes: TableWrites) {
     const b = backend, act = b.activationDtype, W = model.memoryWidth;
     const { maxSourceLen: E, blocks, blockSize, slots } = limits;
     this.maxBlocks = Math.ceil(E / blockSize);
@@ -56,9 +59,8 @@ export class EncoderMemory {
 
   /** Points `slot`'s memory at `blocks`, holding `length` source tokens. */
   attach(slot: number, blocks: readonly number[], length: number): void {
-    const b = this.backend;
-    b.writeInt(b.view(this.inputs.blockTables, slot * this.maxBlocks * 4, [blocks.length], 'i32'), Int32Array.from(blocks), blocks.length);
-    b.writeInt(b.view(this.inputs.lengths, slot * 4, [1], 'i32'), Int32Array.of(length), 1);
+    this.writes.put(this.inputs.blockTables, slot, 0, blocks);
+    this.writes.put(this.inputs.lengths, slot, 0, [length]);
   }
 
   /** Runs the encoder over sources (their slots attached first), as few passes as the capacity allows. */
@@ -76,6 +78,7 @@ export class EncoderMemory {
 
   private pass(sources: readonly Source[], n: number): void {
     const h = this.host, b = this.backend;
+    this.writes.flush();
     let t = 0;
     for (const s of sources) {
       for (let i = 0; i < s.ids.length; i++, t++) {

@@ -97,3 +97,17 @@ export function scattered(table: Int32Array, maxBlocks: number, slot: number, co
   const row = table.subarray(slot * maxBlocks, slot * maxBlocks + count);
   return row.some((b, i) => i > 0 && b < row[i - 1]);
 }
+
+/**
+ * A Q8_0 weight read back from the GPU, in its layout there (kernels/quant-blocks.cuh: the 32 quants of every block,
+ * then every block's f16 d), as the ggml blocks a file holds (d, then the quants; 34 bytes a block).
+ */
+export function q8_0Blocks(device: Uint8Array): Uint8Array {
+  const n = device.length / 34, out = new Uint8Array(device.length);
+  for (let b = 0; b < n; b++) {
+    out[34 * b] = device[32 * n + 2 * b];
+    out[34 * b + 1] = device[32 * n + 2 * b + 1];
+    out.set(device.subarray(32 * b, 32 * b + 32), 34 * b + 2);
+  }
+  return out;
+}

@@ -5,6 +5,7 @@ import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { ACTIVATIONS, dtypeBytes, packSegments, type DType, type Norm } from '../../src/ops/backend.js';
 import { f32Table } from '../../src/models/weights.js';
 import { assertClose } from '../helpers/close.js';
+import { tableScript } from '../helpers/table-writes.js';
 import { cpu, get, noGpu, pagedTables, put, putInt, putTable, randn, rounded, scattered, TOL } from './helpers.js';
 
 const skip = noGpu();
@@ -327,3 +328,16 @@ for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
     });
   });
 }
+
+describe('table changes on the GPU', { skip: skip ?? false }, () => {
+  test('queued, then applied by one scatter per table: the last change to an entry wins (src/runtime/table-writes.ts)', () => {
+    const g = new CudaBackend('f32');
+    try {
+      const { before, after, want } = tableScript(g);
+      assert.deepEqual(before, new Int32Array(want.length), 'nothing is written before the flush');
+      assert.deepEqual(after, want);
+    } finally {
+      g.dispose();
+    }
+  });
+});

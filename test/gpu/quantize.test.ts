@@ -13,7 +13,7 @@ import { seededRandom } from '../../src/ops/rng.js';
 import { assertClose } from '../helpers/close.js';
 import { fixture, reference } from '../helpers/fixtures.js';
 import { allLogits } from '../helpers/logits.js';
-import { noGpu } from './helpers.js';
+import { noGpu, q8_0Blocks } from './helpers.js';
 
 const skip = noGpu();
 const TOL = { f32: 1e-3, f16: 3e-2, bf16: 3e-2 } as const;
@@ -28,6 +28,26 @@ function stored(values: Float32Array, dtype: StorageDType): Uint8Array {
 }
 
 describe('quantizing weights on the GPU as they load', { skip: skip ?? false }, () => {
+  test('Q8_0 blocks from a file are rearranged into the GPU layout as they upload, every byte kept', () => {
+    const b = new CudaBackend('f16');
+    try {
+      const rand = seededRandom(5);
+      // K = 1600 (GPT-2 1.5B's width): rows that are not whole 256-weight super-blocks
+      for (const [rows, cols] of [[3, 32], [17, 1600]]) {
+        const blocks = Uint8Array.from({ length: (rows * cols * 34) / 32 }, () => Math.floor(rand() * 256));
+        const t = b.weight({ bytes: blocks, dtype: 'Q8_0' }, [rows, cols], false, true);
+        assert.equal(t.dtype, 'q8_0');
+        const device = new Uint8Array(blocks.length);
+        b.ctx.driver.call('cuMemcpyDtoH', device, ptr(t), device.length);
+        assert.notDeepEqual(device, blocks, 'the GPU holds Q8_0 in its own layout');
+        assert.deepEqual(q8_0Blocks(device), blocks);
+      }
+    } finally {
+      b.dispose();
+    }
+  });
+
+
   test('Q8_0 blocks bit for bit as the host quantizer (the reference) makes them: the gguf fixture, random F32/F16/BF16 weights, stored transposed', () => {
     const b = new CudaBackend('f16');
     try {
@@ -45,8 +65,9 @@ describe('quantizing weights on the GPU as they load', { skip: skip ?? false }, 
         const want = quantizeWeight(src, c.shape, c.transpose, 'Q8_0').bytes;
         const t = b.quantizedWeight(src, c.shape, c.transpose, 'Q8_0');
         assert.equal(t.dtype, 'q8_0');
-        const got = new Uint8Array(want.length);
-        b.ctx.driver.call('cuMemcpyDtoH', got, ptr(t), got.length);
+        const device = new Uint8Array(want.length);
+        b.ctx.driver.call('cuMemcpyDtoH', device, ptr(t), device.length);
+        const got = q8_0Blocks(device);
         const diff = got.findIndex((v, i) => v !== want[i]);
         assert.equal(diff, -1, `${c.what}: byte ${diff} is ${got[diff]}, the host quantizer's ${want[diff]}`);
       }

@@ -234,6 +234,12 @@ export class CpuBackend implements Backend {
     copyBlocks(f32(pool), planes, blocks, blockSize * width, i32(pairs), count);
   }
 
+  scatterInt(dst: Tensor, pairs: Tensor, count: number): void {
+    // any 32-bit table (topP is f32): the bits as they are
+    const data = (dst as CpuTensor).data, d = new Int32Array(data.buffer, data.byteOffset, data.byteLength / 4), p = i32(pairs);
+    for (let i = 0; i < count; i++) d[p[2 * i]] = p[2 * i + 1];
+  }
+
   gatherRows(out: Tensor, x: Tensor, srcRows: Tensor, dstRows: Tensor, n: number): void {
     gatherRows(f32(out), f32(x), i32(srcRows), i32(dstRows), n, x.shape[1]);
   }

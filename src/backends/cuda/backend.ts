@@ -12,9 +12,9 @@ import { embed } from './embedding.js';
 import { KernelSet } from './kernels.js';
 import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
 import { gatedLinearResidual, linear, linearResidual, normLinear } from './linear.js';
-import { quantizeOnDevice, quantScratchBytes, type QuantScratch } from './qlinear.js';
+import { q8_0FromBlocks, quantizeOnDevice, quantScratchBytes, type QuantScratch } from './qlinear.js';
 import { rotary } from './rotary.js';
-import { gatedActivation, gatherRows, meanPool, uploadWeight } from './rows.js';
+import { gatedActivation, gatherRows, meanPool, scatterInt, uploadWeight } from './rows.js';
 import { advance, logprobs, processLogits, sample, selectCandidates } from './sampling.js';
 import { CudaTensor, ptr } from './tensor.js';
 
@@ -119,10 +119,11 @@ export class CudaBackend implements Backend {
 
   weight(src: HostWeight, shape: number[], transpose = false, quantized = false): Tensor {
     if (isQuantType(src.dtype) && quantized && shape.length === 2 && !transpose) {
-      // ggml blocks as they are: the quantized GEMV reads them (kernels/quant.cu)
+      // ggml blocks as they are, read by the quantized GEMV (kernels/quant-blocks.cuh); Q8_0 rearranged on the way
       const t = new CudaTensor(shape, quantDType(src.dtype), this.poolAlloc(src.bytes.length), false);
       if (t.bytes !== src.bytes.length) throw new Error(`internal: ${src.bytes.length} bytes of ${src.dtype} for shape [${shape}]`);
-      this.driver.call('cuMemcpyHtoD', t.ptr, src.bytes, src.bytes.length);
+      if (t.dtype === 'q8_0') this.uploadQ8_0(t, src.bytes);
+      else this.driver.call('cuMemcpyHtoD', t.ptr, src.bytes, src.bytes.length);
       this.reserveQuantScratch(quantScratchBytes(shape[0], shape[1], this.activationDtype));
       return t;
     }
@@ -146,6 +147,18 @@ export class CudaBackend implements Backend {
     }
     this.reserveQuantScratch(quantScratchBytes(shape[0], shape[1], this.activationDtype));
     return t;
+  }
+
+  /** Q8_0 blocks through a staging buffer into the GPU's Q8_0 layout. */
+  private uploadQ8_0(t: CudaTensor, blocks: Uint8Array): void {
+    const staging = this.alloc(blocks.length, 'weight staging');
+    try {
+      this.driver.call('cuMemcpyHtoD', staging, blocks, blocks.length);
+      q8_0FromBlocks(this.ctx, t, staging);
+      this.driver.call('cuStreamSynchronize', this.ctx.stream);
+    } finally {
+      this.driver.call('cuMemFree', staging);
+    }
   }
 
   private reserveQuantScratch(bytes: number): void {
@@ -209,6 +222,10 @@ export class CudaBackend implements Backend {
     new Int32Array(s.view, s.used, count).set(src.length === count ? src : src.subarray(0, count));
     this.driver.call('cuMemcpyHtoDAsync', ptr(dst), s.address + s.used, bytes, this.ctx.stream);
     s.used += (bytes + 15) & ~15;
+  }
+
+  scatterInt(dst: Tensor, pairs: Tensor, count: number): void {
+    scatterInt(this.ctx, dst, pairs, count);
   }
 
   private read(src: Tensor, bytes: number): ArrayBuffer {

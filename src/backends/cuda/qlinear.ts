@@ -108,11 +108,11 @@ function dequantMatmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
   const eb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
   const at = layout(N, K, eb), R = chunkRows(N, K, eb), chunk = c.quantScratch.ptr + at.chunk;
   if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, a [${N}, ${K}] layer needs ${at.bytes}`);
-  const dequant = c.kernels.get('dequant', `dequant_${w.dtype as QuantDType}_${sfx(x.dtype)}`, 'ppiii');
+  const dequant = c.kernels.get('dequant', `dequant_${w.dtype as QuantDType}_${sfx(x.dtype)}`, 'ppiiii');
   const epilogue = epilogueFor(act, bias !== null);
   for (let j0 = 0; j0 < N; j0 += R) {
     const rows = Math.min(R, N - j0);
-    dequant.launch(c.stream, Math.ceil((rows * K) / 32 / 256), 1, 1, 256, 0, chunk, ptr(w), K, j0, rows);
+    dequant.launch(c.stream, Math.ceil((rows * K) / 32 / 256), 1, 1, 256, 0, chunk, ptr(w), N, K, j0, rows);
     c.blas.matmul(ptr(out) + j0 * ob, out.dtype, ptr(x), chunk, bias ? ptr(bias) + j0 * eb : 0, epilogue, n, rows, K, x.dtype, accumulate, N);
   }
   activateAfter(c, out, act, n, N);
@@ -153,9 +153,15 @@ export function quantGatedLinearResidual(c: CudaContext, residual: Tensor, x: Te
   return true;
 }
 
-/** A float [N, K] weight (f32) quantized into `out`'s blocks as it loads (kernels/dequant.cu; src/loaders/quantize.ts). */
+/** A float [N, K] weight (f32) quantized into `out` as it loads, in the GPU's Q8_0 layout (kernels/dequant.cu; src/loaders/quantize.ts). */
 export function quantizeOnDevice(c: CudaContext, out: Tensor, x: Tensor): void {
   if (out.dtype !== 'q8_0' || x.dtype !== 'f32') throw new Error(`internal: no quantizer from ${x.dtype} to ${out.dtype}`);
   const blocks = (out.shape[0] * out.shape[1]) / 32;
   c.kernels.get('dequant', 'quantize_weight_q8_0', 'ppu').launch(c.stream, Math.ceil(blocks / 256), 1, 1, 256, 0, ptr(out), ptr(x), blocks);
+}
+
+/** Q8_0 blocks as a file holds them (`blocks`, on the device) rearranged into `out`, the GPU's Q8_0 layout (kernels/quant-blocks.cuh). */
+export function q8_0FromBlocks(c: CudaContext, out: Tensor, blocks: number): void {
+  const n = (out.shape[0] * out.shape[1]) / 32;
+  c.kernels.get('dequant', 'q8_0_from_blocks', 'ppu').launch(c.stream, Math.ceil(n / 256), 1, 1, 256, 0, ptr(out), blocks, n);
 }

@@ -11,6 +11,12 @@ export function gatherRows(c: CudaContext, out: Tensor, x: Tensor, srcRows: Tens
     .launch(c.stream, n, 1, 1, 256, 0, ptr(out), ptr(x), ptr(srcRows), ptr(dstRows), x.shape[1]);
 }
 
+/** dst[pairs[2i]] = pairs[2i + 1] for i < count (kernels/rows.cu scatter_i32). */
+export function scatterInt(c: CudaContext, dst: Tensor, pairs: Tensor, count: number): void {
+  if (count === 0) return;
+  c.kernels.get('rows', 'scatter_i32', 'ppi').launch(c.stream, Math.ceil(count / 256), 1, 1, 256, 0, ptr(dst), ptr(pairs), count);
+}
+
 export function meanPool(c: CudaContext, out: Tensor, x: Tensor, starts: Tensor, lengths: Tensor, n: number): void {
   if (n === 0) return;
   c.kernels.get('rows', `mean_pool_${sfx(out.dtype)}`, 'ppppi')
