@@ -230,9 +230,7 @@ export class CausalRuntime {
     };
   }
 
-  // ---- per-sequence tables ----
-
-  // (queued in `writes`, applied as the next pass starts)
+  // ---- per-sequence tables (changes queued in `writes`, applied as the next pass starts) ----
 
   setRequest(slot: number, request: Int32Array, topP: number): void {
     this.writes.put(this.tables.requests, slot, 0, request);

@@ -27,10 +27,9 @@ export class TableWrites {
     this.staging = backend.buffer([2 * CAPACITY], 'i32');
   }
 
-  /** Queues t[row, col + i] = values[start + i] for i < n (t a [rows, width] or [rows] table of 32-bit entries). */
-  put(t: Tensor, row: number, col: number, values: ArrayLike<number>, start = 0, n = values.length - start): void {
+  /** Queues t[row, from + i] = values[start + i] for i < n (t a [rows, width] or [rows] table of 32-bit entries). */
+  put(t: Tensor, row: number, from: number, values: ArrayLike<number>, start = 0, n = values.length - start): void {
     if (n <= 0) return;
-    const from = col;
     const width = t.shape.length > 1 ? t.shape[1] : 1;
     if (from < 0 || from + n > width || row < 0 || row >= t.shape[0]) throw new Error(`internal: columns ${from}..${from + n} of row ${row} of a [${t.shape}] table`);
     let q = this.queues.get(t);
