@@ -14,16 +14,19 @@ constexpr int MV_THREADS = 256;
 constexpr int MV_WARPS = MV_THREADS / 32;
 
 // One warp per group of 32 values of x (rows * K / 32 groups; K % 32 == 0): xq the int8 values, xd (d, d * sum(q)).
+// With `perm` (a weight whose inputs are stored in another order: GPTQ's act-order, kernels/quant-blocks.cuh) value k
+// of a row is x[perm[k]] of that row.
 template <typename T>
-__device__ void quantize_q8(int8_t* xq, float2* xd, const T* x, int groups) {
+__device__ void quantize_q8(int8_t* xq, float2* xd, const T* x, const int* perm, int K, int groups) {
   const int g = blockIdx.x * MV_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (g >= groups) return;
-  const float v = to_f(x[(size_t)g * 32 + lane]);
+  const size_t i = (size_t)g * 32 + lane;
+  const float v = to_f(perm ? x[i / K * K + __ldg(perm + i % K)] : x[i]);
   const float amax = warp_max(fabsf(v));
   const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
   const float q = roundf(v * id);
   const float qsum = warp_sum(q);  // exact: integers below 2^24
-  xq[(size_t)g * 32 + lane] = (int8_t)q;
+  xq[i] = (int8_t)q;
   if (lane == 0) xd[g] = make_float2(d, d * qsum);
 }
 
@@ -219,11 +222,16 @@ __device__ void mmvq(O* out, const int8_t* xq, const float2* xd, const uint8_t* 
                                [&](const MvUnit<Q>& un, int u, float* acc) { un.template dot<M>(xq, xd, K, u, rows, acc); });
 }
 
-// quantize_q8_<dtype>, norm_quantize_q8_<dtype>, gated_quantize_q8_<dtype>; mmvq<M>_<quant>_<dtype>[_f32out] for M in 1, 2, 4, 8 (fewer rows run in the next M up: the
+// quantize_q8_<dtype>, quantize_q8_perm_<dtype>, norm_quantize_q8_<dtype>, gated_quantize_q8_<dtype>; mmvq<M>_<quant>_<dtype>[_f32out] for M in 1, 2, 4, 8 (fewer rows run in the next M up: the
 // loops stop at `rows`); `res` adds into out; _f32out writes f32 (a quantized LM head writing the logits).
 #define MV_QUANTIZE(T, S) \
   extern "C" __global__ void __launch_bounds__(MV_THREADS) quantize_q8_##S(int8_t* xq, float2* xd, const T* x, int groups) { \
-    quantize_q8<T>(xq, xd, x, groups);                                                                                           \
+    quantize_q8<T>(xq, xd, x, nullptr, 1, groups);                                                                                           \
+  }
+#define MV_QUANTIZE_PERM(T, S)                                                                                          \
+  extern "C" __global__ void __launch_bounds__(MV_THREADS)                                                              \
+      quantize_q8_perm_##S(int8_t* xq, float2* xd, const T* x, const int* perm, int K, int groups) {                    \
+    quantize_q8<T>(xq, xd, x, perm, K, groups);                                                                    \
   }
 #define MV_NORM_QUANTIZE(T, S)                                                                                              \
   extern "C" __global__ void __launch_bounds__(MV_THREADS)                                                                  \
@@ -242,9 +250,12 @@ __device__ void mmvq(O* out, const int8_t* xq, const float2* xd, const uint8_t* 
   }
 #define MV_Q(T, S, O, OS, Q, QS) MV_M(T, S, O, OS, Q, QS, 1) MV_M(T, S, O, OS, Q, QS, 2) MV_M(T, S, O, OS, Q, QS, 4) MV_M(T, S, O, OS, Q, QS, 8)
 #define MV_ALL(T, S, O, OS) MV_Q(T, S, O, OS, Q8_0, q8_0) MV_Q(T, S, O, OS, Q4_0, q4_0) MV_Q(T, S, O, OS, Q4_K, q4_k) \
-  MV_Q(T, S, O, OS, Q5_K, q5_k) MV_Q(T, S, O, OS, Q6_K, q6_k)
+  MV_Q(T, S, O, OS, Q5_K, q5_k) MV_Q(T, S, O, OS, Q6_K, q6_k) MV_Q(T, S, O, OS, Q4_G32, q4_g32) MV_Q(T, S, O, OS, Q4_G64, q4_g64) \
+  MV_Q(T, S, O, OS, Q4_G128, q4_g128)
 MV_QUANTIZE(__half, f16)
 MV_QUANTIZE(__nv_bfloat16, bf16)
+MV_QUANTIZE_PERM(__half, f16)
+MV_QUANTIZE_PERM(__nv_bfloat16, bf16)
 MV_NORM_QUANTIZE(__half, f16)
 MV_NORM_QUANTIZE(__nv_bfloat16, bf16)
 MV_GATED_QUANTIZE(__half, f16)

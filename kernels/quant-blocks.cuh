@@ -11,13 +11,17 @@
 // [N, K] int8 (rows 32-byte aligned), then its scales, [N, K / 32] f16: the same bytes as the blocks, rearranged
 // as they upload (q8_0_from_blocks, kernels/dequant.cu) or written so by the quantizer (quantize_weight_q8_0).
 // test/gpu/helpers.ts (q8_0Blocks) undoes it on the host.
+// Q4_G32/64/128 are the grouped int4 of AWQ and GPTQ checkpoints in Peregrine's layout (src/loaders/int4.ts): [N, K / 2]
+// nibbles (byte e of a unit of 32 holds weights e and e + 16, as Q4_0), then [N, K / g] f16 scales, [N, K / g] u8
+// zeros and the [K] input order; weight e = scale * (q(e) - zero). The input order is the caller's: x arrives
+// gathered into it (kernels/mmvq.cu quantize_q8_perm, kernels/rows.cu), or the dequantized rows are scattered by it.
 #pragma once
 #include "common.cuh"
 
 // 4 bits of each byte of a 32-bit word
 constexpr uint32_t NIBBLES = 0x0F0F0F0Fu;
 
-enum QType { Q8_0 = 0, Q4_0 = 1, Q4_K = 2, Q5_K = 3, Q6_K = 4 };
+enum QType { Q8_0 = 0, Q4_0 = 1, Q4_K = 2, Q5_K = 3, Q6_K = 4, Q4_G32 = 5, Q4_G64 = 6, Q4_G128 = 7 };
 
 template <int Q> struct QInfo;
 // bytes per block, units of 32 weights per block, units per lane whose loads go out together
@@ -26,6 +30,11 @@ template <> struct QInfo<Q4_0> { static constexpr int BYTES = 18, UNITS = 1, UNR
 template <> struct QInfo<Q4_K> { static constexpr int BYTES = 144, UNITS = 8, UNROLL = 4; };
 template <> struct QInfo<Q5_K> { static constexpr int BYTES = 176, UNITS = 8, UNROLL = 2; };
 template <> struct QInfo<Q6_K> { static constexpr int BYTES = 210, UNITS = 8, UNROLL = 2; };
+// the int4 rows are not blocks of bytes (quant_row places them); a unit is 16 bytes, so more of them go out together
+template <int G> struct QInfo4G { static constexpr int BYTES = 16, UNITS = 1, UNROLL = 8, GROUP = G; };
+template <> struct QInfo<Q4_G32> : QInfo4G<32> {};
+template <> struct QInfo<Q4_G64> : QInfo4G<64> {};
+template <> struct QInfo<Q4_G128> : QInfo4G<128> {};
 
 // Two bytes at a 2-byte aligned address as 16 bits, and four bytes at a 2-byte aligned address as 32 bits.
 __device__ __forceinline__ uint32_t ld16(const uint8_t* p) { return __ldg(reinterpret_cast<const uint16_t*>(p)); }
@@ -34,17 +43,26 @@ __device__ __forceinline__ float f16_bits(uint32_t h) { return __half2float(__us
 // byte e (compile-time after unrolling) of a little-endian array of 32-bit words
 __device__ __forceinline__ int byte_of(const uint32_t* w, int e) { return (w[e >> 2] >> (8 * (e & 3))) & 0xff; }
 
-// Where row j of a [N, K] weight lies: its blocks (q), or for Q8_0 its quants (q) and its scales (s).
+// Where row j of a [N, K] weight lies: its blocks (q), or for Q8_0 its quants (q) and its scales (s), for the int4
+// types also its zeros (z).
 struct QRow {
   const uint8_t* q;
   const uint8_t* s;
+  const uint8_t* z;
 };
 template <int Q> __device__ __forceinline__ QRow quant_row(const uint8_t* w, int j, int N, int K) {
-  return {w + (size_t)j * (K / (32 * QInfo<Q>::UNITS)) * QInfo<Q>::BYTES, nullptr};
+  return {w + (size_t)j * (K / (32 * QInfo<Q>::UNITS)) * QInfo<Q>::BYTES, nullptr, nullptr};
 }
 template <> __device__ __forceinline__ QRow quant_row<Q8_0>(const uint8_t* w, int j, int N, int K) {
-  return {w + (size_t)j * K, w + (size_t)N * K + (size_t)j * (K / 32) * 2};
+  return {w + (size_t)j * K, w + (size_t)N * K + (size_t)j * (K / 32) * 2, nullptr};
 }
+template <int G> __device__ __forceinline__ QRow int4_row(const uint8_t* w, int j, int N, int K) {
+  const size_t scales = (size_t)N * K / 2, groups = (size_t)N * (K / G);
+  return {w + (size_t)j * (K / 2), w + scales + (size_t)j * (K / G) * 2, w + scales + 2 * groups + (size_t)j * (K / G)};
+}
+template <> __device__ __forceinline__ QRow quant_row<Q4_G32>(const uint8_t* w, int j, int N, int K) { return int4_row<32>(w, j, N, K); }
+template <> __device__ __forceinline__ QRow quant_row<Q4_G64>(const uint8_t* w, int j, int N, int K) { return int4_row<64>(w, j, N, K); }
+template <> __device__ __forceinline__ QRow quant_row<Q4_G128>(const uint8_t* w, int j, int N, int K) { return int4_row<128>(w, j, N, K); }
 
 // One unit's raw quants (loaded before any is used) and its scales: weight e = scale(e / 16) * q(e) - min.
 template <int Q> struct Unit;
@@ -180,6 +198,31 @@ template <> struct Unit<Q6_K> {
   __device__ __forceinline__ float word_min() const { return 0.f; }
 };
 
+// Grouped int4: unit u's 16 bytes of nibbles in one load, its group's scale d and zero z; weight e = d (q - z), so
+// the float path reads q(e) - z with no min, the integer path the raw nibbles with word_min = d z.
+template <int G> struct Unit4G {
+  uint32_t qs[4];
+  float d;
+  int z;
+  __device__ __forceinline__ void load(const QRow& row, int u) {
+    const uint4 a = __ldg(reinterpret_cast<const uint4*>(row.q + (size_t)u * 16));  // rows of K / 2 bytes, K % 32 == 0
+    qs[0] = a.x; qs[1] = a.y; qs[2] = a.z; qs[3] = a.w;
+    const int t = u / (G / 32);
+    d = f16_bits(ld16(row.s + 2 * (size_t)t));
+    z = __ldg(row.z + t);
+  }
+  __device__ __forceinline__ float q(int e) const {
+    const int v = byte_of(qs, e & 15);
+    return (float)((e < 16 ? v & 15 : v >> 4) - z);
+  }
+  __device__ __forceinline__ float scale(int) const { return d; }
+  __device__ __forceinline__ float min_() const { return 0.f; }
+  __device__ __forceinline__ int word(int i) const { return (int)(i < 4 ? qs[i] & NIBBLES : (qs[i - 4] >> 4) & NIBBLES); }
+  __device__ __forceinline__ float word_min() const { return d * (float)z; }
+};
+template <> struct Unit<Q4_G32> : Unit4G<32> {};
+template <> struct Unit<Q4_G64> : Unit4G<64> {};
+template <> struct Unit<Q4_G128> : Unit4G<128> {};
 
 // A lane's unit as the float GEMV takes it: 32 weights (Unit<Q>), UNROLL of them per round.
 template <int Q> struct Unit32 : Unit<Q> {

@@ -1,6 +1,6 @@
 // GEMV over ggml-quantized weights: out[m, j] = act(x[m] . dequant(w[j]) + bias[j]) (+ out[m, j] with res), for
 // 1 to 8 rows of x per block row (blockIdx.y takes rows 8y .. 8y + 7, as kernels/gemv.cu does), w [N, K] stored
-// as ggml blocks row after row. Reference: src/loaders/quant.ts (dequantizeRow) then src/backends/cpu/linear.ts.
+// as ggml blocks row after row (or the int4 layout of kernels/quant-blocks.cuh, x already in its input order). Reference: src/loaders/quant.ts (dequantizeRow) then src/backends/cpu/linear.ts.
 // The blocks are read as they are and dequantized in registers: a lane takes a unit of 32 weights of a row (a
 // Q8_0 or Q4_0 block; a sub-block of a K-quant super-block), forms sum(q * x) and sum(x) for each row of x, and
 // applies the unit's scale and min once. Units go to lanes in order, so a warp reads consecutive bytes.
@@ -65,7 +65,8 @@ __device__ void qgemv(O* out, const T* x, const uint8_t* w, const T* bias, int a
   }
 #define QG_Q(T, S, O, OS, Q, QS) QG_M(T, S, O, OS, Q, QS, 1) QG_M(T, S, O, OS, Q, QS, 8)
 #define QG_ALL(T, S, O, OS) QG_Q(T, S, O, OS, Q8_0, q8_0) QG_Q(T, S, O, OS, Q4_0, q4_0) QG_Q(T, S, O, OS, Q4_K, q4_k) \
-  QG_Q(T, S, O, OS, Q5_K, q5_k) QG_Q(T, S, O, OS, Q6_K, q6_k)
+  QG_Q(T, S, O, OS, Q5_K, q5_k) QG_Q(T, S, O, OS, Q6_K, q6_k) QG_Q(T, S, O, OS, Q4_G32, q4_g32) QG_Q(T, S, O, OS, Q4_G64, q4_g64) \
+  QG_Q(T, S, O, OS, Q4_G128, q4_g128)
 #define QG(T, S) QG_ALL(T, S, T, )
 FOR_EACH_DTYPE(QG)
 QG_ALL(__half, f16, float, _f32out)

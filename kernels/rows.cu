@@ -1,4 +1,4 @@
-// Row movements and elementwise work: gathering rows, scattered table entries, mean pooling, bias + activation after a cuBLASLt
+// Row movements and elementwise work: gathering rows (and columns, into a quantized weight's input order), scattered table entries, mean pooling, bias + activation after a cuBLASLt
 // GEMM, gated activations (SwiGLU), and converting checkpoint weights (F32/F16/BF16, optionally transposed) to the compute dtype.
 // References: src/backends/cpu/rows.ts and activations.ts.
 #include "common.cuh"
@@ -42,6 +42,14 @@ __device__ void gated_act(T* out, const T* x, int act, int F, size_t total) {
   }
 }
 
+// out[t, k] = x[t, perm[k]]: rows of x in a quantized weight's input order (kernels/quant-blocks.cuh, the float GEMV).
+template <typename T>
+__device__ void gather_cols(T* out, const T* x, const int* perm, int K, size_t total) {
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    out[i] = x[(i / K) * K + __ldg(perm + i % K)];
+  }
+}
+
 // dst[pairs[2i]] = pairs[2i + 1] for i < n, one thread each (Backend.scatterInt; src/backends/cpu/backend.ts).
 extern "C" __global__ void scatter_i32(int* dst, const int2* pairs, int n) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -76,6 +84,9 @@ __device__ void convert(T* dst, const S* src, int rows, int cols, int transpose)
   }                                                                                                        \
   extern "C" __global__ void gated_act_##S(T* out, const T* x, int act, int F, unsigned long long total) { \
     gated_act<T>(out, x, act, F, total);                                                                   \
+  }                                                                                                        \
+  extern "C" __global__ void gather_cols_##S(T* out, const T* x, const int* perm, int K, unsigned long long total) { \
+    gather_cols<T>(out, x, perm, K, total);                                                                \
   }                                                                                                        \
   CONVERT(float, f32, T, S) CONVERT(__half, f16, T, S) CONVERT(__nv_bfloat16, bf16, T, S)
 #define CONVERT(SRC, SS, T, S)                                                                             \

@@ -2,7 +2,7 @@
 // its runtime over it to print the memory plan a real load would make, without reading any weights.
 import { fail } from '../errors.js';
 import type { HostWeight } from '../loaders/dtypes.js';
-import { isQuantType, type QuantType } from '../loaders/quant.js';
+import { isStoredQuant, type StoredQuant } from '../loaders/quant.js';
 import { numel, quantDType, type Backend, type DType, type Tensor } from '../ops/backend.js';
 
 class MetaTensor implements Tensor {
@@ -20,11 +20,11 @@ export class MetaBackend implements Backend {
   }
 
   weight(src: HostWeight, shape: number[], transpose = false, quantized = false): Tensor {
-    const keep = quantized && isQuantType(src.dtype) && shape.length === 2 && !transpose;
-    return new MetaTensor(shape, keep ? quantDType(src.dtype as QuantType) : this.activationDtype);
+    const keep = quantized && isStoredQuant(src.dtype) && shape.length === 2 && !transpose;
+    return new MetaTensor(shape, keep ? quantDType(src.dtype as StoredQuant) : this.activationDtype);
   }
 
-  quantizedWeight(_src: HostWeight, shape: number[], _transpose: boolean, type: QuantType): Tensor {
+  quantizedWeight(_src: HostWeight, shape: number[], _transpose: boolean, type: StoredQuant): Tensor {
     return new MetaTensor(shape, quantDType(type));
   }
 

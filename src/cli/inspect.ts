@@ -17,6 +17,7 @@ export function formatInspection(r: Inspection): string {
     `shape         ${i.layers} layers, hidden ${i.hidden}, ${i.heads} heads, vocab ${i.vocabSize}, ${i.maxPositions} positions`,
     `parameters    ${formatCount(i.parameters)} (${i.parameters})`,
     `stored dtypes ${r.dtypes.map((d) => `${d.dtype}: ${formatCount(d.params)} values, ${formatBytes(d.bytes)}`).join('; ')}`,
+    ...(r.quantization ? [`quantization  ${r.quantization}`] : []),
     `memory plan   ${r.device}, ${r.dtype}, for ${Object.entries(r.memory.capacity).map(([k, v]) => `${k} ${v}`).join(', ')}`,
   ];
   let total = 0;

@@ -13,6 +13,8 @@ import { QUANTIZE_METHODS, type QuantizeMethod } from '../loaders/quantize-metho
 import { readSentenceTransformers } from '../loaders/sentence-transformers.js';
 import { ConfigReader } from '../models/config.js';
 import { tensorBytes, type Architecture, type CausalLM, type Encoder, type MemoryReport, type ModelInfo } from '../models/model.js';
+import { INT4_GROUPS } from '../loaders/int4.js';
+import { int4Scheme } from '../models/quantization-config.js';
 import { findArchitecture } from '../models/registry.js';
 import { dtypeBytes, type Backend, type DType } from '../ops/backend.js';
 import { CausalRuntime, type RuntimeLimits } from '../runtime/causal.js';
@@ -54,8 +56,10 @@ export interface LoadOptions extends HubOptions {
   batchInvariant?: boolean;
   /**
    * the GPT-2 / Llama-family blocks' linear layers quantized as they load, kept quantized on the device and
-   * dequantized in registers: `int8` (ggml's Q8_0: int8 weights with an f16 scale per 32). The embedding, the LM
-   * head and weights a GGUF file stores quantized already stay as they are.
+   * dequantized in registers: `int8` (ggml's Q8_0: int8 weights with an f16 scale per 32), `int4` (4-bit weights
+   * with an f16 scale and a zero per 128 inputs, or per 64 or 32 where a layer's inputs are not a multiple of 128:
+   * the layout AWQ and GPTQ checkpoints load into). The embedding, the LM head and weights a checkpoint stores
+   * quantized already stay as they are.
    */
   quantize?: QuantizeMethod;
 }
@@ -233,11 +237,18 @@ export async function loadModelDir(md: ModelDir, tokenizer: Tokenizer, options: 
   return loadOpened({ dir: md.dir, md, configPath: md.dir, tokenizer: () => tokenizer, tokenizerPath: md.dir, hasTokenizer: true, embedDefaults: () => ({}) }, options);
 }
 
-/** The directory with the quantization the options ask for, refused by name where the architecture has none. */
+/**
+ * The directory with the quantization the options ask for and the int4 layers its config.json names, each refused
+ * by name where the architecture has no quantized layers.
+ */
 function quantizing(md: ModelDir, arch: Architecture, className: string, o: LoadOptions): ModelDir {
-  if (o.quantize === undefined) return md;
+  const int4 = int4Scheme(md.config);
+  if (int4 && !arch.quantizes) {
+    fail('unsupported-config', `config.json quantization_config (${int4.method}): ${className} has no int4 layers in Peregrine (GPT-2 and the Llama family do); use an unquantized checkpoint`);
+  }
+  if (o.quantize === undefined) return { ...md, int4 };
   if (!arch.quantizes) fail('bad-argument', `--quantize ${o.quantize}: ${className} is not quantized at load (GPT-2 and the Llama family are); load it without --quantize`);
-  return { ...md, quantize: QUANTIZE_METHODS[o.quantize] };
+  return { ...md, int4, quantize: QUANTIZE_METHODS[o.quantize] };
 }
 
 async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedModel> {
@@ -296,6 +307,8 @@ export interface Inspection {
   device: string;
   dtype: DType;
   dtypes: { dtype: string; params: number; bytes: number }[];
+  /** the int4 layers config.json names (quantization_config), and the --quantize method */
+  quantization: string | null;
   fileBytes: number;
   memory: MemoryReport;
 }
@@ -322,7 +335,12 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
     const free = freeMemory(backend), available = availableMemory(backend);
     backend.dispose();
     const dtypes = [...md.weights.dtypeSummary()].map(([dtype, v]) => ({ dtype, ...v }));
-    const shapes = shapeModel(arch, quantizing(md, arch, className, options), className, dtype, device);
+    const quantized = quantizing(md, arch, className, options);
+    const shapes = shapeModel(arch, quantized, className, dtype, device);
+    const quantization = [
+      quantized.int4 && `${quantized.int4.method} int4 in groups of ${INT4_GROUPS[quantized.int4.type]} (quantization_config)`,
+      options.quantize && `--quantize ${options.quantize}`,
+    ].filter(Boolean).join('; ') || null;
     checkWeightsFit(shapes, available);
     // what a load would have left once the weights are in
     const left = (bytes: number) => bytes - shapes.weightBytes;
@@ -339,7 +357,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
       enc.reserveFor(batch, seqLen);
       memory = enc.memory();
     }
-    return { dir, info, device, dtype, dtypes, fileBytes: dtypes.reduce((a, d) => a + d.bytes, 0), memory };
+    return { dir, info, device, dtype, dtypes, quantization, fileBytes: dtypes.reduce((a, d) => a + d.bytes, 0), memory };
   } finally {
     md.weights.close();
   }

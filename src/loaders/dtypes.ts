@@ -1,18 +1,18 @@
 // Conversions between the storage dtypes of checkpoints and fp32.
 
-import { dequantize, isQuantType, type QuantType } from './quant.js';
+import { dequantize, isStoredQuant, type StoredQuant } from './quant.js';
 
 export type StorageDType = 'F32' | 'F16' | 'BF16';
 
 /** A weight as stored in the checkpoint: its bytes and their dtype (the backend converts). */
 export interface HostWeight {
   bytes: Uint8Array;
-  dtype: StorageDType | QuantType;
+  dtype: StorageDType | StoredQuant;
 }
 
 /** A quantized weight [rows, columns] dequantized to F32 bytes on the host; other weights as they are. */
 export function unquantized(src: HostWeight, shape: readonly number[]): HostWeight & { dtype: StorageDType } {
-  if (!isQuantType(src.dtype)) return src as HostWeight & { dtype: StorageDType };
+  if (!isStoredQuant(src.dtype)) return src as HostWeight & { dtype: StorageDType };
   const columns = shape[shape.length - 1], rows = shape.reduce((a, d) => a * d, 1) / columns;
   const f = dequantize(src.dtype, src.bytes, rows, columns);
   return { bytes: new Uint8Array(f.buffer), dtype: 'F32' };

@@ -4,7 +4,8 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail, fsError, show } from '../errors.js';
-import type { QuantType } from './quant.js';
+import type { Int4Scheme } from './int4.js';
+import type { StoredQuant } from './quant.js';
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
 import { TorchBinFile } from './torch-bin.js';
 
@@ -93,7 +94,9 @@ export interface ModelDir {
    */
   ropeFactors?: Float32Array;
   /** the ggml type the transformer blocks' float matrices are quantized to as they load (LoadOptions.quantize) */
-  quantize?: QuantType;
+  quantize?: StoredQuant;
+  /** the AWQ/GPTQ int4 layers config.json's quantization_config names (null: none) */
+  int4?: Int4Scheme | null;
 }
 
 export function openModelDir(dir: string): ModelDir {

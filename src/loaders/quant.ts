@@ -6,7 +6,9 @@
 //   (sub-block s in the low (s even) or high nibbles of bytes 32 (s / 2) ..); w = d sc q - dmin m.
 // - Q5_K: 256 in 176 bytes: d, dmin, scales[12], qh[32] (bit s of byte e: the fifth bit of weight e of sub-block s), q[128].
 // - Q6_K: 256 in 210 bytes: ql[128], qh[64], i8 scales[16] (one per 16 weights), f16 d; w = d sc (q - 32).
+// Besides them, a checkpoint may hold the grouped int4 of AWQ and GPTQ (loaders/int4.ts): StoredQuant is either.
 import { f16ToF32 } from './dtypes.js';
+import { dequantizeInt4, int4Layout, isInt4Type, type Int4Type } from './int4.js';
 
 export type QuantType = 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q5_K' | 'Q6_K';
 export const QUANT_TYPES: readonly QuantType[] = ['Q8_0', 'Q4_0', 'Q4_K', 'Q5_K', 'Q6_K'];
@@ -21,6 +23,18 @@ export const QUANT_BLOCKS: Record<QuantType, { elements: number; bytes: number }
 
 export function isQuantType(t: string): t is QuantType {
   return (QUANT_TYPES as readonly string[]).includes(t);
+}
+
+/** A weight format stored quantized: ggml blocks or grouped int4. */
+export type StoredQuant = QuantType | Int4Type;
+
+export function isStoredQuant(t: string): t is StoredQuant {
+  return isQuantType(t) || isInt4Type(t);
+}
+
+/** Bytes of a [rows, columns] weight stored as `type`. */
+export function quantBytes(type: StoredQuant, rows: number, columns: number): number {
+  return isInt4Type(type) ? int4Layout(type, rows, columns).bytes : rows * rowBytes(type, columns);
 }
 
 /** Bytes of one row of `columns` weights (a multiple of the type's block). */
@@ -91,7 +105,8 @@ export function dequantizeRow(type: QuantType, src: Uint8Array, srcOffset: numbe
 }
 
 /** A whole [rows, columns] tensor dequantized. */
-export function dequantize(type: QuantType, src: Uint8Array, rows: number, columns: number): Float32Array {
+export function dequantize(type: StoredQuant, src: Uint8Array, rows: number, columns: number): Float32Array {
+  if (isInt4Type(type)) return dequantizeInt4(type, src, rows, columns);
   const out = new Float32Array(rows * columns), rb = rowBytes(type, columns);
   for (let r = 0; r < rows; r++) dequantizeRow(type, src, r * rb, out, r * columns, columns);
   return out;

@@ -4,9 +4,13 @@
 // and a checkpoint quantized here hold the same blocks. The CPU backend quantizes with these; the GPU quantizes on
 // the device (kernels/dequant.cu, quantize_weight_*), bit for bit the same.
 // - int8 -> Q8_0: per 32 weights, d = max|w| / 127 (stored as f16), q = round(w / d) (halves away from zero).
+// - int4 -> grouped int4 (loaders/int4.ts, the AWQ/GPTQ layout), asymmetric round-to-nearest per group of g inputs:
+//   lo = min(0, min w), hi = max(0, max w), s = (hi - lo) / 15 (stored as f16), z = round(-lo / s),
+//   q = clamp(round(w / s) + z, 0, 15) (w / s as w * (1 / s); halves away from zero; a NaN weight gets q = z).
 import { fail } from '../errors.js';
-import { f32ToF16Bits, toFloat32, transpose2d, type HostWeight, type StorageDType } from './dtypes.js';
-import { QUANT_BLOCKS, type QuantType } from './quant.js';
+import { f16ToF32, f32ToF16Bits, toFloat32, transpose2d, type HostWeight, type StorageDType } from './dtypes.js';
+import { INT4_GROUPS, int4Layout, int4Type, isInt4Type, type Int4Type } from './int4.js';
+import { QUANT_BLOCKS, type StoredQuant } from './quant.js';
 
 const f = Math.fround;
 
@@ -34,19 +38,61 @@ export function quantizeQ8_0(x: Float32Array, rows: number, cols: number): Uint8
   return out;
 }
 
-/** Refuses, naming the tensor, a weight of `shape` [out, in] whose rows are not whole blocks of `type`. */
-export function checkQuantizable(shape: readonly number[], type: QuantType, name: string): void {
-  const { elements } = QUANT_BLOCKS[type];
-  if (shape.length !== 2 || shape[1] % elements !== 0) {
-    fail('bad-argument', `tensor ${name} has rows of ${shape[shape.length - 1]} weights, not a multiple of ${elements}: it cannot be quantized to ${type}; load the model without --quantize`);
+const roundAway = (v: number): number => (v < 0 ? -Math.round(-v) : Math.round(v));
+
+/** Grouped int4 of `rows` rows of `cols` values (cols a multiple of the group), in loaders/int4.ts's layout. */
+export function quantizeInt4(x: Float32Array, rows: number, cols: number, type: Int4Type): Uint8Array {
+  const g = INT4_GROUPS[type], G = cols / g, at = int4Layout(type, rows, cols);
+  const out = new Uint8Array(at.bytes);
+  for (let j = 0; j < rows; j++) {
+    for (let t = 0; t < G; t++) {
+      const x0 = j * cols + t * g;
+      let lo = 0, hi = 0;
+      for (let e = 0; e < g; e++) {
+        // a NaN is passed over, as fminf/fmaxf do on the GPU
+        if (x[x0 + e] < lo) lo = x[x0 + e];
+        if (x[x0 + e] > hi) hi = x[x0 + e];
+      }
+      const h = f32ToF16Bits(f(f(hi - lo) / 15)), s = f16ToF32(h), is = s ? f(1 / s) : 0;
+      const z = s ? Math.min(Math.max(roundAway(f(-lo * is)), 0), 15) : 0;
+      for (let e = 0; e < g; e++) {
+        const k = t * g + e, r = roundAway(f(x[x0 + e] * is));
+        const q = Math.min(Math.max((Number.isNaN(r) ? 0 : r) + z, 0), 15);
+        out[j * (cols / 2) + 16 * (k >> 5) + (k & 15)] |= q << ((k & 16) >> 2);
+      }
+      out[at.scales + 2 * (j * G + t)] = h & 0xff;
+      out[at.scales + 2 * (j * G + t) + 1] = h >> 8;
+      out[at.zeros + j * G + t] = z;
+    }
   }
+  new Int32Array(out.buffer, at.perm, cols).set(Int32Array.from({ length: cols }, (_, k) => k));
+  return out;
 }
 
-/** A float weight of `shape` [out, in] (stored [in, out] when `transpose`) as blocks of `type` (checkQuantizable first). */
-export function quantizeWeight(src: HostWeight & { dtype: StorageDType }, shape: readonly number[], transpose: boolean, type: QuantType): HostWeight {
+/**
+ * The type a weight of `shape` [out, in] is quantized to under `method`'s type: that type, or for int4 the largest
+ * group (128, 64, 32) that divides the inputs; refused by name where its rows are not whole blocks or groups.
+ */
+export function quantizeTarget(shape: readonly number[], type: StoredQuant, name: string): StoredQuant {
+  const cols = shape[shape.length - 1];
+  if (isInt4Type(type)) {
+    const fit = [INT4_GROUPS[type], 64, 32].map((g) => (cols % g === 0 ? int4Type(g) : undefined)).find((t) => t !== undefined);
+    if (shape.length === 2 && fit) return fit;
+    fail('bad-argument', `tensor ${name} has rows of ${cols} weights, not a multiple of 32: it cannot be quantized to int4; load the model without --quantize`);
+  }
+  const { elements } = QUANT_BLOCKS[type];
+  if (shape.length !== 2 || cols % elements !== 0) {
+    fail('bad-argument', `tensor ${name} has rows of ${cols} weights, not a multiple of ${elements}: it cannot be quantized to ${type}; load the model without --quantize`);
+  }
+  return type;
+}
+
+/** A float weight of `shape` [out, in] (stored [in, out] when `transpose`) as `type` (quantizeTarget first). */
+export function quantizeWeight(src: HostWeight & { dtype: StorageDType }, shape: readonly number[], transpose: boolean, type: StoredQuant): HostWeight {
   const [rows, cols] = shape;
   const data = toFloat32(src.bytes, src.dtype);
   const x = transpose ? transpose2d(data, cols, rows) : data;
+  if (isInt4Type(type)) return { bytes: quantizeInt4(x, rows, cols, type), dtype: type };
   if (type !== 'Q8_0') throw new Error(`internal: no quantizer for ${type}`);
   return { bytes: quantizeQ8_0(x, rows, cols), dtype: type };
 }

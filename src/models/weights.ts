@@ -1,8 +1,9 @@
 // Reading a model's weights by name from a checkpoint, checking each shape against what the config implies.
 import { fail } from '../errors.js';
-import { toFloat32, unquantized, type HostWeight, type StorageDType } from '../loaders/dtypes.js';
-import { isQuantType, QUANT_TYPES, type QuantType } from '../loaders/quant.js';
-import { checkQuantizable } from '../loaders/quantize.js';
+import { f32ToF16Bits, toFloat32, unquantized, type HostWeight, type StorageDType } from '../loaders/dtypes.js';
+import { concatInt4, fromAwq, fromGptq, INT4_GROUPS, isInt4Type, type Int4Scheme } from '../loaders/int4.js';
+import { isQuantType, isStoredQuant, QUANT_TYPES, type StoredQuant } from '../loaders/quant.js';
+import { quantizeTarget } from '../loaders/quantize.js';
 import type { WeightStore } from '../loaders/model-dir.js';
 import type { Backend, Tensor } from '../ops/backend.js';
 
@@ -10,10 +11,14 @@ export class Checkpoint {
   /**
    * @param prefix  prepended to every name, found by `detectPrefix` (e.g. "transformer." or "bert.")
    * @param implied what the config says, for error messages (e.g. "n_embd=768, n_head=12")
-   * @param quantize the ggml type GEMM operands (`loadMatrix`, `loadConcat` as a matrix) stored as floats are
-   *   quantized to as they load (LoadOptions.quantize); weights stored quantized stay as they are
+   * @param quantize the type GEMM operands (`loadMatrix`, `loadConcat` as a matrix) stored as floats are quantized to
+   *   as they load (LoadOptions.quantize; int4 in smaller groups where the inputs ask, quantizeTarget); weights stored
+   *   quantized stay as they are
+   * @param int4 the AWQ/GPTQ scheme of config.json's quantization_config: a GEMM operand "x.weight" stored as
+   *   x.qweight, x.qzeros, x.scales (and GPTQ's x.g_idx) loads as grouped int4 (loaders/int4.ts)
    */
-  constructor(readonly store: WeightStore, readonly prefix: string, readonly implied: string, readonly quantize: QuantType | null = null) {}
+  constructor(readonly store: WeightStore, readonly prefix: string, readonly implied: string, readonly quantize: StoredQuant | null = null,
+    readonly int4: Int4Scheme | null = null) {}
 
   /** The first of `names` the checkpoint holds (old and new spellings of one weight). */
   private resolve(names: string[]): string {
@@ -32,7 +37,7 @@ export class Checkpoint {
     if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16' && !isQuantType(info.dtype)) {
       fail('bad-safetensors', `tensor ${name} has dtype ${info.dtype}; Peregrine reads F32, F16 and BF16 weights (and GGUF's ${QUANT_TYPES.join(', ')})`);
     }
-    return { bytes: this.store.readBytes(name), dtype: info.dtype as StorageDType | QuantType };
+    return { bytes: this.store.readBytes(name), dtype: info.dtype as StorageDType | StoredQuant };
   }
 
   /** A weight on the backend, [out, in] after transposing a stored [in, out]; quantized weights are dequantized. */
@@ -54,18 +59,68 @@ export class Checkpoint {
    * quantized when the checkpoint quantizes (a stored quantized [in, out] is dequantized: its blocks run the wrong way).
    */
   loadMatrix(backend: Backend, names: string | string[], shape: number[], transpose = false): Tensor {
+    const packed = this.int4Raw(names, shape);
+    if (packed) return backend.weight(packed, shape, false, true);
     const raw = this.raw(names, shape, transpose);
-    if (this.quantizes(raw, shape, typeof names === 'string' ? names : names[0])) {
-      return backend.quantizedWeight({ bytes: raw.bytes, dtype: raw.dtype as StorageDType }, shape, transpose, this.quantize!);
-    }
+    const to = this.quantizeTo(raw, shape, typeof names === 'string' ? names : names[0]);
+    if (to) return backend.quantizedWeight({ bytes: raw.bytes, dtype: raw.dtype as StorageDType }, shape, transpose, to);
     return backend.weight(raw, shape, transpose, !transpose);
   }
 
-  /** Whether `raw` is quantized as it loads: the checkpoint quantizes and `raw` is stored as floats (refused by name where its rows are not whole blocks). */
-  private quantizes(raw: HostWeight, shape: number[], name: string): boolean {
-    if (!this.quantize || isQuantType(raw.dtype)) return false;
-    checkQuantizable(shape, this.quantize, this.prefix + name);
-    return true;
+  /**
+   * The type `raw` is quantized to as it loads, null where it is not: the checkpoint quantizes and `raw` is stored as
+   * floats (refused by name where its rows are not whole blocks).
+   */
+  private quantizeTo(raw: HostWeight, shape: number[], name: string): StoredQuant | null {
+    if (!this.quantize || isStoredQuant(raw.dtype)) return null;
+    return quantizeTarget(shape, this.quantize, this.prefix + name);
+  }
+
+  /**
+   * A GEMM operand [out, in] stored as AWQ or GPTQ int4 (the checkpoint's scheme; "x.weight" stored as x.qweight
+   * and its companions), in Peregrine's int4 layout; null where it is stored otherwise.
+   */
+  private int4Raw(names: string | string[], shape: number[]): HostWeight | null {
+    if (!this.int4) return null;
+    const base = (typeof names === 'string' ? [names] : names).map((n) => this.prefix + n.replace(/\.weight$/, '.'))
+      .find((b) => this.store.has(b + 'qweight'));
+    if (base === undefined) return null;
+    const { method, type, zerosMinusOne } = this.int4, g = INT4_GROUPS[type];
+    const [N, K] = shape;
+    if (N % 8 !== 0 || K % g !== 0) {
+      fail('weights-mismatch', `tensor ${base}qweight is [${N}, ${K}] (out, in): int4 weights need outputs in eights and inputs in groups of ${g} (quantization_config.group_size)`);
+    }
+    const packed = {
+      qweight: this.ints(base + 'qweight', method === 'gptq' ? [K / 8, N] : [K, N / 8]),
+      qzeros: this.ints(base + 'qzeros', [K / g, N / 8]),
+      scales: this.halves(base + 'scales', [K / g, N]),
+    };
+    const gIdx = method === 'gptq' && this.store.has(base + 'g_idx') ? this.ints(base + 'g_idx', [K]) : null;
+    // a backend of shapes reads no bytes
+    if (packed.qweight.length === 0) return { bytes: new Uint8Array(0), dtype: type };
+    if (method === 'awq') return { bytes: fromAwq(type, N, K, packed), dtype: type };
+    return { bytes: fromGptq(type, N, K, packed, gIdx, zerosMinusOne, base + 'g_idx'), dtype: type };
+  }
+
+  private checkShape(name: string, dtypes: string[], shape: number[]): void {
+    const info = this.store.info(name);
+    if (!dtypes.includes(info.dtype) || info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+      fail('weights-mismatch', `tensor ${name} is [${info.shape.join(', ')}] ${info.dtype}, but config.json (${this.implied}, quantization_config) implies [${shape.join(', ')}] ${dtypes.join(' or ')}`);
+    }
+  }
+
+  /** An I32 tensor of `shape` (int4 quants, zeros, group indices). */
+  private ints(name: string, shape: number[]): Int32Array {
+    this.checkShape(name, ['I32'], shape);
+    return new Int32Array(this.store.readBytes(name).slice().buffer);
+  }
+
+  /** A float tensor of `shape` as f16 bits (int4 scales). */
+  private halves(name: string, shape: number[]): Uint16Array {
+    this.checkShape(name, ['F16', 'BF16', 'F32'], shape);
+    const dtype = this.store.info(name).dtype as StorageDType, bytes = this.store.readBytes(name);
+    if (dtype === 'F16') return new Uint16Array(bytes.slice().buffer);
+    return Uint16Array.from(toFloat32(bytes.slice(), dtype), f32ToF16Bits);
   }
 
   /** Several weights of one dtype stacked along their first dimension (fused QKV). */
@@ -79,7 +134,16 @@ export class Checkpoint {
    * dtypes are dequantized or widened to F32 first.
    */
   loadConcat(backend: Backend, parts: { name: string; shape: number[] }[], matrix = false): Tensor {
-    let raws: HostWeight[] = parts.map((p) => this.raw(p.name, p.shape));
+    let raws: HostWeight[] = parts.map((p) => (matrix ? this.int4Raw(p.name, p.shape) : null) ?? this.raw(p.name, p.shape));
+    const type = raws[0].dtype, K = parts[0].shape[1];
+    if (isInt4Type(type) && raws.every((r) => r.dtype === type)) {
+      const bytes = raws[0].bytes.length === 0 ? raws[0].bytes // a backend of shapes reads no bytes
+        : concatInt4(type, raws.map((r, i) => ({ bytes: r.bytes, rows: parts[i].shape[0] })), K);
+      const rows = parts.reduce((a, p) => a + p.shape[0], 0);
+      if (bytes) return backend.weight({ bytes, dtype: type }, [rows, K], false, true);
+      // inputs in different orders (act-order) cannot share one matrix: the parts run dequantized
+      raws = raws.map((r, i) => unquantized(r, parts[i].shape));
+    }
     if (raws.some((p) => p.dtype !== raws[0].dtype)) {
       raws = raws.map((r, i) => {
         const u = unquantized(r, parts[i].shape);
@@ -93,8 +157,9 @@ export class Checkpoint {
       o += p.bytes.length;
     }
     const shape = [parts.reduce((a, p) => a + p.shape[0], 0), ...parts[0].shape.slice(1)], whole = { bytes, dtype: raws[0].dtype };
-    if (matrix && parts.every((p, i) => this.quantizes(raws[i], p.shape, p.name))) {
-      return backend.quantizedWeight({ bytes, dtype: whole.dtype as StorageDType }, shape, false, this.quantize!);
+    const to = parts.map((p, i) => (matrix ? this.quantizeTo(raws[i], p.shape, p.name) : null));
+    if (to[0] && to.every((t) => t === to[0])) {
+      return backend.quantizedWeight({ bytes, dtype: whole.dtype as StorageDType }, shape, false, to[0]);
     }
     return backend.weight(whole, shape, false, matrix);
   }

@@ -1,5 +1,5 @@
 import type { HostWeight, StorageDType } from '../loaders/dtypes.js';
-import { QUANT_BLOCKS, type QuantType } from '../loaders/quant.js';
+import { quantBytes, type StoredQuant } from '../loaders/quant.js';
 
 // The op set models are written in. Every op writes into tensors the caller passes in (no op allocates
 // its result) and takes the number of active rows `n`, so a forward pass is a fixed sequence of calls
@@ -9,8 +9,11 @@ import { QUANT_BLOCKS, type QuantType } from '../loaders/quant.js';
 // with no padding. Per-token int tensors say which sequence (cache slot) a token belongs to, its position,
 // and how many keys it attends to.
 
-/** ggml block-quantized weights (GGUF): GEMM operands only, [out, in] with `in` a multiple of the block (loaders/quant.ts). */
-export type QuantDType = 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k';
+/**
+ * Quantized weights, GEMM operands only, [out, in]: ggml blocks (GGUF, --quantize; `in` a multiple of the block,
+ * loaders/quant.ts) and the grouped int4 of AWQ and GPTQ checkpoints (groups of 32, 64, 128 inputs; loaders/int4.ts).
+ */
+export type QuantDType = 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k' | 'q4_g32' | 'q4_g64' | 'q4_g128';
 export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | QuantDType;
 
 export function isQuant(dtype: DType): dtype is QuantDType {
@@ -18,8 +21,8 @@ export function isQuant(dtype: DType): dtype is QuantDType {
 }
 
 /** The ggml type of a quantized dtype, and back. */
-export const quantType = (d: QuantDType): QuantType => d.toUpperCase() as QuantType;
-export const quantDType = (t: QuantType): QuantDType => t.toLowerCase() as QuantDType;
+export const quantType = (d: QuantDType): StoredQuant => d.toUpperCase() as StoredQuant;
+export const quantDType = (t: StoredQuant): QuantDType => t.toLowerCase() as QuantDType;
 
 export interface Tensor {
   readonly shape: readonly number[];
@@ -157,7 +160,7 @@ export interface Backend {
    * A float weight [out, in] (stored [in, out] when `transpose`) quantized to blocks of `type` as it loads
    * (LoadOptions.quantize), a GEMM operand as `weight` keeps quantized ones; src/loaders/quantize.ts is the reference.
    */
-  quantizedWeight(src: HostWeight & { dtype: StorageDType }, shape: number[], transpose: boolean, type: QuantType): Tensor;
+  quantizedWeight(src: HostWeight & { dtype: StorageDType }, shape: number[], transpose: boolean, type: StoredQuant): Tensor;
   /** A region of `bytes` bytes from which `view` carves buffers: the activation arena. */
   arena(bytes: number): Tensor;
   /** A tensor over `arena` starting at byte `offset`. */
@@ -337,6 +340,6 @@ export function dtypeBytes(dtype: DType): number {
 /** Bytes of a tensor of `shape` in `dtype` (blocks of the last dimension for quantized weights). */
 export function byteSize(shape: readonly number[], dtype: DType): number {
   if (!isQuant(dtype)) return numel(shape) * dtypeBytes(dtype);
-  const b = QUANT_BLOCKS[quantType(dtype)];
-  return (numel(shape) / b.elements) * b.bytes;
+  const columns = shape[shape.length - 1];
+  return quantBytes(quantType(dtype), numel(shape) / columns, columns);
 }

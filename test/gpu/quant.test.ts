@@ -1,13 +1,14 @@
 // The quantized linear layers (src/backends/cuda/qlinear.ts: kernels/mmvq.cu, quant.cu, dequant.cu) against the CPU
-// backend's linear over the same ggml blocks, for every type Peregrine reads, in fp32, fp16 and bf16, for row counts
-// on both sides of the GEMV's 8 rows.
+// backend's linear over the same ggml blocks or grouped int4 (AWQ/GPTQ, inputs in order and act-order), for every type
+// Peregrine reads, in fp32, fp16 and bf16, for row counts on both sides of the GEMV's 8 rows.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import type { CpuBackend } from '../../src/backends/cpu/backend.js';
 import { roundToQ8 } from '../../src/backends/cpu/q8-activations.js';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { f32ToF16Bits } from '../../src/loaders/dtypes.js';
-import { QUANT_BLOCKS, QUANT_TYPES, type QuantType } from '../../src/loaders/quant.js';
+import { int4Layout, type Int4Type } from '../../src/loaders/int4.js';
+import { QUANT_BLOCKS, QUANT_TYPES, type QuantType, type StoredQuant } from '../../src/loaders/quant.js';
 import type { DType } from '../../src/ops/backend.js';
 import { seededRandom } from '../../src/ops/rng.js';
 import { assertClose } from '../helpers/close.js';
@@ -34,12 +35,45 @@ function randomBlocks(type: QuantType, rows: number, K: number, seed: number): U
   return out;
 }
 
+/** A random [N, K] int4 weight in Peregrine's layout: random nibbles and zeros (0 .. 16), small f16 scales, and a random
+ * input order where `permuted` (act-order), else the identity. */
+function randomInt4(type: Int4Type, N: number, K: number, seed: number, permuted: boolean): Uint8Array {
+  const rand = seededRandom(seed), at = int4Layout(type, N, K);
+  const out = new Uint8Array(at.bytes);
+  for (let i = 0; i < at.scales; i++) out[i] = Math.floor(rand() * 256);
+  for (let i = at.scales; i < at.zeros; i += 2) {
+    const h = f32ToF16Bits((rand() - 0.5) * 0.05);
+    out[i] = h & 0xff;
+    out[i + 1] = h >> 8;
+  }
+  for (let i = at.zeros; i < at.zeros + (at.zeros - at.scales) / 2; i++) out[i] = Math.floor(rand() * 17);
+  const perm = new Int32Array(out.buffer, at.perm, K);
+  perm.set(Int32Array.from({ length: K }, (_, k) => k));
+  if (permuted) {
+    for (let k = K - 1; k > 0; k--) {
+      const j = Math.floor(rand() * (k + 1));
+      [perm[k], perm[j]] = [perm[j], perm[k]];
+    }
+  }
+  return out;
+}
+
+/** The weights of each case: every ggml type, and int4 in each group size (the middle one in act-order). */
+const CASES: { name: string; type: StoredQuant; make: (N: number, K: number, seed: number) => Uint8Array }[] = [
+  ...QUANT_TYPES.map((type) => ({ name: type, type, make: (N: number, K: number, seed: number) => randomBlocks(type, N, K, seed) })),
+  ...(['Q4_G32', 'Q4_G64', 'Q4_G128'] as const).map((type) => {
+    const permuted = type === 'Q4_G64';
+    return { name: `${type}${permuted ? ' act-order' : ''}`, type, make: (N: number, K: number, seed: number) => randomInt4(type, N, K, seed, permuted) };
+  }),
+];
+const ACT_ORDER = CASES.find((c) => c.name.endsWith('act-order'))!;
+
 /** How far the int8 rounding of x (16-bit activations, up to 8 rows) may move a layer's outputs: about
  * max|x| / 254 per value, summed over K with random signs, against outputs of about sqrt(K) |x| |w|. */
 const ROUNDING_TOL = 1e-2;
 
 /** The linear layer on `b` over quantized weights: plain, bias + SiLU, and into a residual. */
-function layer(b: CpuBackend | CudaBackend, dt: DType, type: QuantType, w: Uint8Array, N: number, K: number, x: Float32Array, M: number,
+function layer(b: CpuBackend | CudaBackend, dt: DType, type: StoredQuant, w: Uint8Array, N: number, K: number, x: Float32Array, M: number,
   bias: Float32Array, res: Float32Array): Float32Array[] {
   const wt = b.weight({ bytes: w, dtype: type }, [N, K], false, true);
   assert.equal(wt.dtype, type.toLowerCase());
@@ -66,12 +100,12 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
       return backend;
     };
     const tol = TOL[dtype];
-    for (const type of QUANT_TYPES) {
+    for (const { name, type, make } of CASES) {
       // up to 8 rows: the GEMV (16-bit: int8-rounded x and dp4a, kernels/mmvq.cu; f32: kernels/quant.cu); beyond, the
       // dequantized chunks through cuBLASLt (kernels/dequant.cu)
-      test(`${type}: plain, bias + activation, and into the residual, 1 to 70 rows`, () => {
+      test(`${name}: plain, bias + activation, and into the residual, 1 to 70 rows`, () => {
         const N = 67, K = 512;
-        const w = randomBlocks(type, N, K, 7);
+        const w = make(N, K, 7);
         const bias = rounded(randn(N, 0.5), dtype);
         for (const M of [1, 3, 8, 19, 70]) {
           const x = rounded(randn(M * K, 2), dtype), res = rounded(randn(M * N), dtype);
@@ -87,40 +121,40 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
       });
     }
 
-    test('a pre-norm layer (RMSNorm, LayerNorm) over quantized weights, normed in the int8 quantization up to 8192 inputs', () => {
-      for (const [N, K] of [[67, 512], [8, 8448]]) {
-        const w = randomBlocks('Q4_K', N, K, 5);
+    test('a pre-norm layer (RMSNorm, LayerNorm) over quantized weights, normed in the int8 quantization up to 8192 inputs; int4 in act-order', () => {
+      for (const [N, K, c] of [[67, 512, CASES[2]], [8, 8448, CASES[2]], [67, 512, ACT_ORDER]] as const) {
+        const w = c.make(N, K, 5);
         const gamma = rounded(randn(K, 1), dtype), beta = rounded(randn(K, 0.5), dtype);
         for (const kind of ['rms', 'layer'] as const) {
           for (const M of [1, 5, 19]) {
             const x = rounded(randn(M * K, 3), dtype);
             const [want, got] = [cpu, gpu()].map((b) => {
               const dt = b === cpu ? 'f32' : dtype;
-              const wt = b.weight({ bytes: w, dtype: 'Q4_K' }, [N, K], false, true);
+              const wt = b.weight({ bytes: w, dtype: c.type }, [N, K], false, true);
               const norm = { kind, gamma: put(b, gamma, [K]), beta: kind === 'rms' ? null : put(b, beta, [K]), eps: 1e-5 };
               const out = b.buffer([M, N], dt);
               b.normLinear(out, put(b, x, [M, K]), norm, wt, null, 'none', M, b.buffer([M, K], dt));
               return get(b, out);
             });
-            assertClose(got, want, (dtype === 'f32' || M > 8 ? 0 : ROUNDING_TOL) + 4 * tol, `${kind} norm, [${N}, ${K}], ${M} rows`);
+            assertClose(got, want, (dtype === 'f32' || M > 8 ? 0 : ROUNDING_TOL) + 4 * tol, `${c.name}, ${kind} norm, [${N}, ${K}], ${M} rows`);
           }
         }
       }
     });
 
-    test('a gated down projection over quantized weights, gated in the int8 quantization', () => {
+    test('a gated down projection over quantized weights, gated in the int8 quantization; int4 in act-order', () => {
       const N = 67, F = 512;
-      const w = randomBlocks('Q4_K', N, F, 13);
-      for (const M of [1, 5, 19]) {
+      for (const c of [CASES[2], ACT_ORDER]) for (const M of [1, 5, 19]) {
+        const w = c.make(N, F, 13);
         const x = rounded(randn(M * 2 * F, 2), dtype), res = rounded(randn(M * N), dtype);
         const [want, got] = [cpu, gpu()].map((b) => {
           const dt = b === cpu ? 'f32' : dtype;
-          const wt = b.weight({ bytes: w, dtype: 'Q4_K' }, [N, F], false, true);
+          const wt = b.weight({ bytes: w, dtype: c.type }, [N, F], false, true);
           const r = put(b, res, [M, N]);
           b.gatedLinearResidual(r, put(b, x, [M, 2 * F]), 'silu', wt, null, M, b.buffer([M, F], dt), b.buffer([M, N], dt));
           return get(b, r);
         });
-        assertClose(got, want, (dtype === 'f32' || M > 8 ? 0 : ROUNDING_TOL) + 4 * tol, `${M} rows`);
+        assertClose(got, want, (dtype === 'f32' || M > 8 ? 0 : ROUNDING_TOL) + 4 * tol, `${c.name}, ${M} rows`);
       }
     });
 

@@ -1,5 +1,5 @@
-// Models quantized at load (--quantize int8: the blocks' linear layers as Q8_0) on the GPU, their weights staying
-// quantized there, against the CPU backend running the same quantization (which dequantizes a row at a time): fp32
+// Models quantized at load (--quantize int8: the blocks' linear layers as Q8_0; int4: as grouped int4) on the GPU, their
+// weights staying quantized there, against the CPU backend running the same quantization (which dequantizes a row at a time): fp32
 // within 1e-3 with identical greedy tokens, fp16 and bf16 within 3e-2 (passes of up to 8 rows round the activations
 // to int8 per 32 values for the integer GEMV, as test/gpu/gguf.test.ts explains).
 import assert from 'node:assert/strict';
@@ -48,7 +48,7 @@ describe('quantizing weights on the GPU as they load', { skip: skip ?? false }, 
   });
 
 
-  test('Q8_0 blocks bit for bit as the host quantizer (the reference) makes them: the gguf fixture, random F32/F16/BF16 weights, stored transposed', () => {
+  test('Q8_0 blocks and grouped int4 bit for bit as the host quantizer (the reference) makes them: the gguf fixture, random F32/F16/BF16 weights, stored transposed', () => {
     const b = new CudaBackend('f16');
     try {
       const fixtureRows = reference<{ rows: number; cols: number; values: number[] }>('quant', 'quantize.json');
@@ -60,16 +60,16 @@ describe('quantizing weights on the GPU as they load', { skip: skip ?? false }, 
           values: Float32Array.from({ length: rows * cols }, (_, i) => (rand() - 0.5) * (i % 97 === 0 ? 40 : 0.1)),
         }))),
       ];
-      for (const c of cases) {
+      for (const c of cases) for (const type of ['Q8_0', 'Q4_G32', 'Q4_G64', 'Q4_G128'] as const) {
         const src = { bytes: stored(c.values, c.dtype), dtype: c.dtype };
-        const want = quantizeWeight(src, c.shape, c.transpose, 'Q8_0').bytes;
-        const t = b.quantizedWeight(src, c.shape, c.transpose, 'Q8_0');
-        assert.equal(t.dtype, 'q8_0');
+        const want = quantizeWeight(src, c.shape, c.transpose, type).bytes;
+        const t = b.quantizedWeight(src, c.shape, c.transpose, type);
+        assert.equal(t.dtype, type.toLowerCase());
         const device = new Uint8Array(want.length);
         b.ctx.driver.call('cuMemcpyDtoH', device, ptr(t), device.length);
-        const got = q8_0Blocks(device);
+        const got = type === 'Q8_0' ? q8_0Blocks(device) : device;
         const diff = got.findIndex((v, i) => v !== want[i]);
-        assert.equal(diff, -1, `${c.what}: byte ${diff} is ${got[diff]}, the host quantizer's ${want[diff]}`);
+        assert.equal(diff, -1, `${c.what} as ${type}: byte ${diff} is ${got[diff]}, the host quantizer's ${want[diff]}`);
       }
     } finally {
       b.dispose();
@@ -77,11 +77,11 @@ describe('quantizing weights on the GPU as they load', { skip: skip ?? false }, 
   });
 });
 
-for (const name of ['llama-tiny', 'gpt2-wide']) {
-  describe(`${name} quantized at load (int8) on the GPU`, { skip: skip ?? false }, () => {
+for (const name of ['llama-tiny', 'gpt2-wide']) for (const quantize of ['int8', 'int4'] as const) {
+  describe(`${name} quantized at load (${quantize}) on the GPU`, { skip: skip ?? false }, () => {
     const ref = reference<Ref>(name);
     test('logits as the CPU computes them, in fp32, fp16 and bf16; greedy tokens identical in fp32; a batch of 12 through the dequantizing GEMM', async () => {
-      const cpu = await loadGenerator(fixture(name), { device: 'cpu', quantize: 'int8' });
+      const cpu = await loadGenerator(fixture(name), { device: 'cpu', quantize });
       const want: Float32Array[] = [];
       for (const p of ref.prompts) want.push(await allLogits(cpu, p.ids));
       const prompts = ref.greedy.map((g) => g.ids);
@@ -90,9 +90,10 @@ for (const name of ['llama-tiny', 'gpt2-wide']) {
       const tokens = await cpu.generateIds(many, { maxNewTokens: 16, stopAtEos: false });
       cpu.dispose();
       for (const dtype of ['f32', 'f16', 'bf16'] as const) {
-        const gpu = await loadGenerator(fixture(name), { device: 'cuda', dtype, quantize: 'int8' });
+        const gpu = await loadGenerator(fixture(name), { device: 'cuda', dtype, quantize });
         try {
-          assert.equal(gpu.model.weights().filter((t) => t.dtype === 'q8_0').length, 8, 'four matrices of each of two layers stay int8 on the GPU');
+          const kept = gpu.model.weights().filter((t) => (quantize === 'int8' ? t.dtype === 'q8_0' : t.dtype.startsWith('q4_g')));
+          assert.equal(kept.length, 8, `four matrices of each of two layers stay ${quantize} on the GPU`);
           for (let i = 0; i < ref.prompts.length; i++) assertClose(await allLogits(gpu, ref.prompts[i].ids), want[i], TOL[dtype], `${dtype}, prompt ${i}`);
           if (dtype === 'f32') {
             const got = await gpu.generateIds(many, { maxNewTokens: 16, stopAtEos: false });

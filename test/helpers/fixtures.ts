@@ -32,7 +32,7 @@ export function reference<T = any>(name: string, file = 'reference.json'): T {
  * norms, tied and untied heads, and every rope scaling).
  */
 export const CAUSAL_FIXTURES = ['gpt2-tiny', 'gpt2-wide', 'llama-tiny', 'llama3-tiny', 'mistral-tiny', 'qwen2-tiny', 'qwen3-tiny',
-  'llama-rope-linear', 'llama-rope-dynamic', 'llama-rope-yarn'];
+  'llama-rope-linear', 'llama-rope-dynamic', 'llama-rope-yarn', 'llama-awq-tiny', 'llama-gptq-tiny', 'gpt2-gptq-tiny'];
 
 /** What tools/reference/make_bert_family_fixtures.py stores: inputs run as one padded batch and Hugging Face's outputs. */
 export interface FamilyRef {

@@ -1,7 +1,7 @@
 // The CPU backend: the reference implementation of every op, in plain TypeScript over Float32Array.
 import { fail } from '../../errors.js';
 import { toFloat32, transpose2d, unquantized, type HostWeight, type StorageDType } from '../../loaders/dtypes.js';
-import { isQuantType, type QuantType } from '../../loaders/quant.js';
+import { isStoredQuant, type StoredQuant } from '../../loaders/quant.js';
 import { quantizeWeight } from '../../loaders/quantize.js';
 import { blockRegions, isQuant, numel, quantDType, quantType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
   type Rotary, type SampleRows, type SequenceTables, type Tensor } from '../../ops/backend.js';
@@ -82,8 +82,8 @@ export class CpuBackend implements Backend {
   private topIds = new Int32Array(0);
 
   weight(src: HostWeight, shape: number[], transpose = false, quantized = false): Tensor {
-    if (isQuantType(src.dtype) && quantized && shape.length === 2 && !transpose) {
-      // ggml blocks as they are: linear dequantizes a row at a time (cpu/linear.ts)
+    if (isStoredQuant(src.dtype) && quantized && shape.length === 2 && !transpose) {
+      // ggml blocks or grouped int4 as they are: linear dequantizes a row at a time (cpu/linear.ts)
       return new CpuTensor(shape, quantDType(src.dtype), src.bytes);
     }
     const host = unquantized(src, shape);
@@ -92,7 +92,7 @@ export class CpuBackend implements Backend {
     return new CpuTensor(shape, 'f32', transpose ? transpose2d(data, shape[1], shape[0]) : data);
   }
 
-  quantizedWeight(src: HostWeight & { dtype: StorageDType }, shape: number[], transpose: boolean, type: QuantType): Tensor {
+  quantizedWeight(src: HostWeight & { dtype: StorageDType }, shape: number[], transpose: boolean, type: StoredQuant): Tensor {
     return this.weight(quantizeWeight(src, shape, transpose, type), shape, false, true);
   }
 

@@ -3,7 +3,8 @@
 // blocking: one row of x against eight weight rows, or two rows of x against four, so each loaded value
 // feeds several multiply-adds (V8 keeps the accumulators in registers). A block of weight rows stays in
 // cache while every row of x passes over it.
-import { dequantizeRow, rowBytes, type QuantType } from '../../loaders/quant.js';
+import { dequantizeInt4Row, int4Perm, isInt4Type } from '../../loaders/int4.js';
+import { dequantizeRow, rowBytes, type StoredQuant } from '../../loaders/quant.js';
 import type { Activation } from '../../ops/backend.js';
 import { applyActivation } from './activations.js';
 
@@ -83,16 +84,19 @@ function dot1x1(out: Float32Array, x: Float32Array, w: Float32Array, m: number, 
 }
 
 /**
- * linear() over a ggml-quantized weight w [N, K] (loaders/quant.ts): each weight row is dequantized once into
- * fp32 and dotted with every row of x. The reference for kernels/quant.cu.
+ * linear() over a quantized weight w [N, K] (ggml blocks, loaders/quant.ts; grouped int4, loaders/int4.ts): each
+ * weight row is dequantized once into fp32 and dotted with every row of x. The reference for kernels/quant.cu and
+ * kernels/mmvq.cu.
  */
 export function quantLinear(
-  out: Float32Array, x: Float32Array, type: QuantType, w: Uint8Array, bias: Float32Array | null,
+  out: Float32Array, x: Float32Array, type: StoredQuant, w: Uint8Array, bias: Float32Array | null,
   act: Activation, M: number, N: number, K: number,
 ): void {
-  const row = new Float32Array(K), rb = rowBytes(type, K);
+  const row = new Float32Array(K);
+  const perm = isInt4Type(type) ? int4Perm(type, w, N, K) : null;
   for (let j = 0; j < N; j++) {
-    dequantizeRow(type, w, j * rb, row, 0, K);
+    if (isInt4Type(type)) dequantizeInt4Row(type, w, N, K, j, row, 0, perm!);
+    else dequantizeRow(type, w, j * rowBytes(type, K), row, 0, K);
     for (let m = 0; m < M; m++) {
       let a = 0;
       const xm = m * K;

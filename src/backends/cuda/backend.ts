@@ -2,7 +2,8 @@
 // launchers (one file per kernel family beside this one) and cuBLASLt.
 import { fail } from '../../errors.js';
 import { toFloat32, unquantized, type HostWeight, type StorageDType } from '../../loaders/dtypes.js';
-import { isQuantType, type QuantType } from '../../loaders/quant.js';
+import { int4InOrder, isInt4Type } from '../../loaders/int4.js';
+import { isStoredQuant, type StoredQuant } from '../../loaders/quant.js';
 import { blockRegions, byteSize, dtypeBytes, numel, quantDType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
   type Rotary, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../../ops/backend.js';
 import { attendCross, attendDecode, attendPrompt, copyBlocks, writeKV } from './attention.js';
@@ -118,9 +119,11 @@ export class CudaBackend implements Backend {
   // ---- memory ----
 
   weight(src: HostWeight, shape: number[], transpose = false, quantized = false): Tensor {
-    if (isQuantType(src.dtype) && quantized && shape.length === 2 && !transpose) {
-      // ggml blocks as they are, read by the quantized GEMV (kernels/quant-blocks.cuh); Q8_0 rearranged on the way
-      const t = new CudaTensor(shape, quantDType(src.dtype), this.poolAlloc(src.bytes.length), false);
+    if (isStoredQuant(src.dtype) && quantized && shape.length === 2 && !transpose) {
+      // ggml blocks as they are, read by the quantized GEMV (kernels/quant-blocks.cuh); Q8_0 rearranged on the way;
+      // grouped int4 in its own layout (loaders/int4.ts)
+      const permuted = isInt4Type(src.dtype) && !int4InOrder(src.dtype, src.bytes, shape[0], shape[1]);
+      const t = new CudaTensor(shape, quantDType(src.dtype), this.poolAlloc(src.bytes.length), false, permuted);
       if (t.bytes !== src.bytes.length) throw new Error(`internal: ${src.bytes.length} bytes of ${src.dtype} for shape [${shape}]`);
       if (t.dtype === 'q8_0') this.uploadQ8_0(t, src.bytes);
       else this.driver.call('cuMemcpyHtoD', t.ptr, src.bytes, src.bytes.length);
@@ -134,7 +137,7 @@ export class CudaBackend implements Backend {
     return t;
   }
 
-  quantizedWeight(src: HostWeight & { dtype: StorageDType }, shape: number[], transpose: boolean, type: QuantType): Tensor {
+  quantizedWeight(src: HostWeight & { dtype: StorageDType }, shape: number[], transpose: boolean, type: StoredQuant): Tensor {
     const t = new CudaTensor(shape, quantDType(type), this.poolAlloc(byteSize(shape, quantDType(type))), false);
     // the weight as f32 [out, in] (transposed on the device), then quantized from it: the values the CPU quantizes
     const f32 = new CudaTensor(shape, 'f32', this.alloc(numel(shape) * 4, 'a weight being quantized'), true);

@@ -1,4 +1,7 @@
-// Linear layers over ggml-quantized weights (the blocks of a GGUF file, kept as they are on the GPU):
+// Linear layers over quantized weights: ggml blocks (a GGUF file's, kept as they are on the GPU; Q8_0 rearranged) and
+// the grouped int4 of AWQ/GPTQ checkpoints (src/loaders/int4.ts). An int4 weight whose inputs are stored in another
+// order (GPTQ's act-order) takes x gathered into that order: as it is quantized to int8, or into the scratch for the
+// float GEMV; its dequantized rows are scattered back. Paths by row count:
 // - up to 8 rows (decode) with 16-bit activations: kernels/mmvq.cu, the rows quantized to int8 per 32 values (a
 //   pre-norm layer's RMSNorm/LayerNorm in the same kernel) and dotted with the packed weights by dp4a (llama.cpp's MMVQ);
 // - up to 8 rows with f32 activations: kernels/quant.cu, the weights dequantized in registers against float x (no
@@ -11,11 +14,12 @@
 // the rows beside it. The scratch (x as int8, its scales, the dequantized chunk) is reserved as weights load, so a
 // captured graph never sees it move.
 import { fail } from '../../errors.js';
-import { dtypeBytes, type Activation, type DType, type Norm, type QuantDType, type Tensor } from '../../ops/backend.js';
+import { int4Layout, type Int4Type } from '../../loaders/int4.js';
+import { dtypeBytes, quantType, type Activation, type DType, type Norm, type QuantDType, type Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
 import { layerNorm } from './layernorm.js';
 import { ACT_CODE, activateAfter, epilogueFor, warpsPerRow } from './linear.js';
-import { ptr, sfx } from './tensor.js';
+import { CudaTensor, ptr, sfx } from './tensor.js';
 
 /** rows the GEMV paths take per launch (the int8 copy of x holds this many) */
 const GEMV_ROWS = 8;
@@ -58,8 +62,34 @@ function kernelName(prefix: string, m: number, w: Tensor, x: Tensor, out: Tensor
   return `${prefix}${m}_${w.dtype as QuantDType}_${sfx(x.dtype)}${out.dtype === x.dtype ? '' : '_f32out'}`;
 }
 
+/** The device address of an int4 weight's input order where it is not the layer's (act-order), else 0. */
+function permOf(w: Tensor): number {
+  if (!(w as CudaTensor).permuted) return 0;
+  const [N, K] = w.shape;
+  return ptr(w) + int4Layout(quantType(w.dtype as QuantDType) as Int4Type, N, K).perm;
+}
+
 /** kernels/quant.cu over rows [0, n) in groups of 8 (f32 activations, or a 16-bit bias under f32 out). */
 function floatGemv(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean): void {
+  const [N, K] = w.shape;
+  const perm = permOf(w);
+  if (perm) {
+    // x gathered into the weight's input order in the scratch's chunk, as many rows at a time as it holds
+    const xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype), at = layout(N, K, xb);
+    const chunk = c.quantScratch.ptr + at.chunk, most = Math.floor((at.bytes - at.chunk) / (K * xb));
+    for (let r0 = 0; r0 < n; r0 += most) {
+      const rows = Math.min(most, n - r0);
+      c.kernels.get('rows', `gather_cols_${sfx(x.dtype)}`, 'pppiu').launch(c.stream, Math.min(4096, Math.ceil((rows * K) / 256)), 1, 1, 256, 0,
+        chunk, ptr(x) + r0 * K * xb, perm, K, rows * K);
+      const piece = (t: Tensor, p: number, cols: number) => new CudaTensor([rows, cols], t.dtype, p, false);
+      floatGemvRows(c, piece(out, ptr(out) + r0 * N * ob, N), piece(x, chunk, K), w, bias, act, rows, accumulate);
+    }
+    return;
+  }
+  floatGemvRows(c, out, x, w, bias, act, n, accumulate);
+}
+
+function floatGemvRows(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean): void {
   const [N, K] = w.shape;
   const m = n === 1 ? 1 : GEMV_ROWS;
   const groups = Math.ceil(n / m);
@@ -93,6 +123,9 @@ function mmvq(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | 
     } else if (prep.kind === 'gated') {
       c.kernels.get('mmvq', `gated_quantize_q8_${s}`, 'pppiii').launch(c.stream, Math.ceil(groups / 8), 1, 1, 256, 0, xq, xd, ptr(x) + r0 * 2 * K * xb,
         prep.act, K, groups);
+    } else if (permOf(w)) {
+      c.kernels.get('mmvq', `quantize_q8_perm_${s}`, 'ppppii').launch(c.stream, Math.ceil(groups / 8), 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb,
+        permOf(w), K, groups);
     } else {
       c.kernels.get('mmvq', `quantize_q8_${s}`, 'pppi').launch(c.stream, Math.ceil(groups / 8), 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb, groups);
     }
@@ -108,11 +141,11 @@ function dequantMatmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
   const eb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
   const at = layout(N, K, eb), R = chunkRows(N, K, eb), chunk = c.quantScratch.ptr + at.chunk;
   if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, a [${N}, ${K}] layer needs ${at.bytes}`);
-  const dequant = c.kernels.get('dequant', `dequant_${w.dtype as QuantDType}_${sfx(x.dtype)}`, 'ppiiii');
+  const dequant = c.kernels.get('dequant', `dequant_${w.dtype as QuantDType}_${sfx(x.dtype)}`, 'pppiiii');
   const epilogue = epilogueFor(act, bias !== null);
   for (let j0 = 0; j0 < N; j0 += R) {
     const rows = Math.min(R, N - j0);
-    dequant.launch(c.stream, Math.ceil((rows * K) / 32 / 256), 1, 1, 256, 0, chunk, ptr(w), N, K, j0, rows);
+    dequant.launch(c.stream, Math.ceil((rows * K) / 32 / 256), 1, 1, 256, 0, chunk, ptr(w), permOf(w), N, K, j0, rows);
     c.blas.matmul(ptr(out) + j0 * ob, out.dtype, ptr(x), chunk, bias ? ptr(bias) + j0 * eb : 0, epilogue, n, rows, K, x.dtype, accumulate, N);
   }
   activateAfter(c, out, act, n, N);
@@ -138,7 +171,7 @@ export function quantLinear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, b
 /** out = act(norm(x) w^T + bias) over a quantized w; on the int8 path the norm is part of x's quantization. */
 export function quantNormLinear(c: CudaContext, out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null, act: Activation, n: number,
   scratch: Tensor): void {
-  if (path(c, out, x, bias, n) === 'mmvq' && w.shape[1] <= NORM_QUANTIZE_MAX) return mmvq(c, out, x, w, bias, ACT_CODE[act], n, false, { kind: 'norm', norm });
+  if (path(c, out, x, bias, n) === 'mmvq' && w.shape[1] <= NORM_QUANTIZE_MAX && !permOf(w)) return mmvq(c, out, x, w, bias, ACT_CODE[act], n, false, { kind: 'norm', norm });
   layerNorm(c, scratch, x, norm.gamma, norm.beta, norm.eps, n, norm.kind === 'rms');
   quantLinear(c, out, scratch, w, bias, act, n, false);
 }
@@ -148,13 +181,22 @@ export function quantNormLinear(c: CudaContext, out: Tensor, x: Tensor, norm: No
  * done) where the layer takes another path, for the caller to gate x first.
  */
 export function quantGatedLinearResidual(c: CudaContext, residual: Tensor, x: Tensor, act: Activation, w: Tensor, bias: Tensor | null, n: number): boolean {
-  if (path(c, residual, x, bias, n) !== 'mmvq') return false;
+  if (path(c, residual, x, bias, n) !== 'mmvq' || permOf(w)) return false;
   mmvq(c, residual, x, w, bias, 0, n, true, { kind: 'gated', act: ACT_CODE[act] });
   return true;
 }
 
-/** A float [N, K] weight (f32) quantized into `out` as it loads, in the GPU's Q8_0 layout (kernels/dequant.cu; src/loaders/quantize.ts). */
+/**
+ * A float [N, K] weight (f32) quantized into `out` as it loads, in the GPU's Q8_0 layout or the int4 layout
+ * (kernels/dequant.cu; src/loaders/quantize.ts).
+ */
 export function quantizeOnDevice(c: CudaContext, out: Tensor, x: Tensor): void {
+  const [N, K] = out.shape;
+  if (x.dtype === 'f32' && (out.dtype === 'q4_g32' || out.dtype === 'q4_g64' || out.dtype === 'q4_g128')) {
+    const threads = Math.max((N * K) / Number(out.dtype.slice(4)), K);
+    c.kernels.get('dequant', `quantize_weight_${out.dtype}`, 'ppii').launch(c.stream, Math.ceil(threads / 256), 1, 1, 256, 0, ptr(out), ptr(x), N, K);
+    return;
+  }
   if (out.dtype !== 'q8_0' || x.dtype !== 'f32') throw new Error(`internal: no quantizer from ${x.dtype} to ${out.dtype}`);
   const blocks = (out.shape[0] * out.shape[1]) / 32;
   c.kernels.get('dequant', 'quantize_weight_q8_0', 'ppu').launch(c.stream, Math.ceil(blocks / 256), 1, 1, 256, 0, ptr(out), ptr(x), blocks);

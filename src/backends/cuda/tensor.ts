@@ -3,7 +3,11 @@ import { byteSize, type DType, type Tensor } from '../../ops/backend.js';
 
 export class CudaTensor implements Tensor {
   readonly bytes: number;
-  constructor(readonly shape: readonly number[], readonly dtype: DType, readonly ptr: number, readonly owned: boolean) {
+  /**
+   * @param permuted an int4 weight whose inputs are stored in another order than the layer's (GPTQ's act-order):
+   *   x is gathered into its order first (src/backends/cuda/qlinear.ts)
+   */
+  constructor(readonly shape: readonly number[], readonly dtype: DType, readonly ptr: number, readonly owned: boolean, readonly permuted = false) {
     this.bytes = byteSize(shape, dtype);
   }
 }
