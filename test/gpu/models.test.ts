@@ -21,10 +21,13 @@ interface Gpt2Ref {
 
 /**
  * The tolerance in `dtype`: 1e-3 in fp32, and 2e-2 in fp16 and bf16 unless Hugging Face's own run in that dtype lands
- * further from fp32 than that (a tiny random model's 16-bit error varies), then 1.5 times Hugging Face's error.
+ * further from fp32 than that (a tiny random model's 16-bit error varies), then 1.5 times Hugging Face's error. The
+ * int4 checkpoints (AWQ, GPTQ) allow 3e-2 in 16 bits: passes of up to 8 rows round the activations to int8 per 32
+ * values for the integer GEMV, as test/gpu/gguf.test.ts explains.
  */
-function tolerance(ref: Gpt2Ref, dtype: keyof typeof TOL): number {
-  return dtype === 'f32' ? TOL.f32 : Math.max(TOL[dtype], 1.5 * (ref.hf_dtype_error?.[dtype] ?? 0));
+function tolerance(ref: Gpt2Ref, dtype: keyof typeof TOL, name: string): number {
+  if (dtype === 'f32') return TOL.f32;
+  return Math.max(/awq|gptq/.test(name) ? 3e-2 : TOL[dtype], 1.5 * (ref.hf_dtype_error?.[dtype] ?? 0));
 }
 
 for (const dtype of ['f32', 'f16', 'bf16'] as const) {
@@ -32,7 +35,7 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
     describe(`${name} on the GPU in ${dtype}`, { skip: skip ?? false }, () => {
       const ref = reference<Gpt2Ref>(name);
 
-      test(`logits at every position within ${tolerance(ref, dtype)}`, async () => {
+      test(`logits at every position within ${tolerance(ref, dtype, name)}`, async () => {
         const gen = await loadGenerator(fixture(name), { device: 'cuda', dtype });
         const V = gen.model.info.vocabSize;
         for (const f of ref.forward) {
@@ -40,7 +43,7 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
           for (let pos = 0; pos < f.ids.length; pos++) {
             const row = logits.subarray(pos * V, (pos + 1) * V);
             const got = f.indices ? f.indices.map((i) => row[i]) : Array.from(row);
-            assertClose(got, f.logits[pos], tolerance(ref, dtype), `prompt of ${f.ids.length}, position ${pos}`);
+            assertClose(got, f.logits[pos], tolerance(ref, dtype, name), `prompt of ${f.ids.length}, position ${pos}`);
           }
         }
         gen.dispose();

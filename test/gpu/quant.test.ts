@@ -7,7 +7,7 @@ import type { CpuBackend } from '../../src/backends/cpu/backend.js';
 import { roundToQ8 } from '../../src/backends/cpu/q8-activations.js';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { f32ToF16Bits } from '../../src/loaders/dtypes.js';
-import { int4Layout, type Int4Type } from '../../src/loaders/int4.js';
+import { int4Layout, int4Perm, isInt4Type, type Int4Type } from '../../src/loaders/int4.js';
 import { QUANT_BLOCKS, QUANT_TYPES, type QuantType, type StoredQuant } from '../../src/loaders/quant.js';
 import type { DType } from '../../src/ops/backend.js';
 import { seededRandom } from '../../src/ops/rng.js';
@@ -55,6 +55,19 @@ function randomInt4(type: Int4Type, N: number, K: number, seed: number, permuted
       [perm[k], perm[j]] = [perm[j], perm[k]];
     }
   }
+  return out;
+}
+
+/**
+ * x rounded to int8 per 32 values as the integer GEMV rounds it: in the weight's input order (an int4 weight in
+ * act-order takes x gathered into its order first), then back in the layer's order.
+ */
+function roundedAsStored(x: Float32Array, K: number, type: StoredQuant, w: Uint8Array, N: number): Float32Array {
+  if (!isInt4Type(type)) return roundToQ8(x, K);
+  const perm = int4Perm(type, w, N, K), rows = x.length / K;
+  const gathered = Float32Array.from(x, (_, i) => x[Math.floor(i / K) * K + perm[i % K]]);
+  const r = roundToQ8(gathered, K), out = new Float32Array(x.length);
+  for (let i = 0; i < rows * K; i++) out[Math.floor(i / K) * K + perm[i % K]] = r[i];
   return out;
 }
 
@@ -115,7 +128,7 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
             check(got, exact, tol, `${M} rows`);
             continue;
           }
-          check(got, layer(cpu, 'f32', type, w, N, K, roundToQ8(x, K), M, bias, res), tol, `${M} rows against x rounded to int8`);
+          check(got, layer(cpu, 'f32', type, w, N, K, roundedAsStored(x, K, type, w, N), M, bias, res), tol, `${M} rows against x rounded to int8`);
           assertClose(got[0], exact[0], ROUNDING_TOL + 2 * tol, `${M} rows against x itself`);
         }
       });
