@@ -9,7 +9,7 @@ import { after, describe, test } from 'node:test';
 import { loadGenerator } from '../src/index.js';
 import { concatInt4, dequantizeInt4, fromAwq, fromGptq, int4Layout, permFromGroups } from '../src/loaders/int4.js';
 import { f32ToF16Bits, f16ToF32 } from '../src/loaders/dtypes.js';
-import { int4Scheme } from '../src/models/quantization-config.js';
+import { quantScheme } from '../src/models/quantization-config.js';
 import { seededRandom } from '../src/ops/rng.js';
 import { fixture } from './helpers/fixtures.js';
 
@@ -105,14 +105,14 @@ describe('the int4 layout', () => {
 
 describe('quantization_config', () => {
   test('AWQ and GPTQ int4 in groups of 32, 64, 128', () => {
-    assert.deepEqual(int4Scheme({ quantization_config: { quant_method: 'awq', bits: 4, group_size: 128, zero_point: true, version: 'GEMM' } }),
+    assert.deepEqual(quantScheme({ quantization_config: { quant_method: 'awq', bits: 4, group_size: 128, zero_point: true, version: 'GEMM' } }),
       { method: 'awq', type: 'Q4_G128', zerosMinusOne: false });
-    assert.deepEqual(int4Scheme({ quantization_config: { quant_method: 'awq', w_bit: 4, q_group_size: 64 } }), { method: 'awq', type: 'Q4_G64', zerosMinusOne: false });
-    assert.deepEqual(int4Scheme({ quantization_config: { quant_method: 'gptq', bits: 4, group_size: 32, desc_act: true } }),
+    assert.deepEqual(quantScheme({ quantization_config: { quant_method: 'awq', w_bit: 4, q_group_size: 64 } }), { method: 'awq', type: 'Q4_G64', zerosMinusOne: false });
+    assert.deepEqual(quantScheme({ quantization_config: { quant_method: 'gptq', bits: 4, group_size: 32, desc_act: true } }),
       { method: 'gptq', type: 'Q4_G32', zerosMinusOne: true });
-    assert.deepEqual(int4Scheme({ quantization_config: { quant_method: 'gptq', bits: 4, group_size: 128, checkpoint_format: 'gptq_v2' } }),
+    assert.deepEqual(quantScheme({ quantization_config: { quant_method: 'gptq', bits: 4, group_size: 128, checkpoint_format: 'gptq_v2' } }),
       { method: 'gptq', type: 'Q4_G128', zerosMinusOne: false });
-    assert.equal(int4Scheme({}), null);
+    assert.equal(quantScheme({}), null);
   });
 
   test('every other method and setting is refused by name', () => {
@@ -128,17 +128,17 @@ describe('quantization_config', () => {
       [{ quant_method: 'gptq', bits: 4, group_size: 128, is_marlin_format: true }, /is_marlin_format true/],
       [{ quant_method: 'gptq', bits: 4, group_size: 128, dynamic: { 'layers.0': { bits: 8 } } }, /dynamic/],
     ];
-    for (const [q, re] of refused) assert.throws(() => int4Scheme({ quantization_config: q }), re, JSON.stringify(q));
-    assert.throws(() => int4Scheme({ quantization_config: 'awq' }), /quantization_config must be an object/);
+    for (const [q, re] of refused) assert.throws(() => quantScheme({ quantization_config: q }), re, JSON.stringify(q));
+    assert.throws(() => quantScheme({ quantization_config: 'awq' }), /quantization_config must be an object/);
   });
 
-  test('an architecture without int4 layers refuses the checkpoint by name', async () => {
+  test('an architecture without quantized layers refuses the checkpoint by name', async () => {
     const dir = join(tmp, 'bert');
     cpSync(fixture('bert-tiny'), dir, { recursive: true, dereference: true });
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, quantization_config: { quant_method: 'gptq', bits: 4, group_size: 128 } }));
     const { loadEmbedder } = await import('../src/index.js');
-    await assert.rejects(loadEmbedder(dir, { device: 'cpu' }), /quantization_config \(gptq\): BertForSequenceClassification has no int4 layers/);
+    await assert.rejects(loadEmbedder(dir, { device: 'cpu' }), /quantization_config \(gptq\): BertForSequenceClassification has no quantized layers/);
   });
 
   test('inspect names the scheme and plans the int4 bytes without reading them', async () => {

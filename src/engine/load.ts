@@ -13,8 +13,7 @@ import { QUANTIZE_METHODS, type QuantizeMethod } from '../loaders/quantize-metho
 import { readSentenceTransformers } from '../loaders/sentence-transformers.js';
 import { ConfigReader } from '../models/config.js';
 import { tensorBytes, type Architecture, type CausalLM, type Encoder, type MemoryReport, type ModelInfo } from '../models/model.js';
-import { INT4_GROUPS } from '../loaders/int4.js';
-import { int4Scheme } from '../models/quantization-config.js';
+import { quantScheme, schemeName } from '../models/quantization-config.js';
 import { findArchitecture } from '../models/registry.js';
 import { dtypeBytes, type Backend, type DType } from '../ops/backend.js';
 import { CausalRuntime, type RuntimeLimits } from '../runtime/causal.js';
@@ -242,13 +241,13 @@ export async function loadModelDir(md: ModelDir, tokenizer: Tokenizer, options: 
  * by name where the architecture has no quantized layers.
  */
 function quantizing(md: ModelDir, arch: Architecture, className: string, o: LoadOptions): ModelDir {
-  const int4 = int4Scheme(md.config);
-  if (int4 && !arch.quantizes) {
-    fail('unsupported-config', `config.json quantization_config (${int4.method}): ${className} has no int4 layers in Peregrine (GPT-2 and the Llama family do); use an unquantized checkpoint`);
+  const scheme = quantScheme(md.config);
+  if (scheme && !arch.quantizes) {
+    fail('unsupported-config', `config.json quantization_config (${scheme.method}): ${className} has no quantized layers in Peregrine (GPT-2 and the Llama family do); use an unquantized checkpoint`);
   }
-  if (o.quantize === undefined) return { ...md, int4 };
+  if (o.quantize === undefined) return { ...md, scheme };
   if (!arch.quantizes) fail('bad-argument', `--quantize ${o.quantize}: ${className} is not quantized at load (GPT-2 and the Llama family are); load it without --quantize`);
-  return { ...md, int4, quantize: QUANTIZE_METHODS[o.quantize] };
+  return { ...md, scheme, quantize: QUANTIZE_METHODS[o.quantize] };
 }
 
 async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedModel> {
@@ -338,7 +337,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
     const quantized = quantizing(md, arch, className, options);
     const shapes = shapeModel(arch, quantized, className, dtype, device);
     const quantization = [
-      quantized.int4 && `${quantized.int4.method} int4 in groups of ${INT4_GROUPS[quantized.int4.type]} (quantization_config)`,
+      quantized.scheme && schemeName(quantized.scheme),
       options.quantize && `--quantize ${options.quantize}`,
     ].filter(Boolean).join('; ') || null;
     checkWeightsFit(shapes, available);

@@ -17,14 +17,6 @@ export type Int4Type = 'Q4_G32' | 'Q4_G64' | 'Q4_G128';
 export const INT4_TYPES: readonly Int4Type[] = ['Q4_G32', 'Q4_G64', 'Q4_G128'];
 export const INT4_GROUPS: Record<Int4Type, number> = { Q4_G32: 32, Q4_G64: 64, Q4_G128: 128 };
 
-/** How a checkpoint stores its int4 layers (config.json's quantization_config, read by models/quantization-config.ts). */
-export interface Int4Scheme {
-  method: 'awq' | 'gptq';
-  type: Int4Type;
-  /** GPTQ's original format stores each zero minus one (checkpoint_format "gptq") */
-  zerosMinusOne: boolean;
-}
-
 export function isInt4Type(t: string): t is Int4Type {
   return (INT4_TYPES as readonly string[]).includes(t);
 }

@@ -4,8 +4,8 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail, fsError, show } from '../errors.js';
-import type { Int4Scheme } from './int4.js';
 import type { StoredQuant } from './quant.js';
+import type { QuantScheme } from './schemes.js';
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
 import { TorchBinFile } from './torch-bin.js';
 
@@ -82,7 +82,24 @@ export class WeightStore {
   }
 }
 
-export interface ModelDir {
+/** A GEMM operand as the checkpoint stores it: its (prefixed) name, rows, and whether it is stored [in, out]. */
+export interface MatrixPart {
+  name: string;
+  rows: number;
+  transpose: boolean;
+}
+
+/** How a checkpoint's GEMM operands load (models/weights.ts, Checkpoint). */
+export interface MatrixLoading {
+  /** the type the transformer blocks' float matrices are quantized to as they load (LoadOptions.quantize) */
+  quantize?: StoredQuant | null;
+  /** the quantized layers config.json's quantization_config names (AWQ/GPTQ int4, SmoothQuant W8A8; null: none) */
+  scheme?: QuantScheme | null;
+  /** called with each block matrix as it loads (a backend tensor) and the checkpoint tensors it was made of */
+  onMatrix?: (tensor: object, parts: MatrixPart[]) => void;
+}
+
+export interface ModelDir extends MatrixLoading {
   dir: string;
   config: Record<string, unknown>;
   /** generation_config.json, when the directory has one */
@@ -93,10 +110,6 @@ export interface ModelDir {
    * by its factor (how llama.cpp files carry Llama 3.1's rope scaling).
    */
   ropeFactors?: Float32Array;
-  /** the ggml type the transformer blocks' float matrices are quantized to as they load (LoadOptions.quantize) */
-  quantize?: StoredQuant;
-  /** the AWQ/GPTQ int4 layers config.json's quantization_config names (null: none) */
-  int4?: Int4Scheme | null;
 }
 
 export function openModelDir(dir: string): ModelDir {

@@ -174,7 +174,7 @@ export const gpt2: Architecture = {
   create(backend: Backend, dir: ModelDir, className: string): CausalLM {
     const cfg = readConfig(dir.config);
     const prefix = detectPrefix(dir.weights, ['transformer.', ''], 'wte.weight', 'GPT-2');
-    const ckpt = new Checkpoint(dir.weights, prefix, `n_embd=${cfg.hidden}, n_layer=${cfg.layers}, vocab_size=${cfg.vocab}, n_positions=${cfg.maxPositions}`, dir.quantize, dir.int4);
+    const ckpt = new Checkpoint(dir.weights, prefix, `n_embd=${cfg.hidden}, n_layer=${cfg.layers}, vocab_size=${cfg.vocab}, n_positions=${cfg.maxPositions}`, dir);
     return new Gpt2(backend, cfg, ckpt, info(dir.config, className));
   },
 };

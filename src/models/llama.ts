@@ -134,7 +134,7 @@ function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: LlamaConfig) {
   // the head sits outside the "model." prefix; a tied checkpoint may still carry a copy of it. A tied head over a
   // quantized embedding (GGUF) is the quantized matrix itself, while the embedding lookup reads a dequantized copy
   const quantizedTable = isQuantType(ckpt.store.info(ckpt.prefix + 'embed_tokens.weight').dtype);
-  const lmHead = !cfg.tied ? new Checkpoint(ckpt.store, '', ckpt.implied, null, ckpt.int4).loadMatrix(backend, 'lm_head.weight', [cfg.vocab, H])
+  const lmHead = !cfg.tied ? new Checkpoint(ckpt.store, '', ckpt.implied, { scheme: ckpt.matrices.scheme }).loadMatrix(backend, 'lm_head.weight', [cfg.vocab, H])
     : quantizedTable ? ckpt.loadMatrix(backend, 'embed_tokens.weight', [cfg.vocab, H]) : embed;
   return { embed, lmHead, norm: norm('norm.weight'), layers };
 }
@@ -222,7 +222,7 @@ function architecture(family: Family, classNames: string[], modelTypes: string[]
       const prefix = detectPrefix(dir.weights, ['model.', ''], 'embed_tokens.weight', classNames[0]);
       const implied = `hidden_size=${cfg.hidden}, num_attention_heads=${cfg.heads}, num_key_value_heads=${cfg.kvHeads}, head_dim=${cfg.headDim}, ` +
         `intermediate_size=${cfg.inner}, num_hidden_layers=${cfg.layers}, vocab_size=${cfg.vocab}`;
-      return new Llama(backend, cfg, new Checkpoint(dir.weights, prefix, implied, dir.quantize, dir.int4), info(dir.config, className, family));
+      return new Llama(backend, cfg, new Checkpoint(dir.weights, prefix, implied, dir), info(dir.config, className, family));
     },
   };
 }

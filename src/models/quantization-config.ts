@@ -2,13 +2,14 @@
 // (loaders/int4.ts); every other method, and every setting that changes what the stored numbers mean beyond what
 // Peregrine reads, is refused by name.
 import { fail, show } from '../errors.js';
-import { int4Type, type Int4Scheme } from '../loaders/int4.js';
+import { INT4_GROUPS, int4Type } from '../loaders/int4.js';
+import type { QuantScheme } from '../loaders/schemes.js';
 import { ConfigReader } from './config.js';
 
 const WHERE = 'config.json quantization_config';
 
-/** The int4 scheme config.json names, null where it has no quantization_config. */
-export function int4Scheme(config: Record<string, unknown>): Int4Scheme | null {
+/** The scheme config.json names, null where it has no quantization_config. */
+export function quantScheme(config: Record<string, unknown>): QuantScheme | null {
   const raw = config.quantization_config;
   if (raw === undefined || raw === null) return null;
   if (typeof raw !== 'object' || Array.isArray(raw)) fail('bad-config', `${WHERE} must be an object, got ${show(raw)}; fix config.json`);
@@ -35,4 +36,10 @@ export function int4Scheme(config: Record<string, unknown>): Int4Scheme | null {
   const format = c.string('checkpoint_format', 'gptq');
   if (format !== 'gptq' && format !== 'gptq_v2') c.unsupported('checkpoint_format', 'Peregrine reads "gptq" and "gptq_v2"');
   return { method, type, zerosMinusOne: format === 'gptq' };
+}
+
+/** What `peregrine inspect` says of a scheme. */
+export function schemeName(s: QuantScheme): string {
+  if (s.method === 'smoothquant') return `smoothquant W8A8 (int8 weights per output channel, int8 activations per token; alpha ${s.alpha}) (quantization_config)`;
+  return `${s.method} int4 in groups of ${INT4_GROUPS[s.type]} (quantization_config)`;
 }

@@ -1,24 +1,35 @@
 // Reading a model's weights by name from a checkpoint, checking each shape against what the config implies.
 import { fail } from '../errors.js';
 import { f32ToF16Bits, toFloat32, unquantized, type HostWeight, type StorageDType } from '../loaders/dtypes.js';
-import { concatInt4, fromAwq, fromGptq, INT4_GROUPS, isInt4Type, type Int4Scheme } from '../loaders/int4.js';
+import { concatInt4, fromAwq, fromGptq, INT4_GROUPS, isInt4Type } from '../loaders/int4.js';
 import { isQuantType, isStoredQuant, QUANT_TYPES, type StoredQuant } from '../loaders/quant.js';
 import { quantizeTarget } from '../loaders/quantize.js';
-import type { WeightStore } from '../loaders/model-dir.js';
+import type { MatrixLoading, MatrixPart, WeightStore } from '../loaders/model-dir.js';
+import type { Int4Scheme } from '../loaders/schemes.js';
 import type { Backend, Tensor } from '../ops/backend.js';
 
 export class Checkpoint {
   /**
    * @param prefix  prepended to every name, found by `detectPrefix` (e.g. "transformer." or "bert.")
    * @param implied what the config says, for error messages (e.g. "n_embd=768, n_head=12")
-   * @param quantize the type GEMM operands (`loadMatrix`, `loadConcat` as a matrix) stored as floats are quantized to
-   *   as they load (LoadOptions.quantize; int4 in smaller groups where the inputs ask, quantizeTarget); weights stored
-   *   quantized stay as they are
-   * @param int4 the AWQ/GPTQ scheme of config.json's quantization_config: a GEMM operand "x.weight" stored as
-   *   x.qweight, x.qzeros, x.scales (and GPTQ's x.g_idx) loads as grouped int4 (loaders/int4.ts)
+   * @param matrices how GEMM operands (`loadMatrix`, `loadConcat` as a matrix) load: `quantize`, the type those stored
+   *   as floats are quantized to (LoadOptions.quantize; int4 in smaller groups where the inputs ask, quantizeTarget;
+   *   weights stored quantized stay as they are); `scheme`, config.json's quantization_config (AWQ/GPTQ: "x.weight"
+   *   stored as x.qweight, x.qzeros, x.scales and GPTQ's x.g_idx loads as grouped int4, loaders/int4.ts); `onMatrix`,
+   *   told of each one loaded
    */
-  constructor(readonly store: WeightStore, readonly prefix: string, readonly implied: string, readonly quantize: StoredQuant | null = null,
-    readonly int4: Int4Scheme | null = null) {}
+  constructor(readonly store: WeightStore, readonly prefix: string, readonly implied: string, readonly matrices: MatrixLoading = {}) {}
+
+  private get int4(): Int4Scheme | null {
+    const s = this.matrices.scheme;
+    return s && s.method !== 'smoothquant' ? s : null;
+  }
+
+  /** Tells `onMatrix` of a GEMM operand and the tensors it was made of. */
+  private made(t: Tensor, parts: MatrixPart[]): Tensor {
+    this.matrices.onMatrix?.(t, parts);
+    return t;
+  }
 
   /** The first of `names` the checkpoint holds (old and new spellings of one weight). */
   private resolve(names: string[]): string {
@@ -59,12 +70,20 @@ export class Checkpoint {
    * quantized when the checkpoint quantizes (a stored quantized [in, out] is dequantized: its blocks run the wrong way).
    */
   loadMatrix(backend: Backend, names: string | string[], shape: number[], transpose = false): Tensor {
+    const part = [{ name: this.resolveMatrix(names), rows: shape[0], transpose }];
     const packed = this.int4Raw(names, shape);
-    if (packed) return backend.weight(packed, shape, false, true);
+    if (packed) return this.made(backend.weight(packed, shape, false, true), part);
     const raw = this.raw(names, shape, transpose);
     const to = this.quantizeTo(raw, shape, typeof names === 'string' ? names : names[0]);
-    if (to) return backend.quantizedWeight({ bytes: raw.bytes, dtype: raw.dtype as StorageDType }, shape, transpose, to);
-    return backend.weight(raw, shape, transpose, !transpose);
+    if (to) return this.made(backend.quantizedWeight({ bytes: raw.bytes, dtype: raw.dtype as StorageDType }, shape, transpose, to), part);
+    return this.made(backend.weight(raw, shape, transpose, !transpose), part);
+  }
+
+  /** The stored name of a GEMM operand: the first of `names` held as floats, or as int4 (its ".weight" name). */
+  private resolveMatrix(names: string | string[]): string {
+    const list = typeof names === 'string' ? [names] : names;
+    const int4 = this.int4 ? list.find((n) => this.store.has(this.prefix + n.replace(/\.weight$/, '.qweight'))) : undefined;
+    return int4 !== undefined ? this.prefix + int4 : this.resolve(list);
   }
 
   /**
@@ -72,8 +91,9 @@ export class Checkpoint {
    * floats (refused by name where its rows are not whole blocks).
    */
   private quantizeTo(raw: HostWeight, shape: number[], name: string): StoredQuant | null {
-    if (!this.quantize || isStoredQuant(raw.dtype)) return null;
-    return quantizeTarget(shape, this.quantize, this.prefix + name);
+    const to = this.matrices.quantize;
+    if (!to || isStoredQuant(raw.dtype)) return null;
+    return quantizeTarget(shape, to, this.prefix + name);
   }
 
   /**
@@ -136,11 +156,12 @@ export class Checkpoint {
   loadConcat(backend: Backend, parts: { name: string; shape: number[] }[], matrix = false): Tensor {
     let raws: HostWeight[] = parts.map((p) => (matrix ? this.int4Raw(p.name, p.shape) : null) ?? this.raw(p.name, p.shape));
     const type = raws[0].dtype, K = parts[0].shape[1];
+    const made = (t: Tensor) => (matrix ? this.made(t, parts.map((p) => ({ name: this.resolveMatrix(p.name), rows: p.shape[0], transpose: false }))) : t);
     if (isInt4Type(type) && raws.every((r) => r.dtype === type)) {
       const bytes = raws[0].bytes.length === 0 ? raws[0].bytes // a backend of shapes reads no bytes
         : concatInt4(type, raws.map((r, i) => ({ bytes: r.bytes, rows: parts[i].shape[0] })), K);
       const rows = parts.reduce((a, p) => a + p.shape[0], 0);
-      if (bytes) return backend.weight({ bytes, dtype: type }, [rows, K], false, true);
+      if (bytes) return made(backend.weight({ bytes, dtype: type }, [rows, K], false, true));
       // inputs in different orders (act-order) cannot share one matrix: the parts run dequantized
       raws = raws.map((r, i) => unquantized(r, parts[i].shape));
     }
@@ -159,9 +180,9 @@ export class Checkpoint {
     const shape = [parts.reduce((a, p) => a + p.shape[0], 0), ...parts[0].shape.slice(1)], whole = { bytes, dtype: raws[0].dtype };
     const to = parts.map((p, i) => (matrix ? this.quantizeTo(raws[i], p.shape, p.name) : null));
     if (to[0] && to.every((t) => t === to[0])) {
-      return backend.quantizedWeight({ bytes, dtype: whole.dtype as StorageDType }, shape, false, to[0]);
+      return made(backend.quantizedWeight({ bytes, dtype: whole.dtype as StorageDType }, shape, false, to[0]));
     }
-    return backend.weight(whole, shape, false, matrix);
+    return made(backend.weight(whole, shape, false, matrix));
   }
 }
 
