@@ -1,6 +1,7 @@
 // Inputs of the commands: prompts from arguments, stdin (-p -) or files; texts of embed/classify from the
 // arguments or one per line of stdin.
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
 import { fail, fsError } from '../errors.js';
 
@@ -32,4 +33,16 @@ export async function readInputs(args: string[]): Promise<string[]> {
   const all = await text(process.stdin);
   if (all === '') fail('bad-request', 'stdin held no input texts; give one text per line');
   return withoutFinalNewline(all).split(/\r?\n/);
+}
+
+/** A whole text file named by `flag` (perplexity's --file, quantize's --calibration): refused when unreadable or blank. */
+export async function readTextFile(path: string, flag: string): Promise<string> {
+  let s: string;
+  try {
+    s = await readFile(path, 'utf8');
+  } catch (err) {
+    return fail('bad-argument', `cannot read ${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (s.trim() === '') fail('bad-argument', `${flag} ${path} holds no text`);
+  return s;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The peregrine command: generate, translate, summarize, chat, embed, classify, fill-mask, serve, perplexity, inspect. Each command imports what it runs when
+// The peregrine command: generate, translate, summarize, chat, embed, classify, fill-mask, serve, perplexity, quantize, inspect. Each command imports what it runs when
 // it runs (the engine, the tokenizers, a backend), so --help and --version load only commander.
 import { Command, Option } from 'commander';
 import { PeregrineError } from '../errors.js';
@@ -108,6 +108,22 @@ function buildProgram(): Command {
     .action(async (o: CommonFlags & { file: string; context?: number; stride?: number; json?: boolean }) => {
       const [{ loadGenerator }, { runPerplexity }] = await Promise.all([engine(), import('./perplexity.js')]);
       await runPerplexity(() => loadGenerator(o.model, loadOptions(o)), o.file, { context: o.context, stride: o.stride }, o.json === true);
+    });
+
+  program.command('quantize').description('quantize a checkpoint into a new directory: --method smoothquant (SmoothQuant W8A8: int8 weights per output channel, int8 activations per token, smoothing scales calibrated on a text; GPT-2 and Llama-family blocks)')
+    .requiredOption('-m, --model <dir>', 'the Hugging Face model directory (fp32, fp16 or bf16)')
+    .requiredOption('-o, --output <dir>', 'where the quantized checkpoint goes (a new or empty directory)')
+    .addOption(new Option('--method <method>', 'the quantization method').choices(['smoothquant']).makeOptionMandatory())
+    .requiredOption('--calibration <file>', 'the calibration text (UTF-8), run through the model on the CPU')
+    .option('--alpha <a>', 'migration strength in (0, 1]: how much of the activations\' range moves into the weights (default 0.5)', parseFloat)
+    .option('--calibration-tokens <n>', 'tokens of the calibration text read (default 8192)', int('--calibration-tokens', 2))
+    .action(async (o: { model: string; output: string; calibration: string; alpha?: number; calibrationTokens?: number }) => {
+      const [{ smoothQuant }, { readTextFile }] = await Promise.all([import('../engine/smoothquant.js'), import('./inputs.js')]);
+      const text = await readTextFile(o.calibration, '--calibration');
+      const tty = process.stderr.isTTY;
+      const r = await smoothQuant(o.model, text, o.output, { alpha: o.alpha, maxTokens: o.calibrationTokens, onWindow: (done, total) => tty && process.stderr.write(`\rcalibration window ${done}/${total}`) });
+      if (tty) process.stderr.write('\n');
+      writeOut(`${o.output}: ${r.matrices} block matrices (${r.tensors} tensors) quantized to W8A8, calibrated on ${r.tokens} tokens\n`);
     });
 
   runtimeFlags(common(program.command('inspect').description('architecture, parameter count, dtypes and the memory plan a load makes (KV-cache pool, tables, activations)')))

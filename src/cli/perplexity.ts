@@ -1,18 +1,11 @@
 // peregrine perplexity: the text file read and checked before the model loads, then the windows' progress on
 // stderr and the result on stdout.
-import { readFile } from 'node:fs/promises';
-import { fail } from '../errors.js';
 import type { TextGenerator } from '../engine/generation.js';
+import { readTextFile } from './inputs.js';
 import { perplexity, type PerplexityOptions } from '../engine/perplexity.js';
 
 export async function runPerplexity(load: () => Promise<TextGenerator>, file: string, options: PerplexityOptions, json: boolean): Promise<void> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    return fail('bad-argument', `cannot read --file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  if (text.trim() === '') fail('bad-argument', `--file ${file} holds no text`);
+  const text = await readTextFile(file, '--file');
   const gen = await load();
   try {
     const ids = gen.tokenizer.encode(text);

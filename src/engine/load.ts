@@ -136,7 +136,7 @@ interface Shapes {
 /** The model over a backend of shapes: names, shapes and dtypes are checked, no bytes read. */
 function shapeModel(arch: Architecture, md: ModelDir, className: string, dtype: DType, device: string): Shapes {
   const meta = new MetaBackend(dtype, device);
-  const shapesOnly = { ...md, weights: Object.assign(Object.create(md.weights), { readBytes: () => new Uint8Array(0) }) };
+  const shapesOnly = { ...md, onMatrix: undefined, weights: Object.assign(Object.create(md.weights), { readBytes: () => new Uint8Array(0) }) };
   const model = arch.create(meta, shapesOnly, className);
   return { meta, model, weightBytes: tensorBytes(model.weights()) };
 }

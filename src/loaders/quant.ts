@@ -9,6 +9,7 @@
 // Besides them, a checkpoint may hold the grouped int4 of AWQ and GPTQ (loaders/int4.ts): StoredQuant is either.
 import { f16ToF32 } from './dtypes.js';
 import { dequantizeInt4, int4Layout, isInt4Type, type Int4Type } from './int4.js';
+import { dequantizeW8A8, w8a8Layout } from './w8a8.js';
 
 export type QuantType = 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q5_K' | 'Q6_K';
 export const QUANT_TYPES: readonly QuantType[] = ['Q8_0', 'Q4_0', 'Q4_K', 'Q5_K', 'Q6_K'];
@@ -25,15 +26,16 @@ export function isQuantType(t: string): t is QuantType {
   return (QUANT_TYPES as readonly string[]).includes(t);
 }
 
-/** A weight format stored quantized: ggml blocks or grouped int4. */
-export type StoredQuant = QuantType | Int4Type;
+/** A weight format stored quantized: ggml blocks, grouped int4, or SmoothQuant's int8 weights for int8 activations (loaders/w8a8.ts). */
+export type StoredQuant = QuantType | Int4Type | 'W8A8';
 
 export function isStoredQuant(t: string): t is StoredQuant {
-  return isQuantType(t) || isInt4Type(t);
+  return isQuantType(t) || isInt4Type(t) || t === 'W8A8';
 }
 
 /** Bytes of a [rows, columns] weight stored as `type`. */
 export function quantBytes(type: StoredQuant, rows: number, columns: number): number {
+  if (type === 'W8A8') return w8a8Layout(rows, columns).bytes;
   return isInt4Type(type) ? int4Layout(type, rows, columns).bytes : rows * rowBytes(type, columns);
 }
 
@@ -107,6 +109,7 @@ export function dequantizeRow(type: QuantType, src: Uint8Array, srcOffset: numbe
 /** A whole [rows, columns] tensor dequantized. */
 export function dequantize(type: StoredQuant, src: Uint8Array, rows: number, columns: number): Float32Array {
   if (isInt4Type(type)) return dequantizeInt4(type, src, rows, columns);
+  if (type === 'W8A8') return dequantizeW8A8(src, rows, columns);
   const out = new Float32Array(rows * columns), rb = rowBytes(type, columns);
   for (let r = 0; r < rows; r++) dequantizeRow(type, src, r * rb, out, r * columns, columns);
   return out;

@@ -80,6 +80,7 @@ export function quantizeTarget(shape: readonly number[], type: StoredQuant, name
     if (shape.length === 2 && fit) return fit;
     fail('bad-argument', `tensor ${name} has rows of ${cols} weights, not a multiple of 32: it cannot be quantized to int4; load the model without --quantize`);
   }
+  if (type === 'W8A8') throw new Error('internal: W8A8 comes from peregrine quantize, not from --quantize');
   const { elements } = QUANT_BLOCKS[type];
   if (shape.length !== 2 || cols % elements !== 0) {
     fail('bad-argument', `tensor ${name} has rows of ${cols} weights, not a multiple of ${elements}: it cannot be quantized to ${type}; load the model without --quantize`);

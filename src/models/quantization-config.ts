@@ -16,7 +16,14 @@ export function quantScheme(config: Record<string, unknown>): QuantScheme | null
   const q = raw as Record<string, unknown>;
   const c: ConfigReader = new ConfigReader(q, WHERE);
   const method = c.string('quant_method', '');
-  if (method !== 'awq' && method !== 'gptq') c.unsupported('quant_method', 'Peregrine runs AWQ and GPTQ int4 checkpoints, and quantizes fp16/bf16 ones with --quantize int8');
+  if (method === 'smoothquant') {
+    if (c.string('format', '') !== 'peregrine') c.unsupported('format', 'Peregrine reads the SmoothQuant checkpoints `peregrine quantize --method smoothquant` writes (format "peregrine")');
+    if (c.int('bits', 8) !== 8) c.unsupported('bits', 'SmoothQuant runs int8 weights');
+    return { method, alpha: c.number('alpha', 0.5) };
+  }
+  if (method !== 'awq' && method !== 'gptq') {
+    c.unsupported('quant_method', 'Peregrine runs AWQ and GPTQ int4 checkpoints and its own SmoothQuant W8A8 ones, and quantizes fp16/bf16 ones with --quantize int8 or int4');
+  }
   const bitsKey = q.bits === undefined && q.w_bit !== undefined ? 'w_bit' : 'bits';
   if (c.int(bitsKey, 4) !== 4) c.unsupported(bitsKey, 'Peregrine runs 4-bit AWQ and GPTQ weights');
   const groupKey = q.group_size === undefined && q.q_group_size !== undefined ? 'q_group_size' : 'group_size';

@@ -4,6 +4,7 @@ import { f32ToF16Bits, toFloat32, unquantized, type HostWeight, type StorageDTyp
 import { concatInt4, fromAwq, fromGptq, INT4_GROUPS, isInt4Type } from '../loaders/int4.js';
 import { isQuantType, isStoredQuant, QUANT_TYPES, type StoredQuant } from '../loaders/quant.js';
 import { quantizeTarget } from '../loaders/quantize.js';
+import { concatW8A8, multipliersOf, w8a8Bytes } from '../loaders/w8a8.js';
 import type { MatrixLoading, MatrixPart, WeightStore } from '../loaders/model-dir.js';
 import type { Int4Scheme } from '../loaders/schemes.js';
 import type { Backend, Tensor } from '../ops/backend.js';
@@ -23,6 +24,10 @@ export class Checkpoint {
   private get int4(): Int4Scheme | null {
     const s = this.matrices.scheme;
     return s && s.method !== 'smoothquant' ? s : null;
+  }
+
+  private get w8a8(): boolean {
+    return this.matrices.scheme?.method === 'smoothquant';
   }
 
   /** Tells `onMatrix` of a GEMM operand and the tensors it was made of. */
@@ -71,7 +76,7 @@ export class Checkpoint {
    */
   loadMatrix(backend: Backend, names: string | string[], shape: number[], transpose = false): Tensor {
     const part = [{ name: this.resolveMatrix(names), rows: shape[0], transpose }];
-    const packed = this.int4Raw(names, shape);
+    const packed = this.packedRaw(names, shape);
     if (packed) return this.made(backend.weight(packed, shape, false, true), part);
     const raw = this.raw(names, shape, transpose);
     const to = this.quantizeTo(raw, shape, typeof names === 'string' ? names : names[0]);
@@ -94,6 +99,36 @@ export class Checkpoint {
     const to = this.matrices.quantize;
     if (!to || isStoredQuant(raw.dtype)) return null;
     return quantizeTarget(shape, to, this.prefix + name);
+  }
+
+  /** A GEMM operand [out, in] stored as the checkpoint's scheme says (int4, W8A8) in its layout; null where it is stored as floats. */
+  private packedRaw(names: string | string[], shape: number[]): HostWeight | null {
+    return this.int4Raw(names, shape) ?? this.w8a8Raw(names, shape);
+  }
+
+  /**
+   * A GEMM operand [out, in] stored as SmoothQuant W8A8: x.weight as I8 [out, in] with x.weight_scale (F32 [out]) and
+   * x.smooth_scale (F32 [in]), in loaders/w8a8.ts's layout; null where it is stored otherwise.
+   */
+  private w8a8Raw(names: string | string[], shape: number[]): HostWeight | null {
+    if (!this.w8a8) return null;
+    const name = this.resolve(typeof names === 'string' ? [names] : names), base = name.replace(/\.weight$/, '.');
+    if (!this.store.has(base + 'weight_scale')) return null;
+    const [N, K] = shape;
+    this.checkShape(name, ['I8'], shape);
+    const bytes = this.store.readBytes(name);
+    const scales = this.floats(base + 'weight_scale', [N]), smooth = this.floats(base + 'smooth_scale', [K]);
+    // a backend of shapes reads no bytes
+    if (bytes.length === 0) return { bytes, dtype: 'W8A8' };
+    if (!smooth.every((s) => s > 0 && Number.isFinite(s))) fail('weights-mismatch', `tensor ${base}smooth_scale holds a value that is not a positive number; the checkpoint is damaged`);
+    const q = new Int8Array(bytes.slice().buffer);
+    return { bytes: w8a8Bytes(q, scales, multipliersOf(smooth)), dtype: 'W8A8' };
+  }
+
+  /** An F32 tensor of `shape`. */
+  private floats(name: string, shape: number[]): Float32Array {
+    this.checkShape(name, ['F32'], shape);
+    return new Float32Array(this.store.readBytes(name).slice().buffer);
   }
 
   /**
@@ -154,15 +189,16 @@ export class Checkpoint {
    * dtypes are dequantized or widened to F32 first.
    */
   loadConcat(backend: Backend, parts: { name: string; shape: number[] }[], matrix = false): Tensor {
-    let raws: HostWeight[] = parts.map((p) => (matrix ? this.int4Raw(p.name, p.shape) : null) ?? this.raw(p.name, p.shape));
+    let raws: HostWeight[] = parts.map((p) => (matrix ? this.packedRaw(p.name, p.shape) : null) ?? this.raw(p.name, p.shape));
     const type = raws[0].dtype, K = parts[0].shape[1];
     const made = (t: Tensor) => (matrix ? this.made(t, parts.map((p) => ({ name: this.resolveMatrix(p.name), rows: p.shape[0], transpose: false }))) : t);
-    if (isInt4Type(type) && raws.every((r) => r.dtype === type)) {
+    if ((isInt4Type(type) || type === 'W8A8') && raws.every((r) => r.dtype === type)) {
+      const stacked = raws.map((r, i) => ({ bytes: r.bytes, rows: parts[i].shape[0] }));
       const bytes = raws[0].bytes.length === 0 ? raws[0].bytes // a backend of shapes reads no bytes
-        : concatInt4(type, raws.map((r, i) => ({ bytes: r.bytes, rows: parts[i].shape[0] })), K);
+        : isInt4Type(type) ? concatInt4(type, stacked, K) : concatW8A8(stacked, K);
       const rows = parts.reduce((a, p) => a + p.shape[0], 0);
       if (bytes) return made(backend.weight({ bytes, dtype: type }, [rows, K], false, true));
-      // inputs in different orders (act-order) cannot share one matrix: the parts run dequantized
+      // inputs in different orders (act-order) or smoothed differently cannot share one matrix: the parts run dequantized
       raws = raws.map((r, i) => unquantized(r, parts[i].shape));
     }
     if (raws.some((p) => p.dtype !== raws[0].dtype)) {

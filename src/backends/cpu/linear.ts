@@ -5,6 +5,7 @@
 // cache while every row of x passes over it.
 import { dequantizeInt4Row, int4Perm, isInt4Type } from '../../loaders/int4.js';
 import { dequantizeRow, rowBytes, type StoredQuant } from '../../loaders/quant.js';
+import { w8a8Linear } from '../../loaders/w8a8.js';
 import type { Activation } from '../../ops/backend.js';
 import { applyActivation } from './activations.js';
 
@@ -83,15 +84,7 @@ function dot1x1(out: Float32Array, x: Float32Array, w: Float32Array, m: number, 
   out[m * N + j] = a;
 }
 
-/**
- * linear() over a quantized weight w [N, K] (ggml blocks, loaders/quant.ts; grouped int4, loaders/int4.ts): each
- * weight row is dequantized once into fp32 and dotted with every row of x. The reference for kernels/quant.cu and
- * kernels/mmvq.cu.
- */
-export function quantLinear(
-  out: Float32Array, x: Float32Array, type: StoredQuant, w: Uint8Array, bias: Float32Array | null,
-  act: Activation, M: number, N: number, K: number,
-): void {
+function dequantizedLinear(out: Float32Array, x: Float32Array, type: Exclude<StoredQuant, 'W8A8'>, w: Uint8Array, M: number, N: number, K: number): void {
   const row = new Float32Array(K);
   const perm = isInt4Type(type) ? int4Perm(type, w, N, K) : null;
   for (let j = 0; j < N; j++) {
@@ -104,6 +97,19 @@ export function quantLinear(
       out[m * N + j] = a;
     }
   }
+}
+
+/**
+ * linear() over a quantized weight w [N, K] (ggml blocks, loaders/quant.ts; grouped int4, loaders/int4.ts): each
+ * weight row is dequantized once into fp32 and dotted with every row of x. The reference for kernels/quant.cu and
+ * kernels/mmvq.cu. SmoothQuant's W8A8 quantizes x per token and sums integers (loaders/w8a8.ts).
+ */
+export function quantLinear(
+  out: Float32Array, x: Float32Array, type: StoredQuant, w: Uint8Array, bias: Float32Array | null,
+  act: Activation, M: number, N: number, K: number,
+): void {
+  if (type === 'W8A8') w8a8Linear(out, x, w, M, N, K);
+  else dequantizedLinear(out, x, type, w, M, N, K);
   if (bias || act !== 'none') {
     for (let m = 0; m < M; m++) {
       const o = m * N;

@@ -119,6 +119,9 @@ export class CudaBackend implements Backend {
   // ---- memory ----
 
   weight(src: HostWeight, shape: number[], transpose = false, quantized = false): Tensor {
+    if (src.dtype === 'W8A8') {
+      fail('unsupported-config', 'SmoothQuant W8A8 checkpoints run on the CPU backend so far (--device cpu); its GPU kernels are not built yet');
+    }
     if (isStoredQuant(src.dtype) && quantized && shape.length === 2 && !transpose) {
       // ggml blocks as they are, read by the quantized GEMV (kernels/quant-blocks.cuh); Q8_0 rearranged on the way;
       // grouped int4 in its own layout (loaders/int4.ts)
