@@ -30,6 +30,26 @@ __device__ void quantize_q8(int8_t* xq, float2* xd, const T* x, const int* perm,
   if (lane == 0) xd[g] = make_float2(d, d * qsum);
 }
 
+// SmoothQuant's activations (src/loaders/w8a8.ts quantizeTokens): row r of x times the inputs' multipliers m (1 / s),
+// quantized to int8 with one scale per row (a = max |x m| / 127, q = round(x m / a)); xd holds (a, a * sum(q)) for each
+// group of 32, as the GEMV reads x's scales per group. One block of 256 threads per row; K % 32 == 0.
+template <typename T>
+__device__ void quantize_tokens(int8_t* xq, float2* xd, const T* x, const float* mult, int K) {
+  __shared__ float scratch[32];
+  const size_t row = (size_t)blockIdx.x * K;
+  float amax = 0.f;
+  for (int k = threadIdx.x; k < K; k += MV_THREADS) amax = fmaxf(amax, fabsf(to_f(x[row + k]) * __ldg(mult + k)));
+  const float a = block_max(amax, scratch) / 127.f, ia = a > 0.f ? 1.f / a : 0.f;
+  const int lane = threadIdx.x & 31;
+  for (int k0 = threadIdx.x - lane; k0 < K; k0 += MV_THREADS) {  // a warp takes 32 values at a time: one group
+    const int k = k0 + lane;
+    const float q = roundf(to_f(x[row + k]) * __ldg(mult + k) * ia);
+    const float qsum = warp_sum(q);
+    xq[row + k] = (int8_t)q;
+    if (lane == 0) xd[(row + k0) / 32] = make_float2(a, a * qsum);
+  }
+}
+
 // A gated MLP's down projection input: act(gate) * up of x [rows, 2K] = gate | up, rounded to T as gated_act
 // (kernels/rows.cu) stores it, then quantized as quantize_q8 does. One warp per group of 32 values of the [rows, K]
 // result.
@@ -233,6 +253,11 @@ __device__ void mmvq(O* out, const int8_t* xq, const float2* xd, const uint8_t* 
       quantize_q8_perm_##S(int8_t* xq, float2* xd, const T* x, const int* perm, int K, int groups) {                    \
     quantize_q8<T>(xq, xd, x, perm, K, groups);                                                                    \
   }
+#define MV_QUANTIZE_TOKENS(T, S)                                                                                        \
+  extern "C" __global__ void __launch_bounds__(MV_THREADS)                                                              \
+      quantize_tokens_##S(int8_t* xq, float2* xd, const T* x, const float* mult, int K) {                              \
+    quantize_tokens<T>(xq, xd, x, mult, K);                                                                             \
+  }
 #define MV_NORM_QUANTIZE(T, S)                                                                                              \
   extern "C" __global__ void __launch_bounds__(MV_THREADS)                                                                  \
       norm_quantize_q8_##S(int8_t* xq, float2* xd, const T* x, const T* gamma, const T* beta, float eps, int H, int rms) { \
@@ -251,11 +276,15 @@ __device__ void mmvq(O* out, const int8_t* xq, const float2* xd, const uint8_t* 
 #define MV_Q(T, S, O, OS, Q, QS) MV_M(T, S, O, OS, Q, QS, 1) MV_M(T, S, O, OS, Q, QS, 2) MV_M(T, S, O, OS, Q, QS, 4) MV_M(T, S, O, OS, Q, QS, 8)
 #define MV_ALL(T, S, O, OS) MV_Q(T, S, O, OS, Q8_0, q8_0) MV_Q(T, S, O, OS, Q4_0, q4_0) MV_Q(T, S, O, OS, Q4_K, q4_k) \
   MV_Q(T, S, O, OS, Q5_K, q5_k) MV_Q(T, S, O, OS, Q6_K, q6_k) MV_Q(T, S, O, OS, Q4_G32, q4_g32) MV_Q(T, S, O, OS, Q4_G64, q4_g64) \
-  MV_Q(T, S, O, OS, Q4_G128, q4_g128)
+  MV_Q(T, S, O, OS, Q4_G128, q4_g128) MV_Q(T, S, O, OS, W8A8, w8a8)
 MV_QUANTIZE(__half, f16)
 MV_QUANTIZE(__nv_bfloat16, bf16)
 MV_QUANTIZE_PERM(__half, f16)
 MV_QUANTIZE_PERM(__nv_bfloat16, bf16)
+MV_QUANTIZE_TOKENS(float, f32)
+MV_QUANTIZE_TOKENS(__half, f16)
+MV_QUANTIZE_TOKENS(__nv_bfloat16, bf16)
+MV_Q(float, f32, float, , W8A8, w8a8)
 MV_NORM_QUANTIZE(__half, f16)
 MV_NORM_QUANTIZE(__nv_bfloat16, bf16)
 MV_GATED_QUANTIZE(__half, f16)

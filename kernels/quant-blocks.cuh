@@ -21,7 +21,7 @@
 // 4 bits of each byte of a 32-bit word
 constexpr uint32_t NIBBLES = 0x0F0F0F0Fu;
 
-enum QType { Q8_0 = 0, Q4_0 = 1, Q4_K = 2, Q5_K = 3, Q6_K = 4, Q4_G32 = 5, Q4_G64 = 6, Q4_G128 = 7 };
+enum QType { Q8_0 = 0, Q4_0 = 1, Q4_K = 2, Q5_K = 3, Q6_K = 4, Q4_G32 = 5, Q4_G64 = 6, Q4_G128 = 7, W8A8 = 8 };
 
 template <int Q> struct QInfo;
 // bytes per block, units of 32 weights per block, units per lane whose loads go out together
@@ -35,6 +35,8 @@ template <int G> struct QInfo4G { static constexpr int BYTES = 16, UNITS = 1, UN
 template <> struct QInfo<Q4_G32> : QInfo4G<32> {};
 template <> struct QInfo<Q4_G64> : QInfo4G<64> {};
 template <> struct QInfo<Q4_G128> : QInfo4G<128> {};
+// SmoothQuant's int8 rows (src/loaders/w8a8.ts): [N, K] int8, then a f32 scale per row, then the inputs' multipliers
+template <> struct QInfo<W8A8> { static constexpr int BYTES = 32, UNITS = 1, UNROLL = 4; };
 
 // Two bytes at a 2-byte aligned address as 16 bits, and four bytes at a 2-byte aligned address as 32 bits.
 __device__ __forceinline__ uint32_t ld16(const uint8_t* p) { return __ldg(reinterpret_cast<const uint16_t*>(p)); }
@@ -63,6 +65,9 @@ template <int G> __device__ __forceinline__ QRow int4_row(const uint8_t* w, int 
 template <> __device__ __forceinline__ QRow quant_row<Q4_G32>(const uint8_t* w, int j, int N, int K) { return int4_row<32>(w, j, N, K); }
 template <> __device__ __forceinline__ QRow quant_row<Q4_G64>(const uint8_t* w, int j, int N, int K) { return int4_row<64>(w, j, N, K); }
 template <> __device__ __forceinline__ QRow quant_row<Q4_G128>(const uint8_t* w, int j, int N, int K) { return int4_row<128>(w, j, N, K); }
+template <> __device__ __forceinline__ QRow quant_row<W8A8>(const uint8_t* w, int j, int N, int K) {
+  return {w + (size_t)j * K, w + ((size_t)N * K + 15) / 16 * 16 + 4 * (size_t)j, nullptr};
+}
 
 // One unit's raw quants (loaded before any is used) and its scales: weight e = scale(e / 16) * q(e) - min.
 template <int Q> struct Unit;
@@ -223,6 +228,24 @@ template <int G> struct Unit4G {
 template <> struct Unit<Q4_G32> : Unit4G<32> {};
 template <> struct Unit<Q4_G64> : Unit4G<64> {};
 template <> struct Unit<Q4_G128> : Unit4G<128> {};
+
+// W8A8: 32 int8 weights of a row (K % 32 == 0, so 32-byte aligned) and the row's scale; x arrives quantized per
+// token (kernels/mmvq.cu quantize_tokens), so only the integer GEMV reads these.
+template <> struct Unit<W8A8> {
+  uint32_t qs[8];
+  float d;
+  __device__ __forceinline__ void load(const QRow& row, int u) {
+    const uint4* p = reinterpret_cast<const uint4*>(row.q + (size_t)u * 32);
+    const uint4 a = __ldg(p), b = __ldg(p + 1);
+    qs[0] = a.x; qs[1] = a.y; qs[2] = a.z; qs[3] = a.w; qs[4] = b.x; qs[5] = b.y; qs[6] = b.z; qs[7] = b.w;
+    d = __ldg(reinterpret_cast<const float*>(row.s));
+  }
+  __device__ __forceinline__ float q(int e) const { return (float)(int8_t)byte_of(qs, e); }
+  __device__ __forceinline__ float scale(int) const { return d; }
+  __device__ __forceinline__ float min_() const { return 0.f; }
+  __device__ __forceinline__ int word(int i) const { return (int)qs[i]; }
+  __device__ __forceinline__ float word_min() const { return 0.f; }
+};
 
 // A lane's unit as the float GEMV takes it: 32 weights (Unit<Q>), UNROLL of them per round.
 template <int Q> struct Unit32 : Unit<Q> {

@@ -8,6 +8,7 @@ import { roundToQ8 } from '../../src/backends/cpu/q8-activations.js';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { f32ToF16Bits } from '../../src/loaders/dtypes.js';
 import { int4Layout, int4Perm, isInt4Type, type Int4Type } from '../../src/loaders/int4.js';
+import { w8a8Bytes } from '../../src/loaders/w8a8.js';
 import { QUANT_BLOCKS, QUANT_TYPES, type QuantType, type StoredQuant } from '../../src/loaders/quant.js';
 import type { DType } from '../../src/ops/backend.js';
 import { seededRandom } from '../../src/ops/rng.js';
@@ -63,12 +64,21 @@ function randomInt4(type: Int4Type, N: number, K: number, seed: number, permuted
  * act-order takes x gathered into its order first), then back in the layer's order.
  */
 function roundedAsStored(x: Float32Array, K: number, type: StoredQuant, w: Uint8Array, N: number): Float32Array {
+  // SmoothQuant's reference quantizes x per token itself, as the GPU does
+  if (type === 'W8A8') return x;
   if (!isInt4Type(type)) return roundToQ8(x, K);
   const perm = int4Perm(type, w, N, K), rows = x.length / K;
   const gathered = Float32Array.from(x, (_, i) => x[Math.floor(i / K) * K + perm[i % K]]);
   const r = roundToQ8(gathered, K), out = new Float32Array(x.length);
   for (let i = 0; i < rows * K; i++) out[Math.floor(i / K) * K + perm[i % K]] = r[i];
   return out;
+}
+
+/** A random SmoothQuant layer: int8 quants, row scales about 0.01, input multipliers between 0.5 and 2. */
+function randomW8A8(N: number, K: number, seed: number): Uint8Array {
+  const rand = seededRandom(seed);
+  const q = Int8Array.from({ length: N * K }, () => Math.floor(rand() * 255) - 127);
+  return w8a8Bytes(q, Float32Array.from({ length: N }, () => 0.005 + 0.01 * rand()), Float32Array.from({ length: K }, () => 0.5 + 1.5 * rand()));
 }
 
 /** The weights of each case: every ggml type, and int4 in each group size (the middle one in act-order). */
@@ -79,6 +89,7 @@ const CASES: { name: string; type: StoredQuant; make: (N: number, K: number, see
     return { name: `${type}${permuted ? ' act-order' : ''}`, type, make: (N: number, K: number, seed: number) => randomInt4(type, N, K, seed, permuted) };
   }),
 ];
+CASES.push({ name: 'W8A8', type: 'W8A8', make: (N, K, seed) => randomW8A8(N, K, seed) });
 const ACT_ORDER = CASES.find((c) => c.name.endsWith('act-order'))!;
 
 /** How far the int8 rounding of x (16-bit activations, up to 8 rows) may move a layer's outputs: about

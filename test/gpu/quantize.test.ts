@@ -3,9 +3,13 @@
 // within 1e-3 with identical greedy tokens, fp16 and bf16 within 3e-2 (passes of up to 8 rows round the activations
 // to int8 per 32 values for the integer GEMV, as test/gpu/gguf.test.ts explains).
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { ptr } from '../../src/backends/cuda/tensor.js';
+import { smoothQuant } from '../../src/engine/smoothquant.js';
 import { loadGenerator } from '../../src/index.js';
 import { f32ToBf16Bits, f32ToF16Bits, type StorageDType } from '../../src/loaders/dtypes.js';
 import { quantizeWeight } from '../../src/loaders/quantize.js';
@@ -106,3 +110,34 @@ for (const name of ['llama-tiny', 'gpt2-wide']) for (const quantize of ['int8', 
     });
   });
 }
+
+describe('a SmoothQuant W8A8 checkpoint (peregrine quantize) on the GPU', { skip: skip ?? false }, () => {
+  test('logits as the CPU computes them (activations quantized per token on both), in fp32, fp16 and bf16; a batch of 12', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'peregrine-sq-gpu-'));
+    try {
+      await smoothQuant(fixture('llama-tiny'), readFileSync(fixture('perplexity/text.txt'), 'utf8'), join(out, 'm'));
+      const dir = join(out, 'm'), ref = reference<Ref>('llama-tiny');
+      const cpu = await loadGenerator(dir, { device: 'cpu' });
+      const want: Float32Array[] = [];
+      for (const p of ref.prompts) want.push(await allLogits(cpu, p.ids));
+      const many = Array.from({ length: 12 }, (_, i) => ref.greedy[i % ref.greedy.length].ids);
+      const tokens = await cpu.generateIds(many, { maxNewTokens: 16, stopAtEos: false });
+      cpu.dispose();
+      for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+        const gpu = await loadGenerator(dir, { device: 'cuda', dtype });
+        try {
+          assert.equal(gpu.model.weights().filter((t) => t.dtype === 'w8a8').length, 8, 'four matrices of each of two layers stay W8A8 on the GPU');
+          for (let i = 0; i < ref.prompts.length; i++) assertClose(await allLogits(gpu, ref.prompts[i].ids), want[i], TOL[dtype], `${dtype}, prompt ${i}`);
+          if (dtype === 'f32') {
+            const got = await gpu.generateIds(many, { maxNewTokens: 16, stopAtEos: false });
+            got.forEach((r, i) => assert.deepEqual(r.ids, tokens[i].ids, `sequence ${i}`));
+          }
+        } finally {
+          gpu.dispose();
+        }
+      }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+});

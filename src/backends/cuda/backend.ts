@@ -119,8 +119,8 @@ export class CudaBackend implements Backend {
   // ---- memory ----
 
   weight(src: HostWeight, shape: number[], transpose = false, quantized = false): Tensor {
-    if (src.dtype === 'W8A8') {
-      fail('unsupported-config', 'SmoothQuant W8A8 checkpoints run on the CPU backend so far (--device cpu); its GPU kernels are not built yet');
+    if (src.dtype === 'W8A8' && shape[1] % 32 !== 0) {
+      fail('unsupported-config', `a SmoothQuant W8A8 layer of ${shape[1]} inputs: on the GPU its inputs must be a multiple of 32 (its integer GEMV reads 32 at a time); run it with --device cpu`);
     }
     if (isStoredQuant(src.dtype) && quantized && shape.length === 2 && !transpose) {
       // ggml blocks as they are, read by the quantized GEMV (kernels/quant-blocks.cuh); Q8_0 rearranged on the way;

@@ -6,6 +6,8 @@
 //   pre-norm layer's RMSNorm/LayerNorm in the same kernel) and dotted with the packed weights by dp4a (llama.cpp's MMVQ);
 // - up to 8 rows with f32 activations: kernels/quant.cu, the weights dequantized in registers against float x (no
 //   rounding of x, so fp32 runs stay within the fp32 tolerance);
+// - SmoothQuant's W8A8, every row count for now: x times the inputs' multipliers quantized to int8 per token
+//   (kernels/mmvq.cu quantize_tokens), then the integer GEMV over the int8 rows, 64 rows of x at a time;
 // - more rows (prompts, large batches): the weight dequantized a chunk of rows at a time (kernels/dequant.cu) into a
 //   scratch buffer, each chunk multiplied by cuBLASLt into its columns of out. This costs a bf16 weight's bytes
 //   twice more than the bf16 model reads (written, then read), so at batch 64 it is slower than bf16; a tiled
@@ -15,6 +17,7 @@
 // captured graph never sees it move.
 import { fail } from '../../errors.js';
 import { int4Layout, type Int4Type } from '../../loaders/int4.js';
+import { w8a8Layout } from '../../loaders/w8a8.js';
 import { dtypeBytes, quantType, type Activation, type DType, type Norm, type QuantDType, type Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
 import { layerNorm } from './layernorm.js';
@@ -114,9 +117,14 @@ function mmvq(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | 
   if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, a [${N}, ${K}] layer needs ${at.bytes}`);
   const wpr = warpsPerRow(c, N, K / 32), xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
   const s = sfx(x.dtype), xq = base + at.xq, xd = base + at.xd;
+  if (prep.kind !== 'plain' && w.dtype === 'w8a8') throw new Error(`internal: W8A8 takes x as it is, not through a ${prep.kind} step`);
   for (let r0 = 0; r0 < n; r0 += QUANTIZED_ROWS) {
     const rows = Math.min(QUANTIZED_ROWS, n - r0), groups = (rows * K) / 32;
-    if (prep.kind === 'norm') {
+    if (w.dtype === 'w8a8') {
+      // SmoothQuant: x times the inputs' multipliers, quantized per token (src/loaders/w8a8.ts)
+      c.kernels.get('mmvq', `quantize_tokens_${sfx(x.dtype)}`, 'ppppi').launch(c.stream, rows, 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb,
+        ptr(w) + w8a8Layout(N, K).multipliers, K);
+    } else if (prep.kind === 'norm') {
       const { gamma, beta, eps, kind } = prep.norm;
       c.kernels.get('mmvq', `norm_quantize_q8_${s}`, 'pppppfii').launch(c.stream, rows, 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb, ptr(gamma), ptr(beta),
         eps, K, kind === 'rms' ? 1 : 0);
@@ -153,7 +161,9 @@ function dequantMatmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
 
 type Path = 'dequant' | 'float' | 'mmvq';
 
-function path(c: CudaContext, out: Tensor, x: Tensor, bias: Tensor | null, n: number): Path {
+function path(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number): Path {
+  // SmoothQuant's activations are always quantized per token: the integer GEMV, every row count (for now)
+  if (w.dtype === 'w8a8') return 'mmvq';
   // cuBLASLt reads an epilogue's bias as the output's type; the float GEMV reads it as x's
   const biasMismatch = bias !== null && out.dtype !== x.dtype;
   if (n > GEMV_ROWS && !c.batchInvariant && !biasMismatch) return 'dequant';
@@ -162,7 +172,7 @@ function path(c: CudaContext, out: Tensor, x: Tensor, bias: Tensor | null, n: nu
 
 /** out = act(x w^T + bias) (+ out when `accumulate`) over a quantized w, for any row count. */
 export function quantLinear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number, accumulate: boolean): void {
-  const p = path(c, out, x, bias, n);
+  const p = path(c, out, x, w, bias, n);
   if (p === 'dequant') return dequantMatmul(c, out, x, w, bias, act, n, accumulate);
   if (p === 'float') return floatGemv(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
   mmvq(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
@@ -171,7 +181,7 @@ export function quantLinear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, b
 /** out = act(norm(x) w^T + bias) over a quantized w; on the int8 path the norm is part of x's quantization. */
 export function quantNormLinear(c: CudaContext, out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null, act: Activation, n: number,
   scratch: Tensor): void {
-  if (path(c, out, x, bias, n) === 'mmvq' && w.shape[1] <= NORM_QUANTIZE_MAX && !permOf(w)) return mmvq(c, out, x, w, bias, ACT_CODE[act], n, false, { kind: 'norm', norm });
+  if (path(c, out, x, w, bias, n) === 'mmvq' && w.shape[1] <= NORM_QUANTIZE_MAX && !permOf(w) && w.dtype !== 'w8a8') return mmvq(c, out, x, w, bias, ACT_CODE[act], n, false, { kind: 'norm', norm });
   layerNorm(c, scratch, x, norm.gamma, norm.beta, norm.eps, n, norm.kind === 'rms');
   quantLinear(c, out, scratch, w, bias, act, n, false);
 }
@@ -181,7 +191,7 @@ export function quantNormLinear(c: CudaContext, out: Tensor, x: Tensor, norm: No
  * done) where the layer takes another path, for the caller to gate x first.
  */
 export function quantGatedLinearResidual(c: CudaContext, residual: Tensor, x: Tensor, act: Activation, w: Tensor, bias: Tensor | null, n: number): boolean {
-  if (path(c, residual, x, bias, n) !== 'mmvq' || permOf(w)) return false;
+  if (path(c, residual, x, w, bias, n) !== 'mmvq' || permOf(w) || w.dtype === 'w8a8') return false;
   mmvq(c, residual, x, w, bias, 0, n, true, { kind: 'gated', act: ACT_CODE[act] });
   return true;
 }
