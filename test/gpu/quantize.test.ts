@@ -81,32 +81,37 @@ describe('quantizing weights on the GPU as they load', { skip: skip ?? false }, 
   });
 });
 
+/**
+ * The model at `dir` loaded with `quantize` on the GPU in each dtype against the CPU's logits (TOL) and, in fp32, its
+ * greedy tokens for 12 sequences (past the GEMV's 8 rows); `kept` says which weights must stay quantized (8: four
+ * matrices of each of two layers).
+ */
+async function matchesCpu(dir: string, ref: Ref, quantize: 'int8' | 'int4' | undefined, kept: (dtype: string) => boolean): Promise<void> {
+  const cpu = await loadGenerator(dir, { device: 'cpu', quantize });
+  const want: Float32Array[] = [];
+  for (const p of ref.prompts) want.push(await allLogits(cpu, p.ids));
+  const many = Array.from({ length: 12 }, (_, i) => ref.greedy[i % ref.greedy.length].ids);
+  const tokens = await cpu.generateIds(many, { maxNewTokens: 16, stopAtEos: false });
+  cpu.dispose();
+  for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+    const gpu = await loadGenerator(dir, { device: 'cuda', dtype, quantize });
+    try {
+      assert.equal(gpu.model.weights().filter((t) => kept(t.dtype)).length, 8, 'four matrices of each of two layers stay quantized on the GPU');
+      for (let i = 0; i < ref.prompts.length; i++) assertClose(await allLogits(gpu, ref.prompts[i].ids), want[i], TOL[dtype], `${dtype}, prompt ${i}`);
+      if (dtype === 'f32') {
+        const got = await gpu.generateIds(many, { maxNewTokens: 16, stopAtEos: false });
+        got.forEach((r, i) => assert.deepEqual(r.ids, tokens[i].ids, `sequence ${i}`));
+      }
+    } finally {
+      gpu.dispose();
+    }
+  }
+}
+
 for (const name of ['llama-tiny', 'gpt2-wide']) for (const quantize of ['int8', 'int4'] as const) {
   describe(`${name} quantized at load (${quantize}) on the GPU`, { skip: skip ?? false }, () => {
-    const ref = reference<Ref>(name);
     test('logits as the CPU computes them, in fp32, fp16 and bf16; greedy tokens identical in fp32; a batch of 12 through the dequantizing GEMM', async () => {
-      const cpu = await loadGenerator(fixture(name), { device: 'cpu', quantize });
-      const want: Float32Array[] = [];
-      for (const p of ref.prompts) want.push(await allLogits(cpu, p.ids));
-      const prompts = ref.greedy.map((g) => g.ids);
-      // 12 sequences decode past the GEMV's 8 rows
-      const many = Array.from({ length: 12 }, (_, i) => prompts[i % prompts.length]);
-      const tokens = await cpu.generateIds(many, { maxNewTokens: 16, stopAtEos: false });
-      cpu.dispose();
-      for (const dtype of ['f32', 'f16', 'bf16'] as const) {
-        const gpu = await loadGenerator(fixture(name), { device: 'cuda', dtype, quantize });
-        try {
-          const kept = gpu.model.weights().filter((t) => (quantize === 'int8' ? t.dtype === 'q8_0' : t.dtype.startsWith('q4_g')));
-          assert.equal(kept.length, 8, `four matrices of each of two layers stay ${quantize} on the GPU`);
-          for (let i = 0; i < ref.prompts.length; i++) assertClose(await allLogits(gpu, ref.prompts[i].ids), want[i], TOL[dtype], `${dtype}, prompt ${i}`);
-          if (dtype === 'f32') {
-            const got = await gpu.generateIds(many, { maxNewTokens: 16, stopAtEos: false });
-            got.forEach((r, i) => assert.deepEqual(r.ids, tokens[i].ids, `sequence ${i}`));
-          }
-        } finally {
-          gpu.dispose();
-        }
-      }
+      await matchesCpu(fixture(name), reference<Ref>(name), quantize, (d) => (quantize === 'int8' ? d === 'q8_0' : d.startsWith('q4_g')));
     });
   });
 }
@@ -116,26 +121,7 @@ describe('a SmoothQuant W8A8 checkpoint (peregrine quantize) on the GPU', { skip
     const out = mkdtempSync(join(tmpdir(), 'peregrine-sq-gpu-'));
     try {
       await smoothQuant(fixture('llama-tiny'), readFileSync(fixture('perplexity/text.txt'), 'utf8'), join(out, 'm'));
-      const dir = join(out, 'm'), ref = reference<Ref>('llama-tiny');
-      const cpu = await loadGenerator(dir, { device: 'cpu' });
-      const want: Float32Array[] = [];
-      for (const p of ref.prompts) want.push(await allLogits(cpu, p.ids));
-      const many = Array.from({ length: 12 }, (_, i) => ref.greedy[i % ref.greedy.length].ids);
-      const tokens = await cpu.generateIds(many, { maxNewTokens: 16, stopAtEos: false });
-      cpu.dispose();
-      for (const dtype of ['f32', 'f16', 'bf16'] as const) {
-        const gpu = await loadGenerator(dir, { device: 'cuda', dtype });
-        try {
-          assert.equal(gpu.model.weights().filter((t) => t.dtype === 'w8a8').length, 8, 'four matrices of each of two layers stay W8A8 on the GPU');
-          for (let i = 0; i < ref.prompts.length; i++) assertClose(await allLogits(gpu, ref.prompts[i].ids), want[i], TOL[dtype], `${dtype}, prompt ${i}`);
-          if (dtype === 'f32') {
-            const got = await gpu.generateIds(many, { maxNewTokens: 16, stopAtEos: false });
-            got.forEach((r, i) => assert.deepEqual(r.ids, tokens[i].ids, `sequence ${i}`));
-          }
-        } finally {
-          gpu.dispose();
-        }
-      }
+      await matchesCpu(join(out, 'm'), reference<Ref>('llama-tiny'), undefined, (d) => d === 'w8a8');
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
