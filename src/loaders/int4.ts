@@ -67,8 +67,8 @@ export function dequantizeInt4(type: Int4Type, src: Uint8Array, N: number, K: nu
 }
 
 /**
- * Builds the layout: `nibbles` ORs each weight's q into the nibble section (nibbleAt says where stored input k' of
- * row j goes), then the scale bits and zero of each (row, group), and the perm.
+ * Builds the layout: `nibbles` ORs each weight's q into the nibble section (stored input k of row j in byte
+ * j K / 2 + byteOf(k), shifted by shiftOf(k)), then the scale bits and zero of each (row, group), and the perm.
  */
 function assemble(type: Int4Type, N: number, K: number, nibbles: (out: Uint8Array) => void,
   scaleBits: (j: number, t: number) => number, zero: (j: number, t: number) => number, perm: Int32Array): Uint8Array {
