@@ -43,6 +43,7 @@ const roundAway = (v: number): number => (v < 0 ? -Math.round(-v) : Math.round(v
 /** Grouped int4 of `rows` rows of `cols` values (cols a multiple of the group), in loaders/int4.ts's layout. */
 export function quantizeInt4(x: Float32Array, rows: number, cols: number, type: Int4Type): Uint8Array {
   const g = INT4_GROUPS[type], G = cols / g, at = int4Layout(type, rows, cols);
+  if (cols % g !== 0) throw new Error(`internal: rows of ${cols} are not groups of ${g} (quantizeTarget picks the group)`);
   const out = new Uint8Array(at.bytes);
   for (let j = 0; j < rows; j++) {
     for (let t = 0; t < G; t++) {

@@ -203,7 +203,9 @@ export function quantGatedLinearResidual(c: CudaContext, residual: Tensor, x: Te
 export function quantizeOnDevice(c: CudaContext, out: Tensor, x: Tensor): void {
   const [N, K] = out.shape;
   if (x.dtype === 'f32' && (out.dtype === 'q4_g32' || out.dtype === 'q4_g64' || out.dtype === 'q4_g128')) {
-    const threads = Math.max((N * K) / Number(out.dtype.slice(4)), K);
+    const group = Number(out.dtype.slice(4));
+    if (K % group !== 0) throw new Error(`internal: rows of ${K} are not groups of ${group} (quantizeTarget picks the group)`);
+    const threads = Math.max((N * K) / group, K);
     c.kernels.get('dequant', `quantize_weight_${out.dtype}`, 'ppii').launch(c.stream, Math.ceil(threads / 256), 1, 1, 256, 0, ptr(out), ptr(x), N, K);
     return;
   }
