@@ -21,21 +21,34 @@ import type { QuantType } from '../src/loaders/quant.js';
 import { Tokenizer } from '../src/tokenizers/tokenizer.js';
 import { FIXTURES, ROOT, type BenchArgs, type BenchResult } from './common.js';
 import { copyBandwidth, profileDecode } from './cuda-timing.js';
-import { RandomWeights } from './random-weights.js';
+import { RandomWeights, type WeightSpec } from './random-weights.js';
 
 export const CONFIGS: Record<string, { hidden: number; layers: number; heads: number; kvHeads: number; inner: number; vocab: number; tied: boolean }> = {
   '1B': { hidden: 2048, layers: 16, heads: 32, kvHeads: 8, inner: 8192, vocab: 128256, tied: true },
   '8B': { hidden: 4096, layers: 32, heads: 32, kvHeads: 8, inner: 14336, vocab: 128256, tied: false },
 };
-const FORMATS: Record<string, 'BF16' | QuantType> = { bf16: 'BF16', q8_0: 'Q8_0', q4_k: 'Q4_K' };
+const FORMATS: Record<string, 'BF16' | 'W8A8' | QuantType> = { bf16: 'BF16', q8_0: 'Q8_0', q4_k: 'Q4_K', w8a8: 'W8A8' };
+/** W8A8's row scales: int8 weights up to 127 of them reach the BF16 weights' largest magnitude, 2^-5 */
+const W8A8_SCALE = 2 ** -5 / 127;
 export function randomLlama(name: string, format: string): ModelDir {
   const c = CONFIGS[name], q = FORMATS[format];
   if (!c || !q) throw new Error(`unknown config ${name} or format ${format}`);
-  const D = c.hidden / c.heads, specs: { name: string; shape: number[]; dtype: string }[] = [];
-  const add = (n: string, shape: number[], dtype: string) => specs.push({ name: n, shape, dtype });
-  add('model.embed_tokens.weight', [c.vocab, c.hidden], q === 'BF16' ? 'BF16' : q);
+  const D = c.hidden / c.heads, specs: WeightSpec[] = [];
+  const add = (n: string, shape: number[], dtype: string): void => {
+    if (dtype !== 'W8A8') {
+      specs.push({ name: n, shape, dtype });
+      return;
+    }
+    // SmoothQuant as peregrine quantize writes it: int8 rows, a scale per row, a smoothing scale per input
+    const base = n.replace(/\.weight$/, '.');
+    specs.push({ name: n, shape, dtype: 'I8' }, { name: base + 'weight_scale', shape: [shape[0]], dtype: 'F32', fill: W8A8_SCALE },
+      { name: base + 'smooth_scale', shape: [shape[1]], dtype: 'F32', fill: 'ones' });
+  };
+  // the embedding and head of a W8A8 checkpoint stay 16-bit
+  const table = q === 'BF16' || q === 'W8A8' ? 'BF16' : q;
+  add('model.embed_tokens.weight', [c.vocab, c.hidden], table);
   add('model.norm.weight', [c.hidden], 'F32');
-  if (!c.tied) add('lm_head.weight', [c.vocab, c.hidden], q);
+  if (!c.tied) add('lm_head.weight', [c.vocab, c.hidden], table);
   for (let l = 0; l < c.layers; l++) {
     const p = `model.layers.${l}.`;
     add(p + 'input_layernorm.weight', [c.hidden], 'F32');
@@ -52,6 +65,7 @@ export function randomLlama(name: string, format: string): ModelDir {
     architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: c.vocab, hidden_size: c.hidden, num_hidden_layers: c.layers,
     num_attention_heads: c.heads, num_key_value_heads: c.kvHeads, intermediate_size: c.inner, max_position_embeddings: 8192, rms_norm_eps: 1e-5,
     rope_theta: 500000, tie_word_embeddings: c.tied, eos_token_id: [128001, 128009],
+    ...(q === 'W8A8' ? { quantization_config: { quant_method: 'smoothquant', format: 'peregrine', bits: 8, alpha: 0.5 } } : {}),
   };
   return { dir: `random Llama ${name} ${format}`, config, generation: null, weights: new WeightStore([new RandomWeights(specs)]) };
 }

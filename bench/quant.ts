@@ -1,9 +1,10 @@
 // Quantized inference on the GPU: each configuration loaded in fp16 and quantized at load (--quantize), the same
 // random weights both times, decode timed at each batch and the logits compared with the fp16 model's.
-//   npm run bench -- quant [--configs gpt2-1.5B,llama-8B] [--methods int8,int4] [--batches 1,64] [--prompt 128] [--new 64] [--out-dir DIR]
+//   npm run bench -- quant [--configs gpt2-1.5B,llama-8B] [--methods int8,int4,w8a8] [--batches 1,64] [--prompt 128] [--new 64] [--out-dir DIR]
 // gpt2-*: bench/common.ts's random GPT-2 directory (GPT2_CONFIGS); llama-*: bench/llama.ts's random Llama weights
 // (BF16 as generated, computed in fp16). Logit error: max |int8 - fp16| / max |fp16| over the next-token logits of
-// 8 prompts. Bandwidth limit as bench/llama.ts: the weight bytes (the embedding table excepted) plus the KV cache
+// 8 prompts. w8a8 (Llama only): a SmoothQuant checkpoint of random int8 weights (bench/llama.ts's w8a8 format), not
+// the fp16 model's weights quantized, so its speed is comparable and its logit error is not measured. Bandwidth limit as bench/llama.ts: the weight bytes (the embedding table excepted) plus the KV cache
 // read once per step, at the copy bandwidth measured in the run.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,8 +21,10 @@ const TARGETS: Record<string, string> = { int8: 'batch 1 >= 1.7x fp16', int4: 'b
 
 interface Shape { layers: number; hidden: number; kvWidth: number; vocab: number; tiedTable: boolean }
 
-async function load(config: string, method: QuantizeMethod | null, options: LoadOptions): Promise<{ gen: TextGenerator; shape: Shape }> {
-  const o = { ...options, quantize: method ?? undefined };
+type Method = QuantizeMethod | 'w8a8';
+
+async function load(config: string, method: Method | null, options: LoadOptions): Promise<{ gen: TextGenerator; shape: Shape }> {
+  const o = { ...options, quantize: method === 'w8a8' ? undefined : method ?? undefined };
   const [family, size] = config.split('-');
   if (family === 'gpt2') {
     const c = GPT2_CONFIGS[size];
@@ -32,7 +35,7 @@ async function load(config: string, method: QuantizeMethod | null, options: Load
   }
   const c = LLAMA_CONFIGS[size];
   if (family !== 'llama' || !c) throw new Error(`unknown config ${config}; llama-${Object.keys(LLAMA_CONFIGS).join(', llama-')}`);
-  const m = await loadModelDir(randomLlama(size, 'bf16'), Tokenizer.fromDir(join(FIXTURES, 'tokenizers', 'llama3-style')), o);
+  const m = await loadModelDir(randomLlama(size, method === 'w8a8' ? 'w8a8' : 'bf16'), Tokenizer.fromDir(join(FIXTURES, 'tokenizers', 'llama3-style')), o);
   if (m.kind !== 'causal-lm') throw new Error('internal: not a causal LM');
   return { gen: m.generator, shape: { layers: c.layers, hidden: c.hidden, kvWidth: (c.kvHeads * c.hidden) / c.heads, vocab: c.vocab, tiedTable: c.tied } };
 }
@@ -55,7 +58,7 @@ function relError(a: Float32Array, b: Float32Array): number {
 interface Row { config: string; method: string; batch: number; decodeMs: number; prefillMs: number; loadS: number; weightBytes: number; limitMs: number; logitError: number | null }
 
 export async function quant(args: BenchArgs): Promise<BenchResult> {
-  const configs = args.list('configs', ['gpt2-1.5B', 'llama-8B']), methods = args.list('methods', ['int8', 'int4']) as QuantizeMethod[];
+  const configs = args.list('configs', ['gpt2-1.5B', 'llama-8B']), methods = args.list('methods', ['int8', 'int4']) as Method[];
   const batches = args.list('batches', ['1', '64']).map(Number);
   const promptLen = args.int('prompt', 128), newTokens = args.int('new', 64);
   const rows: Row[] = [];
@@ -64,6 +67,7 @@ export async function quant(args: BenchArgs): Promise<BenchResult> {
   for (const config of configs) {
     let reference: Float32Array | null = null;
     for (const method of [null, ...methods]) {
+      if (method === 'w8a8' && config.startsWith('gpt2')) continue; // no random W8A8 GPT-2 checkpoint
       const maxBatch = Math.max(...batches, 8);
       const t0 = performance.now();
       const { gen, shape } = await load(config, method, { device: 'cuda', dtype: 'f16', maxBatch, maxSeqLen: promptLen + newTokens + 64, prefillChunk: maxBatch * promptLen });
@@ -89,7 +93,7 @@ export async function quant(args: BenchArgs): Promise<BenchResult> {
         const kvBytes = 2 * shape.layers * batch * (promptLen + newTokens / 2) * shape.kvWidth * 2;
         rows.push({
           config, method: label, batch, decodeMs: median(r.map((x) => x.decodeMs)), prefillMs: median(r.map((x) => x.prefillMs)), loadS, weightBytes,
-          limitMs: ((weightBytes - table + kvBytes) / (bandwidth * 1e9)) * 1000, logitError: method && reference ? relError(logits, reference) : null,
+          limitMs: ((weightBytes - table + kvBytes) / (bandwidth * 1e9)) * 1000, logitError: method && method !== 'w8a8' && reference ? relError(logits, reference) : null,
         });
       }
       gen.runtime.dispose();

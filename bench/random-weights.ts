@@ -10,18 +10,19 @@ export interface WeightSpec {
   name: string;
   shape: number[];
   dtype: string;
-  /** F32 tensors only: 'ones' (norm gains, the default) or 'zeros' (biases, norm shifts) */
-  fill?: 'ones' | 'zeros';
+  /** F32 tensors only: 'ones' (norm gains, the default), 'zeros' (biases, norm shifts) or one value for all */
+  fill?: 'ones' | 'zeros' | number;
 }
 
 /**
- * Random weights: BF16 and F16 with |x| in [2^-9, 2^-5) (random sign and mantissa), F32 filled with ones or zeros,
+ * Random weights: BF16 and F16 with |x| in [2^-9, 2^-5) (random sign and mantissa), I8 random bytes, F32 filled with
+ * ones, zeros or one value,
  * quantized blocks of random bytes with small finite scales. The bytes depend on the tensor's name alone, so two
  * loads of one configuration read the same weights (bench/quant.ts compares their logits).
  */
 export class RandomWeights implements TensorSource {
   readonly tensors = new Map<string, TensorInfo>();
-  private readonly fills = new Map<string, 'ones' | 'zeros'>();
+  private readonly fills = new Map<string, 'ones' | 'zeros' | number>();
 
   constructor(specs: WeightSpec[]) {
     for (const s of specs) {
@@ -38,7 +39,8 @@ export class RandomWeights implements TensorSource {
     const t = this.info(name);
     const out = new Uint8Array(t.end);
     if (t.dtype === 'F32') {
-      if (this.fills.get(name) !== 'zeros') new Float32Array(out.buffer).fill(1);
+      const fill = this.fills.get(name) ?? 'ones';
+      new Float32Array(out.buffer).fill(fill === 'ones' ? 1 : fill === 'zeros' ? 0 : fill);
       return out;
     }
     seededFill(out, name);
@@ -49,6 +51,7 @@ export class RandomWeights implements TensorSource {
       for (let i = 0; i < bits.length; i++) bits[i] = (bits[i] & keep) | ((bias - 9 + (bits[i] & 3)) << shift);
       return out;
     }
+    if (t.dtype === 'I8') return out;
     const q = t.dtype as QuantType, size = QUANT_BLOCKS[q].bytes;
     for (let b = 0; b < out.length / size; b++) for (const at of SCALES[q]) { out[b * size + at] = 0x00; out[b * size + at + 1] = 0x14; } // fp16 0.00098
     return out;
@@ -73,5 +76,5 @@ function seededFill(out: Uint8Array, name: string): void {
 function bytesOf(shape: number[], dtype: string): number {
   const n = shape.reduce((a, d) => a * d, 1);
   if (isQuantType(dtype)) return (n / QUANT_BLOCKS[dtype].elements) * QUANT_BLOCKS[dtype].bytes;
-  return n * (dtype === 'F32' ? 4 : 2);
+  return n * (dtype === 'F32' ? 4 : dtype === 'I8' ? 1 : 2);
 }
