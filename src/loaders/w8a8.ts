@@ -42,10 +42,10 @@ export function multipliersOf(smooth: Float32Array): Float32Array {
   return smooth.map((s) => f(1 / s));
 }
 
-/** The parts of a layout: quants, row scales, input multipliers (1 / s). */
+/** The parts of a layout: quants, row scales, input multipliers (1 / s); views where `bytes` is 4-byte aligned. */
 export function w8a8Parts(bytes: Uint8Array, N: number, K: number): { q: Int8Array; scales: Float32Array; multipliers: Float32Array } {
-  const at = w8a8Layout(N, K), b = bytes.slice();
-  return { q: new Int8Array(b.buffer, 0, N * K), scales: new Float32Array(b.buffer, at.scales, N), multipliers: new Float32Array(b.buffer, at.multipliers, K) };
+  const at = w8a8Layout(N, K), b = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice(), o = b.byteOffset;
+  return { q: new Int8Array(b.buffer, o, N * K), scales: new Float32Array(b.buffer, o + at.scales, N), multipliers: new Float32Array(b.buffer, o + at.multipliers, K) };
 }
 
 /** The weight the layout stands for, [N, K]: q ws[n] / s[k]. */
