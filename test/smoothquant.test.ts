@@ -102,7 +102,8 @@ describe('peregrine quantize --method smoothquant', () => {
       [['-m', fixture('llama-tiny'), '-o', join(tmp, 'c'), '--method', 'smoothquant', '--calibration', join(tmp, 'none.txt')], /cannot read --calibration/],
       [['-m', fixture('llama-tiny'), '-o', join(tmp, 'd'), ...base, '--alpha', '1.5'], /--alpha must be in \(0, 1\], got 1\.5/],
       [['-m', fixture('llama-tiny'), '-o', join(tmp, 'e'), '--method', 'awq', '--calibration', TEXT], /--method.*awq/],
-      [['-m', fixture('llama-tiny'), '-o', fixture('llama-tiny'), ...base], /is not empty; name a new directory/],
+      [['-m', fixture('llama-tiny'), '-o', fixture('llama-tiny'), ...base], /is not an empty directory; name a new one/],
+      [['-m', fixture('llama-tiny'), '-o', TEXT, ...base], /is not an empty directory/],
     ];
     for (const [args, re] of cases) {
       const r = run(['quantize', ...args]);

@@ -7,7 +7,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CpuTensor } from '../backends/cpu/backend.js';
-import { fail } from '../errors.js';
+import { fail, fsError } from '../errors.js';
 import { toFloat32, transpose2d, type StorageDType } from '../loaders/dtypes.js';
 import { openModelDir, type MatrixPart, type ModelDir } from '../loaders/model-dir.js';
 import { writeSafetensorsStreaming } from '../loaders/safetensors-write.js';
@@ -67,11 +67,18 @@ export async function smoothQuant(dir: string, text: string, out: string, option
   if (!(alpha > 0 && alpha <= 1)) fail('bad-argument', `--alpha must be in (0, 1], got ${alpha}`);
   if (!Number.isSafeInteger(maxTokens) || maxTokens < 2) fail('bad-argument', `--calibration-tokens must be an integer of at least 2, got ${maxTokens}`);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) fail('bad-argument', `peregrine quantize reads a Hugging Face model directory; ${dir} is not one`);
-  if (existsSync(out) && readdirSync(out).length > 0) fail('bad-argument', `-o ${out} is not empty; name a new directory`);
+  if (existsSync(out) && (!statSync(out).isDirectory() || readdirSync(out).length > 0)) fail('bad-argument', `-o ${out} is not an empty directory; name a new one`);
   const md = openModelDir(dir);
   if (md.config.quantization_config !== undefined && md.config.quantization_config !== null) {
     md.weights.close();
     fail('bad-argument', `${dir} is quantized already (config.json quantization_config); quantize its fp16/bf16/fp32 original`);
+  }
+  // the output directory made first: a path that cannot be one fails before the calibration runs
+  try {
+    mkdirSync(out, { recursive: true });
+  } catch (err) {
+    md.weights.close();
+    throw fsError(err, 'the output directory (-o)', out);
   }
   const watched = new Map<object, Watched>();
   md.onMatrix = (tensor, parts) => watched.set(tensor, { parts, xmax: new Float32Array((tensor as Tensor).shape[1]) });
@@ -124,7 +131,6 @@ function write(dir: string, out: string, watched: Watched[], alpha: number, toke
         { name: base + 'weight_scale', dtype: 'F32', shape: [m.part.rows], source: name, role: 'weight_scale' },
         { name: base + 'smooth_scale', dtype: 'F32', shape: [K], source: name, role: 'smooth_scale' });
     }
-    mkdirSync(out, { recursive: true });
     let scales: Float32Array | null = null;
     writeSafetensorsStreaming(join(out, 'model.safetensors'), specs, (spec, bytes) => {
       if (spec.role === 'copy') return bytes.set(md.weights.readBytes(spec.source));
