@@ -89,7 +89,6 @@ export async function smoothQuant(dir: string, text: string, out: string, option
   }
   const gen = loaded.generator;
   const ids = gen.tokenizer.encode(text).slice(0, maxTokens);
-  if (ids.length < 2) fail('bad-argument', `the calibration text holds ${ids.length} token${ids.length === 1 ? '' : 's'}; it needs at least two`);
   // every block matrix's input passes through the CPU backend's linear (its composite ops call it too)
   const backend = gen.runtime.backend, linear = backend.linear.bind(backend);
   backend.linear = (o, x, w, bias, act, n) => {
@@ -98,6 +97,7 @@ export async function smoothQuant(dir: string, text: string, out: string, option
     linear(o, x, w, bias, act, n);
   };
   try {
+    if (ids.length < 2) fail('bad-argument', `the calibration text holds ${ids.length} token${ids.length === 1 ? '' : 's'}; it needs at least two`);
     const context = maxContext(gen);
     await perplexity(gen, ids, { context, stride: context, onWindow: options.onWindow });
   } finally {
