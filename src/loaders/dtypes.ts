@@ -100,6 +100,9 @@ export function f32ToBf16Bits(x: number): number {
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
+/** Round to nearest, halves away from zero (C's roundf, which the quantizing kernels use). */
+export const roundAway = (v: number): number => (v < 0 ? -Math.round(-v) : Math.round(v));
+
 /** [rows, cols] -> [cols, rows] */
 export function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(a.length);

@@ -87,7 +87,8 @@ function assemble(type: Int4Type, N: number, K: number, nibbles: (out: Uint8Arra
   return out;
 }
 
-const identity = (K: number): Int32Array => Int32Array.from({ length: K }, (_, k) => k);
+/** The input order of a layer whose inputs are stored as they come. */
+export const inputsInOrder = (K: number): Int32Array => Int32Array.from({ length: K }, (_, k) => k);
 
 /** The byte of row j's nibbles holding stored input k (row j at j K / 2), and the shift of its nibble. */
 const byteOf = (k: number): number => 16 * (k >> 5) + (k & 15);
@@ -126,7 +127,7 @@ function gptqNibbles(out: Uint8Array, qweight: Int32Array, N: number, K: number,
  */
 export function permFromGroups(gIdx: Int32Array, g: number, name: string): Int32Array {
   const K = gIdx.length, G = K / g;
-  if (gIdx.every((t, k) => t === Math.floor(k / g))) return identity(K);
+  if (gIdx.every((t, k) => t === Math.floor(k / g))) return inputsInOrder(K);
   const counts = new Int32Array(G);
   for (const t of gIdx) {
     if (!(t >= 0 && t < G)) fail('weights-mismatch', `tensor ${name} names group ${t} of ${G}; the g_idx does not match group_size ${g}`);
@@ -155,7 +156,7 @@ export interface PackedInt4 {
  */
 export function fromGptq(type: Int4Type, N: number, K: number, p: PackedInt4, gIdx: Int32Array | null, zerosMinusOne: boolean, name: string): Uint8Array {
   const g = INT4_GROUPS[type];
-  const perm = gIdx ? permFromGroups(gIdx, g, name) : identity(K);
+  const perm = gIdx ? permFromGroups(gIdx, g, name) : inputsInOrder(K);
   const { qweight, qzeros, scales } = p, N8 = N / 8, plus = zerosMinusOne ? 1 : 0;
   const inOrder = perm.every((p, k) => p === k);
   return assemble(type, N, K, (out) => gptqNibbles(out, qweight, N, K, inOrder ? null : perm),
@@ -185,7 +186,7 @@ export function fromAwq(type: Int4Type, N: number, K: number, p: PackedInt4): Ui
       }
     }
   };
-  return assemble(type, N, K, nibbles, (j, t) => scales[t * N + j], (j, t) => nib(qzeros, t, j), identity(K));
+  return assemble(type, N, K, nibbles, (j, t) => scales[t * N + j], (j, t) => nib(qzeros, t, j), inputsInOrder(K));
 }
 
 /**

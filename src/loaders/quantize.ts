@@ -8,8 +8,8 @@
 //   lo = min(0, min w), hi = max(0, max w), s = (hi - lo) / 15 (stored as f16), z = round(-lo / s),
 //   q = clamp(round(w / s) + z, 0, 15) (w / s as w * (1 / s); halves away from zero; a NaN weight gets q = z).
 import { fail } from '../errors.js';
-import { f16ToF32, f32ToF16Bits, toFloat32, transpose2d, type HostWeight, type StorageDType } from './dtypes.js';
-import { INT4_GROUPS, int4Layout, int4Type, isInt4Type, type Int4Type } from './int4.js';
+import { f16ToF32, f32ToF16Bits, roundAway, toFloat32, transpose2d, type HostWeight, type StorageDType } from './dtypes.js';
+import { INT4_GROUPS, inputsInOrder, int4Layout, int4Type, isInt4Type, type Int4Type } from './int4.js';
 import { QUANT_BLOCKS, type StoredQuant } from './quant.js';
 
 const f = Math.fround;
@@ -32,13 +32,11 @@ export function quantizeQ8_0(x: Float32Array, rows: number, cols: number): Uint8
     out[o + 1] = h >> 8;
     for (let e = 0; e < 32; e++) {
       const v = f(x[x0 + e] * id);
-      q[o + 2 + e] = v < 0 ? -Math.round(-v) : Math.round(v);
+      q[o + 2 + e] = roundAway(v);
     }
   }
   return out;
 }
-
-const roundAway = (v: number): number => (v < 0 ? -Math.round(-v) : Math.round(v));
 
 /** Grouped int4 of `rows` rows of `cols` values (cols a multiple of the group), in loaders/int4.ts's layout. */
 export function quantizeInt4(x: Float32Array, rows: number, cols: number, type: Int4Type): Uint8Array {
@@ -66,7 +64,7 @@ export function quantizeInt4(x: Float32Array, rows: number, cols: number, type: 
       out[at.zeros + j * G + t] = z;
     }
   }
-  new Int32Array(out.buffer, at.perm, cols).set(Int32Array.from({ length: cols }, (_, k) => k));
+  new Int32Array(out.buffer, at.perm, cols).set(inputsInOrder(cols));
   return out;
 }
 

@@ -5,6 +5,8 @@
 // Stored in a checkpoint as x.weight (I8 [N, K]), x.weight_scale (F32 [N]) and x.smooth_scale (F32 [K]); held by
 // the backends in one layout: int8 [N, K], then ws (f32 [N]), then m = 1 / s (f32 [K]).
 // quantizeTokens and w8a8Linear are the reference the kernels are checked against.
+import { roundAway } from './dtypes.js';
+
 const f = Math.fround;
 
 export function w8a8Layout(N: number, K: number): { scales: number; multipliers: number; bytes: number } {
@@ -12,7 +14,6 @@ export function w8a8Layout(N: number, K: number): { scales: number; multipliers:
   return { scales, multipliers: scales + 4 * N, bytes: scales + 4 * N + 4 * K };
 }
 
-const roundAway = (v: number): number => (v < 0 ? -Math.round(-v) : Math.round(v));
 
 /** Weight rows [N, K] (smoothed: W diag(s)) as int8 per output channel: the quants and each row's scale. */
 export function quantizeRows(w: Float32Array, N: number, K: number): { q: Int8Array; scales: Float32Array } {

@@ -86,9 +86,14 @@ export class Checkpoint {
 
   /** The stored name of a GEMM operand: the first of `names` held as floats, or as int4 (its ".weight" name). */
   private resolveMatrix(names: string | string[]): string {
-    const list = typeof names === 'string' ? [names] : names;
-    const int4 = this.int4 ? list.find((n) => this.store.has(this.prefix + n.replace(/\.weight$/, '.qweight'))) : undefined;
-    return int4 !== undefined ? this.prefix + int4 : this.resolve(list);
+    const base = this.int4Base(names);
+    return base !== undefined ? base + 'weight' : this.resolve(typeof names === 'string' ? [names] : names);
+  }
+
+  /** The prefixed base ("x.") of the first of `names` ("x.weight") stored as int4 (x.qweight), where the scheme is int4. */
+  private int4Base(names: string | string[]): string | undefined {
+    if (!this.int4) return undefined;
+    return (typeof names === 'string' ? [names] : names).map((n) => this.prefix + n.replace(/\.weight$/, '.')).find((b) => this.store.has(b + 'qweight'));
   }
 
   /**
@@ -136,11 +141,9 @@ export class Checkpoint {
    * and its companions), in Peregrine's int4 layout; null where it is stored otherwise.
    */
   private int4Raw(names: string | string[], shape: number[]): HostWeight | null {
-    if (!this.int4) return null;
-    const base = (typeof names === 'string' ? [names] : names).map((n) => this.prefix + n.replace(/\.weight$/, '.'))
-      .find((b) => this.store.has(b + 'qweight'));
+    const base = this.int4Base(names);
     if (base === undefined) return null;
-    const { method, type, zerosMinusOne } = this.int4, g = INT4_GROUPS[type];
+    const { method, type, zerosMinusOne } = this.int4!, g = INT4_GROUPS[type];
     const [N, K] = shape;
     if (N % 8 !== 0 || K % g !== 0) {
       fail('weights-mismatch', `tensor ${base}qweight is [${N}, ${K}] (out, in): int4 weights need outputs in eights and inputs in groups of ${g} (quantization_config.group_size)`);

@@ -2,7 +2,7 @@
 // launchers (one file per kernel family beside this one) and cuBLASLt.
 import { fail } from '../../errors.js';
 import { toFloat32, unquantized, type HostWeight, type StorageDType } from '../../loaders/dtypes.js';
-import { int4InOrder, isInt4Type } from '../../loaders/int4.js';
+import { int4InOrder, int4Layout, isInt4Type } from '../../loaders/int4.js';
 import { isStoredQuant, type StoredQuant } from '../../loaders/quant.js';
 import { blockRegions, byteSize, dtypeBytes, numel, quantDType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
   type Rotary, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../../ops/backend.js';
@@ -125,8 +125,9 @@ export class CudaBackend implements Backend {
     if (isStoredQuant(src.dtype) && quantized && shape.length === 2 && !transpose) {
       // ggml blocks as they are, read by the quantized GEMV (kernels/quant-blocks.cuh); Q8_0 rearranged on the way;
       // grouped int4 in its own layout (loaders/int4.ts)
-      const permuted = isInt4Type(src.dtype) && !int4InOrder(src.dtype, src.bytes, shape[0], shape[1]);
-      const t = new CudaTensor(shape, quantDType(src.dtype), this.poolAlloc(src.bytes.length), false, permuted);
+      const at = this.poolAlloc(src.bytes.length);
+      const perm = isInt4Type(src.dtype) && !int4InOrder(src.dtype, src.bytes, shape[0], shape[1]) ? at + int4Layout(src.dtype, shape[0], shape[1]).perm : 0;
+      const t = new CudaTensor(shape, quantDType(src.dtype), at, false, perm);
       if (t.bytes !== src.bytes.length) throw new Error(`internal: ${src.bytes.length} bytes of ${src.dtype} for shape [${shape}]`);
       if (t.dtype === 'q8_0') this.uploadQ8_0(t, src.bytes);
       else this.driver.call('cuMemcpyHtoD', t.ptr, src.bytes, src.bytes.length);

@@ -16,9 +16,8 @@
 // the rows beside it. The scratch (x as int8, its scales, the dequantized chunk) is reserved as weights load, so a
 // captured graph never sees it move.
 import { fail } from '../../errors.js';
-import { int4Layout, type Int4Type } from '../../loaders/int4.js';
 import { w8a8Layout } from '../../loaders/w8a8.js';
-import { dtypeBytes, quantType, type Activation, type DType, type Norm, type QuantDType, type Tensor } from '../../ops/backend.js';
+import { dtypeBytes, type Activation, type DType, type Norm, type QuantDType, type Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
 import { layerNorm } from './layernorm.js';
 import { ACT_CODE, activateAfter, epilogueFor, warpsPerRow } from './linear.js';
@@ -66,11 +65,13 @@ function kernelName(prefix: string, m: number, w: Tensor, x: Tensor, out: Tensor
 }
 
 /** The device address of an int4 weight's input order where it is not the layer's (act-order), else 0. */
-function permOf(w: Tensor): number {
-  if (!(w as CudaTensor).permuted) return 0;
-  const [N, K] = w.shape;
-  return ptr(w) + int4Layout(quantType(w.dtype as QuantDType) as Int4Type, N, K).perm;
-}
+const permOf = (w: Tensor): number => (w as CudaTensor).perm;
+
+/**
+ * Whether x's step before the int8 GEMV (a pre-norm, a gated activation) can run inside its quantization: not for a
+ * weight that takes x gathered into its own input order, nor for SmoothQuant's per-token quantization.
+ */
+const fusesPrep = (w: Tensor): boolean => !permOf(w) && w.dtype !== 'w8a8';
 
 /** kernels/quant.cu over rows [0, n) in groups of 8 (f32 activations, or a 16-bit bias under f32 out). */
 function floatGemv(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean): void {
@@ -117,7 +118,7 @@ function mmvq(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | 
   if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, a [${N}, ${K}] layer needs ${at.bytes}`);
   const wpr = warpsPerRow(c, N, K / 32), xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
   const s = sfx(x.dtype), xq = base + at.xq, xd = base + at.xd;
-  if (prep.kind !== 'plain' && w.dtype === 'w8a8') throw new Error(`internal: W8A8 takes x as it is, not through a ${prep.kind} step`);
+  if (prep.kind !== 'plain' && !fusesPrep(w)) throw new Error(`internal: a ${w.dtype} weight takes x without a ${prep.kind} step fused`);
   for (let r0 = 0; r0 < n; r0 += QUANTIZED_ROWS) {
     const rows = Math.min(QUANTIZED_ROWS, n - r0), groups = (rows * K) / 32;
     if (w.dtype === 'w8a8') {
@@ -181,7 +182,7 @@ export function quantLinear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, b
 /** out = act(norm(x) w^T + bias) over a quantized w; on the int8 path the norm is part of x's quantization. */
 export function quantNormLinear(c: CudaContext, out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null, act: Activation, n: number,
   scratch: Tensor): void {
-  if (path(c, out, x, w, bias, n) === 'mmvq' && w.shape[1] <= NORM_QUANTIZE_MAX && !permOf(w) && w.dtype !== 'w8a8') return mmvq(c, out, x, w, bias, ACT_CODE[act], n, false, { kind: 'norm', norm });
+  if (path(c, out, x, w, bias, n) === 'mmvq' && w.shape[1] <= NORM_QUANTIZE_MAX && fusesPrep(w)) return mmvq(c, out, x, w, bias, ACT_CODE[act], n, false, { kind: 'norm', norm });
   layerNorm(c, scratch, x, norm.gamma, norm.beta, norm.eps, n, norm.kind === 'rms');
   quantLinear(c, out, scratch, w, bias, act, n, false);
 }
@@ -191,7 +192,7 @@ export function quantNormLinear(c: CudaContext, out: Tensor, x: Tensor, norm: No
  * done) where the layer takes another path, for the caller to gate x first.
  */
 export function quantGatedLinearResidual(c: CudaContext, residual: Tensor, x: Tensor, act: Activation, w: Tensor, bias: Tensor | null, n: number): boolean {
-  if (path(c, residual, x, w, bias, n) !== 'mmvq' || permOf(w) || w.dtype === 'w8a8') return false;
+  if (path(c, residual, x, w, bias, n) !== 'mmvq' || !fusesPrep(w)) return false;
   mmvq(c, residual, x, w, bias, 0, n, true, { kind: 'gated', act: ACT_CODE[act] });
   return true;
 }

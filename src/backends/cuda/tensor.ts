@@ -4,10 +4,10 @@ import { byteSize, type DType, type Tensor } from '../../ops/backend.js';
 export class CudaTensor implements Tensor {
   readonly bytes: number;
   /**
-   * @param permuted an int4 weight whose inputs are stored in another order than the layer's (GPTQ's act-order):
-   *   x is gathered into its order first (src/backends/cuda/qlinear.ts)
+   * @param perm the device address of an int4 weight's input order where its inputs are stored in another order than
+   *   the layer's (GPTQ's act-order; 0 otherwise): x is gathered into that order first (src/backends/cuda/qlinear.ts)
    */
-  constructor(readonly shape: readonly number[], readonly dtype: DType, readonly ptr: number, readonly owned: boolean, readonly permuted = false) {
+  constructor(readonly shape: readonly number[], readonly dtype: DType, readonly ptr: number, readonly owned: boolean, readonly perm = 0) {
     this.bytes = byteSize(shape, dtype);
   }
 }
