@@ -4,6 +4,7 @@ import { beam } from './beam.js';
 import { cpuGpt2 } from './cpu-gpt2.js';
 import { gpt2 } from './gpt2.js';
 import { llama } from './llama.js';
+import { qgemv } from './qgemv.js';
 import { quant } from './quant.js';
 import { seq2seq } from './seq2seq.js';
 import { serve } from './serve.js';
@@ -14,6 +15,7 @@ const BENCHES: Record<string, (args: BenchArgs) => Promise<BenchResult>> = {
   'cpu-gpt2': cpuGpt2,
   gpt2,
   llama,
+  qgemv,
   quant,
   seq2seq,
   serve,

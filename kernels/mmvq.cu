@@ -137,42 +137,54 @@ __device__ void norm_quantize_q8(int8_t* xq, float2* xd, const T* x, const T* ga
   }
 }
 
-// Adds x^ . w for 32 weights (packed words wq, scale s0 for the first 16 and s1 for the last, offset word_min) of
-// unit u of each row of x into acc.
-template <int M>
-__device__ __forceinline__ void dot_q8(const int (&wq)[8], float s0, float s1, float off, const int8_t* xq, const float2* xd, int K, int u, int rows,
-                                       float* acc) {
+// Adds x^ . w for 32 weights of each of R weight rows (packed words wq[r], scale s0[r] for the first 16 and s1[r]
+// for the last, offset off[r]) of unit u of each row of x into acc[r]: x's 32 bytes and scales are loaded once for
+// the R rows.
+template <int M, int R>
+__device__ __forceinline__ void dot_q8(const int (&wq)[R][8], const float (&s0)[R], const float (&s1)[R], const float (&off)[R], const int8_t* xq,
+                                       const float2* xd, int K, int u, int rows, float (&acc)[R][M]) {
 #pragma unroll
   for (int m = 0; m < M; m++) {
     if (m >= rows) break;
     const uint4* p = reinterpret_cast<const uint4*>(xq + (size_t)m * K + (size_t)u * 32);
     const uint4 a = __ldg(p), b = __ldg(p + 1);
     const float2 ds = __ldg(xd + (size_t)m * (K / 32) + u);
-    int lo = __dp4a(wq[0], (int)a.x, 0);
-    lo = __dp4a(wq[1], (int)a.y, lo);
-    lo = __dp4a(wq[2], (int)a.z, lo);
-    lo = __dp4a(wq[3], (int)a.w, lo);
-    int hi = __dp4a(wq[4], (int)b.x, 0);
-    hi = __dp4a(wq[5], (int)b.y, hi);
-    hi = __dp4a(wq[6], (int)b.z, hi);
-    hi = __dp4a(wq[7], (int)b.w, hi);
-    // explicit fmas: how the compiler would contract the expression must not depend on M (batch invariance)
-    const float dot = fmaf(s0, (float)lo, s1 * (float)hi);
-    acc[m] = fmaf(-off, ds.y, fmaf(ds.x, dot, acc[m]));
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      int lo = __dp4a(wq[r][0], (int)a.x, 0);
+      lo = __dp4a(wq[r][1], (int)a.y, lo);
+      lo = __dp4a(wq[r][2], (int)a.z, lo);
+      lo = __dp4a(wq[r][3], (int)a.w, lo);
+      int hi = __dp4a(wq[r][4], (int)b.x, 0);
+      hi = __dp4a(wq[r][5], (int)b.y, hi);
+      hi = __dp4a(wq[r][6], (int)b.z, hi);
+      hi = __dp4a(wq[r][7], (int)b.w, hi);
+      // explicit fmas: how the compiler would contract the expression must not depend on M or R (batch invariance)
+      const float dot = fmaf(s0[r], (float)lo, s1[r] * (float)hi);
+      acc[r][m] = fmaf(-off[r], ds.y, fmaf(ds.x, dot, acc[r][m]));
+    }
   }
 }
 
-// A lane's unit in the integer GEMV: 32 weights (Unit<Q>) for Q8_0, Q4_0 and Q6_K.
+// A lane's unit in the integer GEMV: 32 weights (Unit<Q>) for Q8_0, Q4_0, Q6_K, the int4 types and W8A8; R rows'
+// units dotted with the same 32 values of x.
 template <int Q> struct MvUnit {
   static constexpr int WEIGHTS = 32, UNROLL = QInfo<Q>::UNROLL;
   Unit<Q> un;
   __device__ __forceinline__ void load(const QRow& row, int u) { un.load(row, u); }
-  template <int M>
-  __device__ __forceinline__ void dot(const int8_t* xq, const float2* xd, int K, int u, int rows, float* acc) const {
-    int wq[8];
+  template <int M, int R>
+  __device__ static __forceinline__ void dot(const MvUnit (&us)[R], const int8_t* xq, const float2* xd, int K, int u, int rows, float (&acc)[R][M]) {
+    int wq[R][8];
+    float s0[R], s1[R], off[R];
 #pragma unroll
-    for (int i = 0; i < 8; i++) wq[i] = un.word(i);
-    dot_q8<M>(wq, un.scale(0), un.scale(1), un.word_min(), xq, xd, K, u, rows, acc);
+    for (int r = 0; r < R; r++) {
+#pragma unroll
+      for (int i = 0; i < 8; i++) wq[r][i] = us[r].un.word(i);
+      s0[r] = us[r].un.scale(0);
+      s1[r] = us[r].un.scale(1);
+      off[r] = us[r].un.word_min();
+    }
+    dot_q8<M, R>(wq, s0, s1, off, xq, xd, K, u, rows, acc);
   }
 };
 
@@ -203,8 +215,14 @@ template <int Q> struct KPair {
     const uint32_t w = k < 4 ? hdr[1] : k < 8 ? hdr[2] : hdr[3];
     return (w >> (8 * (k & 3))) & 0xff;
   }
+  // one row at a time (R == 1): a pair's registers leave no room for more
+  template <int M, int R, typename U>
+  __device__ static __forceinline__ void dot(const U (&us)[R], const int8_t* xq, const float2* xd, int K, int i, int rows, float (&acc)[R][M]) {
+    static_assert(R == 1, "K-quant pairs take one row per warp");
+    us[0].template dot1<M>(xq, xd, K, i, rows, acc);
+  }
   template <int M>
-  __device__ __forceinline__ void dot(const int8_t* xq, const float2* xd, int K, int i, int rows, float* acc) const {
+  __device__ __forceinline__ void dot1(const int8_t* xq, const float2* xd, int K, int i, int rows, float (&acc)[1][M]) const {
     const float d = f16_bits(hdr[0]), dmin = f16_bits(hdr[0] >> 16);
 #pragma unroll
     for (int half = 0; half < 2; half++) {
@@ -223,26 +241,28 @@ template <int Q> struct KPair {
         wq[k] = (int)((qs[k] >> (4 * half)) & NIBBLES);
         if (FIVE) wq[k] |= (int)(((qh[k] >> s) & 0x01010101u) << 4);
       }
-      const float scale = d * sc;
-      dot_q8<M>(wq, scale, scale, dmin * m, xq, xd, K, 2 * i + half, rows, acc);
+      const int(&wq1)[1][8] = reinterpret_cast<const int(&)[1][8]>(wq);
+      const float scale[1] = {d * sc}, off[1] = {dmin * m};
+      dot_q8<M, 1>(wq1, scale, scale, off, xq, xd, K, 2 * i + half, rows, acc);
     }
   }
 };
 template <> struct MvUnit<Q4_K> : KPair<Q4_K> {};
 template <> struct MvUnit<Q5_K> : KPair<Q5_K> {};
 
-template <typename T, typename O, int Q, int M>
+template <typename T, typename O, int Q, int M, int R>
 __device__ void mmvq(O* out, const int8_t* xq, const float2* xd, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows,
                      int res) {
   xq += (size_t)blockIdx.y * M * K;
   xd += (size_t)blockIdx.y * M * (K / 32);
   out += (size_t)blockIdx.y * M * N;
   rows = min(rows - (int)blockIdx.y * M, M);
-  quant_gemv<Q, MvUnit<Q>, M>(out, w, bias, act, N, K, wpr, rows, res != 0,
-                               [&](const MvUnit<Q>& un, int u, float* acc) { un.template dot<M>(xq, xd, K, u, rows, acc); });
+  quant_gemv<Q, MvUnit<Q>, M, R>(out, w, bias, act, N, K, wpr, rows, res != 0, [&](const MvUnit<Q> (&un)[R], int u, float (&acc)[R][M]) {
+    MvUnit<Q>::template dot<M, R>(un, xq, xd, K, u, rows, acc);
+  });
 }
 
-// quantize_q8_<dtype>, quantize_q8_perm_<dtype>, norm_quantize_q8_<dtype>, gated_quantize_q8_<dtype>; mmvq<M>_<quant>_<dtype>[_f32out] for M in 1, 2, 4, 8 (fewer rows run in the next M up: the
+// quantize_q8_<dtype>, quantize_q8_perm_<dtype>, norm_quantize_q8_<dtype>, gated_quantize_q8_<dtype>; mmvq<M>_<quant>_<dtype>[_f32out][_r4] for M in 1, 2, 4, 8 (fewer rows run in the next M up: the
 // loops stop at `rows`); `res` adds into out; _f32out writes f32 (a quantized LM head writing the logits).
 #define MV_QUANTIZE(T, S) \
   extern "C" __global__ void __launch_bounds__(MV_THREADS) quantize_q8_##S(int8_t* xq, float2* xd, const T* x, int groups) { \
@@ -269,14 +289,18 @@ __device__ void mmvq(O* out, const int8_t* xq, const float2* xd, const uint8_t* 
     gated_quantize_q8<T>(xq, xd, x, act, K, groups);                                                                       \
   }
 #define MV_ARGS(T, O) O* out, const int8_t* xq, const float2* xd, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows, int res
-#define MV_M(T, S, O, OS, Q, QS, M)                                                                   \
-  extern "C" __global__ void __launch_bounds__(MV_THREADS) mmvq##M##_##QS##_##S##OS(MV_ARGS(T, O)) {  \
-    mmvq<T, O, Q, M>(out, xq, xd, w, bias, act, N, K, wpr, rows, res);                                \
+#define MV_MR(T, S, O, OS, Q, QS, M, R, RS)                                                                \
+  extern "C" __global__ void __launch_bounds__(MV_THREADS) mmvq##M##_##QS##_##S##OS##RS(MV_ARGS(T, O)) {  \
+    mmvq<T, O, Q, M, R>(out, xq, xd, w, bias, act, N, K, wpr, rows, res);                                 \
   }
-#define MV_Q(T, S, O, OS, Q, QS) MV_M(T, S, O, OS, Q, QS, 1) MV_M(T, S, O, OS, Q, QS, 2) MV_M(T, S, O, OS, Q, QS, 4) MV_M(T, S, O, OS, Q, QS, 8)
+#define MV_QR(T, S, O, OS, Q, QS, R, RS) MV_MR(T, S, O, OS, Q, QS, 1, R, RS) MV_MR(T, S, O, OS, Q, QS, 2, R, RS) \
+  MV_MR(T, S, O, OS, Q, QS, 4, R, RS) MV_MR(T, S, O, OS, Q, QS, 8, R, RS)
+#define MV_Q(T, S, O, OS, Q, QS) MV_QR(T, S, O, OS, Q, QS, 1, )
+// the int4 types also with 4 weight rows per warp (_r4), for large layers (src/backends/cuda/qlinear.ts mmvqRows)
+#define MV_Q4(T, S, O, OS, Q, QS) MV_QR(T, S, O, OS, Q, QS, 1, ) MV_QR(T, S, O, OS, Q, QS, 4, _r4)
 #define MV_ALL(T, S, O, OS) MV_Q(T, S, O, OS, Q8_0, q8_0) MV_Q(T, S, O, OS, Q4_0, q4_0) MV_Q(T, S, O, OS, Q4_K, q4_k) \
-  MV_Q(T, S, O, OS, Q5_K, q5_k) MV_Q(T, S, O, OS, Q6_K, q6_k) MV_Q(T, S, O, OS, Q4_G32, q4_g32) MV_Q(T, S, O, OS, Q4_G64, q4_g64) \
-  MV_Q(T, S, O, OS, Q4_G128, q4_g128) MV_Q(T, S, O, OS, W8A8, w8a8)
+  MV_Q(T, S, O, OS, Q5_K, q5_k) MV_Q(T, S, O, OS, Q6_K, q6_k) MV_Q4(T, S, O, OS, Q4_G32, q4_g32) MV_Q4(T, S, O, OS, Q4_G64, q4_g64) \
+  MV_Q4(T, S, O, OS, Q4_G128, q4_g128) MV_Q(T, S, O, OS, W8A8, w8a8)
 MV_QUANTIZE(__half, f16)
 MV_QUANTIZE(__nv_bfloat16, bf16)
 MV_QUANTIZE_PERM(__half, f16)

@@ -16,12 +16,13 @@
 // zeros and the [K] input order; weight e = scale * (q(e) - zero). The input order is the caller's: x arrives
 // gathered into it (kernels/mmvq.cu quantize_q8_perm, kernels/rows.cu), or the dequantized rows are scattered by it.
 #pragma once
+#include <cuda_fp8.h>
 #include "common.cuh"
 
 // 4 bits of each byte of a 32-bit word
 constexpr uint32_t NIBBLES = 0x0F0F0F0Fu;
 
-enum QType { Q8_0 = 0, Q4_0 = 1, Q4_K = 2, Q5_K = 3, Q6_K = 4, Q4_G32 = 5, Q4_G64 = 6, Q4_G128 = 7, W8A8 = 8 };
+enum QType { Q8_0 = 0, Q4_0 = 1, Q4_K = 2, Q5_K = 3, Q6_K = 4, Q4_G32 = 5, Q4_G64 = 6, Q4_G128 = 7, W8A8 = 8, FP8 = 9 };
 
 template <int Q> struct QInfo;
 // bytes per block, units of 32 weights per block, units per lane whose loads go out together
@@ -37,6 +38,8 @@ template <> struct QInfo<Q4_G64> : QInfo4G<64> {};
 template <> struct QInfo<Q4_G128> : QInfo4G<128> {};
 // SmoothQuant's int8 rows (src/loaders/w8a8.ts): [N, K] int8, then a f32 scale per row, then the inputs' multipliers
 template <> struct QInfo<W8A8> { static constexpr int BYTES = 32, UNITS = 1, UNROLL = 4; };
+// E4M3 rows (src/loaders/fp8.ts): [N, K] bytes, then a f32 scale per row; read by the float GEMV only
+template <> struct QInfo<FP8> { static constexpr int BYTES = 32, UNITS = 1, UNROLL = 4; };
 
 // Two bytes at a 2-byte aligned address as 16 bits, and four bytes at a 2-byte aligned address as 32 bits.
 __device__ __forceinline__ uint32_t ld16(const uint8_t* p) { return __ldg(reinterpret_cast<const uint16_t*>(p)); }
@@ -68,6 +71,7 @@ template <> __device__ __forceinline__ QRow quant_row<Q4_G128>(const uint8_t* w,
 template <> __device__ __forceinline__ QRow quant_row<W8A8>(const uint8_t* w, int j, int N, int K) {
   return {w + (size_t)j * K, w + ((size_t)N * K + 15) / 16 * 16 + 4 * (size_t)j, nullptr};
 }
+template <> __device__ __forceinline__ QRow quant_row<FP8>(const uint8_t* w, int j, int N, int K) { return quant_row<W8A8>(w, j, N, K); }
 
 // One unit's raw quants (loaded before any is used) and its scales: weight e = scale(e / 16) * q(e) - min.
 template <int Q> struct Unit;
@@ -229,9 +233,8 @@ template <> struct Unit<Q4_G32> : Unit4G<32> {};
 template <> struct Unit<Q4_G64> : Unit4G<64> {};
 template <> struct Unit<Q4_G128> : Unit4G<128> {};
 
-// W8A8: 32 int8 weights of a row (K % 32 == 0, so 32-byte aligned) and the row's scale; x arrives quantized per
-// token (kernels/mmvq.cu quantize_tokens), so only the integer GEMV reads these.
-template <> struct Unit<W8A8> {
+// 32 one-byte weights of a row (K % 32 == 0, so 32-byte aligned) and the row's f32 scale: W8A8's and FP8's units.
+struct RowBytes32 {
   uint32_t qs[8];
   float d;
   __device__ __forceinline__ void load(const QRow& row, int u) {
@@ -240,11 +243,23 @@ template <> struct Unit<W8A8> {
     qs[0] = a.x; qs[1] = a.y; qs[2] = a.z; qs[3] = a.w; qs[4] = b.x; qs[5] = b.y; qs[6] = b.z; qs[7] = b.w;
     d = __ldg(reinterpret_cast<const float*>(row.s));
   }
-  __device__ __forceinline__ float q(int e) const { return (float)(int8_t)byte_of(qs, e); }
   __device__ __forceinline__ float scale(int) const { return d; }
   __device__ __forceinline__ float min_() const { return 0.f; }
+};
+
+// W8A8: int8 weights; x arrives quantized per token (kernels/mmvq.cu quantize_tokens), so only the integer GEMV
+// reads these.
+template <> struct Unit<W8A8> : RowBytes32 {
+  __device__ __forceinline__ float q(int e) const { return (float)(int8_t)byte_of(qs, e); }
   __device__ __forceinline__ int word(int i) const { return (int)qs[i]; }
   __device__ __forceinline__ float word_min() const { return 0.f; }
+};
+
+// FP8: E4M3 weights; the float GEMV converts each to float (cvt.f16x2.e4m3x2 on sm_89 and later).
+template <> struct Unit<FP8> : RowBytes32 {
+  __device__ __forceinline__ float q(int e) const {
+    return __half2float(__half(__nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)byte_of(qs, e), __NV_E4M3)));
+  }
 };
 
 // A lane's unit as the float GEMV takes it: 32 weights (Unit<Q>), UNROLL of them per round.
@@ -253,30 +268,39 @@ template <int Q> struct Unit32 : Unit<Q> {
 };
 
 // The body of a quantized GEMV of 256 threads (kernels/quant.cu, mmvq.cu), out and rows already offset to the
-// block's group of M rows: `wpr` warps per output column j; lane `lane` of part p takes units p * 32 + lane,
-// + wpr * 32, ... of weight row j (units of U::WEIGHTS weights, loaded by U::load(row, index)) in rounds of
-// U::UNROLL whose loads all go out before any is used; dot(unit, index, acc) adds the unit's products into acc[M];
-// gemv_finish reduces and writes.
-template <int Q, typename U, int M, typename T, typename O, typename Dot>
+// block's group of M rows: each warp takes R consecutive output columns j0 .. j0 + R - 1 (R > 1 lets the rows of x
+// a lane loads serve R weight rows: a 4-bit row of 4096 inputs is only 2 KiB, too short to keep a warp's loads in
+// flight), `wpr` warps share them; lane `lane` of part p takes units p * 32 + lane, + wpr * 32, ... of each weight
+// row (units of U::WEIGHTS weights, loaded by U::load(row, index)) in rounds of U::UNROLL / R whose loads all go out
+// before any is used; dot(units[R], index, acc) adds the units' products into acc[R][M]; gemv_finish reduces and
+// writes each column. Rows past N are read as row N - 1 and not written.
+template <int Q, typename U, int M, int R, typename T, typename O, typename Dot>
 __device__ __forceinline__ void quant_gemv(O* out, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows, bool res, Dot dot) {
-  constexpr int UNROLL = U::UNROLL, WARPS = 256 / 32;
-  __shared__ float partial[WARPS][M];
+  constexpr int UNROLL = U::UNROLL / R > 0 ? U::UNROLL / R : 1, WARPS = 256 / 32;
+  __shared__ float partial[R][WARPS][M];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int j = blockIdx.x * (WARPS / wpr) + warp / wpr, part = warp % wpr;
-  const bool live = j < N;
-  float acc[M];
+  const int j0 = (blockIdx.x * (WARPS / wpr) + warp / wpr) * R, part = warp % wpr;
+  float acc[R][M];
 #pragma unroll
-  for (int m = 0; m < M; m++) acc[m] = 0.f;
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int m = 0; m < M; m++) acc[r][m] = 0.f;
   const int units = K / U::WEIGHTS, stride = wpr * 32;
-  const QRow row = quant_row<Q>(w, live ? j : 0, N, K);
-  if (live) {
-    for (int base = part * 32 + lane; base < units; base += stride * UNROLL) {
-      U un[UNROLL];
+  QRow row[R];
 #pragma unroll
-      for (int i = 0; i < UNROLL; i++) if (base + i * stride < units) un[i].load(row, base + i * stride);
+  for (int r = 0; r < R; r++) row[r] = quant_row<Q>(w, min(j0 + r, N - 1), N, K);
+  if (j0 < N) {
+    for (int base = part * 32 + lane; base < units; base += stride * UNROLL) {
+      U un[UNROLL][R];
+#pragma unroll
+      for (int i = 0; i < UNROLL; i++)
+        if (base + i * stride < units)
+#pragma unroll
+          for (int r = 0; r < R; r++) un[i][r].load(row[r], base + i * stride);
 #pragma unroll
       for (int i = 0; i < UNROLL; i++) if (base + i * stride < units) dot(un[i], base + i * stride, acc);
     }
   }
-  gemv_finish<T, O, M>(acc, partial, out, bias, act, N, j, live, wpr, rows, res);
+#pragma unroll
+  for (int r = 0; r < R; r++) gemv_finish<T, O, M>(acc[r], partial[r], out, bias, act, N, j0 + r, j0 + r < N, wpr, rows, res);
 }

@@ -51,8 +51,8 @@ __device__ void qgemv(O* out, const T* x, const uint8_t* w, const T* bias, int a
   x += (size_t)blockIdx.y * M * K;
   out += (size_t)blockIdx.y * M * N;
   rows = min(rows - (int)blockIdx.y * M, M);
-  quant_gemv<Q, Unit32<Q>, M>(out, w, bias, act, N, K, wpr, rows, res != 0,
-                               [&](const Unit<Q>& un, int u, float* acc) { unit_dot<Q, T, M>(un, x, K, u, rows, acc); });
+  quant_gemv<Q, Unit32<Q>, M, 1>(out, w, bias, act, N, K, wpr, rows, res != 0,
+                                  [&](const Unit32<Q> (&un)[1], int u, float (&acc)[1][M]) { unit_dot<Q, T, M>(un[0], x, K, u, rows, acc[0]); });
 }
 
 // Kernels qgemv<M>_<quant>_<dtype>, M in 1 and 8 (2 to 7 rows run in the 8-row kernel; its loops stop at `rows`);
@@ -66,7 +66,7 @@ __device__ void qgemv(O* out, const T* x, const uint8_t* w, const T* bias, int a
 #define QG_Q(T, S, O, OS, Q, QS) QG_M(T, S, O, OS, Q, QS, 1) QG_M(T, S, O, OS, Q, QS, 8)
 #define QG_ALL(T, S, O, OS) QG_Q(T, S, O, OS, Q8_0, q8_0) QG_Q(T, S, O, OS, Q4_0, q4_0) QG_Q(T, S, O, OS, Q4_K, q4_k) \
   QG_Q(T, S, O, OS, Q5_K, q5_k) QG_Q(T, S, O, OS, Q6_K, q6_k) QG_Q(T, S, O, OS, Q4_G32, q4_g32) QG_Q(T, S, O, OS, Q4_G64, q4_g64) \
-  QG_Q(T, S, O, OS, Q4_G128, q4_g128)
+  QG_Q(T, S, O, OS, Q4_G128, q4_g128) QG_Q(T, S, O, OS, FP8, fp8)
 #define QG(T, S) QG_ALL(T, S, T, )
 FOR_EACH_DTYPE(QG)
 QG_ALL(__half, f16, float, _f32out)

@@ -11,6 +11,7 @@ import { openModelDir, WeightStore, type ModelDir, type TensorSource } from '../
 import { dequantize } from '../src/loaders/quant.js';
 import { quantizeInt4, quantizeQ8_0, quantizeTarget, quantizeWeight } from '../src/loaders/quantize.js';
 import { dequantizeInt4 } from '../src/loaders/int4.js';
+import { E4M3_VALUES, fp8Layout, quantizeFp8, toE4M3 } from '../src/loaders/fp8.js';
 import { f16ToF32 } from '../src/loaders/dtypes.js';
 import type { QuantizeMethod } from '../src/loaders/quantize-methods.js';
 import { QUANTIZE_METHODS } from '../src/loaders/quantize-methods.js';
@@ -54,6 +55,31 @@ describe('quantizing float weights', () => {
     }
     // all zeros: scale 0, every value 0
     assert.ok(dequantizeInt4('Q4_G32', quantizeInt4(new Float32Array(64), 1, 64, 'Q4_G32'), 1, 64).every((v) => v === 0));
+  });
+
+  test('fp8: each E4M3 byte read and each float rounded as torch does (nearest even, subnormals); saturated at 448', () => {
+    const f8 = reference<{ values: (number | null)[]; x: number[]; bytes: number[] }>('quant', 'fp8.json');
+    assert.deepEqual([...E4M3_VALUES].map((v) => (Number.isNaN(v) ? null : v)), f8.values);
+    const got = f8.x.map((v) => toE4M3(Math.fround(v)));
+    const wrong = got.map((b, i) => [f8.x[i], b, f8.bytes[i]]).filter(([, b, want]) => b !== want);
+    assert.deepEqual(wrong, [], 'value, got, torch');
+    assert.deepEqual([toE4M3(448), toE4M3(1e6), toE4M3(-500), toE4M3(NaN)], [0x7e, 0x7e, 0xfe, 0x7f]);
+  });
+
+  test('fp8: a scale per output channel (max |w| / 448), each weight within half an E4M3 step of itself', () => {
+    const rows = 4, cols = 64, scales = [0.02, 1, 300, 1e-6];
+    const x = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 12.9898) * scales[Math.floor(i / cols)]);
+    const bytes = quantizeFp8(x, rows, cols), back = dequantize('FP8', bytes, rows, cols);
+    assert.equal(bytes.length, fp8Layout(rows, cols).bytes);
+    for (let j = 0; j < rows; j++) {
+      const amax = Math.max(...x.subarray(j * cols, (j + 1) * cols).map(Math.abs)), s = amax / 448;
+      for (let k = j * cols; k < (j + 1) * cols; k++) {
+        // 3 mantissa bits: half a step is 1/16 of the value; below 2^-6 (scaled) the subnormals' step is 2^-9
+        const step = Math.max(Math.abs(x[k]) / 8, 2 ** -9 * s);
+        assert.ok(Math.abs(back[k] - x[k]) <= step / 2 * 1.0001, `(${j}, ${k % cols}): ${back[k]} for ${x[k]}`);
+      }
+    }
+    assert.ok(dequantize('FP8', quantizeFp8(new Float32Array(32), 1, 32), 1, 32).every((v) => v === 0));
   });
 
   test('int4 takes groups of 128 inputs, of 64 or 32 where a layer\'s inputs are not a multiple of 128', () => {
@@ -101,16 +127,17 @@ const MODELS = [
  * models: int4 with 16 levels per group lands about 0.33 away on llama-tiny, so its bound only catches a layout gone
  * wrong; the exact check is against the rounded weights.
  */
-const MODEL_ERROR: Record<QuantizeMethod, number> = { int8: 2e-2, int4: 0.5 };
+const MODEL_ERROR: Record<QuantizeMethod, number> = { int8: 2e-2, int4: 0.5, fp8: 0.1 };
 
-describe('models quantized at load (int8: Q8_0; int4: grouped int4)', () => {
-  for (const m of MODELS) for (const method of ['int8', 'int4'] as const) {
+describe('models quantized at load (int8: Q8_0; int4: grouped int4; fp8: E4M3 per output channel)', () => {
+  for (const m of MODELS) for (const method of ['int8', 'int4', 'fp8'] as const) {
     test(`${m.name}, ${method}: the blocks' four matrices stay quantized; logits as its rounded weights give (1e-5), within ${MODEL_ERROR[method]} of the unquantized model`, async () => {
       const q = await loadGenerator(fixture(m.name), { device: 'cpu', quantize: method });
       const full = await loadGenerator(fixture(m.name), { device: 'cpu' });
       const rounded = (await loadModelDir(roundTripped(openModelDir(fixture(m.name)), m.matrix, method), Tokenizer.fromDir(fixture(m.name)), { device: 'cpu' })) as { generator: typeof q };
       const dtypes = q.model.weights().map((t) => t.dtype);
-      assert.equal(dtypes.filter((d) => (method === 'int8' ? d === 'q8_0' : d.startsWith('q4_g'))).length, 4 * m.layers, 'qkv, attention output and both MLP matrices of each layer');
+      const stored = { int8: (d: string) => d === 'q8_0', int4: (d: string) => d.startsWith('q4_g'), fp8: (d: string) => d === 'fp8' }[method];
+      assert.equal(dtypes.filter(stored).length, 4 * m.layers, 'qkv, attention output and both MLP matrices of each layer');
       assert.ok(q.runtime.memory().regions.find((r) => r.name === 'weights')!.bytes < full.runtime.memory().regions.find((r) => r.name === 'weights')!.bytes);
       for (const p of reference<Ref>(m.name).prompts) {
         const [lq, lr, lf] = await Promise.all([q, rounded.generator, full].map((g) => allLogits(g, p.ids)));
@@ -131,10 +158,11 @@ describe('models quantized at load (int8: Q8_0; int4: grouped int4)', () => {
     await code(loadGenerator(fixture('gpt2-tiny'), { device: 'cpu', quantize: 'int8' }), /h\.0\.attn\.c_attn\.weight has rows of 8 weights, not a multiple of 32.*without --quantize/);
     await code(loadGenerator(fixture('bart-tiny'), { device: 'cpu', quantize: 'int8' }), /--quantize int8: BartForConditionalGeneration is not quantized at load/);
     await code(loadGenerator(fixture('gpt2-tiny'), { device: 'cpu', quantize: 'int4' }), /h\.0\.attn\.c_attn\.weight has rows of 8 weights, not a multiple of 32: it cannot be quantized to int4/);
-    await code(loadGenerator(fixture('llama-tiny'), { device: 'cpu', quantize: 'int3' as 'int8' }), /quantize must be int8 or int4, got "int3"/);
+    await code(loadGenerator(fixture('gpt2-tiny'), { device: 'cpu', quantize: 'fp8' }), /h\.0\.attn\.c_attn\.weight has rows of 8 weights, not a multiple of 32: it cannot be quantized to fp8/);
+    await code(loadGenerator(fixture('llama-tiny'), { device: 'cpu', quantize: 'int3' as 'int8' }), /quantize must be int8, int4 or fp8, got "int3"/);
   });
 
-  test('peregrine generate and inspect take --quantize int8 and int4 (inspect plans the quantized bytes); an unknown method is refused by the CLI', () => {
+  test('peregrine generate and inspect take --quantize int8, int4 and fp8 (inspect plans the quantized bytes); an unknown method is refused by the CLI', () => {
     const run = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
     const ok = run(['generate', '-m', fixture('llama-tiny'), '-p', 'Hello', '-n', '5', '--device', 'cpu', '--temperature', '0', '--quantize', 'int8']);
     assert.equal(ok.status, 0, ok.stderr);
@@ -147,7 +175,9 @@ describe('models quantized at load (int8: Q8_0; int4: grouped int4)', () => {
     // 208K values of 4 bytes (f32 on the CPU); the block matrices' 86K values as 34 bytes per 32 instead
     // int4: the same values as half a byte, an f16 scale and a u8 zero per 64 (per 32 in the down projections, of 160
     // inputs), and each matrix's input order
-    assert.deepEqual([weights([]), weights(['--quantize', 'int8']), weights(['--quantize', 'int4'])], ['812.8 KiB', '566.0 KiB', '526.4 KiB']);
+    // fp8: a byte per value and an f32 scale per row
+    assert.deepEqual([weights([]), weights(['--quantize', 'int8']), weights(['--quantize', 'int4']), weights(['--quantize', 'fp8'])],
+      ['812.8 KiB', '566.0 KiB', '526.4 KiB', '565.3 KiB']);
     const bad = run(['generate', '-m', fixture('llama-tiny'), '-p', 'Hello', '--device', 'cpu', '--quantize', 'int3']);
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /--quantize.*int3/);

@@ -53,7 +53,7 @@ export function common(cmd: Command, many = false): Command {
   return (many ? cmd.requiredOption('-m, --model <dir|file|hub-id>', `${model}; repeat to serve several`, collect((v: string) => v)) : cmd.requiredOption('-m, --model <dir|file|hub-id>', model))
     .addOption(new Option('-d, --device <device>', 'where to run (auto: the GPU when there is one)').choices(DEVICES).default('auto'))
     .addOption(new Option('--dtype <dtype>', 'compute dtype (default: f16 on the GPU; the CPU computes in f32 whatever is asked)').choices(DTYPES))
-    .addOption(new Option('--quantize <method>', 'quantize the linear layers of GPT-2 and Llama-family blocks as they load: int8 (int8 weights, an f16 scale per 32), int4 (4-bit weights, an f16 scale and a zero per 128)')
+    .addOption(new Option('--quantize <method>', 'quantize the linear layers of GPT-2 and Llama-family blocks as they load: int8 (int8 weights, an f16 scale per 32), int4 (4-bit weights, an f16 scale and a zero per 128), fp8 (E4M3 weights, an f32 scale per output channel; GPU: compute capability 8.9 or later)')
       .choices(Object.keys(QUANTIZE_METHODS)))
     .option('--batch-invariant', 'compute every row the same way whatever shares its batch, so that each request gets exactly the tokens it gets alone (the CPU always does; slower prompts on the GPU)')
     .option('--offline', 'use only the local cache for hub ids')

@@ -80,7 +80,8 @@ function checkLoadOptions(o: LoadOptions): void {
   if (o.swapSpace !== undefined && !(Number.isSafeInteger(o.swapSpace) && o.swapSpace >= 0)) fail('bad-argument', `swap space must be a whole number of bytes >= 0, got ${o.swapSpace}`);
   if (o.kvBlocks === 1) fail('bad-argument', 'kv blocks must be at least 2 (block 0 is reserved)');
   if (o.quantize !== undefined && !Object.hasOwn(QUANTIZE_METHODS, o.quantize)) {
-    fail('bad-argument', `quantize must be ${Object.keys(QUANTIZE_METHODS).join(' or ')}, got ${JSON.stringify(o.quantize)}`);
+    const names = Object.keys(QUANTIZE_METHODS);
+    fail('bad-argument', `quantize must be ${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}, got ${JSON.stringify(o.quantize)}`);
   }
 }
 

@@ -8,6 +8,7 @@
 // - Q6_K: 256 in 210 bytes: ql[128], qh[64], i8 scales[16] (one per 16 weights), f16 d; w = d sc (q - 32).
 // Besides them, a checkpoint may hold the grouped int4 of AWQ and GPTQ (loaders/int4.ts): StoredQuant is either.
 import { f16ToF32 } from './dtypes.js';
+import { dequantizeFp8, fp8Layout } from './fp8.js';
 import { dequantizeInt4, int4Layout, isInt4Type, type Int4Type } from './int4.js';
 import { dequantizeW8A8, w8a8Layout } from './w8a8.js';
 
@@ -26,16 +27,20 @@ export function isQuantType(t: string): t is QuantType {
   return (QUANT_TYPES as readonly string[]).includes(t);
 }
 
-/** A weight format stored quantized: ggml blocks, grouped int4, or SmoothQuant's int8 weights for int8 activations (loaders/w8a8.ts). */
-export type StoredQuant = QuantType | Int4Type | 'W8A8';
+/**
+ * A weight format stored quantized: ggml blocks, grouped int4, SmoothQuant's int8 weights for int8 activations
+ * (loaders/w8a8.ts), or E4M3 weights scaled per output channel (loaders/fp8.ts).
+ */
+export type StoredQuant = QuantType | Int4Type | 'W8A8' | 'FP8';
 
 export function isStoredQuant(t: string): t is StoredQuant {
-  return isQuantType(t) || isInt4Type(t) || t === 'W8A8';
+  return isQuantType(t) || isInt4Type(t) || t === 'W8A8' || t === 'FP8';
 }
 
 /** Bytes of a [rows, columns] weight stored as `type`. */
 export function quantBytes(type: StoredQuant, rows: number, columns: number): number {
   if (type === 'W8A8') return w8a8Layout(rows, columns).bytes;
+  if (type === 'FP8') return fp8Layout(rows, columns).bytes;
   return isInt4Type(type) ? int4Layout(type, rows, columns).bytes : rows * rowBytes(type, columns);
 }
 
@@ -110,6 +115,7 @@ export function dequantizeRow(type: QuantType, src: Uint8Array, srcOffset: numbe
 export function dequantize(type: StoredQuant, src: Uint8Array, rows: number, columns: number): Float32Array {
   if (isInt4Type(type)) return dequantizeInt4(type, src, rows, columns);
   if (type === 'W8A8') return dequantizeW8A8(src, rows, columns);
+  if (type === 'FP8') return dequantizeFp8(src, rows, columns);
   const out = new Float32Array(rows * columns), rb = rowBytes(type, columns);
   for (let r = 0; r < rows; r++) dequantizeRow(type, src, r * rb, out, r * columns, columns);
   return out;

@@ -7,8 +7,10 @@
 // - int4 -> grouped int4 (loaders/int4.ts, the AWQ/GPTQ layout), asymmetric round-to-nearest per group of g inputs:
 //   lo = min(0, min w), hi = max(0, max w), s = (hi - lo) / 15 (stored as f16), z = round(-lo / s),
 //   q = clamp(round(w / s) + z, 0, 15) (w / s as w * (1 / s); halves away from zero; a NaN weight gets q = z).
+// - fp8 -> E4M3 per output channel (loaders/fp8.ts): s = max|w| / 448, q = e4m3(w * (1 / s)), nearest even.
 import { fail } from '../errors.js';
 import { f16ToF32, f32ToF16Bits, roundAway, toFloat32, transpose2d, type HostWeight, type StorageDType } from './dtypes.js';
+import { quantizeFp8 } from './fp8.js';
 import { INT4_GROUPS, inputsInOrder, int4Layout, int4Type, isInt4Type, type Int4Type } from './int4.js';
 import { QUANT_BLOCKS, type StoredQuant } from './quant.js';
 
@@ -80,6 +82,11 @@ export function quantizeTarget(shape: readonly number[], type: StoredQuant, name
     fail('bad-argument', `tensor ${name} has rows of ${cols} weights, not a multiple of 32: it cannot be quantized to int4; load the model without --quantize`);
   }
   if (type === 'W8A8') throw new Error('internal: W8A8 comes from peregrine quantize, not from --quantize');
+  if (type === 'FP8') {
+    // the GPU's FP8 GEMV reads 32 weights at a time
+    if (shape.length === 2 && cols % 32 === 0) return type;
+    fail('bad-argument', `tensor ${name} has rows of ${cols} weights, not a multiple of 32: it cannot be quantized to fp8; load the model without --quantize`);
+  }
   const { elements } = QUANT_BLOCKS[type];
   if (shape.length !== 2 || cols % elements !== 0) {
     fail('bad-argument', `tensor ${name} has rows of ${cols} weights, not a multiple of ${elements}: it cannot be quantized to ${type}; load the model without --quantize`);
@@ -93,6 +100,7 @@ export function quantizeWeight(src: HostWeight & { dtype: StorageDType }, shape:
   const data = toFloat32(src.bytes, src.dtype);
   const x = transpose ? transpose2d(data, cols, rows) : data;
   if (isInt4Type(type)) return { bytes: quantizeInt4(x, rows, cols, type), dtype: type };
+  if (type === 'FP8') return { bytes: quantizeFp8(x, rows, cols), dtype: type };
   if (type !== 'Q8_0') throw new Error(`internal: no quantizer for ${type}`);
   return { bytes: quantizeQ8_0(x, rows, cols), dtype: type };
 }

@@ -12,13 +12,14 @@ import { quantBytes, type StoredQuant } from '../loaders/quant.js';
 /**
  * Quantized weights, GEMM operands only, [out, in]: ggml blocks (GGUF, --quantize; `in` a multiple of the block,
  * loaders/quant.ts), the grouped int4 of AWQ and GPTQ checkpoints (groups of 32, 64, 128 inputs; loaders/int4.ts) and
- * SmoothQuant's int8 weights run against int8 activations (loaders/w8a8.ts).
+ * SmoothQuant's int8 weights run against int8 activations (loaders/w8a8.ts), and E4M3 weights scaled per output channel
+ * (loaders/fp8.ts).
  */
-export type QuantDType = 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k' | 'q4_g32' | 'q4_g64' | 'q4_g128' | 'w8a8';
+export type QuantDType = 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k' | 'q4_g32' | 'q4_g64' | 'q4_g128' | 'w8a8' | 'fp8';
 export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | QuantDType;
 
 export function isQuant(dtype: DType): dtype is QuantDType {
-  return dtype[0] === 'q' || dtype === 'w8a8';
+  return dtype[0] === 'q' || dtype === 'w8a8' || dtype === 'fp8';
 }
 
 /** The ggml type of a quantized dtype, and back. */

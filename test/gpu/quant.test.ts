@@ -8,6 +8,7 @@ import { roundToQ8 } from '../../src/backends/cpu/q8-activations.js';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { f32ToF16Bits } from '../../src/loaders/dtypes.js';
 import { int4Layout, int4Perm, isInt4Type, type Int4Type } from '../../src/loaders/int4.js';
+import { fp8Layout, roundTokensToFp8 } from '../../src/loaders/fp8.js';
 import { w8a8Bytes } from '../../src/loaders/w8a8.js';
 import { QUANT_BLOCKS, QUANT_TYPES, type QuantType, type StoredQuant } from '../../src/loaders/quant.js';
 import type { DType } from '../../src/ops/backend.js';
@@ -64,8 +65,8 @@ function randomInt4(type: Int4Type, N: number, K: number, seed: number, permuted
  * act-order takes x gathered into its order first), then back in the layer's order.
  */
 function roundedAsStored(x: Float32Array, K: number, type: StoredQuant, w: Uint8Array, N: number): Float32Array {
-  // SmoothQuant's reference quantizes x per token itself, as the GPU does
-  if (type === 'W8A8') return x;
+  // SmoothQuant's reference quantizes x per token itself, as the GPU does; FP8's GEMV takes x as it is
+  if (type === 'W8A8' || type === 'FP8') return x;
   if (!isInt4Type(type)) return roundToQ8(x, K);
   const perm = int4Perm(type, w, N, K), rows = x.length / K;
   const gathered = Float32Array.from(x, (_, i) => x[Math.floor(i / K) * K + perm[i % K]]);
@@ -81,6 +82,17 @@ function randomW8A8(N: number, K: number, seed: number): Uint8Array {
   return w8a8Bytes(q, Float32Array.from({ length: N }, () => 0.005 + 0.01 * rand()), Float32Array.from({ length: K }, () => 0.5 + 1.5 * rand()));
 }
 
+/** A random FP8 layer: any E4M3 byte but NaN, row scales about 0.001 (E4M3 reaches 448). */
+function randomFp8(N: number, K: number, seed: number): Uint8Array {
+  const rand = seededRandom(seed), at = fp8Layout(N, K), out = new Uint8Array(at.bytes);
+  for (let i = 0; i < N * K; i++) {
+    const b = Math.floor(rand() * 256);
+    out[i] = (b & 0x7f) === 0x7f ? b - 1 : b;
+  }
+  new Float32Array(out.buffer, at.scales, N).set(Float32Array.from({ length: N }, () => 0.0005 + 0.001 * rand()));
+  return out;
+}
+
 /** The weights of each case: every ggml type, and int4 in each group size (the middle one in act-order). */
 const CASES: { name: string; type: StoredQuant; make: (N: number, K: number, seed: number) => Uint8Array }[] = [
   ...QUANT_TYPES.map((type) => ({ name: type, type, make: (N: number, K: number, seed: number) => randomBlocks(type, N, K, seed) })),
@@ -90,6 +102,7 @@ const CASES: { name: string; type: StoredQuant; make: (N: number, K: number, see
   }),
 ];
 CASES.push({ name: 'W8A8', type: 'W8A8', make: (N, K, seed) => randomW8A8(N, K, seed) });
+CASES.push({ name: 'FP8', type: 'FP8', make: (N, K, seed) => randomFp8(N, K, seed) });
 const ACT_ORDER = CASES.find((c) => c.name.endsWith('act-order'))!;
 
 /** How far the int8 rounding of x (16-bit activations, up to 8 rows) may move a layer's outputs: about
@@ -128,14 +141,16 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
       // up to 8 rows: the GEMV (16-bit: int8-rounded x and dp4a, kernels/mmvq.cu; f32: kernels/quant.cu); beyond, the
       // dequantized chunks through cuBLASLt (kernels/dequant.cu)
       test(`${name}: plain, bias + activation, and into the residual, 1 to 70 rows`, () => {
-        const N = 67, K = 512;
+        // FP8's GEMM needs outputs of a multiple of 16 (those of 67 are the next test's)
+        const N = type === 'FP8' ? 80 : 67, K = 512;
         const w = make(N, K, 7);
         const bias = rounded(randn(N, 0.5), dtype);
         for (const M of [1, 3, 8, 19, 70]) {
           const x = rounded(randn(M * K, 2), dtype), res = rounded(randn(M * N), dtype);
           const got = layer(gpu(), dtype, type, w, N, K, x, M, bias, res);
-          const exact = layer(cpu, 'f32', type, w, N, K, x, M, bias, res);
-          if (dtype === 'f32' || M > 8) {
+          // FP8 past one row: x rounded to E4M3 per token for the FP8 GEMM, the same rounding on the CPU
+          const exact = layer(cpu, 'f32', type, w, N, K, type === 'FP8' && M > 1 ? roundTokensToFp8(x, K) : x, M, bias, res);
+          if (dtype === 'f32' || M > 8 || type === 'FP8') {
             check(got, exact, tol, `${M} rows`);
             continue;
           }
@@ -179,6 +194,25 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
           return get(b, r);
         });
         assertClose(got, want, (dtype === 'f32' || M > 8 ? 0 : ROUNDING_TOL) + 4 * tol, `${c.name}, ${M} rows`);
+      }
+    });
+
+    test('FP8 of outputs not a multiple of 16: the float GEMV at every row count, x as it is', () => {
+      const N = 67, K = 512, w = randomFp8(N, K, 9), bias = rounded(randn(N, 0.5), dtype);
+      for (const M of [1, 3, 19]) {
+        const x = rounded(randn(M * K, 2), dtype), res = rounded(randn(M * N), dtype);
+        check(layer(gpu(), dtype, 'FP8', w, N, K, x, M, bias, res), layer(cpu, 'f32', 'FP8', w, N, K, x, M, bias, res), tol, `${M} rows`);
+      }
+    });
+
+    test('grouped int4 in a large layer: 4 weight rows per warp of the integer GEMV, rows past the last whole group of 4', () => {
+      if (dtype === 'f32') return; // the float GEMV takes f32 activations, a row per warp
+      const N = 16390, K = 2048; // N * K >= 2^25 and N >= 16384: 4 rows per warp at any row count (qlinear.ts mmvqRows)
+      const w = randomInt4('Q4_G128', N, K, 17, false), bias = rounded(randn(N, 0.5), dtype);
+      for (const M of [1, 5]) {
+        const x = rounded(randn(M * K, 2), dtype), res = rounded(randn(M * N), dtype);
+        const got = layer(gpu(), dtype, 'Q4_G128', w, N, K, x, M, bias, res);
+        check(got, layer(cpu, 'f32', 'Q4_G128', w, N, K, roundedAsStored(x, K, 'Q4_G128', w, N), M, bias, res), tol, `${M} rows against x rounded to int8`);
       }
     });
 

@@ -3,6 +3,7 @@
 // blocking: one row of x against eight weight rows, or two rows of x against four, so each loaded value
 // feeds several multiply-adds (V8 keeps the accumulators in registers). A block of weight rows stays in
 // cache while every row of x passes over it.
+import { dequantizeFp8Row } from '../../loaders/fp8.js';
 import { dequantizeInt4Row, int4Perm, isInt4Type } from '../../loaders/int4.js';
 import { dequantizeRow, rowBytes, type StoredQuant } from '../../loaders/quant.js';
 import { w8a8Linear } from '../../loaders/w8a8.js';
@@ -89,6 +90,7 @@ function dequantizedLinear(out: Float32Array, x: Float32Array, type: Exclude<Sto
   const perm = isInt4Type(type) ? int4Perm(type, w, N, K) : null;
   for (let j = 0; j < N; j++) {
     if (isInt4Type(type)) dequantizeInt4Row(type, w, N, K, j, row, 0, perm!);
+    else if (type === 'FP8') dequantizeFp8Row(w, N, K, j, row, 0);
     else dequantizeRow(type, w, j * rowBytes(type, K), row, 0, K);
     for (let m = 0; m < M; m++) {
       let a = 0;
@@ -100,7 +102,7 @@ function dequantizedLinear(out: Float32Array, x: Float32Array, type: Exclude<Sto
 }
 
 /**
- * linear() over a quantized weight w [N, K] (ggml blocks, loaders/quant.ts; grouped int4, loaders/int4.ts): each
+ * linear() over a quantized weight w [N, K] (ggml blocks, loaders/quant.ts; grouped int4, loaders/int4.ts; E4M3, loaders/fp8.ts): each
  * weight row is dequantized once into fp32 and dotted with every row of x. The reference for kernels/quant.cu and
  * kernels/mmvq.cu. SmoothQuant's W8A8 quantizes x per token and sums integers (loaders/w8a8.ts).
  */

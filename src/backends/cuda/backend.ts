@@ -4,7 +4,7 @@ import { fail } from '../../errors.js';
 import { toFloat32, unquantized, type HostWeight, type StorageDType } from '../../loaders/dtypes.js';
 import { int4InOrder, int4Layout, isInt4Type } from '../../loaders/int4.js';
 import { isStoredQuant, type StoredQuant } from '../../loaders/quant.js';
-import { blockRegions, byteSize, dtypeBytes, numel, quantDType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
+import { blockRegions, byteSize, dtypeBytes, numel, quantDType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type QuantDType, type Norm,
   type Rotary, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../../ops/backend.js';
 import { attendCross, attendDecode, attendPrompt, copyBlocks, writeKV } from './attention.js';
 import { Blas } from './blas.js';
@@ -119,6 +119,7 @@ export class CudaBackend implements Backend {
   // ---- memory ----
 
   weight(src: HostWeight, shape: number[], transpose = false, quantized = false): Tensor {
+    if (src.dtype === 'FP8') this.checkFp8(shape);
     if (src.dtype === 'W8A8' && shape[1] % 32 !== 0) {
       fail('unsupported-config', `a SmoothQuant W8A8 layer of ${shape[1]} inputs: on the GPU its inputs must be a multiple of 32 (its integer GEMV reads 32 at a time); run it with --device cpu`);
     }
@@ -131,7 +132,7 @@ export class CudaBackend implements Backend {
       if (t.bytes !== src.bytes.length) throw new Error(`internal: ${src.bytes.length} bytes of ${src.dtype} for shape [${shape}]`);
       if (t.dtype === 'q8_0') this.uploadQ8_0(t, src.bytes);
       else this.driver.call('cuMemcpyHtoD', t.ptr, src.bytes, src.bytes.length);
-      this.reserveQuantScratch(quantScratchBytes(shape[0], shape[1], this.activationDtype));
+      this.reserveQuantScratch(quantScratchBytes(shape[0], shape[1], this.activationDtype, t.dtype as QuantDType));
       return t;
     }
     const host = unquantized(src, shape);
@@ -142,6 +143,7 @@ export class CudaBackend implements Backend {
   }
 
   quantizedWeight(src: HostWeight & { dtype: StorageDType }, shape: number[], transpose: boolean, type: StoredQuant): Tensor {
+    if (type === 'FP8') this.checkFp8(shape);
     const t = new CudaTensor(shape, quantDType(type), this.poolAlloc(byteSize(shape, quantDType(type))), false);
     // the weight as f32 [out, in] (transposed on the device), then quantized from it: the values the CPU quantizes
     const f32 = new CudaTensor(shape, 'f32', this.alloc(numel(shape) * 4, 'a weight being quantized'), true);
@@ -152,8 +154,17 @@ export class CudaBackend implements Backend {
     } finally {
       this.driver.call('cuMemFree', f32.ptr);
     }
-    this.reserveQuantScratch(quantScratchBytes(shape[0], shape[1], this.activationDtype));
+    this.reserveQuantScratch(quantScratchBytes(shape[0], shape[1], this.activationDtype, t.dtype as QuantDType));
     return t;
+  }
+
+  /** FP8 weights need FP8 tensor cores (compute capability 8.9: Ada, Hopper) and rows of whole units of 32. */
+  private checkFp8(shape: number[]): void {
+    const [major, minor] = this.device.computeCapability.split('.').map(Number);
+    if (major * 10 + minor < 89) {
+      fail('unsupported-config', `fp8 weights need an Ada or Hopper GPU (compute capability 8.9 or later); this ${this.device.name} is ${this.device.computeCapability}; use --quantize int8 or int4, or --device cpu`);
+    }
+    if (shape.length !== 2 || shape[1] % 32 !== 0) fail('unsupported-config', `an fp8 layer of ${shape[shape.length - 1]} inputs: on the GPU its inputs must be a multiple of 32; run it with --device cpu`);
   }
 
   /** Q8_0 blocks through a staging buffer into the GPU's Q8_0 layout. */

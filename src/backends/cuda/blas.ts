@@ -1,4 +1,5 @@
-// cuBLASLt through koffi: row-major out[M, N] = x[M, K] w[N, K]^T (+ bias, + GELU) with fp32 accumulation.
+// cuBLASLt through koffi: row-major out[M, N] = x[M, K] w[N, K]^T (+ bias, + GELU) with fp32 accumulation; x and w
+// in f32, f16 or bf16, or both in FP8 E4M3 (tensor cores of sm_89 and later; f32 out, scaled by the caller).
 // Per shape, the heuristic's candidate algorithms are timed once and the fastest is kept, in memory and
 // in a JSON file under the cache directory (like FasterTransformer's gemm_config), reused on the next load.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -23,7 +24,9 @@ const SIGNATURES = {
   matmul: 'int cublasLtMatmul(void *handle, void *desc, const void *alpha, uint64_t A, void *Adesc, uint64_t B, void *Bdesc, const void *beta, uint64_t C, void *Cdesc, uint64_t D, void *Ddesc, const void *algo, uint64_t workspace, size_t wsBytes, void *stream)',
 } as const;
 
-const CUDA_R: Partial<Record<DType, number>> = { f32: 0, f16: 2, bf16: 14, i32: 10 };
+/** operand types: the activations' dtypes, or E4M3 bytes */
+type BlasType = DType | 'e4m3';
+const CUDA_R: Partial<Record<BlasType, number>> = { f32: 0, f16: 2, bf16: 14, i32: 10, e4m3: 28 };
 const COMPUTE_32F = 68;
 const OP_N = 0, OP_T = 1;
 const DESC = { TRANSA: 3, TRANSB: 4, EPILOGUE: 7, BIAS_POINTER: 8 } as const;
@@ -87,7 +90,7 @@ export class Blas {
    * out[M, N] (outType) = x[M, K] w[N, K]^T (+ bias[N]) with epilogue, plus the old out when `accumulate`;
    * x, w and bias are `inType`. `ldOut` is out's row stride in elements (N columns of a wider matrix).
    */
-  matmul(out: number, outType: DType, x: number, w: number, bias: number, epilogue: number, M: number, N: number, K: number, inType: DType, accumulate = false,
+  matmul(out: number, outType: DType, x: number, w: number, bias: number, epilogue: number, M: number, N: number, K: number, inType: BlasType, accumulate = false,
     ldOut = N): void {
     const plan = this.plan(outType, inType, epilogue, M, N, K, ldOut);
     if (plan.m !== M) this.setRows(plan, M);
@@ -125,7 +128,7 @@ export class Blas {
    * that size and run at any row count of the class (a prefill pass has a different row count every time,
    * and timing candidates for each would cost more than the pass).
    */
-  private plan(outType: DType, inType: DType, epilogue: number, rows: number, N: number, K: number, ldOut: number): Plan {
+  private plan(outType: DType, inType: BlasType, epilogue: number, rows: number, N: number, K: number, ldOut: number): Plan {
     const M = rowClass(rows);
     const key = `${inType}>${outType} e${epilogue} M${M} N${N} K${K}${ldOut === N ? '' : ` ld${ldOut}`}`;
     let plan = this.plans.get(key);
@@ -174,9 +177,9 @@ export class Blas {
   }
 
   /** Times the heuristic's candidates on scratch data and keeps the fastest. */
-  private tune(plan: Plan, outType: DType, inType: DType, M: number, N: number, K: number, ldOut: number, key: string): Buffer {
+  private tune(plan: Plan, outType: DType, inType: BlasType, M: number, N: number, K: number, ldOut: number, key: string): Buffer {
     const { algos } = this.candidates(plan, key);
-    const size = (t: DType) => (t === 'f32' ? 4 : 2);
+    const size = (t: BlasType) => (t === 'f32' ? 4 : t === 'e4m3' ? 1 : 2);
     // operands: any memory of the right size works for timing; bias reads stay inside w
     const bytes = Math.max(M * K, N * K) * size(inType) + M * ldOut * size(outType);
     const scratch = [0];

@@ -8,6 +8,9 @@
 //   rounding of x, so fp32 runs stay within the fp32 tolerance);
 // - SmoothQuant's W8A8, every row count for now: x times the inputs' multipliers quantized to int8 per token
 //   (kernels/mmvq.cu quantize_tokens), then the integer GEMV over the int8 rows, 64 rows of x at a time;
+// - FP8 (E4M3) weights: one row (or outputs not a multiple of 16) the float GEMV (kernels/quant.cu) against x as it
+//   is; more rows quantized to E4M3 per token and multiplied by cuBLASLt's FP8 GEMM into f32, the scales, bias, activation and residual applied
+//   after it (kernels/fp8.cu), a pass of up to fp8Rows rows at a time;
 // - more rows (prompts, large batches): the weight dequantized a chunk of rows at a time (kernels/dequant.cu) into a
 //   scratch buffer, each chunk multiplied by cuBLASLt into its columns of out. This costs a bf16 weight's bytes
 //   twice more than the bf16 model reads (written, then read), so at batch 64 it is slower than bf16; a tiled
@@ -16,10 +19,12 @@
 // the rows beside it. The scratch (x as int8, its scales, the dequantized chunk) is reserved as weights load, so a
 // captured graph never sees it move.
 import { fail } from '../../errors.js';
+import { fp8Layout as fp8WeightLayout } from '../../loaders/fp8.js';
 import { w8a8Layout } from '../../loaders/w8a8.js';
 import { dtypeBytes, type Activation, type DType, type Norm, type QuantDType, type Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
 import { layerNorm } from './layernorm.js';
+import { EPILOGUE } from './blas.js';
 import { ACT_CODE, activateAfter, epilogueFor, warpsPerRow } from './linear.js';
 import { CudaTensor, ptr, sfx } from './tensor.js';
 
@@ -52,9 +57,20 @@ function layout(N: number, K: number, eltBytes: number): { xq: number; xd: numbe
   return { xq: 0, xd, chunk, bytes: chunk + chunkRows(N, K, eltBytes) * K * eltBytes };
 }
 
-/** Scratch bytes a quantized [N, K] weight needs under activations of `dtype`. */
-export function quantScratchBytes(N: number, K: number, dtype: DType): number {
-  return layout(N, K, dtypeBytes(dtype)).bytes;
+/** Rows of x per pass of the FP8 GEMM: its f32 product [rows, N] within 32 MiB, a multiple of 16, 16 to 1024. */
+function fp8Rows(N: number): number {
+  return Math.min(1024, Math.max(16, Math.floor(2 ** 25 / (4 * N) / 16) * 16));
+}
+
+/** Where the FP8 GEMM's parts of the scratch lie: x as E4M3, x's row scales, the f32 product. */
+function fp8Layout(N: number, K: number): { xq: number; sx: number; acc: number; bytes: number } {
+  const R = fp8Rows(N), sx = align(R * K), acc = sx + align(4 * R);
+  return { xq: 0, sx, acc, bytes: acc + 4 * R * N };
+}
+
+/** Scratch bytes a quantized [N, K] weight of `wtype` needs under activations of `dtype`. */
+export function quantScratchBytes(N: number, K: number, dtype: DType, wtype: QuantDType): number {
+  return wtype === 'fp8' ? fp8Layout(N, K).bytes : layout(N, K, dtypeBytes(dtype)).bytes;
 }
 
 
@@ -110,13 +126,27 @@ const NORM_QUANTIZE_MAX = 8192;
  * (x [n, 2K] = gate | up). */
 type Prep = { kind: 'plain' } | { kind: 'norm'; norm: Norm } | { kind: 'gated'; act: number };
 
+/**
+ * Weight rows each warp of the integer GEMV takes (kernels/quant-blocks.cuh quant_gemv): 4 for large int4 layers,
+ * where a row of 2 KiB is too short to keep a warp's loads in flight, else 1. Measured on an H100 (npm run bench --
+ * qgemv; Llama-3-8B's matrices, us per layer at 1 row, 1 weight row per warp -> 4): q|k|v [6144, 4096] 11.5 -> 12.1,
+ * o [4096, 4096] 8.6 -> 10.4, gate|up [28672, 4096] 41.7 -> 29.7, down [4096, 14336] 21.9 -> 18.8; at 4 rows only
+ * gate|up gains (69.6 -> 56.1). 2 or 4 rows per warp gained nothing consistent for Q8_0 and W8A8.
+ */
+function mmvqRows(w: Tensor, rows: number): number {
+  const [N, K] = w.shape;
+  if (!w.dtype.startsWith('q4_g') || N * K < 2 ** 25) return 1;
+  return rows === 1 || N >= 16384 ? 4 : 1;
+}
+
 /** kernels/mmvq.cu: x quantized to int8 64 rows at a time (its `prep` in the same kernel), then the dp4a GEMV over them. */
 function mmvq(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean,
   prep: Prep = { kind: 'plain' }): void {
   const [N, K] = w.shape;
   const at = layout(N, K, dtypeBytes(x.dtype)), base = c.quantScratch.ptr;
   if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, a [${N}, ${K}] layer needs ${at.bytes}`);
-  const wpr = warpsPerRow(c, N, K / 32), xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
+  const R = mmvqRows(w, n);
+  const wpr = warpsPerRow(c, Math.ceil(N / R), K / 32), xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
   const s = sfx(x.dtype), xq = base + at.xq, xd = base + at.xd;
   if (prep.kind !== 'plain' && !fusesPrep(w)) throw new Error(`internal: a ${w.dtype} weight takes x without a ${prep.kind} step fused`);
   for (let r0 = 0; r0 < n; r0 += QUANTIZED_ROWS) {
@@ -139,7 +169,7 @@ function mmvq(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | 
       c.kernels.get('mmvq', `quantize_q8_${s}`, 'pppi').launch(c.stream, Math.ceil(groups / 8), 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb, groups);
     }
     const m = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : GEMV_ROWS;
-    c.kernels.get('mmvq', kernelName('mmvq', m, w, x, out), 'pppppiiiiii').launch(c.stream, Math.ceil(N / (8 / wpr)), Math.ceil(rows / m), 1,
+    c.kernels.get('mmvq', kernelName('mmvq', m, w, x, out) + (R > 1 ? `_r${R}` : ''), 'pppppiiiiii').launch(c.stream, Math.ceil(N / ((8 / wpr) * R)), Math.ceil(rows / m), 1,
       256, 0, ptr(out) + r0 * N * ob, base + at.xq, base + at.xd, ptr(w), ptr(bias), act, N, K, wpr, rows, accumulate ? 1 : 0);
   }
 }
@@ -160,11 +190,34 @@ function dequantMatmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
   activateAfter(c, out, act, n, N);
 }
 
-type Path = 'dequant' | 'float' | 'mmvq';
+/**
+ * More than one row over an FP8 weight: x quantized to E4M3 per token, cuBLASLt's FP8 GEMM into f32, the
+ * scales, bias, activation and residual after it; FP8 rows of x per pass.
+ */
+function fp8Matmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean): void {
+  const [N, K] = w.shape, at = fp8Layout(N, K), R = fp8Rows(N), base = c.quantScratch.ptr;
+  if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, an FP8 [${N}, ${K}] layer needs ${at.bytes}`);
+  const xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype), s = sfx(x.dtype);
+  const sw = ptr(w) + fp8WeightLayout(N, K).scales;
+  const epilogue = c.kernels.get('fp8', `fp8_epilogue_${s}${out.dtype === x.dtype ? '' : '_f32out'}`, 'pppppiiii');
+  for (let r0 = 0; r0 < n; r0 += R) {
+    const rows = Math.min(R, n - r0);
+    c.kernels.get('fp8', `quantize_fp8_tokens_${s}`, 'pppi').launch(c.stream, rows, 1, 1, 256, 0, base + at.xq, base + at.sx, ptr(x) + r0 * K * xb, K);
+    c.blas.matmul(base + at.acc, 'f32', base + at.xq, ptr(w), 0, EPILOGUE.DEFAULT, rows, N, K, 'e4m3');
+    epilogue.launch(c.stream, Math.ceil((rows * N) / 256), 1, 1, 256, 0, ptr(out) + r0 * N * ob, base + at.acc, base + at.sx, sw, ptr(bias), act, N, rows,
+      accumulate ? 1 : 0);
+  }
+}
+
+type Path = 'dequant' | 'float' | 'mmvq' | 'fp8';
 
 function path(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number): Path {
   // SmoothQuant's activations are always quantized per token: the integer GEMV, every row count (for now)
   if (w.dtype === 'w8a8') return 'mmvq';
+  // FP8: the float GEMV for one row (batch-invariant mode: every row), else the GEMM on tensor cores, which at 2 to 8
+  // rows already beats the GEMV's 8-row kernel (H100, Llama-3-8B gate|up at 4 rows: GEMV 144 us, GEMM 45.5). cuBLASLt
+  // has no FP8 GEMM for outputs of other than a multiple of 16 (CUBLAS_STATUS_NOT_SUPPORTED): those take the GEMV.
+  if (w.dtype === 'fp8') return n > 1 && !c.batchInvariant && w.shape[0] % 16 === 0 ? 'fp8' : 'float';
   // cuBLASLt reads an epilogue's bias as the output's type; the float GEMV reads it as x's
   const biasMismatch = bias !== null && out.dtype !== x.dtype;
   if (n > GEMV_ROWS && !c.batchInvariant && !biasMismatch) return 'dequant';
@@ -176,6 +229,7 @@ export function quantLinear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, b
   const p = path(c, out, x, w, bias, n);
   if (p === 'dequant') return dequantMatmul(c, out, x, w, bias, act, n, accumulate);
   if (p === 'float') return floatGemv(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
+  if (p === 'fp8') return fp8Matmul(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
   mmvq(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
 }
 
@@ -198,8 +252,8 @@ export function quantGatedLinearResidual(c: CudaContext, residual: Tensor, x: Te
 }
 
 /**
- * A float [N, K] weight (f32) quantized into `out` as it loads, in the GPU's Q8_0 layout or the int4 layout
- * (kernels/dequant.cu; src/loaders/quantize.ts).
+ * A float [N, K] weight (f32) quantized into `out` as it loads, in the GPU's Q8_0 layout, the int4 layout
+ * (kernels/dequant.cu) or the FP8 layout (kernels/fp8.cu); src/loaders/quantize.ts is the host's.
  */
 export function quantizeOnDevice(c: CudaContext, out: Tensor, x: Tensor): void {
   const [N, K] = out.shape;
@@ -208,6 +262,10 @@ export function quantizeOnDevice(c: CudaContext, out: Tensor, x: Tensor): void {
     if (K % group !== 0) throw new Error(`internal: rows of ${K} are not groups of ${group} (quantizeTarget picks the group)`);
     const threads = Math.max((N * K) / group, K);
     c.kernels.get('dequant', `quantize_weight_${out.dtype}`, 'ppii').launch(c.stream, Math.ceil(threads / 256), 1, 1, 256, 0, ptr(out), ptr(x), N, K);
+    return;
+  }
+  if (out.dtype === 'fp8' && x.dtype === 'f32') {
+    c.kernels.get('fp8', 'quantize_weight_fp8', 'ppii').launch(c.stream, N, 1, 1, 256, 0, ptr(out), ptr(x), N, K);
     return;
   }
   if (out.dtype !== 'q8_0' || x.dtype !== 'f32') throw new Error(`internal: no quantizer from ${x.dtype} to ${out.dtype}`);
