@@ -62,10 +62,10 @@ function fp8Rows(N: number): number {
   return Math.min(1024, Math.max(16, Math.floor(2 ** 25 / (4 * N) / 16) * 16));
 }
 
-/** Where the FP8 GEMM's parts of the scratch lie: x as E4M3, x's row scales, the f32 product. */
-function fp8Layout(N: number, K: number): { xq: number; sx: number; acc: number; bytes: number } {
-  const R = fp8Rows(N), sx = align(R * K), acc = sx + align(4 * R);
-  return { xq: 0, sx, acc, bytes: acc + 4 * R * N };
+/** Where the FP8 GEMM's parts of the scratch lie for passes of `rows` rows: x as E4M3, x's row scales, the f32 product. */
+function fp8Layout(N: number, K: number): { rows: number; xq: number; sx: number; acc: number; bytes: number } {
+  const rows = fp8Rows(N), sx = align(rows * K), acc = sx + align(4 * rows);
+  return { rows, xq: 0, sx, acc, bytes: acc + 4 * rows * N };
 }
 
 /** Scratch bytes a quantized [N, K] weight of `wtype` needs under activations of `dtype`. */
@@ -195,7 +195,7 @@ function dequantMatmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
  * scales, bias, activation and residual after it; FP8 rows of x per pass.
  */
 function fp8Matmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean): void {
-  const [N, K] = w.shape, at = fp8Layout(N, K), R = fp8Rows(N), base = c.quantScratch.ptr;
+  const [N, K] = w.shape, at = fp8Layout(N, K), R = at.rows, base = c.quantScratch.ptr;
   if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, an FP8 [${N}, ${K}] layer needs ${at.bytes}`);
   const xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype), s = sfx(x.dtype);
   const sw = ptr(w) + fp8WeightLayout(N, K).scales;
