@@ -109,6 +109,10 @@ const ACT_ORDER = CASES.find((c) => c.name.endsWith('act-order'))!;
  * max|x| / 254 per value, summed over K with random signs, against outputs of about sqrt(K) |x| |w|. */
 const ROUNDING_TOL = 1e-2;
 
+/** FP8 past one row runs on Hopper's FP8 tensor cores, whose accumulation keeps fewer bits than f32 (H100, K = 512:
+ * 2.8e-4 of the largest output against the f32 reference): the floor of its tolerance in every dtype. */
+const FP8_MMA_TOL = 5e-4;
+
 /** The linear layer on `b` over quantized weights: plain, bias + SiLU, and into a residual. */
 function layer(b: CpuBackend | CudaBackend, dt: DType, type: StoredQuant, w: Uint8Array, N: number, K: number, x: Float32Array, M: number,
   bias: Float32Array, res: Float32Array): Float32Array[] {
@@ -151,7 +155,7 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
           // FP8 past one row: x rounded to E4M3 per token for the FP8 GEMM, the same rounding on the CPU
           const exact = layer(cpu, 'f32', type, w, N, K, type === 'FP8' && M > 1 ? roundTokensToFp8(x, K) : x, M, bias, res);
           if (dtype === 'f32' || M > 8 || type === 'FP8') {
-            check(got, exact, tol, `${M} rows`);
+            check(got, exact, type === 'FP8' && M > 1 ? Math.max(tol, FP8_MMA_TOL) : tol, `${M} rows`);
             continue;
           }
           check(got, layer(cpu, 'f32', type, w, N, K, roundedAsStored(x, K, type, w, N), M, bias, res), tol, `${M} rows against x rounded to int8`);
