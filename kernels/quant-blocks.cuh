@@ -77,6 +77,7 @@ template <> __device__ __forceinline__ QRow quant_row<FP8>(const uint8_t* w, int
 template <int Q> struct Unit;
 
 template <> struct Unit<Q8_0> {
+  static constexpr bool SIGNED_WORDS = true;  // word()'s bytes
   uint32_t qs[8];
   float d;
   __device__ __forceinline__ void load(const QRow& row, int u) {
@@ -93,6 +94,7 @@ template <> struct Unit<Q8_0> {
 };
 
 template <> struct Unit<Q4_0> {
+  static constexpr bool SIGNED_WORDS = false;  // word()'s bytes
   uint32_t qs[4];
   float d;
   __device__ __forceinline__ void load(const QRow& row, int u) {
@@ -131,6 +133,7 @@ __device__ __forceinline__ void k4_scales(const uint8_t* b, int s, float& scale,
 }
 
 template <> struct Unit<Q4_K> {
+  static constexpr bool SIGNED_WORDS = false;  // word()'s bytes
   uint32_t qs[8];  // the 32 bytes holding this sub-block's nibbles (and its neighbour's)
   float sc, mn;
   int shift;
@@ -151,6 +154,7 @@ template <> struct Unit<Q4_K> {
 };
 
 template <> struct Unit<Q5_K> {
+  static constexpr bool SIGNED_WORDS = false;  // word()'s bytes
   uint32_t qs[8], qh[8];
   float sc, mn;
   int s;
@@ -174,6 +178,7 @@ template <> struct Unit<Q5_K> {
 };
 
 template <> struct Unit<Q6_K> {
+  static constexpr bool SIGNED_WORDS = true;  // word()'s bytes
   uint32_t ql[8], qh[8];  // 32 bytes each (blocks are 210 bytes: 2-byte aligned)
   float s0, s1;
   int lo_shift, hi_shift;
@@ -210,6 +215,7 @@ template <> struct Unit<Q6_K> {
 // Grouped int4: unit u's 16 bytes of nibbles in one load, its group's scale d and zero z; weight e = d (q - z), so
 // the float path reads q(e) - z with no min, the integer path the raw nibbles with word_min = d z.
 template <int G> struct Unit4G {
+  static constexpr bool SIGNED_WORDS = false;  // word()'s bytes
   uint32_t qs[4];
   float d;
   int z;

@@ -1,4 +1,4 @@
-// The quantized linear layers (src/backends/cuda/qlinear.ts: kernels/mmvq.cu, quant.cu, dequant.cu) against the CPU
+// The quantized linear layers (src/backends/cuda/qlinear.ts: kernels/mmvq.cu, quant.cu, qmma.cu, dequant.cu) against the CPU
 // backend's linear over the same ggml blocks or grouped int4 (AWQ/GPTQ, inputs in order and act-order), for every type
 // Peregrine reads, in fp32, fp16 and bf16, for row counts on both sides of the GEMV's 8 rows.
 import assert from 'node:assert/strict';
@@ -142,8 +142,8 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
     };
     const tol = TOL[dtype];
     for (const { name, type, make } of CASES) {
-      // up to 8 rows: the GEMV (16-bit: int8-rounded x and dp4a, kernels/mmvq.cu; f32: kernels/quant.cu); beyond, the
-      // dequantized chunks through cuBLASLt (kernels/dequant.cu)
+      // up to 8 rows: the GEMV (16-bit: int8-rounded x and dp4a, kernels/mmvq.cu; f32: kernels/quant.cu); to 64, 16-bit x
+      // on tensor cores (kernels/qmma.cu); beyond, the dequantized chunks through cuBLASLt (kernels/dequant.cu)
       test(`${name}: plain, bias + activation, and into the residual, 1 to 70 rows`, () => {
         // FP8's GEMM needs outputs of a multiple of 16 (those of 67 are the next test's)
         const N = type === 'FP8' ? 80 : 67, K = 512;
@@ -220,8 +220,39 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
       }
     });
 
-    test('Q4_K over several dequantized chunks, columns of a wider output', () => {
-      const N = 8259, K = 4096, M = 19; // 8192 rows per 64 MiB chunk at K = 4096 in 16 bits, 4096 in f32
+    test('9 to 64 rows on tensor cores (kernels/qmma.cu): split over K, partial tiles and steps, act-order (in passes), f32 logits', () => {
+      if (dtype === 'f32') return; // f32 activations take the dequantized chunks
+      for (const { name, type, make } of CASES) {
+        if (type === 'W8A8' || type === 'FP8') continue;
+        // 2 column tiles of 128, the second partial; 20 steps of 128 inputs split 5 ways (K-quants, groups of 64 or
+        // 128), or 21 with the last one a single unit of 32 (qlinear.ts qmmaSplits: a split is at least 4 steps)
+        const N = 200, K = /_K$|G64|G128/.test(type) ? 2560 : 2592;
+        const w = make(N, K, 21), bias = rounded(randn(N, 0.5), dtype);
+        for (const M of [9, 33, 64]) {
+          const x = rounded(randn(M * K, 1), dtype), res = rounded(randn(M * N), dtype);
+          check(layer(gpu(), dtype, type, w, N, K, x, M, bias, res), layer(cpu, 'f32', type, w, N, K, x, M, bias, res), tol, `${name}, ${M} rows`);
+        }
+        // a 16-bit model's LM head: f32 out
+        const M = 17, x = rounded(randn(M * K, 1), dtype), b = gpu();
+        const logits = b.buffer([M, N], 'f32');
+        b.linear(logits, put(b, x, [M, K]), b.weight({ bytes: w, dtype: type }, [N, K], false, true), null, 'none', M);
+        const [want] = layer(cpu, 'f32', type, w, N, K, x, M, bias, rounded(randn(M * N), dtype));
+        assertClose(get(b, logits), want, 2 * tol, `${name}, f32 logits`);
+      }
+      // act-order with fewer outputs than rows: x gathered into the scratch's 16 rows a pass
+      const N = 16, K = 2560, M = 40, w = ACT_ORDER.make(N, K, 23), bias = rounded(randn(N, 0.5), dtype);
+      const x = rounded(randn(M * K, 1), dtype), res = rounded(randn(M * N), dtype);
+      check(layer(gpu(), dtype, ACT_ORDER.type, w, N, K, x, M, bias, res), layer(cpu, 'f32', ACT_ORDER.type, w, N, K, x, M, bias, res), tol, `${ACT_ORDER.name}, [${N}, ${K}], ${M} rows`);
+    });
+
+    test('one split on tensor cores (a wide layer), and Q4_K over several dequantized chunks past 64 rows', () => {
+      if (dtype !== 'f32') {
+        const N = 40000, K = 512, M = 24; // 313 column tiles: one split
+        const w = randomBlocks('Q8_0', N, K, 19), bias = rounded(randn(N, 0.5), dtype);
+        const x = rounded(randn(M * K, 1), dtype), res = rounded(randn(M * N), dtype);
+        check(layer(gpu(), dtype, 'Q8_0', w, N, K, x, M, bias, res), layer(cpu, 'f32', 'Q8_0', w, N, K, x, M, bias, res), tol, `[${N}, ${K}], ${M} rows`);
+      }
+      const N = 8259, K = 4096, M = 70; // 8192 rows per 64 MiB chunk at K = 4096 in 16 bits, 4096 in f32
       const w = randomBlocks('Q4_K', N, K, 11);
       const bias = rounded(randn(N, 0.5), dtype), x = rounded(randn(M * K, 1), dtype), res = rounded(randn(M * N), dtype);
       check(layer(gpu(), dtype, 'Q4_K', w, N, K, x, M, bias, res), layer(cpu, 'f32', 'Q4_K', w, N, K, x, M, bias, res), tol, `${M} rows`);

@@ -11,14 +11,6 @@ import { ptr, sfx } from './tensor.js';
 const DECODE_THREADS = 4 * 32;
 const PREFILL_ROWS = 32, PREFILL_KEYS = 32;
 const COPY_THREADS = 256, MAX_GRID_Y = 65535;
-/** Dynamic shared memory each kernel has been allowed beyond the default 48 KiB. */
-const smemAllowed = new WeakMap<Kernel, number>();
-
-function allowSharedMemory(k: Kernel, bytes: number): void {
-  if (bytes <= 48 * 1024 || (smemAllowed.get(k) ?? 0) >= bytes) return;
-  k.allowSharedMemory(bytes);
-  smemAllowed.set(k, bytes);
-}
 
 export function writeKV(c: CudaContext, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor,
   positions: Tensor, n: number): void {
@@ -41,7 +33,7 @@ const BIAS_SPEC = 'ppiii';
 /** Shared memory of a decode-style kernel: the block ids, then each warp's softmax state for the merge (kernels/attention.cu). */
 function decodeSharedMemory(k: Kernel, maxBlocks: number, D: number): number {
   const smem = (maxBlocks + (DECODE_THREADS / 32) * (D + 2)) * 4;
-  allowSharedMemory(k, smem);
+  k.allowSharedMemory(smem);
   return smem;
 }
 

@@ -13,7 +13,7 @@ import { embed } from './embedding.js';
 import { KernelSet } from './kernels.js';
 import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
 import { gatedLinearResidual, linear, linearResidual, normLinear } from './linear.js';
-import { q8_0FromBlocks, quantizeOnDevice, quantScratchBytes, type QuantScratch } from './qlinear.js';
+import { q8_0FromBlocks, qmmaAccBytes, quantizeOnDevice, quantScratchBytes, type QuantScratch } from './qlinear.js';
 import { rotary } from './rotary.js';
 import { gatedActivation, gatherRows, meanPool, scatterInt, uploadWeight } from './rows.js';
 import { advance, logprobs, processLogits, sample, selectCandidates } from './sampling.js';
@@ -44,6 +44,8 @@ export interface CudaContext {
   blas: Blas;
   /** the quantized layers' scratch (qlinear.ts), reserved as quantized weights load */
   quantScratch: QuantScratch;
+  /** the tensor-core quantized GEMM's split-K sums (qlinear.ts qmma), zero between uses */
+  qmmaAcc: QuantScratch;
 }
 
 export class CudaBackend implements Backend {
@@ -92,7 +94,7 @@ export class CudaBackend implements Backend {
     const kernels = new KernelSet(driver);
     const ws = this.alloc(WORKSPACE, 'the cuBLASLt workspace');
     this.ctx = { driver, batchInvariant, sms: this.device.multiprocessors, kernels, stream, blas: new Blas(driver, stream, { ptr: ws, bytes: WORKSPACE }, this.device.name),
-      quantScratch: { ptr: 0, bytes: 0 } };
+      quantScratch: { ptr: 0, bytes: 0 }, qmmaAcc: { ptr: 0, bytes: 0 } };
     const p = driver.handle('cuMemAllocHost', 1 << 16);
     this.pinned = { ptr: p, view: koffi.view(p, 1 << 16) };
     const sp = driver.handle('cuMemAllocHost', STAGING);
@@ -132,7 +134,7 @@ export class CudaBackend implements Backend {
       if (t.bytes !== src.bytes.length) throw new Error(`internal: ${src.bytes.length} bytes of ${src.dtype} for shape [${shape}]`);
       if (t.dtype === 'q8_0') this.uploadQ8_0(t, src.bytes);
       else this.driver.call('cuMemcpyHtoD', t.ptr, src.bytes, src.bytes.length);
-      this.reserveQuantScratch(quantScratchBytes(shape[0], shape[1], this.activationDtype, t.dtype as QuantDType));
+      this.reserveQuantScratch(t);
       return t;
     }
     const host = unquantized(src, shape);
@@ -154,7 +156,7 @@ export class CudaBackend implements Backend {
     } finally {
       this.driver.call('cuMemFree', f32.ptr);
     }
-    this.reserveQuantScratch(quantScratchBytes(shape[0], shape[1], this.activationDtype, t.dtype as QuantDType));
+    this.reserveQuantScratch(t);
     return t;
   }
 
@@ -179,12 +181,21 @@ export class CudaBackend implements Backend {
     }
   }
 
-  private reserveQuantScratch(bytes: number): void {
-    const s = this.ctx.quantScratch;
-    if (bytes <= s.bytes) return;
-    if (s.ptr) this.retiredScratch.push(s.ptr);
-    s.ptr = this.alloc(bytes, 'the quantized layers\' scratch');
-    s.bytes = bytes;
+  /** The scratch a quantized weight's layer needs: grown (never moved while a graph may use it: the old one is kept). */
+  private reserveQuantScratch(w: Tensor): void {
+    const [N, K] = w.shape;
+    const grow = (s: QuantScratch, bytes: number, what: string): boolean => {
+      if (bytes <= s.bytes) return false;
+      if (s.ptr) this.retiredScratch.push(s.ptr);
+      s.ptr = this.alloc(bytes, what);
+      s.bytes = bytes;
+      return true;
+    };
+    grow(this.ctx.quantScratch, quantScratchBytes(N, K, this.activationDtype, w.dtype as QuantDType), 'the quantized layers\' scratch');
+    const acc = this.ctx.qmmaAcc;
+    if (grow(acc, qmmaAccBytes(this.ctx, N, K, this.activationDtype, w.dtype as QuantDType), 'the quantized GEMM\'s split-K sums')) {
+      this.driver.call('cuMemsetD8Async', acc.ptr, 0, acc.bytes, this.ctx.stream);
+    }
   }
 
   /** Weights share a few large allocations (bump-allocated, 256-byte aligned). */
@@ -489,7 +500,7 @@ export class CudaBackend implements Backend {
     this.invalidateGraphs();
     this.driver.call('cuStreamSynchronize', this.ctx.stream);
     for (const c of this.pool) this.driver.call('cuMemFree', c.ptr);
-    for (const p of [...this.retiredScratch, this.ctx.quantScratch.ptr]) if (p) this.driver.call('cuMemFree', p);
+    for (const p of [...this.retiredScratch, this.ctx.quantScratch.ptr, this.ctx.qmmaAcc.ptr]) if (p) this.driver.call('cuMemFree', p);
     this.ctx.blas.dispose();
     this.ctx.kernels.dispose();
     this.driver.call('cuMemFreeHost', this.pinned.ptr);

@@ -16,6 +16,8 @@ export class Kernel {
   private readonly slots: DataView;
   private readonly params: unknown;
   private readonly launchFn: (...args: unknown[]) => number;
+  /** dynamic shared memory allowed beyond the default 48 KiB */
+  private smemAllowed = 0;
 
   constructor(private readonly driver: Driver, readonly name: string, private readonly fn: Handle, private readonly spec: ArgSpec) {
     const n = Math.max(1, spec.length);
@@ -51,9 +53,11 @@ export class Kernel {
     if (status !== 0) throw this.driver.error(status, `cuLaunchKernel(${this.name})`);
   }
 
-  /** Allows more than 48 KiB of dynamic shared memory. */
+  /** Allows more than 48 KiB of dynamic shared memory (one driver call per kernel and size). */
   allowSharedMemory(bytes: number): void {
+    if (bytes <= 48 * 1024 || this.smemAllowed >= bytes) return;
     this.driver.call('cuFuncSetAttribute', this.fn, CU.FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
+    this.smemAllowed = bytes;
   }
 }
 

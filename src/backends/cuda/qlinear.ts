@@ -11,10 +11,12 @@
 // - FP8 (E4M3) weights: one row (or outputs not a multiple of 16) the float GEMV (kernels/quant.cu) against x as it
 //   is; more rows quantized to E4M3 per token and multiplied by cuBLASLt's FP8 GEMM into f32, the scales, bias, activation and residual applied
 //   after it (kernels/fp8.cu), a pass of up to fp8Rows rows at a time;
-// - more rows (prompts, large batches): the weight dequantized a chunk of rows at a time (kernels/dequant.cu) into a
-//   scratch buffer, each chunk multiplied by cuBLASLt into its columns of out. This costs a bf16 weight's bytes
-//   twice more than the bf16 model reads (written, then read), so at batch 64 it is slower than bf16; a tiled
-//   kernel reading the blocks into shared memory for tensor cores (llama.cpp's MMQ) is what beats it.
+// - 9 to 64 rows (decode at batch 16 to 64) with 16-bit activations: kernels/qmma.cu, the weight read once as it is
+//   stored and dequantized in registers into shared memory for the tensor cores (mma.sync), split over K where its
+//   column tiles alone would not fill the GPU;
+// - more rows (prompts) or f32 activations: the weight dequantized a chunk of rows at a time (kernels/dequant.cu) into
+//   a scratch buffer, each chunk multiplied by cuBLASLt into its columns of out. This moves a 16-bit weight's bytes
+//   twice more than a 16-bit model does (written, then read), which a prompt's many rows amortize.
 // Batch-invariant mode keeps every row count on the GEMV paths, 64 rows at a time, so a row's sums never depend on
 // the rows beside it. The scratch (x as int8, its scales, the dequantized chunk) is reserved as weights load, so a
 // captured graph never sees it move.
@@ -209,7 +211,61 @@ function fp8Matmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tens
   }
 }
 
-type Path = 'dequant' | 'float' | 'mmvq' | 'fp8';
+/** kernels/qmma.cu: rows of x per block (the most it takes), weight rows per block, inputs per step, shared bytes */
+const QMMA = { rows: 64, cols: 128, step: 128, smem: 2 * (64 + 128) * (128 + 8) * 2 };
+
+/**
+ * How kernels/qmma.cu splits a [N, K] layer's steps: enough blocks for two per multiprocessor (the most its shared
+ * memory allows), each split at least 4 steps long.
+ */
+function qmmaSplits(sms: number, N: number, K: number): { splits: number; stepsPerSplit: number } {
+  const tiles = Math.ceil(N / QMMA.cols), steps = Math.ceil(K / QMMA.step);
+  const want = Math.max(1, Math.min(Math.floor((2 * sms) / tiles), Math.ceil(steps / 4)));
+  const stepsPerSplit = Math.ceil(steps / want);
+  return { splits: Math.ceil(steps / stepsPerSplit), stepsPerSplit };
+}
+
+const QMMA_TYPES = new Set<DType>(['q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k', 'q4_g32', 'q4_g64', 'q4_g128']);
+
+/** Bytes of split-K sums a quantized [N, K] layer takes on the tensor-core path (0 where it takes another path or one split). */
+export function qmmaAccBytes(c: Pick<CudaContext, 'sms'>, N: number, K: number, dtype: DType, wtype: QuantDType): number {
+  if (dtype === 'f32' || !QMMA_TYPES.has(wtype)) return 0;
+  return qmmaSplits(c.sms, N, K).splits > 1 ? 4 * QMMA.rows * N : 0;
+}
+
+/**
+ * 9 to 64 rows of 16-bit x on tensor cores (kernels/qmma.cu): the weight dequantized in registers, split over K into
+ * the zeroed sums of ctx.qmmaAcc (then qmma_finish) where its column tiles are too few. An act-order int4 weight takes
+ * x gathered into its input order in the scratch.
+ */
+function qmma(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean): void {
+  const [N, K] = w.shape;
+  const { splits, stepsPerSplit } = qmmaSplits(c.sms, N, K);
+  const s = sfx(x.dtype), os = out.dtype === x.dtype ? '' : '_f32out', xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
+  if (splits > 1 && c.qmmaAcc.bytes < 4 * n * N) throw new Error(`internal: split-K sums of ${c.qmmaAcc.bytes} bytes, a [${N}, ${K}] layer needs ${4 * n * N}`);
+  const k = c.kernels.get('qmma', `qmma_${w.dtype as QuantDType}_${s}${os}`, 'pppppiiiiii');
+  k.allowSharedMemory(QMMA.smem);
+  // act-order: x gathered into the weight's input order in the scratch's chunk, as many rows a pass as it holds
+  const at = layout(N, K, xb), chunk = c.quantScratch.ptr + at.chunk;
+  const perPass = permOf(w) ? Math.floor((at.bytes - at.chunk) / (K * xb)) : n;
+  for (let r0 = 0; r0 < n; r0 += perPass) {
+    const rows = Math.min(perPass, n - r0), o = ptr(out) + r0 * N * ob;
+    let xp = ptr(x) + r0 * K * xb;
+    if (permOf(w)) {
+      c.kernels.get('rows', `gather_cols_${s}`, 'pppiu').launch(c.stream, Math.min(4096, Math.ceil((rows * K) / 256)), 1, 1, 256, 0, chunk, xp, permOf(w), K,
+        rows * K);
+      xp = chunk;
+    }
+    k.launch(c.stream, Math.ceil(N / QMMA.cols), Math.ceil(rows / QMMA.rows), splits, 256, QMMA.smem, o, c.qmmaAcc.ptr, xp, ptr(w), ptr(bias), act, N, K, rows,
+      stepsPerSplit, accumulate ? 1 : 0);
+    if (splits > 1) {
+      c.kernels.get('qmma', `qmma_finish_${s}${os}`, 'pppiiii').launch(c.stream, Math.ceil((rows * N) / 256), 1, 1, 256, 0, o, c.qmmaAcc.ptr, ptr(bias), act, N,
+        rows, accumulate ? 1 : 0);
+    }
+  }
+}
+
+type Path = 'dequant' | 'float' | 'mmvq' | 'fp8' | 'qmma';
 
 function path(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number): Path {
   // SmoothQuant's activations are always quantized per token: the integer GEMV, every row count (for now)
@@ -220,7 +276,7 @@ function path(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | 
   if (w.dtype === 'fp8') return n > 1 && !c.batchInvariant && w.shape[0] % 16 === 0 ? 'fp8' : 'float';
   // cuBLASLt reads an epilogue's bias as the output's type; the float GEMV reads it as x's
   const biasMismatch = bias !== null && out.dtype !== x.dtype;
-  if (n > GEMV_ROWS && !c.batchInvariant && !biasMismatch) return 'dequant';
+  if (n > GEMV_ROWS && !c.batchInvariant && !biasMismatch) return n <= QMMA.rows && x.dtype !== 'f32' && QMMA_TYPES.has(w.dtype) ? 'qmma' : 'dequant';
   return x.dtype === 'f32' || biasMismatch ? 'float' : 'mmvq';
 }
 
@@ -230,6 +286,7 @@ export function quantLinear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, b
   if (p === 'dequant') return dequantMatmul(c, out, x, w, bias, act, n, accumulate);
   if (p === 'float') return floatGemv(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
   if (p === 'fp8') return fp8Matmul(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
+  if (p === 'qmma') return qmma(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
   mmvq(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
 }
 
