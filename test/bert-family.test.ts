@@ -204,6 +204,11 @@ describe('heads and inputs that do not fit', () => {
     assert.throws(() => mlm.classifyTokenIds([[2, 3]]), /has no token classification head/);
     assert.throws(() => mlm.fillMask(['no mask here']), /input 0 has no mask token; put the mask token \[MASK\] where a token should be predicted/);
     assert.throws(() => mlm.fillMask(['[MASK]'], { topK: 0 }), /top-k must be a whole number >= 1/);
+    // 48 positions: truncating a long text can cut its mask away, which is said as such
+    const long = `[MASK] ${'the cat sat on the mat . '.repeat(20)}`;
+    assert.throws(() => mlm.fillMask([long], { truncate: 'left' }),
+      /input 0 is longer than the model's positions, and truncating it \(--truncate left, which keeps the end\) cut away its mask token \[MASK\]; shorten the text around the mask, or truncate from the other side/);
+    assert.equal(mlm.fillMask([long], { truncate: 'right' })[0][0].index, 1);
     assert.throws(() => mlm.fillMaskIds([[2, 3]], { maskTokenId: 10_000 }), /maskTokenId must be a token id from 0 to 299/);
     const cls = await loadEmbedder(fixture('roberta-cls'), { device: 'cpu' });
     assert.throws(() => cls.fillMask(['<mask>']), /RobertaForSequenceClassification has no masked lm head; use a \.\.\.ForMaskedLM checkpoint/);

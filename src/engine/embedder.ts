@@ -224,7 +224,14 @@ export class Embedder {
     const mask = this.tokenizer.specialId('mask_token');
     const text = this.tokenizer.specialToken('mask_token');
     if (mask === undefined) fail('bad-config', `the tokenizer of ${this.where} names no mask_token in tokenizer_config.json; fill-mask needs one`);
-    const fills = this.fill(this.encodeTexts(texts, options.truncate), mask, options.topK, `the mask token ${text}`);
+    const seqs = this.encodeTexts(texts, options.truncate);
+    seqs.forEach((ids, i) => {
+      if (options.truncate && text !== undefined && !ids.includes(mask) && texts[i].includes(text)) {
+        const keep = options.truncate === 'left' ? 'end' : 'start';
+        fail('bad-request', `input ${i} is longer than the model's positions, and truncating it (--truncate ${options.truncate}, which keeps the ${keep}) cut away its mask token ${text}; shorten the text around the mask, or truncate from the other side`);
+      }
+    });
+    const fills = this.fill(seqs, mask, options.topK, `the mask token ${text}`);
     return fills.map((f) => f.map((m) => ({ ...m, predictions: m.predictions.map((p) => ({ id: p.id, token: this.tokenizer.decode([p.id], false), score: p.score })) })));
   }
 
