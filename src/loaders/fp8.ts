@@ -75,9 +75,14 @@ export function quantizeFp8(w: Float32Array, N: number, K: number): Uint8Array {
   return out;
 }
 
+/** four little-endian bytes read as an f32 without a view per read (hosts Node runs on are little-endian, as the layout is) */
+const scaleBits = new Uint8Array(4), scaleValue = new Float32Array(scaleBits.buffer);
+
 /** Row j of a [N, K] FP8 weight as floats into out[at ..]: e4m3 value times the row's scale. */
 export function dequantizeFp8Row(src: Uint8Array, N: number, K: number, j: number, out: Float32Array, at: number): void {
-  const s = new DataView(src.buffer, src.byteOffset, src.byteLength).getFloat32(fp8Layout(N, K).scales + 4 * j, true);
+  const o = fp8Layout(N, K).scales + 4 * j;
+  for (let i = 0; i < 4; i++) scaleBits[i] = src[o + i];
+  const s = scaleValue[0];
   for (let k = 0; k < K; k++) out[at + k] = f(E4M3_VALUES[src[j * K + k]] * s);
 }
 

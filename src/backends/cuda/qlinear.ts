@@ -21,7 +21,7 @@
 // the rows beside it. The scratch (x as int8, its scales, the dequantized chunk) is reserved as weights load, so a
 // captured graph never sees it move.
 import { fail } from '../../errors.js';
-import { fp8Layout as fp8WeightLayout } from '../../loaders/fp8.js';
+import { fp8Layout } from '../../loaders/fp8.js';
 import { w8a8Layout } from '../../loaders/w8a8.js';
 import { dtypeBytes, type Activation, type DType, type Norm, type QuantDType, type Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
@@ -65,14 +65,14 @@ function fp8Rows(N: number): number {
 }
 
 /** Where the FP8 GEMM's parts of the scratch lie for passes of `rows` rows: x as E4M3, x's row scales, the f32 product. */
-function fp8Layout(N: number, K: number): { rows: number; xq: number; sx: number; acc: number; bytes: number } {
+function fp8Scratch(N: number, K: number): { rows: number; xq: number; sx: number; acc: number; bytes: number } {
   const rows = fp8Rows(N), sx = align(rows * K), acc = sx + align(4 * rows);
   return { rows, xq: 0, sx, acc, bytes: acc + 4 * rows * N };
 }
 
 /** Scratch bytes a quantized [N, K] weight of `wtype` needs under activations of `dtype`. */
 export function quantScratchBytes(N: number, K: number, dtype: DType, wtype: QuantDType): number {
-  return wtype === 'fp8' ? fp8Layout(N, K).bytes : layout(N, K, dtypeBytes(dtype)).bytes;
+  return wtype === 'fp8' ? fp8Scratch(N, K).bytes : layout(N, K, dtypeBytes(dtype)).bytes;
 }
 
 
@@ -197,10 +197,10 @@ function dequantMatmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
  * scales, bias, activation and residual after it; FP8 rows of x per pass.
  */
 function fp8Matmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean): void {
-  const [N, K] = w.shape, at = fp8Layout(N, K), R = at.rows, base = c.quantScratch.ptr;
+  const [N, K] = w.shape, at = fp8Scratch(N, K), R = at.rows, base = c.quantScratch.ptr;
   if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, an FP8 [${N}, ${K}] layer needs ${at.bytes}`);
   const xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype), s = sfx(x.dtype);
-  const sw = ptr(w) + fp8WeightLayout(N, K).scales;
+  const sw = ptr(w) + fp8Layout(N, K).scales;
   const epilogue = c.kernels.get('fp8', `fp8_epilogue_${s}${out.dtype === x.dtype ? '' : '_f32out'}`, 'pppppiiii');
   for (let r0 = 0; r0 < n; r0 += R) {
     const rows = Math.min(R, n - r0);
