@@ -58,6 +58,10 @@ export async function gpt2(args: BenchArgs): Promise<BenchResult> {
         const decode = median(r.map((x) => x.decodeMs));
         const graphMs = replayMs(backend, gen.runtime, batch, promptLen, 50);
         profiles[`${name} x${batch}`] = profileDecode(backend, gen.runtime, batch, promptLen);
+        // one prefill pass of the whole batch (a single new token: no decode step runs)
+        backend.profile();
+        await gen.generateIds(prompts, { maxNewTokens: 1, stopAtEos: false });
+        profiles[`${name} x${batch} prefill`] = backend.profileReport();
         rows.push({
           engine: 'peregrine', config: name, batch, prefill_ms: median(r.map((x) => x.prefillMs)), decode_ms_per_step: decode,
           tokens_per_s: (1000 * batch) / decode, note: `GPU time of one decode graph: ${graphMs.toFixed(3)} ms`,
@@ -83,7 +87,7 @@ export async function gpt2(args: BenchArgs): Promise<BenchResult> {
     rows: table,
     notes: [
       'decode ms/step = (time of the last token - time of the first token) / (new tokens - 1), median of 3 runs; tokens/s = batch * 1000 / decode ms/step.',
-      ...Object.entries(profiles).map(([k, p]) => `GPU time per op of one eager decode step, ${k}: ${Object.entries(p).sort((a, b) => b[1].ms - a[1].ms)
+      ...Object.entries(profiles).map(([k, p]) => `GPU time per op of one eager ${k.endsWith('prefill') ? 'prompt pass' : 'decode step'}, ${k}: ${Object.entries(p).sort((a, b) => b[1].ms - a[1].ms)
         .map(([op, v]) => `${op} ${v.ms.toFixed(3)} ms/${v.calls}`).join(', ')}`),
     ],
   };

@@ -1,6 +1,8 @@
 // npm run bench -- <name> [options]: runs one benchmark and prints its table and JSON.
 import { BenchArgs, markdownTable, type BenchResult } from './common.js';
+import { attention } from './attention.js';
 import { beam } from './beam.js';
+import { bert } from './bert.js';
 import { cpuGpt2 } from './cpu-gpt2.js';
 import { gpt2 } from './gpt2.js';
 import { llama } from './llama.js';
@@ -11,7 +13,9 @@ import { serve } from './serve.js';
 import { serving } from './serving.js';
 
 const BENCHES: Record<string, (args: BenchArgs) => Promise<BenchResult>> = {
+  attention,
   beam,
+  bert,
   'cpu-gpt2': cpuGpt2,
   gpt2,
   llama,

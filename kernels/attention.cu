@@ -7,21 +7,18 @@
 //  - write_kv (writeKV): stores each token's k and v (the last 2W values of its qkv row) at its sequence and position.
 //  - attend_decode (decodeAttention): masked multi-head attention for one query per row (the decode step),
 //    with the row's own k and v written into the cache first.
-//  - attend_prefill (attend): flash-attention style for prompts: a block takes up to 32 query rows of one
-//    segment (consecutive packed rows of one sequence) for one head and streams key/value tiles through
-//    shared memory with an online softmax, so no [seq x seq] score matrix is ever written.
+//  - attend_prefill (attend): flash-attention style for prompts on CUDA cores: a block takes up to 32 query rows of
+//    one segment (consecutive packed rows of one sequence) for one head and streams key/value tiles through
+//    shared memory with an online softmax, so no [seq x seq] score matrix is ever written. f16/bf16 prompts of
+//    the head sizes kernels/flash.cu builds go to its tensor-core kernel instead; this one keeps f32, other
+//    head sizes and T5's position bias.
 //  - attend_cross (crossAttention): an encoder-decoder's cross-attention, the decode kernel without the cache write
 //    or a mask: a query row [heads * D] over keys 0 .. lengths[slot] - 1 of its slot's read-only memory cache.
 //  - copy_blocks (copyBlocks): copy-on-write of shared blocks across every layer's K and V.
 // The decode and prompt kernels add T5's relative position bias to the scores when `bias` (its table
 // [buckets, heads]) is given: key j of a query at position bias_pos[row] gets bias[bucket(j - pos), head].
 #include "common.cuh"
-
-// The cache row of position p; `table` is the sequence's row of the block table. A row index fits an int:
-// 2^31 rows of even 64 fp16 values would be 256 GiB.
-__device__ __forceinline__ int cache_row(const int* table, int p, int block_size) {
-  return table[p / block_size] * block_size + p % block_size;
-}
+#include "paged.cuh"
 
 // T5's bucket of a key at `distance` = key position - query position: relativeBucket of
 // src/backends/cpu/attention.ts (Hugging Face's T5Attention._relative_position_bucket), whose logarithmic buckets

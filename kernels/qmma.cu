@@ -14,34 +14,11 @@
 // zeroing acc again. With one split the block writes out itself.
 // Reference: the CPU backend's linear over the dequantized weight (src/loaders/quant.ts dequantizeRow,
 // src/loaders/int4.ts); test/gpu/quant.test.ts.
+#include "mma.cuh"
 #include "quant-blocks.cuh"
 
 constexpr int QM_BM = 64, QM_BN = 128, QM_BK = 128, QM_LD = QM_BK + 8, QM_THREADS = 256;
 constexpr int QM_UNITS = QM_BK / 32;  // units of 32 inputs per row per step
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
-}
-
-__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
-
-// c += a b for one m16n8k16 tile, f32 accumulators
-template <typename T> __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
-template <> __device__ __forceinline__ void mma16816<__half>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // The epilogue of one value: act(v + bias[j]) (+ the old out[m, j] with res).
 template <typename T, typename O>
@@ -58,15 +35,6 @@ __device__ __forceinline__ void qmma_store(O* out, const T* bias, int act, int N
 __device__ __forceinline__ float byte_float(uint32_t word, int e, float offset) {
   return __uint_as_float(__byte_perm(word, 0x4B000000u, 0x7440 | e)) - offset;
 }
-__device__ __forceinline__ uint32_t pack2(float a, float b, __half) {
-  const __half2 h = __floats2half2_rn(a, b);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-__device__ __forceinline__ uint32_t pack2(float a, float b, __nv_bfloat16) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-
 // A unit's 32 weights dequantized into d (four 16-byte chunks of eight T): weight e = scale(e / 16) * byte e of
 // word(e / 4) - word_min(), the bytes signed where the unit says so (kernels/quant-blocks.cuh). With ROTATE, `late`
 // stores the chunks in the order 2, 3, 0, 1: the four lanes of a row write units 0-3 at 64-byte steps, so in each

@@ -147,7 +147,7 @@ export class Embedder {
 
   private embedSeqs(seqs: Int32Array[], pooling: Pooling, options: EmbedOptions): Float32Array[] {
     const H = this.model.info.hidden;
-    const out = this.model.encode(seqs, { pooling });
+    const out = this.model.encode(seqs, { pooling, hidden: false });
     const normalize = options.normalize ?? this.defaults.normalize ?? false;
     return seqs.map((_, i) => {
       const v = out.pooled!.slice(i * H, (i + 1) * H);
@@ -180,7 +180,7 @@ export class Embedder {
 
   private classifySeqs(seqs: Int32Array[]): Classification[] {
     const L = this.model.numLabels;
-    const out = this.model.encode(seqs, { classify: true });
+    const out = this.model.encode(seqs, { classify: true, hidden: false });
     return seqs.map((_, i) => {
       const logits = Array.from(out.logits!.subarray(i * L, (i + 1) * L));
       const scores = this.scores(logits);
@@ -214,7 +214,7 @@ export class Embedder {
   }
 
   private tokenLogits(seqs: Int32Array[], rows: boolean | number[]) {
-    const out = this.model.encode(seqs, { tokens: rows } satisfies EncodeWants);
+    const out = this.model.encode(seqs, { tokens: rows, hidden: false } satisfies EncodeWants);
     return { logits: out.tokenLogits!, starts: out.starts };
   }
 

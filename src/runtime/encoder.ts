@@ -21,6 +21,8 @@ export interface EncodeWants {
   classify?: boolean;
   /** the token head (token classification, masked LM) at these packed rows, or at every row (true) */
   tokens?: boolean | number[];
+  /** false: the last hidden states stay on the device (`hidden` comes back empty), sparing the copy and its conversion */
+  hidden?: boolean;
 }
 
 interface Sized {
@@ -196,7 +198,9 @@ export class EncoderRuntime {
     const H = this.model.info.hidden;
     const out: EncoderOutput = { hidden: new Float32Array(0), starts, lengths };
     const run = { pooling: want.pooling === 'max' ? undefined : want.pooling, classify: want.classify, tokens: R > 0 };
-    this.body(a.passes.pass(a.io, T, { table: a.segments, ...seg }), a, B, run, R, (h) => (out.hidden = b.readFloat(h, T * H).slice()));
+    // max pooling is taken on the host from the hidden states
+    const readHidden = want.hidden !== false || want.pooling === 'max';
+    this.body(a.passes.pass(a.io, T, { table: a.segments, ...seg }), a, B, run, R, readHidden ? (h) => (out.hidden = b.readFloat(h, T * H).slice()) : undefined);
     if (want.pooling === 'max') out.pooled = maxPool(out.hidden, H, starts, lengths);
     else if (want.pooling) out.pooled = b.readFloat(a.pooled, B * H).slice();
     if (want.classify) out.logits = b.readFloat(a.logits, B * this.model.labels.length).slice();
@@ -205,7 +209,7 @@ export class EncoderRuntime {
       out.tokenRows = tokenRows;
     }
     // outputs that are not numbers are refused, never handed out (a vector of NaN looks like any other)
-    this.checkFinite(out.hidden, H, (row) => starts.filter((s) => s <= row).length - 1, 'last hidden states');
+    if (readHidden) this.checkFinite(out.hidden, H, (row) => starts.filter((s) => s <= row).length - 1, 'last hidden states');
     if (out.pooled) this.checkFinite(out.pooled, H, (i) => i, 'pooled vector');
     if (out.logits) this.checkFinite(out.logits, this.model.labels.length, (i) => i, 'classification logits');
     if (out.tokenLogits) this.checkFinite(out.tokenLogits, this.tokenWidth, (i) => starts.filter((s) => s <= tokenRows[i]).length - 1, 'token logits');

@@ -59,10 +59,54 @@ export function attendCross(c: CudaContext, out: Tensor, q: Tensor, kCache: Tens
     ptr(blockTables), ptr(slots), ptr(lengths), heads, kvHeads, D, scale, blockSize, maxBlocks);
 }
 
-/** Prompt tokens by segment: up to 32 query rows of one sequence per block, key/value tiles in shared memory. */
+/**
+ * kernels/flash.cu's tilings by head size: `mt` m16 tiles of query rows per warp (64 mt rows a block of 4 warps), `bn`
+ * keys per tile; the kernel's FLASH_ALL list builds the same.
+ */
+export const FLASH_TILES: Record<number, { mt: number; bn: number }> = {
+  32: { mt: 2, bn: 64 }, 64: { mt: 1, bn: 64 }, 80: { mt: 2, bn: 32 }, 96: { mt: 2, bn: 32 }, 128: { mt: 1, bn: 64 }, 256: { mt: 1, bn: 16 },
+};
+
+/** Whether the tensor-core kernel takes this prompt: 16-bit, a head size it builds, no position bias, 16-byte rows. */
+function flashTakes(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, shape: AttentionShape): boolean {
+  return out.dtype !== 'f32' && !shape.bias && FLASH_TILES[shape.headDim] !== undefined
+    && [qkv, kCache, vCache].every((t) => ptr(t) % 16 === 0) && ptr(out) % 4 === 0;
+}
+
+/**
+ * The tensor-core prompt kernel `name` (flash_prefill<D>_<dtype>, or a tuning variant of bench/attention.ts) with
+ * tiles of `tiles`: grid (query tiles of the longest segment, segments, heads), 128 threads.
+ */
+export function launchFlash(c: CudaContext, name: string, tiles: { mt: number; bn: number }, out: Tensor, qkv: Tensor, kCache: Tensor,
+  vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, segments: Segments): void {
+  const { heads, kvHeads, headDim: D, scale, window } = shape;
+  const rows = 64 * tiles.mt;
+  const smem = (rows + 4 * tiles.bn) * (D + 8) * 2;
+  const k = c.kernels.get('flash', name, 'ppppppppiifiii');
+  k.allowSharedMemory(smem);
+  k.launch(c.stream, Math.ceil(segments.longest / rows), segments.count, heads, 128, smem, ptr(out), ptr(qkv), ptr(kCache), ptr(vCache),
+    ptr(blockTables), ptr(slots), ptr(keyLens), ptr(segments.table), heads, kvHeads, scale * Math.LOG2E, window, kCache.shape[1],
+    blockTables.shape[1]);
+}
+
+/**
+ * Prompt tokens by segment: on tensor cores (kernels/flash.cu) where flashTakes says so, else on CUDA cores, up to 32
+ * query rows of one sequence per block, key/value tiles in shared memory (kernels/attention.cu).
+ */
 export function attendPrompt(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor,
   slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number, segments: Segments): void {
   if (n === 0) return;
+  if (flashTakes(out, qkv, kCache, vCache, shape)) {
+    const D = shape.headDim;
+    launchFlash(c, `flash_prefill${D}_${sfx(out.dtype)}`, FLASH_TILES[D], out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, segments);
+  } else {
+    attendPromptCores(c, out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, segments);
+  }
+}
+
+/** The CUDA-core prompt kernel (attend_prefill of kernels/attention.cu), for any dtype and head sizes up to 128. */
+export function attendPromptCores(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor,
+  slots: Tensor, keyLens: Tensor, shape: AttentionShape, segments: Segments): void {
   const { heads, kvHeads, headDim: D, scale, window } = shape;
   const dpt = [2, 4, 8, 16, 32].find((d) => d * 4 >= D);
   if (!dpt) fail('bad-config', `attention head size ${D} is beyond the 128 the CUDA prompt-attention kernel supports`);
