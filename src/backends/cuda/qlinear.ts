@@ -93,32 +93,37 @@ const fusesPrep = (w: Tensor): boolean => !permOf(w) && w.dtype !== 'w8a8';
 
 /** kernels/quant.cu over rows [0, n) in groups of 8 (f32 activations, or a 16-bit bias under f32 out). */
 function floatGemv(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean): void {
-  const [N, K] = w.shape;
-  const perm = permOf(w);
-  if (perm) {
-    // x gathered into the weight's input order in the scratch's chunk, as many rows at a time as it holds
-    const xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype), at = layout(N, K, xb);
-    const chunk = c.quantScratch.ptr + at.chunk, most = Math.floor((at.bytes - at.chunk) / (K * xb));
-    for (let r0 = 0; r0 < n; r0 += most) {
-      const rows = Math.min(most, n - r0);
-      c.kernels.get('rows', `gather_cols_${sfx(x.dtype)}`, 'pppiu').launch(c.stream, Math.min(4096, Math.ceil((rows * K) / 256)), 1, 1, 256, 0,
-        chunk, ptr(x) + r0 * K * xb, perm, K, rows * K);
-      const piece = (t: Tensor, p: number, cols: number) => new CudaTensor([rows, cols], t.dtype, p, false);
-      floatGemvRows(c, piece(out, ptr(out) + r0 * N * ob, N), piece(x, chunk, K), w, bias, act, rows, accumulate);
-    }
-    return;
-  }
-  floatGemvRows(c, out, x, w, bias, act, n, accumulate);
+  inInputOrder(c, out, x, w, n, (xp, op, rows) => floatGemvRows(c, out, x, w, bias, act, rows, accumulate, xp, op));
 }
 
-function floatGemvRows(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean): void {
+/**
+ * Runs `pass` over x's rows in the weight's input order, with the address of its rows of x and of out: an act-order
+ * int4 weight takes x gathered by its permutation into the scratch's chunk, as many rows a pass as the chunk holds;
+ * any other weight takes x as it is, all n rows in one pass.
+ */
+function inInputOrder(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, n: number, pass: (xp: number, op: number, rows: number) => void): void {
+  const perm = permOf(w);
+  if (!perm) return pass(ptr(x), ptr(out), n);
+  const [N, K] = w.shape, xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype), at = layout(N, K, xb);
+  const chunk = c.quantScratch.ptr + at.chunk, most = Math.floor((at.bytes - at.chunk) / (K * xb));
+  for (let r0 = 0; r0 < n; r0 += most) {
+    const rows = Math.min(most, n - r0);
+    c.kernels.get('rows', `gather_cols_${sfx(x.dtype)}`, 'pppiu').launch(c.stream, Math.min(4096, Math.ceil((rows * K) / 256)), 1, 1, 256, 0,
+      chunk, ptr(x) + r0 * K * xb, perm, K, rows * K);
+    pass(chunk, ptr(out) + r0 * N * ob, rows);
+  }
+}
+
+/** The float GEMV over n rows of x at xp into out at op (x's and out's own addresses unless a pass says otherwise). */
+function floatGemvRows(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean,
+  xp = ptr(x), op = ptr(out)): void {
   const [N, K] = w.shape;
   const m = n === 1 ? 1 : GEMV_ROWS;
   const groups = Math.ceil(n / m);
   if (groups > 65535) fail('bad-argument', `quantized linear layers take at most ${65535 * m} rows per pass, got ${n}; lower --prefill-chunk`);
   const wpr = warpsPerRow(c, N, K / 32);
   c.kernels.get('quant', kernelName('qgemv', m, w, x, out), 'ppppiiiiii').launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
-    ptr(out), ptr(x), ptr(w), ptr(bias), act, N, K, wpr, n, accumulate ? 1 : 0);
+    op, xp, ptr(w), ptr(bias), act, N, K, wpr, n, accumulate ? 1 : 0);
 }
 
 /** the largest row norm_quantize_q8 takes (256 threads x 4 x 8 values) */
@@ -241,28 +246,18 @@ export function qmmaAccBytes(c: Pick<CudaContext, 'sms'>, N: number, K: number, 
 function qmma(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean): void {
   const [N, K] = w.shape;
   const { splits, stepsPerSplit } = qmmaSplits(c.sms, N, K);
-  const s = sfx(x.dtype), os = out.dtype === x.dtype ? '' : '_f32out', xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
+  const s = sfx(x.dtype), os = out.dtype === x.dtype ? '' : '_f32out';
   if (splits > 1 && c.qmmaAcc.bytes < 4 * n * N) throw new Error(`internal: split-K sums of ${c.qmmaAcc.bytes} bytes, a [${N}, ${K}] layer needs ${4 * n * N}`);
   const k = c.kernels.get('qmma', `qmma_${w.dtype as QuantDType}_${s}${os}`, 'pppppiiiiii');
   k.allowSharedMemory(QMMA.smem);
-  // act-order: x gathered into the weight's input order in the scratch's chunk, as many rows a pass as it holds
-  const at = layout(N, K, xb), chunk = c.quantScratch.ptr + at.chunk;
-  const perPass = permOf(w) ? Math.floor((at.bytes - at.chunk) / (K * xb)) : n;
-  for (let r0 = 0; r0 < n; r0 += perPass) {
-    const rows = Math.min(perPass, n - r0), o = ptr(out) + r0 * N * ob;
-    let xp = ptr(x) + r0 * K * xb;
-    if (permOf(w)) {
-      c.kernels.get('rows', `gather_cols_${s}`, 'pppiu').launch(c.stream, Math.min(4096, Math.ceil((rows * K) / 256)), 1, 1, 256, 0, chunk, xp, permOf(w), K,
-        rows * K);
-      xp = chunk;
-    }
+  inInputOrder(c, out, x, w, n, (xp, o, rows) => {
     k.launch(c.stream, Math.ceil(N / QMMA.cols), Math.ceil(rows / QMMA.rows), splits, 256, QMMA.smem, o, c.qmmaAcc.ptr, xp, ptr(w), ptr(bias), act, N, K, rows,
       stepsPerSplit, accumulate ? 1 : 0);
     if (splits > 1) {
       c.kernels.get('qmma', `qmma_finish_${s}${os}`, 'pppiiii').launch(c.stream, Math.ceil((rows * N) / 256), 1, 1, 256, 0, o, c.qmmaAcc.ptr, ptr(bias), act, N,
         rows, accumulate ? 1 : 0);
     }
-  }
+  });
 }
 
 type Path = 'dequant' | 'float' | 'mmvq' | 'fp8' | 'qmma';
