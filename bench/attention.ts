@@ -14,6 +14,7 @@ import { attendPromptCores, FLASH_TILES, launchFlash } from '../src/backends/cud
 import { CudaBackend } from '../src/backends/cuda/backend.js';
 import type { AttentionShape, Segments, Tensor } from '../src/ops/backend.js';
 import { ROOT, type BenchArgs, type BenchResult } from './common.js';
+import { RandomWeights } from './random-weights.js';
 
 const BLOCK = 16;
 
@@ -70,7 +71,8 @@ function prepare(b: CudaBackend, c: Case, tokens: number, hidden: number, dtype:
   const batch = Math.max(1, Math.floor(tokens / c.seq)), n = batch * c.seq, heads = hidden / c.D;
   if (!Number.isInteger(heads)) throw new Error(`--hidden ${hidden} is not a multiple of head size ${c.D}`);
   const perSeq = Math.ceil(c.seq / BLOCK);
-  const qkv = b.weight({ bytes: randomHalves(n * 3 * hidden, dtype), dtype: dtype === 'bf16' ? 'BF16' : 'F16' }, [n, 3 * hidden]);
+  const stored = dtype === 'bf16' ? 'BF16' : 'F16';
+  const qkv = b.weight({ bytes: new RandomWeights([{ name: 'qkv', shape: [n, 3 * hidden], dtype: stored }]).readBytes('qkv'), dtype: stored }, [n, 3 * hidden]);
   const k = b.buffer([batch * perSeq, BLOCK, hidden], b.activationDtype), v = b.buffer([batch * perSeq, BLOCK, hidden], b.activationDtype);
   const tables = b.buffer([batch, perSeq], 'i32');
   b.writeInt(tables, Int32Array.from({ length: batch * perSeq }, (_, i) => i), batch * perSeq);
@@ -88,18 +90,6 @@ function prepare(b: CudaBackend, c: Case, tokens: number, hidden: number, dtype:
   const shape: AttentionShape = { heads, kvHeads: heads, headDim: c.D, scale: 1 / Math.sqrt(c.D), window: 0 };
   const out: Tensor = b.buffer([n, hidden], b.activationDtype);
   return { batch, out, qkv, k, v, tables, slots, keyLens, shape, segments };
-}
-
-/** Random 16-bit values of `dtype` with |x| in [0.25, 1): random sign and mantissa, exponent 2^-2 or 2^-1. */
-function randomHalves(n: number, dtype: 'f16' | 'bf16'): Uint8Array {
-  const bits = new Uint16Array(n);
-  const [bias, shift, mantissa] = dtype === 'f16' ? [15, 10, 0x3ff] : [127, 7, 0x7f];
-  let s = 0x9e3779b9;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
-    bits[i] = (s & 0x8000) | ((bias - 2 + ((s >>> 16) & 1)) << shift) | ((s >>> 4) & mantissa);
-  }
-  return new Uint8Array(bits.buffer);
 }
 
 function peers(cases: Case[], tokens: number, hidden: number, dtype: string): Record<string, string | number>[] {

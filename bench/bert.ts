@@ -22,7 +22,6 @@ import { RandomWeights, type WeightSpec } from './random-weights.js';
 const CONFIGS: Record<string, { hidden: number; layers: number; heads: number; inner: number }> = {
   base: { hidden: 768, layers: 12, heads: 12, inner: 3072 },
   large: { hidden: 1024, layers: 24, heads: 16, inner: 4096 },
-  tiny: { hidden: 64, layers: 2, heads: 4, inner: 128 },
 };
 const VOCAB = 30522, POSITIONS = 512;
 

@@ -224,13 +224,14 @@ __device__ void flash_prefill(T* out, const T* qkv, const T* kc, const T* vc, co
 
 // Per head size: MT m16 tiles a warp and BN keys a tile, Q kept in registers or read again from shared memory per
 // tile, so that scores, output and Q fit the registers of two or more blocks an SM (ptxas -v reports no spills).
-#define FLASH(T, S, D, MT, BN, QREG)                                                                         \
-  extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_prefill##D##_##S(                           \
+#define FLASH_KERNEL(T, NAME, D, MT, BN, QREG)                                                               \
+  extern "C" __global__ void __launch_bounds__(FA_THREADS) NAME(                                              \
       T* out, const T* qkv, const T* kc, const T* vc, const int* tables, const int* slots, const int* key_lens, \
       const int* segments, int heads, int kv_heads, float scale_log2, int window, int block_size, int max_blocks) { \
     flash_prefill<T, D, MT, BN, QREG>(out, qkv, kc, vc, tables, slots, key_lens, segments, heads, kv_heads,      \
                                      scale_log2, window, block_size, max_blocks);                              \
   }
+#define FLASH(T, S, D, MT, BN, QREG) FLASH_KERNEL(T, flash_prefill##D##_##S, D, MT, BN, QREG)
 #define FLASH_ALL(T, S)                                                                                       \
   FLASH(T, S, 32, 2, 64, true) FLASH(T, S, 64, 1, 64, true) FLASH(T, S, 80, 2, 32, false)                    \
   FLASH(T, S, 96, 2, 32, false) FLASH(T, S, 128, 1, 64, true) FLASH(T, S, 256, 1, 16, false)
@@ -240,14 +241,7 @@ FLASH_ALL(__nv_bfloat16, bf16)
 #ifdef FLASH_TUNING
 // Other tilings for bench/attention.ts --variants (flash_prefill<D>_m<MT>n<BN><q|s>_f16), built only by hand:
 // nvcc ... -DFLASH_TUNING kernels/flash.cu
-#define FLASH_V(D, MT, BN, QREG, Q)                                                                            \
-  extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_prefill##D##_m##MT##n##BN##Q##_f16(          \
-      __half* out, const __half* qkv, const __half* kc, const __half* vc, const int* tables, const int* slots,   \
-      const int* key_lens, const int* segments, int heads, int kv_heads, float scale_log2, int window,          \
-      int block_size, int max_blocks) {                                                                         \
-    flash_prefill<__half, D, MT, BN, QREG>(out, qkv, kc, vc, tables, slots, key_lens, segments, heads, kv_heads, \
-                                          scale_log2, window, block_size, max_blocks);                         \
-  }
+#define FLASH_V(D, MT, BN, QREG, Q) FLASH_KERNEL(__half, flash_prefill##D##_m##MT##n##BN##Q##_f16, D, MT, BN, QREG)
 FLASH_V(64, 2, 64, false, s) FLASH_V(64, 2, 32, true, q) FLASH_V(64, 1, 32, true, q)
 FLASH_V(128, 2, 16, false, s) FLASH_V(128, 1, 64, false, s) FLASH_V(128, 1, 32, true, q) FLASH_V(128, 2, 32, false, s)
 #endif
