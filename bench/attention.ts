@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attendPromptCores, FLASH_TILES, launchFlash } from '../src/backends/cuda/attention.js';
+import { attendFromRows, attendPromptCores, FLASH_TILES, launchFlash } from '../src/backends/cuda/attention.js';
 import { CudaBackend } from '../src/backends/cuda/backend.js';
 import type { AttentionShape, Segments, Tensor } from '../src/ops/backend.js';
 import { ROOT, type BenchArgs, type BenchResult } from './common.js';
@@ -42,11 +42,13 @@ export async function attention(args: BenchArgs): Promise<BenchResult> {
     };
     const row = (engine: string, ms: number) => rows.push({ engine, 'head size': c.D, seq: c.seq, batch: setup.batch, causal: c.causal ? 'yes' : 'no', ms, 'TFLOP/s': flops / ms / 1e9 });
     const { out, qkv, k, v, tables, slots, keyLens, shape, segments } = setup;
-    if (FLASH_TILES[c.D]) row('peregrine tensor cores', time(() => launchFlash(b.ctx, `flash_prefill${c.D}_${dtype}`, FLASH_TILES[c.D], out, qkv, k, v, tables, slots, keyLens, shape, segments)));
+    if (FLASH_TILES[c.D]) row('peregrine tensor cores', time(() => launchFlash(b.ctx, `flash_prefill${c.D}_${dtype}`, FLASH_TILES[c.D], out, qkv, { kCache: k, vCache: v, blockTables: tables, slots }, keyLens, shape, segments)));
+    // an encoder's form (Backend.attendEncoder): keys and values read from the qkv rows instead of the paged cache
+    if (FLASH_TILES[c.D]) row('peregrine tensor cores, keys from rows', time(() => attendFromRows(b.ctx, out, qkv, keyLens, shape, setup.batch * c.seq, segments)));
     for (const name of variants.filter((n) => n.startsWith(`flash_prefill${c.D}_`))) {
       const m = /_m(\d)n(\d+)[qs]$/.exec(name);
       if (!m) throw new Error(`--variants: ${name} is not flash_prefill<D>_m<MT>n<BN><q|s>`);
-      row(name, time(() => launchFlash(b.ctx, `${name}_${dtype}`, { mt: Number(m[1]), bn: Number(m[2]) }, out, qkv, k, v, tables, slots, keyLens, shape, segments)));
+      row(name, time(() => launchFlash(b.ctx, `${name}_${dtype}`, { mt: Number(m[1]), bn: Number(m[2]) }, out, qkv, { kCache: k, vCache: v, blockTables: tables, slots }, keyLens, shape, segments)));
     }
     if (!args.flag('no-cores') && c.D <= 128) row('peregrine CUDA cores', time(() => attendPromptCores(b.ctx, out, qkv, k, v, tables, slots, keyLens, shape, segments)));
     for (const t of [out, qkv, k, v, tables, slots, keyLens, segments.table]) b.free(t);

@@ -5,7 +5,8 @@
 // Rows, caches and segments as in kernels/attention.cu: packed qkv rows [n, (heads + 2 kv_heads) D] = q | k | v, keys
 // and values read from the paged caches [blocks, block_size, kv_heads * D] through the sequence's block table (the
 // prompt's own k and v were written there first), a segment = consecutive packed rows (positions) of one sequence,
-// a row sees keys key_lens[row] - window .. key_lens[row] - 1 (all below key_lens[row] without a window).
+// a row sees keys key_lens[row] - window .. key_lens[row] - 1 (all below key_lens[row] without a window). An encoder's
+// segments (whole sequences, nothing cached) may instead take keys and values from their own rows of qkv.
 // Grid (query tiles, segments, heads), 128 threads (4 warps). Warp w takes query rows 16 MT w .. 16 MT (w + 1) - 1 of
 // the block's 64 MT, MT m16 tiles of them: each fragment of K or V read from shared memory feeds MT MMAs. Per key
 // tile of BN keys: S = Q K^T by m16n8k16 MMAs (f32 accumulators), masked, scaled by scale * log2(e), online softmax
@@ -20,6 +21,13 @@
 #include "paged.cuh"
 
 constexpr int FA_THREADS = 128, FA_WARPS = FA_THREADS / 32;
+
+// 2^x by the special-function unit, subnormal results flushed to zero (probabilities that small add nothing)
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
 
 template <typename T, int D, int MT, int BN, bool QREG>
 __device__ void flash_prefill(T* out, const T* qkv, const T* kc, const T* vc, const int* tables, const int* slots,
@@ -38,7 +46,9 @@ __device__ void flash_prefill(T* out, const T* qkv, const T* kc, const T* vc, co
   const int rows = min(BM, count - r0), base = first + r0;
   const int H = heads * D, W = kv_heads * D, row_width = H + 2 * W, kvh = h / (heads / kv_heads);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
-  const int* table = tables + (size_t)slots[first] * max_blocks;
+  // without block tables (an encoder: Backend.attendEncoder) key j of the segment is its row j of qkv, kc and vc
+  // pointing at the row's k and v
+  const int* table = tables ? tables + (size_t)slots[first] * max_blocks : nullptr;
   // keys grow with position: the block's last row sees the most, its first row's window starts first
   const int Lmax = key_lens[base + rows - 1];
   const int start = window > 0 ? max(0, key_lens[base] - window) / BN * BN : 0;
@@ -55,7 +65,8 @@ __device__ void flash_prefill(T* out, const T* qkv, const T* kc, const T* vc, co
     for (int c = tid; c < BN * CH; c += FA_THREADS) {
       const int j = c / CH, part = c % CH;
       const bool live = j0 + j < Lmax;
-      const size_t src = live ? (size_t)cache_row(table, j0 + j, block_size) * W + kvh * D + part * 8 : 0;
+      const size_t key_row = table ? (size_t)cache_row(table, j0 + j, block_size) * W : (size_t)(first + j0 + j) * row_width;
+      const size_t src = live ? key_row + kvh * D + part * 8 : 0;
       cp_async16_or_zero(kd + j * LD + part * 8, kc + src, live);
       cp_async16_or_zero(vd + j * LD + part * 8, vc + src, live);
     }
@@ -63,20 +74,13 @@ __device__ void flash_prefill(T* out, const T* qkv, const T* kc, const T* vc, co
   load_kv(0, 0);
   cp_async_commit();
 
-  // this lane's rows: wr0 + 16 mt + g (+ 8): their key ranges [lo, L)
+  // the warp's rows wr0 .. wr0 + 16 MT - 1: keys grow with position, so its first row sees the fewest keys and its last
+  // the most; a tile inside every row's range needs no mask
   const int wr0 = warp * 16 * MT;
-  int L[MT][2], lo[MT][2];
-#pragma unroll
-  for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-      const int r = wr0 + mt * 16 + g + 8 * i;
-      L[mt][i] = r < rows ? key_lens[base + r] : 0;
-      lo[mt][i] = window > 0 ? L[mt][i] - window : 0;
-    }
   const bool warp_live = wr0 < rows;
-  const int warp_hi = warp_live ? key_lens[base + min(rows, wr0 + 16 * MT) - 1] : 0;
-  const int warp_lo = warp_live && window > 0 ? key_lens[base + wr0] - window : 0;
+  const int w_first = key_lens[base + min(wr0, rows - 1)], w_last = key_lens[base + min(rows, wr0 + 16 * MT) - 1];
+  const int warp_hi = warp_live ? w_last : 0, warp_lo = warp_live && window > 0 ? w_first - window : 0;
+  const int whole_lo = window > 0 ? w_last - window : 0, whole_hi = w_first;
 
   float o[MT][D / 8][4], m[MT][2], l[MT][2];
 #pragma unroll
@@ -145,38 +149,49 @@ __device__ void flash_prefill(T* out, const T* qkv, const T* kc, const T* vc, co
       for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int i = 0; i < 2; i++) {
-          const bool whole = j0 >= lo[mt][i] && j0 + BN <= L[mt][i];
           float mx = -INFINITY;
+          if (j0 >= whole_lo && j0 + BN <= whole_hi) {
 #pragma unroll
-          for (int t = 0; t < NT; t++)
+            for (int t = 0; t < NT; t++)
 #pragma unroll
-            for (int e = 0; e < 2; e++) {
-              const int key = j0 + t * 8 + 2 * t4 + e;
-              float v = s[mt][t][2 * i + e] * scale_log2;
-              if (!whole && (key >= L[mt][i] || key < lo[mt][i])) v = -INFINITY;
-              s[mt][t][2 * i + e] = v;
-              mx = fmaxf(mx, v);
-            }
+              for (int e = 0; e < 2; e++) mx = fmaxf(mx, s[mt][t][2 * i + e] *= scale_log2);
+          } else {  // a tile at the edge of some row's keys: the row's range, read again here
+            const int r = wr0 + mt * 16 + g + 8 * i;
+            const int L = r < rows ? key_lens[base + r] : 0, lo = window > 0 ? L - window : 0;
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+#pragma unroll
+              for (int e = 0; e < 2; e++) {
+                const int key = j0 + t * 8 + 2 * t4 + e;
+                float v = s[mt][t][2 * i + e] * scale_log2;
+                if (key >= L || key < lo) v = -INFINITY;
+                s[mt][t][2 * i + e] = v;
+                mx = fmaxf(mx, v);
+              }
+          }
           mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
           mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
           const float mn = fmaxf(m[mt][i], mx);
           const float ref = mn == -INFINITY ? 0.f : mn;  // a row that has seen no key yet keeps zeros
-          const float corr = exp2f(m[mt][i] - ref);
+          const float corr = fast_exp2(m[mt][i] - ref);
           m[mt][i] = mn;
           float sum = 0.f;
 #pragma unroll
           for (int t = 0; t < NT; t++)
 #pragma unroll
             for (int e = 0; e < 2; e++) {
-              const float p = exp2f(s[mt][t][2 * i + e] - ref);
+              const float p = fast_exp2(s[mt][t][2 * i + e] - ref);
               s[mt][t][2 * i + e] = p;
               sum += p;
             }
           l[mt][i] = l[mt][i] * corr + sum;
+          // once a row's maximum settles the output needs no rescaling: skipped unless some lane's row moved
+          if (__any_sync(0xffffffffu, corr != 1.f)) {
 #pragma unroll
-          for (int d = 0; d < D / 8; d++) {
-            o[mt][d][2 * i] *= corr;
-            o[mt][d][2 * i + 1] *= corr;
+            for (int d = 0; d < D / 8; d++) {
+              o[mt][d][2 * i] *= corr;
+              o[mt][d][2 * i + 1] *= corr;
+            }
           }
         }
       // O += P V, 16 keys a step
@@ -233,8 +248,8 @@ __device__ void flash_prefill(T* out, const T* qkv, const T* kc, const T* vc, co
   }
 #define FLASH(T, S, D, MT, BN, QREG) FLASH_KERNEL(T, flash_prefill##D##_##S, D, MT, BN, QREG)
 #define FLASH_ALL(T, S)                                                                                       \
-  FLASH(T, S, 32, 2, 64, true) FLASH(T, S, 64, 1, 64, true) FLASH(T, S, 80, 2, 32, false)                    \
-  FLASH(T, S, 96, 2, 32, false) FLASH(T, S, 128, 1, 64, true) FLASH(T, S, 256, 1, 16, false)
+  FLASH(T, S, 32, 2, 64, true) FLASH(T, S, 64, 2, 64, true) FLASH(T, S, 80, 2, 32, false)                    \
+  FLASH(T, S, 96, 2, 32, false) FLASH(T, S, 128, 2, 32, false) FLASH(T, S, 256, 1, 32, false)
 FLASH_ALL(__half, f16)
 FLASH_ALL(__nv_bfloat16, bf16)
 
@@ -242,6 +257,7 @@ FLASH_ALL(__nv_bfloat16, bf16)
 // Other tilings for bench/attention.ts --variants (flash_prefill<D>_m<MT>n<BN><q|s>_f16), built only by hand:
 // nvcc ... -DFLASH_TUNING kernels/flash.cu
 #define FLASH_V(D, MT, BN, QREG, Q) FLASH_KERNEL(__half, flash_prefill##D##_m##MT##n##BN##Q##_f16, D, MT, BN, QREG)
-FLASH_V(64, 2, 64, false, s) FLASH_V(64, 2, 32, true, q) FLASH_V(64, 1, 32, true, q)
-FLASH_V(128, 2, 16, false, s) FLASH_V(128, 1, 64, false, s) FLASH_V(128, 1, 32, true, q) FLASH_V(128, 2, 32, false, s)
+FLASH_V(64, 2, 64, false, s) FLASH_V(64, 2, 32, true, q) FLASH_V(64, 1, 32, true, q) FLASH_V(64, 1, 64, true, q)
+FLASH_V(128, 2, 16, false, s) FLASH_V(128, 1, 64, false, s) FLASH_V(128, 1, 32, true, q) FLASH_V(128, 1, 64, true, q)
+FLASH_V(128, 2, 64, false, s) FLASH_V(128, 2, 32, false, s)
 #endif

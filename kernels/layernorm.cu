@@ -1,6 +1,7 @@
 // LayerNorm (or RMSNorm) in one kernel per row, and the fused add-bias + residual + LayerNorm of the transformer block;
-// reference: src/backends/cpu/layernorm.ts. One block per row; a thread keeps its elements in registers
-// (16-byte vectors when the row allows), so a row is read once and written once.
+// reference: src/backends/cpu/layernorm.ts. One warp per row for rows up to 2048 halves (1024 floats), else one block
+// per row; a thread keeps its elements in registers (16-byte vectors when the row allows), so a row is read once and
+// written once.
 #include "common.cuh"
 
 constexpr int LN_THREADS = 256;
@@ -35,7 +36,7 @@ __device__ void add_ln(T* sum, T* norm, const T* x, const T* bias, const T* resi
           s += v;
           r.v[j] = from_f<T>(v);
         }
-        if (x) store_vec(sum + row + i, r);
+        if (x && sum != norm) store_vec(sum + row + i, r);  // an aliased sum is overwritten by the norm below
       }
     }
     const float mean = rms ? 0.f : block_sum(s, scratch) / H;
@@ -89,6 +90,62 @@ __device__ void add_ln(T* sum, T* norm, const T* x, const T* bias, const T* resi
   }
 }
 
+// The same for rows of at most 32 * LNW_ITEMS vectors, one warp a row and LNW_ROWS rows a block: the reductions are
+// warp shuffles, without the block's barriers (BERT's 768 or 1024 wide rows leave most of a 256-thread block idle).
+// The caller (src/backends/cuda/layernorm.ts) checks the width and that every tensor is 16-byte aligned.
+constexpr int LNW_ITEMS = 8, LNW_ROWS = 4;
+
+template <typename T>
+__device__ void add_ln_warp(T* sum, T* norm, const T* x, const T* bias, const T* residual, const T* gamma,
+                            const T* beta, float eps, int H, int n, bool rms) {
+  constexpr int V = Vec<T>::N;
+  const int lane = threadIdx.x & 31, r = blockIdx.x * LNW_ROWS + (threadIdx.x >> 5);
+  if (r >= n) return;
+  const size_t row = (size_t)r * H;
+  float vals[LNW_ITEMS][V];
+  float s = 0.f;
+#pragma unroll
+  for (int it = 0; it < LNW_ITEMS; it++) {
+    const int i = (it * 32 + lane) * V;
+    if (i < H) {
+      Vec<T> rv = load_vec(residual + row + i);
+      Vec<T> xv, bv;
+      if (x) xv = load_vec(x + row + i);
+      if (x && bias) bv = load_vec(bias + i);
+#pragma unroll
+      for (int j = 0; j < V; j++) {
+        float v = to_f(rv.v[j]);
+        if (x) v += to_f(xv.v[j]) + (bias ? to_f(bv.v[j]) : 0.f);
+        vals[it][j] = v;
+        s += v;
+        rv.v[j] = from_f<T>(v);
+      }
+      if (x && sum != norm) store_vec(sum + row + i, rv);
+    }
+  }
+  const float mean = rms ? 0.f : warp_sum(s) / H;
+  float q = 0.f;
+#pragma unroll
+  for (int it = 0; it < LNW_ITEMS; it++) {
+    if ((it * 32 + lane) * V < H) {
+#pragma unroll
+      for (int j = 0; j < V; j++) q += (vals[it][j] - mean) * (vals[it][j] - mean);
+    }
+  }
+  const float inv = rsqrtf(warp_sum(q) / H + eps);
+#pragma unroll
+  for (int it = 0; it < LNW_ITEMS; it++) {
+    const int i = (it * 32 + lane) * V;
+    if (i < H) {
+      Vec<T> gv = load_vec(gamma + i), bv, o;
+      if (beta) bv = load_vec(beta + i);
+#pragma unroll
+      for (int j = 0; j < V; j++) o.v[j] = from_f<T>((vals[it][j] - mean) * inv * to_f(gv.v[j]) + (beta ? to_f(bv.v[j]) : 0.f));
+      store_vec(norm + row + i, o);
+    }
+  }
+}
+
 #define LN(T, S)                                                                                           \
   extern "C" __global__ void __launch_bounds__(LN_THREADS)                                                 \
       layernorm_##S(T* out, const T* x, const T* gamma, const T* beta, float eps, int H, int rms) {        \
@@ -98,5 +155,14 @@ __device__ void add_ln(T* sum, T* norm, const T* x, const T* bias, const T* resi
       add_bias_residual_layernorm_##S(T* sum, T* norm, const T* x, const T* bias, const T* residual,       \
                                       const T* gamma, const T* beta, float eps, int H) {                   \
     add_ln<T>(sum, norm, x, bias, residual, gamma, beta, eps, H, false);                                   \
+  }                                                                                                        \
+  extern "C" __global__ void __launch_bounds__(32 * LNW_ROWS)                                              \
+      layernorm_warp_##S(T* out, const T* x, const T* gamma, const T* beta, float eps, int H, int rms, int n) { \
+    add_ln_warp<T>(out, out, nullptr, nullptr, x, gamma, beta, eps, H, n, rms != 0);                       \
+  }                                                                                                        \
+  extern "C" __global__ void __launch_bounds__(32 * LNW_ROWS)                                              \
+      add_bias_residual_layernorm_warp_##S(T* sum, T* norm, const T* x, const T* bias, const T* residual,  \
+                                           const T* gamma, const T* beta, float eps, int H, int n) {       \
+    add_ln_warp<T>(sum, norm, x, bias, residual, gamma, beta, eps, H, n, false);                           \
   }
 FOR_EACH_DTYPE(LN)

@@ -32,6 +32,20 @@ __device__ void bias_act(T* x, const B* bias, int act, int N, size_t total) {
   }
 }
 
+// The same over 16-byte vectors of x and a bias of x's dtype, for rows whose width N is a whole number of vectors and
+// 16-byte aligned x and bias (checked by activateAfter in src/backends/cuda/linear.ts); total < 2^32.
+template <typename T>
+__device__ void bias_act_vec(T* x, const T* bias, int act, unsigned row_vecs, unsigned vecs) {
+  constexpr int V = Vec<T>::N;
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < vecs; i += gridDim.x * blockDim.x) {
+    Vec<T> a = load_vec(x + (size_t)i * V), b;
+    if (bias) b = load_vec(bias + (size_t)(i % row_vecs) * V);
+#pragma unroll
+    for (int j = 0; j < V; j++) a.v[j] = from_f<T>(activate(to_f(a.v[j]) + (bias ? to_f(b.v[j]) : 0.f), act));
+    store_vec(x + (size_t)i * V, a);
+  }
+}
+
 // out[t, i] = act(x[t, i]) * x[t, F + i], x [n, 2F] = gate | up (SwiGLU); reference: gatedActivation in activations.ts.
 template <typename T>
 __device__ void gated_act(T* out, const T* x, int act, int F, size_t total) {
@@ -78,6 +92,9 @@ __device__ void convert(T* dst, const S* src, int rows, int cols, int transpose)
   }                                                                                                        \
   extern "C" __global__ void bias_act_##S(T* x, const T* bias, int act, int N, unsigned long long total) { \
     bias_act<T, T>(x, bias, act, N, total);                                                                \
+  }                                                                                                        \
+  extern "C" __global__ void bias_act_vec_##S(T* x, const T* bias, int act, unsigned row_vecs, unsigned vecs) { \
+    bias_act_vec<T>(x, bias, act, row_vecs, vecs);                                                         \
   }                                                                                                        \
   extern "C" __global__ void bias_act_f32out_##S(float* x, const T* bias, int act, int N, unsigned long long total) { \
     bias_act<float, T>(x, bias, act, N, total);                                                            \

@@ -71,6 +71,7 @@ export class MetaBackend implements Backend {
   gatedLinearResidual = nothing;
   writeKV = nothing;
   attend = nothing;
+  attendEncoder = nothing;
   decodeAttention = nothing;
   crossAttention = nothing;
   copyBlocks = nothing;

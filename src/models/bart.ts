@@ -206,8 +206,7 @@ class Bart implements CausalLM, Seq2Seq {
     for (const L of w.encoder) {
       this.sublayer(p, x, L.self.norm, (input, normed) => {
         this.project(p, qkv, input ?? x, normed, L.self.qkvW, L.self.qkvB, 'none');
-        b.writeKV(qkv, k, v, p.blockTables, p.slots, p.positions, n);
-        b.attend(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, this.encShape, n, p.segments!);
+        b.attendEncoder(attn, qkv, k, v, p.blockTables, p.slots, p.positions, p.keyLens, this.encShape, n, p.segments!);
         return { y: attn, w: L.self.oW, bias: L.self.oB };
       });
       this.ffn(p, x, L.ffn, this.cfg.encInner);

@@ -142,14 +142,13 @@ class EncoderStack implements Encoder {
     const hidden = p.buffer('hidden', [T, H]), mid = p.buffer('mid', [T, H]);
     const qkv = p.buffer('qkv', [T, 3 * H]), attn = p.buffer('attn', [T, H]), proj = p.buffer('proj', [T, H]);
     const fc = p.buffer('fc', [T, F]), fc2 = p.buffer('fc2', [T, H]);
-    // every layer attends within its own sequence, through one scratch cache
+    // every layer attends within its own sequence (through one scratch cache where the backend needs one)
     const { k, v } = p.cache(0);
     b.embed(mid, p.ids, p.positions, w.tok, w.pos, w.types ? p.typeIds : null, w.types, n);
     b.layerNorm(hidden, mid, w.embLn.g, w.embLn.b, eps, n);
     for (const L of w.layers) {
       b.linear(qkv, hidden, L.qkvW, L.qkvB, 'none', n);
-      b.writeKV(qkv, k, v, p.blockTables, p.slots, p.positions, n);
-      b.attend(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, shape, n, p.segments!);
+      b.attendEncoder(attn, qkv, k, v, p.blockTables, p.slots, p.positions, p.keyLens, shape, n, p.segments!);
       b.linear(proj, attn, L.projW, null, 'none', n);
       b.addBiasResidualLayerNorm(mid, mid, proj, L.projB, hidden, L.ln1.g, L.ln1.b, eps, n);
       b.linear(fc, mid, L.fcW, L.fcB, act, n);

@@ -147,8 +147,7 @@ class T5 implements CausalLM, Seq2Seq {
     b.embed(x, p.ids, p.positions, w.tok, null, null, null, n);
     for (const L of w.encoder) {
       b.normLinear(qkv, x, L.self.norm, L.self.qkvW, null, 'none', n, normed);
-      b.writeKV(qkv, k, v, p.blockTables, p.slots, p.positions, n);
-      b.attend(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, shape, n, p.segments!);
+      b.attendEncoder(attn, qkv, k, v, p.blockTables, p.slots, p.positions, p.keyLens, shape, n, p.segments!);
       b.linearResidual(x, attn, L.self.oW, null, n, proj);
       this.ffn(p, x, L.ffn);
     }

@@ -238,6 +238,13 @@ export interface Backend {
   attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
     shape: AttentionShape, n: number, segments: Segments): void;
   /**
+   * An encoder's self-attention, whose rows see only their own segment's rows (each segment a whole sequence from
+   * position 0, nothing cached before or kept after): writeKV then attend, except that the caches are scratch whose
+   * contents afterwards are unspecified, so a backend may read each key and value straight from its row of qkv.
+   */
+  attendEncoder(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, positions: Tensor,
+    keyLens: Tensor, shape: AttentionShape, n: number, segments: Segments): void;
+  /**
    * The decode step's attention: each row's k and v go into the caches at position keyLens[t] - 1 of
    * sequence slots[t] (as writeKV would), then the row attends over keys 0 .. keyLens[t]-1 (as attend would).
    */

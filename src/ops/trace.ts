@@ -20,6 +20,7 @@ export const OP_WRITES: Record<OpName, number[]> = {
   gatedLinearResidual: [0, 6, 7],
   writeKV: [1, 2],
   attend: [0],
+  attendEncoder: [0, 2, 3],
   decodeAttention: [0, 2, 3],
   crossAttention: [0],
   copyBlocks: [0],

@@ -46,6 +46,8 @@ export interface FamilyRef {
   token_logits?: number[][][];
   lm_rows?: { input: number; position: number; logits: number[] }[];
   fill_mask?: { input: number; position: number; ids: number[]; scores: number[] }[];
+  /** how far Hugging Face's own fp16 and bf16 runs land from these fp32 outputs (the worst compared tensor) */
+  hf_dtype_error?: { f16: number; bf16: number };
 }
 
 /** The BERT-family fixtures (make_bert_family_fixtures.py), with the Hugging Face class each was saved as. */

@@ -37,9 +37,10 @@ Hidden 32, four heads, two layers (one for the single-head checkpoints, to keep 
 reference.json: inputs (text and ids, of mixed lengths, run as one padded batch), the last hidden states (but for
 the classifiers, whose logits show them), the mean pooled vectors (st-mini: cls and max too), and per head: classification logits, token-classification logits, or masked-LM
 logits (full rows at the rows listed in "lm_rows", and the top 5 of each mask as the fill-mask pipeline
-scores them).
+scores them); hf_dtype_error: how far Hugging Face's own fp16 and bf16 runs land from those fp32 outputs.
 """
 import argparse
+import copy
 import json
 import os
 import sys
@@ -168,6 +169,29 @@ def reference(model, inputs, pad_id, types, lm_rows=None, mask_id=None, states=T
     return out
 
 
+def tensors(ref):
+    """The outputs of a reference the tests compare, each as the flat list the tests compare it as."""
+    flat = lambda x: [v for y in x for v in flat(y)] if isinstance(x, list) else [x]
+    out = {k: flat(ref[k]) for k in ("mean", "cls", "max", "logits", "token_logits") if k in ref}
+    out.update({f"hidden {i}": flat(h) for i, h in enumerate(ref.get("hidden", []))})
+    out.update({f"lm row {k}": row["logits"] for k, row in enumerate(ref.get("lm_rows", []))})
+    return out
+
+
+def dtype_error(model, want, *args, **kwargs):
+    """How far Hugging Face's own fp16 and bf16 runs (weights and activations in that dtype, on the CPU) land from its fp32
+    outputs, by the tests' measure (max |a - b| / max |b| per compared tensor), the worst over the tensors."""
+    out = {}
+    for name, dtype in (("f16", torch.float16), ("bf16", torch.bfloat16)):
+        got = tensors(reference(copy.deepcopy(model).to(dtype), *args, **kwargs))
+        worst = 0.0
+        for k, ref in tensors(want).items():
+            a, b = torch.tensor(got[k], dtype=torch.float64), torch.tensor(ref, dtype=torch.float64)
+            worst = max(worst, float((a - b).abs().max() / b.abs().max()))
+        out[name] = float(f"{worst:.3g}")
+    return out
+
+
 def masked_inputs(tok, mask):
     return [{"text": t.format(m=mask), "ids": tok.encode(t.format(m=mask)).ids} for t in MASKED]
 
@@ -190,7 +214,10 @@ def build(out, name, cls, cfg, seed, dtype, tokenizer, inputs, pad_id, types, **
     if os.path.exists(gen):
         os.remove(gen)
     link_tokenizer(path, tokenizer, os.path.join(out, "tokenizers"))
-    write_json(os.path.join(path, "reference.json"), reference(load_fp32(cls, path), inputs, pad_id, types, **ref_args))
+    model = load_fp32(cls, path)
+    ref = reference(model, inputs, pad_id, types, **ref_args)
+    ref["hf_dtype_error"] = dtype_error(model, ref, inputs, pad_id, types, **ref_args)
+    write_json(os.path.join(path, "reference.json"), ref)
     return path
 
 

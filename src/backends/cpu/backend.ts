@@ -202,6 +202,12 @@ export class CpuBackend implements Backend {
     this.attendRows(out, qkv, kCache, vCache, blockTables, slots, keyLens, false, shape, n);
   }
 
+  attendEncoder(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, positions: Tensor,
+    keyLens: Tensor, shape: AttentionShape, n: number): void {
+    this.writeKV(qkv, kCache, vCache, blockTables, slots, positions, n);
+    this.attend(out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n);
+  }
+
   crossAttention(out: Tensor, q: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, lengths: Tensor,
     shape: AttentionShape, n: number): void {
     this.attendRows(out, q, kCache, vCache, blockTables, slots, lengths, true, shape, n);

@@ -64,29 +64,46 @@ export function attendCross(c: CudaContext, out: Tensor, q: Tensor, kCache: Tens
  * keys per tile; the kernel's FLASH_ALL list builds the same.
  */
 export const FLASH_TILES: Record<number, { mt: number; bn: number }> = {
-  32: { mt: 2, bn: 64 }, 64: { mt: 1, bn: 64 }, 80: { mt: 2, bn: 32 }, 96: { mt: 2, bn: 32 }, 128: { mt: 1, bn: 64 }, 256: { mt: 1, bn: 16 },
+  32: { mt: 2, bn: 64 }, 64: { mt: 2, bn: 64 }, 80: { mt: 2, bn: 32 }, 96: { mt: 2, bn: 32 }, 128: { mt: 2, bn: 32 }, 256: { mt: 1, bn: 32 },
 };
 
 /** Whether the tensor-core kernel takes this prompt: 16-bit, a head size it builds, no position bias, 16-byte rows. */
-function flashTakes(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, shape: AttentionShape): boolean {
+export function flashTakes(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, shape: AttentionShape): boolean {
   return out.dtype !== 'f32' && !shape.bias && FLASH_TILES[shape.headDim] !== undefined
     && [qkv, kCache, vCache].every((t) => ptr(t) % 16 === 0) && ptr(out) % 4 === 0;
 }
+
+/** Where the tensor-core kernel finds keys and values: paged caches through block tables, or the segments' own qkv rows. */
+type KeySource = { kCache: Tensor; vCache: Tensor; blockTables: Tensor; slots: Tensor } | 'rows';
 
 /**
  * The tensor-core prompt kernel `name` (flash_prefill<D>_<dtype>, or a tuning variant of bench/attention.ts) with
  * tiles of `tiles`: grid (query tiles of the longest segment, segments, heads), 128 threads.
  */
-export function launchFlash(c: CudaContext, name: string, tiles: { mt: number; bn: number }, out: Tensor, qkv: Tensor, kCache: Tensor,
-  vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor, shape: AttentionShape, segments: Segments): void {
+export function launchFlash(c: CudaContext, name: string, tiles: { mt: number; bn: number }, out: Tensor, qkv: Tensor, keys: KeySource,
+  keyLens: Tensor, shape: AttentionShape, segments: Segments): void {
   const { heads, kvHeads, headDim: D, scale, window } = shape;
   const rows = 64 * tiles.mt;
   const smem = (rows + 4 * tiles.bn) * (D + 8) * 2;
   const k = c.kernels.get('flash', name, 'ppppppppiifiii');
   k.allowSharedMemory(smem);
-  k.launch(c.stream, Math.ceil(segments.longest / rows), segments.count, heads, 128, smem, ptr(out), ptr(qkv), ptr(kCache), ptr(vCache),
-    ptr(blockTables), ptr(slots), ptr(keyLens), ptr(segments.table), heads, kvHeads, scale * Math.LOG2E, window, kCache.shape[1],
-    blockTables.shape[1]);
+  // from rows: k and v are at q's width and q + k's width into each row; a null block table says so to the kernel
+  const bytes = dtypeBytes(qkv.dtype), H = heads * D, W = kvHeads * D;
+  const [kc, vc, tables, slots, blockSize, maxBlocks] = keys === 'rows'
+    ? [ptr(qkv) + H * bytes, ptr(qkv) + (H + W) * bytes, 0, 0, 0, 0]
+    : [ptr(keys.kCache), ptr(keys.vCache), ptr(keys.blockTables), ptr(keys.slots), keys.kCache.shape[1], keys.blockTables.shape[1]];
+  k.launch(c.stream, Math.ceil(segments.longest / rows), segments.count, heads, 128, smem, ptr(out), ptr(qkv), kc, vc, tables, slots,
+    ptr(keyLens), ptr(segments.table), heads, kvHeads, scale * Math.LOG2E, window, blockSize, maxBlocks);
+}
+
+/**
+ * An encoder's attention on tensor cores (Backend.attendEncoder), keys and values read from the segments' own qkv rows:
+ * key j of a segment is its row j. The caller checks flashTakes.
+ */
+export function attendFromRows(c: CudaContext, out: Tensor, qkv: Tensor, keyLens: Tensor, shape: AttentionShape, n: number, segments: Segments): void {
+  if (n === 0) return;
+  const D = shape.headDim;
+  launchFlash(c, `flash_prefill${D}_${sfx(out.dtype)}`, FLASH_TILES[D], out, qkv, 'rows', keyLens, shape, segments);
 }
 
 /**
@@ -98,7 +115,7 @@ export function attendPrompt(c: CudaContext, out: Tensor, qkv: Tensor, kCache: T
   if (n === 0) return;
   if (flashTakes(out, qkv, kCache, vCache, shape)) {
     const D = shape.headDim;
-    launchFlash(c, `flash_prefill${D}_${sfx(out.dtype)}`, FLASH_TILES[D], out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, segments);
+    launchFlash(c, `flash_prefill${D}_${sfx(out.dtype)}`, FLASH_TILES[D], out, qkv, { kCache, vCache, blockTables, slots }, keyLens, shape, segments);
   } else {
     attendPromptCores(c, out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, segments);
   }

@@ -6,7 +6,7 @@ import { int4InOrder, int4Layout, isInt4Type } from '../../loaders/int4.js';
 import { isStoredQuant, type StoredQuant } from '../../loaders/quant.js';
 import { blockRegions, byteSize, dtypeBytes, numel, quantDType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type QuantDType, type Norm,
   type Rotary, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../../ops/backend.js';
-import { attendCross, attendDecode, attendPrompt, copyBlocks, writeKV } from './attention.js';
+import { attendCross, attendDecode, attendFromRows, attendPrompt, copyBlocks, flashTakes, writeKV } from './attention.js';
 import { Blas } from './blas.js';
 import { CU, Driver, fmt, koffi, memoryError, type Handle } from './driver.js';
 import { embed } from './embedding.js';
@@ -322,6 +322,8 @@ export class CudaBackend implements Backend {
   // ---- graphs: the first run of a key is eager (it also tunes GEMMs), the second is captured, then replays ----
 
   graph(key: string, body: () => void): void {
+    // while profiling, ops run one by one so that each is timed (a replay is one launch)
+    if (this.profiling) return body();
     const g = this.graphs.get(key);
     if (!this.useGraphs || g === undefined) {
       body();
@@ -451,6 +453,14 @@ export class CudaBackend implements Backend {
   attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
     shape: AttentionShape, n: number, segments: Segments): void {
     this.op('attend', () => attendPrompt(this.ctx, out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n, segments));
+  }
+
+  attendEncoder(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, positions: Tensor,
+    keyLens: Tensor, shape: AttentionShape, n: number, segments: Segments): void {
+    // the tensor-core kernel reads keys and values from the rows themselves: no cache write
+    if (flashTakes(out, qkv, qkv, qkv, shape)) return this.op('attend', () => attendFromRows(this.ctx, out, qkv, keyLens, shape, n, segments));
+    this.writeKV(qkv, kCache, vCache, blockTables, slots, positions, n);
+    this.attend(out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n, segments);
   }
 
   decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,

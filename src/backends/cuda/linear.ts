@@ -5,7 +5,7 @@
 // row's sums then go in one order whatever else is in the pass, where cuBLASLt's algorithm (and the switch
 // to it) depends on the row count. Quantized weights go to qlinear.ts.
 import { fail } from '../../errors.js';
-import { isQuant, type Activation, type Norm, type Tensor } from '../../ops/backend.js';
+import { dtypeBytes, isQuant, type Activation, type Norm, type Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
 import { EPILOGUE } from './blas.js';
 import { layerNorm } from './layernorm.js';
@@ -78,7 +78,14 @@ export function epilogueFor(act: Activation, hasBias: boolean): number {
 /** The activation of out [n, N] that cuBLASLt's epilogue could not apply (epilogueFor), as a kernel after the GEMM. */
 export function activateAfter(c: CudaContext, out: Tensor, act: Activation, n: number, N: number): void {
   if (act === 'none' || act === 'gelu_tanh') return;
-  const total = n * N;
+  const total = n * N, V = 16 / dtypeBytes(out.dtype);
+  if (N % V === 0 && ptr(out) % 16 === 0 && total < 2 ** 32) {
+    // 16-byte vectors (BERT's erf GELU over a [tokens, 3072] GEMM output is bandwidth-bound)
+    const vecs = total / V;
+    c.kernels.get('rows', `bias_act_vec_${sfx(out.dtype)}`, 'ppiii')
+      .launch(c.stream, Math.min(16 * c.sms, Math.ceil(vecs / 256)), 1, 1, 256, 0, ptr(out), 0, ACT_CODE[act], N / V, vecs);
+    return;
+  }
   c.kernels.get('rows', `bias_act_${sfx(out.dtype)}`, 'ppiiu')
     .launch(c.stream, Math.min(4096, Math.ceil(total / 256)), 1, 1, 256, 0, ptr(out), 0, ACT_CODE[act], N, total);
 }
