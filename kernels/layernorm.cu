@@ -7,8 +7,64 @@
 constexpr int LN_THREADS = 256;
 constexpr int LN_ITEMS = 4;  // vectors per thread held in registers: rows up to 256 * 4 * 8 = 8192 halves
 
+constexpr int LNW_ITEMS = 8, LNW_ROWS = 4;  // the warp form: rows up to 32 * 8 * 8 = 2048 halves, 4 rows a block
+
+// The row `row` (its offset) held in registers as 16-byte vectors, RT threads on it (a warp, or the whole block of
+// LN_THREADS), ITEMS vectors each; t = the thread's index among the RT. The caller checks the width and alignment.
+template <typename T, int RT, int ITEMS>
+__device__ __forceinline__ void add_ln_vec(T* sum, T* norm, const T* x, const T* bias, const T* residual, const T* gamma,
+                                           const T* beta, float eps, int H, bool rms, size_t row, int t, float* scratch) {
+  constexpr int V = Vec<T>::N;
+  auto reduce = [&](float v) {
+    if constexpr (RT == 32) return warp_sum(v);
+    else return block_sum(v, scratch);
+  };
+  float vals[ITEMS][V];
+  float s = 0.f;
+#pragma unroll
+  for (int it = 0; it < ITEMS; it++) {
+    const int i = (it * RT + t) * V;
+    if (i < H) {
+      Vec<T> r = load_vec(residual + row + i);
+      Vec<T> xv, bv;
+      if (x) xv = load_vec(x + row + i);
+      if (x && bias) bv = load_vec(bias + i);
+#pragma unroll
+      for (int j = 0; j < V; j++) {
+        float v = to_f(r.v[j]);
+        if (x) v += to_f(xv.v[j]) + (bias ? to_f(bv.v[j]) : 0.f);
+        vals[it][j] = v;
+        s += v;
+        r.v[j] = from_f<T>(v);
+      }
+      if (x && sum != norm) store_vec(sum + row + i, r);  // an aliased sum is overwritten by the norm below
+    }
+  }
+  const float mean = rms ? 0.f : reduce(s) / H;
+  float q = 0.f;
+#pragma unroll
+  for (int it = 0; it < ITEMS; it++) {
+    if ((it * RT + t) * V < H) {
+#pragma unroll
+      for (int j = 0; j < V; j++) q += (vals[it][j] - mean) * (vals[it][j] - mean);
+    }
+  }
+  const float inv = rsqrtf(reduce(q) / H + eps);
+#pragma unroll
+  for (int it = 0; it < ITEMS; it++) {
+    const int i = (it * RT + t) * V;
+    if (i < H) {
+      Vec<T> g = load_vec(gamma + i), b, o;
+      if (beta) b = load_vec(beta + i);
+#pragma unroll
+      for (int j = 0; j < V; j++) o.v[j] = from_f<T>((vals[it][j] - mean) * inv * to_f(g.v[j]) + (beta ? to_f(b.v[j]) : 0.f));
+      store_vec(norm + row + i, o);
+    }
+  }
+}
+
 // sum = x + bias + residual (when x is given), norm = LayerNorm(sum), or RMSNorm(sum) when `rms` (the mean is
-// then 0). beta may be null. sum may alias residual, norm may alias sum.
+// then 0). beta may be null. sum may alias residual, norm may alias sum. One block per row.
 template <typename T>
 __device__ void add_ln(T* sum, T* norm, const T* x, const T* bias, const T* residual, const T* gamma,
                        const T* beta, float eps, int H, bool rms) {
@@ -17,52 +73,7 @@ __device__ void add_ln(T* sum, T* norm, const T* x, const T* bias, const T* resi
   const size_t row = (size_t)blockIdx.x * H;
   const bool vec = H % V == 0 && H <= LN_THREADS * LN_ITEMS * V && aligned16(residual) && aligned16(sum) &&
                    aligned16(norm) && (!x || aligned16(x));
-  if (vec) {
-    float vals[LN_ITEMS][V];
-    float s = 0.f;
-#pragma unroll
-    for (int it = 0; it < LN_ITEMS; it++) {
-      const int i = (it * LN_THREADS + threadIdx.x) * V;
-      if (i < H) {
-        Vec<T> r = load_vec(residual + row + i);
-        Vec<T> xv, bv;
-        if (x) xv = load_vec(x + row + i);
-        if (x && bias) bv = load_vec(bias + i);
-#pragma unroll
-        for (int j = 0; j < V; j++) {
-          float v = to_f(r.v[j]);
-          if (x) v += to_f(xv.v[j]) + (bias ? to_f(bv.v[j]) : 0.f);
-          vals[it][j] = v;
-          s += v;
-          r.v[j] = from_f<T>(v);
-        }
-        if (x && sum != norm) store_vec(sum + row + i, r);  // an aliased sum is overwritten by the norm below
-      }
-    }
-    const float mean = rms ? 0.f : block_sum(s, scratch) / H;
-    float q = 0.f;
-#pragma unroll
-    for (int it = 0; it < LN_ITEMS; it++) {
-      const int i = (it * LN_THREADS + threadIdx.x) * V;
-      if (i < H) {
-#pragma unroll
-        for (int j = 0; j < V; j++) q += (vals[it][j] - mean) * (vals[it][j] - mean);
-      }
-    }
-    const float inv = rsqrtf(block_sum(q, scratch) / H + eps);
-#pragma unroll
-    for (int it = 0; it < LN_ITEMS; it++) {
-      const int i = (it * LN_THREADS + threadIdx.x) * V;
-      if (i < H) {
-        Vec<T> g = load_vec(gamma + i), b, o;
-        if (beta) b = load_vec(beta + i);
-#pragma unroll
-        for (int j = 0; j < V; j++) o.v[j] = from_f<T>((vals[it][j] - mean) * inv * to_f(g.v[j]) + (beta ? to_f(b.v[j]) : 0.f));
-        store_vec(norm + row + i, o);
-      }
-    }
-    return;
-  }
+  if (vec) return add_ln_vec<T, LN_THREADS, LN_ITEMS>(sum, norm, x, bias, residual, gamma, beta, eps, H, rms, row, threadIdx.x, scratch);
   // any width: three passes over the row (the second and third hit L1)
   float s = 0.f;
   for (int i = threadIdx.x; i < H; i += blockDim.x) {
@@ -93,57 +104,12 @@ __device__ void add_ln(T* sum, T* norm, const T* x, const T* bias, const T* resi
 // The same for rows of at most 32 * LNW_ITEMS vectors, one warp a row and LNW_ROWS rows a block: the reductions are
 // warp shuffles, without the block's barriers (BERT's 768 or 1024 wide rows leave most of a 256-thread block idle).
 // The caller (src/backends/cuda/layernorm.ts) checks the width and that every tensor is 16-byte aligned.
-constexpr int LNW_ITEMS = 8, LNW_ROWS = 4;
-
 template <typename T>
 __device__ void add_ln_warp(T* sum, T* norm, const T* x, const T* bias, const T* residual, const T* gamma,
                             const T* beta, float eps, int H, int n, bool rms) {
-  constexpr int V = Vec<T>::N;
-  const int lane = threadIdx.x & 31, r = blockIdx.x * LNW_ROWS + (threadIdx.x >> 5);
+  const int r = blockIdx.x * LNW_ROWS + (threadIdx.x >> 5);
   if (r >= n) return;
-  const size_t row = (size_t)r * H;
-  float vals[LNW_ITEMS][V];
-  float s = 0.f;
-#pragma unroll
-  for (int it = 0; it < LNW_ITEMS; it++) {
-    const int i = (it * 32 + lane) * V;
-    if (i < H) {
-      Vec<T> rv = load_vec(residual + row + i);
-      Vec<T> xv, bv;
-      if (x) xv = load_vec(x + row + i);
-      if (x && bias) bv = load_vec(bias + i);
-#pragma unroll
-      for (int j = 0; j < V; j++) {
-        float v = to_f(rv.v[j]);
-        if (x) v += to_f(xv.v[j]) + (bias ? to_f(bv.v[j]) : 0.f);
-        vals[it][j] = v;
-        s += v;
-        rv.v[j] = from_f<T>(v);
-      }
-      if (x && sum != norm) store_vec(sum + row + i, rv);
-    }
-  }
-  const float mean = rms ? 0.f : warp_sum(s) / H;
-  float q = 0.f;
-#pragma unroll
-  for (int it = 0; it < LNW_ITEMS; it++) {
-    if ((it * 32 + lane) * V < H) {
-#pragma unroll
-      for (int j = 0; j < V; j++) q += (vals[it][j] - mean) * (vals[it][j] - mean);
-    }
-  }
-  const float inv = rsqrtf(warp_sum(q) / H + eps);
-#pragma unroll
-  for (int it = 0; it < LNW_ITEMS; it++) {
-    const int i = (it * 32 + lane) * V;
-    if (i < H) {
-      Vec<T> gv = load_vec(gamma + i), bv, o;
-      if (beta) bv = load_vec(beta + i);
-#pragma unroll
-      for (int j = 0; j < V; j++) o.v[j] = from_f<T>((vals[it][j] - mean) * inv * to_f(gv.v[j]) + (beta ? to_f(bv.v[j]) : 0.f));
-      store_vec(norm + row + i, o);
-    }
-  }
+  add_ln_vec<T, 32, LNW_ITEMS>(sum, norm, x, bias, residual, gamma, beta, eps, H, rms, (size_t)r * H, threadIdx.x & 31, nullptr);
 }
 
 #define LN(T, S)                                                                                           \
