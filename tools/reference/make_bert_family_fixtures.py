@@ -6,7 +6,9 @@ fp32, over weights rounded to their storage dtype). Usage, from the repository r
 
     python3 tools/reference/make_bert_family_fixtures.py --out test/fixtures
 
-(the checkpoints and references are the same byte for byte on every run over the same tokenizer files;
+(the checkpoints and references are the same byte for byte on every run over the same tokenizer files and libraries;
+the GPU machine's torch and transformers gave references differing in their last digits and files that were not
+byte-identical, so the committed hf_dtype_error fields were added from such a run to the references as they were;
 --retrain-tokenizers trains those again, which gives other vocabularies)
 
 Tokenizers (test/fixtures/tokenizers/<name>/, about 200-300 tokens trained on train_tokenizers' text):
