@@ -42,9 +42,11 @@ export async function attention(args: BenchArgs): Promise<BenchResult> {
     };
     const row = (engine: string, ms: number) => rows.push({ engine, 'head size': c.D, seq: c.seq, batch: setup.batch, causal: c.causal ? 'yes' : 'no', ms, 'TFLOP/s': flops / ms / 1e9 });
     const { out, qkv, k, v, tables, slots, keyLens, shape, segments } = setup;
-    if (FLASH_TILES[c.D]) row('peregrine tensor cores', time(() => launchFlash(b.ctx, `flash_prefill${c.D}_${dtype}`, FLASH_TILES[c.D], out, qkv, { kCache: k, vCache: v, blockTables: tables, slots }, keyLens, shape, segments)));
-    // an encoder's form (Backend.attendEncoder): keys and values read from the qkv rows instead of the paged cache
-    if (FLASH_TILES[c.D]) row('peregrine tensor cores, keys from rows', time(() => attendFromRows(b.ctx, out, qkv, keyLens, shape, setup.batch * c.seq, segments)));
+    if (FLASH_TILES[c.D]) {
+      row('peregrine tensor cores', time(() => launchFlash(b.ctx, `flash_prefill${c.D}_${dtype}`, FLASH_TILES[c.D], out, qkv, { kCache: k, vCache: v, blockTables: tables, slots }, keyLens, shape, segments)));
+      // an encoder's form (Backend.attendEncoder): keys and values read from the qkv rows instead of the paged cache
+      row('peregrine tensor cores, keys from rows', time(() => attendFromRows(b.ctx, out, qkv, keyLens, shape, setup.batch * c.seq, segments)));
+    }
     for (const name of variants.filter((n) => n.startsWith(`flash_prefill${c.D}_`))) {
       const m = /_m(\d)n(\d+)[qs]$/.exec(name);
       if (!m) throw new Error(`--variants: ${name} is not flash_prefill<D>_m<MT>n<BN><q|s>`);

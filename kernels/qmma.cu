@@ -161,7 +161,7 @@ __device__ void qmma(O* out, float* acc, const T* x, const uint8_t* w, const T* 
     if (!DEEP && s + 1 < s1) load_w(next, s + 1);
     mma_step(buf);
     if (s + 1 < s1) store_w(buf ^ 1, next, s + 1);
-    cp_async_wait_all();
+    cp_async_wait<0>();
     __syncthreads();
   };
   if (s0 < s1) {
@@ -169,7 +169,7 @@ __device__ void qmma(O* out, float* acc, const T* x, const uint8_t* w, const T* 
     if (DEEP && s0 + 1 < s1) load_w(ub, s0 + 1);
     load_x(0, s0);
     store_w(0, ua, s0);
-    cp_async_wait_all();
+    cp_async_wait<0>();
     __syncthreads();
   }
   for (int s = s0; s < s1; s += 2) {

@@ -32,8 +32,9 @@ __device__ void bias_act(T* x, const B* bias, int act, int N, size_t total) {
   }
 }
 
-// The same over 16-byte vectors of x and a bias of x's dtype, for rows whose width N is a whole number of vectors and
-// 16-byte aligned x and bias (checked by activateAfter in src/backends/cuda/linear.ts); total < 2^32.
+// The same over 16-byte vectors of x (and of a bias of x's dtype, when given), for rows whose width N is a whole number
+// of vectors, 16-byte aligned x and bias, total < 2^32. Its caller, activateAfter in src/backends/cuda/linear.ts,
+// checks x and passes no bias (cuBLASLt's epilogue added it).
 template <typename T>
 __device__ void bias_act_vec(T* x, const T* bias, int act, unsigned row_vecs, unsigned vecs) {
   constexpr int V = Vec<T>::N;

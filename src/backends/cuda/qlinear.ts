@@ -114,9 +114,9 @@ function inInputOrder(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, n: numb
   }
 }
 
-/** The float GEMV over n rows of x at xp into out at op (x's and out's own addresses unless a pass says otherwise). */
+/** The float GEMV over n rows of x's dtype at address xp into out's dtype at address op (one pass of inInputOrder). */
 function floatGemvRows(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean,
-  xp = ptr(x), op = ptr(out)): void {
+  xp: number, op: number): void {
   const [N, K] = w.shape;
   const m = n === 1 ? 1 : GEMV_ROWS;
   const groups = Math.ceil(n / m);
