@@ -348,28 +348,33 @@ __device__ void copy_blocks(T* pool, const int* pairs, int planes, int blocks, i
 #define ATTN(T, S)                                                                                         \
   extern "C" __global__ void write_kv_##S(const T* qkv, T* kc, T* vc, const int* tables, const int* slots,  \
                                           const int* positions, int row_width, int W, int block_size,      \
-                                          int max_blocks) {                                                \
+                                          int max_blocks) {                                                 \
+    pdl_begin();                                                                                            \
     write_kv<T>(qkv, kc, vc, tables, slots, positions, row_width, W, block_size, max_blocks);               \
   }                                                                                                        \
   extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32, 6) attend_decode_##S(                   \
       T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens, int heads, \
       int kv_heads, int D, float scale, int window, int block_size, int max_blocks) {                      \
+    pdl_begin();                                                                                           \
     attend_decode<T, DECODE>(out, qkv, kc, vc, tables, slots, key_lens, heads, kv_heads, D, scale, window, \
                              block_size, max_blocks, PositionBias<T>{nullptr, nullptr, 0, 0, 0});         \
   }                                                                                                        \
   extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32) attend_decode_bias_##S(                  \
       T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens, int heads, \
       int kv_heads, int D, float scale, int window, int block_size, int max_blocks, BIAS_PARAMS(T)) {      \
+    pdl_begin();                                                                                           \
     attend_decode<T, DECODE_BIAS>(out, qkv, kc, vc, tables, slots, key_lens, heads, kv_heads, D, scale,    \
                                   window, block_size, max_blocks, BIAS_ARG(T));                            \
   }                                                                                                        \
   extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32, 6) attend_cross_##S(                    \
       T* out, const T* q, const T* kc, const T* vc, const int* tables, const int* slots, const int* lengths, \
       int heads, int kv_heads, int D, float scale, int block_size, int max_blocks) {                       \
+    pdl_begin();                                                                                           \
     attend_decode<T, CROSS>(out, q, const_cast<T*>(kc), const_cast<T*>(vc), tables, slots, lengths, heads, \
                             kv_heads, D, scale, 0, block_size, max_blocks, PositionBias<T>{nullptr, nullptr, 0, 0, 0}); \
   }                                                                                                        \
   extern "C" __global__ void copy_blocks_##S(T* pool, const int* pairs, int planes, int blocks, int block_values) { \
+    pdl_begin();                                                                                           \
     copy_blocks<T>(pool, pairs, planes, blocks, block_values);                                             \
   }                                                                                                        \
   PREFILL(T, S, 2) PREFILL(T, S, 4) PREFILL(T, S, 8) PREFILL(T, S, 16) PREFILL(T, S, 32)
@@ -377,7 +382,8 @@ __device__ void copy_blocks(T* pool, const int* pairs, int planes, int blocks, i
   extern "C" __global__ void __launch_bounds__(128) attend_prefill##DPT##_##S(                             \
       T* out, const T* qkv, const T* kc, const T* vc, const int* tables, const int* slots, const int* key_lens, \
       const int* segments, int heads, int kv_heads, int D, float scale, int window, int block_size,        \
-      int max_blocks, BIAS_PARAMS(T)) {                                                                    \
+      int max_blocks, BIAS_PARAMS(T)) {                                                                     \
+    pdl_begin();                                                                                            \
     attend_prefill<T, DPT>(out, qkv, kc, vc, tables, slots, key_lens, segments, heads, kv_heads, D, scale,  \
                            window, block_size, max_blocks, BIAS_ARG(T));                                   \
   }

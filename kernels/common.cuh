@@ -5,6 +5,20 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+// Programmatic dependent launch (sm_90 and later): the host (src/backends/cuda/kernels.ts) lets a kernel start while its
+// predecessor in the stream finishes, so its launch and block scheduling overlap that tail. Every kernel calls
+// pdl_begin() first, before any early return: it waits until the predecessor has completed and its writes are visible
+// (a block that returned without waiting could let the next kernel's wait pass before this kernel's own predecessor had
+// finished), then lets the next kernel be scheduled. The one exception, the float GEMV (kernels/gemv.cu), first issues
+// loads of its weights, which no kernel of a pass writes, so that they overlap the predecessor's tail. On older GPUs, and
+// for kernels launched without the attribute, the wait returns at once. test/kernel-sources.test.ts checks all this.
+__device__ __forceinline__ void pdl_begin() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 #define FOR_EACH_DTYPE(M) M(float, f32) M(__half, f16) M(__nv_bfloat16, bf16)
 
 __device__ __forceinline__ float to_f(float x) { return x; }

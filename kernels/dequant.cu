@@ -36,6 +36,7 @@ __device__ void dequant(T* out, const uint8_t* w, const int* perm, int N, int K,
 #define DQ(T, S, Q, QS) \
   extern "C" __global__ void __launch_bounds__(256)                                                              \
       dequant_##QS##_##S(T* out, const uint8_t* w, const int* perm, int N, int K, int j0, int rows) {           \
+    pdl_begin();                                                                                                \
     dequant<T, Q>(out, w, perm, N, K, j0, rows);                                                                \
   }
 #define DQ_ALL(T, S) DQ(T, S, Q8_0, q8_0) DQ(T, S, Q4_0, q4_0) DQ(T, S, Q4_K, q4_k) DQ(T, S, Q5_K, q5_k) DQ(T, S, Q6_K, q6_k) \
@@ -45,6 +46,7 @@ FOR_EACH_DTYPE(DQ_ALL)
 // Q8_0 blocks as a GGUF file holds them (34 bytes each, f16 d then 32 int8 quants) into the GPU's layout
 // (kernels/quant-blocks.cuh): the quants of block b at 32 b, its d at 32 n + 2 b. One thread per block.
 extern "C" __global__ void __launch_bounds__(256) q8_0_from_blocks(uint8_t* out, const uint8_t* blocks, unsigned long long n) {
+  pdl_begin();
   const size_t b = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= n) return;
   const uint8_t* in = blocks + b * 34;  // 2-byte aligned
@@ -62,6 +64,7 @@ extern "C" __global__ void __launch_bounds__(256) q8_0_from_blocks(uint8_t* out,
 // halves away from zero; ggml's quantize_row_q8_0_ref). Reference: src/loaders/quantize.ts (quantizeQ8_0), which it
 // matches bit for bit once rearranged (q8_0Blocks in test/gpu/helpers.ts).
 extern "C" __global__ void __launch_bounds__(256) quantize_weight_q8_0(uint8_t* out, const float* x, unsigned long long blocks) {
+  pdl_begin();
   const size_t b = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= blocks) return;
   const float4* v = reinterpret_cast<const float4*>(x + b * 32);
@@ -121,7 +124,10 @@ __device__ void quantize_int4(uint8_t* out, const float* x, int N, int K) {
 }
 
 #define QI(G) \
-  extern "C" __global__ void __launch_bounds__(256) quantize_weight_q4_g##G(uint8_t* out, const float* x, int N, int K) { quantize_int4<G>(out, x, N, K); }
+  extern "C" __global__ void __launch_bounds__(256) quantize_weight_q4_g##G(uint8_t* out, const float* x, int N, int K) { \
+    pdl_begin();                                                                                                        \
+    quantize_int4<G>(out, x, N, K);                                                                                     \
+  }
 QI(32)
 QI(64)
 QI(128)

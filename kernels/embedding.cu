@@ -20,6 +20,7 @@ __device__ void embed(T* out, const int* ids, const int* positions, const T* tok
 #define EMBED(T, S)                                                                                        \
   extern "C" __global__ void embed_##S(T* out, const int* ids, const int* positions, const T* tok,        \
                                        const T* pos, const int* type_ids, const T* types, int H) {         \
+    pdl_begin();                                                                                           \
     embed<T>(out, ids, positions, tok, pos, type_ids, types, H);                                           \
   }
 FOR_EACH_DTYPE(EMBED)

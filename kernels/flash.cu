@@ -243,6 +243,7 @@ __device__ void flash_prefill(T* out, const T* qkv, const T* kc, const T* vc, co
   extern "C" __global__ void __launch_bounds__(FA_THREADS) NAME(                                              \
       T* out, const T* qkv, const T* kc, const T* vc, const int* tables, const int* slots, const int* key_lens, \
       const int* segments, int heads, int kv_heads, float scale_log2, int window, int block_size, int max_blocks) { \
+    pdl_begin();                                                                                                 \
     flash_prefill<T, D, MT, BN, QREG>(out, qkv, kc, vc, tables, slots, key_lens, segments, heads, kv_heads,      \
                                      scale_log2, window, block_size, max_blocks);                              \
   }

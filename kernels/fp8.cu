@@ -25,6 +25,7 @@ __device__ void quantize_fp8_row(uint8_t* q, float* s, const T* x, int K) {
 
 // A float weight [N, K] into the FP8 layout: its bytes, then the row scales at a 16-byte boundary.
 extern "C" __global__ void __launch_bounds__(F8_THREADS) quantize_weight_fp8(uint8_t* out, const float* w, int N, int K) {
+  pdl_begin();
   quantize_fp8_row<float>(out, reinterpret_cast<float*>(out + ((size_t)N * K + 15) / 16 * 16), w, K);
 }
 
@@ -41,15 +42,18 @@ __device__ void fp8_epilogue(O* out, const float* acc, const float* sx, const fl
 
 #define F8(T, S)                                                                                                        \
   extern "C" __global__ void __launch_bounds__(F8_THREADS) quantize_fp8_tokens_##S(uint8_t* q, float* s, const T* x, int K) { \
+    pdl_begin();                                                                                                        \
     quantize_fp8_row<T>(q, s, x, K);                                                                                    \
   }                                                                                                                     \
   extern "C" __global__ void __launch_bounds__(F8_THREADS)                                                              \
       fp8_epilogue_##S(T* out, const float* acc, const float* sx, const float* sw, const T* bias, int act, int N, int rows, int res) { \
+    pdl_begin();                                                                                                        \
     fp8_epilogue<T, T>(out, acc, sx, sw, bias, act, N, rows, res);                                                      \
   }
 #define F8_OUT32(T, S)                                                                                                  \
   extern "C" __global__ void __launch_bounds__(F8_THREADS)                                                              \
       fp8_epilogue_##S##_f32out(float* out, const float* acc, const float* sx, const float* sw, const T* bias, int act, int N, int rows, int res) { \
+    pdl_begin();                                                                                                        \
     fp8_epilogue<T, float>(out, acc, sx, sw, bias, act, N, rows, res);                                                  \
   }
 FOR_EACH_DTYPE(F8)

@@ -37,7 +37,9 @@ __device__ void gemv(OutT* out, const T* x, const T* w, const T* bias, int act, 
   const int nv = K / V;
   const int first = part * 32 + lane, stride = wpr * 32;
   // the first round of weight loads goes out before anything else, so that the LayerNorm statistics
-  // below are computed while they are in flight
+  // below are computed while they are in flight; and before pdl_begin() (kernels/common.cuh), so that under
+  // programmatic dependent launch they overlap the previous kernel's tail: no kernel of a pass writes weights
+  // (they are written while a model loads, and the loader synchronises before any pass)
   Vec<T> wv[GEMV_LOADS];
   if (live && vec) {
 #pragma unroll
@@ -46,6 +48,7 @@ __device__ void gemv(OutT* out, const T* x, const T* w, const T* bias, int act, 
       if (i < nv) wv[u] = load_vec_nc(wr + (size_t)i * V);
     }
   }
+  pdl_begin();
 
   // LayerNorm statistics of the `rows` rows of x, by the whole block in one pass (shifted by the row's
   // first element, so that the variance does not cancel); RMSNorm's mean square, unshifted
@@ -150,14 +153,14 @@ __device__ void gemv(OutT* out, const T* x, const T* w, const T* bias, int act, 
                            const T* gamma, const T* beta, float eps, int rows, int rms
 #define GEMV_PASS out, x, w, bias, act, N, K, wpr, gamma, beta, eps, rows, rms
 #define GEMV_M(T, S, OutT, OS, M)                                                                          \
-  extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 3) gemv##M##_##S##_##OS(GEMV_ARGS(T, OutT)) {    \
+  extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 3) gemv##M##_##S##_##OS(GEMV_ARGS(T, OutT)) { \
     gemv<T, OutT, M, false, false>(GEMV_PASS);                                                             \
   }                                                                                                        \
   extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 3) norm_gemv##M##_##S##_##OS(GEMV_ARGS(T, OutT)) { \
     gemv<T, OutT, M, true, false>(GEMV_PASS);                                                              \
   }
 #define RES_M(T, S, M)                                                                                     \
-  extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 3) res_gemv##M##_##S(GEMV_ARGS(T, T)) {         \
+  extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 3) res_gemv##M##_##S(GEMV_ARGS(T, T)) {       \
     gemv<T, T, M, false, true>(GEMV_PASS);                                                                 \
   }
 #define FOR_M(X, ...) X(__VA_ARGS__, 1) X(__VA_ARGS__, 2) X(__VA_ARGS__, 4) X(__VA_ARGS__, 8)

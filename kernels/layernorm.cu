@@ -115,20 +115,24 @@ __device__ void add_ln_warp(T* sum, T* norm, const T* x, const T* bias, const T*
 #define LN(T, S)                                                                                           \
   extern "C" __global__ void __launch_bounds__(LN_THREADS)                                                 \
       layernorm_##S(T* out, const T* x, const T* gamma, const T* beta, float eps, int H, int rms) {        \
+    pdl_begin();                                                                                           \
     add_ln<T>(out, out, nullptr, nullptr, x, gamma, beta, eps, H, rms != 0);                               \
   }                                                                                                        \
   extern "C" __global__ void __launch_bounds__(LN_THREADS)                                                 \
       add_bias_residual_layernorm_##S(T* sum, T* norm, const T* x, const T* bias, const T* residual,       \
                                       const T* gamma, const T* beta, float eps, int H) {                   \
+    pdl_begin();                                                                                           \
     add_ln<T>(sum, norm, x, bias, residual, gamma, beta, eps, H, false);                                   \
   }                                                                                                        \
   extern "C" __global__ void __launch_bounds__(32 * LNW_ROWS)                                              \
       layernorm_warp_##S(T* out, const T* x, const T* gamma, const T* beta, float eps, int H, int rms, int n) { \
+    pdl_begin();                                                                                           \
     add_ln_warp<T>(out, out, nullptr, nullptr, x, gamma, beta, eps, H, n, rms != 0);                       \
   }                                                                                                        \
   extern "C" __global__ void __launch_bounds__(32 * LNW_ROWS)                                              \
       add_bias_residual_layernorm_warp_##S(T* sum, T* norm, const T* x, const T* bias, const T* residual,  \
                                            const T* gamma, const T* beta, float eps, int H, int n) {       \
+    pdl_begin();                                                                                           \
     add_ln_warp<T>(sum, norm, x, bias, residual, gamma, beta, eps, H, n, false);                           \
   }
 FOR_EACH_DTYPE(LN)

@@ -265,32 +265,38 @@ __device__ void mmvq(O* out, const int8_t* xq, const float2* xd, const uint8_t* 
 // quantize_q8_<dtype>, quantize_q8_perm_<dtype>, norm_quantize_q8_<dtype>, gated_quantize_q8_<dtype>; mmvq<M>_<quant>_<dtype>[_f32out][_r4] for M in 1, 2, 4, 8 (fewer rows run in the next M up: the
 // loops stop at `rows`); `res` adds into out; _f32out writes f32 (a quantized LM head writing the logits).
 #define MV_QUANTIZE(T, S) \
-  extern "C" __global__ void __launch_bounds__(MV_THREADS) quantize_q8_##S(int8_t* xq, float2* xd, const T* x, int groups) { \
+  extern "C" __global__ void __launch_bounds__(MV_THREADS) quantize_q8_##S(int8_t* xq, float2* xd, const T* x, int groups) {                 \
+    pdl_begin();                                                                                                                             \
     quantize_q8<T>(xq, xd, x, nullptr, 1, groups);                                                                                           \
   }
 #define MV_QUANTIZE_PERM(T, S)                                                                                          \
   extern "C" __global__ void __launch_bounds__(MV_THREADS)                                                              \
-      quantize_q8_perm_##S(int8_t* xq, float2* xd, const T* x, const int* perm, int K, int groups) {                    \
+      quantize_q8_perm_##S(int8_t* xq, float2* xd, const T* x, const int* perm, int K, int groups) {               \
+    pdl_begin();                                                                                                   \
     quantize_q8<T>(xq, xd, x, perm, K, groups);                                                                    \
   }
 #define MV_QUANTIZE_TOKENS(T, S)                                                                                        \
   extern "C" __global__ void __launch_bounds__(MV_THREADS)                                                              \
-      quantize_tokens_##S(int8_t* xq, float2* xd, const T* x, const float* mult, int K) {                              \
+      quantize_tokens_##S(int8_t* xq, float2* xd, const T* x, const float* mult, int K) {                               \
+    pdl_begin();                                                                                                        \
     quantize_tokens<T>(xq, xd, x, mult, K);                                                                             \
   }
 #define MV_NORM_QUANTIZE(T, S)                                                                                              \
   extern "C" __global__ void __launch_bounds__(MV_THREADS)                                                                  \
-      norm_quantize_q8_##S(int8_t* xq, float2* xd, const T* x, const T* gamma, const T* beta, float eps, int H, int rms) { \
+      norm_quantize_q8_##S(int8_t* xq, float2* xd, const T* x, const T* gamma, const T* beta, float eps, int H, int rms) {  \
+    pdl_begin();                                                                                                            \
     norm_quantize_q8<T>(xq, xd, x, gamma, beta, eps, H, rms != 0);                                                          \
   }
 #define MV_GATED_QUANTIZE(T, S)                                                                                            \
   extern "C" __global__ void __launch_bounds__(MV_THREADS)                                                                 \
       gated_quantize_q8_##S(int8_t* xq, float2* xd, const T* x, int act, int K, int groups) {                              \
+    pdl_begin();                                                                                                           \
     gated_quantize_q8<T>(xq, xd, x, act, K, groups);                                                                       \
   }
 #define MV_ARGS(T, O) O* out, const int8_t* xq, const float2* xd, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows, int res
 #define MV_MR(T, S, O, OS, Q, QS, M, R, RS)                                                                \
   extern "C" __global__ void __launch_bounds__(MV_THREADS) mmvq##M##_##QS##_##S##OS##RS(MV_ARGS(T, O)) {  \
+    pdl_begin();                                                                                          \
     mmvq<T, O, Q, M, R>(out, xq, xd, w, bias, act, N, K, wpr, rows, res);                                 \
   }
 #define MV_QR(T, S, O, OS, Q, QS, R, RS) MV_MR(T, S, O, OS, Q, QS, 1, R, RS) MV_MR(T, S, O, OS, Q, QS, 2, R, RS) \

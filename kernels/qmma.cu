@@ -206,7 +206,8 @@ __device__ void qmma_finish(O* out, float* acc, const T* bias, int act, int N, i
 #define QMMA(T, S, O, OS, Q, QS)                                                                                       \
   extern "C" __global__ void __launch_bounds__(QM_THREADS, 2) qmma_##QS##_##S##OS(O* out, float* acc, const T* x, const uint8_t* w, \
                                                                               const T* bias, int act, int N, int K, int M,  \
-                                                                              int steps_per_split, int res) {              \
+                                                                              int steps_per_split, int res) {           \
+    pdl_begin();                                                                                                        \
     qmma<Q, T, O>(out, acc, x, w, bias, act, N, K, M, steps_per_split, res);                                            \
   }
 #define QMMA_OUT(T, S, O, OS)                                                                                          \
@@ -214,7 +215,8 @@ __device__ void qmma_finish(O* out, float* acc, const T* bias, int act, int N, i
   QMMA(T, S, O, OS, Q6_K, q6_k) QMMA(T, S, O, OS, Q4_G32, q4_g32) QMMA(T, S, O, OS, Q4_G64, q4_g64)                     \
   QMMA(T, S, O, OS, Q4_G128, q4_g128)                                                                                  \
   extern "C" __global__ void __launch_bounds__(256) qmma_finish_##S##OS(O* out, float* acc, const T* bias, int act, int N, int rows, \
-                                                                       int res) {                                     \
+                                                                       int res) {                                       \
+    pdl_begin();                                                                                                        \
     qmma_finish<T, O>(out, acc, bias, act, N, rows, res);                                                               \
   }
 #define QMMA_ALL(T, S) QMMA_OUT(T, S, T, ) QMMA_OUT(T, S, float, _f32out)

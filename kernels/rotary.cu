@@ -58,6 +58,7 @@ __device__ void rotary(T* qkv, const int* positions, const int* lengths, const f
       T* qkv, const int* positions, const int* lengths, const float* inv_freq, int heads, int kv_heads, int D, \
       int dims, float scale, float dyn_base, float dyn_factor, int dyn_original, const T* q_norm,          \
       const T* k_norm, float norm_eps) {                                                                   \
+    pdl_begin();                                                                                           \
     rotary<T>(qkv, positions, lengths, inv_freq, heads, kv_heads, D, dims, scale, dyn_base, dyn_factor,    \
               dyn_original, q_norm, k_norm, norm_eps);                                                     \
   }

@@ -67,6 +67,7 @@ __device__ void gather_cols(T* out, const T* x, const int* perm, int K, size_t t
 
 // dst[pairs[2i]] = pairs[2i + 1] for i < n, one thread each (Backend.scatterInt; src/backends/cpu/backend.ts).
 extern "C" __global__ void scatter_i32(int* dst, const int2* pairs, int n) {
+  pdl_begin();
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) {
     const int2 p = pairs[i];
@@ -84,31 +85,54 @@ __device__ void convert(T* dst, const S* src, int rows, int cols, int transpose)
   }
 }
 
+// Holds the stream until the host has written `value` (or more) into `flag`, pinned host memory, or `timeout_ns` have
+// passed: the profiler (CudaBackend.op) queues an op's events and launches behind it and then writes the flag, so the
+// events time the GPU's work alone rather than the host's launching. The timeout only bounds a gate the host failed to
+// open (an op that synchronised the stream inside); one thread.
+extern "C" __global__ void profile_gate(const volatile unsigned* flag, unsigned value, unsigned long long timeout_ns) {
+  pdl_begin();
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    if (*flag >= value) return;
+    __nanosleep(200);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < timeout_ns);
+}
+
 #define ROWS(T, S)                                                                                         \
   extern "C" __global__ void gather_rows_##S(T* out, const T* x, const int* src_rows, const int* dst_rows, int W) { \
+    pdl_begin();                                                                                           \
     gather_rows<T>(out, x, src_rows, dst_rows, W);                                                         \
   }                                                                                                        \
   extern "C" __global__ void mean_pool_##S(T* out, const T* x, const int* starts, const int* lengths, int W) { \
+    pdl_begin();                                                                                           \
     mean_pool<T>(out, x, starts, lengths, W);                                                              \
   }                                                                                                        \
   extern "C" __global__ void bias_act_##S(T* x, const T* bias, int act, int N, unsigned long long total) { \
+    pdl_begin();                                                                                           \
     bias_act<T, T>(x, bias, act, N, total);                                                                \
   }                                                                                                        \
   extern "C" __global__ void bias_act_vec_##S(T* x, const T* bias, int act, unsigned row_vecs, unsigned vecs) { \
+    pdl_begin();                                                                                           \
     bias_act_vec<T>(x, bias, act, row_vecs, vecs);                                                         \
   }                                                                                                        \
   extern "C" __global__ void bias_act_f32out_##S(float* x, const T* bias, int act, int N, unsigned long long total) { \
+    pdl_begin();                                                                                           \
     bias_act<float, T>(x, bias, act, N, total);                                                            \
   }                                                                                                        \
   extern "C" __global__ void gated_act_##S(T* out, const T* x, int act, int F, unsigned long long total) { \
+    pdl_begin();                                                                                           \
     gated_act<T>(out, x, act, F, total);                                                                   \
   }                                                                                                        \
   extern "C" __global__ void gather_cols_##S(T* out, const T* x, const int* perm, int K, unsigned long long total) { \
+    pdl_begin();                                                                                           \
     gather_cols<T>(out, x, perm, K, total);                                                                \
   }                                                                                                        \
   CONVERT(float, f32, T, S) CONVERT(__half, f16, T, S) CONVERT(__nv_bfloat16, bf16, T, S)
 #define CONVERT(SRC, SS, T, S)                                                                             \
   extern "C" __global__ void convert_##SS##_to_##S(T* dst, const SRC* src, int rows, int cols, int transpose) { \
+    pdl_begin();                                                                                           \
     convert<SRC, T>(dst, src, rows, cols, transpose);                                                      \
   }
 FOR_EACH_DTYPE(ROWS)

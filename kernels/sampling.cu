@@ -310,6 +310,7 @@ __device__ __forceinline__ int row_k(const int* q, int what) {
 // notes whether its chunk holds a NaN or +Infinity (rowStatus); otherwise rows whose k is 0 do nothing.
 extern "C" __global__ void __launch_bounds__(TOPK_THREADS)
     topk_chunks(int* scratch, const float* x, int V, int cs, const int* slots, const int* requests, int what, int cap) {
+      pdl_begin();
   __shared__ TopkShared s;
   __shared__ float red[32];
   const int row = blockIdx.x, c = blockIdx.y;
@@ -369,6 +370,7 @@ __device__ __forceinline__ uint64_t listed(const int* keys, int q, int chunks, i
 extern "C" __global__ void __launch_bounds__(TOPK_THREADS)
     topk_merge(float* values, int* ids, int* status, const int* scratch, int V, int cs, int chunks, const int* slots,
                const int* requests, int cap) {
+                 pdl_begin();
   __shared__ TopkShared s;
   const int row = blockIdx.x;
   const int* q = request_of(requests, slots[row]);
@@ -396,6 +398,7 @@ extern "C" __global__ void __launch_bounds__(TOPK_THREADS)
 extern "C" __global__ void __launch_bounds__(TOPK_THREADS)
     logprobs_merge(int* out, const int* scratch, const float* x, const int* drawn, int V, int cs, int chunks, const int* slots,
                    const int* requests, int cap) {
+                     pdl_begin();
   __shared__ TopkShared s;
   __shared__ float lse_s;
   const int row = blockIdx.x;
@@ -441,6 +444,7 @@ constexpr int SEEN = 1 << 30;
 extern "C" __global__ void __launch_bounds__(PROCESS_THREADS)
     process_logits(float* scores, const float* logits, int V, const int* slots, const int* lengths, const int* requests,
                    const int* history, int max_seq) {
+                     pdl_begin();
   __shared__ int counts[PENALTY_CHUNK];
   __shared__ int bad[LIST_CAPACITY];
   __shared__ int words[LIST_CAPACITY];
@@ -869,6 +873,7 @@ __device__ int draw_full(const float* x, int V, int k, float T, float top_p, flo
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
     sample_rows(int* ids, const float* scores, int V, const float* cand_values, const int* cand_ids, const int* slots,
                 const int* lengths, const int* requests, int* history, int max_seq, float* top_p) {
+                  pdl_begin();
   __shared__ SampleShared sh;
   const int row = blockIdx.x, slot = slots[row], tid = threadIdx.x;
   const int* q = request_of(requests, slot);
@@ -904,6 +909,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
 
 // advance in src/backends/cpu/sampling.ts: rows whose sequence draws on the device move on one token.
 extern "C" __global__ void advance(int* positions, int* key_lens, const int* slots, const int* requests, int n) {
+  pdl_begin();
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n || request_of(requests, slots[i])[R_MODE] != MODE_SAMPLE) return;
   positions[i] += 1;
