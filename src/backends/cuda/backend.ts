@@ -414,10 +414,13 @@ export class CudaBackend implements Backend {
     gate.value++;
     // an op that synchronises the stream inside (a GEMM shape's first tuning) finds the gate open after 5 ms
     this.ctx.kernels.get('rows', 'profile_gate', 'piu').launch(stream, 1, 1, 1, 1, 0, gate.address, gate.value, 5e6);
-    this.driver.call('cuEventRecord', a, stream);
-    launch();
-    this.driver.call('cuEventRecord', b, stream);
-    gate.flag.setUint32(0, gate.value, true);
+    try {
+      this.driver.call('cuEventRecord', a, stream);
+      launch();
+      this.driver.call('cuEventRecord', b, stream);
+    } finally {
+      gate.flag.setUint32(0, gate.value, true);
+    }
     this.profiling.push([name, a, b]);
   }
 

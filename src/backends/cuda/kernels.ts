@@ -3,7 +3,8 @@
 // launch writes its arguments in place and makes one FFI call.
 // Kernels built for sm_90 or later are launched with programmatic dependent launch (cuLaunchKernelEx with the
 // programmatic stream serialization attribute): each begins with pdl_begin() (kernels/common.cuh), which waits for
-// its predecessor, so only the launch and block scheduling overlap the predecessor's tail. PEREGRINE_PDL=0 turns it off.
+// its predecessor, so the launch and block scheduling (and the float GEMV's first weight loads) overlap the
+// predecessor's tail. PEREGRINE_PDL=0 turns it off (benchmarks compare the two).
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
