@@ -4,6 +4,8 @@
 // captured graph; in fp16 close to Hugging Face's fp32 (log-probs within 4e-2 x the step's largest |logit|, while the
 // tokens agree); and the processors on the GPU giving the CPU's tokens.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { loadGenerator, type GenerateOptions, type GenerationResult } from '../../src/index.js';
@@ -135,6 +137,30 @@ describe('the encoder-decoder processors on the GPU give the CPU\'s tokens (fp32
         cpu.dispose();
         gpu.dispose();
       }
+    });
+  }
+});
+
+// The issue's "done when": a Marian, a BART and a T5 checkpoint translate / summarize from the CLI on the GPU as on the
+// CPU (fp32: the same ids; the CPU's are Hugging Face's, test/seq2seq.test.ts).
+describe('peregrine translate, summarize and generate on seq2seq models, on the GPU', { skip: skip ?? false }, () => {
+  const CLI = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.js');
+  const run = (device: string, args: string[]) => {
+    const r = spawnSync(process.execPath, [CLI, ...args, '--device', device, '--dtype', 'f32', '--json'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, `${device}: ${r.stderr}`);
+    return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { index: number; ids: number[]; text: string })
+      .sort((a, b) => a.index - b.index).map((l) => ({ ids: l.ids, text: l.text }));
+  };
+  const cases: [string, string[]][] = [
+    ['marian-tiny', ['translate', '-m', fixture('marian-tiny'), '-n', '8', '--num-beams', '4', 'Hello, world!', 'The quick brown fox.']],
+    ['bart-tiny', ['summarize', '-m', fixture('bart-tiny'), '-n', '8', 'A long text about nothing in particular, said twice. A long text about nothing.']],
+    ['t5-tiny', ['generate', '-m', fixture('t5-tiny'), '-n', '8', '-p', 'translate English to German: Hello, world!', 'summarize: the cat sat on the mat']],
+  ];
+  for (const [name, args] of cases) {
+    test(`${name}: peregrine ${args[0]} gives the CPU's ids and text`, () => {
+      const [cpu, gpu] = [run('cpu', args), run('cuda', args)];
+      assert.ok(cpu.length >= 1 && cpu.every((r) => r.ids.length > 0));
+      assert.deepEqual(gpu, cpu);
     });
   }
 });
