@@ -3,6 +3,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { TextGenerator } from '../src/engine/generation.js';
 import { writeRandomGpt2Large } from '../test/helpers/random-model.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -83,4 +84,35 @@ export function markdownTable(rows: Record<string, string | number>[]): string {
     `| ${cols.map(() => '---').join(' | ')} |`,
     ...rows.map((r) => `| ${cols.map((c) => cell(r[c] ?? '')).join(' | ')} |`),
   ].join('\n');
+}
+
+/**
+ * `batch` prompts of `length` token ids below `vocab`, other ones for every `round`: a prompt run again would find its
+ * blocks in the prefix cache and skip its prefill, so each timed call takes a round of its own.
+ */
+export function roundPrompts(batch: number, length: number, vocab: number): (round: number) => number[][] {
+  return (round) => Array.from({ length: batch }, (_, b) => Array.from({ length }, (_, i) => (b * 7919 + i * 104729 + round * 15485863) % vocab));
+}
+
+/** One generate call: ms to the first sequence's first token, and ms per step after it. */
+export async function timeGeneration(gen: TextGenerator, prompts: number[][], opts: { maxNewTokens: number; stopAtEos: boolean }) {
+  const t0 = performance.now();
+  let first = 0, last = 0;
+  await gen.generateIds(prompts, {
+    ...opts,
+    onToken: (e) => {
+      if (e.index !== 0) return;
+      last = performance.now();
+      if (!first) first = last;
+    },
+  });
+  return { prefillMs: first - t0, decodeMs: (last - first) / (opts.maxNewTokens - 1) };
+}
+
+/** A warm-up call on round 0's prompts (GEMM tuning, graph capture), then three timed calls on rounds 1 to 3. */
+export async function timedGenerations(gen: TextGenerator, prompts: (round: number) => number[][], opts: { maxNewTokens: number; stopAtEos: boolean }) {
+  await gen.generateIds(prompts(0), { ...opts, maxNewTokens: 4 });
+  const r = [];
+  for (let round = 1; round <= 3; round++) r.push(await timeGeneration(gen, prompts(round), opts));
+  return r;
 }

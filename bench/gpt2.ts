@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CudaBackend } from '../src/backends/cuda/backend.js';
 import { loadGenerator } from '../src/index.js';
-import { GPT2_CONFIGS, randomGpt2Dir, ROOT, type BenchArgs, type BenchResult } from './common.js';
+import { GPT2_CONFIGS, randomGpt2Dir, ROOT, roundPrompts, timedGenerations, type BenchArgs, type BenchResult } from './common.js';
 import { copyBandwidth, profileDecode, replayMs } from './cuda-timing.js';
 
 const CONFIGS = GPT2_CONFIGS;
@@ -49,12 +49,8 @@ export async function gpt2(args: BenchArgs): Promise<BenchResult> {
       if (!bandwidth) bandwidth = copyBandwidth(backend);
       const tensorBytes = gen.runtime.memory().regions.find((r) => r.name === 'weights')!.bytes;
       for (const batch of batches) {
-        // other prompts for every call: the same prompt again would find its blocks in the prefix cache and skip its prefill
-        const prompts = (round: number) => Array.from({ length: batch }, (_, b) => Array.from({ length: promptLen }, (_, i) => (b * 7919 + i * 104729 + round * 15485863) % 50257));
-        const opts = { maxNewTokens: newTokens, stopAtEos: false };
-        await gen.generateIds(prompts(0), { ...opts, maxNewTokens: 4 }); // warm-up: GEMM tuning, graph capture
-        const r = [];
-        for (let i = 1; i <= 3; i++) r.push(await timeGeneration(gen, prompts(i), opts));
+        const prompts = roundPrompts(batch, promptLen, 50257);
+        const r = await timedGenerations(gen, prompts, { maxNewTokens: newTokens, stopAtEos: false });
         const median = (xs: number[]) => xs.sort((a, b) => a - b)[1];
         const decode = median(r.map((x) => x.decodeMs));
         const graphMs = replayMs(backend, gen.runtime, batch, promptLen, 50);
@@ -107,19 +103,6 @@ function speedup(rows: Row[], r: Row): string {
   return ours?.decode_ms_per_step ? `${(r.decode_ms_per_step / ours.decode_ms_per_step).toFixed(2)}x` : '';
 }
 
-async function timeGeneration(gen: Awaited<ReturnType<typeof loadGenerator>>, prompts: number[][], opts: { maxNewTokens: number; stopAtEos: boolean }) {
-  const t0 = performance.now();
-  let first = 0, last = 0;
-  await gen.generateIds(prompts, {
-    ...opts,
-    onToken: (e) => {
-      if (e.index !== 0) return;
-      last = performance.now();
-      if (!first) first = last;
-    },
-  });
-  return { prefillMs: first - t0, decodeMs: (last - first) / (opts.maxNewTokens - 1) };
-}
 
 function peers(configs: string[], batches: number[], prompt: number, newTokens: number): Row[] {
   const script = join(ROOT, 'bench', 'peers', 'gpt2_torch.py');

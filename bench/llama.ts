@@ -15,11 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CudaBackend } from '../src/backends/cuda/backend.js';
 import { loadModel, loadModelDir } from '../src/engine/load.js';
-import type { TextGenerator } from '../src/engine/generation.js';
 import { WeightStore, type ModelDir } from '../src/loaders/model-dir.js';
 import type { QuantType } from '../src/loaders/quant.js';
 import { Tokenizer } from '../src/tokenizers/tokenizer.js';
-import { FIXTURES, ROOT, type BenchArgs, type BenchResult } from './common.js';
+import { FIXTURES, ROOT, roundPrompts, timedGenerations, type BenchArgs, type BenchResult } from './common.js';
 import { copyBandwidth, profileDecode } from './cuda-timing.js';
 import { RandomWeights, type WeightSpec } from './random-weights.js';
 
@@ -96,12 +95,7 @@ export async function llama(args: BenchArgs): Promise<BenchResult> {
       const weightBytes = gen.runtime.memory().regions.find((r) => r.name === 'weights')!.bytes;
       const c = CONFIGS[name];
       for (const batch of batches) {
-        // other prompts for every call: the same prompt again would find its blocks in the prefix cache and skip its prefill
-        const prompts = (round: number) => Array.from({ length: batch }, (_, b) => Array.from({ length: promptLen }, (_, i) => (b * 7919 + i * 104729 + round * 15485863) % 800));
-        const opts = { maxNewTokens: newTokens, stopAtEos: false };
-        await gen.generateIds(prompts(0), { ...opts, maxNewTokens: 4 });
-        const r = [];
-        for (let i = 1; i <= 3; i++) r.push(await timeGeneration(gen, prompts(i), opts));
+        const r = await timedGenerations(gen, roundPrompts(batch, promptLen, 800), { maxNewTokens: newTokens, stopAtEos: false });
         const median = (xs: number[]) => xs.sort((a, b) => a - b)[1];
         const decode = median(r.map((x) => x.decodeMs));
         rows.push({ engine: 'peregrine', config: name, format, batch, prefill_ms: median(r.map((x) => x.prefillMs)), decode_ms_per_step: decode, tokens_per_s: (1000 * batch) / decode });
@@ -150,19 +144,6 @@ export async function llama(args: BenchArgs): Promise<BenchResult> {
   return result;
 }
 
-export async function timeGeneration(gen: TextGenerator, prompts: number[][], opts: { maxNewTokens: number; stopAtEos: boolean }) {
-  const t0 = performance.now();
-  let first = 0, last = 0;
-  await gen.generateIds(prompts, {
-    ...opts,
-    onToken: (e) => {
-      if (e.index !== 0) return;
-      last = performance.now();
-      if (!first) first = last;
-    },
-  });
-  return { prefillMs: first - t0, decodeMs: (last - first) / (opts.maxNewTokens - 1) };
-}
 
 /** The rows of bench/peers/llama_cpp.py's --out file that this run measured too. */
 function llamaCppRows(file: string, configs: string[], formats: string[], batches: number[], prompt: number, newTokens: number): Row[] {

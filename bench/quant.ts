@@ -13,9 +13,9 @@ import type { TextGenerator } from '../src/engine/generation.js';
 import { loadModel, loadModelDir, type LoadOptions } from '../src/engine/load.js';
 import type { QuantizeMethod } from '../src/loaders/quantize-methods.js';
 import { Tokenizer } from '../src/tokenizers/tokenizer.js';
-import { FIXTURES, GPT2_CONFIGS, randomGpt2Dir, type BenchArgs, type BenchResult } from './common.js';
+import { FIXTURES, GPT2_CONFIGS, randomGpt2Dir, roundPrompts, timedGenerations, type BenchArgs, type BenchResult } from './common.js';
 import { copyBandwidth, profileDecode } from './cuda-timing.js';
-import { CONFIGS as LLAMA_CONFIGS, randomLlama, timeGeneration } from './llama.js';
+import { CONFIGS as LLAMA_CONFIGS, randomLlama } from './llama.js';
 
 const TARGETS: Record<string, Record<number, string>> = { int8: { 1: 'batch 1 >= 1.7x fp16' }, int4: { 1: 'batch 1 >= 3x fp16' }, fp8: { 64: 'batch 64 >= 1.5x fp16' } };
 
@@ -76,16 +76,11 @@ export async function quant(args: BenchArgs): Promise<BenchResult> {
       device = backend.device.name;
       if (!bandwidth) bandwidth = copyBandwidth(backend);
       const weightBytes = gen.runtime.memory().regions.find((r) => r.name === 'weights')!.bytes;
-      const prompt = (b: number) => Array.from({ length: promptLen }, (_, i) => (b * 7919 + i * 104729) % 800);
-      const logits = await lastLogits(gen, Array.from({ length: 8 }, (_, b) => prompt(b)));
+      const logits = await lastLogits(gen, roundPrompts(8, promptLen, 800)(0));
       if (!method) reference = logits;
       const label = method ?? 'fp16';
       for (const batch of batches) {
-        const prompts = Array.from({ length: batch }, (_, b) => prompt(b));
-        const opts = { maxNewTokens: newTokens, stopAtEos: false };
-        await gen.generateIds(prompts, { ...opts, maxNewTokens: 4 });
-        const r = [];
-        for (let i = 0; i < 3; i++) r.push(await timeGeneration(gen, prompts, opts));
+        const r = await timedGenerations(gen, roundPrompts(batch, promptLen, 800), { maxNewTokens: newTokens, stopAtEos: false });
         const median = (xs: number[]) => xs.sort((a, b) => a - b)[1];
         profiles[`${config} ${label} x${batch}`] = profileDecode(backend, gen.runtime, batch, promptLen);
         // the embedding table is read a row per token; a tied table is read whole as the LM head
