@@ -5,11 +5,10 @@
 // tokens agree); and the processors on the GPU giving the CPU's tokens.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { loadGenerator, type GenerateOptions, type GenerationResult } from '../../src/index.js';
-import { fixture, reference } from '../helpers/fixtures.js';
+import { CLI, fixture, reference } from '../helpers/fixtures.js';
 import { checkAll, logSoftmax, options, type Reference } from '../helpers/seq2seq.js';
 import { noGpu } from './helpers.js';
 
@@ -144,7 +143,6 @@ describe('the encoder-decoder processors on the GPU give the CPU\'s tokens (fp32
 // The issue's "done when": a Marian, a BART and a T5 checkpoint translate / summarize from the CLI on the GPU as on the
 // CPU (fp32: the same ids; the CPU's are Hugging Face's, test/seq2seq.test.ts).
 describe('peregrine translate, summarize and generate on seq2seq models, on the GPU', { skip: skip ?? false }, () => {
-  const CLI = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.js');
   const run = (device: string, args: string[]) => {
     const r = spawnSync(process.execPath, [CLI, ...args, '--device', device, '--dtype', 'f32', '--json'], { encoding: 'utf8' });
     assert.equal(r.status, 0, `${device}: ${r.stderr}`);
