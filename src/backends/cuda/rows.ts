@@ -1,4 +1,5 @@
-// Launchers for kernels/rows.cu: gathering rows, mean pooling, gated activations, and converting checkpoint weights.
+// Launchers for kernels/rows.cu: gathering rows, mean pooling, gated activations, converting checkpoint weights, and the
+// profiler's gate.
 import type { HostWeight, StorageDType } from '../../loaders/dtypes.js';
 import type { Activation, Tensor } from '../../ops/backend.js';
 import type { CudaContext } from './backend.js';
@@ -51,4 +52,10 @@ export function uploadWeight(c: CudaContext, dst: CudaTensor, src: HostWeight & 
   } finally {
     c.driver.call('cuMemFree', staging);
   }
+}
+
+/** Holds the stream until the host writes `value` (or more) at `flag`, pinned host memory, or `timeoutNs` pass
+ * (kernels/rows.cu profile_gate; CudaBackend's per-op profile). */
+export function profileGate(c: CudaContext, flag: number, value: number, timeoutNs: number): void {
+  c.kernels.get('rows', 'profile_gate', 'piu').launch(c.stream, 1, 1, 1, 1, 0, flag, value, timeoutNs);
 }
