@@ -186,7 +186,7 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
     for (int u = 0; u < DECODE_UNROLL; u++) {
       const int j = sfirst + base + u * stride + grp;
       if (j < send) {
-        const size_t r = (size_t)(blocks[j / block_size] * block_size + j % block_size) * W + col;
+        const size_t r = (size_t)(blocks[block_of(j, block_size)] * block_size + row_in_block(j, block_size)) * W + col;
         kv[u] = load_dims(kc + r, nd, vec);
         vv[u] = load_dims(vc + r, nd, vec);
       }
