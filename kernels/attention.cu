@@ -84,10 +84,22 @@ __device__ void write_kv(const T* qkv, T* kc, T* vc, const int* tables, const in
 // k, v and the output (D / lpk of them), so a key costs each lane one k load, one v load and a few shuffles.
 // Keys are dealt to (warp, group) in rounds of DECODE_UNROLL keys per group whose k and v loads all go out
 // before any is used; the softmax is online per group, merged across the groups of a warp by shuffles and
-// across warps in shared memory, always in the same order: a row's result depends on its key count only,
-// never on the rows beside it. Dynamic shared memory: max_blocks ints (block ids), then DECODE_WARPS * (D + 2)
-// floats (each warp's running max, sum and output for the merge).
-constexpr int DECODE_WARPS = 4, DECODE_UNROLL = 4;
+// across warps in shared memory, always in the same order. Dynamic shared memory: max_blocks ints (block ids), then
+// DECODE_WARPS * (D + 2) floats (each warp's running max, sum and output for the merge).
+// Split over the keys (flash-decoding), for grids of few (head, row) blocks: blockIdx.z = split s of `splits`. A row
+// with `count` keys uses active = min(splits, ceil(count / SPLIT_MIN_KEYS)) of them, split s taking the s-th of
+// `active` equal runs of keys; each writes its softmax state (output, max, sum) to partials, and the last of a row's
+// splits to finish (a counter per (row, head), reset by it) merges them in split order and writes the output. The
+// result depends on the row's keys and `splits` only, so the host passes 1 in batch-invariant mode.
+constexpr int DECODE_WARPS = 4, DECODE_UNROLL = 4, SPLIT_MIN_KEYS = 64;
+
+// Where the splits of a decode-style kernel keep their states: partials [rows, heads, splits, D + 2] floats, counters
+// [rows * heads] ints (zero between launches); splits = 1 (no split) needs neither.
+struct DecodeSplit {
+  int splits;
+  float* partials;
+  int* counters;
+};
 
 // the `n` (<= N) dimensions of a lane at p: one 16-byte load when `vec` (then n is 0 or N), else element by element
 template <typename T>
@@ -119,7 +131,7 @@ enum DecodeKind { DECODE, DECODE_BIAS, CROSS };
 template <typename T, int KIND>
 __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens,
                               int heads, int kv_heads, int D, float scale, int window, int block_size, int max_blocks,
-                              PositionBias<T> bias) {
+                              PositionBias<T> bias, DecodeSplit split) {
   constexpr int V = Vec<T>::N;
   constexpr int THREADS = DECODE_WARPS * 32;
   constexpr bool CROSS = KIND == DecodeKind::CROSS, biased = KIND == DecodeKind::DECODE_BIAS;
@@ -129,10 +141,16 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
   const int W = kv_heads * D, row_width = CROSS ? heads * D : heads * D + 2 * W;
   const int L = CROSS ? key_lens[slots[t]] : key_lens[t];
   const int first = !CROSS && window > 0 ? max(0, L - window) : 0, count = L - first;
+  const int active = split.splits > 1 ? min(split.splits, max(1, (count + SPLIT_MIN_KEYS - 1) / SPLIT_MIN_KEYS)) : 1;
+  const int s = blockIdx.z;
+  if (s >= active) return;
+  // this split's keys: sfirst .. send - 1
+  const int chunk = (count + active - 1) / active;
+  const int sfirst = first + min(count, s * chunk), send = first + min(count, (s + 1) * chunk), scount = send - sfirst;
   const int* table = tables + (size_t)slots[t] * max_blocks;
-  for (int b = first / block_size + threadIdx.x; b < (L + block_size - 1) / block_size; b += THREADS) blocks[b] = table[b];
+  for (int b = sfirst / block_size + threadIdx.x; b < (send + block_size - 1) / block_size; b += THREADS) blocks[b] = table[b];
   const T* row = qkv + (size_t)t * row_width;
-  if (!CROSS) {
+  if (!CROSS && s == active - 1) {  // the split that reads key L - 1
     const size_t own = (size_t)cache_row(table, L - 1, block_size) * W + kvh * D;
     const T* own_k = row + heads * D + kvh * D;
     for (int i = threadIdx.x; i < D; i += THREADS) {
@@ -161,14 +179,14 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
   float m = -INFINITY, l = 0.f;
   const int stride = DECODE_WARPS * groups;  // keys per unroll step of a round
   const size_t col = (size_t)kvh * D + d0;
-  // key of (round base, step u, group): first + base + u * stride + grp; `base` is the same for a whole warp
-  for (int base = warp * groups; base < count; base += stride * DECODE_UNROLL) {
+  // key of (round base, step u, group): sfirst + base + u * stride + grp; `base` is the same for a whole warp
+  for (int base = warp * groups; base < scount; base += stride * DECODE_UNROLL) {
     Vec<T> kv[DECODE_UNROLL], vv[DECODE_UNROLL];
 #pragma unroll
     for (int u = 0; u < DECODE_UNROLL; u++) {
-      const int j = first + base + u * stride + grp;
-      if (j < L) {
-        const size_t r = (size_t)(blocks[j / block_size] * block_size + j % block_size) * W + col;
+      const int j = sfirst + base + u * stride + grp;
+      if (j < send) {
+        const size_t r = (size_t)(blocks[block_of(j, block_size)] * block_size + row_in_block(j, block_size)) * W + col;
         kv[u] = load_dims(kc + r, nd, vec);
         vv[u] = load_dims(vc + r, nd, vec);
       }
@@ -178,7 +196,7 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
 #pragma unroll
     for (int u = 0; u < DECODE_UNROLL; u++) {
       sc[u] = 0.f;
-      if (base + u * stride + grp < count) {
+      if (base + u * stride + grp < scount) {
 #pragma unroll
         for (int e = 0; e < V; e++) sc[u] += q[e] * to_f(kv[u].v[e]);
       }
@@ -190,13 +208,13 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
     if constexpr (biased) {
 #pragma unroll
       for (int u = 0; u < DECODE_UNROLL; u++) {
-        const int j = first + base + u * stride + grp;
-        if (j < L) sc[u] += bias.at(j, pos, heads, h);
+        const int j = sfirst + base + u * stride + grp;
+        if (j < send) sc[u] += bias.at(j, pos, heads, h);
       }
     }
     float mx = m;
 #pragma unroll
-    for (int u = 0; u < DECODE_UNROLL; u++) if (base + u * stride + grp < count) mx = fmaxf(mx, sc[u]);
+    for (int u = 0; u < DECODE_UNROLL; u++) if (base + u * stride + grp < scount) mx = fmaxf(mx, sc[u]);
     if (mx != -INFINITY) {  // the group had a key this round
       const float c = __expf(m - mx);
       l *= c;
@@ -204,7 +222,7 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
       for (int e = 0; e < V; e++) acc[e] *= c;
 #pragma unroll
       for (int u = 0; u < DECODE_UNROLL; u++) {
-        if (base + u * stride + grp >= count) break;
+        if (base + u * stride + grp >= scount) break;
         const float p = __expf(sc[u] - mx);
         l += p;
 #pragma unroll
@@ -238,6 +256,36 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
 #pragma unroll
     for (int e = 0; e < V; e++) acc2[e] = e < nd ? other[d0 + e] : 0.f;
     merge_softmax<V>(m, l, acc, other[D], other[D + 1], acc2);
+  }
+  if (active > 1) {
+    // the lanes of group 0 of warp 0 hold the split's state: to partials, then the row's last split merges them all
+    const size_t row_state = (size_t)(t * heads + h) * split.splits;
+    float* part = split.partials + (row_state + s) * (D + 2);
+#pragma unroll
+    for (int e = 0; e < V; e++) if (e < nd) part[d0 + e] = acc[e];
+    if (lane == 0) {
+      part[D] = m;
+      part[D + 1] = l;
+    }
+    __threadfence();
+    const unsigned mask = lpk == 32 ? 0xffffffffu : (1u << lpk) - 1u;
+    __syncwarp(mask);
+    int done = 0;
+    if (lane == 0) done = atomicAdd(split.counters + t * heads + h, 1) + 1;
+    if (__shfl_sync(mask, done, 0) < active) return;
+    __threadfence();
+    m = -INFINITY;
+    l = 0.f;
+#pragma unroll
+    for (int e = 0; e < V; e++) acc[e] = 0.f;
+    for (int p = 0; p < active; p++) {
+      const float* other = split.partials + (row_state + p) * (D + 2);
+      float acc2[V];
+#pragma unroll
+      for (int e = 0; e < V; e++) acc2[e] = e < nd ? __ldcg(other + d0 + e) : 0.f;
+      merge_softmax<V>(m, l, acc, __ldcg(other + D), __ldcg(other + D + 1), acc2);
+    }
+    if (lane == 0) split.counters[t * heads + h] = 0;
   }
   const float inv = l == 0.f ? 0.f : 1.f / l;  // l == 0: no keys (cross-attention of a padding row)
   T* o = out + (size_t)t * heads * D + (size_t)h * D + d0;
@@ -354,24 +402,29 @@ __device__ void copy_blocks(T* pool, const int* pairs, int planes, int blocks, i
   }                                                                                                        \
   extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32, 6) attend_decode_##S(                   \
       T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens, int heads, \
-      int kv_heads, int D, float scale, int window, int block_size, int max_blocks) {                      \
+      int kv_heads, int D, float scale, int window, int block_size, int max_blocks, int splits,           \
+      float* partials, int* counters) {                                                                    \
     pdl_begin();                                                                                           \
     attend_decode<T, DECODE>(out, qkv, kc, vc, tables, slots, key_lens, heads, kv_heads, D, scale, window, \
-                             block_size, max_blocks, PositionBias<T>{nullptr, nullptr, 0, 0, 0});         \
+                             block_size, max_blocks, PositionBias<T>{nullptr, nullptr, 0, 0, 0},          \
+                             DecodeSplit{splits, partials, counters});                                     \
   }                                                                                                        \
   extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32) attend_decode_bias_##S(                  \
       T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens, int heads, \
-      int kv_heads, int D, float scale, int window, int block_size, int max_blocks, BIAS_PARAMS(T)) {      \
+      int kv_heads, int D, float scale, int window, int block_size, int max_blocks, int splits,           \
+      float* partials, int* counters, BIAS_PARAMS(T)) {                                                    \
     pdl_begin();                                                                                           \
     attend_decode<T, DECODE_BIAS>(out, qkv, kc, vc, tables, slots, key_lens, heads, kv_heads, D, scale,    \
-                                  window, block_size, max_blocks, BIAS_ARG(T));                            \
+                                  window, block_size, max_blocks, BIAS_ARG(T),                             \
+                                  DecodeSplit{splits, partials, counters});                                \
   }                                                                                                        \
   extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32, 6) attend_cross_##S(                    \
       T* out, const T* q, const T* kc, const T* vc, const int* tables, const int* slots, const int* lengths, \
       int heads, int kv_heads, int D, float scale, int block_size, int max_blocks) {                       \
     pdl_begin();                                                                                           \
     attend_decode<T, CROSS>(out, q, const_cast<T*>(kc), const_cast<T*>(vc), tables, slots, lengths, heads, \
-                            kv_heads, D, scale, 0, block_size, max_blocks, PositionBias<T>{nullptr, nullptr, 0, 0, 0}); \
+                            kv_heads, D, scale, 0, block_size, max_blocks, PositionBias<T>{nullptr, nullptr, 0, 0, 0}, \
+                            DecodeSplit{1, nullptr, nullptr});                                             \
   }                                                                                                        \
   extern "C" __global__ void copy_blocks_##S(T* pool, const int* pairs, int planes, int blocks, int block_values) { \
     pdl_begin();                                                                                           \

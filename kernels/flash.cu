@@ -144,17 +144,19 @@ __device__ void flash_prefill(T* out, const T* qkv, const T* kc, const T* vc, co
           }
         }
       }
-      // online softmax over this tile, in base 2
+      // online softmax over this tile, in base 2; the warp's 2 MT rows a lane holds go through each phase together
+      // (independent chains the scheduler can interleave), with one vote on the rescale for all of them
+      float mx[MT][2];
 #pragma unroll
       for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int i = 0; i < 2; i++) {
-          float mx = -INFINITY;
+          mx[mt][i] = -INFINITY;
           if (j0 >= whole_lo && j0 + BN <= whole_hi) {
 #pragma unroll
             for (int t = 0; t < NT; t++)
 #pragma unroll
-              for (int e = 0; e < 2; e++) mx = fmaxf(mx, s[mt][t][2 * i + e] *= scale_log2);
+              for (int e = 0; e < 2; e++) mx[mt][i] = fmaxf(mx[mt][i], s[mt][t][2 * i + e] *= scale_log2);
           } else {  // a tile at the edge of some row's keys: the row's range, read again here
             const int r = wr0 + mt * 16 + g + 8 * i;
             const int L = r < rows ? key_lens[base + r] : 0, lo = window > 0 ? L - window : 0;
@@ -166,34 +168,52 @@ __device__ void flash_prefill(T* out, const T* qkv, const T* kc, const T* vc, co
                 float v = s[mt][t][2 * i + e] * scale_log2;
                 if (key >= L || key < lo) v = -INFINITY;
                 s[mt][t][2 * i + e] = v;
-                mx = fmaxf(mx, v);
+                mx[mt][i] = fmaxf(mx[mt][i], v);
               }
           }
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float mn = fmaxf(m[mt][i], mx);
-          const float ref = mn == -INFINITY ? 0.f : mn;  // a row that has seen no key yet keeps zeros
-          const float corr = fast_exp2(m[mt][i] - ref);
+        }
+      float corr[MT][2];
+      bool moved = false;
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+          float x = fmaxf(mx[mt][i], __shfl_xor_sync(0xffffffffu, mx[mt][i], 1));
+          x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+          const float mn = fmaxf(m[mt][i], x);
+          mx[mt][i] = mn == -INFINITY ? 0.f : mn;  // the reference; a row that has seen no key yet keeps zeros
+          corr[mt][i] = fast_exp2(m[mt][i] - mx[mt][i]);
           m[mt][i] = mn;
+          moved |= corr[mt][i] != 1.f;
+        }
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
           float sum = 0.f;
 #pragma unroll
           for (int t = 0; t < NT; t++)
 #pragma unroll
             for (int e = 0; e < 2; e++) {
-              const float p = fast_exp2(s[mt][t][2 * i + e] - ref);
+              const float p = fast_exp2(s[mt][t][2 * i + e] - mx[mt][i]);
               s[mt][t][2 * i + e] = p;
               sum += p;
             }
-          l[mt][i] = l[mt][i] * corr + sum;
-          // once a row's maximum settles the output needs no rescaling: skipped unless some lane's row moved
-          if (__any_sync(0xffffffffu, corr != 1.f)) {
-#pragma unroll
-            for (int d = 0; d < D / 8; d++) {
-              o[mt][d][2 * i] *= corr;
-              o[mt][d][2 * i + 1] *= corr;
-            }
-          }
+          l[mt][i] = l[mt][i] * corr[mt][i] + sum;
         }
+      // once the rows' maxima settle the output needs no rescaling: skipped unless some lane's row moved (a row whose
+      // maximum stayed has corr = 1, which leaves its output exactly as it was)
+      if (__any_sync(0xffffffffu, moved)) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+          for (int d = 0; d < D / 8; d++) {
+            o[mt][d][0] *= corr[mt][0];
+            o[mt][d][1] *= corr[mt][0];
+            o[mt][d][2] *= corr[mt][1];
+            o[mt][d][3] *= corr[mt][1];
+          }
+      }
       // O += P V, 16 keys a step
 #pragma unroll
       for (int kk = 0; kk < BN / 16; kk++) {
@@ -260,5 +280,5 @@ FLASH_ALL(__nv_bfloat16, bf16)
 #define FLASH_V(D, MT, BN, QREG, Q) FLASH_KERNEL(__half, flash_prefill##D##_m##MT##n##BN##Q##_f16, D, MT, BN, QREG)
 FLASH_V(64, 2, 64, false, s) FLASH_V(64, 2, 32, true, q) FLASH_V(64, 1, 32, true, q) FLASH_V(64, 1, 64, true, q)
 FLASH_V(128, 2, 16, false, s) FLASH_V(128, 1, 64, false, s) FLASH_V(128, 1, 32, true, q) FLASH_V(128, 1, 64, true, q)
-FLASH_V(128, 2, 64, false, s) FLASH_V(128, 2, 32, false, s)
+FLASH_V(128, 2, 64, false, s)
 #endif

@@ -296,7 +296,6 @@ __device__ void mmvq(O* out, const int8_t* xq, const float2* xd, const uint8_t* 
 #define MV_ARGS(T, O) O* out, const int8_t* xq, const float2* xd, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows, int res
 #define MV_MR(T, S, O, OS, Q, QS, M, R, RS)                                                                \
   extern "C" __global__ void __launch_bounds__(MV_THREADS) mmvq##M##_##QS##_##S##OS##RS(MV_ARGS(T, O)) {  \
-    pdl_begin();                                                                                          \
     mmvq<T, O, Q, M, R>(out, xq, xd, w, bias, act, N, K, wpr, rows, res);                                 \
   }
 #define MV_QR(T, S, O, OS, Q, QS, R, RS) MV_MR(T, S, O, OS, Q, QS, 1, R, RS) MV_MR(T, S, O, OS, Q, QS, 2, R, RS) \

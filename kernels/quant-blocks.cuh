@@ -295,14 +295,23 @@ __device__ __forceinline__ void quant_gemv(O* out, const uint8_t* w, const T* bi
   QRow row[R];
 #pragma unroll
   for (int r = 0; r < R; r++) row[r] = quant_row<Q>(w, min(j0 + r, N - 1), N, K);
+  U un[UNROLL][R];
+  auto load = [&](int base) {
+#pragma unroll
+    for (int i = 0; i < UNROLL; i++)
+      if (base + i * stride < units)
+#pragma unroll
+        for (int r = 0; r < R; r++) un[i][r].load(row[r], base + i * stride);
+  };
+  const int first = part * 32 + lane;
+  // the first round of weight loads goes out before pdl_begin() (kernels/common.cuh), so that under programmatic
+  // dependent launch it overlaps the previous kernel's tail: no kernel of a pass writes weights (those written on the
+  // device while a model loads are followed by a stream synchronisation); x, written by the kernel before, is read after
+  if (j0 < N && first < units) load(first);
+  pdl_begin();
   if (j0 < N) {
-    for (int base = part * 32 + lane; base < units; base += stride * UNROLL) {
-      U un[UNROLL][R];
-#pragma unroll
-      for (int i = 0; i < UNROLL; i++)
-        if (base + i * stride < units)
-#pragma unroll
-          for (int r = 0; r < R; r++) un[i][r].load(row[r], base + i * stride);
+    for (int base = first; base < units; base += stride * UNROLL) {
+      if (base != first) load(base);
 #pragma unroll
       for (int i = 0; i < UNROLL; i++) if (base + i * stride < units) dot(un[i], base + i * stride, acc);
     }

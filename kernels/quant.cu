@@ -61,7 +61,6 @@ __device__ void qgemv(O* out, const T* x, const uint8_t* w, const T* bias, int a
 #define QG_ARGS(T, O) O* out, const T* x, const uint8_t* w, const T* bias, int act, int N, int K, int wpr, int rows, int res
 #define QG_M(T, S, O, OS, Q, QS, M)                                                                        \
   extern "C" __global__ void __launch_bounds__(QG_THREADS) qgemv##M##_##QS##_##S##OS(QG_ARGS(T, O)) {      \
-    pdl_begin();                                                                                           \
     qgemv<T, O, Q, M>(out, x, w, bias, act, N, K, wpr, rows, res);                                         \
   }
 #define QG_Q(T, S, O, OS, Q, QS) QG_M(T, S, O, OS, Q, QS, 1) QG_M(T, S, O, OS, Q, QS, 8)

@@ -1,7 +1,7 @@
 // Rules every kernel in kernels/*.cu keeps, checked on the sources (no GPU needed): the host launches kernels built for
 // sm_90 with programmatic dependent launch (src/backends/cuda/kernels.ts), which is only safe when a kernel waits for
 // its predecessor before touching memory, so each kernel's body begins with pdl_begin() (kernels/common.cuh), except
-// the float GEMV's, whose body loads weights first (no kernel of a pass writes them) and then calls it.
+// the GEMVs' (float and quantized), whose bodies load weights first (no kernel of a pass writes them) and then call it.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import { ROOT } from './helpers/fixtures.js';
 
 const DIR = join(ROOT, 'kernels');
 /** kernel bodies that may begin by calling these device functions, which call pdl_begin() after loading weights only */
-const WEIGHTS_FIRST: Record<string, string> = { 'gemv<': 'gemv.cu' };
+const WEIGHTS_FIRST: Record<string, string> = { 'gemv<': 'gemv.cu', 'qgemv<': 'quant.cu', 'mmvq<': 'mmvq.cu' };
 
 /** [kernel name, the text its body begins with] for each `__global__` in a source (macro line breaks removed). */
 function kernelBodies(source: string): [string, string][] {
@@ -47,6 +47,20 @@ describe('kernel sources', () => {
     assert.equal(body.split('pdl_begin();').length, 2);
     assert.doesNotMatch(before, /return|\bx\[|load_vec\(x|gamma\[|bias\[/);
     assert.match(before, /load_vec_nc\(wr \+/);
+  });
+
+  test('the quantized GEMVs\' body (quant_gemv) loads only weights before pdl_begin(), and qgemv and mmvq only offset pointers before it', () => {
+    const blocks = readFileSync(join(DIR, 'quant-blocks.cuh'), 'utf8');
+    const body = blocks.slice(blocks.indexOf('__device__ __forceinline__ void quant_gemv('), blocks.indexOf('gemv_finish<T, O, M>'));
+    assert.equal(body.split('pdl_begin();').length, 2);
+    const before = body.slice(0, body.indexOf('pdl_begin();'));
+    assert.doesNotMatch(before, /return|dot\(|\bx\w*\[|bias\[/);
+    assert.match(before, /load\(first\)/);
+    for (const [file, fn] of [['quant.cu', '__device__ void qgemv('], ['mmvq.cu', '__device__ void mmvq(']]) {
+      const src = readFileSync(join(DIR, file), 'utf8');
+      const head = src.slice(src.indexOf(fn), src.indexOf('quant_gemv<', src.indexOf(fn)));
+      assert.doesNotMatch(head.slice(head.indexOf('{')), /return|\[|\*\w/, `${file}: ${fn} reads nothing before quant_gemv`);
+    }
   });
 
   test('the check finds a kernel that does not begin so', () => {

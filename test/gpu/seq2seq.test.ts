@@ -151,7 +151,7 @@ describe('peregrine translate, summarize and generate on seq2seq models, on the 
   };
   const cases: [string, string[]][] = [
     ['marian-tiny', ['translate', '-m', fixture('marian-tiny'), '-n', '8', '--num-beams', '4', 'Hello, world!', 'The quick brown fox.']],
-    ['bart-tiny', ['summarize', '-m', fixture('bart-tiny'), '-n', '8', 'A long text about nothing in particular, said twice. A long text about nothing.']],
+    ['bart-tiny', ['summarize', '-m', fixture('bart-tiny'), '-n', '8', 'A long text about nothing in particular, said once.']],
     ['t5-tiny', ['generate', '-m', fixture('t5-tiny'), '-n', '8', '-p', 'translate English to German: Hello, world!', 'summarize: the cat sat on the mat']],
   ];
   for (const [name, args] of cases) {

@@ -9,6 +9,36 @@ import { ptr, sfx } from './tensor.js';
 
 /** kernels/attention.cu: DECODE_WARPS */
 const DECODE_THREADS = 4 * 32;
+/** the largest head size a decode-style kernel takes (checkDecodeHead: 32 lanes of 8 halves) */
+const DECODE_MAX_HEAD = 256;
+/** at most this many splits of a row's keys, and (with SPLIT_MIN_KEYS in kernels/attention.cu) no fewer keys a split */
+const MAX_SPLITS = 16;
+
+/** Device memory of the split decode attention (kernels/attention.cu DecodeSplit), reserved with the backend. */
+export interface DecodeSplitScratch {
+  /** softmax states it holds, each DECODE_MAX_HEAD + 2 floats; a counter for each too */
+  slots: number;
+  partials: number;
+  counters: number;
+}
+
+/** States for 8 blocks an SM: the split aims at 4 (decodeSplits), with room for a grid a little above that. */
+export function decodeSplitScratch(sms: number): { slots: number; partialBytes: number; counterBytes: number } {
+  const slots = 8 * sms;
+  return { slots, partialBytes: slots * (DECODE_MAX_HEAD + 2) * 4, counterBytes: slots * 4 };
+}
+
+/**
+ * Splits of each row's keys for a decode step of `rows` rows (flash-decoding): enough (head, row, split) blocks for
+ * about 4 an SM when the (head, row) blocks alone are fewer, none in batch-invariant mode (a row's result then depends
+ * on its keys only). Depends on the batch's shape, not on its lengths, so a captured decode graph stays right as the
+ * sequences grow; the kernel uses fewer splits for rows with few keys.
+ */
+export function decodeSplits(c: CudaContext, rows: number, heads: number): number {
+  const blocks = rows * heads;
+  if (c.batchInvariant || blocks >= 2 * c.sms) return 1;
+  return Math.max(1, Math.min(MAX_SPLITS, Math.floor((4 * c.sms) / blocks), Math.floor(c.decodeSplit.slots / blocks)));
+}
 const PREFILL_ROWS = 32, PREFILL_KEYS = 32;
 const COPY_THREADS = 256, MAX_GRID_Y = 65535;
 
@@ -133,7 +163,8 @@ export function attendPromptCores(c: CudaContext, out: Tensor, qkv: Tensor, kCac
     heads, kvHeads, D, scale, window, kCache.shape[1], blockTables.shape[1], ...biasArgs(shape, heads));
 }
 
-/** One query per row; the kernel first writes the row's k and v at position keyLens - 1. */
+/** One query per row, split over the keys when there are few rows (decodeSplits); the kernel first writes the row's k
+ * and v at position keyLens - 1. */
 export function attendDecode(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor,
   slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void {
   if (n === 0) return;
@@ -142,9 +173,11 @@ export function attendDecode(c: CudaContext, out: Tensor, qkv: Tensor, kCache: T
   const blockSize = kCache.shape[1], maxBlocks = blockTables.shape[1];
   // T5's bias has a kernel of its own (the plain one keeps its registers)
   const biased = shape.bias ? ['_bias', BIAS_SPEC, biasArgs(shape, heads)] as const : ['', '', []] as const;
-  const k = c.kernels.get('attention', `attend_decode${biased[0]}_${sfx(out.dtype)}`, 'pppppppiiifiii' + biased[1]);
-  k.launch(c.stream, heads, n, 1, DECODE_THREADS, decodeSharedMemory(k, maxBlocks, D), ptr(out), ptr(qkv), ptr(kCache), ptr(vCache),
-    ptr(blockTables), ptr(slots), ptr(keyLens), heads, kvHeads, D, scale, window, blockSize, maxBlocks, ...biased[2]);
+  const k = c.kernels.get('attention', `attend_decode${biased[0]}_${sfx(out.dtype)}`, 'pppppppiiifiiiipp' + biased[1]);
+  const splits = decodeSplits(c, n, heads);
+  k.launch(c.stream, heads, n, splits, DECODE_THREADS, decodeSharedMemory(k, maxBlocks, D), ptr(out), ptr(qkv), ptr(kCache), ptr(vCache),
+    ptr(blockTables), ptr(slots), ptr(keyLens), heads, kvHeads, D, scale, window, blockSize, maxBlocks,
+    splits, c.decodeSplit.partials, c.decodeSplit.counters, ...biased[2]);
 }
 
 /** Block pairs[i, 1] = block pairs[i, 0] for i < count in every plane of pool [planes, blocks, blockSize, width]. */

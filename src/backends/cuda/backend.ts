@@ -6,7 +6,7 @@ import { int4InOrder, int4Layout, isInt4Type } from '../../loaders/int4.js';
 import { isStoredQuant, type StoredQuant } from '../../loaders/quant.js';
 import { blockRegions, byteSize, dtypeBytes, numel, quantDType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type QuantDType, type Norm,
   type Rotary, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../../ops/backend.js';
-import { attendCross, attendDecode, attendFromRows, attendPrompt, copyBlocks, flashTakes, writeKV } from './attention.js';
+import { attendCross, attendDecode, attendFromRows, attendPrompt, copyBlocks, decodeSplitScratch, flashTakes, writeKV, type DecodeSplitScratch } from './attention.js';
 import { Blas } from './blas.js';
 import { CU, Driver, fmt, koffi, memoryError, type Handle } from './driver.js';
 import { embed } from './embedding.js';
@@ -46,6 +46,8 @@ export interface CudaContext {
   quantScratch: QuantScratch;
   /** the tensor-core quantized GEMM's split-K sums (qlinear.ts qmma), zero between uses */
   qmmaAcc: QuantScratch;
+  /** the split decode attention's softmax states and counters (attention.ts decodeSplits), `slots` states */
+  decodeSplit: DecodeSplitScratch;
 }
 
 export class CudaBackend implements Backend {
@@ -93,8 +95,12 @@ export class CudaBackend implements Backend {
     };
     const kernels = new KernelSet(driver);
     const ws = this.alloc(WORKSPACE, 'the cuBLASLt workspace');
+    const split = decodeSplitScratch(this.device.multiprocessors);
+    const decodeSplit = { ...split, partials: this.alloc(split.partialBytes, 'the split decode attention\'s states'),
+      counters: this.alloc(split.counterBytes, 'the split decode attention\'s counters') };
+    driver.call('cuMemsetD8Async', decodeSplit.counters, 0, split.counterBytes, stream);
     this.ctx = { driver, batchInvariant, sms: this.device.multiprocessors, kernels, stream, blas: new Blas(driver, stream, { ptr: ws, bytes: WORKSPACE }, this.device.name),
-      quantScratch: { ptr: 0, bytes: 0 }, qmmaAcc: { ptr: 0, bytes: 0 } };
+      quantScratch: { ptr: 0, bytes: 0 }, qmmaAcc: { ptr: 0, bytes: 0 }, decodeSplit };
     const p = driver.handle('cuMemAllocHost', 1 << 16);
     this.pinned = { ptr: p, view: koffi.view(p, 1 << 16) };
     const sp = driver.handle('cuMemAllocHost', STAGING);
@@ -528,7 +534,8 @@ export class CudaBackend implements Backend {
     this.invalidateGraphs();
     this.driver.call('cuStreamSynchronize', this.ctx.stream);
     for (const c of this.pool) this.driver.call('cuMemFree', c.ptr);
-    for (const p of [...this.retiredScratch, this.ctx.quantScratch.ptr, this.ctx.qmmaAcc.ptr]) if (p) this.driver.call('cuMemFree', p);
+    const { partials, counters } = this.ctx.decodeSplit;
+    for (const p of [...this.retiredScratch, this.ctx.quantScratch.ptr, this.ctx.qmmaAcc.ptr, partials, counters]) if (p) this.driver.call('cuMemFree', p);
     this.ctx.blas.dispose();
     this.ctx.kernels.dispose();
     this.driver.call('cuMemFreeHost', this.pinned.ptr);
