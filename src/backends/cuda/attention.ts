@@ -3,7 +3,7 @@
 // position bias where the shape has one), cross-attention over an encoder memory, and block copies.
 import { fail } from '../../errors.js';
 import { dtypeBytes, type AttentionShape, type Segments, type Tensor } from '../../ops/backend.js';
-import type { CudaContext } from './backend.js';
+import type { CudaContext } from './context.js';
 import type { Kernel } from './kernels.js';
 import { ptr, sfx } from './tensor.js';
 
@@ -13,14 +13,6 @@ const DECODE_THREADS = 4 * 32;
 const DECODE_MAX_HEAD = 256;
 /** at most this many splits of a row's keys, and (with SPLIT_MIN_KEYS in kernels/attention.cu) no fewer keys a split */
 const MAX_SPLITS = 16;
-
-/** Device memory of the split decode attention (kernels/attention.cu DecodeSplit), reserved with the backend. */
-export interface DecodeSplitScratch {
-  /** softmax states it holds, each DECODE_MAX_HEAD + 2 floats; a counter for each too */
-  slots: number;
-  partials: number;
-  counters: number;
-}
 
 /** States for 8 blocks an SM: the split aims at 4 (decodeSplits), with room for a grid a little above that. */
 export function decodeSplitScratch(sms: number): { slots: number; partialBytes: number; counterBytes: number } {

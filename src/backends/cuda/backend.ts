@@ -6,14 +6,15 @@ import { int4InOrder, int4Layout, isInt4Type } from '../../loaders/int4.js';
 import { isStoredQuant, type StoredQuant } from '../../loaders/quant.js';
 import { blockRegions, byteSize, dtypeBytes, numel, quantDType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type QuantDType, type Norm,
   type Rotary, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../../ops/backend.js';
-import { attendCross, attendDecode, attendFromRows, attendPrompt, copyBlocks, decodeSplitScratch, flashTakes, writeKV, type DecodeSplitScratch } from './attention.js';
+import { attendCross, attendDecode, attendFromRows, attendPrompt, copyBlocks, decodeSplitScratch, flashTakes, writeKV } from './attention.js';
 import { Blas } from './blas.js';
 import { CU, Driver, fmt, koffi, memoryError, type Handle } from './driver.js';
 import { embed } from './embedding.js';
+import type { CudaContext, QuantScratch } from './context.js';
 import { KernelSet } from './kernels.js';
 import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
 import { gatedLinearResidual, linear, linearResidual, normLinear } from './linear.js';
-import { q8_0FromBlocks, qmmaAccBytes, quantizeOnDevice, quantScratchBytes, type QuantScratch } from './qlinear.js';
+import { q8_0FromBlocks, qmmaAccBytes, quantizeOnDevice, quantScratchBytes } from './qlinear.js';
 import { rotary } from './rotary.js';
 import { gatedActivation, gatherRows, meanPool, profileGate, scatterInt, uploadWeight } from './rows.js';
 import { advance, logprobs, processLogits, sample, selectCandidates } from './sampling.js';
@@ -32,23 +33,6 @@ export interface DeviceInfo {
   driverVersion: number;
 }
 
-/** What the launchers need: kernels, the stream, cuBLASLt and the driver. */
-export interface CudaContext {
-  driver: Driver;
-  /** every linear through the GEMV kernel, so that a row's result does not depend on the rows beside it */
-  batchInvariant: boolean;
-  /** multiprocessors, for grid sizing */
-  sms: number;
-  kernels: KernelSet;
-  stream: Handle;
-  blas: Blas;
-  /** the quantized layers' scratch (qlinear.ts), reserved as quantized weights load */
-  quantScratch: QuantScratch;
-  /** the tensor-core quantized GEMM's split-K sums (qlinear.ts qmma), zero between uses */
-  qmmaAcc: QuantScratch;
-  /** the split decode attention's softmax states and counters (attention.ts decodeSplits), `slots` states */
-  decodeSplit: DecodeSplitScratch;
-}
 
 export class CudaBackend implements Backend {
   readonly name = 'cuda';

@@ -1,6 +1,6 @@
 // Launcher for kernels/embedding.cu.
 import type { Tensor } from '../../ops/backend.js';
-import type { CudaContext } from './backend.js';
+import type { CudaContext } from './context.js';
 import { ptr, sfx } from './tensor.js';
 
 export function embed(c: CudaContext, out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor | null,

@@ -1,7 +1,7 @@
 // Launchers for kernels/layernorm.cu (LayerNorm and RMSNorm): one warp per row, four rows a block, where the row fits a
 // warp's registers in 16-byte vectors and every tensor is 16-byte aligned; else one block of 256 threads per row.
 import { dtypeBytes, type Tensor } from '../../ops/backend.js';
-import type { CudaContext } from './backend.js';
+import type { CudaContext } from './context.js';
 import { ptr, sfx } from './tensor.js';
 
 const THREADS = 256;

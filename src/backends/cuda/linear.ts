@@ -6,7 +6,7 @@
 // to it) depends on the row count. Quantized weights go to qlinear.ts.
 import { fail } from '../../errors.js';
 import { dtypeBytes, isQuant, type Activation, type Norm, type Tensor } from '../../ops/backend.js';
-import type { CudaContext } from './backend.js';
+import type { CudaContext } from './context.js';
 import { EPILOGUE } from './blas.js';
 import { layerNorm } from './layernorm.js';
 import { quantGatedLinearResidual, quantLinear, quantNormLinear } from './qlinear.js';

@@ -24,7 +24,7 @@ import { fail } from '../../errors.js';
 import { fp8Layout } from '../../loaders/fp8.js';
 import { w8a8Layout } from '../../loaders/w8a8.js';
 import { dtypeBytes, type Activation, type DType, type Norm, type QuantDType, type Tensor } from '../../ops/backend.js';
-import type { CudaContext } from './backend.js';
+import type { CudaContext } from './context.js';
 import { layerNorm } from './layernorm.js';
 import { EPILOGUE } from './blas.js';
 import { ACT_CODE, activateAfter, epilogueFor, warpsPerRow } from './linear.js';
@@ -39,11 +39,6 @@ const QUANTIZED_ROWS = 64;
  */
 const CHUNK_BYTES = Number(process.env.PEREGRINE_DEQUANT_CHUNK_MB ?? 64) * 2 ** 20;
 const ALIGN = 256;
-
-export interface QuantScratch {
-  ptr: number;
-  bytes: number;
-}
 
 const align = (n: number): number => Math.ceil(n / ALIGN) * ALIGN;
 

@@ -1,6 +1,6 @@
 // Launcher for kernels/rotary.cu: rotary position embedding (and Qwen3's per-head RMSNorm) in place on qkv rows.
 import type { AttentionShape, HeadNorms, Rotary, Tensor } from '../../ops/backend.js';
-import type { CudaContext } from './backend.js';
+import type { CudaContext } from './context.js';
 import { ptr, sfx } from './tensor.js';
 
 const THREADS = 128;

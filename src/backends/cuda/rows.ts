@@ -2,7 +2,7 @@
 // profiler's gate.
 import type { HostWeight, StorageDType } from '../../loaders/dtypes.js';
 import type { Activation, Tensor } from '../../ops/backend.js';
-import type { CudaContext } from './backend.js';
+import type { CudaContext } from './context.js';
 import { ACT_CODE } from './linear.js';
 import { ptr, sfx, type CudaTensor } from './tensor.js';
 

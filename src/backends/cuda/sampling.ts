@@ -2,7 +2,7 @@
 // CPU reference src/backends/cpu/sampling.ts. Every launch has a fixed shape for a given row count and
 // vocabulary, and each row's behaviour comes from the device tables, so the ops are captured in graphs.
 import type { Candidates, SampleRows, SequenceTables, Tensor } from '../../ops/backend.js';
-import type { CudaContext } from './backend.js';
+import type { CudaContext } from './context.js';
 import { ptr } from './tensor.js';
 
 const TOPK_THREADS = 256;
