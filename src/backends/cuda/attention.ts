@@ -38,7 +38,7 @@ export function writeKV(c: CudaContext, qkv: Tensor, kCache: Tensor, vCache: Ten
   positions: Tensor, n: number): void {
   if (n === 0) return;
   const [, blockSize, W] = kCache.shape;
-  c.kernels.get('attention', `write_kv_${sfx(kCache.dtype)}`, 'ppppppiiii')
+  c.kernels.get('attention', 'write_kv', `_${sfx(kCache.dtype)}`)
     .launch(c.stream, n, 1, 1, 256, 0, ptr(qkv), ptr(kCache), ptr(vCache), ptr(blockTables), ptr(slots), ptr(positions),
       qkv.shape[1], W, blockSize, blockTables.shape[1]);
 }
@@ -50,7 +50,6 @@ function biasArgs(shape: AttentionShape, heads: number): number[] {
   if (b.table.shape[1] !== heads || b.table.shape[0] !== b.buckets) throw new Error(`internal: a position bias table [${b.table.shape}] for ${b.buckets} buckets of ${heads} heads`);
   return [ptr(b.table), ptr(b.positions), b.buckets, b.maxDistance, b.bidirectional ? 1 : 0];
 }
-const BIAS_SPEC = 'ppiii';
 
 /** Shared memory of a decode-style kernel: the block ids, then each warp's softmax state for the merge (kernels/attention.cu). */
 function decodeSharedMemory(k: Kernel, maxBlocks: number, D: number): number {
@@ -76,7 +75,7 @@ export function attendCross(c: CudaContext, out: Tensor, q: Tensor, kCache: Tens
   const { heads, kvHeads, headDim: D, scale } = shape;
   checkDecodeHead(D, out.dtype, 'cross-attention');
   const blockSize = kCache.shape[1], maxBlocks = blockTables.shape[1];
-  const k = c.kernels.get('attention', `attend_cross_${sfx(out.dtype)}`, 'pppppppiiifii');
+  const k = c.kernels.get('attention', 'attend_cross', `_${sfx(out.dtype)}`);
   k.launch(c.stream, heads, n, 1, DECODE_THREADS, decodeSharedMemory(k, maxBlocks, D), ptr(out), ptr(q), ptr(kCache), ptr(vCache),
     ptr(blockTables), ptr(slots), ptr(lengths), heads, kvHeads, D, scale, blockSize, maxBlocks);
 }
@@ -107,7 +106,8 @@ export function launchFlash(c: CudaContext, name: string, tiles: { mt: number; b
   const { heads, kvHeads, headDim: D, scale, window } = shape;
   const rows = 64 * tiles.mt;
   const smem = (rows + 4 * tiles.bn) * (D + 8) * 2;
-  const k = c.kernels.get('flash', name, 'ppppppppiifiii');
+  if (!name.startsWith('flash_prefill')) throw new Error(`internal: ${name} is not a kernel of kernels/flash.cu`);
+  const k = c.kernels.get('flash', 'flash_prefill', name.slice('flash_prefill'.length));
   k.allowSharedMemory(smem);
   // from rows: k and v are at q's width and q + k's width into each row; a null block table says so to the kernel
   const bytes = dtypeBytes(qkv.dtype), H = heads * D, W = kvHeads * D;
@@ -149,7 +149,7 @@ export function attendPromptCores(c: CudaContext, out: Tensor, qkv: Tensor, kCac
   const { heads, kvHeads, headDim: D, scale, window } = shape;
   const dpt = [2, 4, 8, 16, 32].find((d) => d * 4 >= D);
   if (!dpt) fail('bad-config', `attention head size ${D} is beyond the 128 the CUDA prompt-attention kernel supports`);
-  const k = c.kernels.get('attention', `attend_prefill${dpt}_${sfx(out.dtype)}`, 'ppppppppiiifiii' + BIAS_SPEC);
+  const k = c.kernels.get('attention', 'attend_prefill', `${dpt}_${sfx(out.dtype)}`);
   k.launch(c.stream, Math.ceil(segments.longest / PREFILL_ROWS), segments.count, heads, 128, 2 * PREFILL_KEYS * D * 4,
     ptr(out), ptr(qkv), ptr(kCache), ptr(vCache), ptr(blockTables), ptr(slots), ptr(keyLens), ptr(segments.table),
     heads, kvHeads, D, scale, window, kCache.shape[1], blockTables.shape[1], ...biasArgs(shape, heads));
@@ -164,19 +164,18 @@ export function attendDecode(c: CudaContext, out: Tensor, qkv: Tensor, kCache: T
   checkDecodeHead(D, out.dtype, 'decode-attention');
   const blockSize = kCache.shape[1], maxBlocks = blockTables.shape[1];
   // T5's bias has a kernel of its own (the plain one keeps its registers)
-  const biased = shape.bias ? ['_bias', BIAS_SPEC, biasArgs(shape, heads)] as const : ['', '', []] as const;
-  const k = c.kernels.get('attention', `attend_decode${biased[0]}_${sfx(out.dtype)}`, 'pppppppiiifiiiipp' + biased[1]);
+  const k = c.kernels.get('attention', shape.bias ? 'attend_decode_bias' : 'attend_decode', `_${sfx(out.dtype)}`);
   const splits = decodeSplits(c, n, heads);
   k.launch(c.stream, heads, n, splits, DECODE_THREADS, decodeSharedMemory(k, maxBlocks, D), ptr(out), ptr(qkv), ptr(kCache), ptr(vCache),
     ptr(blockTables), ptr(slots), ptr(keyLens), heads, kvHeads, D, scale, window, blockSize, maxBlocks,
-    splits, c.decodeSplit.partials, c.decodeSplit.counters, ...biased[2]);
+    splits, c.decodeSplit.partials, c.decodeSplit.counters, ...(shape.bias ? biasArgs(shape, heads) : []));
 }
 
 /** Block pairs[i, 1] = block pairs[i, 0] for i < count in every plane of pool [planes, blocks, blockSize, width]. */
 export function copyBlocks(c: CudaContext, pool: Tensor, pairs: Tensor, count: number): void {
   if (count === 0) return;
   const [planes, blocks, blockSize, width] = pool.shape;
-  c.kernels.get('attention', `copy_blocks_${sfx(pool.dtype)}`, 'ppiii')
+  c.kernels.get('attention', 'copy_blocks', `_${sfx(pool.dtype)}`)
     .launch(c.stream, count, Math.min(planes, MAX_GRID_Y), 1, COPY_THREADS, 0, ptr(pool), ptr(pairs), planes, blocks,
       blockSize * width);
 }

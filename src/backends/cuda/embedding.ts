@@ -7,7 +7,7 @@ export function embed(c: CudaContext, out: Tensor, ids: Tensor, positions: Tenso
   typeIds: Tensor | null, types: Tensor | null, n: number): void {
   if (n === 0) return;
   const H = tok.shape[1];
-  c.kernels.get('embedding', `embed_${sfx(out.dtype)}`, 'pppppppi')
+  c.kernels.get('embedding', 'embed', `_${sfx(out.dtype)}`)
     .launch(c.stream, n, 1, 1, Math.min(256, roundWarp(H)), 0, ptr(out), ptr(ids), ptr(positions), ptr(tok), ptr(pos), ptr(typeIds), ptr(types), H);
 }
 

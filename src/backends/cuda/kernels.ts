@@ -10,8 +10,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fail } from '../../errors.js';
 import { CU, koffi, type Driver, type Handle } from './driver.js';
+import { KERNEL_ARGS, type KernelFamily, type KernelOf } from './signatures.js';
 
-/** Argument kinds: p = device pointer (0 for null), i = int32, f = float32, u = uint64. */
+/** Argument kinds (signatures.ts): p = device pointer (0 for null), i = int32, f = float32, u = uint64. */
 export type ArgSpec = string;
 
 const KERNEL_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'kernels');
@@ -127,11 +128,16 @@ export class KernelSet {
     }
   }
 
-  /** The kernel `name` from the fatbin of family `family` (the .cu file name). */
-  get(family: string, name: string, spec: ArgSpec): Kernel {
+  /**
+   * The kernel `kernel` + `variant` (`attend_decode` + `_f16`) of family `family` (the .cu file name), taking the
+   * arguments signatures.ts declares for `kernel`.
+   */
+  get<F extends KernelFamily>(family: F, kernel: KernelOf<F>, variant = ''): Kernel {
+    const name = kernel + variant;
     const key = `${family}/${name}`;
     let k = this.byName.get(key);
     if (!k) {
+      const spec: ArgSpec = (KERNEL_ARGS[family] as Record<string, string>)[kernel];
       const mod = this.moduleOf.get(family);
       if (!mod) throw new Error(`internal: no kernel family ${family}`);
       const fn = this.driver.handle('cuModuleGetFunction', mod, name);

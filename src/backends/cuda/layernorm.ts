@@ -18,11 +18,11 @@ export function layerNorm(c: CudaContext, out: Tensor, x: Tensor, gamma: Tensor,
   if (n === 0) return;
   const H = gamma.shape[0], s = sfx(out.dtype);
   if (warpRows(H, [out, x, gamma, beta])) {
-    c.kernels.get('layernorm', `layernorm_warp_${s}`, 'ppppfiii')
+    c.kernels.get('layernorm', 'layernorm_warp', `_${s}`)
       .launch(c.stream, Math.ceil(n / WARP_ROWS), 1, 1, 32 * WARP_ROWS, 0, ptr(out), ptr(x), ptr(gamma), ptr(beta), eps, H, rms ? 1 : 0, n);
     return;
   }
-  c.kernels.get('layernorm', `layernorm_${s}`, 'ppppfii')
+  c.kernels.get('layernorm', 'layernorm', `_${s}`)
     .launch(c.stream, n, 1, 1, THREADS, 0, ptr(out), ptr(x), ptr(gamma), ptr(beta), eps, H, rms ? 1 : 0);
 }
 
@@ -32,9 +32,9 @@ export function addBiasResidualLayerNorm(c: CudaContext, sum: Tensor, norm: Tens
   const H = gamma.shape[0], s = sfx(sum.dtype);
   const args = [ptr(sum), ptr(norm), ptr(x), ptr(bias), ptr(residual), ptr(gamma), ptr(beta), eps, H] as const;
   if (warpRows(H, [sum, norm, x, bias, residual, gamma, beta])) {
-    c.kernels.get('layernorm', `add_bias_residual_layernorm_warp_${s}`, 'pppppppfii')
+    c.kernels.get('layernorm', 'add_bias_residual_layernorm_warp', `_${s}`)
       .launch(c.stream, Math.ceil(n / WARP_ROWS), 1, 1, 32 * WARP_ROWS, 0, ...args, n);
     return;
   }
-  c.kernels.get('layernorm', `add_bias_residual_layernorm_${s}`, 'pppppppfi').launch(c.stream, n, 1, 1, THREADS, 0, ...args);
+  c.kernels.get('layernorm', 'add_bias_residual_layernorm', `_${s}`).launch(c.stream, n, 1, 1, THREADS, 0, ...args);
 }

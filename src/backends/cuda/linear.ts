@@ -16,7 +16,6 @@ import { ptr, sfx } from './tensor.js';
 export const GEMV_MAX_ROWS = 8;
 /** activate() in kernels/common.cuh */
 export const ACT_CODE: Record<Activation, number> = { none: 0, gelu: 1, gelu_tanh: 2, tanh: 3, relu: 4, silu: 5, quick_gelu: 6 };
-const SPEC = 'ppppiiiippfii'; // out, x, w, bias, act, N, K, wpr, gamma, beta, eps, rows, rms
 
 /**
  * Warps per output row of a GEMV (kernels/gemv.cu, quant.cu, mmvq.cu) whose lanes make `loads` loads per weight row
@@ -38,10 +37,10 @@ function gemv(c: CudaContext, variant: Variant, out: Tensor, x: Tensor, w: Tenso
   const m = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8;
   const groups = Math.ceil(n / m);
   if (groups > 65535) fail('bad-argument', `batch-invariant linear layers take at most ${65535 * m} rows per pass, got ${n}; lower --prefill-chunk`);
-  const name = variant === 'res_gemv' ? `res_gemv${m}_${s}` : `${variant}${m}_${s}_${out.dtype === w.dtype ? s : 'f32out'}`;
+  const tail = variant === 'res_gemv' ? `${m}_${s}` : `${m}_${s}_${out.dtype === w.dtype ? s : 'f32out'}`;
   const vector = w.dtype === 'f32' ? 4 : 8;
   const wpr = warpsPerRow(c, N, K % vector === 0 ? K / vector : K);
-  c.kernels.get('gemv', name, SPEC).launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
+  c.kernels.get('gemv', variant, tail).launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
     ptr(out), ptr(x), ptr(w), ptr(bias), ACT_CODE[act], N, K, wpr, ptr(norm?.gamma ?? null), ptr(norm?.beta ?? null), norm?.eps ?? 0, n,
     norm?.kind === 'rms' ? 1 : 0);
 }
@@ -65,7 +64,7 @@ export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
 /** out [n, N] (f32) += bias (of its own dtype) per column, then the activation: the bias cuBLASLt cannot read. */
 function biasActivate(c: CudaContext, out: Tensor, bias: Tensor, act: Activation, n: number, N: number): void {
   const total = n * N;
-  c.kernels.get('rows', `bias_act_f32out_${sfx(bias.dtype)}`, 'ppiiu')
+  c.kernels.get('rows', 'bias_act_f32out', `_${sfx(bias.dtype)}`)
     .launch(c.stream, Math.min(4096, Math.ceil(total / 256)), 1, 1, 256, 0, ptr(out), ptr(bias), ACT_CODE[act], N, total);
 }
 
@@ -82,11 +81,11 @@ export function activateAfter(c: CudaContext, out: Tensor, act: Activation, n: n
   if (N % V === 0 && ptr(out) % 16 === 0 && total < 2 ** 32) {
     // 16-byte vectors (BERT's erf GELU over a [tokens, 3072] GEMM output is bandwidth-bound)
     const vecs = total / V;
-    c.kernels.get('rows', `bias_act_vec_${sfx(out.dtype)}`, 'ppiii')
+    c.kernels.get('rows', 'bias_act_vec', `_${sfx(out.dtype)}`)
       .launch(c.stream, Math.min(16 * c.sms, Math.ceil(vecs / 256)), 1, 1, 256, 0, ptr(out), 0, ACT_CODE[act], N / V, vecs);
     return;
   }
-  c.kernels.get('rows', `bias_act_${sfx(out.dtype)}`, 'ppiiu')
+  c.kernels.get('rows', 'bias_act', `_${sfx(out.dtype)}`)
     .launch(c.stream, Math.min(4096, Math.ceil(total / 256)), 1, 1, 256, 0, ptr(out), 0, ACT_CODE[act], N, total);
 }
 

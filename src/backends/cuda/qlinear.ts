@@ -71,10 +71,11 @@ export function quantScratchBytes(N: number, K: number, dtype: DType, wtype: Qua
 }
 
 
-function kernelName(prefix: string, m: number, w: Tensor, x: Tensor, out: Tensor): string {
+/** The variant of a quantized GEMV kernel (qgemv / mmvq + this): rows a group, weight format, x's dtype, f32 output. */
+function variantOf(m: number, w: Tensor, x: Tensor, out: Tensor): string {
   // a 16-bit model's quantized LM head writes f32 logits: the kernel reads x as x's dtype and writes out's
   if (out.dtype !== x.dtype && out.dtype !== 'f32') fail('bad-argument', `a quantized linear layer writes ${x.dtype} or f32, not ${out.dtype}`);
-  return `${prefix}${m}_${w.dtype as QuantDType}_${sfx(x.dtype)}${out.dtype === x.dtype ? '' : '_f32out'}`;
+  return `${m}_${w.dtype as QuantDType}_${sfx(x.dtype)}${out.dtype === x.dtype ? '' : '_f32out'}`;
 }
 
 /** The device address of an int4 weight's input order where it is not the layer's (act-order), else 0. */
@@ -103,7 +104,7 @@ function inInputOrder(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, n: numb
   const chunk = c.quantScratch.ptr + at.chunk, most = Math.floor((at.bytes - at.chunk) / (K * xb));
   for (let r0 = 0; r0 < n; r0 += most) {
     const rows = Math.min(most, n - r0);
-    c.kernels.get('rows', `gather_cols_${sfx(x.dtype)}`, 'pppiu').launch(c.stream, Math.min(4096, Math.ceil((rows * K) / 256)), 1, 1, 256, 0,
+    c.kernels.get('rows', 'gather_cols', `_${sfx(x.dtype)}`).launch(c.stream, Math.min(4096, Math.ceil((rows * K) / 256)), 1, 1, 256, 0,
       chunk, ptr(x) + r0 * K * xb, perm, K, rows * K);
     pass(chunk, ptr(out) + r0 * N * ob, rows);
   }
@@ -117,7 +118,7 @@ function floatGemvRows(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
   const groups = Math.ceil(n / m);
   if (groups > 65535) fail('bad-argument', `quantized linear layers take at most ${65535 * m} rows per pass, got ${n}; lower --prefill-chunk`);
   const wpr = warpsPerRow(c, N, K / 32);
-  c.kernels.get('quant', kernelName('qgemv', m, w, x, out), 'ppppiiiiii').launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
+  c.kernels.get('quant', 'qgemv', variantOf(m, w, x, out)).launch(c.stream, Math.ceil(N / (8 / wpr)), groups, 1, 256, 0,
     op, xp, ptr(w), ptr(bias), act, N, K, wpr, n, accumulate ? 1 : 0);
 }
 
@@ -155,23 +156,23 @@ function mmvq(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | 
     const rows = Math.min(QUANTIZED_ROWS, n - r0), groups = (rows * K) / 32;
     if (w.dtype === 'w8a8') {
       // SmoothQuant: x times the inputs' multipliers, quantized per token (src/loaders/w8a8.ts)
-      c.kernels.get('mmvq', `quantize_tokens_${sfx(x.dtype)}`, 'ppppi').launch(c.stream, rows, 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb,
+      c.kernels.get('mmvq', 'quantize_tokens', `_${sfx(x.dtype)}`).launch(c.stream, rows, 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb,
         ptr(w) + w8a8Layout(N, K).multipliers, K);
     } else if (prep.kind === 'norm') {
       const { gamma, beta, eps, kind } = prep.norm;
-      c.kernels.get('mmvq', `norm_quantize_q8_${s}`, 'pppppfii').launch(c.stream, rows, 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb, ptr(gamma), ptr(beta),
+      c.kernels.get('mmvq', 'norm_quantize_q8', `_${s}`).launch(c.stream, rows, 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb, ptr(gamma), ptr(beta),
         eps, K, kind === 'rms' ? 1 : 0);
     } else if (prep.kind === 'gated') {
-      c.kernels.get('mmvq', `gated_quantize_q8_${s}`, 'pppiii').launch(c.stream, Math.ceil(groups / 8), 1, 1, 256, 0, xq, xd, ptr(x) + r0 * 2 * K * xb,
+      c.kernels.get('mmvq', 'gated_quantize_q8', `_${s}`).launch(c.stream, Math.ceil(groups / 8), 1, 1, 256, 0, xq, xd, ptr(x) + r0 * 2 * K * xb,
         prep.act, K, groups);
     } else if (permOf(w)) {
-      c.kernels.get('mmvq', `quantize_q8_perm_${s}`, 'ppppii').launch(c.stream, Math.ceil(groups / 8), 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb,
+      c.kernels.get('mmvq', 'quantize_q8_perm', `_${s}`).launch(c.stream, Math.ceil(groups / 8), 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb,
         permOf(w), K, groups);
     } else {
-      c.kernels.get('mmvq', `quantize_q8_${s}`, 'pppi').launch(c.stream, Math.ceil(groups / 8), 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb, groups);
+      c.kernels.get('mmvq', 'quantize_q8', `_${s}`).launch(c.stream, Math.ceil(groups / 8), 1, 1, 256, 0, xq, xd, ptr(x) + r0 * K * xb, groups);
     }
     const m = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : GEMV_ROWS;
-    c.kernels.get('mmvq', kernelName('mmvq', m, w, x, out) + (R > 1 ? `_r${R}` : ''), 'pppppiiiiii').launch(c.stream, Math.ceil(N / ((8 / wpr) * R)), Math.ceil(rows / m), 1,
+    c.kernels.get('mmvq', 'mmvq', variantOf(m, w, x, out) + (R > 1 ? `_r${R}` : '')).launch(c.stream, Math.ceil(N / ((8 / wpr) * R)), Math.ceil(rows / m), 1,
       256, 0, ptr(out) + r0 * N * ob, base + at.xq, base + at.xd, ptr(w), ptr(bias), act, N, K, wpr, rows, accumulate ? 1 : 0);
   }
 }
@@ -182,7 +183,7 @@ function dequantMatmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
   const eb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype);
   const at = layout(N, K, eb), R = chunkRows(N, K, eb), chunk = c.quantScratch.ptr + at.chunk;
   if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, a [${N}, ${K}] layer needs ${at.bytes}`);
-  const dequant = c.kernels.get('dequant', `dequant_${w.dtype as QuantDType}_${sfx(x.dtype)}`, 'pppiiii');
+  const dequant = c.kernels.get('dequant', 'dequant', `_${w.dtype as QuantDType}_${sfx(x.dtype)}`);
   const epilogue = epilogueFor(act, bias !== null);
   for (let j0 = 0; j0 < N; j0 += R) {
     const rows = Math.min(R, N - j0);
@@ -201,10 +202,10 @@ function fp8Matmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tens
   if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, an FP8 [${N}, ${K}] layer needs ${at.bytes}`);
   const xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype), s = sfx(x.dtype);
   const sw = ptr(w) + fp8Layout(N, K).scales;
-  const epilogue = c.kernels.get('fp8', `fp8_epilogue_${s}${out.dtype === x.dtype ? '' : '_f32out'}`, 'pppppiiii');
+  const epilogue = c.kernels.get('fp8', 'fp8_epilogue', `_${s}${out.dtype === x.dtype ? '' : '_f32out'}`);
   for (let r0 = 0; r0 < n; r0 += R) {
     const rows = Math.min(R, n - r0);
-    c.kernels.get('fp8', `quantize_fp8_tokens_${s}`, 'pppi').launch(c.stream, rows, 1, 1, 256, 0, base + at.xq, base + at.sx, ptr(x) + r0 * K * xb, K);
+    c.kernels.get('fp8', 'quantize_fp8_tokens', `_${s}`).launch(c.stream, rows, 1, 1, 256, 0, base + at.xq, base + at.sx, ptr(x) + r0 * K * xb, K);
     c.blas.matmul(base + at.acc, 'f32', base + at.xq, ptr(w), 0, EPILOGUE.DEFAULT, rows, N, K, 'e4m3');
     epilogue.launch(c.stream, Math.ceil((rows * N) / 256), 1, 1, 256, 0, ptr(out) + r0 * N * ob, base + at.acc, base + at.sx, sw, ptr(bias), act, N, rows,
       accumulate ? 1 : 0);
@@ -243,13 +244,13 @@ function qmma(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | 
   const { splits, stepsPerSplit } = qmmaSplits(c.sms, N, K);
   const s = sfx(x.dtype), os = out.dtype === x.dtype ? '' : '_f32out';
   if (splits > 1 && c.qmmaAcc.bytes < 4 * n * N) throw new Error(`internal: split-K sums of ${c.qmmaAcc.bytes} bytes, a [${N}, ${K}] layer needs ${4 * n * N}`);
-  const k = c.kernels.get('qmma', `qmma_${w.dtype as QuantDType}_${s}${os}`, 'pppppiiiiii');
+  const k = c.kernels.get('qmma', 'qmma', `_${w.dtype as QuantDType}_${s}${os}`);
   k.allowSharedMemory(QMMA.smem);
   inInputOrder(c, out, x, w, n, (xp, o, rows) => {
     k.launch(c.stream, Math.ceil(N / QMMA.cols), Math.ceil(rows / QMMA.rows), splits, 256, QMMA.smem, o, c.qmmaAcc.ptr, xp, ptr(w), ptr(bias), act, N, K, rows,
       stepsPerSplit, accumulate ? 1 : 0);
     if (splits > 1) {
-      c.kernels.get('qmma', `qmma_finish_${s}${os}`, 'pppiiii').launch(c.stream, Math.ceil((rows * N) / 256), 1, 1, 256, 0, o, c.qmmaAcc.ptr, ptr(bias), act, N,
+      c.kernels.get('qmma', 'qmma_finish', `_${s}${os}`).launch(c.stream, Math.ceil((rows * N) / 256), 1, 1, 256, 0, o, c.qmmaAcc.ptr, ptr(bias), act, N,
         rows, accumulate ? 1 : 0);
     }
   });
@@ -308,20 +309,20 @@ export function quantizeOnDevice(c: CudaContext, out: Tensor, x: Tensor): void {
     const group = Number(out.dtype.slice(4));
     if (K % group !== 0) throw new Error(`internal: rows of ${K} are not groups of ${group} (quantizeTarget picks the group)`);
     const threads = Math.max((N * K) / group, K);
-    c.kernels.get('dequant', `quantize_weight_${out.dtype}`, 'ppii').launch(c.stream, Math.ceil(threads / 256), 1, 1, 256, 0, ptr(out), ptr(x), N, K);
+    c.kernels.get('dequant', 'quantize_weight_q4_g', String(group)).launch(c.stream, Math.ceil(threads / 256), 1, 1, 256, 0, ptr(out), ptr(x), N, K);
     return;
   }
   if (out.dtype === 'fp8' && x.dtype === 'f32') {
-    c.kernels.get('fp8', 'quantize_weight_fp8', 'ppii').launch(c.stream, N, 1, 1, 256, 0, ptr(out), ptr(x), N, K);
+    c.kernels.get('fp8', 'quantize_weight_fp8').launch(c.stream, N, 1, 1, 256, 0, ptr(out), ptr(x), N, K);
     return;
   }
   if (out.dtype !== 'q8_0' || x.dtype !== 'f32') throw new Error(`internal: no quantizer from ${x.dtype} to ${out.dtype}`);
   const blocks = (out.shape[0] * out.shape[1]) / 32;
-  c.kernels.get('dequant', 'quantize_weight_q8_0', 'ppu').launch(c.stream, Math.ceil(blocks / 256), 1, 1, 256, 0, ptr(out), ptr(x), blocks);
+  c.kernels.get('dequant', 'quantize_weight_q8_0').launch(c.stream, Math.ceil(blocks / 256), 1, 1, 256, 0, ptr(out), ptr(x), blocks);
 }
 
 /** Q8_0 blocks as a file holds them (`blocks`, on the device) rearranged into `out`, the GPU's Q8_0 layout (kernels/quant-blocks.cuh). */
 export function q8_0FromBlocks(c: CudaContext, out: Tensor, blocks: number): void {
   const n = (out.shape[0] * out.shape[1]) / 32;
-  c.kernels.get('dequant', 'q8_0_from_blocks', 'ppu').launch(c.stream, Math.ceil(n / 256), 1, 1, 256, 0, ptr(out), blocks, n);
+  c.kernels.get('dequant', 'q8_0_from_blocks').launch(c.stream, Math.ceil(n / 256), 1, 1, 256, 0, ptr(out), blocks, n);
 }

@@ -24,7 +24,7 @@ export function chunking(V: number): { chunks: number; size: number } {
 
 export function processLogits(c: CudaContext, scores: Tensor, logits: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void {
   if (n === 0) return;
-  c.kernels.get('sampling', 'process_logits', 'ppippppi').launch(c.stream, n, 1, 1, PROCESS_THREADS, 0,
+  c.kernels.get('sampling', 'process_logits').launch(c.stream, n, 1, 1, PROCESS_THREADS, 0,
     ptr(scores), ptr(logits), logits.shape[1], ptr(rows.slots), ptr(rows.lengths), ptr(seqs.requests), ptr(seqs.history), seqs.history.shape[1]);
 }
 
@@ -32,7 +32,7 @@ export function processLogits(c: CudaContext, scores: Tensor, logits: Tensor, ro
 function topkChunks(c: CudaContext, scratch: Tensor, x: Tensor, rows: SampleRows, seqs: SequenceTables, n: number, forLogprobs: boolean, cap: number) {
   const V = x.shape[1];
   const { chunks, size } = chunking(V);
-  c.kernels.get('sampling', 'topk_chunks', 'ppiippii').launch(c.stream, n, chunks, 1, TOPK_THREADS, 0,
+  c.kernels.get('sampling', 'topk_chunks').launch(c.stream, n, chunks, 1, TOPK_THREADS, 0,
     ptr(scratch), ptr(x), V, size, ptr(rows.slots), ptr(seqs.requests), forLogprobs ? 1 : 0, cap);
   return { V, chunks, size };
 }
@@ -46,13 +46,13 @@ export function selectCandidates(c: CudaContext, out: Candidates, scores: Tensor
   status: Tensor, cap = TOPK_CAP): void {
   if (n === 0) return;
   const { V, chunks, size } = topkChunks(c, out.scratch, scores, rows, seqs, n, false, cap);
-  c.kernels.get('sampling', 'topk_merge', 'ppppiiippi').launch(c.stream, n, 1, 1, TOPK_THREADS, 0,
+  c.kernels.get('sampling', 'topk_merge').launch(c.stream, n, 1, 1, TOPK_THREADS, 0,
     ptr(out.values), ptr(out.ids), ptr(status), ptr(out.scratch), V, size, chunks, ptr(rows.slots), ptr(seqs.requests), cap);
 }
 
 export function sample(c: CudaContext, ids: Tensor, scores: Tensor, candidates: Candidates, rows: SampleRows, seqs: SequenceTables, n: number): void {
   if (n === 0) return;
-  c.kernels.get('sampling', 'sample_rows', 'ppippppppip').launch(c.stream, n, 1, 1, SAMPLE_THREADS, 0,
+  c.kernels.get('sampling', 'sample_rows').launch(c.stream, n, 1, 1, SAMPLE_THREADS, 0,
     ptr(ids), ptr(scores), scores.shape[1], ptr(candidates.values), ptr(candidates.ids), ptr(rows.slots), ptr(rows.lengths),
     ptr(seqs.requests), ptr(seqs.history), seqs.history.shape[1], ptr(seqs.topP));
 }
@@ -65,12 +65,12 @@ export function logprobs(c: CudaContext, out: Tensor, logits: Tensor, ids: Tenso
   scratch: Candidates, cap = TOPK_CAP): void {
   if (n === 0) return;
   const { V, chunks, size } = topkChunks(c, scratch.scratch, logits, rows, seqs, n, true, cap);
-  c.kernels.get('sampling', 'logprobs_merge', 'ppppiiippi').launch(c.stream, n, 1, 1, TOPK_THREADS, 0,
+  c.kernels.get('sampling', 'logprobs_merge').launch(c.stream, n, 1, 1, TOPK_THREADS, 0,
     ptr(out), ptr(scratch.scratch), ptr(logits), ptr(ids), V, size, chunks, ptr(rows.slots), ptr(seqs.requests), cap);
 }
 
 export function advance(c: CudaContext, positions: Tensor, keyLens: Tensor, rows: SampleRows, seqs: SequenceTables, n: number): void {
   if (n === 0) return;
-  c.kernels.get('sampling', 'advance', 'ppppi').launch(c.stream, Math.ceil(n / 256), 1, 1, 256, 0,
+  c.kernels.get('sampling', 'advance').launch(c.stream, Math.ceil(n / 256), 1, 1, 256, 0,
     ptr(positions), ptr(keyLens), ptr(rows.slots), ptr(seqs.requests), n);
 }

@@ -1,0 +1,83 @@
+// Every kernel's parameters, declared once, as driver.ts declares the driver's functions: family (the .cu file of
+// kernels/) -> kernel -> argument kinds (p = device pointer or null, i = 32-bit int, f = float, u = 64-bit unsigned).
+// A kernel is named by the fixed start of its extern "C" name; a launcher adds the variant (dtype, tiling, row count),
+// `attend_decode` + `_f16`. test/kernel-signatures.test.ts reads each declaration in kernels/*.cu and checks that this
+// table gives it the same kinds, so a launch can never pass arguments the kernel does not take.
+
+/** kernels/attention.cu's T5 position bias (BIAS_PARAMS): bias, bias positions, buckets, max distance, bidirectional */
+const BIAS = 'ppiii';
+
+export const KERNEL_ARGS = {
+  attention: {
+    write_kv: 'ppppppiiii',
+    attend_decode: 'pppppppiiifiiiipp',
+    attend_decode_bias: 'pppppppiiifiiiipp' + BIAS,
+    attend_cross: 'pppppppiiifii',
+    attend_prefill: 'ppppppppiiifiii' + BIAS,
+    copy_blocks: 'ppiii',
+  },
+  dequant: {
+    dequant: 'pppiiii',
+    q8_0_from_blocks: 'ppu',
+    quantize_weight_q8_0: 'ppu',
+    quantize_weight_q4_g: 'ppii',
+  },
+  embedding: { embed: 'pppppppi' },
+  flash: { flash_prefill: 'ppppppppiifiii' },
+  fp8: {
+    fp8_epilogue: 'pppppiiii',
+    quantize_fp8_tokens: 'pppi',
+    quantize_weight_fp8: 'ppii',
+  },
+  gemv: {
+    // out, x, w, bias, act, N, K, weight rows a warp, gamma, beta, eps, rows, rms
+    gemv: 'ppppiiiippfii',
+    norm_gemv: 'ppppiiiippfii',
+    res_gemv: 'ppppiiiippfii',
+  },
+  layernorm: {
+    layernorm: 'ppppfii',
+    layernorm_warp: 'ppppfiii',
+    add_bias_residual_layernorm: 'pppppppfi',
+    add_bias_residual_layernorm_warp: 'pppppppfii',
+  },
+  mmvq: {
+    mmvq: 'pppppiiiiii',
+    quantize_q8: 'pppi',
+    quantize_q8_perm: 'ppppii',
+    quantize_tokens: 'ppppi',
+    norm_quantize_q8: 'pppppfii',
+    gated_quantize_q8: 'pppiii',
+  },
+  qmma: {
+    qmma: 'pppppiiiiii',
+    qmma_finish: 'pppiiii',
+  },
+  quant: { qgemv: 'ppppiiiiii' },
+  rotary: { rotary: 'ppppiiiifffippf' },
+  rows: {
+    bias_act: 'ppiiu',
+    bias_act_f32out: 'ppiiu',
+    bias_act_vec: 'ppiii',
+    convert: 'ppiii',
+    gated_act: 'ppiiu',
+    gather_cols: 'pppiu',
+    gather_rows: 'ppppi',
+    mean_pool: 'ppppi',
+    profile_gate: 'piu',
+    scatter_i32: 'ppi',
+  },
+  sampling: {
+    process_logits: 'ppippppi',
+    topk_chunks: 'ppiippii',
+    topk_merge: 'ppppiiippi',
+    sample_rows: 'ppippppppip',
+    logprobs_merge: 'ppppiiippi',
+    advance: 'ppppi',
+  },
+} as const satisfies Record<string, Record<string, string>>;
+
+/** A kernels/*.cu file. */
+export type KernelFamily = keyof typeof KERNEL_ARGS;
+/** A kernel of family F, by the fixed start of its name. */
+export type KernelOf<F extends KernelFamily> = keyof (typeof KERNEL_ARGS)[F] & string;
