@@ -17,6 +17,7 @@ import { WeightStore, type ModelDir } from '../src/loaders/model-dir.js';
 import { seededRandom } from '../src/ops/rng.js';
 import { Tokenizer } from '../src/tokenizers/tokenizer.js';
 import { FIXTURES, ROOT, type BenchArgs, type BenchResult } from './common.js';
+import { OpProfiler } from './cuda-timing.js';
 import { RandomWeights, type WeightSpec } from './random-weights.js';
 
 const CONFIGS: Record<string, { hidden: number; layers: number; heads: number; inner: number }> = {
@@ -83,9 +84,9 @@ export async function bert(args: BenchArgs): Promise<BenchResult> {
       }
       times.sort((a, b) => a - b);
       const gpuMs = backend.timeMs(() => emb.model.encode(seqs, { pooling: 'mean', hidden: false }));
-      backend.profile();
+      const profiler = new OpProfiler(backend);
       emb.model.encode(seqs, { pooling: 'mean', hidden: false });
-      profiles[`${name} ${input}`] = backend.profileReport();
+      profiles[`${name} ${input}`] = profiler.report();
       rows.push({ engine: 'peregrine', config: name, input, ms: times[reps >> 1], tokens: lens.reduce((a, x) => a + x, 0), note: `GPU time of one pass: ${gpuMs.toFixed(3)} ms` });
     }
     emb.model.dispose();

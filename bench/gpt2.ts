@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { CudaBackend } from '../src/backends/cuda/backend.js';
 import { loadGenerator } from '../src/index.js';
 import { GPT2_CONFIGS, randomGpt2Dir, ROOT, roundPrompts, timedGenerations, type BenchArgs, type BenchResult } from './common.js';
-import { copyBandwidth, profileDecode, replayMs } from './cuda-timing.js';
+import { copyBandwidth, OpProfiler, profileDecode, replayMs } from './cuda-timing.js';
 
 const CONFIGS = GPT2_CONFIGS;
 
@@ -56,9 +56,9 @@ export async function gpt2(args: BenchArgs): Promise<BenchResult> {
         const graphMs = replayMs(backend, gen.runtime, batch, promptLen, 50);
         profiles[`${name} x${batch}`] = profileDecode(backend, gen.runtime, batch, promptLen);
         // one prefill pass of the whole batch (a single new token: no decode step runs)
-        backend.profile();
+        const profiler = new OpProfiler(backend);
         await gen.generateIds(prompts(4), { maxNewTokens: 1, stopAtEos: false });
-        profiles[`${name} x${batch} prefill`] = backend.profileReport();
+        profiles[`${name} x${batch} prefill`] = profiler.report();
         rows.push({
           engine: 'peregrine', config: name, batch, prefill_ms: median(r.map((x) => x.prefillMs)), decode_ms_per_step: decode,
           tokens_per_s: (1000 * batch) / decode, note: `GPU time of one decode graph: ${graphMs.toFixed(3)} ms`,

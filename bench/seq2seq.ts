@@ -17,6 +17,7 @@ import { loadModelDir } from '../src/engine/load.js';
 import { WeightStore, type ModelDir } from '../src/loaders/model-dir.js';
 import { Tokenizer } from '../src/tokenizers/tokenizer.js';
 import { FIXTURES, ROOT, timeRuns, type BenchArgs, type BenchResult } from './common.js';
+import { OpProfiler } from './cuda-timing.js';
 import { RandomWeights, type WeightSpec } from './random-weights.js';
 
 interface S2SConfig {
@@ -142,10 +143,9 @@ export async function seq2seq(args: BenchArgs): Promise<BenchResult> {
       const split = `${per('decodeSteps').toFixed(0)} decode steps ${per('decodeMs').toFixed(1)} ms (launch and wait), ${per('prefillPasses').toFixed(0)} prefill passes ${per('prefillMs').toFixed(1)} ms`;
       ours.push({ config: name, batch, ms, generated: last[0].ids.length, times, preemptions: gen.scheduler.stats().preemptions - before, split });
       if (profiling) {
-        const cuda = gen.runtime.backend as CudaBackend;
-        cuda.profile();
+        const profiler = new OpProfiler(gen.runtime.backend as CudaBackend);
         await gen.generateIds(src, opts);
-        profiles[`${name} x${batch}`] = cuda.profileReport();
+        profiles[`${name} x${batch}`] = profiler.report();
       }
       process.stderr.write(`[seq2seq] peregrine ${name} x${batch}: ${ours[ours.length - 1].ms.toFixed(1)} ms\n`);
     }

@@ -51,7 +51,7 @@ __device__ void quantize_tokens(int8_t* xq, float2* xd, const T* x, const float*
 }
 
 // A gated MLP's down projection input: act(gate) * up of x [rows, 2K] = gate | up, rounded to T as gated_act
-// (kernels/rows.cu) stores it, then quantized as quantize_q8 does. One warp per group of 32 values of the [rows, K]
+// (kernels/activation.cu) stores it, then quantized as quantize_q8 does. One warp per group of 32 values of the [rows, K]
 // result.
 template <typename T>
 __device__ void gated_quantize_q8(int8_t* xq, float2* xd, const T* x, int act, int K, int groups) {

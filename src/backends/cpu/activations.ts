@@ -65,7 +65,7 @@ export function applyActivation(x: Float32Array, offset: number, n: number, act:
   }
 }
 
-/** out[t, i] = act(x[t, i]) * x[t, F + i] for rows t < n, x [n, 2F] = gate | up: the reference for gated_act in kernels/rows.cu. */
+/** out[t, i] = act(x[t, i]) * x[t, F + i] for rows t < n, x [n, 2F] = gate | up: the reference for gated_act in kernels/activation.cu. */
 export function gatedActivation(out: Float32Array, x: Float32Array, act: Activation, n: number, F: number): void {
   for (let t = 0; t < n; t++) {
     const o = t * F, g = 2 * t * F;

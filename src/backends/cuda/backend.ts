@@ -6,17 +6,19 @@ import { int4InOrder, int4Layout, isInt4Type } from '../../loaders/int4.js';
 import { isStoredQuant, type StoredQuant } from '../../loaders/quant.js';
 import { blockRegions, byteSize, dtypeBytes, numel, quantDType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type QuantDType, type Norm,
   type Rotary, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../../ops/backend.js';
+import { gatedActivation } from './activation.js';
 import { attendCross, attendDecode, attendFromRows, attendPrompt, copyBlocks, decodeSplitScratch, flashTakes, writeKV } from './attention.js';
 import { Blas } from './blas.js';
+import type { CudaContext, QuantScratch } from './context.js';
+import { uploadWeight } from './convert.js';
 import { CU, Driver, fmt, koffi, memoryError, type Handle } from './driver.js';
 import { embed } from './embedding.js';
-import type { CudaContext, QuantScratch } from './context.js';
 import { KernelSet } from './kernels.js';
 import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
 import { gatedLinearResidual, linear, linearResidual, normLinear } from './linear.js';
 import { q8_0FromBlocks, qmmaAccBytes, quantizeOnDevice, quantScratchBytes } from './qlinear.js';
 import { rotary } from './rotary.js';
-import { gatedActivation, gatherRows, meanPool, profileGate, scatterInt, uploadWeight } from './rows.js';
+import { gatherRows, meanPool, scatterInt } from './rows.js';
 import { advance, logprobs, processLogits, sample, selectCandidates } from './sampling.js';
 import { CudaTensor, ptr } from './tensor.js';
 
@@ -312,8 +314,8 @@ export class CudaBackend implements Backend {
   // ---- graphs: the first run of a key is eager (it also tunes GEMMs), the second is captured, then replays ----
 
   graph(key: string, body: () => void): void {
-    // while profiling, ops run one by one so that each is timed (a replay is one launch)
-    if (this.profiling) return body();
+    // with an op hook (a per-op profile), ops run one by one so that each is seen (a replay is one launch)
+    if (this.opHook) return body();
     const g = this.graphs.get(key);
     if (!this.useGraphs || g === undefined) {
       body();
@@ -360,58 +362,18 @@ export class CudaBackend implements Backend {
     this.graphs.clear();
   }
 
-  // ---- per-op GPU time, measured with events in eager runs (a replayed graph is one launch) ----
-  // Each op's events and launches queue behind a gate kernel (kernels/rows.cu profile_gate) that the host opens once
-  // they are all enqueued, so an op's time is the GPU's alone: without the gate the GPU waits on the host's launches
-  // between the events whenever it runs ahead of it, as it does for small ops.
+  // ---- a hook around every op: bench/cuda-timing.ts's OpProfiler times each op with it ----
 
-  private profiling: [string, Handle, Handle][] | null = null;
-  private gate: { ptr: Handle; address: number; flag: DataView; value: number } | null = null;
+  private opHook: ((name: string, launch: () => void) => void) | null = null;
 
-  /** Starts collecting per-op GPU times. */
-  profile(): void {
-    this.profiling = [];
-    if (!this.gate) {
-      const p = this.driver.handle('cuMemAllocHost', 64);
-      this.gate = { ptr: p, address: Number(koffi.address(p)), flag: new DataView(koffi.view(p, 64)), value: 0 };
-    }
-    this.gate.value = 0;
-    this.gate.flag.setUint32(0, 0, true);
-  }
-
-  /** Milliseconds and calls per op since profile(); stops collecting. */
-  profileReport(): Record<string, { ms: number; calls: number }> {
-    const events = this.profiling ?? [];
-    this.profiling = null;
-    this.synchronize();
-    const out: Record<string, { ms: number; calls: number }> = {};
-    const ms = [0];
-    for (const [name, a, b] of events) {
-      this.driver.call('cuEventElapsedTime', ms, a, b);
-      const e = (out[name] ??= { ms: 0, calls: 0 });
-      e.ms += ms[0];
-      e.calls++;
-      this.driver.call('cuEventDestroy', a);
-      this.driver.call('cuEventDestroy', b);
-    }
-    return out;
+  /** Runs every op through `hook`, which must call `launch` once, and no graph (a replay is one launch); null: directly again. */
+  setOpHook(hook: ((name: string, launch: () => void) => void) | null): void {
+    this.opHook = hook;
   }
 
   private op(name: string, launch: () => void): void {
-    if (!this.profiling || !this.gate) return launch();
-    const gate = this.gate, stream = this.ctx.stream;
-    const a = this.driver.handle('cuEventCreate', 0), b = this.driver.handle('cuEventCreate', 0);
-    gate.value++;
-    // an op that synchronises the stream inside (a GEMM shape's first tuning) finds the gate open after 5 ms
-    profileGate(this.ctx, gate.address, gate.value, 5e6);
-    try {
-      this.driver.call('cuEventRecord', a, stream);
-      launch();
-      this.driver.call('cuEventRecord', b, stream);
-    } finally {
-      gate.flag.setUint32(0, gate.value, true);
-    }
-    this.profiling.push([name, a, b]);
+    if (this.opHook) this.opHook(name, launch);
+    else launch();
   }
 
   // ---- ops ----
@@ -430,11 +392,11 @@ export class CudaBackend implements Backend {
   }
 
   linear(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number): void {
-    this.op(this.profiling ? `linear ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'linear', () => linear(this.ctx, out, x, w, bias, act, n));
+    this.op(this.opHook ? `linear ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'linear', () => linear(this.ctx, out, x, w, bias, act, n));
   }
 
   normLinear(out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null, act: Activation, n: number, scratch: Tensor): void {
-    this.op(this.profiling ? `normLinear ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'normLinear', () => normLinear(this.ctx, out, x, norm, w, bias, act, n, scratch));
+    this.op(this.opHook ? `normLinear ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'normLinear', () => normLinear(this.ctx, out, x, norm, w, bias, act, n, scratch));
   }
 
   gatedActivation(out: Tensor, x: Tensor, act: Activation, n: number): void {
@@ -446,11 +408,11 @@ export class CudaBackend implements Backend {
   }
 
   linearResidual(residual: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number, scratch: Tensor): void {
-    this.op(this.profiling ? `linearResidual ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'linearResidual', () => linearResidual(this.ctx, residual, x, w, bias, n, scratch));
+    this.op(this.opHook ? `linearResidual ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'linearResidual', () => linearResidual(this.ctx, residual, x, w, bias, n, scratch));
   }
 
   gatedLinearResidual(residual: Tensor, x: Tensor, act: Activation, w: Tensor, bias: Tensor | null, n: number, gated: Tensor, product: Tensor): void {
-    this.op(this.profiling ? `gatedLinearResidual ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'gatedLinearResidual',
+    this.op(this.opHook ? `gatedLinearResidual ${n}x${w.shape[1]} -> ${w.shape[0]}` : 'gatedLinearResidual',
       () => gatedLinearResidual(this.ctx, residual, x, act, w, bias, n, gated, product));
   }
 
@@ -524,7 +486,6 @@ export class CudaBackend implements Backend {
     this.ctx.kernels.dispose();
     this.driver.call('cuMemFreeHost', this.pinned.ptr);
     this.driver.call('cuMemFreeHost', this.staging.ptr);
-    if (this.gate) this.driver.call('cuMemFreeHost', this.gate.ptr);
     this.disposed = true;
   }
 }

@@ -5,17 +5,15 @@
 // row's sums then go in one order whatever else is in the pass, where cuBLASLt's algorithm (and the switch
 // to it) depends on the row count. Quantized weights go to qlinear.ts.
 import { fail } from '../../errors.js';
-import { dtypeBytes, isQuant, type Activation, type Norm, type Tensor } from '../../ops/backend.js';
-import type { CudaContext } from './context.js';
+import { isQuant, type Activation, type Norm, type Tensor } from '../../ops/backend.js';
+import { ACT_CODE, activateAfter, biasActivate, gatedActivation } from './activation.js';
 import { EPILOGUE } from './blas.js';
+import type { CudaContext } from './context.js';
 import { layerNorm } from './layernorm.js';
 import { quantGatedLinearResidual, quantLinear, quantNormLinear } from './qlinear.js';
-import { gatedActivation } from './rows.js';
 import { ptr, sfx } from './tensor.js';
 
 export const GEMV_MAX_ROWS = 8;
-/** activate() in kernels/common.cuh */
-export const ACT_CODE: Record<Activation, number> = { none: 0, gelu: 1, gelu_tanh: 2, tanh: 3, relu: 4, silu: 5, quick_gelu: 6 };
 
 /**
  * Warps per output row of a GEMV (kernels/gemv.cu, quant.cu, mmvq.cu) whose lanes make `loads` loads per weight row
@@ -61,32 +59,10 @@ export function linear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: 
   activateAfter(c, out, act, n, N);
 }
 
-/** out [n, N] (f32) += bias (of its own dtype) per column, then the activation: the bias cuBLASLt cannot read. */
-function biasActivate(c: CudaContext, out: Tensor, bias: Tensor, act: Activation, n: number, N: number): void {
-  const total = n * N;
-  c.kernels.get('rows', 'bias_act_f32out', `_${sfx(bias.dtype)}`)
-    .launch(c.stream, Math.min(4096, Math.ceil(total / 256)), 1, 1, 256, 0, ptr(out), ptr(bias), ACT_CODE[act], N, total);
-}
-
 /** cuBLASLt's epilogue for a bias and an activation: the bias, and GELU where it is the tanh approximation (gelu_new). */
 export function epilogueFor(act: Activation, hasBias: boolean): number {
   if (act === 'gelu_tanh') return hasBias ? EPILOGUE.GELU_BIAS : EPILOGUE.GELU;
   return hasBias ? EPILOGUE.BIAS : EPILOGUE.DEFAULT;
-}
-
-/** The activation of out [n, N] that cuBLASLt's epilogue could not apply (epilogueFor), as a kernel after the GEMM. */
-export function activateAfter(c: CudaContext, out: Tensor, act: Activation, n: number, N: number): void {
-  if (act === 'none' || act === 'gelu_tanh') return;
-  const total = n * N, V = 16 / dtypeBytes(out.dtype);
-  if (N % V === 0 && ptr(out) % 16 === 0 && total < 2 ** 32) {
-    // 16-byte vectors (BERT's erf GELU over a [tokens, 3072] GEMM output is bandwidth-bound)
-    const vecs = total / V;
-    c.kernels.get('rows', 'bias_act_vec', `_${sfx(out.dtype)}`)
-      .launch(c.stream, Math.min(16 * c.sms, Math.ceil(vecs / 256)), 1, 1, 256, 0, ptr(out), 0, ACT_CODE[act], N / V, vecs);
-    return;
-  }
-  c.kernels.get('rows', 'bias_act', `_${sfx(out.dtype)}`)
-    .launch(c.stream, Math.min(4096, Math.ceil(total / 256)), 1, 1, 256, 0, ptr(out), 0, ACT_CODE[act], N, total);
 }
 
 export function normLinear(c: CudaContext, out: Tensor, x: Tensor, norm: Norm, w: Tensor, bias: Tensor | null,

@@ -27,7 +27,8 @@ import { dtypeBytes, type Activation, type DType, type Norm, type QuantDType, ty
 import type { CudaContext } from './context.js';
 import { layerNorm } from './layernorm.js';
 import { EPILOGUE } from './blas.js';
-import { ACT_CODE, activateAfter, epilogueFor, warpsPerRow } from './linear.js';
+import { ACT_CODE, activateAfter } from './activation.js';
+import { epilogueFor, warpsPerRow } from './linear.js';
 import { CudaTensor, ptr, sfx } from './tensor.js';
 
 /** rows the GEMV paths take per launch (the int8 copy of x holds this many) */

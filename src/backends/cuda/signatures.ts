@@ -8,6 +8,12 @@
 const BIAS = 'ppiii';
 
 export const KERNEL_ARGS = {
+  activation: {
+    bias_act: 'ppiiu',
+    bias_act_vec: 'ppiii',
+    bias_act_f32out: 'ppiiu',
+    gated_act: 'ppiiu',
+  },
   attention: {
     write_kv: 'ppppppiiii',
     attend_decode: 'pppppppiiifiiiipp',
@@ -16,6 +22,7 @@ export const KERNEL_ARGS = {
     attend_prefill: 'ppppppppiiifiii' + BIAS,
     copy_blocks: 'ppiii',
   },
+  convert: { convert: 'ppiii' },
   dequant: {
     dequant: 'pppiiii',
     q8_0_from_blocks: 'ppu',
@@ -49,6 +56,7 @@ export const KERNEL_ARGS = {
     norm_quantize_q8: 'pppppfii',
     gated_quantize_q8: 'pppiii',
   },
+  profile: { profile_gate: 'piu' },
   qmma: {
     qmma: 'pppppiiiiii',
     qmma_finish: 'pppiiii',
@@ -56,15 +64,9 @@ export const KERNEL_ARGS = {
   quant: { qgemv: 'ppppiiiiii' },
   rotary: { rotary: 'ppppiiiifffippf' },
   rows: {
-    bias_act: 'ppiiu',
-    bias_act_f32out: 'ppiiu',
-    bias_act_vec: 'ppiii',
-    convert: 'ppiii',
-    gated_act: 'ppiiu',
-    gather_cols: 'pppiu',
     gather_rows: 'ppppi',
+    gather_cols: 'pppiu',
     mean_pool: 'ppppi',
-    profile_gate: 'piu',
     scatter_i32: 'ppi',
   },
   sampling: {
