@@ -1,0 +1,66 @@
+// The CPU backend's collective (src/backends/cpu/thread-group.ts) across worker threads: the sum in rank order, the
+// same bits on every rank, vectors longer than a slot, and a group whose rank stops or never comes.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import { abortGroup, createGroup, ThreadGroup, type GroupHandle } from '../src/backends/cpu/thread-group.js';
+import { seededRandom } from '../src/ops/rng.js';
+
+const WORKER = new URL('./helpers/group-worker.js', import.meta.url);
+
+interface Rank { data: Float32Array; stop?: boolean; timeoutMs?: number }
+
+/** Runs one worker per rank; a worker that exits without a result aborts the group, as a parent of ranks does. */
+function run(handle: GroupHandle, ranks: Rank[], rounds = 1): Promise<{ sum?: Float32Array; error?: string; exit?: number }[]> {
+  return Promise.all(ranks.map((r, rank) => new Promise<{ sum?: Float32Array; error?: string; exit?: number }>((resolve) => {
+    const w = new Worker(WORKER, { workerData: { handle, rank, data: r.data, stop: r.stop ?? false, rounds, timeoutMs: r.timeoutMs } });
+    let got: { sum?: Float32Array; error?: string } | null = null;
+    w.on('message', (m) => (got = m));
+    w.on('exit', (code) => {
+      if (!got) abortGroup(handle, rank);
+      resolve(got ?? { exit: code });
+    });
+  })));
+}
+
+function vectors(ranks: number, n: number): Float32Array[] {
+  const rand = seededRandom(7);
+  return Array.from({ length: ranks }, () => Float32Array.from({ length: n }, () => (rand() - 0.5) * 10 ** Math.floor(rand() * 6)));
+}
+
+describe('ThreadGroup', () => {
+  test('three ranks get the float32 sum in rank order, bit for bit the same, over vectors longer than a slot', async () => {
+    const n = 2 * 1000 + 7, data = vectors(3, n);
+    const handle = createGroup(3, 1000);
+    const got = await run(handle, data.map((d) => ({ data: d })), 3);
+    const want = new Float32Array(n);
+    for (let i = 0; i < n; i++) want[i] = Math.fround(Math.fround(data[0][i] + data[1][i]) + data[2][i]);
+    for (const [rank, r] of got.entries()) {
+      assert.equal(r.error, undefined, `rank ${rank}: ${r.error}`);
+      assert.deepEqual(new Uint32Array(r.sum!.buffer), new Uint32Array(want.buffer), `rank ${rank}`);
+    }
+  });
+
+  test('a rank that stops ends the others\' calls with its rank named, without waiting for the timeout', async () => {
+    const handle = createGroup(3, 64), data = vectors(3, 100);
+    const t0 = Date.now();
+    const got = await run(handle, [{ data: data[0] }, { data: data[1], stop: true }, { data: data[2] }]);
+    assert.equal(got[1].exit, 3);
+    for (const r of [got[0], got[2]]) assert.match(r.error ?? '', /^rank 1 of the tensor-parallel group stopped, so rank [02]'s job ends too$/);
+    assert.ok(Date.now() - t0 < 30_000, 'ended by the abort, not by the 60 s timeout');
+  });
+
+  test('a rank that never comes: the wait ends at the timeout with an error', async () => {
+    const handle = createGroup(2, 16);
+    const g = new ThreadGroup(handle, 0, 200);
+    assert.throws(() => g.allReduce(new Float32Array(4)), /^PeregrineError: rank 0 of the tensor-parallel group waited 0.2 s for the other ranks/);
+  });
+
+  test('one rank sums nothing; bad groups and ranks are refused by name', () => {
+    const x = Float32Array.from([1, 2]);
+    new ThreadGroup(createGroup(1), 0).allReduce(x);
+    assert.deepEqual([...x], [1, 2]);
+    assert.throws(() => createGroup(0), /a whole number of ranks >= 1, got 0/);
+    assert.throws(() => new ThreadGroup(createGroup(2), 2), /rank 2 is not one of the group's 2 ranks/);
+  });
+});
