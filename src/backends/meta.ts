@@ -14,6 +14,7 @@ const nothing = (): void => {};
 export class MetaBackend implements Backend {
   readonly name: string;
   readonly batchInvariant = false;
+  readonly parallel = null;
 
   constructor(readonly activationDtype: DType, device: string) {
     this.name = device;
@@ -74,6 +75,7 @@ export class MetaBackend implements Backend {
   attendEncoder = nothing;
   decodeAttention = nothing;
   crossAttention = nothing;
+  allReduce = nothing;
   copyBlocks = nothing;
   gatherRows = nothing;
   scatterInt = nothing;

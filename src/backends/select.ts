@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import { fail, PeregrineError } from '../errors.js';
 import type { Backend } from '../ops/backend.js';
+import type { GroupHandle } from './cpu/thread-group.js';
 
 export type Device = 'cpu' | 'cuda' | 'auto';
 export type FloatDType = 'f32' | 'f16' | 'bf16';
@@ -22,9 +23,11 @@ export interface BackendOptions {
   dtype?: FloatDType;
   notice?: (message: string) => void;
   batchInvariant?: boolean;
+  /** rank `rank` of a tensor-parallel group of threads of this process (src/backends/cpu/thread-group.ts); CPU only */
+  tensorParallel?: { group: GroupHandle; rank: number };
 }
 
-export async function createBackend({ device = 'auto', dtype, notice, batchInvariant = false }: BackendOptions = {}): Promise<Backend> {
+export async function createBackend({ device = 'auto', dtype, notice, batchInvariant = false, tensorParallel }: BackendOptions = {}): Promise<Backend> {
   if (dtype !== undefined && !DTYPES.includes(dtype)) fail('bad-argument', `unknown dtype ${JSON.stringify(dtype)}; use f32, f16 or bf16`);
   const env = process.env.PEREGRINE_DEVICE;
   if (env !== undefined && env !== '' && !DEVICES.includes(env as Device)) {
@@ -33,8 +36,11 @@ export async function createBackend({ device = 'auto', dtype, notice, batchInvar
   if (device === 'auto' && (env === 'cpu' || env === 'cuda')) device = env;
   const cpu = (): Promise<Backend> => {
     if (dtype !== undefined && dtype !== 'f32') notice?.(`the CPU computes in f32; --dtype ${dtype} applies on the GPU`);
-    return cpuBackend();
+    return cpuBackend(tensorParallel);
   };
+  if (tensorParallel && device !== 'cpu') {
+    fail('unsupported-config', `tensor parallelism runs on the CPU backend only for now (device cpu, got ${device}); on GPUs it needs NCCL, which Peregrine does not drive yet`);
+  }
   switch (device) {
     case 'cpu':
       return cpu();
@@ -53,9 +59,11 @@ export async function createBackend({ device = 'auto', dtype, notice, batchInvar
   }
 }
 
-async function cpuBackend(): Promise<Backend> {
+async function cpuBackend(tensorParallel?: BackendOptions['tensorParallel']): Promise<Backend> {
   const { CpuBackend } = await import('./cpu/backend.js');
-  return new CpuBackend();
+  if (!tensorParallel) return new CpuBackend();
+  const { ThreadGroup } = await import('./cpu/thread-group.js');
+  return new CpuBackend(new ThreadGroup(tensorParallel.group, tensorParallel.rank));
 }
 
 async function cudaBackend(dtype: FloatDType, batchInvariant: boolean): Promise<Backend> {

@@ -3,7 +3,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MetaBackend } from '../backends/meta.js';
-import { createBackend, type Device, type FloatDType } from '../backends/select.js';
+import { createBackend, type BackendOptions, type Device, type FloatDType } from '../backends/select.js';
 import { fail } from '../errors.js';
 import { resolveModelDir, type HubOptions } from '../loaders/hub.js';
 import { TOKENIZER_FILES } from '../loaders/hub-plan.js';
@@ -32,6 +32,12 @@ export interface LoadOptions extends HubOptions {
   dtype?: FloatDType;
   /** told what the load decided that the caller may not expect (a dtype the CPU sets aside) */
   notice?: (message: string) => void;
+  /**
+   * rank `rank` of a tensor-parallel group of threads of this process (src/backends/cpu/thread-group.ts createGroup):
+   * this load holds the rank's slice of each layer, and every rank of the group must load the same model with the
+   * same options and run the same requests in the same order (CPU backend; Llama-family models)
+   */
+  tensorParallel?: BackendOptions['tensorParallel'];
   /** sequences that run at once (default 64 on the GPU, 8 on the CPU) */
   maxBatch?: number;
   /** tokens per sequence, prompt and generated (default: the model's positions) */
@@ -267,6 +273,9 @@ async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedM
       // the weights, then the runtime's plan, are checked against the memory there is before they are allocated
       const shapes = shapeModel(arch, md, className, backend.activationDtype, backend.name);
       checkWeightsFit(shapes, availableMemory(backend));
+      if (backend.parallel && !arch.tensorParallel) {
+        fail('unsupported-config', `${className} does not run tensor-parallel yet (the Llama family does); load it without tensorParallel`);
+      }
       const model = arch.create(backend, md, className);
       if (arch.kind === 'causal-lm') {
         const lm = model as CausalLM;

@@ -5,10 +5,11 @@
 import { fail, show } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
 import { isQuantType } from '../loaders/quant.js';
-import type { Activation, AttentionShape, Backend, HeadNorms, Norm, Rotary, Tensor } from '../ops/backend.js';
+import type { Activation, AttentionShape, Backend, HeadNorms, Norm, ParallelRank, Rotary, Tensor } from '../ops/backend.js';
 import { ConfigReader, divides } from './config.js';
 import type { Architecture, CausalLM, ModelInfo, Pass } from './model.js';
 import { divideRates, readRope, type RopeSpec } from './rope.js';
+import { shardStore, type Cut } from './shard.js';
 import { Checkpoint, detectPrefix, f32Table, weightTensors } from './weights.js';
 
 type Family = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
@@ -146,8 +147,11 @@ class Llama implements CausalLM {
   private readonly w: ReturnType<typeof loadWeights>;
   private readonly shapes: AttentionShape[];
   private readonly rotary: Rotary;
+  /** this rank's slice of a tensor-parallel group (cfg then holds the rank's heads and MLP width), or null */
+  private readonly tp: ParallelRank | null;
 
   constructor(backend: Backend, private readonly cfg: LlamaConfig, ckpt: Checkpoint, readonly info: ModelInfo) {
+    this.tp = backend.parallel;
     this.eosTokenIds = cfg.eos;
     this.cacheWidth = cfg.kvHeads * cfg.headDim;
     this.prefixCacheable = cfg.rope.dynamic === null;
@@ -178,9 +182,26 @@ class Llama implements CausalLM {
       } else {
         b.decodeAttention(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, shape, n);
       }
-      b.linearResidual(x, attn, L.oW, L.oB, n, proj);
+      if (!this.tp) {
+        b.linearResidual(x, attn, L.oW, L.oB, n, proj);
+        b.normLinear(gateUp, x, L.ln2, L.gateUpW, L.gateUpB, 'none', n, normed);
+        b.gatedLinearResidual(x, gateUp, act, L.downW, L.downB, n, mlp, down);
+        continue;
+      }
+      // tensor-parallel: the row-parallel projections' slices are summed by an all-reduce; rank 0 adds its slice's
+      // product, the bias and the residual, the other ranks their slice's product alone (over the residual, whose
+      // value every rank gets back from the sum)
+      if (this.tp.rank === 0) b.linearResidual(x, attn, L.oW, L.oB, n, proj);
+      else b.linear(x, attn, L.oW, null, 'none', n);
+      b.allReduce(x, n);
       b.normLinear(gateUp, x, L.ln2, L.gateUpW, L.gateUpB, 'none', n, normed);
-      b.gatedLinearResidual(x, gateUp, act, L.downW, L.downB, n, mlp, down);
+      if (this.tp.rank === 0) {
+        b.gatedLinearResidual(x, gateUp, act, L.downW, L.downB, n, mlp, down);
+      } else {
+        b.gatedActivation(mlp, gateUp, act, n);
+        b.linear(x, mlp, L.downW, null, 'none', n);
+      }
+      b.allReduce(x, n);
     }
     return x;
   }
@@ -194,6 +215,25 @@ class Llama implements CausalLM {
     const w = this.w;
     return [w.embed, ...(w.lmHead === w.embed ? [] : [w.lmHead]), this.rotary.invFreq, ...weightTensors([w.norm, ...w.layers])];
   }
+}
+
+/**
+ * A tensor-parallel rank's share of the model (Megatron-style): its query and KV heads (so the KV cache of a rank holds
+ * its heads alone) and its slice of the MLP's width; refused by name where the group's size does not divide them.
+ */
+function rankConfig(cfg: LlamaConfig, tp: ParallelRank): LlamaConfig {
+  const need = (field: string, value: number) => {
+    if (value % tp.size !== 0) fail('unsupported-config', `${field} (${value}) is not a multiple of the tensor-parallel size ${tp.size}; use a size that divides it`);
+    return value / tp.size;
+  };
+  return { ...cfg, heads: need('num_attention_heads', cfg.heads), kvHeads: need('num_key_value_heads', cfg.kvHeads), inner: need('intermediate_size', cfg.inner) };
+}
+
+/** q, k, v, gate and up are column-parallel (cut along their outputs, with their biases); o and down row-parallel. */
+function cutOf(name: string): Cut | null {
+  if (/\.(self_attn\.[qkv]_proj|mlp\.(gate|up)_proj)\.(weight|bias)$/.test(name)) return 0;
+  if (/\.(self_attn\.o_proj|mlp\.down_proj)\.weight$/.test(name)) return 1;
+  return null;
 }
 
 function info(raw: Record<string, unknown>, className: string, family: Family): ModelInfo {
@@ -210,19 +250,26 @@ function info(raw: Record<string, unknown>, className: string, family: Family): 
 
 function architecture(family: Family, classNames: string[], modelTypes: string[]): Architecture {
   return {
-    classNames, modelTypes, kind: 'causal-lm', quantizes: true,
+    classNames, modelTypes, kind: 'causal-lm', quantizes: true, tensorParallel: true,
     info: (raw, className) => info(raw, className, family),
     cacheWidth: (raw) => {
       const c = readConfig(raw, family);
       return c.kvHeads * c.headDim;
     },
     create(backend: Backend, dir: ModelDir, className: string): CausalLM {
-      const cfg = readConfig(dir.config, family);
-      if (dir.ropeFactors) cfg.rope = divideRates(cfg.rope, dir.ropeFactors);
+      const whole = readConfig(dir.config, family);
+      if (dir.ropeFactors) whole.rope = divideRates(whole.rope, dir.ropeFactors);
       const prefix = detectPrefix(dir.weights, ['model.', ''], 'embed_tokens.weight', classNames[0]);
+      const tp = backend.parallel;
+      if (tp && dir.scheme) {
+        fail('unsupported-config', `config.json's quantization_config (${dir.scheme.method}) names a checkpoint tensor parallelism does not split yet `
+          + '(it splits F32, F16 and BF16 weights); load it without tensorParallel');
+      }
+      const cfg = tp ? rankConfig(whole, tp) : whole;
       const implied = `hidden_size=${cfg.hidden}, num_attention_heads=${cfg.heads}, num_key_value_heads=${cfg.kvHeads}, head_dim=${cfg.headDim}, ` +
-        `intermediate_size=${cfg.inner}, num_hidden_layers=${cfg.layers}, vocab_size=${cfg.vocab}`;
-      return new Llama(backend, cfg, new Checkpoint(dir.weights, prefix, implied, dir), info(dir.config, className, family));
+        `intermediate_size=${cfg.inner}, num_hidden_layers=${cfg.layers}, vocab_size=${cfg.vocab}` + (tp ? ` (rank ${tp.rank} of ${tp.size}'s slice)` : '');
+      const weights = tp ? shardStore(dir.weights, tp, cutOf) : dir.weights;
+      return new Llama(backend, cfg, new Checkpoint(weights, prefix, implied, dir), info(dir.config, className, family));
     },
   };
 }

@@ -158,6 +158,8 @@ export interface Architecture {
   create(backend: Backend, dir: ModelDir, className: string): CausalLM | Encoder;
   /** whether `create` quantizes the blocks' linear layers as the directory asks (ModelDir.quantize) */
   quantizes?: boolean;
+  /** whether `create` builds the slice of a tensor-parallel rank when the backend is one (Backend.parallel) */
+  tensorParallel?: boolean;
 }
 
 export function tensorBytes(tensors: Tensor[]): number {

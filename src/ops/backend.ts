@@ -144,12 +144,20 @@ export interface HeadNorms {
   eps: number;
 }
 
+/** A backend's place in a tensor-parallel group: its model holds slice `rank` of `size` of each layer. */
+export interface ParallelRank {
+  rank: number;
+  size: number;
+}
+
 export interface Backend {
   readonly name: string;
   /** dtype of activations and the KV cache (weights are stored in it too) */
   readonly activationDtype: DType;
   /** whether a row's result is the same whatever other rows share its pass (bit for bit) */
   readonly batchInvariant: boolean;
+  /** the tensor-parallel group this backend is a rank of; null: its model is whole */
+  readonly parallel: ParallelRank | null;
 
   // ---- memory: used at load and plan time only ----
   /**
@@ -257,6 +265,11 @@ export interface Backend {
    */
   crossAttention(out: Tensor, q: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, lengths: Tensor,
     shape: AttentionShape, n: number): void;
+  /**
+   * Rows 0 .. n-1 of x := their sum over the ranks of the tensor-parallel group (`parallel`), the same bits on every
+   * rank; every rank calls it at the same point of the same pass.
+   */
+  allReduce(x: Tensor, n: number): void;
   /**
    * For i < count: block pairs[i, 1] = block pairs[i, 0] in every plane of the cache pool
    * [planes, blocks, blockSize, width] (copy-on-write of shared blocks).

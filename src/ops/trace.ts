@@ -4,7 +4,7 @@
 // to the last op that reads that value; buffers whose live ranges never meet can share bytes.
 import type { Backend, Tensor } from './backend.js';
 
-type OpName = Exclude<keyof Backend, 'name' | 'activationDtype' | 'batchInvariant' | 'weight' | 'quantizedWeight' | 'arena' | 'view' | 'buffer' | 'free' | 'writeInt' | 'scatterInt'
+type OpName = Exclude<keyof Backend, 'name' | 'activationDtype' | 'batchInvariant' | 'parallel' | 'weight' | 'quantizedWeight' | 'arena' | 'view' | 'buffer' | 'free' | 'writeInt' | 'scatterInt'
   | 'readFloat' | 'readInt' | 'readBlocks' | 'writeBlocks' | 'graph' | 'invalidateGraphs' | 'dispose'>;
 
 /** The arguments each op writes (whole structs: every tensor inside); every other argument is read. */
@@ -23,6 +23,7 @@ export const OP_WRITES: Record<OpName, number[]> = {
   attendEncoder: [0, 2, 3],
   decodeAttention: [0, 2, 3],
   crossAttention: [0],
+  allReduce: [0],
   copyBlocks: [0],
   gatherRows: [0],
   meanPool: [0],
@@ -35,7 +36,8 @@ export const OP_WRITES: Record<OpName, number[]> = {
 
 /** Written arguments that the op also reads (updates in place: the value before the op stays live into it). */
 const UPDATES: Partial<Record<OpName, number[]>> = {
-  linearResidual: [0], gatedLinearResidual: [0], rotary: [0], writeKV: [1, 2], decodeAttention: [2, 3], copyBlocks: [0], sample: [4], advance: [0, 1],
+  linearResidual: [0], gatedLinearResidual: [0], rotary: [0], writeKV: [1, 2], decodeAttention: [2, 3], allReduce: [0], copyBlocks: [0], sample: [4],
+  advance: [0, 1],
 };
 
 export interface Access {

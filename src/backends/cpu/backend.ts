@@ -3,7 +3,7 @@ import { fail } from '../../errors.js';
 import { toFloat32, transpose2d, unquantized, type HostWeight, type StorageDType } from '../../loaders/dtypes.js';
 import { isStoredQuant, type StoredQuant } from '../../loaders/quant.js';
 import { quantizeWeight } from '../../loaders/quantize.js';
-import { blockRegions, isQuant, numel, quantDType, quantType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm,
+import { blockRegions, isQuant, numel, quantDType, quantType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm, type ParallelRank,
   type Rotary, type SampleRows, type SequenceTables, type Tensor } from '../../ops/backend.js';
 import { gatedActivation } from './activations.js';
 import { attend, copyBlocks, writeKV, type Paged } from './attention.js';
@@ -13,6 +13,7 @@ import { linear, quantLinear } from './linear.js';
 import { rotary } from './rotary.js';
 import { gatherRows, meanPool } from './rows.js';
 import { advance, CpuSampler, logprobs, processLogits, selectCandidates, type SeqArrays } from './sampling.js';
+import type { ThreadGroup } from './thread-group.js';
 
 export class CpuTensor implements Tensor {
   /** f32 values, i32 values, or a quantized weight's ggml blocks */
@@ -73,6 +74,13 @@ export class CpuBackend implements Backend {
   readonly activationDtype = 'f32';
   /** a row's sums never depend on the other rows of a pass */
   readonly batchInvariant = true;
+  readonly parallel: ParallelRank | null;
+
+  /** `group`: this backend's rank of a tensor-parallel group whose ranks are threads of this process */
+  constructor(private readonly group: ThreadGroup | null = null) {
+    this.parallel = group && group.size > 1 ? { rank: group.rank, size: group.size } : null;
+  }
+
   private scores = new Float32Array(1024);
   private rowsOf = new Int32Array(1024);
   private readonly sampler = new CpuSampler();
@@ -233,6 +241,11 @@ export class CpuBackend implements Backend {
     for (let i = 0; i < n; i++) positions[i] = k[i] - 1;
     writeKV(paged(kCache, vCache, blockTables), f32(qkv), qkv.shape[1], i32(slots), positions, n);
     this.attend(out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n);
+  }
+
+  allReduce(x: Tensor, n: number): void {
+    if (!this.group || n === 0) return;
+    this.group.allReduce(f32(x).subarray(0, n * x.shape[1]));
   }
 
   copyBlocks(pool: Tensor, pairs: Tensor, count: number): void {

@@ -38,6 +38,8 @@ export interface DeviceInfo {
 
 export class CudaBackend implements Backend {
   readonly name = 'cuda';
+  /** tensor parallelism on GPUs needs NCCL, which Peregrine does not drive yet (the load refuses it by name) */
+  readonly parallel = null;
   readonly ctx: CudaContext;
   readonly device: DeviceInfo;
   private readonly driver: Driver;
@@ -441,6 +443,10 @@ export class CudaBackend implements Backend {
   crossAttention(out: Tensor, q: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, lengths: Tensor,
     shape: AttentionShape, n: number): void {
     this.op('crossAttention', () => attendCross(this.ctx, out, q, kCache, vCache, blockTables, slots, lengths, shape, n));
+  }
+
+  allReduce(): void {
+    throw new Error('internal: an all-reduce on a CUDA backend, which has no tensor-parallel group');
   }
 
   copyBlocks(pool: Tensor, pairs: Tensor, count: number): void {

@@ -1,0 +1,60 @@
+// Tensor parallelism on the CPU backend: the ranks of a group are worker threads, each holding its slice of every layer
+// (query and KV heads, MLP width) and summing the row-parallel products with the thread group's all-reduce. Two ranks
+// give the tokens and log-probs one whole model gives, for the Llama-family fixtures (GQA, Qwen2's q/k/v biases,
+// Qwen3's head norms, a GGUF file's rows in llama.cpp's order); what cannot be split is refused by name.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import { abortGroup, createGroup } from '../src/backends/cpu/thread-group.js';
+import { createBackend } from '../src/backends/select.js';
+import { loadGenerator, type GenerationResult } from '../src/index.js';
+import { fixture } from './helpers/fixtures.js';
+
+const WORKER = new URL('./helpers/tp-worker.js', import.meta.url);
+const PROMPTS = [[1, 15, 27, 3, 99, 4], [7], [2, 200, 31, 31, 31, 8, 60, 5, 11]];
+const NEW = 8;
+
+interface RankResult { results?: { ids: number[]; logprobs: number[] }[]; error?: string }
+
+function ranks(model: string, size: number): Promise<RankResult[]> {
+  const handle = createGroup(size, 4096);
+  return Promise.all(Array.from({ length: size }, (_, rank) => new Promise<RankResult>((resolve) => {
+    const w = new Worker(WORKER, { workerData: { model, handle, rank, prompts: PROMPTS, maxNewTokens: NEW } });
+    let got: RankResult | null = null;
+    w.on('message', (m: RankResult) => (got = m));
+    w.on('exit', (code) => {
+      if (!got) abortGroup(handle, rank);
+      resolve(got ?? { error: `rank ${rank} exited with ${code}` });
+    });
+  })));
+}
+
+describe('tensor parallelism on the CPU backend', () => {
+  for (const name of ['llama-tiny', 'mistral-tiny', 'qwen2-tiny', 'qwen3-tiny', 'gguf/llama-tiny.gguf']) {
+    test(`${name}: two ranks give one whole model's greedy tokens, log-probs within 1e-4`, async () => {
+      const whole = await loadGenerator(fixture(name), { device: 'cpu' });
+      const want: GenerationResult[] = [];
+      for (const p of PROMPTS) want.push((await whole.generateIds([p], { maxNewTokens: NEW, stopAtEos: false, logprobs: true }))[0]);
+      whole.dispose();
+      const got = await ranks(fixture(name), 2);
+      for (const [rank, r] of got.entries()) {
+        assert.equal(r.error, undefined, `rank ${rank}: ${r.error}`);
+        r.results!.forEach((res, i) => {
+          assert.deepEqual(res.ids, want[i].ids, `rank ${rank}, prompt ${i}`);
+          res.logprobs.forEach((lp, j) => assert.ok(Math.abs(lp - want[i].logprobs![j]) < 1e-4, `rank ${rank}, prompt ${i}, token ${j}: ${lp} vs ${want[i].logprobs![j]}`));
+        });
+      }
+    });
+  }
+
+  test('what a rank cannot split, and what does not run tensor-parallel, is refused by name', async () => {
+    const tensorParallel = { group: createGroup(2), rank: 0 };
+    await assert.rejects(loadGenerator(fixture('llama3-tiny'), { device: 'cpu', tensorParallel }),
+      /num_key_value_heads \(1\) is not a multiple of the tensor-parallel size 2/);
+    await assert.rejects(loadGenerator(fixture('gpt2-tiny'), { device: 'cpu', tensorParallel }), /GPT2LMHeadModel does not run tensor-parallel yet/);
+    await assert.rejects(loadGenerator(fixture('llama-gptq-tiny'), { device: 'cpu', tensorParallel }), /quantization_config \(gptq\) names a checkpoint tensor parallelism does not split yet/);
+    await assert.rejects(loadGenerator(fixture('gguf/llama-tiny-q8_0.gguf'), { device: 'cpu', tensorParallel }),
+      /is stored as Q8_0; tensor parallelism splits F32, F16 and BF16 weights only/);
+    await assert.rejects(createBackend({ device: 'cuda', tensorParallel }), /tensor parallelism runs on the CPU backend only for now \(device cpu, got cuda\)/);
+  });
+});
