@@ -7,6 +7,7 @@ export { Session, type SessionOptions } from './engine/session.js';
 export { Embedder, type EmbedOptions, type ClassifyOptions, type FillMaskOptions, type Pooling, type Classification, type ProblemType, type TokenLabel, type MaskFill, type MaskPrediction } from './engine/embedder.js';
 export type { TruncateSide } from './engine/truncate.js';
 export { PeregrineError, type ErrorCode } from './errors.js';
+export { abortGroup, createGroup, type GroupHandle } from './backends/cpu/thread-group.js';
 export { resolveModelDir, type HubOptions } from './loaders/hub.js';
 export { SafetensorsFile } from './loaders/safetensors.js';
 export { writeSafetensors } from './loaders/safetensors-write.js';

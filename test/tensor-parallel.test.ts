@@ -5,9 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { abortGroup, createGroup } from '../src/backends/cpu/thread-group.js';
 import { createBackend } from '../src/backends/select.js';
-import { loadGenerator, type GenerationResult } from '../src/index.js';
+import { abortGroup, createGroup, loadGenerator, type GenerationResult } from '../src/index.js';
 import { fixture } from './helpers/fixtures.js';
 
 const WORKER = new URL('./helpers/tp-worker.js', import.meta.url);
@@ -55,6 +54,8 @@ describe('tensor parallelism on the CPU backend', () => {
     await assert.rejects(loadGenerator(fixture('llama-gptq-tiny'), { device: 'cpu', tensorParallel }), /quantization_config \(gptq\) names a checkpoint tensor parallelism does not split yet/);
     await assert.rejects(loadGenerator(fixture('gguf/llama-tiny-q8_0.gguf'), { device: 'cpu', tensorParallel }),
       /is stored as Q8_0; tensor parallelism splits F32, F16 and BF16 weights only/);
+    await assert.rejects(loadGenerator(fixture('llama-tiny'), { device: 'cpu', tensorParallel, quantize: 'int8' }),
+      /quantize \(Q8_0\) does not combine with tensor parallelism yet/);
     await assert.rejects(createBackend({ device: 'cuda', tensorParallel }), /tensor parallelism runs on the CPU backend only for now \(device cpu, got cuda\)/);
   });
 });

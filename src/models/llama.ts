@@ -265,6 +265,7 @@ function architecture(family: Family, classNames: string[], modelTypes: string[]
         fail('unsupported-config', `config.json's quantization_config (${dir.scheme.method}) names a checkpoint tensor parallelism does not split yet `
           + '(it splits F32, F16 and BF16 weights); load it without tensorParallel');
       }
+      if (tp && dir.quantize) fail('unsupported-config', `quantize (${dir.quantize}) does not combine with tensor parallelism yet; load with one or the other`);
       const cfg = tp ? rankConfig(whole, tp) : whole;
       const implied = `hidden_size=${cfg.hidden}, num_attention_heads=${cfg.heads}, num_key_value_heads=${cfg.kvHeads}, head_dim=${cfg.headDim}, ` +
         `intermediate_size=${cfg.inner}, num_hidden_layers=${cfg.layers}, vocab_size=${cfg.vocab}` + (tp ? ` (rank ${tp.rank} of ${tp.size}'s slice)` : '');
