@@ -1,13 +1,13 @@
 // The CPU backend's collective for tensor parallelism: the ranks of a group are threads of one process (worker
 // threads, or the main thread and workers), sharing one SharedArrayBuffer. allReduce sums a vector over the ranks
-// in rank order, so that every rank gets the same bits (as NCCL's all-reduce does on one GPU's ranks, what the
-// tensor-parallel model needs for its replicas of the residual stream to stay identical). Ranks wait on each other
+// in rank order, so that every rank gets the same bits: each rank keeps a replica of the residual stream, and the
+// tensor-parallel model needs the replicas to stay identical. Ranks wait on each other
 // with Atomics.wait; a rank that stops (the thread that started the group calls abort) or a wait past the timeout
 // ends every waiting rank's call with an error that names the rank, within the wait.
 import { fail } from '../../errors.js';
 
-/** Int32 words at the start of the buffer: the barrier's generation and arrivals, and the abort flag and rank. */
-const GENERATION = 0, ARRIVED = 1, ABORTED = 2, ABORT_RANK = 3, HEADER_BYTES = 16;
+/** Int32 words at the start of the buffer: the barrier's generation and arrivals, and 1 + the rank that stopped (0: none). */
+const GENERATION = 0, ARRIVED = 1, STOPPED = 2, HEADER_BYTES = 16;
 
 /** What a rank needs to join a group (it crosses to a worker thread in workerData). */
 export interface GroupHandle {
@@ -27,7 +27,7 @@ export function createGroup(size: number, capacity = 1 << 16): GroupHandle {
 /** Marks the group failed because `rank` stopped, and wakes every rank waiting in it. */
 export function abortGroup(handle: GroupHandle, rank: number): void {
   const h = new Int32Array(handle.buffer, 0, HEADER_BYTES / 4);
-  if (Atomics.compareExchange(h, ABORTED, 0, 1) === 0) Atomics.store(h, ABORT_RANK, rank);
+  Atomics.compareExchange(h, STOPPED, 0, rank + 1);
   Atomics.add(h, GENERATION, 1);
   Atomics.notify(h, GENERATION);
 }
@@ -86,8 +86,7 @@ export class ThreadGroup {
   }
 
   private check(): void {
-    if (Atomics.load(this.header, ABORTED)) {
-      fail('device', `rank ${Atomics.load(this.header, ABORT_RANK)} of the tensor-parallel group stopped, so rank ${this.rank}'s job ends too`);
-    }
+    const stopped = Atomics.load(this.header, STOPPED);
+    if (stopped) fail('device', `rank ${stopped - 1} of the tensor-parallel group stopped, so rank ${this.rank}'s job ends too`);
   }
 }
