@@ -4,10 +4,10 @@
 // Qwen3's head norms, a GGUF file's rows in llama.cpp's order); what cannot be split is refused by name.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Worker } from 'node:worker_threads';
 import { createBackend } from '../src/backends/select.js';
-import { abortGroup, createGroup, loadGenerator, type GenerationResult } from '../src/index.js';
+import { createGroup, loadGenerator, type GenerationResult } from '../src/index.js';
 import { fixture } from './helpers/fixtures.js';
+import { runRanks } from './helpers/ranks.js';
 
 const WORKER = new URL('./helpers/tp-worker.js', import.meta.url);
 const PROMPTS = [[1, 15, 27, 3, 99, 4], [7], [2, 200, 31, 31, 31, 8, 60, 5, 11]];
@@ -15,17 +15,9 @@ const NEW = 8;
 
 interface RankResult { results?: { ids: number[]; logprobs: number[] }[]; error?: string }
 
-function ranks(model: string, size: number): Promise<RankResult[]> {
-  const handle = createGroup(size, 4096);
-  return Promise.all(Array.from({ length: size }, (_, rank) => new Promise<RankResult>((resolve) => {
-    const w = new Worker(WORKER, { workerData: { model, handle, rank, prompts: PROMPTS, maxNewTokens: NEW } });
-    let got: RankResult | null = null;
-    w.on('message', (m: RankResult) => (got = m));
-    w.on('exit', (code) => {
-      if (!got) abortGroup(handle, rank);
-      resolve(got ?? { error: `rank ${rank} exited with ${code}` });
-    });
-  })));
+async function ranks(model: string, size: number): Promise<RankResult[]> {
+  const got = await runRanks<RankResult>(WORKER, createGroup(size, 4096), Array.from({ length: size }, () => ({ model, prompts: PROMPTS, maxNewTokens: NEW })));
+  return got.map((r, rank) => ('exit' in r ? { error: `rank ${rank} exited with ${r.exit}` } : r));
 }
 
 describe('tensor parallelism on the CPU backend', () => {

@@ -2,25 +2,17 @@
 // same bits on every rank, vectors longer than a slot, and a group whose rank stops or never comes.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Worker } from 'node:worker_threads';
-import { abortGroup, createGroup, ThreadGroup, type GroupHandle } from '../src/backends/cpu/thread-group.js';
+import { createGroup, ThreadGroup, type GroupHandle } from '../src/backends/cpu/thread-group.js';
 import { seededRandom } from '../src/ops/rng.js';
+import { runRanks } from './helpers/ranks.js';
 
 const WORKER = new URL('./helpers/group-worker.js', import.meta.url);
 
 interface Rank { data: Float32Array; stop?: boolean; timeoutMs?: number }
 
-/** Runs one worker per rank; a worker that exits without a result aborts the group, as a parent of ranks does. */
+/** Runs one worker per rank (helpers/ranks.ts). */
 function run(handle: GroupHandle, ranks: Rank[], rounds = 1): Promise<{ sum?: Float32Array; error?: string; exit?: number }[]> {
-  return Promise.all(ranks.map((r, rank) => new Promise<{ sum?: Float32Array; error?: string; exit?: number }>((resolve) => {
-    const w = new Worker(WORKER, { workerData: { handle, rank, data: r.data, stop: r.stop ?? false, rounds, timeoutMs: r.timeoutMs } });
-    let got: { sum?: Float32Array; error?: string } | null = null;
-    w.on('message', (m) => (got = m));
-    w.on('exit', (code) => {
-      if (!got) abortGroup(handle, rank);
-      resolve(got ?? { exit: code });
-    });
-  })));
+  return runRanks(WORKER, handle, ranks.map((r) => ({ data: r.data, stop: r.stop ?? false, rounds, timeoutMs: r.timeoutMs })));
 }
 
 function vectors(ranks: number, n: number): Float32Array[] {

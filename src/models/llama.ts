@@ -171,6 +171,10 @@ class Llama implements CausalLM {
     const qkv = p.buffer('qkv', [T, (heads + 2 * kvHeads) * D]), attn = p.buffer('attn', [T, heads * D]), proj = p.buffer('proj', [T, H]);
     const gateUp = p.buffer('gateUp', [T, 2 * F]), mlp = p.buffer('mlp', [T, F]), down = p.buffer('down', [T, H]);
     b.embed(x, p.ids, p.positions, w.embed, null, null, null, n);
+    // tensor-parallel: the row-parallel projections' slices are summed by an all-reduce; rank 0 adds its slice's product,
+    // the bias and the residual, the other ranks their slice's product alone (over the residual, whose value every rank
+    // gets back from the sum)
+    const partial = this.tp !== null && this.tp.rank > 0;
     for (let l = 0; l < w.layers.length; l++) {
       const L = w.layers[l], shape = this.shapes[l];
       const { k, v } = p.cache(l);
@@ -182,26 +186,17 @@ class Llama implements CausalLM {
       } else {
         b.decodeAttention(attn, qkv, k, v, p.blockTables, p.slots, p.keyLens, shape, n);
       }
-      if (!this.tp) {
-        b.linearResidual(x, attn, L.oW, L.oB, n, proj);
-        b.normLinear(gateUp, x, L.ln2, L.gateUpW, L.gateUpB, 'none', n, normed);
-        b.gatedLinearResidual(x, gateUp, act, L.downW, L.downB, n, mlp, down);
-        continue;
-      }
-      // tensor-parallel: the row-parallel projections' slices are summed by an all-reduce; rank 0 adds its slice's
-      // product, the bias and the residual, the other ranks their slice's product alone (over the residual, whose
-      // value every rank gets back from the sum)
-      if (this.tp.rank === 0) b.linearResidual(x, attn, L.oW, L.oB, n, proj);
-      else b.linear(x, attn, L.oW, null, 'none', n);
-      b.allReduce(x, n);
+      if (partial) b.linear(x, attn, L.oW, null, 'none', n);
+      else b.linearResidual(x, attn, L.oW, L.oB, n, proj);
+      if (this.tp) b.allReduce(x, n);
       b.normLinear(gateUp, x, L.ln2, L.gateUpW, L.gateUpB, 'none', n, normed);
-      if (this.tp.rank === 0) {
-        b.gatedLinearResidual(x, gateUp, act, L.downW, L.downB, n, mlp, down);
-      } else {
+      if (partial) {
         b.gatedActivation(mlp, gateUp, act, n);
         b.linear(x, mlp, L.downW, null, 'none', n);
+      } else {
+        b.gatedLinearResidual(x, gateUp, act, L.downW, L.downB, n, mlp, down);
       }
-      b.allReduce(x, n);
+      if (this.tp) b.allReduce(x, n);
     }
     return x;
   }

@@ -6,6 +6,8 @@
 
 /** kernels/attention.cu's T5 position bias (BIAS_PARAMS): bias, bias positions, buckets, max distance, bidirectional */
 const BIAS = 'ppiii';
+/** kernels/gemv.cu's GEMV_ARGS: out, x, w, bias, act, N, K, warps a weight row, gamma, beta, eps, rows, rms */
+const GEMV = 'ppppiiiippfii';
 
 export const KERNEL_ARGS = {
   activation: {
@@ -36,12 +38,7 @@ export const KERNEL_ARGS = {
     quantize_fp8_tokens: 'pppi',
     quantize_weight_fp8: 'ppii',
   },
-  gemv: {
-    // out, x, w, bias, act, N, K, weight rows a warp, gamma, beta, eps, rows, rms
-    gemv: 'ppppiiiippfii',
-    norm_gemv: 'ppppiiiippfii',
-    res_gemv: 'ppppiiiippfii',
-  },
+  gemv: { gemv: GEMV, norm_gemv: GEMV, res_gemv: GEMV },
   layernorm: {
     layernorm: 'ppppfii',
     layernorm_warp: 'ppppfiii',
