@@ -25,6 +25,8 @@ import { RandomWeights, type WeightSpec } from './random-weights.js';
 export const CONFIGS: Record<string, { hidden: number; layers: number; heads: number; kvHeads: number; inner: number; vocab: number; tied: boolean }> = {
   '1B': { hidden: 2048, layers: 16, heads: 32, kvHeads: 8, inner: 8192, vocab: 128256, tied: true },
   '8B': { hidden: 4096, layers: 32, heads: 32, kvHeads: 8, inner: 14336, vocab: 128256, tied: false },
+  // a size the CPU backend decodes in tens of milliseconds (bench/cpu-llama.ts)
+  '160M': { hidden: 1024, layers: 8, heads: 16, kvHeads: 8, inner: 2816, vocab: 32000, tied: false },
 };
 const FORMATS: Record<string, 'BF16' | 'W8A8' | QuantType> = { bf16: 'BF16', q8_0: 'Q8_0', q4_k: 'Q4_K', w8a8: 'W8A8' };
 /** W8A8's row scales: int8 weights up to 127 of them reach the BF16 weights' largest magnitude, 2^-5 */

@@ -4,6 +4,7 @@ import { attention } from './attention.js';
 import { beam } from './beam.js';
 import { bert } from './bert.js';
 import { cpuGpt2 } from './cpu-gpt2.js';
+import { cpuLlama } from './cpu-llama.js';
 import { gpt2 } from './gpt2.js';
 import { llama } from './llama.js';
 import { qgemv } from './qgemv.js';
@@ -17,6 +18,7 @@ const BENCHES: Record<string, (args: BenchArgs) => Promise<BenchResult>> = {
   beam,
   bert,
   'cpu-gpt2': cpuGpt2,
+  'cpu-llama': cpuLlama,
   gpt2,
   llama,
   qgemv,

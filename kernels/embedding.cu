@@ -24,3 +24,17 @@ __device__ void embed(T* out, const int* ids, const int* positions, const T* tok
     embed<T>(out, ids, positions, tok, pos, type_ids, types, H);                                           \
   }
 FOR_EACH_DTYPE(EMBED)
+
+// A vocabulary-parallel rank's share of the lookup: row ids[t] - first of its slice of the table, or zeros where
+// the id is another rank's; an all-reduce over the ranks completes the rows. Reference: src/backends/cpu/embedding.ts.
+#define EMBED_SLICE(T, S)                                                                                  \
+  extern "C" __global__ void embed_slice_##S(T* out, const int* ids, const T* table, int first, int rows, \
+                                             int H) {                                                      \
+    pdl_begin();                                                                                           \
+    const int t = blockIdx.x, r = ids[t] - first;                                                          \
+    T* o = out + (size_t)t * H;                                                                            \
+    const bool mine = r >= 0 && r < rows;                                                                  \
+    const T* a = table + (size_t)(mine ? r : 0) * H;                                                       \
+    for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = mine ? a[i] : from_f<T>(0.f);                 \
+  }
+FOR_EACH_DTYPE(EMBED_SLICE)

@@ -1,13 +1,15 @@
 // Tensor parallelism on the CPU backend: the ranks of a group are worker threads, each holding its slice of every layer
 // (query and KV heads, MLP width) and summing the row-parallel products with the thread group's all-reduce. Two ranks
 // give the tokens and log-probs one whole model gives, for the Llama-family fixtures (GQA, Qwen2's q/k/v biases,
-// Qwen3's head norms, a GGUF file's rows in llama.cpp's order); what cannot be split is refused by name.
+// Qwen3's head norms, a GGUF file's rows in llama.cpp's order), and with a vocabulary the ranks divide, the embedding
+// and the LM head split by vocabulary too (untied and tied); what cannot be split is refused by name.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createBackend } from '../src/backends/select.js';
 import { createGroup, loadGenerator, type GenerationResult } from '../src/index.js';
 import { fixture } from './helpers/fixtures.js';
 import { runRanks } from './helpers/ranks.js';
+import { widenVocab } from './helpers/vocab.js';
 
 const WORKER = new URL('./helpers/tp-worker.js', import.meta.url);
 const PROMPTS = [[1, 15, 27, 3, 99, 4], [7], [2, 200, 31, 31, 31, 8, 60, 5, 11]];
@@ -21,13 +23,18 @@ async function ranks(model: string, size: number): Promise<RankResult[]> {
 }
 
 describe('tensor parallelism on the CPU backend', () => {
-  for (const name of ['llama-tiny', 'mistral-tiny', 'qwen2-tiny', 'qwen3-tiny', 'gguf/llama-tiny.gguf']) {
-    test(`${name}: two ranks give one whole model's greedy tokens, log-probs within 1e-4`, async () => {
-      const whole = await loadGenerator(fixture(name), { device: 'cpu' });
+  // [fixture, ranks, vocabulary rows added]: 951 + 1 and 815 + 1 divide by 2
+  const cases: [string, number, number][] = [['llama-tiny', 2, 0], ['mistral-tiny', 2, 0], ['qwen2-tiny', 2, 0], ['qwen3-tiny', 2, 0],
+    ['gguf/llama-tiny.gguf', 2, 0], ['llama-tiny', 2, 1], ['qwen2-tiny', 2, 1]];
+  for (const [name, size, extra] of cases) {
+    const what = extra ? `${name} widened to an even vocabulary (embedding and LM head split by vocabulary${name === 'qwen2-tiny' ? ', tied' : ''})` : name;
+    test(`${what}: ${size} ranks give one whole model's greedy tokens, log-probs within 1e-4`, async () => {
+      const dir = extra ? widenVocab(fixture(name), extra) : fixture(name);
+      const whole = await loadGenerator(dir, { device: 'cpu' });
       const want: GenerationResult[] = [];
       for (const p of PROMPTS) want.push((await whole.generateIds([p], { maxNewTokens: NEW, stopAtEos: false, logprobs: true }))[0]);
       whole.dispose();
-      const got = await ranks(fixture(name), 2);
+      const got = await ranks(dir, size);
       for (const [rank, r] of got.entries()) {
         assert.equal(r.error, undefined, `rank ${rank}: ${r.error}`);
         r.results!.forEach((res, i) => {

@@ -1,5 +1,6 @@
-// The CPU backend's collective (src/backends/cpu/thread-group.ts) across worker threads: the sum in rank order, the
-// same bits on every rank, vectors longer than a slot, and a group whose rank stops or never comes.
+// The CPU backend's collectives (src/backends/cpu/thread-group.ts) across worker threads: the sum in rank order, the
+// same bits on every rank, vectors longer than a slot, the gather of rows side by side, and a group whose rank stops or
+// never comes.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createGroup, ThreadGroup, type GroupHandle } from '../src/backends/cpu/thread-group.js';
@@ -10,9 +11,9 @@ const WORKER = new URL('./helpers/group-worker.js', import.meta.url);
 
 interface Rank { data: Float32Array; stop?: boolean; timeoutMs?: number }
 
-/** Runs one worker per rank (helpers/ranks.ts). */
-function run(handle: GroupHandle, ranks: Rank[], rounds = 1): Promise<{ sum?: Float32Array; error?: string; exit?: number }[]> {
-  return runRanks(WORKER, handle, ranks.map((r) => ({ data: r.data, stop: r.stop ?? false, rounds, timeoutMs: r.timeoutMs })));
+/** Runs one worker per rank (helpers/ranks.ts); with `cols`, each also gathers its data as rows of `cols`. */
+function run(handle: GroupHandle, ranks: Rank[], rounds = 1, cols?: number): Promise<{ sum?: Float32Array; gathered?: Float32Array; error?: string; exit?: number }[]> {
+  return runRanks(WORKER, handle, ranks.map((r) => ({ data: r.data, stop: r.stop ?? false, rounds, timeoutMs: r.timeoutMs, cols })));
 }
 
 function vectors(ranks: number, n: number): Float32Array[] {
@@ -30,6 +31,17 @@ describe('ThreadGroup', () => {
     for (const [rank, r] of got.entries()) {
       assert.equal(r.error, undefined, `rank ${rank}: ${r.error}`);
       assert.deepEqual(new Uint32Array(r.sum!.buffer), new Uint32Array(want.buffer), `rank ${rank}`);
+    }
+  });
+
+  test('allGather: three ranks\' rows side by side in rank order, on every rank, through slots that end mid-row', async () => {
+    const rows = 7, cols = 301, data = vectors(3, rows * cols);
+    const got = await run(createGroup(3, 1000), data.map((d) => ({ data: d })), 1, cols);
+    const want = new Float32Array(3 * rows * cols);
+    for (let t = 0; t < rows; t++) for (let r = 0; r < 3; r++) want.set(data[r].subarray(t * cols, (t + 1) * cols), (t * 3 + r) * cols);
+    for (const [rank, r] of got.entries()) {
+      assert.equal(r.error, undefined, `rank ${rank}: ${r.error}`);
+      assert.deepEqual(r.gathered, want, `rank ${rank}`);
     }
   });
 

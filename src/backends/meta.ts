@@ -62,6 +62,7 @@ export class MetaBackend implements Backend {
   invalidateGraphs = nothing;
   dispose = nothing;
   embed = nothing;
+  embedSlice = nothing;
   layerNorm = nothing;
   addBiasResidualLayerNorm = nothing;
   linear = nothing;
@@ -76,6 +77,7 @@ export class MetaBackend implements Backend {
   decodeAttention = nothing;
   crossAttention = nothing;
   allReduce = nothing;
+  allGather = nothing;
   copyBlocks = nothing;
   gatherRows = nothing;
   scatterInt = nothing;

@@ -22,9 +22,15 @@ function buildProgram(): Command {
 
   promptFlags(generationFlags(runtimeFlags(common(program.command('generate').description('generate text from prompts: one prompt streams to stdout, several print a line each as they finish')))))
     .option('--json', 'print one JSON object per prompt (ids, text, finishReason, and log-probs or beams when asked for)')
-    .action(async (o: CommonFlags & GenerationFlags & { prompt?: string[]; promptFile?: string[]; json?: boolean }) => {
+    .option('--tensor-parallel <n>', 'split the model over n ranks (threads of this process, on the CPU backend; Llama-family models): each holds 1/n of every layer', int('--tensor-parallel', 1))
+    .action(async (o: CommonFlags & GenerationFlags & { prompt?: string[]; promptFile?: string[]; json?: boolean; tensorParallel?: number }) => {
       const [{ loadGenerator }, { runGenerate }, { readPrompts }] = await Promise.all([engine(), import('./generate.js'), import('./inputs.js')]);
       const prompts = await readPrompts(o.prompt, o.promptFile);
+      if ((o.tensorParallel ?? 1) > 1) {
+        const { generateTensorParallel } = await import('./tensor-parallel.js');
+        const { notice, ...load } = loadOptions(o);
+        return generateTensorParallel(o.tensorParallel!, { model: o.model, load, prompts, opts: generateOptions(o), json: o.json === true }, notice!);
+      }
       const gen = await loadGenerator(o.model, loadOptions(o));
       await runGenerate(gen, prompts, generateOptions(o), o.json === true);
     });

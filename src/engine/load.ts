@@ -274,7 +274,7 @@ async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedM
       const shapes = shapeModel(arch, md, className, backend.activationDtype, backend.name);
       checkWeightsFit(shapes, availableMemory(backend));
       if (backend.parallel && !arch.tensorParallel) {
-        fail('unsupported-config', `${className} does not run tensor-parallel yet (the Llama family does); load it without tensorParallel`);
+        fail('unsupported-config', `${className} does not run tensor-parallel yet (the Llama family does); load it without tensor parallelism`);
       }
       const model = arch.create(backend, md, className);
       if (arch.kind === 'causal-lm') {

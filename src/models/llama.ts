@@ -108,7 +108,10 @@ interface LayerWeights {
   downW: Tensor; downB: Tensor | null;
 }
 
-function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: LlamaConfig) {
+/** A vocabulary-parallel rank's rows of the embedding and the LM head: ids first .. first + rows - 1. */
+interface VocabSlice { first: number; rows: number }
+
+function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: LlamaConfig, slice: VocabSlice | null) {
   const { hidden: H, inner: F, heads, kvHeads, headDim: D, eps } = cfg;
   const Q = heads * D, KV = kvHeads * D;
   const norm = (name: string, width = H): Norm => ({ kind: 'rms', gamma: ckpt.load(backend, name, [width]), beta: null, eps });
@@ -131,12 +134,13 @@ function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: LlamaConfig) {
       downB: cfg.mlpBias ? ckpt.load(backend, m + 'down_proj.bias', [H]) : null,
     });
   }
-  const embed = ckpt.load(backend, 'embed_tokens.weight', [cfg.vocab, H]);
+  const V = slice ? slice.rows : cfg.vocab;
+  const embed = ckpt.load(backend, 'embed_tokens.weight', [V, H]);
   // the head sits outside the "model." prefix; a tied checkpoint may still carry a copy of it. A tied head over a
   // quantized embedding (GGUF) is the quantized matrix itself, while the embedding lookup reads a dequantized copy
   const quantizedTable = isQuantType(ckpt.store.info(ckpt.prefix + 'embed_tokens.weight').dtype);
-  const lmHead = !cfg.tied ? new Checkpoint(ckpt.store, '', ckpt.implied, { scheme: ckpt.matrices.scheme }).loadMatrix(backend, 'lm_head.weight', [cfg.vocab, H])
-    : quantizedTable ? ckpt.loadMatrix(backend, 'embed_tokens.weight', [cfg.vocab, H]) : embed;
+  const lmHead = !cfg.tied ? new Checkpoint(ckpt.store, '', ckpt.implied, { scheme: ckpt.matrices.scheme }).loadMatrix(backend, 'lm_head.weight', [V, H])
+    : quantizedTable ? ckpt.loadMatrix(backend, 'embed_tokens.weight', [V, H]) : embed;
   return { embed, lmHead, norm: norm('norm.weight'), layers };
 }
 
@@ -149,13 +153,16 @@ class Llama implements CausalLM {
   private readonly rotary: Rotary;
   /** this rank's slice of a tensor-parallel group (cfg then holds the rank's heads and MLP width), or null */
   private readonly tp: ParallelRank | null;
+  /** the rank's rows of the embedding and the LM head where the group's size divides the vocabulary, else null */
+  private readonly vocabSlice: VocabSlice | null;
 
   constructor(backend: Backend, private readonly cfg: LlamaConfig, ckpt: Checkpoint, readonly info: ModelInfo) {
     this.tp = backend.parallel;
+    this.vocabSlice = vocabSlice(cfg, this.tp);
     this.eosTokenIds = cfg.eos;
     this.cacheWidth = cfg.kvHeads * cfg.headDim;
     this.prefixCacheable = cfg.rope.dynamic === null;
-    this.w = loadWeights(backend, ckpt, cfg);
+    this.w = loadWeights(backend, ckpt, cfg, this.vocabSlice);
     const { heads, kvHeads, headDim } = cfg;
     this.shapes = cfg.windows.map((window) => ({ heads, kvHeads, headDim, scale: 1 / Math.sqrt(headDim), window }));
     const r = cfg.rope;
@@ -170,7 +177,14 @@ class Llama implements CausalLM {
     const normed = p.buffer('normed', [T, H]);
     const qkv = p.buffer('qkv', [T, (heads + 2 * kvHeads) * D]), attn = p.buffer('attn', [T, heads * D]), proj = p.buffer('proj', [T, H]);
     const gateUp = p.buffer('gateUp', [T, 2 * F]), mlp = p.buffer('mlp', [T, F]), down = p.buffer('down', [T, H]);
-    b.embed(x, p.ids, p.positions, w.embed, null, null, null, n);
+    const vs = this.vocabSlice;
+    if (vs) {
+      // vocabulary-parallel: each rank looks up the ids in its rows (zeros for the others'), and the sum completes them
+      b.embedSlice(x, p.ids, w.embed, vs.first, n);
+      b.allReduce(x, n);
+    } else {
+      b.embed(x, p.ids, p.positions, w.embed, null, null, null, n);
+    }
     // tensor-parallel: the row-parallel projections' slices are summed by an all-reduce; rank 0 adds its slice's product,
     // the bias and the residual, the other ranks their slice's product alone (over the residual, whose value every rank
     // gets back from the sum)
@@ -202,8 +216,12 @@ class Llama implements CausalLM {
   }
 
   logits(p: Pass, x: Tensor, out: Tensor, n: number): void {
-    const w = this.w;
-    p.ops.normLinear(out, x, w.norm, w.lmHead, null, 'none', n, p.buffer('finalNormed', [p.capacity, this.cfg.hidden]));
+    const w = this.w, vs = this.vocabSlice, normed = p.buffer('finalNormed', [p.capacity, this.cfg.hidden]);
+    if (!vs) return p.ops.normLinear(out, x, w.norm, w.lmHead, null, 'none', n, normed);
+    // vocabulary-parallel: each rank's logits for its ids, gathered side by side in rank order
+    const part = p.buffer('logitsSlice', [out.shape[0], vs.rows], 'f32');
+    p.ops.normLinear(part, x, w.norm, w.lmHead, null, 'none', n, normed);
+    p.ops.allGather(out, part, n);
   }
 
   weights(): Tensor[] {
@@ -224,11 +242,27 @@ function rankConfig(cfg: LlamaConfig, tp: ParallelRank): LlamaConfig {
   return { ...cfg, heads: need('num_attention_heads', cfg.heads), kvHeads: need('num_key_value_heads', cfg.kvHeads), inner: need('intermediate_size', cfg.inner) };
 }
 
-/** q, k, v, gate and up are column-parallel (cut along their outputs, with their biases); o and down row-parallel. */
-function cutOf(name: string): Cut | null {
-  if (/\.(self_attn\.[qkv]_proj|mlp\.(gate|up)_proj)\.(weight|bias)$/.test(name)) return 0;
-  if (/\.(self_attn\.o_proj|mlp\.down_proj)\.weight$/.test(name)) return 1;
-  return null;
+/**
+ * Rank `tp.rank`'s rows of the embedding and the LM head (vocabulary-parallel, as Megatron splits them), where the
+ * group's size divides the vocabulary; otherwise every rank holds them whole.
+ */
+function vocabSlice(cfg: LlamaConfig, tp: ParallelRank | null): VocabSlice | null {
+  if (!tp || cfg.vocab % tp.size !== 0) return null;
+  const rows = cfg.vocab / tp.size;
+  return { first: tp.rank * rows, rows };
+}
+
+/**
+ * q, k, v, gate and up are column-parallel (cut along their outputs, with their biases); o and down row-parallel; the
+ * embedding and the LM head cut along the vocabulary when `vocab` (they are whole otherwise).
+ */
+function cutOf(vocab: boolean): (name: string) => Cut | null {
+  return (name) => {
+    if (/\.(self_attn\.[qkv]_proj|mlp\.(gate|up)_proj)\.(weight|bias)$/.test(name)) return 0;
+    if (/\.(self_attn\.o_proj|mlp\.down_proj)\.weight$/.test(name)) return 1;
+    if (vocab && /(^|\.)embed_tokens\.weight$|^lm_head\.weight$/.test(name)) return 0;
+    return null;
+  };
 }
 
 function info(raw: Record<string, unknown>, className: string, family: Family): ModelInfo {
@@ -258,13 +292,13 @@ function architecture(family: Family, classNames: string[], modelTypes: string[]
       const tp = backend.parallel;
       if (tp && dir.scheme) {
         fail('unsupported-config', `config.json's quantization_config (${dir.scheme.method}) names a checkpoint tensor parallelism does not split yet `
-          + '(it splits F32, F16 and BF16 weights); load it without tensorParallel');
+          + '(it splits F32, F16 and BF16 weights); load it without tensor parallelism');
       }
       if (tp && dir.quantize) fail('unsupported-config', `quantize (${dir.quantize}) does not combine with tensor parallelism yet; load with one or the other`);
       const cfg = tp ? rankConfig(whole, tp) : whole;
       const implied = `hidden_size=${cfg.hidden}, num_attention_heads=${cfg.heads}, num_key_value_heads=${cfg.kvHeads}, head_dim=${cfg.headDim}, ` +
         `intermediate_size=${cfg.inner}, num_hidden_layers=${cfg.layers}, vocab_size=${cfg.vocab}` + (tp ? ` (rank ${tp.rank} of ${tp.size}'s slice)` : '');
-      const weights = tp ? shardStore(dir.weights, tp, cutOf) : dir.weights;
+      const weights = tp ? shardStore(dir.weights, tp, cutOf(vocabSlice(cfg, tp) !== null)) : dir.weights;
       return new Llama(backend, cfg, new Checkpoint(weights, prefix, implied, dir), info(dir.config, className, family));
     },
   };

@@ -210,6 +210,12 @@ export interface Backend {
   // ---- ops ----
   /** out[t] = tok[ids[t]] (+ pos[positions[t]]) (+ types[typeIds[t]]) */
   embed(out: Tensor, ids: Tensor, positions: Tensor, tok: Tensor, pos: Tensor | null, typeIds: Tensor | null, types: Tensor | null, n: number): void;
+  /**
+   * Rows 0 .. n-1 of out := row ids[t] - first of `table`, or zeros where that row is not in the table: a
+   * vocabulary-parallel rank's share of the embedding lookup (its slice of the vocabulary starts at `first`), which
+   * an allReduce over the ranks completes. Reference: src/backends/cpu/embedding.ts.
+   */
+  embedSlice(out: Tensor, ids: Tensor, table: Tensor, first: number, n: number): void;
   layerNorm(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, n: number): void;
   /** sum = x + bias + residual; norm = LayerNorm(sum). `sum` may be `residual` and may be `norm`. */
   addBiasResidualLayerNorm(sum: Tensor, norm: Tensor, x: Tensor, bias: Tensor | null, residual: Tensor,
@@ -270,6 +276,11 @@ export interface Backend {
    * rank; every rank calls it at the same point of the same pass.
    */
   allReduce(x: Tensor, n: number): void;
+  /**
+   * Rows 0 .. n-1 of out [rows, size * cols] := every rank's rows of x [rows, cols] side by side, rank 0's first (a
+   * vocabulary-parallel LM head's logits, each rank's slice of the vocabulary); every rank calls it at the same point.
+   */
+  allGather(out: Tensor, x: Tensor, n: number): void;
   /**
    * For i < count: block pairs[i, 1] = block pairs[i, 0] in every plane of the cache pool
    * [planes, blocks, blockSize, width] (copy-on-write of shared blocks).

@@ -10,6 +10,7 @@ type OpName = Exclude<keyof Backend, 'name' | 'activationDtype' | 'batchInvarian
 /** The arguments each op writes (whole structs: every tensor inside); every other argument is read. */
 export const OP_WRITES: Record<OpName, number[]> = {
   embed: [0],
+  embedSlice: [0],
   layerNorm: [0],
   addBiasResidualLayerNorm: [0, 1],
   linear: [0],
@@ -24,6 +25,7 @@ export const OP_WRITES: Record<OpName, number[]> = {
   decodeAttention: [0, 2, 3],
   crossAttention: [0],
   allReduce: [0],
+  allGather: [0],
   copyBlocks: [0],
   gatherRows: [0],
   meanPool: [0],

@@ -7,7 +7,7 @@ import { blockRegions, isQuant, numel, quantDType, quantType, type Activation, t
   type Rotary, type SampleRows, type SequenceTables, type Tensor } from '../../ops/backend.js';
 import { gatedActivation } from './activations.js';
 import { attend, copyBlocks, writeKV, type Paged } from './attention.js';
-import { embed } from './embedding.js';
+import { embed, embedSlice } from './embedding.js';
 import { addBiasResidualLayerNorm, layerNorm, rmsNorm } from './layernorm.js';
 import { linear, quantLinear } from './linear.js';
 import { rotary } from './rotary.js';
@@ -161,6 +161,10 @@ export class CpuBackend implements Backend {
     embed(f32(out), i32(ids), i32(positions), f32(tok), opt(pos), typeIds ? i32(typeIds) : null, opt(types), n, tok.shape[1]);
   }
 
+  embedSlice(out: Tensor, ids: Tensor, table: Tensor, first: number, n: number): void {
+    embedSlice(f32(out), i32(ids), f32(table), first, table.shape[0], n, table.shape[1]);
+  }
+
   layerNorm(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, n: number): void {
     layerNorm(f32(out), f32(x), f32(gamma), f32(beta), eps, n, gamma.shape[0]);
   }
@@ -246,6 +250,12 @@ export class CpuBackend implements Backend {
   allReduce(x: Tensor, n: number): void {
     if (!this.group || n === 0) return;
     this.group.allReduce(f32(x).subarray(0, n * x.shape[1]));
+  }
+
+  allGather(out: Tensor, x: Tensor, n: number): void {
+    const cols = x.shape[1], rows = f32(x).subarray(0, n * cols);
+    if (!this.group) f32(out).set(rows);
+    else if (n > 0) this.group.allGather(rows, f32(out), cols);
   }
 
   copyBlocks(pool: Tensor, pairs: Tensor, count: number): void {

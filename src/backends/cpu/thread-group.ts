@@ -63,6 +63,27 @@ export class ThreadGroup {
     }
   }
 
+  /**
+   * out := every rank's `part` side by side: row t of out is row t of rank 0's part, then rank 1's, and so on (a
+   * vocabulary-parallel LM head's logits). `part` is rows x cols on every rank, out rows x (size * cols).
+   */
+  allGather(part: Float32Array, out: Float32Array, cols: number): void {
+    const width = this.size * cols, cap = this.slots[0].length;
+    for (let at = 0; at < part.length; at += cap) {
+      const len = Math.min(part.length, at + cap) - at;
+      this.slots[this.rank].set(part.subarray(at, at + len));
+      this.barrier();
+      for (let r = 0; r < this.size; r++) {
+        const s = this.slots[r];
+        for (let i = 0; i < len; i++) {
+          const flat = at + i, row = Math.floor(flat / cols);
+          out[row * width + r * cols + flat - row * cols] = s[i];
+        }
+      }
+      this.barrier();
+    }
+  }
+
   /** Returns once every rank has called it as often as this one. */
   barrier(): void {
     const h = this.header;

@@ -12,7 +12,7 @@ import { Blas } from './blas.js';
 import type { CudaContext, QuantScratch } from './context.js';
 import { uploadWeight } from './convert.js';
 import { CU, Driver, fmt, koffi, memoryError, type Handle } from './driver.js';
-import { embed } from './embedding.js';
+import { embed, embedSlice } from './embedding.js';
 import { KernelSet } from './kernels.js';
 import { addBiasResidualLayerNorm, layerNorm } from './layernorm.js';
 import { gatedLinearResidual, linear, linearResidual, normLinear } from './linear.js';
@@ -384,6 +384,10 @@ export class CudaBackend implements Backend {
     this.op('embed', () => embed(this.ctx, out, ids, positions, tok, pos, typeIds, types, n));
   }
 
+  embedSlice(out: Tensor, ids: Tensor, table: Tensor, first: number, n: number): void {
+    this.op('embedSlice', () => embedSlice(this.ctx, out, ids, table, first, n));
+  }
+
   layerNorm(out: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, n: number): void {
     this.op('layerNorm', () => layerNorm(this.ctx, out, x, gamma, beta, eps, n));
   }
@@ -447,6 +451,10 @@ export class CudaBackend implements Backend {
 
   allReduce(): void {
     throw new Error('internal: an all-reduce on a CUDA backend, which has no tensor-parallel group');
+  }
+
+  allGather(): void {
+    throw new Error('internal: an all-gather on a CUDA backend, which has no tensor-parallel group');
   }
 
   copyBlocks(pool: Tensor, pairs: Tensor, count: number): void {

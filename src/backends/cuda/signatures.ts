@@ -1,7 +1,7 @@
 // Every kernel's parameters, declared once, as driver.ts declares the driver's functions: family (the .cu file of
 // kernels/) -> kernel -> argument kinds (p = device pointer or null, i = 32-bit int, f = float, u = 64-bit unsigned).
 // A kernel is named by the fixed start of its extern "C" name; a launcher adds the variant (dtype, tiling, row count),
-// `attend_decode` + `_f16`. test/kernel-signatures.test.ts reads each declaration in kernels/*.cu and checks that this
+// `attend_decode` + `_f16`. test/kernel-sources.test.ts reads each declaration in kernels/*.cu and checks that this
 // table gives it the same kinds, so a launch can never pass arguments the kernel does not take.
 
 /** kernels/attention.cu's T5 position bias (BIAS_PARAMS): bias, bias positions, buckets, max distance, bidirectional */
@@ -31,7 +31,7 @@ export const KERNEL_ARGS = {
     quantize_weight_q8_0: 'ppu',
     quantize_weight_q4_g: 'ppii',
   },
-  embedding: { embed: 'pppppppi' },
+  embedding: { embed: 'pppppppi', embed_slice: 'pppiii' },
   flash: { flash_prefill: 'ppppppppiifiii' },
   fp8: {
     fp8_epilogue: 'pppppiiii',
