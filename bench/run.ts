@@ -1,13 +1,14 @@
 // npm run bench -- <name> [options]: runs one benchmark and prints its table and JSON.
 import { BenchArgs, markdownTable, type BenchResult } from './common.js';
-import { attention } from './attention.js';
 import { beam } from './beam.js';
 import { bert } from './bert.js';
 import { cpuGpt2 } from './cpu-gpt2.js';
 import { cpuLlama } from './cpu-llama.js';
 import { gpt2 } from './gpt2.js';
+import { attention } from './kernels/flash.js';
+import { FAMILIES, kernelBench } from './kernels/index.js';
+import { qgemv } from './kernels/quant.js';
 import { llama } from './llama.js';
-import { qgemv } from './qgemv.js';
 import { quant } from './quant.js';
 import { seq2seq } from './seq2seq.js';
 import { serve } from './serve.js';
@@ -26,6 +27,11 @@ const BENCHES: Record<string, (args: BenchArgs) => Promise<BenchResult>> = {
   seq2seq,
   serve,
   serving,
+  // the kernel families' micro-benchmarks (bench/kernels/): all in one run, or one family
+  kernels: kernelBench(),
+  ...Object.fromEntries(Object.keys(FAMILIES).map((f) => [`kernels/${f}`, kernelBench(f)])),
+  'kernels/flash': attention,
+  'kernels/quant': qgemv,
 };
 
 const [name, ...rest] = process.argv.slice(2);

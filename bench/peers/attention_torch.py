@@ -1,10 +1,10 @@
-"""PyTorch's fused prompt attention for bench/attention.ts: torch.nn.functional.scaled_dot_product_attention with the
+"""PyTorch's fused prompt attention for bench/kernels/flash.ts: torch.nn.functional.scaled_dot_product_attention with the
 flash backend only, on [batch, heads, seq, head size] tensors, timed by CUDA events (mean of 10 after a warm-up).
 
   python3 bench/peers/attention_torch.py --cases 64:2048:0,128:2048:1 --tokens 16384 --hidden 2048 --dtype f16 --out r.json
 
 A case is head size:seq:causal; batch = tokens // seq, heads = hidden // head size, FLOPs = 4 seq^2 hidden batch (/ 2
-causal), as bench/attention.ts counts them.
+causal), as bench/kernels/flash.ts counts them.
 """
 import argparse
 import json

@@ -1,6 +1,7 @@
 // GPU test helpers: a CUDA backend when the machine has one (tests skip with a message otherwise), and
 // moving float data between the host, the CPU reference backend and the GPU.
 import assert from 'node:assert/strict';
+import { after, describe } from 'node:test';
 import { CpuBackend } from '../../src/backends/cpu/backend.js';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { f32ToBf16Bits, f32ToF16Bits, toFloat32 } from '../../src/loaders/dtypes.js';
@@ -25,6 +26,28 @@ export function noGpu(): string | null {
 }
 
 export const cpu = new CpuBackend();
+
+/** A describe block per compute dtype (f32, f16, bf16), skipped without a GPU; `body` gets the dtype, its tolerance
+ *  and `r`, which rounds host values to what the dtype stores. */
+export function perDtype(what: string, body: (dtype: DType, tol: number, r: (x: Float32Array) => Float32Array) => void): void {
+  const skip = noGpu();
+  for (const dtype of ['f32', 'f16', 'bf16'] as DType[]) {
+    describe(`${what} in ${dtype}`, { skip: skip ?? false }, () => body(dtype, TOL[dtype], (x) => rounded(x, dtype)));
+  }
+}
+
+/** One CUDA backend per dtype and mode (batch-invariant or not), made when a test first asks, shared by a file's
+ *  tests and disposed after them. */
+export function kernelBackends(): (dtype: DType, batchInvariant?: boolean) => CudaBackend {
+  const made = new Map<string, CudaBackend>();
+  after(() => { for (const b of made.values()) b.dispose(); });
+  return (dtype, batchInvariant = false) => {
+    const key = `${dtype}${batchInvariant ? ' invariant' : ''}`;
+    let b = made.get(key);
+    if (!b) made.set(key, (b = new CudaBackend(dtype, batchInvariant)));
+    return b;
+  };
+}
 
 const rand = seededRandom(1234);
 export function randn(n: number, scale = 1): Float32Array {

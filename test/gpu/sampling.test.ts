@@ -5,13 +5,13 @@
 // only where fp32 and fp64 probability sums put a boundary on different sides.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import type { CpuBackend } from '../../src/backends/cpu/backend.js';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import { logprobs as logprobsOp, selectCandidates as selectOp } from '../../src/backends/cuda/sampling.js';
 import { seededRandom } from '../../src/ops/rng.js';
-import type { Backend, Candidates, SampleRows, SequenceTables, Tensor } from '../../src/ops/backend.js';
-import { CANDIDATE_SCRATCH, LOGPROB_STRIDE, MAX_CANDIDATES, MODE, REQ, REQUEST_STRIDE } from '../../src/ops/requests.js';
-import { cpu, get, noGpu, put } from './helpers.js';
+import type { Tensor } from '../../src/ops/backend.js';
+import { LOGPROB_STRIDE, MAX_CANDIDATES, MODE } from '../../src/ops/requests.js';
+import { cpu, noGpu } from './helpers.js';
+import { histories, historyRow, ID_SENTINEL, ints, Io, JUNK, logitRow, logitRows, OUT_SENTINEL, type Request, type Setup, type Style } from './sampling-io.js';
 
 const skip = noGpu();
 let gpuBackend: CudaBackend | null = null;
@@ -21,180 +21,6 @@ function gpu(): CudaBackend {
 }
 
 const VOCABS = [6, 512, 50257, 152064];
-
-// ---- request rows ----
-
-interface Request {
-  mode: number;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  minP?: number;
-  decay?: number;
-  topPMin?: number;
-  seed?: number;
-  stream?: number;
-  repetition?: number;
-  presence?: number;
-  frequency?: number;
-  promptLen?: number;
-  minNew?: number;
-  eos?: number[];
-  resets?: number[];
-  badWords?: number[][];
-  logprobs?: number;
-  candidates?: number;
-  noRepeatNgram?: number;
-  forcedBos?: number;
-  forcedEos?: number;
-  maxNew?: number;
-  /** force the PROCESS flag (default: set when a processor applies) */
-  process?: number;
-}
-
-/** The request table of `reqs` (slot s = reqs[s]; undefined: an unused slot, all zero). */
-function requestTable(reqs: (Request | undefined)[]): Int32Array {
-  const t = new Int32Array(reqs.length * REQUEST_STRIDE), f = new Float32Array(t.buffer);
-  reqs.forEach((q, s) => {
-    if (!q) return;
-    const o = s * REQUEST_STRIDE;
-    t[o + REQ.MODE] = q.mode;
-    f[o + REQ.TEMPERATURE] = q.temperature ?? 1;
-    t[o + REQ.TOP_K] = q.topK ?? 0;
-    f[o + REQ.TOP_P] = q.topP ?? 1;
-    f[o + REQ.MIN_P] = q.minP ?? 0;
-    f[o + REQ.TOP_P_DECAY] = q.decay ?? 1;
-    f[o + REQ.TOP_P_MIN] = q.topPMin ?? 0;
-    t[o + REQ.SEED] = q.seed ?? 12345 + s;
-    t[o + REQ.STREAM] = q.stream ?? s;
-    f[o + REQ.REPETITION] = q.repetition ?? 1;
-    f[o + REQ.PRESENCE] = q.presence ?? 0;
-    f[o + REQ.FREQUENCY] = q.frequency ?? 0;
-    t[o + REQ.PROMPT_LEN] = q.promptLen ?? 0;
-    t[o + REQ.MIN_NEW] = q.minNew ?? 0;
-    const eos = q.eos ?? [], resets = q.resets ?? [], bad = (q.badWords ?? []).flatMap((w) => [w.length, ...w]);
-    t[o + REQ.EOS_COUNT] = eos.length;
-    t[o + REQ.RESET_COUNT] = resets.length;
-    t[o + REQ.BAD_INTS] = bad.length;
-    t.set([...eos, ...resets, ...bad], o + REQ.LIST);
-    t[o + REQ.LOGPROBS] = q.logprobs ?? -1;
-    t[o + REQ.CANDIDATES] = q.candidates ?? 0;
-    t[o + REQ.NO_REPEAT_NGRAM] = q.noRepeatNgram ?? 0;
-    t[o + REQ.FORCED_BOS] = q.forcedBos ?? -1;
-    t[o + REQ.FORCED_EOS] = q.forcedEos ?? -1;
-    t[o + REQ.MAX_NEW] = q.maxNew ?? 0;
-    const processes = (q.repetition ?? 1) !== 1 || (q.presence ?? 0) !== 0 || (q.frequency ?? 0) !== 0 || bad.length > 0 || (q.minNew ?? 0) > 0 ||
-      (q.noRepeatNgram ?? 0) > 0 || (q.forcedBos ?? -1) >= 0 || (q.forcedEos ?? -1) >= 0;
-    t[o + REQ.PROCESS] = q.process ?? (processes ? 1 : 0);
-  });
-  return t;
-}
-
-/** A padding row whose other fields ask for everything: MODE NONE must win. */
-const JUNK: Request = { mode: MODE.NONE, temperature: 0.5, topK: 5, repetition: 1.5, logprobs: 5, candidates: 8, badWords: [[1]], minNew: 9, eos: [0], process: 1 };
-
-// ---- logits ----
-
-type Style = 'random' | 'ties' | 'periodic' | 'flat' | 'neginf' | 'sparse' | 'peaked' | 'allneginf';
-
-function logitRow(style: Style, V: number, rand: () => number): Float32Array {
-  const x = new Float32Array(V);
-  for (let i = 0; i < V; i++) {
-    switch (style) {
-      case 'random': x[i] = (rand() * 2 - 1) * 4; break;
-      case 'ties': x[i] = Math.round(rand() * 6) / 2 - 1; break; // 7 values: ties everywhere
-      case 'periodic': x[i] = ((i * 37) % 256) / 64 - 2; break; // the same value every 256 ids: defeats the top-k filter
-      case 'flat': x[i] = 0.5; break;
-      case 'neginf': x[i] = rand() < 0.3 ? -Infinity : (rand() * 2 - 1) * 3; break;
-      case 'sparse': x[i] = -Infinity; break;
-      case 'peaked': x[i] = (rand() * 2 - 1) * 2 + (rand() < 0.002 ? 9 : 0); break;
-      case 'allneginf': x[i] = -Infinity; break;
-    }
-  }
-  if (style === 'sparse') for (let j = 0; j < 12; j++) x[Math.floor(rand() * V)] = (rand() * 2 - 1) * 3;
-  return x;
-}
-
-function logitRows(styles: Style[], V: number, rand: () => number): Float32Array {
-  const x = new Float32Array(styles.length * V);
-  styles.forEach((s, r) => x.set(logitRow(s, V, rand), r * V));
-  return x;
-}
-
-// ---- tensors of one call, on one backend ----
-
-interface Setup {
-  V: number;
-  logits: Float32Array;
-  slots: number[];
-  lengths: number[];
-  reqs: (Request | undefined)[];
-  maxSeq: number;
-  /** [slots * maxSeq] */
-  history: Int32Array;
-  /** runtime top-p per slot (default: each request's TOP_P) */
-  topP?: Float32Array;
-}
-
-const SCORE_SENTINEL = 7.25, VALUE_SENTINEL = -3.5, ID_SENTINEL = -5, OUT_SENTINEL = 0x5eed;
-
-class Io {
-  readonly logits: Tensor;
-  readonly scores: Tensor;
-  readonly rows: SampleRows;
-  readonly seqs: SequenceTables;
-  readonly cand: Candidates;
-  readonly scratch: Candidates;
-  readonly ids: Tensor;
-  readonly out: Tensor;
-  /** selectCandidates' status per row, and a second one for the radix run */
-  readonly status: Tensor;
-  readonly status2: Tensor;
-  readonly n: number;
-
-  constructor(readonly b: CpuBackend | CudaBackend, s: Setup) {
-    const n = (this.n = s.slots.length), V = s.V, nslots = s.reqs.length;
-    this.logits = put(b, s.logits, [n, V]);
-    this.scores = put(b, new Float32Array(n * V).fill(SCORE_SENTINEL), [n, V]);
-    this.rows = { slots: ints(b, Int32Array.from(s.slots), [n]), lengths: ints(b, Int32Array.from(s.lengths), [n]) };
-    const table = requestTable(s.reqs);
-    const topP = s.topP ?? Float32Array.from(s.reqs, (q) => q?.topP ?? 1);
-    this.seqs = {
-      requests: ints(b, table, [nslots, REQUEST_STRIDE]),
-      history: ints(b, s.history, [nslots, s.maxSeq]),
-      topP: put(b, topP, [nslots]),
-    };
-    const candidates = (): Candidates => ({
-      values: put(b, new Float32Array(n * MAX_CANDIDATES).fill(VALUE_SENTINEL), [n, MAX_CANDIDATES]),
-      ids: ints(b, new Int32Array(n * MAX_CANDIDATES).fill(ID_SENTINEL), [n, MAX_CANDIDATES]),
-      scratch: b.buffer([n, CANDIDATE_SCRATCH], 'i32'),
-    });
-    this.cand = candidates();
-    this.scratch = candidates();
-    this.ids = ints(b, new Int32Array(n).fill(ID_SENTINEL), [n]);
-    this.status = ints(b, new Int32Array(n).fill(ID_SENTINEL), [n]);
-    this.status2 = ints(b, new Int32Array(n).fill(ID_SENTINEL), [n]);
-    this.out = ints(b, new Int32Array(n * LOGPROB_STRIDE).fill(OUT_SENTINEL), [n, LOGPROB_STRIDE]);
-  }
-
-  get ops(): Backend {
-    return this.b;
-  }
-
-  floats(t: Tensor): Float32Array {
-    return get(this.b, t);
-  }
-
-  ints(t: Tensor): Int32Array {
-    return this.b.readInt(t, t.shape.reduce((a, d) => a * d, 1)).slice();
-  }
-}
-
-function ints(b: CpuBackend | CudaBackend, x: Int32Array, shape: number[]): Tensor {
-  const t = b.buffer(shape, 'i32');
-  b.writeInt(t, x, x.length);
-  return t;
-}
 
 /** The same setup on the CPU reference and on the GPU. */
 function both(s: Setup): [Io, Io] {
@@ -226,20 +52,6 @@ function assertInts(actual: Int32Array, expected: Int32Array, what: string, widt
       assert.fail(`${what} at ${at}: ${actual[i]}, expected ${expected[i]}`);
     }
   }
-}
-
-/** A history of `len` tokens drawn from a few ids (so tokens repeat), as one row of maxSeq. */
-function historyRow(len: number, maxSeq: number, V: number, rand: () => number, pool = 8): Int32Array {
-  const ids = Array.from({ length: Math.min(pool, V) }, () => Math.floor(rand() * V));
-  const h = new Int32Array(maxSeq);
-  for (let i = 0; i < len; i++) h[i] = ids[Math.floor(rand() * ids.length)];
-  return h;
-}
-
-function histories(rows: Int32Array[], maxSeq: number): Int32Array {
-  const h = new Int32Array(rows.length * maxSeq);
-  rows.forEach((r, s) => h.set(r.subarray(0, maxSeq), s * maxSeq));
-  return h;
 }
 
 describe('per-request sampling kernels against the CPU reference', { skip: skip ?? false }, () => {
@@ -639,37 +451,5 @@ describe('per-request sampling kernels against the CPU reference', { skip: skip 
       }
     }
     assert.ok(gpu().graphNodes('sampling-test-step') >= 7, 'the step was captured');
-  });
-
-  // ---- timings (reported, not asserted) ----
-  test('timings of the decode-step ops, batch 1 and 32 (diagnostics)', (t) => {
-    const b = gpu();
-    for (const [V, n] of [[50257, 1], [152064, 1], [50257, 32]] as [number, number][]) {
-      const rand = seededRandom(600 + V + n);
-      const report = (name: string, reqs: Request[], body: (io: Io) => void) => {
-        const slots = Array.from({ length: n }, (_, i) => i);
-        const setup: Setup = {
-          V, logits: logitRows(slots.map(() => 'random' as Style), V, rand), slots, lengths: slots.map(() => 500), reqs: slots.map((i) => reqs[i % reqs.length]),
-          maxSeq: 1024, history: histories(slots.map(() => historyRow(500, 1024, V, rand, 300)), 1024),
-        };
-        const io = new Io(b, setup);
-        // many copies in one graph, so that the host's launch rate does not set the time
-        const key = `sampling-timing-${name}-${V}-${n}`, inner = 20, reps = 10;
-        const many = () => { for (let i = 0; i < inner; i++) body(io); };
-        b.graph(key, many);
-        b.graph(key, many);
-        const ms = b.timeMs(() => { for (let i = 0; i < reps; i++) b.graph(key, many); });
-        t.diagnostic(`${name}, V = ${V}, ${n} row(s): ${((ms * 1000) / (reps * inner)).toFixed(1)} us`);
-      };
-      const select = (io: Io) => io.ops.selectCandidates(io.cand, io.scores, io.rows, io.seqs, io.n, io.status);
-      report('selectCandidates greedy (k = 1)', [{ mode: MODE.SAMPLE, temperature: 0 }], select);
-      report('selectCandidates top-k 50', [{ mode: MODE.SAMPLE, topK: 50 }], select);
-      report('sample top-k 50 (select + draw)', [{ mode: MODE.SAMPLE, topK: 50, topP: 0.9 }], (io) => { select(io); io.ops.sample(io.ids, io.scores, io.cand, io.rows, io.seqs, io.n); });
-      report('sample full vocabulary, top-p 0.9', [{ mode: MODE.SAMPLE, topP: 0.9 }], (io) => io.ops.sample(io.ids, io.scores, io.cand, io.rows, io.seqs, io.n));
-      report('sample full vocabulary, top-k 100', [{ mode: MODE.SAMPLE, topK: 100 }], (io) => io.ops.sample(io.ids, io.scores, io.cand, io.rows, io.seqs, io.n));
-      report('processLogits, 500-token history, all penalties', [{ mode: MODE.SAMPLE, repetition: 1.1, frequency: 0.1, presence: 0.1, promptLen: 200 }],
-        (io) => io.ops.processLogits(io.scores, io.logits, io.rows, io.seqs, io.n));
-      report('logprobs K = 5', [{ mode: MODE.SAMPLE, logprobs: 5 }], (io) => io.ops.logprobs(io.out, io.logits, io.ids, io.rows, io.seqs, io.n, io.scratch));
-    }
   });
 });

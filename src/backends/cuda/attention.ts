@@ -98,7 +98,7 @@ export function flashTakes(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Ten
 type KeySource = { kCache: Tensor; vCache: Tensor; blockTables: Tensor; slots: Tensor } | 'rows';
 
 /**
- * The tensor-core prompt kernel `name` (flash_prefill<D>_<dtype>, or a tuning variant of bench/attention.ts) with
+ * The tensor-core prompt kernel `name` (flash_prefill<D>_<dtype>, or a tuning variant of bench/kernels/flash.ts) with
  * tiles of `tiles`: grid (query tiles of the longest segment, segments, heads), 128 threads.
  */
 export function launchFlash(c: CudaContext, name: string, tiles: { mt: number; bn: number }, out: Tensor, qkv: Tensor, keys: KeySource,

@@ -1,18 +1,18 @@
 // The quantized linear layers alone on the GPU: each Llama-3-8B decode matrix in fp16 and in every quantized format,
 // timed as `backend.linear` (x's int8 quantization included where the path has one), and their weight bytes per
 // second against the device's copy bandwidth.
-//   npm run bench -- qgemv [--formats fp16,int8,int4,fp8,w8a8] [--batches 1,4,64] [--out-dir DIR]
+//   npm run bench -- kernels/quant (or qgemv) [--formats fp16,int8,int4,fp8,w8a8] [--batches 1,4,64] [--out-dir DIR]
 // Each timing replays a captured graph of linear layers over enough copies of the weight (different memory, random
 // bytes) that the L2 cache holds none of them from one use to the next: GPU time per layer, median of 5 replays.
 import { randomFillSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CudaBackend } from '../src/backends/cuda/backend.js';
-import type { CudaTensor } from '../src/backends/cuda/tensor.js';
-import { w8a8Bytes } from '../src/loaders/w8a8.js';
-import type { Tensor } from '../src/ops/backend.js';
-import type { BenchArgs, BenchResult } from './common.js';
-import { copyBandwidth } from './cuda-timing.js';
+import { CudaBackend } from '../../src/backends/cuda/backend.js';
+import type { CudaTensor } from '../../src/backends/cuda/tensor.js';
+import { w8a8Bytes } from '../../src/loaders/w8a8.js';
+import type { Tensor } from '../../src/ops/backend.js';
+import type { BenchArgs, BenchResult } from '../common.js';
+import { copyBandwidth } from '../cuda-timing.js';
 
 /** Llama-3-8B's decode matrices [N, K]: q|k|v, o, gate|up, down. */
 const SHAPES: [string, number, number][] = [['qkv', 6144, 4096], ['o', 4096, 4096], ['gate|up', 28672, 4096], ['down', 4096, 14336]];
@@ -77,7 +77,7 @@ export async function qgemv(args: BenchArgs): Promise<BenchResult> {
   }
   const result: BenchResult = {
     name: 'qgemv',
-    config: { device: b.device.name, copyBandwidthGBs: bandwidth, cublasLt: b.ctx.blas.version, command: `npm run bench -- qgemv ${process.argv.slice(3).join(' ')}`.trim() },
+    config: { device: b.device.name, copyBandwidthGBs: bandwidth, cublasLt: b.ctx.blas.version, command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim() },
     rows,
     notes: [
       'int8: Q8_0 (int8, an f16 scale per 32); int4: grouped int4 (an f16 scale and a u8 zero per 128: AWQ/GPTQ and --quantize int4); fp8: E4M3, an f32 scale per row (past one row x rounded to E4M3 per token, cuBLASLt FP8 GEMM); w8a8: SmoothQuant int8 rows, x quantized per token.',

@@ -1,7 +1,7 @@
 // Prompt attention alone on the GPU, against the FLOP roofline: Peregrine's tensor-core kernel (kernels/flash.cu),
 // its CUDA-core kernel (attend_prefill of kernels/attention.cu) and PyTorch's scaled_dot_product_attention with the
 // flash backend (bench/peers/attention_torch.py), in the same run.
-//   npm run bench -- attention [--seqs 512,1024,2048,4096] [--head-dims 64,128] [--causal both|yes|no] [--tokens 16384]
+//   npm run bench -- kernels/flash (or attention) [--seqs 512,1024,2048,4096] [--head-dims 64,128] [--causal both|yes|no] [--tokens 16384]
 //     [--hidden 2048] [--dtype f16|bf16] [--no-cores] [--no-peers] [--variants flash_prefill64_m2n64s,...]
 // As FlashAttention's own benchmark: batch = tokens / seq sequences of equal length, hidden / head size heads, FLOPs =
 // 4 seq^2 head_size heads batch (half that when causal). Peregrine reads k and v from its paged cache (blocks of 16,
@@ -10,11 +10,11 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attendFromRows, attendPromptCores, FLASH_TILES, launchFlash } from '../src/backends/cuda/attention.js';
-import { CudaBackend } from '../src/backends/cuda/backend.js';
-import type { AttentionShape, Segments, Tensor } from '../src/ops/backend.js';
-import { ROOT, type BenchArgs, type BenchResult } from './common.js';
-import { RandomWeights } from './random-weights.js';
+import { attendFromRows, attendPromptCores, FLASH_TILES, launchFlash } from '../../src/backends/cuda/attention.js';
+import { CudaBackend } from '../../src/backends/cuda/backend.js';
+import type { AttentionShape, Segments, Tensor } from '../../src/ops/backend.js';
+import { ROOT, type BenchArgs, type BenchResult } from '../common.js';
+import { RandomWeights } from '../random-weights.js';
 
 const BLOCK = 16;
 
@@ -64,7 +64,7 @@ export async function attention(args: BenchArgs): Promise<BenchResult> {
   }
   return {
     name: 'attention',
-    config: { device, dtype, tokens, hidden, blockSize: BLOCK, command: `npm run bench -- attention ${process.argv.slice(3).join(' ')}`.trim() },
+    config: { device, dtype, tokens, hidden, blockSize: BLOCK, command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim() },
     rows,
     notes: ['ms: GPU time per call, mean of 10 after one warm-up; TFLOP/s = 4 seq^2 hidden batch (/ 2 causal) / time. Speed-up: the row\'s time over the tensor-core kernel\'s.'],
   };
