@@ -226,7 +226,7 @@ describe('generate --tensor-parallel (CPU ranks as threads)', () => {
   });
 
   test('what cannot run tensor-parallel is refused in one line', () => {
-    failsWith(['generate', '-m', fixture('llama-tiny'), '-p', 'x', '--tensor-parallel', '2'], /--tensor-parallel runs on the CPU backend only for now .*add --device cpu/);
+    failsWith(['generate', '-m', fixture('llama-tiny'), '-p', 'x', '--tensor-parallel', '2'], /tensor parallelism runs on the CPU backend only for now \(device cpu, got auto\)/);
     failsWith(['generate', ...m, '-p', 'x', '--tensor-parallel', '3'], /num_attention_heads \(4\) is not a multiple of the tensor-parallel size 3/);
     failsWith(['generate', '-m', fixture('gpt2-tiny'), '-d', 'cpu', '-p', 'x', '--tensor-parallel', '2'], /GPT2LMHeadModel does not run tensor-parallel yet/);
     failsWith(['generate', ...m, '-p', 'x', '--tensor-parallel', '0'], /--tensor-parallel must be a whole number >= 1/);

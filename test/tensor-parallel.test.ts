@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import { createBackend } from '../src/backends/select.js';
 import { createGroup, loadGenerator, type GenerationResult } from '../src/index.js';
 import { fixture } from './helpers/fixtures.js';
+import { alone, deterministic, together, tokensOf, workload } from './helpers/generation.js';
 import { runRanks } from './helpers/ranks.js';
 import { widenVocab } from './helpers/vocab.js';
 
@@ -45,6 +46,23 @@ describe('tensor parallelism on the CPU backend', () => {
     });
   }
 
+  test('tensorParallel: 2 from one thread: 42 mixed requests arriving at random, preempted and swapped, give what they give alone, and greedy and beams what one whole model gives', async () => {
+    const dir = widenVocab(fixture('llama-tiny'), 1), work = workload(42);
+    const whole = await loadGenerator(dir, { device: 'cpu' });
+    const want = await alone(whole, work);
+    whole.dispose();
+    const tp = await loadGenerator(dir, { device: 'cpu', tensorParallel: 2, maxBatch: 8, prefillChunk: 32, blockSize: 4, kvBlocks: 60 });
+    const solo = await alone(tp, work);
+    const same = work.map((w) => deterministic(w.options));
+    assert.ok(same.filter(Boolean).length >= 10, 'greedy and beam requests are compared with the whole model');
+    assert.deepEqual(tokensOf(solo.filter((_, i) => same[i])), tokensOf(want.filter((_, i) => same[i])), 'two ranks give the whole model\'s tokens');
+    assert.deepEqual(tokensOf(await together(tp, work, 3, 4)), tokensOf(solo), 'random arrivals and a small pool change nothing');
+    const stats = tp.scheduler.stats();
+    assert.ok(stats.preemptions > 0 && stats.swapOuts > 0, 'preempted caches were swapped out and back, on every rank');
+    assert.equal(stats.blocksUsed, 0);
+    tp.dispose();
+  });
+
   test('what a rank cannot split, and what does not run tensor-parallel, is refused by name', async () => {
     const tensorParallel = { group: createGroup(2), rank: 0 };
     await assert.rejects(loadGenerator(fixture('llama3-tiny'), { device: 'cpu', tensorParallel }),
@@ -56,5 +74,7 @@ describe('tensor parallelism on the CPU backend', () => {
     await assert.rejects(loadGenerator(fixture('llama-tiny'), { device: 'cpu', tensorParallel, quantize: 'int8' }),
       /quantize \(Q8_0\) does not combine with tensor parallelism yet/);
     await assert.rejects(createBackend({ device: 'cuda', tensorParallel }), /tensor parallelism runs on the CPU backend only for now \(device cpu, got cuda\)/);
+    await assert.rejects(loadGenerator(fixture('llama-tiny'), { device: 'auto', tensorParallel: 2 }), /tensor parallelism runs on the CPU backend only for now \(device cpu, got auto\)/);
+    await assert.rejects(loadGenerator(fixture('llama-tiny'), { device: 'cpu', tensorParallel: 0 }), /tensor parallel must be a whole number >= 1, got 0/);
   });
 });

@@ -38,9 +38,7 @@ export async function createBackend({ device = 'auto', dtype, notice, batchInvar
     if (dtype !== undefined && dtype !== 'f32') notice?.(`the CPU computes in f32; --dtype ${dtype} applies on the GPU`);
     return cpuBackend(tensorParallel);
   };
-  if (tensorParallel && device !== 'cpu') {
-    fail('unsupported-config', `tensor parallelism runs on the CPU backend only for now (device cpu, got ${device}); on GPUs it needs NCCL, which Peregrine does not drive yet`);
-  }
+  if (tensorParallel) checkParallelDevice(device);
   switch (device) {
     case 'cpu':
       return cpu();
@@ -56,6 +54,13 @@ export async function createBackend({ device = 'auto', dtype, notice, batchInvar
       }
     default:
       return fail('bad-argument', `unknown device ${JSON.stringify(device)}; use cpu, cuda or auto`);
+  }
+}
+
+/** Tensor parallelism runs on the CPU backend only, until NCCL drives GPUs. */
+export function checkParallelDevice(device: Device): void {
+  if (device !== 'cpu') {
+    fail('unsupported-config', `tensor parallelism runs on the CPU backend only for now (device cpu, got ${device}); on GPUs it needs NCCL, which Peregrine does not drive yet`);
   }
 }
 

@@ -36,6 +36,7 @@ export interface CommonFlags {
   swapSpace?: number;
   batchInvariant?: boolean;
   quantize?: QuantizeMethod;
+  tensorParallel?: number;
 }
 
 function notice(message: string): void {
@@ -44,7 +45,8 @@ function notice(message: string): void {
 
 export function loadOptions(o: CommonFlags): LoadOptions {
   return { notice, device: o.device, dtype: o.dtype, offline: o.offline, revision: o.revision, checkUpdates: o.checkUpdates, hubTimeout: o.hubTimeout, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks,
-    swapSpace: o.swapSpace === undefined ? undefined : Math.round(o.swapSpace * 2 ** 30), batchInvariant: o.batchInvariant, quantize: o.quantize };
+    swapSpace: o.swapSpace === undefined ? undefined : Math.round(o.swapSpace * 2 ** 30), batchInvariant: o.batchInvariant, quantize: o.quantize,
+    tensorParallel: o.tensorParallel };
 }
 
 /** The flags every command that loads a model takes; `many`: -m may be repeated (serve). */
@@ -61,6 +63,12 @@ export function common(cmd: Command, many = false): Command {
     .option('--check-updates', 'ask the hub where the revision points now, even when the model is cached (default: a cached model is used without asking)')
     .option('--hub-timeout <seconds>', 'seconds to wait for the hub to answer, and for each chunk of a download (default 10, or PEREGRINE_HUB_TIMEOUT)',
       number('--hub-timeout', (x) => x > 0, 'a number of seconds > 0'));
+}
+
+/** --tensor-parallel, for the commands that run a causal LM's generator (generate, chat, serve, perplexity). */
+export function parallelFlag(cmd: Command): Command {
+  return cmd.option('--tensor-parallel <n>', 'split the model over n ranks (threads of this process on the CPU backend, --device cpu; Llama-family models): each holds 1/n of every layer',
+    int('--tensor-parallel', 1));
 }
 
 /** Memory planned at load: sequences at once, tokens per sequence, prefill chunk, KV blocks. */

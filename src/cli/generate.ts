@@ -12,13 +12,12 @@ function writeOut(s: string): void {
   process.stdout.write(s);
 }
 
-/** Runs the prompts and prints their results through `write` (stdout by default). */
-export async function runGenerate(gen: TextGenerator, prompts: string[], opts: GenerateOptions, json: boolean, write = writeOut): Promise<void> {
+export async function runGenerate(gen: TextGenerator, prompts: string[], opts: GenerateOptions, json: boolean): Promise<void> {
   const beams = (opts.numBeams ?? 1) > 1;
   if (opts.promptLogprobs && !json) fail('bad-argument', '--prompt-logprobs are printed with --json; add --json');
   if (prompts.length === 1 && !json && !beams) {
-    for await (const e of gen.stream(prompts, opts)) write(e.text);
-    write('\n');
+    for await (const e of gen.stream(prompts, opts)) writeOut(e.text);
+    writeOut('\n');
     return;
   }
   // every prompt and option is checked before anything is printed
@@ -29,8 +28,8 @@ export async function runGenerate(gen: TextGenerator, prompts: string[], opts: G
   await Promise.all(prompts.map(async (p, i) => {
     try {
       const r = await gen.generate(p, opts);
-      if (json) write(resultJson(i, r) + '\n');
-      else write(`${prompts.length > 1 ? `[${i}] ` : ''}${r.text.replace(/\n/g, '\\n')}\n`);
+      if (json) writeOut(resultJson(i, r) + '\n');
+      else writeOut(`${prompts.length > 1 ? `[${i}] ` : ''}${r.text.replace(/\n/g, '\\n')}\n`);
     } catch (err) {
       failures.push(err as Error);
     }

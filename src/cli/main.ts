@@ -4,7 +4,7 @@
 import { Command, Option } from 'commander';
 import { PeregrineError } from '../errors.js';
 import type { Pooling } from '../engine/embedder.js';
-import { common, generateOptions, generationFlags, int, loadOptions, promptFlags, runtimeFlags, truncateFlags, truncateSide, type CommonFlags, type GenerationFlags, type TruncateFlags } from './flags.js';
+import { common, generateOptions, generationFlags, int, loadOptions, parallelFlag, promptFlags, runtimeFlags, truncateFlags, truncateSide, type CommonFlags, type GenerationFlags, type TruncateFlags } from './flags.js';
 import type { ServeFlags } from './serve.js';
 import { packageVersion } from './version.js';
 
@@ -20,17 +20,11 @@ function buildProgram(): Command {
     .version(packageVersion(), '-V, --version', 'print the version')
     .configureOutput({ outputError: (str, write) => write(`peregrine: ${str}`) });
 
-  promptFlags(generationFlags(runtimeFlags(common(program.command('generate').description('generate text from prompts: one prompt streams to stdout, several print a line each as they finish')))))
+  promptFlags(generationFlags(parallelFlag(runtimeFlags(common(program.command('generate').description('generate text from prompts: one prompt streams to stdout, several print a line each as they finish'))))))
     .option('--json', 'print one JSON object per prompt (ids, text, finishReason, and log-probs or beams when asked for)')
-    .option('--tensor-parallel <n>', 'split the model over n ranks (threads of this process, on the CPU backend; Llama-family models): each holds 1/n of every layer', int('--tensor-parallel', 1))
-    .action(async (o: CommonFlags & GenerationFlags & { prompt?: string[]; promptFile?: string[]; json?: boolean; tensorParallel?: number }) => {
+    .action(async (o: CommonFlags & GenerationFlags & { prompt?: string[]; promptFile?: string[]; json?: boolean }) => {
       const [{ loadGenerator }, { runGenerate }, { readPrompts }] = await Promise.all([engine(), import('./generate.js'), import('./inputs.js')]);
       const prompts = await readPrompts(o.prompt, o.promptFile);
-      if ((o.tensorParallel ?? 1) > 1) {
-        const { generateTensorParallel } = await import('./tensor-parallel.js');
-        const { notice, ...load } = loadOptions(o);
-        return generateTensorParallel(o.tensorParallel!, { model: o.model, load, prompts, opts: generateOptions(o), json: o.json === true }, notice!);
-      }
       const gen = await loadGenerator(o.model, loadOptions(o));
       await runGenerate(gen, prompts, generateOptions(o), o.json === true);
     });
@@ -51,7 +45,7 @@ function buildProgram(): Command {
       });
   }
 
-  generationFlags(runtimeFlags(common(program.command('chat').description('an interactive conversation: one user message per line of stdin, replies stream to stdout; the KV cache stays between turns'))))
+  generationFlags(parallelFlag(runtimeFlags(common(program.command('chat').description('an interactive conversation: one user message per line of stdin, replies stream to stdout; the KV cache stays between turns')))))
     .option('--system <text>', 'a system message first (with a chat template)')
     .action(async (o: CommonFlags & GenerationFlags & { system?: string }) => {
       const [{ loadGenerator }, { runChat }] = await Promise.all([engine(), import('./chat.js')]);
@@ -93,7 +87,7 @@ function buildProgram(): Command {
       for (const f of emb.fillMask(inputs, { topK: o.topK, truncate: truncateSide(o, 'right') })) writeOut(JSON.stringify(f) + '\n');
     });
 
-  runtimeFlags(common(program.command('serve').description('an OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, /v1/embeddings, /metrics) with a chat page at /'), true))
+  parallelFlag(runtimeFlags(common(program.command('serve').description('an OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, /v1/embeddings, /metrics) with a chat page at /'), true)))
     .option('--host <host>', 'the address to listen on', '127.0.0.1')
     .option('--port <port>', 'the port to listen on (0: any free port)', int('--port', 0), 8000)
     .option('--api-key <key>', 'require Authorization: Bearer <key> on every request but /health and the page (default: $PEREGRINE_API_KEY, else none)')
@@ -106,7 +100,7 @@ function buildProgram(): Command {
       await runServe(o.model, loadOptions({ ...o, model: o.model[0] }), o);
     });
 
-  runtimeFlags(common(program.command('perplexity').description('perplexity of a causal LM over a text file, with a sliding window (Hugging Face\'s definition: each window scores the tokens no earlier window scored, with the rest of the window as context)')))
+  parallelFlag(runtimeFlags(common(program.command('perplexity').description('perplexity of a causal LM over a text file, with a sliding window (Hugging Face\'s definition: each window scores the tokens no earlier window scored, with the rest of the window as context)'))))
     .requiredOption('--file <path>', 'the text (UTF-8), tokenized whole as the model\'s tokenizer does by default (a BOS token first where it adds one)')
     .option('--context <n>', 'tokens per window (default: the model\'s positions and --max-seq-len allow, less one)', int('--context', 2))
     .option('--stride <n>', 'tokens between window starts (default: half the context)', int('--stride', 1))

@@ -3,8 +3,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MetaBackend } from '../backends/meta.js';
-import { createBackend, type BackendOptions, type Device, type FloatDType } from '../backends/select.js';
-import { fail } from '../errors.js';
+import { checkParallelDevice, createBackend, type BackendOptions, type Device, type FloatDType } from '../backends/select.js';
+import { fail, PeregrineError } from '../errors.js';
 import { resolveModelDir, type HubOptions } from '../loaders/hub.js';
 import { TOKENIZER_FILES } from '../loaders/hub-plan.js';
 import { openGgufModel } from '../loaders/gguf-model.js';
@@ -23,6 +23,7 @@ import { Tokenizer } from '../tokenizers/tokenizer.js';
 import { Embedder, PROBLEM_TYPES, type EmbedDefaults, type ProblemType } from './embedder.js';
 import { availableMemory, checkFits, freeMemory, runtimeRegions, type Region } from './fit.js';
 import { TextGenerator } from './generation.js';
+import type { Ranks } from './ranks.js';
 import { seq2seqDefaults } from './seq2seq-defaults.js';
 import { checkTokenizer } from './tokenizer-check.js';
 
@@ -33,11 +34,13 @@ export interface LoadOptions extends HubOptions {
   /** told what the load decided that the caller may not expect (a dtype the CPU sets aside) */
   notice?: (message: string) => void;
   /**
-   * rank `rank` of a tensor-parallel group of threads of this process (src/backends/cpu/thread-group.ts createGroup):
-   * this load holds the rank's slice of each layer, and every rank of the group must load the same model with the
-   * same options and run the same requests in the same order (CPU backend; Llama-family models)
+   * Tensor parallelism (CPU backend; Llama-family models). A number n > 1: this thread is rank 0 of n, and n - 1
+   * worker threads load the other ranks' slices of the same model and run each pass with it (engine/ranks.ts), so the
+   * generator is used as any other. Or `{ group, rank }`: this load is that rank of a group of threads of this
+   * process (src/backends/cpu/thread-group.ts createGroup), which must run the same requests in the same order as
+   * every other rank.
    */
-  tensorParallel?: BackendOptions['tensorParallel'];
+  tensorParallel?: number | BackendOptions['tensorParallel'];
   /** sequences that run at once (default 64 on the GPU, 8 on the CPU) */
   maxBatch?: number;
   /** tokens per sequence, prompt and generated (default: the model's positions) */
@@ -77,7 +80,13 @@ function positiveInt(v: number | undefined, what: string): void {
   if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1)) fail('bad-argument', `${what} must be a whole number >= 1, got ${v}`);
 }
 
+/** The backend's options: a group size (rank 0 of a group it starts) has become the rank's `{ group, rank }` by here. */
+function backendOptions(o: LoadOptions): BackendOptions {
+  return { ...o, tensorParallel: typeof o.tensorParallel === 'number' ? undefined : o.tensorParallel };
+}
+
 function checkLoadOptions(o: LoadOptions): void {
+  if (typeof o.tensorParallel === 'number') positiveInt(o.tensorParallel, 'tensor parallel');
   positiveInt(o.maxBatch, 'max batch');
   positiveInt(o.maxSeqLen, 'max sequence length');
   positiveInt(o.prefillChunk, 'prefill chunk');
@@ -231,7 +240,24 @@ async function openModel(nameOrPath: string, options: LoadOptions): Promise<Open
 
 export async function loadModel(nameOrPath: string, options: LoadOptions = {}): Promise<LoadedModel> {
   checkLoadOptions(options);
-  return loadOpened(await openModel(nameOrPath, options), options);
+  const opened = await openModel(nameOrPath, options);
+  const size = options.tensorParallel;
+  if (typeof size !== 'number') return loadOpened(opened, options);
+  if (size === 1) return loadOpened(opened, { ...options, tensorParallel: undefined });
+  checkParallelDevice(options.device ?? 'auto');
+  // the other ranks open what this one opened (a hub model is in the cache by now)
+  const { Ranks } = await import('./ranks.js');
+  const ranks = new Ranks(opened.dir, { ...options, offline: true }, size);
+  try {
+    const m = await loadOpened(opened, { ...options, tensorParallel: { group: ranks.handle, rank: 0 } }, ranks);
+    await ranks.ready;
+    return m;
+  } catch (err) {
+    ranks.stop();
+    // a load every rank makes fails on this one too; otherwise the rank that failed is the cause
+    if (ranks.error && !(err instanceof PeregrineError)) fail('device', ranks.error);
+    throw err;
+  }
 }
 
 /**
@@ -240,6 +266,10 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
  */
 export async function loadModelDir(md: ModelDir, tokenizer: Tokenizer, options: LoadOptions = {}): Promise<LoadedModel> {
   checkLoadOptions(options);
+  if (typeof options.tensorParallel === 'number') {
+    if (options.tensorParallel > 1) fail('bad-argument', 'tensorParallel as a number needs a model path (its worker ranks open it); load weights that are not files with { group, rank } on each rank');
+    options = { ...options, tensorParallel: undefined };
+  }
   return loadOpened({ dir: md.dir, md, configPath: md.dir, tokenizer: () => tokenizer, tokenizerPath: md.dir, hasTokenizer: true, embedDefaults: () => ({}) }, options);
 }
 
@@ -257,7 +287,7 @@ function quantizing(md: ModelDir, arch: Architecture, className: string, o: Load
   return { ...md, scheme, quantize: QUANTIZE_METHODS[o.quantize] };
 }
 
-async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedModel> {
+async function loadOpened(opened: Opened, options: LoadOptions, ranks?: Ranks): Promise<LoadedModel> {
   const { dir, configPath, tokenizer: openTokenizer } = opened;
   try {
     const { arch, className } = findArchitecture(opened.md.config, configPath);
@@ -268,7 +298,7 @@ async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedM
     // an encoder without tokenizer files still runs on token ids
     const tokenizer = arch.kind === 'encoder' && !opened.hasTokenizer ? null : openTokenizer();
     const defaults = arch.kind === 'encoder' ? opened.embedDefaults() : {};
-    const backend = await createBackend(options);
+    const backend = await createBackend(backendOptions(options));
     try {
       // the weights, then the runtime's plan, are checked against the memory there is before they are allocated
       const shapes = shapeModel(arch, md, className, backend.activationDtype, backend.name);
@@ -281,7 +311,8 @@ async function loadOpened(opened: Opened, options: LoadOptions): Promise<LoadedM
         const lm = model as CausalLM;
         const limits = limitsFor(info, lm.cacheWidth, options, backend, freeMemory(backend), lm.seq2seq?.maxSourcePositions);
         planCausal(shapes, limits, availableMemory(backend), options);
-        const runtime = new CausalRuntime(lm, backend, limits);
+        const own = new CausalRuntime(lm, backend, limits);
+        const runtime = ranks ? ranks.mirror(own) : own;
         const generator = new TextGenerator(runtime, tokenizer!, eosIds(md, lm), options.swapSpace);
         if (lm.seq2seq) generator.defaults = seq2seqDefaults(md.generation ?? md.config, md.generation ? 'generation_config.json' : 'config.json');
         return { kind: 'causal-lm', dir, generator };
@@ -338,7 +369,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
     problemType(md);
     if (arch.kind === 'encoder') opened.embedDefaults();
     if (arch.kind !== 'encoder' || opened.hasTokenizer) checkTokenizer(tokenizer(), info.vocabSize, tokenizerPath);
-    const backend = await createBackend(options);
+    const backend = await createBackend(backendOptions(options));
     const dtype = backend.activationDtype;
     const device = backend.name;
     const free = freeMemory(backend), available = availableMemory(backend);

@@ -1,7 +1,8 @@
 // Shared pieces of the generation tests (CPU and GPU): Hugging Face cases and how to check them, and a
 // workload of mixed requests.
 import assert from 'node:assert/strict';
-import type { GenerateOptions } from '../../src/index.js';
+import type { GenerateOptions, GenerationResult, TextGenerator } from '../../src/index.js';
+import { seededRandom } from '../../src/ops/rng.js';
 
 export interface GenerationCase {
   prompt: number[];
@@ -68,3 +69,31 @@ export function workload(n = 64): { prompt: string; options: GenerateOptions }[]
   return Array.from({ length: n }, (_, i) => ({ prompt: PROMPTS[(i * 5) % PROMPTS.length], options: OPTIONS[i % OPTIONS.length] }));
 }
 
+
+type Work = { prompt: string; options: GenerateOptions }[];
+
+/** Each request of `work` run alone, one after another. */
+export async function alone(gen: TextGenerator, work: Work): Promise<GenerationResult[]> {
+  const out: GenerationResult[] = [];
+  for (const w of work) out.push(await gen.generate(w.prompt, w.options));
+  return out;
+}
+
+/** Every request of `work` at once, each arriving after a random 0 .. spread ms. */
+export function together(gen: TextGenerator, work: Work, seed: number, spread = 40): Promise<GenerationResult[]> {
+  const rand = seededRandom(seed);
+  return Promise.all(work.map(async (w) => {
+    await new Promise((resolve) => setTimeout(resolve, Math.floor(rand() * spread)));
+    return gen.generate(w.prompt, w.options);
+  }));
+}
+
+/** What a request produced, for comparisons: its tokens, why it ended, and its beams. */
+export function tokensOf(rs: GenerationResult[]) {
+  return rs.map((r) => ({ ids: r.ids, finish: r.finishReason, beams: r.sequences?.map((s) => s.ids) }));
+}
+
+/** Greedy or beam search: no draw, so two computations that differ only in rounding give the same tokens. */
+export function deterministic(o: GenerateOptions): boolean {
+  return (o.temperature ?? (o.topK || (o.topP ?? 1) < 1 || o.minP ? 1 : 0)) === 0;
+}
