@@ -1,6 +1,7 @@
 // A worker rank of a tensor-parallel generator (ranks.ts): loads its slice of the model, says so, then runs each
 // runtime call rank 0 posts on its own runtime, in order. It keeps the bytes of its own swapped-out blocks, by the
-// number of the save. On a failure it stops the group, so that rank 0's pass ends with this rank named.
+// number of the save, until they are restored or forgotten. On a failure it stops the group, so that rank 0's pass
+// ends with this rank named.
 import { parentPort, workerData } from 'node:worker_threads';
 import { abortGroup } from '../backends/cpu/thread-group.js';
 import { loadGenerator } from './load.js';
@@ -24,6 +25,8 @@ try {
     try {
       if (c.method === 'restoreSaved') {
         gen.runtime.restoreBlocks(c.blocks, saved.get(c.save)!);
+        saved.delete(c.save);
+      } else if (c.method === 'forgetSaved') {
         saved.delete(c.save);
       } else if (c.method === 'saveBlocks') {
         saved.set(saves++, gen.runtime.saveBlocks(c.args[0] as number[]));

@@ -15,8 +15,13 @@ export const MIRRORED = ['setRequest', 'setHistory', 'setBlocks', 'copyBlocks', 
   'decodeLaunch', 'decodeRead', 'dispose'] as const;
 export type Mirrored = (typeof MIRRORED)[number];
 
-/** A call as it crosses to the other ranks; a restore names the save it restores by its number (each rank keeps its own bytes). */
-export type RankCall = { method: Mirrored; args: unknown[] } | { method: 'restoreSaved'; blocks: readonly number[]; save: number };
+/**
+ * A call as it crosses to the other ranks. Each rank keeps the bytes of its own swapped-out blocks: a restore names
+ * the save it restores by its number, and a save whose bytes rank 0 dropped unrestored (a request cancelled while
+ * swapped out) is forgotten.
+ */
+export type RankCall = { method: Mirrored; args: unknown[] } | { method: 'restoreSaved'; blocks: readonly number[]; save: number }
+  | { method: 'forgetSaved'; save: number };
 
 /** What a worker rank is given (workerData). */
 export interface RankStart {
@@ -34,6 +39,8 @@ export class Ranks {
   private failure: string | null = null;
   private saves = 0;
   private readonly saved = new WeakMap<Uint8Array, number>();
+  /** rank 0's saved bytes, collected: the other ranks drop theirs (after a restore they hold none already) */
+  private readonly collected = new FinalizationRegistry<number>((save) => this.post({ method: 'forgetSaved', save }));
 
   /** Starts ranks 1 .. size - 1 on `model` (a local directory or .gguf file) with `options`. */
   constructor(model: string, options: LoadOptions, size: number) {
@@ -94,7 +101,10 @@ export class Ranks {
     }
     try {
       const out = (rt[method] as (...a: unknown[]) => unknown).apply(rt, args);
-      if (method === 'saveBlocks') this.saved.set(out as Uint8Array, this.saves++);
+      if (method === 'saveBlocks') {
+        this.saved.set(out as Uint8Array, this.saves);
+        this.collected.register(out as Uint8Array, this.saves++);
+      }
       if (method === 'dispose') for (const w of this.workers) void w.terminate();
       return out;
     } catch (err) {
