@@ -428,6 +428,11 @@ export class CudaBackend implements Backend {
 
   attend(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
     shape: AttentionShape, n: number, segments: Segments): void {
+    // batch-invariant: prompt rows through the decode kernel, as the CPU backend does, so that a row has the same bits
+    // whichever pass computes it (a prefix-cache hit or a chunk boundary can leave a prompt's last row to a decode step,
+    // and a recomputed request's generated rows go through a prompt pass). writeKV has stored the rows' keys already;
+    // the kernel's own store of each row's k and v at keyLens - 1 (its position) writes the same values again.
+    if (this.batchInvariant) return this.op('attend', () => attendDecode(this.ctx, out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n));
     this.op('attend', () => attendPrompt(this.ctx, out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n, segments));
   }
 
@@ -436,7 +441,8 @@ export class CudaBackend implements Backend {
     // the tensor-core kernel reads keys and values from the rows themselves: no cache write
     if (flashTakes(out, qkv, qkv, qkv, shape)) return this.op('attend', () => attendFromRows(this.ctx, out, qkv, keyLens, shape, n, segments));
     this.writeKV(qkv, kCache, vCache, blockTables, slots, positions, n);
-    this.attend(out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n, segments);
+    // bidirectional: every row's keys are its whole segment, so the decode kernel's store at keyLens - 1 would be wrong
+    this.op('attend', () => attendPrompt(this.ctx, out, qkv, kCache, vCache, blockTables, slots, keyLens, shape, n, segments));
   }
 
   decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,
