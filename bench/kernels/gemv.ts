@@ -1,7 +1,9 @@
 // The float linear layers of decode (kernels/gemv.cu for 1 to 8 rows; cuBLASLt past that): the weight is read once
 // per call, so a layer's time is its weight bytes over the bandwidth. GPT-2 1.5B's and Llama-3-8B's matrices, each
 // cycled over copies past the L2 cache, as a decode step meets them; the fused LayerNorm + linear and linear +
-// residual forms at one row; and 64 rows on cuBLASLt for comparison.
+// residual forms at one row; and cuBLASLt at every row count, so that the rows where each is faster show.
+import { EPILOGUE } from '../../src/backends/cuda/blas.js';
+import { ptr } from '../../src/backends/cuda/tensor.js';
 import type { Norm } from '../../src/ops/backend.js';
 import { copiesFor, type KernelCase, type Tensors } from './harness.js';
 
@@ -14,14 +16,19 @@ const MATRICES: [string, number, number][] = [
 export function* gemv(t: Tensors): Generator<KernelCase> {
   const b = t.b;
   for (const [name, N, K] of MATRICES) {
-    for (const M of [1, 4, 8, 64]) {
+    for (const M of [1, 2, 4, 8, 64]) {
       const copies = copiesFor(N * K * t.eb);
       const ws = Array.from({ length: copies }, () => t.random([N, K]));
       const x = t.random([M, K]), out = t.buffer([M, N]), bias = t.random([N]);
-      yield {
-        op: `linear${M > 8 ? ' (cuBLASLt)' : ''}`, shape: `${name} [${N}, ${K}] x ${M}`, bytes: (N * K + M * K + M * N + N) * t.eb, copies,
-        run: (i) => b.linear(out, x, ws[i], bias, 'none', M),
-      };
+      const bytes = (N * K + M * K + M * N + N) * t.eb, shape = `${name} [${N}, ${K}] x ${M}`;
+      yield { op: `linear${M > 8 ? ' (cuBLASLt)' : ''}`, shape, bytes, copies, run: (i) => b.linear(out, x, ws[i], bias, 'none', M) };
+      // the same product through cuBLASLt where Backend.linear takes the GEMV
+      if (M <= 8) {
+        yield {
+          op: 'linear, cuBLASLt', shape, bytes, copies,
+          run: (i) => b.ctx.blas.matmul(ptr(out), out.dtype, ptr(x), ptr(ws[i]), ptr(bias), EPILOGUE.BIAS, M, N, K, ws[i].dtype as 'f16' | 'bf16'),
+        };
+      }
     }
   }
   for (const [name, N, K] of MATRICES.filter(([, N, K]) => N > K)) {
