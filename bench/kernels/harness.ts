@@ -1,6 +1,7 @@
 // The kernel micro-benchmarks' frame (bench/kernels/<family>.ts, as llm.c's dev/cuda has one per kernel): each family
-// yields cases (one op at one shape, with the least bytes it must move or the FLOPs it must do), and each is timed
-// alone on the GPU against the roofline: the device's measured copy bandwidth, or its measured dense GEMM rate.
+// yields cases (one op at one shape, with the least bytes it must move), and each is timed alone on the GPU against
+// the device's measured copy bandwidth (its measured dense GEMM rate is reported beside it; the FLOP-bound kernels,
+// prompt attention and the quantized GEMMs, have their own benches with peers: kernels/flash, kernels/quant).
 //   npm run bench -- kernels [--families layernorm,gemv,...] [--dtype f16|bf16]
 //   npm run bench -- kernels/<family> [--dtype f16|bf16]
 // Timing: a captured graph of many runs of the op, cycling over copies of its inputs when one copy fits the L2 cache
@@ -16,8 +17,6 @@ export interface KernelCase {
   shape: string;
   /** bytes the op must read and write at the least (inputs once, outputs once) */
   bytes: number;
-  /** floating-point operations, for ops bound by arithmetic (0: bound by memory) */
-  flops?: number;
   copies: number;
   run(copy: number): void;
 }
@@ -57,11 +56,6 @@ export class Tensors {
     const h = randomFillSync(new Uint16Array(shape.reduce((a, d) => a * d, 1)));
     for (let i = 0; i < h.length; i++) h[i] = (h[i] & 0x83ff) | 0x2000;
     return this.keep(this.b.weight({ bytes: new Uint8Array(h.buffer), dtype: 'F16' }, shape));
-  }
-
-  /** A tensor of f32 values (the sampling ops' logits, rotary's frequencies). */
-  floats(x: Float32Array, shape: number[]): Tensor {
-    return this.keep(this.b.weight({ bytes: new Uint8Array(x.buffer, x.byteOffset, x.byteLength), dtype: 'F32' }, shape));
   }
 
   ints(x: Int32Array, shape: number[] = [x.length]): Tensor {

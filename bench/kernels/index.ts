@@ -29,10 +29,7 @@ export function kernelBench(fixed?: string): (args: BenchArgs) => Promise<BenchR
       for (const c of FAMILIES[family](t, args)) {
         const us = timeCase(b, c, `kernels ${family} ${c.op} ${c.shape}`);
         const gbs = c.bytes / (us * 1e3);
-        rows.push({
-          family, op: c.op, shape: c.shape, us, 'GB/s': gbs, 'share of copy bandwidth': `${((100 * gbs) / bandwidth).toFixed(0)}%`,
-          ...(c.flops ? { 'TFLOP/s': c.flops / (us * 1e6), 'share of GEMM rate': `${((100 * c.flops) / (us * 1e6) / rate).toFixed(0)}%` } : {}),
-        });
+        rows.push({ family, op: c.op, shape: c.shape, us, 'GB/s': gbs, 'share of copy bandwidth': `${((100 * gbs) / bandwidth).toFixed(0)}%` });
         t.free();
       }
       t.free(true);

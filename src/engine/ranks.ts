@@ -81,12 +81,14 @@ export class Ranks {
 
   /** `rt`, whose state-changing calls are posted to the other ranks before it runs them; a failure stops the group. */
   mirror(rt: CausalRuntime): CausalRuntime {
-    const mirrored = new Set<string>(MIRRORED);
+    // the methods the scheduler reaches through the proxy, made once: mirrored calls, and the runtime's own others
+    const methods = new Map<string | symbol, unknown>(MIRRORED.map((m) => [m, (...args: unknown[]) => this.call(rt, m, args)]));
     return new Proxy(rt, {
       get: (target, prop, receiver) => {
         const value = Reflect.get(target, prop, receiver);
-        if (typeof prop !== 'string' || !mirrored.has(prop) || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
-        return (...args: unknown[]) => this.call(target, prop as Mirrored, args);
+        if (typeof value !== 'function') return value;
+        if (!methods.has(prop)) methods.set(prop, value.bind(target));
+        return methods.get(prop);
       },
     });
   }

@@ -5,10 +5,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { CudaBackend } from '../../src/backends/cuda/backend.js';
-import { loadGenerator, type GenerationResult, type TextGenerator } from '../../src/index.js';
-import { seededRandom } from '../../src/ops/rng.js';
+import { loadGenerator } from '../../src/index.js';
 import { fixture, reference } from '../helpers/fixtures.js';
-import { caseName, checkCase, OPTIONS, PROMPTS, type GenerationCase } from '../helpers/generation.js';
+import { alone, caseName, checkCase, deterministic, together, tokensOf, workload, type GenerationCase } from '../helpers/generation.js';
 import { noGpu } from './helpers.js';
 
 const skip = noGpu();
@@ -34,49 +33,33 @@ describe('GPU and CPU agree, and concurrent requests each get what they get alon
   // a fixture with clear winners (random weights scaled as make_fixtures.py scales them), so that fp32 rounding
   // differences between the backends do not flip near-ties
   const model = fixture('gpt2-tiny');
-  const work = Array.from({ length: 64 }, (_, i) => ({ prompt: PROMPTS[(i * 5) % PROMPTS.length], options: OPTIONS[i % OPTIONS.length] }));
-
-  async function alone(gen: TextGenerator): Promise<GenerationResult[]> {
-    const out: GenerationResult[] = [];
-    for (const w of work) out.push(await gen.generate(w.prompt, w.options));
-    return out;
-  }
-
-  async function together(gen: TextGenerator, seed: number, spread = 40): Promise<GenerationResult[]> {
-    const rand = seededRandom(seed);
-    return Promise.all(work.map(async (w) => {
-      await new Promise((resolve) => setTimeout(resolve, Math.floor(rand() * spread)));
-      return gen.generate(w.prompt, w.options);
-    }));
-  }
-
-  const tokensOf = (rs: GenerationResult[]) => rs.map((r) => ({ ids: r.ids, finish: r.finishReason, beams: r.sequences?.map((s) => s.ids) }));
+  const work = workload(64);
   // greedy and beam search: the same tokens from both backends. A seeded draw walks ~50k probabilities that the
   // CPU sums in float64 and the GPU in float32 over logits that differ in their last bits, so near a boundary
   // of a flat distribution the two may pick neighbouring tokens (test/gpu/sampling.test.ts bounds that per draw)
-  const deterministic = work.map((w) => (w.options.temperature ?? (w.options.topK || (w.options.topP ?? 1) < 1 || w.options.minP ? 1 : 0)) === 0);
+  const same = work.map((w) => deterministic(w.options));
 
   test('64 mixed requests: GPU tokens equal CPU tokens where decoding is deterministic; random arrivals and a small pool change nothing', async () => {
     const cpu = await loadGenerator(model, { device: 'cpu' });
-    const want = await alone(cpu);
+    const want = await alone(cpu, work);
     const gpu = await loadGenerator(model, { device: 'cuda', dtype: 'f32', maxBatch: 8, prefillChunk: 32, batchInvariant: true });
     assert.ok(gpu.runtime.backend.batchInvariant, 'the GPU backend runs batch-invariant');
-    const got = await alone(gpu);
-    assert.ok(deterministic.filter(Boolean).length >= 20, 'greedy and beam requests are compared across backends');
-    assert.deepEqual(tokensOf(got.filter((_, i) => deterministic[i])), tokensOf(want.filter((_, i) => deterministic[i])), 'GPU and CPU give the same tokens');
+    const got = await alone(gpu, work);
+    assert.ok(same.filter(Boolean).length >= 20, 'greedy and beam requests are compared across backends');
+    assert.deepEqual(tokensOf(got.filter((_, i) => same[i])), tokensOf(want.filter((_, i) => same[i])), 'GPU and CPU give the same tokens');
     got.forEach((r, i) => {
-      if (r.logprobs && deterministic[i]) r.logprobs.forEach((lp, j) => assert.ok(Math.abs(lp - want[i].logprobs![j]) < 1e-3, `logprob ${i}.${j}`));
+      if (r.logprobs && same[i]) r.logprobs.forEach((lp, j) => assert.ok(Math.abs(lp - want[i].logprobs![j]) < 1e-3, `logprob ${i}.${j}`));
       r.sequences?.forEach((s, j) => assert.ok(Math.abs(s.score - want[i].sequences![j].score) < 1e-3, `beam score ${i}.${j}`));
     });
-    assert.deepEqual(tokensOf(await together(gpu, 1)), tokensOf(got), 'random arrivals');
+    assert.deepEqual(tokensOf(await together(gpu, work, 1)), tokensOf(got), 'random arrivals');
     // blocks of 4 tokens: prefix-cache hits often leave a prompt's last token to a decode step, which must give the
     // bits the prompt pass gives (it failed about one run in three while prompts used the prompt-attention kernel)
     const small = await loadGenerator(model, { device: 'cuda', dtype: 'f32', maxBatch: 8, prefillChunk: 32, blockSize: 4, kvBlocks: 30, batchInvariant: true });
-    assert.deepEqual(tokensOf(await together(small, 2, 4)), tokensOf(got), 'a pool too small for the load');
+    assert.deepEqual(tokensOf(await together(small, work, 2, 4)), tokensOf(got), 'a pool too small for the load');
     assert.ok(small.scheduler.stats().preemptions > 0 && small.scheduler.stats().swapOuts > 0, 'preempted caches were swapped out');
     // no swap space: preempted requests are recomputed, their generated tokens through a prompt pass
     const recomputed = await loadGenerator(model, { device: 'cuda', dtype: 'f32', maxBatch: 8, prefillChunk: 32, blockSize: 4, kvBlocks: 30, batchInvariant: true, swapSpace: 0 });
-    assert.deepEqual(tokensOf(await together(recomputed, 3, 4)), tokensOf(got), 'preempted requests recomputed');
+    assert.deepEqual(tokensOf(await together(recomputed, work, 3, 4)), tokensOf(got), 'preempted requests recomputed');
     assert.ok(recomputed.scheduler.stats().preemptions > 0 && recomputed.scheduler.stats().swapOuts === 0, 'preempted requests were recomputed');
     // a greedy request alone decodes one row with no logits processing: that step is a captured graph
     const backend = gpu.runtime.backend as CudaBackend;

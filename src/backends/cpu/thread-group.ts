@@ -73,11 +73,12 @@ export class ThreadGroup {
       const len = Math.min(part.length, at + cap) - at;
       this.slots[this.rank].set(part.subarray(at, at + len));
       this.barrier();
+      // each rank's piece, one row's run of columns at a time
       for (let r = 0; r < this.size; r++) {
-        const s = this.slots[r];
-        for (let i = 0; i < len; i++) {
-          const flat = at + i, row = Math.floor(flat / cols);
-          out[row * width + r * cols + flat - row * cols] = s[i];
+        for (let i = 0; i < len;) {
+          const row = Math.floor((at + i) / cols), col = at + i - row * cols, run = Math.min(cols - col, len - i);
+          out.set(this.slots[r].subarray(i, i + run), row * width + r * cols + col);
+          i += run;
         }
       }
       this.barrier();
