@@ -1,7 +1,8 @@
-// CPU decode of a Llama configuration (random bf16 weights, computed in f32), whole and tensor-parallel as users run
-// it: `loadGenerator(dir, { device: 'cpu', tensorParallel: n })`, this thread rank 0 and n - 1 worker-thread ranks,
-// each holding 1/n of every layer (src/engine/ranks.ts).
-//   npm run bench -- cpu-llama [--ranks 1,2] [--config 160M] [--batch 1] [--prompt 32] [--new 32]
+// CPU decode of a Llama configuration (random bf16 weights, computed in f32), whole, tensor- and pipeline-parallel as
+// users run it: `loadGenerator(dir, { device: 'cpu', tensorParallel: t, pipelineParallel: s })`, this thread rank 0
+// and t * s - 1 worker-thread ranks, each holding 1/t of every layer of its stage's (src/engine/ranks.ts).
+//   npm run bench -- cpu-llama [--layouts 1x1,2x1,1x2] [--config 160M] [--batch 1] [--prompt 32] [--new 32]
+// (a layout is tensor-parallel ranks x pipeline stages)
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,14 +30,17 @@ export async function cpuLlama(args: BenchArgs): Promise<BenchResult> {
   try {
     const maxSeqLen = prompt + newTokens + 16;
     let whole = 0;
-    for (const size of args.list('ranks', ['1', '2']).map(Number)) {
-      const gen = await loadGenerator(dir, { device: 'cpu', tensorParallel: size, maxBatch: batch, maxSeqLen, kvBlocks: batch * (Math.ceil(maxSeqLen / 16) + 1) });
+    for (const layout of args.list('layouts', ['1x1', '2x1', '1x2'])) {
+      const [tensor, stages] = layout.split('x').map(Number);
+      if (!(tensor >= 1 && stages >= 1)) throw new Error(`--layouts ${layout}: tensor-parallel ranks x pipeline stages, such as 2x1`);
+      const gen = await loadGenerator(dir, { device: 'cpu', tensorParallel: tensor, pipelineParallel: stages, maxBatch: batch, maxSeqLen,
+        kvBlocks: batch * (Math.ceil(maxSeqLen / 16) + 1) });
       const r = await timedGenerations(gen, roundPrompts(batch, prompt, 950), { maxNewTokens: newTokens, stopAtEos: false });
       gen.dispose();
       const median = (xs: number[]) => xs.sort((a, b) => a - b)[1];
       const decodeMs = median(r.map((x) => x.decodeMs));
       whole ||= decodeMs;
-      rows.push({ ranks: size, 'prefill ms': median(r.map((x) => x.prefillMs)), 'decode ms/step': decodeMs, 'decode tokens/s': (1000 * batch) / decodeMs,
+      rows.push({ 'tensor-parallel': tensor, 'pipeline stages': stages, 'prefill ms': median(r.map((x) => x.prefillMs)), 'decode ms/step': decodeMs, 'decode tokens/s': (1000 * batch) / decodeMs,
         'speed-up': `${(whole / decodeMs).toFixed(2)}x` });
     }
   } finally {
@@ -47,7 +51,8 @@ export async function cpuLlama(args: BenchArgs): Promise<BenchResult> {
     config: { model: `Llama ${config} (hidden ${c.hidden}, ${c.layers} layers, ${c.heads} / ${c.kvHeads} heads, MLP ${c.inner}, vocabulary ${c.vocab}), random bf16 weights, f32 compute`,
       batch, prompt, newTokens, cpu: `${cpus().length} x ${cpus()[0]?.model}`, node: process.version, command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim() },
     rows,
-    notes: ['ranks: threads of one process, each holding 1/ranks of every layer, the embedding and the LM head, meeting at two all-reduces a layer. '
+    notes: ['Ranks: threads of one process. Tensor-parallel ranks hold 1/t of every layer of their stage (and of the embedding and the LM head), '
+      + 'meeting at two all-reduces a layer; pipeline stages hold 1/s of the layers and pass a decode step\'s rows on in s micro-batches. '
       + 'Median of 3 timed calls after a warm-up. Speed-up: decode against the first row.'],
   };
 }

@@ -208,28 +208,32 @@ describe('generate: the request API from the command line', () => {
   });
 });
 
-describe('generate --tensor-parallel (CPU ranks as threads)', () => {
+describe('generate --tensor-parallel and --pipeline-parallel (CPU ranks as threads)', () => {
   const m = ['-m', fixture('llama-tiny'), '-d', 'cpu'];
 
-  test('two ranks print what one whole model prints: a stream, and several prompts as JSON with sampling', () => {
-    const stream = ['generate', ...m, '-p', 'Hello world', '-n', '10', '--ignore-eos'];
-    const one = run(stream), two = run([...stream, '--tensor-parallel', '2']);
-    assert.equal(two.code, 0, two.err);
-    assert.equal(two.out, one.out);
-    const many = ['generate', ...m, '-p', 'The fox', '-p', 'a', '-n', '6', '--json', '--logprobs', '-t', '0.8', '-s', '3'];
-    const lines = (out: string) => out.trim().split('\n').map((l) => JSON.parse(l)).sort((a, b) => a.index - b.index);
-    const want = lines(run(many).out), got = run([...many, '--tensor-parallel', '2']);
-    assert.equal(got.code, 0, got.err);
-    const have = lines(got.out);
-    assert.deepEqual(have.map((o) => o.ids), want.map((o) => o.ids));
-    have.forEach((o, i) => o.logprobs.forEach((lp: number, j: number) => assert.ok(Math.abs(lp - want[i].logprobs[j]) < 1e-4, `prompt ${i}, token ${j}`)));
-  });
+  for (const flags of [['--tensor-parallel', '2'], ['--pipeline-parallel', '2']]) {
+    test(`${flags.join(' ')} prints what one whole model prints: a stream, and several prompts as JSON with sampling`, () => {
+      const stream = ['generate', ...m, '-p', 'Hello world', '-n', '10', '--ignore-eos'];
+      const one = run(stream), two = run([...stream, ...flags]);
+      assert.equal(two.code, 0, two.err);
+      assert.equal(two.out, one.out);
+      const many = ['generate', ...m, '-p', 'The fox', '-p', 'a', '-n', '6', '--json', '--logprobs', '-t', '0.8', '-s', '3'];
+      const lines = (out: string) => out.trim().split('\n').map((l) => JSON.parse(l)).sort((a, b) => a.index - b.index);
+      const want = lines(run(many).out), got = run([...many, ...flags]);
+      assert.equal(got.code, 0, got.err);
+      const have = lines(got.out);
+      assert.deepEqual(have.map((o) => o.ids), want.map((o) => o.ids));
+      have.forEach((o, i) => o.logprobs.forEach((lp: number, j: number) => assert.ok(Math.abs(lp - want[i].logprobs[j]) < 1e-4, `prompt ${i}, token ${j}`)));
+    });
+  }
 
   test('what cannot run tensor-parallel is refused in one line', () => {
-    failsWith(['generate', '-m', fixture('llama-tiny'), '-p', 'x', '--tensor-parallel', '2'], /tensor parallelism runs on the CPU backend only for now \(device cpu, got auto\)/);
+    failsWith(['generate', '-m', fixture('llama-tiny'), '-p', 'x', '--tensor-parallel', '2'], /tensor and pipeline parallelism run on the CPU backend only for now \(device cpu, got auto\)/);
     failsWith(['generate', ...m, '-p', 'x', '--tensor-parallel', '3'], /num_attention_heads \(4\) is not a multiple of the tensor-parallel size 3/);
     failsWith(['generate', '-m', fixture('gpt2-tiny'), '-d', 'cpu', '-p', 'x', '--tensor-parallel', '2'], /GPT2LMHeadModel does not run tensor-parallel yet/);
     failsWith(['generate', ...m, '-p', 'x', '--tensor-parallel', '0'], /--tensor-parallel must be a whole number >= 1/);
+    failsWith(['generate', ...m, '-p', 'x', '--pipeline-parallel', '3'], /a pipeline of 3 stages needs a layer a stage at least, and the model has 2/);
+    failsWith(['generate', '-m', fixture('t5-tiny'), '-d', 'cpu', '-p', 'x', '--pipeline-parallel', '2'], /T5ForConditionalGeneration does not run pipeline-parallel yet/);
   });
 });
 

@@ -73,8 +73,8 @@ describe('tensor parallelism on the CPU backend', () => {
       /is stored as Q8_0; tensor parallelism splits F32, F16 and BF16 weights only/);
     await assert.rejects(loadGenerator(fixture('llama-tiny'), { device: 'cpu', tensorParallel, quantize: 'int8' }),
       /quantize \(Q8_0\) does not combine with tensor parallelism yet/);
-    await assert.rejects(createBackend({ device: 'cuda', tensorParallel }), /tensor parallelism runs on the CPU backend only for now \(device cpu, got cuda\)/);
-    await assert.rejects(loadGenerator(fixture('llama-tiny'), { device: 'auto', tensorParallel: 2 }), /tensor parallelism runs on the CPU backend only for now \(device cpu, got auto\)/);
+    await assert.rejects(createBackend({ device: 'cuda', tensorParallel }), /tensor and pipeline parallelism run on the CPU backend only for now \(device cpu, got cuda\)/);
+    await assert.rejects(loadGenerator(fixture('llama-tiny'), { device: 'auto', tensorParallel: 2 }), /tensor and pipeline parallelism run on the CPU backend only for now \(device cpu, got auto\)/);
     await assert.rejects(loadGenerator(fixture('llama-tiny'), { device: 'cpu', tensorParallel: 0 }), /tensor parallel must be a whole number >= 1, got 0/);
   });
 });

@@ -3,7 +3,7 @@
 import { fail } from '../errors.js';
 import type { HostWeight } from '../loaders/dtypes.js';
 import { isStoredQuant, type StoredQuant } from '../loaders/quant.js';
-import { numel, quantDType, type Backend, type DType, type Tensor } from '../ops/backend.js';
+import { numel, quantDType, type Backend, type DType, type ParallelRank, type PipelineStage, type Tensor } from '../ops/backend.js';
 
 class MetaTensor implements Tensor {
   constructor(readonly shape: readonly number[], readonly dtype: DType) {}
@@ -14,9 +14,8 @@ const nothing = (): void => {};
 export class MetaBackend implements Backend {
   readonly name: string;
   readonly batchInvariant = false;
-  readonly parallel = null;
-
-  constructor(readonly activationDtype: DType, device: string) {
+  /** `parallel` and `pipeline`: those of the backend whose rank's model this one shapes */
+  constructor(readonly activationDtype: DType, device: string, readonly parallel: ParallelRank | null = null, readonly pipeline: PipelineStage | null = null) {
     this.name = device;
   }
 
@@ -78,6 +77,8 @@ export class MetaBackend implements Backend {
   crossAttention = nothing;
   allReduce = nothing;
   allGather = nothing;
+  sendRows = nothing;
+  recvRows = nothing;
   copyBlocks = nothing;
   gatherRows = nothing;
   scatterInt = nothing;

@@ -23,7 +23,7 @@ export interface BackendOptions {
   dtype?: FloatDType;
   notice?: (message: string) => void;
   batchInvariant?: boolean;
-  /** rank `rank` of a tensor-parallel group of threads of this process (src/backends/cpu/thread-group.ts); CPU only */
+  /** rank `rank` of a tensor- and/or pipeline-parallel group of threads of this process (src/backends/cpu/thread-group.ts); CPU only */
   tensorParallel?: { group: GroupHandle; rank: number };
 }
 
@@ -57,10 +57,10 @@ export async function createBackend({ device = 'auto', dtype, notice, batchInvar
   }
 }
 
-/** Tensor parallelism runs on the CPU backend only, until NCCL drives GPUs. */
+/** Tensor and pipeline parallelism run on the CPU backend only, until NCCL drives GPUs. */
 export function checkParallelDevice(device: Device): void {
   if (device !== 'cpu') {
-    fail('unsupported-config', `tensor parallelism runs on the CPU backend only for now (device cpu, got ${device}); on GPUs it needs NCCL, which Peregrine does not drive yet`);
+    fail('unsupported-config', `tensor and pipeline parallelism run on the CPU backend only for now (device cpu, got ${device}); on GPUs they need NCCL, which Peregrine does not drive yet`);
   }
 }
 

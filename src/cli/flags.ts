@@ -37,6 +37,7 @@ export interface CommonFlags {
   batchInvariant?: boolean;
   quantize?: QuantizeMethod;
   tensorParallel?: number;
+  pipelineParallel?: number;
 }
 
 function notice(message: string): void {
@@ -46,7 +47,7 @@ function notice(message: string): void {
 export function loadOptions(o: CommonFlags): LoadOptions {
   return { notice, device: o.device, dtype: o.dtype, offline: o.offline, revision: o.revision, checkUpdates: o.checkUpdates, hubTimeout: o.hubTimeout, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks,
     swapSpace: o.swapSpace === undefined ? undefined : Math.round(o.swapSpace * 2 ** 30), batchInvariant: o.batchInvariant, quantize: o.quantize,
-    tensorParallel: o.tensorParallel };
+    tensorParallel: o.tensorParallel, pipelineParallel: o.pipelineParallel };
 }
 
 /** The flags every command that loads a model takes; `many`: -m may be repeated (serve). */
@@ -65,10 +66,12 @@ export function common(cmd: Command, many = false): Command {
       number('--hub-timeout', (x) => x > 0, 'a number of seconds > 0'));
 }
 
-/** --tensor-parallel, for the commands that run a causal LM's generator (generate, chat, serve, perplexity). */
+/** --tensor-parallel and --pipeline-parallel, for the commands that run a causal LM's generator (generate, chat, serve, perplexity). */
 export function parallelFlag(cmd: Command): Command {
   return cmd.option('--tensor-parallel <n>', 'split the model over n ranks (threads of this process on the CPU backend, --device cpu; Llama-family models): each holds 1/n of every layer',
-    int('--tensor-parallel', 1));
+    int('--tensor-parallel', 1))
+    .option('--pipeline-parallel <n>', 'split the layers into n stages, each run by its own ranks (threads of this process on the CPU backend, --device cpu; Llama-family models); with --tensor-parallel t, n * t ranks',
+      int('--pipeline-parallel', 1));
 }
 
 /** Memory planned at load: sequences at once, tokens per sequence, prefill chunk, KV blocks. */

@@ -37,10 +37,16 @@ export interface LoadOptions extends HubOptions {
    * Tensor parallelism (CPU backend; Llama-family models). A number n > 1: this thread is rank 0 of n, and n - 1
    * worker threads load the other ranks' slices of the same model and run each pass with it (engine/ranks.ts), so the
    * generator is used as any other. Or `{ group, rank }`: this load is that rank of a group of threads of this
-   * process (src/backends/cpu/thread-group.ts createGroup), which must run the same requests in the same order as
-   * every other rank.
+   * process (src/backends/cpu/thread-group.ts createGroup, whose stages make it pipeline-parallel too), which must
+   * run the same requests in the same order as every other rank.
    */
   tensorParallel?: number | BackendOptions['tensorParallel'];
+  /**
+   * Pipeline parallelism (CPU backend; Llama-family models): the layers split into n stages, each run by its own
+   * threads (with tensorParallel t, n * t ranks: t a stage), the first stage's rank 0 being this thread. A stage
+   * takes its rows from the stage before it and passes them on; the last one's logits go back to every stage.
+   */
+  pipelineParallel?: number;
   /** sequences that run at once (default 64 on the GPU, 8 on the CPU) */
   maxBatch?: number;
   /** tokens per sequence, prompt and generated (default: the model's positions) */
@@ -87,6 +93,10 @@ function backendOptions(o: LoadOptions): BackendOptions {
 
 function checkLoadOptions(o: LoadOptions): void {
   if (typeof o.tensorParallel === 'number') positiveInt(o.tensorParallel, 'tensor parallel');
+  positiveInt(o.pipelineParallel, 'pipeline parallel');
+  if (o.pipelineParallel !== undefined && o.pipelineParallel > 1 && typeof o.tensorParallel === 'object') {
+    fail('bad-argument', 'pipelineParallel with a { group, rank } rank: the group\'s stages set the pipeline (createGroup\'s tensor size); leave pipelineParallel out');
+  }
   positiveInt(o.maxBatch, 'max batch');
   positiveInt(o.maxSeqLen, 'max sequence length');
   positiveInt(o.prefillChunk, 'prefill chunk');
@@ -106,13 +116,13 @@ const CPU_KV_BUDGET = 512 * 2 ** 20;
  * Sizes the runtime: the KV pool fills what the options and the device's memory allow, after an encoder-decoder's
  * memory pool (`sourceLen` tokens per sequence, as wide as the cache: runtime/memory.ts) and encoder activations.
  */
-function limitsFor(info: ModelInfo, cacheWidth: number, o: LoadOptions, backend: Backend, free: number | null, sourceLen = 0): RuntimeLimits {
+function limitsFor(info: ModelInfo, layers: number, cacheWidth: number, o: LoadOptions, backend: Backend, free: number | null, sourceLen = 0): RuntimeLimits {
   const gpu = backend.name === 'cuda';
   const maxSeqLen = o.maxSeqLen ?? info.maxPositions;
   const maxBatch = o.maxBatch ?? (gpu ? 64 : 8);
   const prefillChunk = o.prefillChunk ?? 256;
   const blockSize = o.blockSize ?? 16;
-  const blockBytes = 2 * info.layers * blockSize * cacheWidth * dtypeBytes(backend.activationDtype);
+  const blockBytes = 2 * layers * blockSize * cacheWidth * dtypeBytes(backend.activationDtype);
   const perSequence = Math.ceil(maxSeqLen / blockSize);
   let kvBlocks = o.kvBlocks ?? maxBatch * perSequence + 1;
   if (o.kvBlocks === undefined) {
@@ -149,9 +159,9 @@ interface Shapes {
   weightBytes: number;
 }
 
-/** The model over a backend of shapes: names, shapes and dtypes are checked, no bytes read. */
-function shapeModel(arch: Architecture, md: ModelDir, className: string, dtype: DType, device: string): Shapes {
-  const meta = new MetaBackend(dtype, device);
+/** The model over a backend of shapes (the part `backend`'s rank holds): names, shapes and dtypes are checked, no bytes read. */
+function shapeModel(arch: Architecture, md: ModelDir, className: string, backend: Backend): Shapes {
+  const meta = new MetaBackend(backend.activationDtype, backend.name, backend.parallel, backend.pipeline);
   const shapesOnly = { ...md, onMatrix: undefined, weights: Object.assign(Object.create(md.weights), { readBytes: () => new Uint8Array(0) }) };
   const model = arch.create(meta, shapesOnly, className);
   return { meta, model, weightBytes: tensorBytes(model.weights()) };
@@ -162,10 +172,10 @@ function checkWeightsFit(s: Shapes, available: number): void {
 }
 
 /** Lower bounds of the causal runtime's largest buffers, known before its plan is built. */
-function roughCausal(info: ModelInfo, cacheWidth: number, l: RuntimeLimits, act: DType): Region[] {
-  const T = Math.max(l.prefillChunk, l.maxBatch);
+function roughCausal(lm: CausalLM, l: RuntimeLimits, act: DType): Region[] {
+  const T = Math.max(l.prefillChunk, l.maxBatch), info = lm.info;
   return [
-    { name: 'kv-cache', bytes: 2 * info.layers * l.kvBlocks * l.blockSize * cacheWidth * dtypeBytes(act) },
+    { name: 'kv-cache', bytes: 2 * (lm.cacheLayers ?? info.layers) * l.kvBlocks * l.blockSize * lm.cacheWidth * dtypeBytes(act) },
     { name: 'logits', bytes: 2 * l.maxBatch * info.vocabSize * 4 },
     { name: 'tables', bytes: (l.maxBatch + 1) * l.maxSeqLen * 4 },
     { name: 'activations', bytes: T * info.hidden * dtypeBytes(act) },
@@ -176,7 +186,7 @@ function roughCausal(info: ModelInfo, cacheWidth: number, l: RuntimeLimits, act:
 function planCausal(s: Shapes, limits: RuntimeLimits, available: number, o: LoadOptions): MemoryReport {
   const lm = s.model as CausalLM, lower = lowerRuntime(limits, o);
   // a plan far beyond memory is refused before it is built (building it would allocate host arrays of its size)
-  checkFits(roughCausal(lm.info, lm.cacheWidth, limits, s.meta.activationDtype), available, s.meta.name, lower, true);
+  checkFits(roughCausal(lm, limits, s.meta.activationDtype), available, s.meta.name, lower, true);
   const planned = new CausalRuntime(lm, s.meta, limits).memory();
   checkFits(runtimeRegions(planned), available, s.meta.name, lower);
   return planned;
@@ -241,13 +251,13 @@ async function openModel(nameOrPath: string, options: LoadOptions): Promise<Open
 export async function loadModel(nameOrPath: string, options: LoadOptions = {}): Promise<LoadedModel> {
   checkLoadOptions(options);
   const opened = await openModel(nameOrPath, options);
-  const size = options.tensorParallel;
-  if (typeof size !== 'number') return loadOpened(opened, options);
-  if (size === 1) return loadOpened(opened, { ...options, tensorParallel: undefined });
+  if (typeof options.tensorParallel === 'object') return loadOpened(opened, options);
+  const tensor = options.tensorParallel ?? 1, stages = options.pipelineParallel ?? 1;
+  if (tensor * stages === 1) return loadOpened(opened, { ...options, tensorParallel: undefined, pipelineParallel: undefined });
   checkParallelDevice(options.device ?? 'auto');
   // the other ranks open what this one opened (a hub model is in the cache by now)
   const { Ranks } = await import('./ranks.js');
-  const ranks = new Ranks(opened.dir, { ...options, offline: true }, size);
+  const ranks = new Ranks(opened.dir, { ...options, offline: true }, tensor, stages);
   try {
     const m = await loadOpened(opened, { ...options, tensorParallel: { group: ranks.handle, rank: 0 } }, ranks);
     await ranks.ready;
@@ -266,9 +276,11 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
  */
 export async function loadModelDir(md: ModelDir, tokenizer: Tokenizer, options: LoadOptions = {}): Promise<LoadedModel> {
   checkLoadOptions(options);
-  if (typeof options.tensorParallel === 'number') {
-    if (options.tensorParallel > 1) fail('bad-argument', 'tensorParallel as a number needs a model path (its worker ranks open it); load weights that are not files with { group, rank } on each rank');
-    options = { ...options, tensorParallel: undefined };
+  if (typeof options.tensorParallel === 'number' || options.pipelineParallel !== undefined) {
+    if ((typeof options.tensorParallel === 'number' ? options.tensorParallel : 1) * (options.pipelineParallel ?? 1) > 1) {
+      fail('bad-argument', 'tensorParallel or pipelineParallel as a number needs a model path (its worker ranks open it); load weights that are not files with { group, rank } on each rank');
+    }
+    options = { ...options, tensorParallel: typeof options.tensorParallel === 'number' ? undefined : options.tensorParallel, pipelineParallel: undefined };
   }
   return loadOpened({ dir: md.dir, md, configPath: md.dir, tokenizer: () => tokenizer, tokenizerPath: md.dir, hasTokenizer: true, embedDefaults: () => ({}) }, options);
 }
@@ -301,15 +313,18 @@ async function loadOpened(opened: Opened, options: LoadOptions, ranks?: Ranks): 
     const backend = await createBackend(backendOptions(options));
     try {
       // the weights, then the runtime's plan, are checked against the memory there is before they are allocated
-      const shapes = shapeModel(arch, md, className, backend.activationDtype, backend.name);
-      checkWeightsFit(shapes, availableMemory(backend));
       if (backend.parallel && !arch.tensorParallel) {
         fail('unsupported-config', `${className} does not run tensor-parallel yet (the Llama family does); load it without tensor parallelism`);
       }
+      if (backend.pipeline && !arch.pipelineParallel) {
+        fail('unsupported-config', `${className} does not run pipeline-parallel yet (GPT-2 and the Llama family do); load it without pipeline parallelism`);
+      }
+      const shapes = shapeModel(arch, md, className, backend);
+      checkWeightsFit(shapes, availableMemory(backend));
       const model = arch.create(backend, md, className);
       if (arch.kind === 'causal-lm') {
         const lm = model as CausalLM;
-        const limits = limitsFor(info, lm.cacheWidth, options, backend, freeMemory(backend), lm.seq2seq?.maxSourcePositions);
+        const limits = limitsFor(info, lm.cacheLayers ?? info.layers, lm.cacheWidth, options, backend, freeMemory(backend), lm.seq2seq?.maxSourcePositions);
         planCausal(shapes, limits, availableMemory(backend), options);
         const own = new CausalRuntime(lm, backend, limits);
         const runtime = ranks ? ranks.mirror(own) : own;
@@ -376,7 +391,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
     backend.dispose();
     const dtypes = [...md.weights.dtypeSummary()].map(([dtype, v]) => ({ dtype, ...v }));
     const quantized = quantizing(md, arch, className, options);
-    const shapes = shapeModel(arch, quantized, className, dtype, device);
+    const shapes = shapeModel(arch, quantized, className, backend);
     const quantization = [
       quantized.scheme && schemeName(quantized.scheme),
       options.quantize && `--quantize ${options.quantize}`,
@@ -387,7 +402,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
     let memory: MemoryReport;
     if (arch.kind === 'causal-lm') {
       const lm = shapes.model as CausalLM;
-      memory = planCausal(shapes, limitsFor(info, lm.cacheWidth, options, shapes.meta, free === null ? null : left(free)), left(available), options);
+      memory = planCausal(shapes, limitsFor(info, lm.cacheLayers ?? info.layers, lm.cacheWidth, options, shapes.meta, free === null ? null : left(free)), left(available), options);
     } else {
       const enc = new EncoderRuntime(shapes.model as Encoder, shapes.meta);
       const batch = options.maxBatch ?? 1, seqLen = options.maxSeqLen ?? info.maxPositions;

@@ -1,9 +1,10 @@
-// Tensor parallelism driven from one thread: `loadGenerator(model, { device: 'cpu', tensorParallel: n })` makes this
-// thread rank 0 and starts n - 1 worker threads (rank-worker.ts), each loading its slice of the same model. Rank 0's
-// scheduler drives everything: each call it makes on its runtime that changes state or runs a pass is posted to every
-// other rank before rank 0 runs it, and each rank runs the same call on its own runtime, so the ranks run the same
-// passes in the same order and meet at each all-reduce whatever requests arrive, and when. A rank that fails stops the
-// group, which ends the others' passes with an error naming it (src/backends/cpu/thread-group.ts).
+// Tensor and pipeline parallelism driven from one thread: `loadGenerator(model, { device: 'cpu', tensorParallel: t,
+// pipelineParallel: s })` makes this thread rank 0 and starts t * s - 1 worker threads (rank-worker.ts), each loading
+// its part of the same model (its stage's layers, its slice of each). Rank 0's scheduler drives everything: each call
+// it makes on its runtime that changes state or runs a pass is posted to every other rank before rank 0 runs it, and
+// each rank runs the same call on its own runtime, so the ranks run the same passes in the same order and meet at each
+// all-reduce and each hand-over between stages whatever requests arrive, and when. A rank that fails stops the group,
+// which ends the others' passes with an error naming it (src/backends/cpu/thread-group.ts).
 import { Worker } from 'node:worker_threads';
 import { abortGroup, createGroup, type GroupHandle } from '../backends/cpu/thread-group.js';
 import { fail } from '../errors.js';
@@ -26,7 +27,7 @@ export type RankCall = { method: Mirrored; args: unknown[] } | { method: 'restor
 /** What a worker rank is given (workerData). */
 export interface RankStart {
   model: string;
-  options: Omit<LoadOptions, 'notice' | 'tensorParallel'>;
+  options: Omit<LoadOptions, 'notice' | 'tensorParallel' | 'pipelineParallel'>;
   handle: GroupHandle;
   rank: number;
 }
@@ -42,10 +43,14 @@ export class Ranks {
   /** rank 0's saved bytes, collected: the other ranks drop theirs (after a restore they hold none already) */
   private readonly collected = new FinalizationRegistry<number>((save) => this.post({ method: 'forgetSaved', save }));
 
-  /** Starts ranks 1 .. size - 1 on `model` (a local directory or .gguf file) with `options`. */
-  constructor(model: string, options: LoadOptions, size: number) {
-    this.handle = createGroup(size);
-    const { notice: _notice, tensorParallel: _tp, ...plain } = options;
+  /**
+   * Starts ranks 1 .. tensor * stages - 1 on `model` (a local directory or .gguf file) with `options`: `stages`
+   * pipeline stages of `tensor` ranks.
+   */
+  constructor(model: string, options: LoadOptions, tensor: number, stages: number) {
+    const size = tensor * stages;
+    this.handle = createGroup(size, undefined, tensor);
+    const { notice: _notice, tensorParallel: _tp, pipelineParallel: _pp, ...plain } = options;
     const loaded: Promise<void>[] = [];
     this.workers = Array.from({ length: size - 1 }, (_, i) => {
       const rank = i + 1;
@@ -69,7 +74,7 @@ export class Ranks {
   }
 
   private stopped(rank: number, why: string, reject: (err: Error) => void): void {
-    this.failure ??= `rank ${rank} of the tensor-parallel group: ${why}`;
+    this.failure ??= `rank ${rank} of the parallel group: ${why}`;
     abortGroup(this.handle, rank);
     reject(new Error(this.failure));
   }

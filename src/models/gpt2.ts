@@ -1,9 +1,10 @@
 // GPT-2 (GPT2LMHeadModel): pre-LayerNorm decoder, learned positions, gelu_new (by default), LM head tied to wte.
 // Written once over the op set; every backend runs this file.
 import type { ModelDir } from '../loaders/model-dir.js';
-import type { Activation, AttentionShape, Backend, Norm, Tensor } from '../ops/backend.js';
+import type { Activation, AttentionShape, Backend, Norm, PipelineStage, Tensor } from '../ops/backend.js';
 import { ConfigReader, divides } from './config.js';
 import type { Architecture, CausalLM, ModelInfo, Pass } from './model.js';
+import { stageInput, stageLayers, stageLogits, stageOutput, type StageLayers } from './stages.js';
 import { Checkpoint, detectPrefix, weightTensors } from './weights.js';
 
 interface Gpt2Config {
@@ -66,12 +67,13 @@ interface LayerWeights {
   fc2W: Tensor; fc2B: Tensor; // [H, inner]
 }
 
-function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: Gpt2Config) {
+/** The weights of pipeline stage `stage` (every one without a pipeline): its layers, and the embeddings and the head where it has them. */
+function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: Gpt2Config, stage: StageLayers) {
   const { hidden: H, inner: F } = cfg;
   const norm = (name: string): Norm => ({ kind: 'layer', gamma: ckpt.load(backend, name + '.weight', [H]), beta: ckpt.load(backend, name + '.bias', [H]), eps: cfg.eps });
   // GPT-2's Conv1D stores [in, out]; the op set takes [out, in] (quantized at load as [out, in] under --quantize)
   const layers: LayerWeights[] = [];
-  for (let l = 0; l < cfg.layers; l++) {
+  for (let l = stage.first; l < stage.end; l++) {
     const p = `h.${l}.`;
     layers.push({
       ln1: norm(p + 'ln_1'),
@@ -86,19 +88,15 @@ function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: Gpt2Config) {
       fc2B: ckpt.load(backend, p + 'mlp.c_proj.bias', [H]),
     });
   }
-  const wte = ckpt.load(backend, 'wte.weight', [cfg.vocab, H]);
   // an untied head is stored outside the "transformer." prefix
   const untied = ckpt.store.has('lm_head.weight') && ckpt.prefix !== '';
+  const wte = stage.embeds || (stage.heads && !untied) ? ckpt.load(backend, 'wte.weight', [cfg.vocab, H]) : null;
+  const wpe = stage.embeds ? ckpt.load(backend, 'wpe.weight', [cfg.maxPositions, H]) : null;
+  if (!stage.heads) return { wte, wpe, lnf: null, lmHead: null, layers };
   const lmHead = untied
     ? new Checkpoint(ckpt.store, '', `n_embd=${H}, vocab_size=${cfg.vocab}`).load(backend, 'lm_head.weight', [cfg.vocab, H])
     : wte;
-  return {
-    wte,
-    wpe: ckpt.load(backend, 'wpe.weight', [cfg.maxPositions, H]),
-    lnf: norm('ln_f'),
-    lmHead,
-    layers,
-  };
+  return { wte, wpe, lnf: norm('ln_f'), lmHead, layers };
 }
 
 class Gpt2 implements CausalLM {
@@ -106,14 +104,20 @@ class Gpt2 implements CausalLM {
   readonly cacheWidth: number;
   readonly prefixCacheable = true;
   private readonly w: ReturnType<typeof loadWeights>;
-  /** each layer's attention shape: the scale is a per-layer scalar of the attention ops */
+  /** each of this stage's layers' attention shape: the scale is a per-layer scalar of the attention ops */
   private readonly shapes: AttentionShape[];
+  /** the pipeline stage this rank runs (null: every layer) */
+  private readonly pp: PipelineStage | null;
+  readonly cacheLayers: number;
 
   constructor(backend: Backend, private readonly cfg: Gpt2Config, ckpt: Checkpoint, readonly info: ModelInfo) {
     this.eosTokenIds = cfg.eos;
     this.cacheWidth = cfg.hidden;
-    this.w = loadWeights(backend, ckpt, cfg);
-    this.shapes = this.w.layers.map((_, l) => ({ heads: cfg.heads, kvHeads: cfg.heads, headDim: cfg.hidden / cfg.heads, scale: cfg.attentionScale(l), window: 0 }));
+    this.pp = backend.pipeline;
+    const stage = stageLayers(cfg.layers, this.pp);
+    this.cacheLayers = stage.end - stage.first;
+    this.w = loadWeights(backend, ckpt, cfg, stage);
+    this.shapes = this.w.layers.map((_, l) => ({ heads: cfg.heads, kvHeads: cfg.heads, headDim: cfg.hidden / cfg.heads, scale: cfg.attentionScale(stage.first + l), window: 0 }));
   }
 
   forward(p: Pass): Tensor {
@@ -125,7 +129,7 @@ class Gpt2 implements CausalLM {
     const normed = p.buffer('normed', [T, H]);
     const qkv = p.buffer('qkv', [T, 3 * H]), attn = p.buffer('attn', [T, H]), proj = p.buffer('proj', [T, H]);
     const fc = p.buffer('fc', [T, F]), fc2 = p.buffer('fc2', [T, H]);
-    b.embed(x, p.ids, p.positions, w.wte, w.wpe, null, null, n);
+    stageInput(p, x, this.pp, () => b.embed(x, p.ids, p.positions, w.wte!, w.wpe, null, null, n));
     for (let l = 0; l < w.layers.length; l++) {
       const L = w.layers[l], shape = this.shapes[l];
       const { k, v } = p.cache(l);
@@ -140,17 +144,18 @@ class Gpt2 implements CausalLM {
       b.normLinear(fc, x, L.ln2, L.fcW, L.fcB, act, n, normed);
       b.linearResidual(x, fc, L.fc2W, L.fc2B, n, fc2);
     }
+    stageOutput(p, x, this.pp);
     return x;
   }
 
   logits(p: Pass, x: Tensor, out: Tensor, n: number): void {
     const w = this.w;
-    p.ops.normLinear(out, x, w.lnf, w.lmHead, null, 'none', n, p.buffer('finalNormed', [p.capacity, this.cfg.hidden]));
+    stageLogits(p, out, n, this.pp, () => p.ops.normLinear(out, x, w.lnf!, w.lmHead!, null, 'none', n, p.buffer('finalNormed', [p.capacity, this.cfg.hidden])));
   }
 
   weights(): Tensor[] {
-    const w = this.w;
-    return [w.wte, w.wpe, ...(w.lmHead === w.wte ? [] : [w.lmHead]), ...weightTensors([w.lnf, ...w.layers])];
+    const w = this.w, head = w.lmHead && w.lmHead !== w.wte ? [w.lmHead] : [];
+    return [...[w.wte, w.wpe].filter((t) => t !== null), ...head, ...weightTensors([...(w.lnf ? [w.lnf] : []), ...w.layers])];
   }
 }
 
@@ -171,6 +176,7 @@ export const gpt2: Architecture = {
   info,
   cacheWidth: (raw) => readConfig(raw).hidden,
   quantizes: true,
+  pipelineParallel: true,
   create(backend: Backend, dir: ModelDir, className: string): CausalLM {
     const cfg = readConfig(dir.config);
     const prefix = detectPrefix(dir.weights, ['transformer.', ''], 'wte.weight', 'GPT-2');

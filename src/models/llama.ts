@@ -5,11 +5,12 @@
 import { fail, show } from '../errors.js';
 import type { ModelDir } from '../loaders/model-dir.js';
 import { isQuantType } from '../loaders/quant.js';
-import type { Activation, AttentionShape, Backend, HeadNorms, Norm, ParallelRank, Rotary, Tensor } from '../ops/backend.js';
+import type { Activation, AttentionShape, Backend, HeadNorms, Norm, ParallelRank, PipelineStage, Rotary, Tensor } from '../ops/backend.js';
 import { ConfigReader, divides } from './config.js';
 import type { Architecture, CausalLM, ModelInfo, Pass } from './model.js';
 import { divideRates, readRope, type RopeSpec } from './rope.js';
 import { shardStore, type Cut } from './shard.js';
+import { stageInput, stageLayers, stageLogits, stageOutput, type StageLayers } from './stages.js';
 import { Checkpoint, detectPrefix, f32Table, weightTensors } from './weights.js';
 
 type Family = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
@@ -111,12 +112,13 @@ interface LayerWeights {
 /** A vocabulary-parallel rank's rows of the embedding and the LM head: ids first .. first + rows - 1. */
 interface VocabSlice { first: number; rows: number }
 
-function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: LlamaConfig, slice: VocabSlice | null) {
+/** The weights of pipeline stage `stage` (every one without a pipeline): its layers, and the embedding and the head where it has them. */
+function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: LlamaConfig, slice: VocabSlice | null, stage: StageLayers) {
   const { hidden: H, inner: F, heads, kvHeads, headDim: D, eps } = cfg;
   const Q = heads * D, KV = kvHeads * D;
   const norm = (name: string, width = H): Norm => ({ kind: 'rms', gamma: ckpt.load(backend, name, [width]), beta: null, eps });
   const layers: LayerWeights[] = [];
-  for (let l = 0; l < cfg.layers; l++) {
+  for (let l = stage.first; l < stage.end; l++) {
     const p = `layers.${l}.`, a = p + 'self_attn.', m = p + 'mlp.';
     const stack = (names: string[], rows: number[], suffix: string, cols?: number) =>
       ckpt.loadConcat(backend, names.map((n, i) => ({ name: n + suffix, shape: cols === undefined ? [rows[i]] : [rows[i], cols] })), cols !== undefined);
@@ -135,10 +137,11 @@ function loadWeights(backend: Backend, ckpt: Checkpoint, cfg: LlamaConfig, slice
     });
   }
   const V = slice ? slice.rows : cfg.vocab;
-  const embed = ckpt.load(backend, 'embed_tokens.weight', [V, H]);
   // the head sits outside the "model." prefix; a tied checkpoint may still carry a copy of it. A tied head over a
   // quantized embedding (GGUF) is the quantized matrix itself, while the embedding lookup reads a dequantized copy
   const quantizedTable = isQuantType(ckpt.store.info(ckpt.prefix + 'embed_tokens.weight').dtype);
+  const embed = stage.embeds || (stage.heads && cfg.tied && !quantizedTable) ? ckpt.load(backend, 'embed_tokens.weight', [V, H]) : null;
+  if (!stage.heads) return { embed, lmHead: null, norm: null, layers };
   const lmHead = !cfg.tied ? new Checkpoint(ckpt.store, '', ckpt.implied, { scheme: ckpt.matrices.scheme }).loadMatrix(backend, 'lm_head.weight', [V, H])
     : quantizedTable ? ckpt.loadMatrix(backend, 'embed_tokens.weight', [V, H]) : embed;
   return { embed, lmHead, norm: norm('norm.weight'), layers };
@@ -155,14 +158,21 @@ class Llama implements CausalLM {
   private readonly tp: ParallelRank | null;
   /** the rank's rows of the embedding and the LM head where the group's size divides the vocabulary, else null */
   private readonly vocabSlice: VocabSlice | null;
+  /** the pipeline stage this rank runs (null: every layer) and its layers */
+  private readonly pp: PipelineStage | null;
+  private readonly stage: StageLayers;
+  readonly cacheLayers: number;
 
   constructor(backend: Backend, private readonly cfg: LlamaConfig, ckpt: Checkpoint, readonly info: ModelInfo) {
     this.tp = backend.parallel;
     this.vocabSlice = vocabSlice(cfg, this.tp);
+    this.pp = backend.pipeline;
+    this.stage = stageLayers(cfg.layers, this.pp);
+    this.cacheLayers = this.stage.end - this.stage.first;
     this.eosTokenIds = cfg.eos;
     this.cacheWidth = cfg.kvHeads * cfg.headDim;
     this.prefixCacheable = cfg.rope.dynamic === null;
-    this.w = loadWeights(backend, ckpt, cfg, this.vocabSlice);
+    this.w = loadWeights(backend, ckpt, cfg, this.vocabSlice, this.stage);
     const { heads, kvHeads, headDim } = cfg;
     this.shapes = cfg.windows.map((window) => ({ heads, kvHeads, headDim, scale: 1 / Math.sqrt(headDim), window }));
     const r = cfg.rope;
@@ -178,19 +188,21 @@ class Llama implements CausalLM {
     const qkv = p.buffer('qkv', [T, (heads + 2 * kvHeads) * D]), attn = p.buffer('attn', [T, heads * D]), proj = p.buffer('proj', [T, H]);
     const gateUp = p.buffer('gateUp', [T, 2 * F]), mlp = p.buffer('mlp', [T, F]), down = p.buffer('down', [T, H]);
     const vs = this.vocabSlice;
-    if (vs) {
-      // vocabulary-parallel: each rank looks up the ids in its rows (zeros for the others'), and the sum completes them
-      b.embedSlice(x, p.ids, w.embed, vs.first, n);
-      b.allReduce(x, n);
-    } else {
-      b.embed(x, p.ids, p.positions, w.embed, null, null, null, n);
-    }
+    stageInput(p, x, this.pp, () => {
+      if (vs) {
+        // vocabulary-parallel: each rank looks up the ids in its rows (zeros for the others'), and the sum completes them
+        b.embedSlice(x, p.ids, w.embed!, vs.first, n);
+        b.allReduce(x, n);
+      } else {
+        b.embed(x, p.ids, p.positions, w.embed!, null, null, null, n);
+      }
+    });
     // tensor-parallel: the row-parallel projections' slices are summed by an all-reduce; rank 0 adds its slice's product,
     // the bias and the residual, the other ranks their slice's product alone (over the residual, whose value every rank
     // gets back from the sum)
     const partial = this.tp !== null && this.tp.rank > 0;
     for (let l = 0; l < w.layers.length; l++) {
-      const L = w.layers[l], shape = this.shapes[l];
+      const L = w.layers[l], shape = this.shapes[this.stage.first + l];
       const { k, v } = p.cache(l);
       b.normLinear(qkv, x, L.ln1, L.qkvW, L.qkvB, 'none', n, normed);
       b.rotary(qkv, p.positions, p.lengths, this.rotary, shape, L.headNorms, n);
@@ -212,21 +224,25 @@ class Llama implements CausalLM {
       }
       if (this.tp) b.allReduce(x, n);
     }
+    stageOutput(p, x, this.pp);
     return x;
   }
 
   logits(p: Pass, x: Tensor, out: Tensor, n: number): void {
-    const w = this.w, vs = this.vocabSlice, normed = p.buffer('finalNormed', [p.capacity, this.cfg.hidden]);
-    if (!vs) return p.ops.normLinear(out, x, w.norm, w.lmHead, null, 'none', n, normed);
-    // vocabulary-parallel: each rank's logits for its ids, gathered side by side in rank order
-    const part = p.buffer('logitsSlice', [out.shape[0], vs.rows], 'f32');
-    p.ops.normLinear(part, x, w.norm, w.lmHead, null, 'none', n, normed);
-    p.ops.allGather(out, part, n);
+    const w = this.w, vs = this.vocabSlice;
+    stageLogits(p, out, n, this.pp, () => {
+      const normed = p.buffer('finalNormed', [p.capacity, this.cfg.hidden]);
+      if (!vs) return p.ops.normLinear(out, x, w.norm!, w.lmHead!, null, 'none', n, normed);
+      // vocabulary-parallel: each rank's logits for its ids, gathered side by side in rank order
+      const part = p.buffer('logitsSlice', [out.shape[0], vs.rows], 'f32');
+      p.ops.normLinear(part, x, w.norm!, w.lmHead!, null, 'none', n, normed);
+      p.ops.allGather(out, part, n);
+    });
   }
 
   weights(): Tensor[] {
-    const w = this.w;
-    return [w.embed, ...(w.lmHead === w.embed ? [] : [w.lmHead]), this.rotary.invFreq, ...weightTensors([w.norm, ...w.layers])];
+    const w = this.w, head = w.lmHead && w.lmHead !== w.embed ? [w.lmHead] : [];
+    return [...(w.embed ? [w.embed] : []), ...head, this.rotary.invFreq, ...weightTensors([...(w.norm ? [w.norm] : []), ...w.layers])];
   }
 }
 
@@ -279,7 +295,7 @@ function info(raw: Record<string, unknown>, className: string, family: Family): 
 
 function architecture(family: Family, classNames: string[], modelTypes: string[]): Architecture {
   return {
-    classNames, modelTypes, kind: 'causal-lm', quantizes: true, tensorParallel: true,
+    classNames, modelTypes, kind: 'causal-lm', quantizes: true, tensorParallel: true, pipelineParallel: true,
     info: (raw, className) => info(raw, className, family),
     cacheWidth: (raw) => {
       const c = readConfig(raw, family);

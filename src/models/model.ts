@@ -89,7 +89,15 @@ export interface CausalLM {
   readonly prefixCacheable: boolean;
   /** set for an encoder-decoder model, whose decoder this is */
   readonly seq2seq?: Seq2Seq;
-  /** Embedding and every layer over p.n packed rows; returns the residual stream [capacity, hidden] after the last layer. */
+  /**
+   * Layers whose KV caches this model keeps, p.cache(0 .. cacheLayers - 1): those of its pipeline stage (a model that
+   * runs pipeline-parallel); absent: info.layers.
+   */
+  readonly cacheLayers?: number;
+  /**
+   * Embedding and every layer over p.n packed rows; returns the residual stream [capacity, hidden] after the last
+   * layer. A pipeline stage's model runs its own layers, from and to the stages around it.
+   */
   forward(p: Pass): Tensor;
   /** f32 logits [n, vocab] of n rows of x (the final norm and the LM head). */
   logits(p: Pass, x: Tensor, out: Tensor, n: number): void;
@@ -160,6 +168,8 @@ export interface Architecture {
   quantizes?: boolean;
   /** whether `create` builds the slice of a tensor-parallel rank when the backend is one (Backend.parallel) */
   tensorParallel?: boolean;
+  /** whether `create` builds a pipeline stage's layers when the backend runs one (Backend.pipeline) */
+  pipelineParallel?: boolean;
 }
 
 export function tensorBytes(tensors: Tensor[]): number {

@@ -150,6 +150,12 @@ export interface ParallelRank {
   size: number;
 }
 
+/** A backend's place in a pipeline: its model holds the layers of stage `stage` of `stages` (src/models/shard.ts stageLayers). */
+export interface PipelineStage {
+  stage: number;
+  stages: number;
+}
+
 export interface Backend {
   readonly name: string;
   /** dtype of activations and the KV cache (weights are stored in it too) */
@@ -158,6 +164,8 @@ export interface Backend {
   readonly batchInvariant: boolean;
   /** the tensor-parallel group this backend is a rank of; null: its model is whole */
   readonly parallel: ParallelRank | null;
+  /** the pipeline stage this backend runs; null: it runs every layer */
+  readonly pipeline: PipelineStage | null;
 
   // ---- memory: used at load and plan time only ----
   /**
@@ -281,6 +289,13 @@ export interface Backend {
    * vocabulary-parallel LM head's logits, each rank's slice of the vocabulary); every rank calls it at the same point.
    */
   allGather(out: Tensor, x: Tensor, n: number): void;
+  /**
+   * Rows 0 .. n-1 of x [rows, cols] to pipeline stage `stage`'s rank of this rank's tensor-parallel slice, which takes
+   * them with recvRows, in the order sent (a stage's output to the next, the last stage's logits to the others).
+   */
+  sendRows(x: Tensor, n: number, stage: number): void;
+  /** Rows 0 .. n-1 of x := the next rows pipeline stage `stage`'s rank of this rank's slice sent this one (sendRows). */
+  recvRows(x: Tensor, n: number, stage: number): void;
   /**
    * For i < count: block pairs[i, 1] = block pairs[i, 0] in every plane of the cache pool
    * [planes, blocks, blockSize, width] (copy-on-write of shared blocks).

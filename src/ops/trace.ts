@@ -4,7 +4,7 @@
 // to the last op that reads that value; buffers whose live ranges never meet can share bytes.
 import type { Backend, Tensor } from './backend.js';
 
-type OpName = Exclude<keyof Backend, 'name' | 'activationDtype' | 'batchInvariant' | 'parallel' | 'weight' | 'quantizedWeight' | 'arena' | 'view' | 'buffer' | 'free' | 'writeInt' | 'scatterInt'
+type OpName = Exclude<keyof Backend, 'name' | 'activationDtype' | 'batchInvariant' | 'parallel' | 'pipeline' | 'weight' | 'quantizedWeight' | 'arena' | 'view' | 'buffer' | 'free' | 'writeInt' | 'scatterInt'
   | 'readFloat' | 'readInt' | 'readBlocks' | 'writeBlocks' | 'graph' | 'invalidateGraphs' | 'dispose'>;
 
 /** The arguments each op writes (whole structs: every tensor inside); every other argument is read. */
@@ -26,6 +26,8 @@ export const OP_WRITES: Record<OpName, number[]> = {
   crossAttention: [0],
   allReduce: [0],
   allGather: [0],
+  sendRows: [],
+  recvRows: [0],
   copyBlocks: [0],
   gatherRows: [0],
   meanPool: [0],

@@ -7,7 +7,7 @@ import { dtypeBytes, packSegments, type Backend, type Candidates, type SampleRow
 import { CANDIDATE_SCRATCH, LOGPROB_STRIDE, MAX_CANDIDATES, REQUEST_STRIDE } from '../ops/requests.js';
 import { tensorBytes, type CausalLM, type MemoryReport, type Pass } from '../models/model.js';
 import { EncoderMemory } from './memory.js';
-import { planPasses, PlannedPasses, type PassInputs } from './pass.js';
+import { planPasses, PlannedPasses, rowsFrom, stepRows, type PassInputs } from './pass.js';
 import { TableWrites } from './table-writes.js';
 
 export interface RuntimeLimits {
@@ -145,7 +145,7 @@ export class CausalRuntime {
   constructor(readonly model: CausalLM, readonly backend: Backend, readonly limits: RuntimeLimits) {
     const b = backend;
     const { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize } = limits;
-    const L = model.info.layers, W = model.cacheWidth, V = model.info.vocabSize, act = b.activationDtype;
+    const L = model.cacheLayers ?? model.info.layers, W = model.cacheWidth, V = model.info.vocabSize, act = b.activationDtype;
     const slots = maxBatch + 1;
     this.nullSlot = maxBatch;
     this.maxBlocks = Math.ceil(maxSeqLen / blockSize);
@@ -306,12 +306,26 @@ export class CausalRuntime {
   }
 
   private decodeBody(p: Pass, flags: StepFlags): void {
-    const x = this.model.forward(p);
-    this.model.logits(p, x, this.logits, p.n);
+    this.decodeLogits(p);
     const r = this.decodeRows;
     const rows = { slots: r.slots, lengths: r.keyLens };
     this.sampling(p, rows, r.ids, this.decodeStatus, p.n, flags);
     p.ops.advance(r.positions, r.keyLens, rows, this.tables, p.n);
+  }
+
+  /**
+   * The model's forward and logits over a decode step's rows. A pipeline stage runs them in micro-batches of rows, every
+   * micro-batch's forward before any one's logits, so that it works on the next micro-batch while the stage after it
+   * takes the one before. While planning (the ops are the recorder's) they run as one: each micro-batch's ops then
+   * run in the recorded order, over other rows of the same buffers.
+   */
+  private decodeLogits(p: Pass): void {
+    const pp = this.backend.pipeline, b = this.backend;
+    const parts = pp && p.ops === b ? Math.min(p.n, pp.stages) : 1;
+    const firsts = Array.from({ length: parts }, (_, i) => Math.floor((i * p.n) / parts));
+    const steps = firsts.map((first, i) => stepRows(b, p, first, (i + 1 < parts ? firsts[i + 1] : p.n) - first));
+    const xs = steps.map((s) => this.model.forward(s));
+    steps.forEach((s, i) => this.model.logits(s, xs[i], rowsFrom(b, this.logits, firsts[i]), s.n));
   }
 
   /** Runs a prefill chunk; returns the tokens drawn for its head rows. */

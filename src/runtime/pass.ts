@@ -1,7 +1,7 @@
 // Forward passes over planned activation memory. A body (a model's forward, and what the runtime does
 // around it) is first recorded against an OpRecorder with placeholder buffers; the live ranges of every
 // buffer in the recorded op sequence give the arena plan; then the same bodies run over views of the arena.
-import type { Backend, DType, Segments, Tensor } from '../ops/backend.js';
+import { dtypeBytes, numel, type Backend, type DType, type Segments, type Tensor } from '../ops/backend.js';
 import { allocateArena, planArena, type Arena, type ArenaPlan, type BufferRequest } from '../ops/plan.js';
 import { liveRanges, OpRecorder } from '../ops/trace.js';
 import type { MemoryInputs, Pass } from '../models/model.js';
@@ -33,6 +33,28 @@ function makePass(ops: Backend, io: PassInputs, n: number, segments: Segments | 
     ops, n, segments, capacity: io.capacity, ids: io.ids, positions: io.positions, slots: io.slots, keyLens: io.keyLens,
     lengths: io.lengths, typeIds: io.typeIds, blockTables: io.blockTables, cache: (l) => io.cache(l), memory: io.memory ?? null,
     buffer: (name, shape, dtype = ops.activationDtype) => get(name, shape, dtype),
+  };
+}
+
+/** Rows `first` .. of t (its first dimension), as a tensor of its own. */
+export function rowsFrom(b: Backend, t: Tensor, first: number): Tensor {
+  if (first === 0) return t;
+  const rest = t.shape.slice(1);
+  return b.view(t, first * numel(rest) * dtypeBytes(t.dtype), [t.shape[0] - first, ...rest], t.dtype);
+}
+
+/**
+ * Rows first .. first + n - 1 of decode step `p` as a step of their own: its row inputs, and each buffer the model asks
+ * for (rows first, as every activation buffer is), from those rows on. A step's rows are independent of each other.
+ */
+export function stepRows(b: Backend, p: Pass, first: number, n: number): Pass {
+  if (p.segments) throw new Error('internal: a prompt pass split by rows');
+  if (first === 0 && n === p.n) return p;
+  const rows = (t: Tensor) => rowsFrom(b, t, first);
+  return {
+    ...p, n, capacity: p.capacity - first, ids: rows(p.ids), positions: rows(p.positions), slots: rows(p.slots), keyLens: rows(p.keyLens),
+    lengths: rows(p.lengths), typeIds: p.typeIds && rows(p.typeIds),
+    buffer: (name, shape, dtype) => rows(p.buffer(name, [shape[0] + first, ...shape.slice(1)], dtype)),
   };
 }
 

@@ -3,7 +3,7 @@ import { fail } from '../../errors.js';
 import { toFloat32, transpose2d, unquantized, type HostWeight, type StorageDType } from '../../loaders/dtypes.js';
 import { isStoredQuant, type StoredQuant } from '../../loaders/quant.js';
 import { quantizeWeight } from '../../loaders/quantize.js';
-import { blockRegions, isQuant, numel, quantDType, quantType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm, type ParallelRank,
+import { blockRegions, isQuant, numel, quantDType, quantType, type Activation, type AttentionShape, type Backend, type Candidates, type DType, type HeadNorms, type Norm, type ParallelRank, type PipelineStage,
   type Rotary, type SampleRows, type SequenceTables, type Tensor } from '../../ops/backend.js';
 import { gatedActivation } from './activations.js';
 import { attend, copyBlocks, writeKV, type Paged } from './attention.js';
@@ -75,10 +75,12 @@ export class CpuBackend implements Backend {
   /** a row's sums never depend on the other rows of a pass */
   readonly batchInvariant = true;
   readonly parallel: ParallelRank | null;
+  readonly pipeline: PipelineStage | null;
 
-  /** `group`: this backend's rank of a tensor-parallel group whose ranks are threads of this process */
+  /** `group`: this backend's rank of a tensor- and/or pipeline-parallel group whose ranks are threads of this process */
   constructor(private readonly group: ThreadGroup | null = null) {
-    this.parallel = group && group.size > 1 ? { rank: group.rank, size: group.size } : null;
+    this.parallel = group && group.size > 1 ? { rank: group.tensorRank, size: group.size } : null;
+    this.pipeline = group && group.stages > 1 ? { stage: group.stage, stages: group.stages } : null;
   }
 
   private scores = new Float32Array(1024);
@@ -110,8 +112,9 @@ export class CpuBackend implements Backend {
 
   view(arena: Tensor, offset: number, shape: number[], dtype: DType): Tensor {
     checkDtype(dtype);
-    const buf = (arena as CpuTensor).data.buffer;
-    const data = dtype === 'i32' ? new Int32Array(buf, offset, numel(shape)) : new Float32Array(buf, offset, numel(shape));
+    const { buffer: buf, byteOffset } = (arena as CpuTensor).data;
+    const at = byteOffset + offset;
+    const data = dtype === 'i32' ? new Int32Array(buf, at, numel(shape)) : new Float32Array(buf, at, numel(shape));
     return new CpuTensor(shape, dtype, data);
   }
 
@@ -256,6 +259,16 @@ export class CpuBackend implements Backend {
     const cols = x.shape[1], rows = f32(x).subarray(0, n * cols);
     if (!this.group) f32(out).set(rows);
     else if (n > 0) this.group.allGather(rows, f32(out), cols);
+  }
+
+  sendRows(x: Tensor, n: number, stage: number): void {
+    if (!this.pipeline) throw new Error('internal: sendRows on a backend that is no pipeline stage');
+    this.group!.send(f32(x).subarray(0, n * x.shape[1]), stage);
+  }
+
+  recvRows(x: Tensor, n: number, stage: number): void {
+    if (!this.pipeline) throw new Error('internal: recvRows on a backend that is no pipeline stage');
+    this.group!.recv(f32(x).subarray(0, n * x.shape[1]), stage);
   }
 
   copyBlocks(pool: Tensor, pairs: Tensor, count: number): void {

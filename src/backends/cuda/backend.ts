@@ -40,6 +40,8 @@ export class CudaBackend implements Backend {
   readonly name = 'cuda';
   /** tensor parallelism on GPUs needs NCCL, which Peregrine does not drive yet (the load refuses it by name) */
   readonly parallel = null;
+  /** nor pipeline parallelism, for the same reason */
+  readonly pipeline = null;
   readonly ctx: CudaContext;
   readonly device: DeviceInfo;
   private readonly driver: Driver;
@@ -461,6 +463,14 @@ export class CudaBackend implements Backend {
 
   allGather(): void {
     throw new Error('internal: an all-gather on a CUDA backend, which has no tensor-parallel group');
+  }
+
+  sendRows(): void {
+    throw new Error('internal: sendRows on a CUDA backend, which is no pipeline stage');
+  }
+
+  recvRows(): void {
+    throw new Error('internal: recvRows on a CUDA backend, which is no pipeline stage');
   }
 
   copyBlocks(pool: Tensor, pairs: Tensor, count: number): void {
