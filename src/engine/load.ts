@@ -42,9 +42,10 @@ export interface LoadOptions extends HubOptions {
    */
   tensorParallel?: number | BackendOptions['tensorParallel'];
   /**
-   * Pipeline parallelism (CPU backend; Llama-family models): the layers split into n stages, each run by its own
-   * threads (with tensorParallel t, n * t ranks: t a stage), the first stage's rank 0 being this thread. A stage
-   * takes its rows from the stage before it and passes them on; the last one's logits go back to every stage.
+   * Pipeline parallelism (CPU backend; GPT-2 and Llama-family models): the layers split into n stages, each run by its
+   * own threads (with tensorParallel t, n * t ranks: t a stage), the first stage's rank 0 being this thread. A stage
+   * takes its rows from the stage before it and passes them on (a decode step's in micro-batches, so that the stages
+   * overlap); the last one's logits go back to every stage. It divides the weights and the KV cache, not the time.
    */
   pipelineParallel?: number;
   /** sequences that run at once (default 64 on the GPU, 8 on the CPU) */
