@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createGroup, loadGenerator, type GenerationResult, type LoadOptions } from '../src/index.js';
+import { stageLayers } from '../src/models/stages.js';
 import { fixture } from './helpers/fixtures.js';
 import { alone, deterministic, together, tokensOf, workload } from './helpers/generation.js';
 import { deepenLayers } from './helpers/layers.js';
@@ -35,7 +36,7 @@ describe('pipeline parallelism on the CPU backend', () => {
     [() => fixture('gpt2-tiny'), 3, 1, 'gpt2-tiny, a layer a stage'],
     [() => fixture('qwen3-tiny'), 2, 1, 'qwen3-tiny (head norms)'],
     [() => fixture('gguf/llama-tiny-q8_0.gguf'), 2, 1, 'a Q8_0 GGUF file'],
-    [() => deepenLayers(fixture('qwen2-tiny'), 5), 3, 1, 'qwen2-tiny deepened to 5 layers, in 3 stages of 1, 2 and 2 layers'],
+    [() => deepenLayers(fixture('qwen2-tiny'), 5), 3, 1, 'qwen2-tiny deepened to 5 layers, in 3 stages'],
     [() => widenVocab(fixture('llama-tiny'), 1), 2, 2, 'llama-tiny widened to an even vocabulary, 2 stages of 2 tensor-parallel ranks'],
   ];
   for (const [dirOf, stages, tensor, what] of cases) {
@@ -66,6 +67,21 @@ describe('pipeline parallelism on the CPU backend', () => {
     assert.ok(stats.preemptions > 0 && stats.swapOuts > 0, 'preempted caches were swapped out and back, on every stage');
     assert.equal(stats.blocksUsed, 0);
     pp.dispose();
+  });
+
+  test('the stages split the layers as if the LM head were layers of its own, a layer a stage at least', () => {
+    const split = (layers: number, stages: number, head: number) => Array.from({ length: stages }, (_, stage) => {
+      const s = stageLayers(layers, { stage, stages }, head);
+      assert.equal(s.embeds, stage === 0);
+      assert.equal(s.heads, stage === stages - 1);
+      return [s.first, s.end];
+    });
+    assert.deepEqual(split(5, 3, 0), [[0, 1], [1, 3], [3, 5]]);
+    // bench/cpu-llama's 160M configuration: the head weighs 2.8 of its layers
+    assert.deepEqual(split(8, 2, 2.8), [[0, 5], [5, 8]]);
+    assert.deepEqual(split(32, 4, 2.4), [[0, 8], [8, 17], [17, 25], [25, 32]]);
+    assert.deepEqual(split(5, 3, 100), [[0, 3], [3, 4], [4, 5]]);
+    assert.deepEqual(stageLayers(5, null, 9), { first: 0, end: 5, embeds: true, heads: true });
   });
 
   test('what does not run pipeline-parallel, and bad sizes, are refused by name', async () => {

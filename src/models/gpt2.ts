@@ -114,7 +114,8 @@ class Gpt2 implements CausalLM {
     this.eosTokenIds = cfg.eos;
     this.cacheWidth = cfg.hidden;
     this.pp = backend.pipeline;
-    const stage = stageLayers(cfg.layers, this.pp);
+    // the LM head's weights over a layer's, for balancing the stages
+    const stage = stageLayers(cfg.layers, this.pp, (cfg.vocab * cfg.hidden) / (4 * cfg.hidden * cfg.hidden + 2 * cfg.inner * cfg.hidden));
     this.cacheLayers = stage.end - stage.first;
     this.w = loadWeights(backend, ckpt, cfg, stage);
     this.shapes = this.w.layers.map((_, l) => ({ heads: cfg.heads, kvHeads: cfg.heads, headDim: cfg.hidden / cfg.heads, scale: cfg.attentionScale(stage.first + l), window: 0 }));

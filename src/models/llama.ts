@@ -167,7 +167,9 @@ class Llama implements CausalLM {
     this.tp = backend.parallel;
     this.vocabSlice = vocabSlice(cfg, this.tp);
     this.pp = backend.pipeline;
-    this.stage = stageLayers(cfg.layers, this.pp);
+    // the LM head's weights over a layer's (this rank's shares of both), for balancing the stages
+    const { hidden: H, heads: Hq, kvHeads: Hkv, headDim: D, inner: F } = cfg;
+    this.stage = stageLayers(cfg.layers, this.pp, ((this.vocabSlice?.rows ?? cfg.vocab) * H) / (H * (2 * Hq + 2 * Hkv) * D + 3 * H * F));
     this.cacheLayers = this.stage.end - this.stage.first;
     this.eosTokenIds = cfg.eos;
     this.cacheWidth = cfg.kvHeads * cfg.headDim;

@@ -1,5 +1,7 @@
-// Pipeline parallelism's split of a model's layers: stage s of S holds layers floor(s L / S) .. floor((s + 1) L / S) - 1,
-// the first stage also the embedding, the last the final norm and the LM head.
+// Pipeline parallelism's split of a model's layers: the first stage also holds the embedding (a lookup of a few rows a
+// step), the last the final norm and the LM head (a whole matrix a step, as heavy as `head` layers), so the stages are
+// split as if the head were `head` more layers: stage s of S starts at layer floor(s (L + head) / S), each stage keeping
+// a layer at least.
 import { fail } from '../errors.js';
 import type { PipelineStage, Tensor } from '../ops/backend.js';
 import type { Pass } from './model.js';
@@ -13,14 +15,16 @@ export interface StageLayers {
   heads: boolean;
 }
 
-/** The layers of `layers` that pipeline stage `p` holds (all of them without a pipeline). */
-export function stageLayers(layers: number, p: PipelineStage | null): StageLayers {
+/**
+ * The layers of `layers` that pipeline stage `p` holds (all of them without a pipeline), the LM head weighing `head`
+ * layers (its weights over one layer's).
+ */
+export function stageLayers(layers: number, p: PipelineStage | null, head = 0): StageLayers {
   if (!p) return { first: 0, end: layers, embeds: true, heads: true };
-  if (p.stages > layers) fail('unsupported-config', `a pipeline of ${p.stages} stages needs a layer a stage at least, and the model has ${layers}; use at most ${layers} stages`);
-  return {
-    first: Math.floor((p.stage * layers) / p.stages), end: Math.floor(((p.stage + 1) * layers) / p.stages),
-    embeds: p.stage === 0, heads: p.stage === p.stages - 1,
-  };
+  const S = p.stages;
+  if (S > layers) fail('unsupported-config', `a pipeline of ${S} stages needs a layer a stage at least, and the model has ${layers}; use at most ${layers} stages`);
+  const start = (s: number) => (s === S ? layers : Math.min(layers - (S - s), Math.max(s, Math.floor((s * (layers + head)) / S))));
+  return { first: start(p.stage), end: start(p.stage + 1), embeds: p.stage === 0, heads: p.stage === S - 1 };
 }
 
 /** The residual stream a stage starts from: the rows the stage before it sends, or `embed`'s on the first stage. */
