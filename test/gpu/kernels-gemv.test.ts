@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
+import { GEMV_MAX_ROWS } from '../../src/backends/cuda/linear.js';
 import { ACTIVATIONS, type DType, type Norm } from '../../src/ops/backend.js';
 import { assertClose } from '../helpers/close.js';
 import { cpu, get, kernelBackends, perDtype, put, randn } from './helpers.js';
@@ -13,7 +14,7 @@ const gpu = kernelBackends();
 perDtype('linear-layer kernels', (dtype, tol, r) => {
   const shapes: [number, number, number][] = [[1, 1, 1], [1, 64, 768], [2, 50, 33], [3, 2304, 768], [5, 17, 1600], [8, 1000, 640], [9, 96, 64], [64, 600, 1600], [257, 130, 72]];
   for (const [M, N, K] of shapes) {
-    test(`linear [${M}x${K}] x [${N}x${K}]^T (${M <= 8 ? 'GEMV kernel' : 'cuBLASLt'})`, () => {
+    test(`linear [${M}x${K}] x [${N}x${K}]^T (${M <= GEMV_MAX_ROWS ? 'GEMV kernel' : 'cuBLASLt; the GEMV in batch-invariant mode'})`, () => {
       const g = gpu(dtype);
       const x = r(randn(M * K)), w = r(randn(N * K, 1 / Math.sqrt(K))), b = r(randn(N));
       for (const act of ACTIVATIONS) {

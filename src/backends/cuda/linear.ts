@@ -1,4 +1,5 @@
-// out = act(x w^T + bias): our GEMV kernel for 1..8 rows (decode, bandwidth-bound), cuBLASLt beyond
+// out = act(x w^T + bias): our GEMV kernel for 1 row (decode, bandwidth-bound), cuBLASLt beyond (from 2 rows its
+// time is flat where the GEMV's grows with the rows: docs/benchmarks.md, "Every kernel family against the roofline")
 // (with its bias / GELU epilogues; the other activations run as a separate bias+activation kernel). The
 // fused forms put a pre-norm block's LayerNorm or RMSNorm in front of the GEMM and the residual add behind it.
 // Batch-invariant mode (c.batchInvariant) runs every row count through the GEMV, 8 rows per block row: a
@@ -13,7 +14,7 @@ import { layerNorm } from './layernorm.js';
 import { quantGatedLinearResidual, quantLinear, quantNormLinear } from './qlinear.js';
 import { ptr, sfx } from './tensor.js';
 
-export const GEMV_MAX_ROWS = 8;
+export const GEMV_MAX_ROWS = 1;
 
 /**
  * Warps per output row of a GEMV (kernels/gemv.cu, quant.cu, mmvq.cu) whose lanes make `loads` loads per weight row
