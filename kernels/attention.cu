@@ -76,25 +76,28 @@ __device__ void write_kv(const T* qkv, T* kc, T* vc, const int* tables, const in
   }
 }
 
-// Masked multi-head attention for the decode step, one block of DECODE_WARPS warps per (query head, row). First the
-// row's k and v go into the cache at position key_lens - 1 (the KV-cache write is fused here; the blocks of the
-// query heads that share a KV head all write the same bytes, each before it reads them back) while the
-// sequence's block-table row is read into shared memory once. Then each warp splits into lane groups of lpk
-// lanes, one key per group at a time: a lane holds one 16-byte vector's worth of the head's dimensions of q,
-// k, v and the output (D / lpk of them), so a key costs each lane one k load, one v load and a few shuffles.
-// Keys are dealt to (warp, group) in rounds of DECODE_UNROLL keys per group whose k and v loads all go out
-// before any is used; the softmax is online per group, merged across the groups of a warp by shuffles and
+// Masked multi-head attention for the decode step, one block of DECODE_WARPS warps per (row, G query heads of one KV
+// head): with grouped-query attention the G heads of a block share each key and value it loads, so a KV head's cache
+// is read once per row by ceil(group / G) blocks instead of once per query head. Block x = kvh * chunks + c takes query
+// heads kvh * group + c * G and the nq - 1 after it (nq < G in the last chunk of a group that G does not divide; the
+// missing heads run on zeros and are not written). First the row's k and v go into the cache at position
+// key_lens - 1 (the KV-cache write is fused here; the blocks of a KV head all write the same bytes, each before it
+// reads them back) while the sequence's block-table row is read into shared memory once. Then each warp splits into
+// lane groups of lpk lanes, one key per group at a time: a lane holds one 16-byte vector's worth of the head's
+// dimensions of each q, k, v and output (D / lpk of them), so a key costs each lane one k load, one v load and a few
+// shuffles. Keys are dealt to (warp, group) in rounds of DECODE_UNROLL keys per group whose k and v loads all go out
+// before any is used; the softmax is online per group and head, merged across the groups of a warp by shuffles and
 // across warps in shared memory, always in the same order. Dynamic shared memory: max_blocks ints (block ids), then
-// DECODE_WARPS * (D + 2) floats (each warp's running max, sum and output for the merge).
-// Split over the keys (flash-decoding), for grids of few (head, row) blocks: blockIdx.z = split s of `splits`. A row
-// with `count` keys uses active = min(splits, ceil(count / SPLIT_MIN_KEYS)) of them, split s taking the s-th of
-// `active` equal runs of keys; each writes its softmax state (output, max, sum) to partials, and the last of a row's
-// splits to finish (a counter per (row, head), reset by it) merges them in split order and writes the output. The
-// result depends on the row's keys and `splits` only, so the host passes 1 in batch-invariant mode.
-constexpr int DECODE_WARPS = 4, DECODE_UNROLL = 4, SPLIT_MIN_KEYS = 64;
+// DECODE_WARPS * G * (D + 2) floats (each warp's running max, sum and output per head for the merge).
+// Split over the keys (flash-decoding), for grids of few blocks: blockIdx.z = split s of `splits`. A row with `count`
+// keys uses active = min(splits, ceil(count / SPLIT_MIN_KEYS)) of them, split s taking the s-th of `active` equal runs
+// of keys; each writes its softmax state (output, max, sum) per head to partials, and the last of a block's splits to
+// finish (a counter per (row, first head), reset by it) merges them (merge_splits) and writes the output. The result
+// depends on the row's keys, G and `splits` only, so the host passes 1 in batch-invariant mode.
+constexpr int DECODE_WARPS = 4, DECODE_UNROLL = 4, SPLIT_MIN_KEYS = 64, MAX_SPLITS = 32;
 
 // Where the splits of a decode-style kernel keep their states: partials [rows, heads, splits, D + 2] floats, counters
-// [rows * heads] ints (zero between launches); splits = 1 (no split) needs neither.
+// [rows * heads] ints (zero between launches); splits = 1 (no split) needs neither. splits <= MAX_SPLITS.
 struct DecodeSplit {
   int splits;
   float* partials;
@@ -122,26 +125,62 @@ __device__ __forceinline__ void merge_softmax(float& m, float& l, float* acc, fl
   m = mx;
 }
 
+// The output of heads h0 .. h0 + nq - 1 of row t from the `active` split states of each (partials [.., D + 2]): a warp
+// per head finds the largest max, each split's factor exp(m_p - max) and the total sum's inverse; then every thread
+// takes (head, dimension) pairs, summing the splits' outputs in split order. All loads bypass L1 (other blocks wrote
+// them).
+template <typename T, int G>
+__device__ void merge_splits(T* out, const float* partials, int t, int h0, int nq, int heads, int D, int splits, int active) {
+  __shared__ float factors[G][MAX_SPLITS + 1];  // [head][split], then 1 / the head's sum
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int g = warp; g < nq; g += DECODE_WARPS) {
+    const float* st = partials + (size_t)(t * heads + h0 + g) * splits * (D + 2);
+    float mx = -INFINITY, sum = 0.f;
+    for (int p = lane; p < active; p += 32) mx = fmaxf(mx, __ldcg(st + (size_t)p * (D + 2) + D));
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    for (int p = lane; p < active; p += 32) {
+      const float mp = __ldcg(st + (size_t)p * (D + 2) + D);
+      const float f = mp == -INFINITY ? 0.f : __expf(mp - mx);
+      factors[g][p] = f;
+      sum += f * __ldcg(st + (size_t)p * (D + 2) + D + 1);
+    }
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) factors[g][MAX_SPLITS] = sum == 0.f ? 0.f : 1.f / sum;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < nq * D; i += DECODE_WARPS * 32) {
+    const int g = i / D, d = i - g * D;
+    const float* st = partials + (size_t)(t * heads + h0 + g) * splits * (D + 2) + d;
+    float acc = 0.f;
+    for (int p = 0; p < active; p++) acc += factors[g][p] * __ldcg(st + (size_t)p * (D + 2));
+    out[((size_t)t * heads + h0 + g) * D + d] = from_f<T>(acc * factors[g][MAX_SPLITS]);
+  }
+}
+
 // KIND: DECODE (attend_decode), DECODE_BIAS (attend_decode_bias: with T5's bias, a kernel of its own so that the
 // plain one keeps its registers) or CROSS (attend_cross): `qkv` is then q alone, [n, heads * D]; the keys are
 // lengths[slots[t]] (`key_lens` per slot) of the slot's memory cache, all of them (no window, no bias), and nothing
 // is written. A row without keys (a padding slot's empty memory) gets zeros, as the reference's empty sum does.
 enum DecodeKind { DECODE, DECODE_BIAS, CROSS };
 
-template <typename T, int KIND>
+template <typename T, int KIND, int G>
 __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens,
                               int heads, int kv_heads, int D, float scale, int window, int block_size, int max_blocks,
                               PositionBias<T> bias, DecodeSplit split) {
   constexpr int V = Vec<T>::N;
   constexpr int THREADS = DECODE_WARPS * 32;
   constexpr bool CROSS = KIND == DecodeKind::CROSS, biased = KIND == DecodeKind::DECODE_BIAS;
+  static_assert(!biased || G == 1, "the position bias is per query head: one a block");
   extern __shared__ int blocks[];
-  float* merged = reinterpret_cast<float*>(blocks + max_blocks);  // [DECODE_WARPS, D + 2]
-  const int h = blockIdx.x, t = blockIdx.y, kvh = h / (heads / kv_heads);
+  float* merged = reinterpret_cast<float*>(blocks + max_blocks);  // [DECODE_WARPS, G, D + 2]
+  const int group = heads / kv_heads, chunks = (group + G - 1) / G;
+  const int kvh = blockIdx.x / chunks, h0 = kvh * group + (blockIdx.x % chunks) * G, nq = min(G, (kvh + 1) * group - h0);
+  const int t = blockIdx.y;
   const int W = kv_heads * D, row_width = CROSS ? heads * D : heads * D + 2 * W;
   const int L = CROSS ? key_lens[slots[t]] : key_lens[t];
   const int first = !CROSS && window > 0 ? max(0, L - window) : 0, count = L - first;
-  const int active = split.splits > 1 ? min(split.splits, max(1, (count + SPLIT_MIN_KEYS - 1) / SPLIT_MIN_KEYS)) : 1;
+  const int splits = min(split.splits, MAX_SPLITS);
+  const int active = splits > 1 ? min(splits, max(1, (count + SPLIT_MIN_KEYS - 1) / SPLIT_MIN_KEYS)) : 1;
   const int s = blockIdx.z;
   if (s >= active) return;
   // this split's keys: sfirst .. send - 1
@@ -159,24 +198,26 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
     }
   }
   const int pos = biased ? bias.positions[t] : 0;
-  row += h * D;  // this head's q
+  row += h0 * D;  // the block's first head's q
   const bool vec = D % V == 0 && aligned16(qkv) && aligned16(kc) && aligned16(vc);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   int lpk = 1;  // lanes per key: a power of two, so that groups are shuffle-aligned
   while (lpk * V < D) lpk <<= 1;
   const int groups = 32 / lpk, grp = lane / lpk, d0 = (lane % lpk) * V;
   const int nd = max(0, min(V, D - d0));  // this lane's dimensions
-  float q[V], acc[V];
-  {
-    const Vec<T> qv = load_dims(row + d0, nd, vec);
+  float q[G][V], acc[G][V], m[G], l[G];
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    const Vec<T> qv = load_dims(row + g * D + d0, g < nq ? nd : 0, vec);
 #pragma unroll
     for (int e = 0; e < V; e++) {
-      q[e] = to_f(qv.v[e]) * scale;
-      acc[e] = 0.f;
+      q[g][e] = to_f(qv.v[e]) * scale;
+      acc[g][e] = 0.f;
     }
+    m[g] = -INFINITY;
+    l[g] = 0.f;
   }
   __syncthreads();  // the block ids, and this row's k and v (read back below as key L - 1)
-  float m = -INFINITY, l = 0.f;
   const int stride = DECODE_WARPS * groups;  // keys per unroll step of a round
   const size_t col = (size_t)kvh * D + d0;
   // key of (round base, step u, group): sfirst + base + u * stride + grp; `base` is the same for a whole warp
@@ -191,106 +232,119 @@ __device__ void attend_decode(T* out, const T* qkv, T* kc, T* vc, const int* tab
         vv[u] = load_dims(vc + r, nd, vec);
       }
     }
-    // the round's scores, then one rescale of the running state for all of them
-    float sc[DECODE_UNROLL];
+    // the round's scores, then one rescale of each head's running state for all of them
+    float sc[DECODE_UNROLL][G];
 #pragma unroll
     for (int u = 0; u < DECODE_UNROLL; u++) {
-      sc[u] = 0.f;
-      if (base + u * stride + grp < scount) {
+      const bool valid = base + u * stride + grp < scount;
+      float k[V];
 #pragma unroll
-        for (int e = 0; e < V; e++) sc[u] += q[e] * to_f(kv[u].v[e]);
+      for (int e = 0; e < V; e++) k[e] = valid ? to_f(kv[u].v[e]) : 0.f;
+#pragma unroll
+      for (int g = 0; g < G; g++) {
+        sc[u][g] = 0.f;
+#pragma unroll
+        for (int e = 0; e < V; e++) sc[u][g] += q[g][e] * k[e];
       }
     }
     for (int o = 1; o < lpk; o <<= 1) {
 #pragma unroll
-      for (int u = 0; u < DECODE_UNROLL; u++) sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], o);
+      for (int u = 0; u < DECODE_UNROLL; u++) {
+#pragma unroll
+        for (int g = 0; g < G; g++) sc[u][g] += __shfl_xor_sync(0xffffffffu, sc[u][g], o);
+      }
     }
     if constexpr (biased) {
 #pragma unroll
       for (int u = 0; u < DECODE_UNROLL; u++) {
         const int j = sfirst + base + u * stride + grp;
-        if (j < send) sc[u] += bias.at(j, pos, heads, h);
+        if (j < send) sc[u][0] += bias.at(j, pos, heads, h0);
       }
     }
-    float mx = m;
 #pragma unroll
-    for (int u = 0; u < DECODE_UNROLL; u++) if (base + u * stride + grp < scount) mx = fmaxf(mx, sc[u]);
-    if (mx != -INFINITY) {  // the group had a key this round
-      const float c = __expf(m - mx);
-      l *= c;
+    for (int g = 0; g < G; g++) {
+      float mx = m[g];
 #pragma unroll
-      for (int e = 0; e < V; e++) acc[e] *= c;
+      for (int u = 0; u < DECODE_UNROLL; u++) if (base + u * stride + grp < scount) mx = fmaxf(mx, sc[u][g]);
+      if (mx != -INFINITY) {  // the group had a key this round
+        const float c = __expf(m[g] - mx);
+        l[g] *= c;
 #pragma unroll
-      for (int u = 0; u < DECODE_UNROLL; u++) {
-        if (base + u * stride + grp >= scount) break;
-        const float p = __expf(sc[u] - mx);
-        l += p;
+        for (int e = 0; e < V; e++) acc[g][e] *= c;
 #pragma unroll
-        for (int e = 0; e < V; e++) acc[e] += p * to_f(vv[u].v[e]);
+        for (int u = 0; u < DECODE_UNROLL; u++) {
+          if (base + u * stride + grp >= scount) break;
+          const float p = __expf(sc[u][g] - mx);
+          l[g] += p;
+#pragma unroll
+          for (int e = 0; e < V; e++) acc[g][e] += p * to_f(vv[u].v[e]);
+        }
+        m[g] = mx;
       }
-      m = mx;
     }
   }
   // merge the groups of the warp (a shuffle tree), then the warps (in warp order, by warp 0)
   for (int o = lpk; o < 32; o <<= 1) {
-    float acc2[V];
 #pragma unroll
-    for (int e = 0; e < V; e++) acc2[e] = __shfl_xor_sync(0xffffffffu, acc[e], o);
-    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), l2 = __shfl_xor_sync(0xffffffffu, l, o);
-    merge_softmax<V>(m, l, acc, m2, l2, acc2);
-  }
-  float* mine = merged + warp * (D + 2);
-  if (warp != 0 && grp == 0) {
-    if (lane == 0) {
-      mine[D] = m;
-      mine[D + 1] = l;
-    }
-#pragma unroll
-    for (int e = 0; e < V; e++) if (e < nd) mine[d0 + e] = acc[e];
-  }
-  __syncthreads();
-  if (warp != 0 || grp != 0) return;
-  for (int w = 1; w < DECODE_WARPS; w++) {
-    const float* other = merged + w * (D + 2);
-    float acc2[V];
-#pragma unroll
-    for (int e = 0; e < V; e++) acc2[e] = e < nd ? other[d0 + e] : 0.f;
-    merge_softmax<V>(m, l, acc, other[D], other[D + 1], acc2);
-  }
-  if (active > 1) {
-    // the lanes of group 0 of warp 0 hold the split's state: to partials, then the row's last split merges them all
-    const size_t row_state = (size_t)(t * heads + h) * split.splits;
-    float* part = split.partials + (row_state + s) * (D + 2);
-#pragma unroll
-    for (int e = 0; e < V; e++) if (e < nd) part[d0 + e] = acc[e];
-    if (lane == 0) {
-      part[D] = m;
-      part[D + 1] = l;
-    }
-    __threadfence();
-    const unsigned mask = lpk == 32 ? 0xffffffffu : (1u << lpk) - 1u;
-    __syncwarp(mask);
-    int done = 0;
-    if (lane == 0) done = atomicAdd(split.counters + t * heads + h, 1) + 1;
-    if (__shfl_sync(mask, done, 0) < active) return;
-    __threadfence();
-    m = -INFINITY;
-    l = 0.f;
-#pragma unroll
-    for (int e = 0; e < V; e++) acc[e] = 0.f;
-    for (int p = 0; p < active; p++) {
-      const float* other = split.partials + (row_state + p) * (D + 2);
+    for (int g = 0; g < G; g++) {
       float acc2[V];
 #pragma unroll
-      for (int e = 0; e < V; e++) acc2[e] = e < nd ? __ldcg(other + d0 + e) : 0.f;
-      merge_softmax<V>(m, l, acc, __ldcg(other + D), __ldcg(other + D + 1), acc2);
+      for (int e = 0; e < V; e++) acc2[e] = __shfl_xor_sync(0xffffffffu, acc[g][e], o);
+      const float m2 = __shfl_xor_sync(0xffffffffu, m[g], o), l2 = __shfl_xor_sync(0xffffffffu, l[g], o);
+      merge_softmax<V>(m[g], l[g], acc[g], m2, l2, acc2);
     }
-    if (lane == 0) split.counters[t * heads + h] = 0;
   }
-  const float inv = l == 0.f ? 0.f : 1.f / l;  // l == 0: no keys (cross-attention of a padding row)
-  T* o = out + (size_t)t * heads * D + (size_t)h * D + d0;
+  if (warp != 0 && grp == 0) {
 #pragma unroll
-  for (int e = 0; e < V; e++) if (e < nd) o[e] = from_f<T>(acc[e] * inv);
+    for (int g = 0; g < G; g++) {
+      float* mine = merged + (warp * G + g) * (D + 2);
+      if (lane == 0) {
+        mine[D] = m[g];
+        mine[D + 1] = l[g];
+      }
+#pragma unroll
+      for (int e = 0; e < V; e++) if (e < nd) mine[d0 + e] = acc[g][e];
+    }
+  }
+  __syncthreads();
+  if (warp == 0 && grp == 0) {
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      for (int w = 1; w < DECODE_WARPS; w++) {
+        const float* other = merged + (w * G + g) * (D + 2);
+        float acc2[V];
+#pragma unroll
+        for (int e = 0; e < V; e++) acc2[e] = e < nd ? other[d0 + e] : 0.f;
+        merge_softmax<V>(m[g], l[g], acc[g], other[D], other[D + 1], acc2);
+      }
+      if (g >= nq) continue;
+      if (active == 1) {
+        const float inv = l[g] == 0.f ? 0.f : 1.f / l[g];  // l == 0: no keys (cross-attention of a padding row)
+        T* o = out + ((size_t)t * heads + h0 + g) * D + d0;
+#pragma unroll
+        for (int e = 0; e < V; e++) if (e < nd) o[e] = from_f<T>(acc[g][e] * inv);
+      } else {  // this split's state, for the merge
+        float* part = split.partials + ((size_t)(t * heads + h0 + g) * splits + s) * (D + 2);
+#pragma unroll
+        for (int e = 0; e < V; e++) if (e < nd) part[d0 + e] = acc[g][e];
+        if (lane == 0) {
+          part[D] = m[g];
+          part[D + 1] = l[g];
+        }
+      }
+    }
+  }
+  if (active == 1) return;
+  // the last of the block's splits to finish merges them all
+  __shared__ int last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(split.counters + t * heads + h0, 1) + 1 == active;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  merge_splits<T, G>(out, split.partials, t, h0, nq, heads, D, splits, active);
+  if (threadIdx.x == 0) split.counters[t * heads + h0] = 0;
 }
 
 // Segments: [count, 3] = (first packed row, number of rows, unused); rows of a segment are consecutive
@@ -400,37 +454,40 @@ __device__ void copy_blocks(T* pool, const int* pairs, int planes, int blocks, i
     pdl_begin();                                                                                            \
     write_kv<T>(qkv, kc, vc, tables, slots, positions, row_width, W, block_size, max_blocks);               \
   }                                                                                                        \
-  extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32, 6) attend_decode_##S(                   \
-      T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens, int heads, \
-      int kv_heads, int D, float scale, int window, int block_size, int max_blocks, int splits,           \
-      float* partials, int* counters) {                                                                    \
-    pdl_begin();                                                                                           \
-    attend_decode<T, DECODE>(out, qkv, kc, vc, tables, slots, key_lens, heads, kv_heads, D, scale, window, \
-                             block_size, max_blocks, PositionBias<T>{nullptr, nullptr, 0, 0, 0},          \
-                             DecodeSplit{splits, partials, counters});                                     \
-  }                                                                                                        \
+  DECODE(T, S, 1, 6) DECODE(T, S, 2, 4) DECODE(T, S, 4, 3)                                               \
   extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32) attend_decode_bias_##S(                  \
       T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens, int heads, \
       int kv_heads, int D, float scale, int window, int block_size, int max_blocks, int splits,           \
       float* partials, int* counters, BIAS_PARAMS(T)) {                                                    \
     pdl_begin();                                                                                           \
-    attend_decode<T, DECODE_BIAS>(out, qkv, kc, vc, tables, slots, key_lens, heads, kv_heads, D, scale,    \
-                                  window, block_size, max_blocks, BIAS_ARG(T),                             \
-                                  DecodeSplit{splits, partials, counters});                                \
+    attend_decode<T, DECODE_BIAS, 1>(out, qkv, kc, vc, tables, slots, key_lens, heads, kv_heads, D, scale, \
+                                     window, block_size, max_blocks, BIAS_ARG(T),                          \
+                                     DecodeSplit{splits, partials, counters});                             \
   }                                                                                                        \
   extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32, 6) attend_cross_##S(                    \
       T* out, const T* q, const T* kc, const T* vc, const int* tables, const int* slots, const int* lengths, \
       int heads, int kv_heads, int D, float scale, int block_size, int max_blocks) {                       \
     pdl_begin();                                                                                           \
-    attend_decode<T, CROSS>(out, q, const_cast<T*>(kc), const_cast<T*>(vc), tables, slots, lengths, heads, \
-                            kv_heads, D, scale, 0, block_size, max_blocks, PositionBias<T>{nullptr, nullptr, 0, 0, 0}, \
-                            DecodeSplit{1, nullptr, nullptr});                                             \
+    attend_decode<T, CROSS, 1>(out, q, const_cast<T*>(kc), const_cast<T*>(vc), tables, slots, lengths, heads, \
+                               kv_heads, D, scale, 0, block_size, max_blocks,                              \
+                               PositionBias<T>{nullptr, nullptr, 0, 0, 0}, DecodeSplit{1, nullptr, nullptr}); \
   }                                                                                                        \
   extern "C" __global__ void copy_blocks_##S(T* pool, const int* pairs, int planes, int blocks, int block_values) { \
     pdl_begin();                                                                                           \
     copy_blocks<T>(pool, pairs, planes, blocks, block_values);                                             \
   }                                                                                                        \
   PREFILL(T, S, 2) PREFILL(T, S, 4) PREFILL(T, S, 8) PREFILL(T, S, 16) PREFILL(T, S, 32)
+// the plain decode kernel for G query heads a block (attend_decode1 for every head on its own), MIN blocks an SM
+#define DECODE(T, S, G, MIN)                                                                               \
+  extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32, MIN) attend_decode##G##_##S(             \
+      T* out, const T* qkv, T* kc, T* vc, const int* tables, const int* slots, const int* key_lens, int heads, \
+      int kv_heads, int D, float scale, int window, int block_size, int max_blocks, int splits,           \
+      float* partials, int* counters) {                                                                    \
+    pdl_begin();                                                                                           \
+    attend_decode<T, DECODE, G>(out, qkv, kc, vc, tables, slots, key_lens, heads, kv_heads, D, scale, window, \
+                                block_size, max_blocks, PositionBias<T>{nullptr, nullptr, 0, 0, 0},       \
+                                DecodeSplit{splits, partials, counters});                                  \
+  }
 #define PREFILL(T, S, DPT)                                                                                 \
   extern "C" __global__ void __launch_bounds__(128) attend_prefill##DPT##_##S(                             \
       T* out, const T* qkv, const T* kc, const T* vc, const int* tables, const int* slots, const int* key_lens, \

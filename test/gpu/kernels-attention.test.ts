@@ -11,8 +11,11 @@ const gpu = kernelBackends();
 
 perDtype('paged attention kernels', (dtype, tol, r) => {
   // [query heads, KV heads, head size, window]: multi-head, grouped-query (head size 24 as Llama-3-style
-  // configs have it), multi-query with a sliding window, and a window longer than a block
-  for (const [heads, kvHeads, D, window] of [[1, 1, 4, 0], [3, 3, 12, 0], [4, 4, 64, 0], [2, 2, 128, 0], [6, 2, 24, 0], [4, 1, 64, 17], [8, 2, 32, 50]]) {
+  // configs have it), multi-query with a sliding window, and a window longer than a block. The decode kernel takes the
+  // query heads of a KV head together (up to 4 a block: decodeHeadsPerBlock): groups of 2, 3 (one head of the block
+  // idle), 4, 7 (4 and 3) and 8 (two blocks of 4)
+  for (const [heads, kvHeads, D, window] of [[1, 1, 4, 0], [3, 3, 12, 0], [4, 4, 64, 0], [2, 2, 128, 0], [6, 2, 24, 0], [4, 1, 64, 17], [8, 2, 32, 50],
+    [4, 2, 16, 0], [7, 1, 32, 0], [16, 2, 64, 5]]) {
     for (const blockSize of [16, 8, 3]) {
       test(`KV-cache write, decode attention and prompt attention, ${heads} heads over ${kvHeads} KV heads of ${D}, window ${window}, paged in blocks of ${blockSize}`, () => {
         const g = gpu(dtype);
@@ -62,9 +65,10 @@ perDtype('paged attention kernels', (dtype, tol, r) => {
     }
   }
 
-  test('KV-cache write, decode attention and prompt attention over long paged contexts', () => {
+  // flash-decoding: two rows leave most of the GPU idle, so their keys are split (up to 32 ways at 2501 keys)
+  for (const [heads, kvHeads] of [[2, 2], [8, 2]]) test(`KV-cache write, decode attention and prompt attention over long paged contexts, ${heads} heads over ${kvHeads} KV heads`, () => {
     const g = gpu(dtype);
-    const heads = 2, D = 64, H = heads * D, blockSize = 16, maxBlocks = 400;
+    const D = 64, H = heads * D, W = kvHeads * D, R = H + 2 * W, blockSize = 16, maxBlocks = 400;
     // slot 0: 2460 positions from earlier steps, then a prompt chunk of 40; slot 1 shares slot 0's first 20
     // blocks (positions 0..319) and has 380 positions of its own (320..699); then a decode row for each
     const lengths = [2501, 701];
@@ -72,23 +76,23 @@ perDtype('paged attention kernels', (dtype, tol, r) => {
     assert.ok(scattered(table, maxBlocks, 0, 157) && scattered(table, maxBlocks, 1, 44), 'the test wants blocks out of order');
     const cachedSlots = Int32Array.from({ length: 2840 }, (_, i) => (i < 2460 ? 0 : 1));
     const cachedPositions = Int32Array.from({ length: 2840 }, (_, i) => (i < 2460 ? i : 320 + i - 2460));
-    const cached = r(randn(2840 * 3 * H));
+    const cached = r(randn(2840 * R));
     const n = 40;
     const slots = new Int32Array(n), positions = Int32Array.from({ length: n }, (_, i) => 2460 + i);
     const keyLens = Int32Array.from(positions, (p) => p + 1);
-    const qkv = r(randn(n * 3 * H)), next = r(randn(2 * 3 * H));
-    const shape = { heads, kvHeads: heads, headDim: D, scale: 1 / Math.sqrt(D), window: 0 };
+    const qkv = r(randn(n * R)), next = r(randn(2 * R));
+    const shape = { heads, kvHeads, headDim: D, scale: 1 / Math.sqrt(D), window: 0 };
     const results = [cpu, g].map((b) => {
       const dt = b === cpu ? 'f32' : dtype;
-      const k = b.buffer([blocks, blockSize, H], dt), v = b.buffer([blocks, blockSize, H], dt);
+      const k = b.buffer([blocks, blockSize, W], dt), v = b.buffer([blocks, blockSize, W], dt);
       const bt = putTable(b, table, [lengths.length, maxBlocks]);
-      b.writeKV(put(b, cached, [2840, 3 * H]), k, v, bt, putInt(b, cachedSlots), putInt(b, cachedPositions), 2840);
-      const q = put(b, qkv, [n, 3 * H]), ts = putInt(b, slots), tp = putInt(b, positions), tk = putInt(b, keyLens);
+      b.writeKV(put(b, cached, [2840, R]), k, v, bt, putInt(b, cachedSlots), putInt(b, cachedPositions), 2840);
+      const q = put(b, qkv, [n, R]), ts = putInt(b, slots), tp = putInt(b, positions), tk = putInt(b, keyLens);
       b.writeKV(q, k, v, bt, ts, tp, n);
       const prompt = b.buffer([n, H], dt);
       b.attend(prompt, q, k, v, bt, ts, tk, shape, n, { table: putInt(b, Int32Array.from([0, n, 0])), count: 1, longest: n });
       const decode = b.buffer([2, H], dt);
-      b.decodeAttention(decode, put(b, next, [2, 3 * H]), k, v, bt, putInt(b, Int32Array.from([1, 0])), putInt(b, Int32Array.from([701, 2501])), shape, 2);
+      b.decodeAttention(decode, put(b, next, [2, R]), k, v, bt, putInt(b, Int32Array.from([1, 0])), putInt(b, Int32Array.from([701, 2501])), shape, 2);
       return { prompt: get(b, prompt), decode: get(b, decode), k: get(b, k), v: get(b, v) };
     });
     assertClose(results[1].k, results[0].k, tol, 'k cache contents');

@@ -11,8 +11,8 @@ import { ptr, sfx } from './tensor.js';
 const DECODE_THREADS = 4 * 32;
 /** the largest head size a decode-style kernel takes (checkDecodeHead: 32 lanes of 8 halves) */
 const DECODE_MAX_HEAD = 256;
-/** at most this many splits of a row's keys, and (with SPLIT_MIN_KEYS in kernels/attention.cu) no fewer keys a split */
-const MAX_SPLITS = 16;
+/** kernels/attention.cu's MAX_SPLITS: at most this many splits of a row's keys (and no fewer than SPLIT_MIN_KEYS keys a split) */
+const MAX_SPLITS = 32;
 
 /** States for 8 blocks an SM: the split aims at 4 (decodeSplits), with room for a grid a little above that. */
 export function decodeSplitScratch(sms: number): { slots: number; partialBytes: number; counterBytes: number } {
@@ -21,15 +21,25 @@ export function decodeSplitScratch(sms: number): { slots: number; partialBytes: 
 }
 
 /**
- * Splits of each row's keys for a decode step of `rows` rows (flash-decoding): enough (head, row, split) blocks for
- * about 4 an SM when the (head, row) blocks alone are fewer, none in batch-invariant mode (a row's result then depends
- * on its keys only). Depends on the batch's shape, not on its lengths, so a captured decode graph stays right as the
- * sequences grow; the kernel uses fewer splits for rows with few keys.
+ * Splits of each row's keys for a decode step of `rows` rows whose rows take `blocksPerRow` blocks each
+ * (flash-decoding): enough (blocks, row, split) blocks for about 4 an SM when the unsplit blocks are fewer, within
+ * the scratch's states (one a query head), none in batch-invariant mode (a row's result then depends on its keys
+ * only). Depends on the batch's shape, not on its lengths, so a captured decode graph stays right as the sequences
+ * grow; the kernel uses fewer splits for rows with few keys.
  */
-export function decodeSplits(c: CudaContext, rows: number, heads: number): number {
-  const blocks = rows * heads;
+export function decodeSplits(c: CudaContext, rows: number, heads: number, blocksPerRow: number): number {
+  const blocks = rows * blocksPerRow;
   if (c.batchInvariant || blocks >= 2 * c.sms) return 1;
-  return Math.max(1, Math.min(MAX_SPLITS, Math.floor((4 * c.sms) / blocks), Math.floor(c.decodeSplit.slots / blocks)));
+  return Math.max(1, Math.min(MAX_SPLITS, Math.floor((4 * c.sms) / blocks), Math.floor(c.decodeSplit.slots / (rows * heads))));
+}
+
+/**
+ * Query heads a decode block takes (the G of kernels/attention.cu's attend_decode<G>): all of a KV head's group up to
+ * 4, so that they share each key and value the block loads; 3 runs as 4 with one head idle, 5 to 8 as two blocks.
+ */
+export function decodeHeadsPerBlock(heads: number, kvHeads: number): 1 | 2 | 4 {
+  const group = heads / kvHeads;
+  return group >= 3 ? 4 : group === 2 ? 2 : 1;
 }
 const PREFILL_ROWS = 32, PREFILL_KEYS = 32;
 const COPY_THREADS = 256, MAX_GRID_Y = 65535;
@@ -51,9 +61,12 @@ function biasArgs(shape: AttentionShape, heads: number): number[] {
   return [ptr(b.table), ptr(b.positions), b.buckets, b.maxDistance, b.bidirectional ? 1 : 0];
 }
 
-/** Shared memory of a decode-style kernel: the block ids, then each warp's softmax state for the merge (kernels/attention.cu). */
-function decodeSharedMemory(k: Kernel, maxBlocks: number, D: number): number {
-  const smem = (maxBlocks + (DECODE_THREADS / 32) * (D + 2)) * 4;
+/**
+ * Shared memory of a decode-style kernel of G query heads a block: the block ids, then each warp's softmax state per
+ * head for the merge (kernels/attention.cu).
+ */
+function decodeSharedMemory(k: Kernel, maxBlocks: number, D: number, G = 1): number {
+  const smem = (maxBlocks + (DECODE_THREADS / 32) * G * (D + 2)) * 4;
   k.allowSharedMemory(smem);
   return smem;
 }
@@ -155,18 +168,22 @@ export function attendPromptCores(c: CudaContext, out: Tensor, qkv: Tensor, kCac
     heads, kvHeads, D, scale, window, kCache.shape[1], blockTables.shape[1], ...biasArgs(shape, heads));
 }
 
-/** One query per row, split over the keys when there are few rows (decodeSplits); the kernel first writes the row's k
- * and v at position keyLens - 1. */
+/**
+ * One query per row, the query heads of a KV head together (decodeHeadsPerBlock), split over the keys when there are
+ * few rows (decodeSplits); the kernel first writes the row's k and v at position keyLens - 1.
+ */
 export function attendDecode(c: CudaContext, out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor,
   slots: Tensor, keyLens: Tensor, shape: AttentionShape, n: number): void {
   if (n === 0) return;
   const { heads, kvHeads, headDim: D, scale, window } = shape;
   checkDecodeHead(D, out.dtype, 'decode-attention');
   const blockSize = kCache.shape[1], maxBlocks = blockTables.shape[1];
-  // T5's bias has a kernel of its own (the plain one keeps its registers)
-  const k = c.kernels.get('attention', shape.bias ? 'attend_decode_bias' : 'attend_decode', `_${sfx(out.dtype)}`);
-  const splits = decodeSplits(c, n, heads);
-  k.launch(c.stream, heads, n, splits, DECODE_THREADS, decodeSharedMemory(k, maxBlocks, D), ptr(out), ptr(qkv), ptr(kCache), ptr(vCache),
+  // T5's bias (per query head, no grouped KV) has a kernel of its own, which keeps the plain one's registers
+  const G = shape.bias ? 1 : decodeHeadsPerBlock(heads, kvHeads);
+  const k = shape.bias ? c.kernels.get('attention', 'attend_decode_bias', `_${sfx(out.dtype)}`) : c.kernels.get('attention', 'attend_decode', `${G}_${sfx(out.dtype)}`);
+  const blocksPerRow = kvHeads * Math.ceil(heads / kvHeads / G);
+  const splits = decodeSplits(c, n, heads, blocksPerRow);
+  k.launch(c.stream, blocksPerRow, n, splits, DECODE_THREADS, decodeSharedMemory(k, maxBlocks, D, G), ptr(out), ptr(qkv), ptr(kCache), ptr(vCache),
     ptr(blockTables), ptr(slots), ptr(keyLens), heads, kvHeads, D, scale, window, blockSize, maxBlocks,
     splits, c.decodeSplit.partials, c.decodeSplit.counters, ...(shape.bias ? biasArgs(shape, heads) : []));
 }
