@@ -12,7 +12,7 @@ import { openModelDir, readJsonFile, type ModelDir } from '../loaders/model-dir.
 import { QUANTIZE_METHODS, type QuantizeMethod } from '../loaders/quantize-methods.js';
 import { readSentenceTransformers } from '../loaders/sentence-transformers.js';
 import { ConfigReader } from '../models/config.js';
-import { tensorBytes, type Architecture, type CausalLM, type Encoder, type MemoryReport, type ModelInfo } from '../models/model.js';
+import { cacheLayers, tensorBytes, type Architecture, type CausalLM, type Encoder, type MemoryReport, type ModelInfo } from '../models/model.js';
 import { quantScheme, schemeName } from '../models/quantization-config.js';
 import { findArchitecture } from '../models/registry.js';
 import { dtypeBytes, type Backend, type DType } from '../ops/backend.js';
@@ -176,7 +176,7 @@ function checkWeightsFit(s: Shapes, available: number): void {
 function roughCausal(lm: CausalLM, l: RuntimeLimits, act: DType): Region[] {
   const T = Math.max(l.prefillChunk, l.maxBatch), info = lm.info;
   return [
-    { name: 'kv-cache', bytes: 2 * (lm.cacheLayers ?? info.layers) * l.kvBlocks * l.blockSize * lm.cacheWidth * dtypeBytes(act) },
+    { name: 'kv-cache', bytes: 2 * cacheLayers(lm) * l.kvBlocks * l.blockSize * lm.cacheWidth * dtypeBytes(act) },
     { name: 'logits', bytes: 2 * l.maxBatch * info.vocabSize * 4 },
     { name: 'tables', bytes: (l.maxBatch + 1) * l.maxSeqLen * 4 },
     { name: 'activations', bytes: T * info.hidden * dtypeBytes(act) },
@@ -277,12 +277,11 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
  */
 export async function loadModelDir(md: ModelDir, tokenizer: Tokenizer, options: LoadOptions = {}): Promise<LoadedModel> {
   checkLoadOptions(options);
-  if (typeof options.tensorParallel === 'number' || options.pipelineParallel !== undefined) {
-    if ((typeof options.tensorParallel === 'number' ? options.tensorParallel : 1) * (options.pipelineParallel ?? 1) > 1) {
-      fail('bad-argument', 'tensorParallel or pipelineParallel as a number needs a model path (its worker ranks open it); load weights that are not files with { group, rank } on each rank');
-    }
-    options = { ...options, tensorParallel: typeof options.tensorParallel === 'number' ? undefined : options.tensorParallel, pipelineParallel: undefined };
+  const tensor = typeof options.tensorParallel === 'number' ? options.tensorParallel : undefined;
+  if ((tensor ?? 1) * (options.pipelineParallel ?? 1) > 1) {
+    fail('bad-argument', 'tensorParallel or pipelineParallel as a number needs a model path (its worker ranks open it); load weights that are not files with { group, rank } on each rank');
   }
+  if (tensor !== undefined) options = { ...options, tensorParallel: undefined };
   return loadOpened({ dir: md.dir, md, configPath: md.dir, tokenizer: () => tokenizer, tokenizerPath: md.dir, hasTokenizer: true, embedDefaults: () => ({}) }, options);
 }
 
@@ -325,7 +324,7 @@ async function loadOpened(opened: Opened, options: LoadOptions, ranks?: Ranks): 
       const model = arch.create(backend, md, className);
       if (arch.kind === 'causal-lm') {
         const lm = model as CausalLM;
-        const limits = limitsFor(info, lm.cacheLayers ?? info.layers, lm.cacheWidth, options, backend, freeMemory(backend), lm.seq2seq?.maxSourcePositions);
+        const limits = limitsFor(info, cacheLayers(lm), lm.cacheWidth, options, backend, freeMemory(backend), lm.seq2seq?.maxSourcePositions);
         planCausal(shapes, limits, availableMemory(backend), options);
         const own = new CausalRuntime(lm, backend, limits);
         const runtime = ranks ? ranks.mirror(own) : own;
@@ -403,7 +402,7 @@ export async function inspectModel(nameOrPath: string, options: LoadOptions = {}
     let memory: MemoryReport;
     if (arch.kind === 'causal-lm') {
       const lm = shapes.model as CausalLM;
-      memory = planCausal(shapes, limitsFor(info, lm.cacheLayers ?? info.layers, lm.cacheWidth, options, shapes.meta, free === null ? null : left(free)), left(available), options);
+      memory = planCausal(shapes, limitsFor(info, cacheLayers(lm), lm.cacheWidth, options, shapes.meta, free === null ? null : left(free)), left(available), options);
     } else {
       const enc = new EncoderRuntime(shapes.model as Encoder, shapes.meta);
       const batch = options.maxBatch ?? 1, seqLen = options.maxSeqLen ?? info.maxPositions;

@@ -158,9 +158,8 @@ class Llama implements CausalLM {
   private readonly tp: ParallelRank | null;
   /** the rank's rows of the embedding and the LM head where the group's size divides the vocabulary, else null */
   private readonly vocabSlice: VocabSlice | null;
-  /** the pipeline stage this rank runs (null: every layer) and its layers */
+  /** the pipeline stage this rank runs (null: every layer) */
   private readonly pp: PipelineStage | null;
-  private readonly stage: StageLayers;
   readonly cacheLayers: number;
 
   constructor(backend: Backend, private readonly cfg: LlamaConfig, ckpt: Checkpoint, readonly info: ModelInfo) {
@@ -169,14 +168,14 @@ class Llama implements CausalLM {
     this.pp = backend.pipeline;
     // the LM head's weights over a layer's (this rank's shares of both), for balancing the stages
     const { hidden: H, heads: Hq, kvHeads: Hkv, headDim: D, inner: F } = cfg;
-    this.stage = stageLayers(cfg.layers, this.pp, ((this.vocabSlice?.rows ?? cfg.vocab) * H) / (H * (2 * Hq + 2 * Hkv) * D + 3 * H * F));
-    this.cacheLayers = this.stage.end - this.stage.first;
+    const stage = stageLayers(cfg.layers, this.pp, ((this.vocabSlice?.rows ?? cfg.vocab) * H) / (H * (2 * Hq + 2 * Hkv) * D + 3 * H * F));
+    this.cacheLayers = stage.end - stage.first;
     this.eosTokenIds = cfg.eos;
     this.cacheWidth = cfg.kvHeads * cfg.headDim;
     this.prefixCacheable = cfg.rope.dynamic === null;
-    this.w = loadWeights(backend, ckpt, cfg, this.vocabSlice, this.stage);
-    const { heads, kvHeads, headDim } = cfg;
-    this.shapes = cfg.windows.map((window) => ({ heads, kvHeads, headDim, scale: 1 / Math.sqrt(headDim), window }));
+    this.w = loadWeights(backend, ckpt, cfg, this.vocabSlice, stage);
+    // the stage's layers' attention shapes
+    this.shapes = cfg.windows.slice(stage.first, stage.end).map((window) => ({ heads: Hq, kvHeads: Hkv, headDim: D, scale: 1 / Math.sqrt(D), window }));
     const r = cfg.rope;
     this.rotary = { invFreq: f32Table(backend, r.invFreq), dims: r.dims, scale: r.scale, dynamic: r.dynamic };
   }
@@ -204,7 +203,7 @@ class Llama implements CausalLM {
     // gets back from the sum)
     const partial = this.tp !== null && this.tp.rank > 0;
     for (let l = 0; l < w.layers.length; l++) {
-      const L = w.layers[l], shape = this.shapes[this.stage.first + l];
+      const L = w.layers[l], shape = this.shapes[l];
       const { k, v } = p.cache(l);
       b.normLinear(qkv, x, L.ln1, L.qkvW, L.qkvB, 'none', n, normed);
       b.rotary(qkv, p.positions, p.lengths, this.rotary, shape, L.headNorms, n);

@@ -172,6 +172,11 @@ export interface Architecture {
   pipelineParallel?: boolean;
 }
 
+/** The layers whose KV caches `model` keeps (its pipeline stage's, or all of them). */
+export function cacheLayers(model: CausalLM): number {
+  return model.cacheLayers ?? model.info.layers;
+}
+
 export function tensorBytes(tensors: Tensor[]): number {
   let total = 0;
   for (const t of tensors) total += byteSize(t.shape, t.dtype);

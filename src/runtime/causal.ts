@@ -5,7 +5,7 @@
 // sequence sits in which slot, and which blocks it owns, is the scheduler's business (src/engine/).
 import { dtypeBytes, packSegments, type Backend, type Candidates, type SampleRows, type Segments, type SequenceTables, type Tensor } from '../ops/backend.js';
 import { CANDIDATE_SCRATCH, LOGPROB_STRIDE, MAX_CANDIDATES, REQUEST_STRIDE } from '../ops/requests.js';
-import { tensorBytes, type CausalLM, type MemoryReport, type Pass } from '../models/model.js';
+import { cacheLayers, tensorBytes, type CausalLM, type MemoryReport, type Pass } from '../models/model.js';
 import { EncoderMemory } from './memory.js';
 import { planPasses, PlannedPasses, rowsFrom, stepRows, type PassInputs } from './pass.js';
 import { TableWrites } from './table-writes.js';
@@ -145,7 +145,7 @@ export class CausalRuntime {
   constructor(readonly model: CausalLM, readonly backend: Backend, readonly limits: RuntimeLimits) {
     const b = backend;
     const { maxBatch, maxSeqLen, prefillChunk, kvBlocks, blockSize } = limits;
-    const L = model.cacheLayers ?? model.info.layers, W = model.cacheWidth, V = model.info.vocabSize, act = b.activationDtype;
+    const L = cacheLayers(model), W = model.cacheWidth, V = model.info.vocabSize, act = b.activationDtype;
     const slots = maxBatch + 1;
     this.nullSlot = maxBatch;
     this.maxBlocks = Math.ceil(maxSeqLen / blockSize);
@@ -322,6 +322,7 @@ export class CausalRuntime {
   private decodeLogits(p: Pass): void {
     const pp = this.backend.pipeline, b = this.backend;
     const parts = pp && p.ops === b ? Math.min(p.n, pp.stages) : 1;
+    if (parts === 1) return this.model.logits(p, this.model.forward(p), this.logits, p.n);
     const firsts = Array.from({ length: parts }, (_, i) => Math.floor((i * p.n) / parts));
     const steps = firsts.map((first, i) => stepRows(b, p, first, (i + 1 < parts ? firsts[i + 1] : p.n) - first));
     const xs = steps.map((s) => this.model.forward(s));

@@ -70,9 +70,9 @@ export class ThreadGroup {
   /** the slots of this stage's ranks, in tensor-rank order */
   private readonly slots: Float32Array[];
   private readonly capacity: number;
-  private readonly flagWord: number;
-  private readonly channelData: number;
-  private readonly buffer: SharedArrayBuffer;
+  /** this rank's channels by the other stage: its header word (1: a piece waits) and its piece */
+  private readonly sendTo: { flag: number; buf: Float32Array }[];
+  private readonly recvFrom: { flag: number; buf: Float32Array }[];
 
   /** Rank `rank` of the group; a wait longer than `timeoutMs` for the other ranks is an error. */
   constructor(handle: GroupHandle, readonly rank: number, private readonly timeoutMs = 60_000) {
@@ -83,10 +83,15 @@ export class ThreadGroup {
     this.stage = Math.floor(rank / handle.tensor);
     this.stages = l.stages;
     this.capacity = handle.capacity;
-    this.flagWord = l.flagWord;
-    this.channelData = l.channelData;
-    this.buffer = handle.buffer;
     this.header = new Int32Array(handle.buffer, 0, l.headerWords);
+    const channel = (from: number, to: number) => {
+      const c = (this.tensorRank * l.stages + from) * l.stages + to;
+      return { flag: l.flagWord + c, buf: new Float32Array(handle.buffer, l.channelData + 4 * c * handle.capacity, handle.capacity) };
+    };
+    // one stage has no channels (nor bytes for them)
+    const stages = l.channels > 0 ? Array.from({ length: l.stages }, (_, s) => s) : [];
+    this.sendTo = stages.map((s) => channel(this.stage, s));
+    this.recvFrom = stages.map((s) => channel(s, this.stage));
     const first = this.stage * handle.tensor;
     this.slots = Array.from({ length: handle.tensor }, (_, r) => new Float32Array(handle.buffer, l.slots + 4 * (first + r) * handle.capacity, handle.capacity));
   }
@@ -136,7 +141,7 @@ export class ThreadGroup {
    * order sent. Returns once the last piece is in the channel (the receiver may not have taken it yet).
    */
   send(data: Float32Array, stage: number): void {
-    const { flag, buf } = this.channel(this.stage, stage);
+    const { flag, buf } = this.channel(this.sendTo, stage);
     for (let at = 0; at < data.length; at += this.capacity) {
       this.waitFor(flag, 0, `stage ${stage} to take rows`);
       const part = data.subarray(at, Math.min(data.length, at + this.capacity));
@@ -148,7 +153,7 @@ export class ThreadGroup {
 
   /** out := what the rank of stage `stage` with this rank's tensor rank sent to this one, next in order (as long). */
   recv(out: Float32Array, stage: number): void {
-    const { flag, buf } = this.channel(stage, this.stage);
+    const { flag, buf } = this.channel(this.recvFrom, stage);
     for (let at = 0; at < out.length; at += this.capacity) {
       this.waitFor(flag, 1, `rows from stage ${stage}`);
       const part = out.subarray(at, Math.min(out.length, at + this.capacity));
@@ -158,12 +163,9 @@ export class ThreadGroup {
     }
   }
 
-  private channel(from: number, to: number): { flag: number; buf: Float32Array } {
-    if (from === to || !(to >= 0 && to < this.stages) || !(from >= 0 && from < this.stages)) {
-      throw new Error(`internal: no channel from stage ${from} to stage ${to} of ${this.stages}`);
-    }
-    const c = (this.tensorRank * this.stages + from) * this.stages + to;
-    return { flag: this.flagWord + c, buf: new Float32Array(this.buffer, this.channelData + 4 * c * this.capacity, this.capacity) };
+  private channel(channels: { flag: number; buf: Float32Array }[], stage: number): { flag: number; buf: Float32Array } {
+    if (stage === this.stage || !(stage >= 0 && stage < this.stages)) throw new Error(`internal: no channel between stage ${this.stage} and stage ${stage} of ${this.stages}`);
+    return channels[stage];
   }
 
   /** Returns once header word `word` is `want`. */
