@@ -8,6 +8,7 @@ export { Embedder, type EmbedOptions, type ClassifyOptions, type FillMaskOptions
 export type { TruncateSide } from './engine/truncate.js';
 export { PeregrineError, type ErrorCode } from './errors.js';
 export { abortGroup, createGroup, type GroupHandle } from './backends/cpu/thread-group.js';
+export { runNode, type NodesOption } from './engine/net/nodes.js';
 export { resolveModelDir, type HubOptions } from './loaders/hub.js';
 export { SafetensorsFile } from './loaders/safetensors.js';
 export { writeSafetensors } from './loaders/safetensors-write.js';

@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import { fail, PeregrineError } from '../errors.js';
 import type { Backend } from '../ops/backend.js';
+import type { NetHandle } from './cpu/net-group.js';
 import type { GroupHandle } from './cpu/thread-group.js';
 
 export type Device = 'cpu' | 'cuda' | 'auto';
@@ -23,8 +24,11 @@ export interface BackendOptions {
   dtype?: FloatDType;
   notice?: (message: string) => void;
   batchInvariant?: boolean;
-  /** rank `rank` of a tensor- and/or pipeline-parallel group of threads of this process (src/backends/cpu/thread-group.ts); CPU only */
-  tensorParallel?: { group: GroupHandle; rank: number };
+  /**
+   * rank `rank` of a tensor- and/or pipeline-parallel group of threads of this process (src/backends/cpu/thread-group.ts),
+   * or of processes (net-group.ts); CPU only
+   */
+  tensorParallel?: { group: GroupHandle | NetHandle; rank: number };
 }
 
 export async function createBackend({ device = 'auto', dtype, notice, batchInvariant = false, tensorParallel }: BackendOptions = {}): Promise<Backend> {
@@ -67,8 +71,13 @@ export function checkParallelDevice(device: Device): void {
 async function cpuBackend(tensorParallel?: BackendOptions['tensorParallel']): Promise<Backend> {
   const { CpuBackend } = await import('./cpu/backend.js');
   if (!tensorParallel) return new CpuBackend();
+  const { group, rank } = tensorParallel;
+  if ('kind' in group && group.kind === 'net') {
+    const { NetGroup } = await import('./cpu/net-group.js');
+    return new CpuBackend(new NetGroup(group, rank));
+  }
   const { ThreadGroup } = await import('./cpu/thread-group.js');
-  return new CpuBackend(new ThreadGroup(tensorParallel.group, tensorParallel.rank));
+  return new CpuBackend(new ThreadGroup(group, rank));
 }
 
 async function cudaBackend(dtype: FloatDType, batchInvariant: boolean): Promise<Backend> {

@@ -38,6 +38,11 @@ export interface CommonFlags {
   quantize?: QuantizeMethod;
   tensorParallel?: number;
   pipelineParallel?: number;
+  nodes?: number;
+  nodeRank?: number;
+  masterAddr?: string;
+  masterPort?: number;
+  joinTimeout?: number;
 }
 
 function notice(message: string): void {
@@ -47,7 +52,10 @@ function notice(message: string): void {
 export function loadOptions(o: CommonFlags): LoadOptions {
   return { notice, device: o.device, dtype: o.dtype, offline: o.offline, revision: o.revision, checkUpdates: o.checkUpdates, hubTimeout: o.hubTimeout, maxBatch: o.maxBatch, maxSeqLen: o.maxSeqLen, prefillChunk: o.prefillChunk, kvBlocks: o.kvBlocks,
     swapSpace: o.swapSpace === undefined ? undefined : Math.round(o.swapSpace * 2 ** 30), batchInvariant: o.batchInvariant, quantize: o.quantize,
-    tensorParallel: o.tensorParallel, pipelineParallel: o.pipelineParallel };
+    tensorParallel: o.tensorParallel, pipelineParallel: o.pipelineParallel,
+    nodes: (o.nodes ?? 1) > 1 || o.nodeRank !== undefined
+      ? { count: o.nodes ?? 1, rank: o.nodeRank ?? 0, masterAddr: o.masterAddr, masterPort: o.masterPort, joinTimeout: o.joinTimeout }
+      : undefined };
 }
 
 /** The flags every command that loads a model takes; `many`: -m may be repeated (serve). */
@@ -71,7 +79,12 @@ export function parallelFlag(cmd: Command): Command {
   return cmd.option('--tensor-parallel <n>', 'split the model over n ranks (threads of this process on the CPU backend, --device cpu; Llama-family models): each holds 1/n of every layer',
     int('--tensor-parallel', 1))
     .option('--pipeline-parallel <n>', 'split the layers into n stages, each run by its own ranks (threads of this process on the CPU backend, --device cpu; Llama-family models); with --tensor-parallel t, n * t ranks',
-      int('--pipeline-parallel', 1));
+      int('--pipeline-parallel', 1))
+    .option('--nodes <n>', 'spread the ranks over n processes, on this host or others, as torchrun does: run the same command on each with its own --node-rank (CPU backend)', int('--nodes', 1))
+    .option('--node-rank <k>', 'this process\'s place among --nodes: 0 (the default) loads the model and runs the command, driving the others; the others run its passes until it ends', int('--node-rank', 0))
+    .option('--master-addr <host>', 'where node 0 listens for the other nodes (default 127.0.0.1)')
+    .option('--master-port <port>', 'the port node 0 listens on (default 29500)', int('--master-port', 1))
+    .option('--join-timeout <seconds>', 'how long node 0 waits for the other nodes to connect, and they for it (default 120)', number('--join-timeout', (x) => x > 0, 'a number of seconds > 0'));
 }
 
 /** Memory planned at load: sequences at once, tokens per sequence, prefill chunk, KV blocks. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The peregrine command: generate, translate, summarize, chat, embed, classify, fill-mask, serve, perplexity, quantize, inspect. Each command imports what it runs when
 // it runs (the engine, the tokenizers, a backend), so --help and --version load only commander.
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { PeregrineError } from '../errors.js';
 import type { Pooling } from '../engine/embedder.js';
 import { common, generateOptions, generationFlags, int, loadOptions, parallelFlag, promptFlags, runtimeFlags, truncateFlags, truncateSide, type CommonFlags, type GenerationFlags, type TruncateFlags } from './flags.js';
@@ -14,6 +14,17 @@ function writeOut(s: string): void {
   process.stdout.write(s);
 }
 
+/**
+ * A node other than the leader (--node-rank k > 0) runs the leader's passes instead of the command, until the leader
+ * ends; true once it has.
+ */
+async function servedAsNode(o: CommonFlags): Promise<boolean> {
+  if (!o.nodeRank) return false;
+  const { runNode } = await import('../engine/net/nodes.js');
+  await runNode(o.model, loadOptions(o));
+  return true;
+}
+
 function buildProgram(): Command {
   const program = new Command('peregrine')
     .description('Transformer inference for Node.js: text generation, and embeddings, classification and fill-mask with BERT-family encoders, from Hugging Face checkpoints')
@@ -23,6 +34,7 @@ function buildProgram(): Command {
   promptFlags(generationFlags(parallelFlag(runtimeFlags(common(program.command('generate').description('generate text from prompts: one prompt streams to stdout, several print a line each as they finish'))))))
     .option('--json', 'print one JSON object per prompt (ids, text, finishReason, and log-probs or beams when asked for)')
     .action(async (o: CommonFlags & GenerationFlags & { prompt?: string[]; promptFile?: string[]; json?: boolean }) => {
+      if (await servedAsNode(o)) return;
       const [{ loadGenerator }, { runGenerate }, { readPrompts }] = await Promise.all([engine(), import('./generate.js'), import('./inputs.js')]);
       const prompts = await readPrompts(o.prompt, o.promptFile);
       const gen = await loadGenerator(o.model, loadOptions(o));
@@ -48,6 +60,7 @@ function buildProgram(): Command {
   generationFlags(parallelFlag(runtimeFlags(common(program.command('chat').description('an interactive conversation: one user message per line of stdin, replies stream to stdout; the KV cache stays between turns')))))
     .option('--system <text>', 'a system message first (with a chat template)')
     .action(async (o: CommonFlags & GenerationFlags & { system?: string }) => {
+      if (await servedAsNode(o)) return;
       const [{ loadGenerator }, { runChat }] = await Promise.all([engine(), import('./chat.js')]);
       const gen = await loadGenerator(o.model, loadOptions(o));
       await runChat(gen, generateOptions(o), o.system);
@@ -96,6 +109,8 @@ function buildProgram(): Command {
     .option('--served-model-name <name>', 'the name requests use for the model of the same position among the -m options (repeatable; default: the path or hub id as given)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--stream-interval <n>', 'a stream sends its tokens n at a time (default 1; more gives more tokens/s under many concurrent streams)', int('--stream-interval', 1))
     .action(async (o: Omit<CommonFlags, 'model'> & ServeFlags & { model: string[] }) => {
+      if ((o.nodes ?? 1) > 1 && o.model.length > 1) throw new InvalidArgumentError('--nodes serves one model: give -m once');
+      if (await servedAsNode({ ...o, model: o.model[0] })) return;
       const { runServe } = await import('./serve.js');
       await runServe(o.model, loadOptions({ ...o, model: o.model[0] }), o);
     });
@@ -106,6 +121,7 @@ function buildProgram(): Command {
     .option('--stride <n>', 'tokens between window starts (default: half the context)', int('--stride', 1))
     .option('--json', 'print JSON')
     .action(async (o: CommonFlags & { file: string; context?: number; stride?: number; json?: boolean }) => {
+      if (await servedAsNode(o)) return;
       const [{ loadGenerator }, { runPerplexity }] = await Promise.all([engine(), import('./perplexity.js')]);
       await runPerplexity(() => loadGenerator(o.model, loadOptions(o)), o.file, { context: o.context, stride: o.stride }, o.json === true);
     });

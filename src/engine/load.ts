@@ -23,6 +23,7 @@ import { Tokenizer } from '../tokenizers/tokenizer.js';
 import { Embedder, PROBLEM_TYPES, type EmbedDefaults, type ProblemType } from './embedder.js';
 import { availableMemory, checkFits, freeMemory, runtimeRegions, type Region } from './fit.js';
 import { TextGenerator } from './generation.js';
+import { nodeShape, type NodesOption } from './net/shape.js';
 import type { Ranks } from './ranks.js';
 import { seq2seqDefaults } from './seq2seq-defaults.js';
 import { checkTokenizer } from './tokenizer-check.js';
@@ -48,6 +49,12 @@ export interface LoadOptions extends HubOptions {
    * overlap); the last one's logits go back to every stage. It divides the weights and the KV cache, not the time.
    */
   pipelineParallel?: number;
+  /**
+   * The tensor x pipeline ranks spread over `count` processes, on one host or several (CPU backend): this one is node
+   * `rank`. Node 0, the leader, loads the generator here and drives the others over TCP; every other node runs
+   * runNode (engine/net/nodes.ts) with the same model and options, as torchrun's nodes do.
+   */
+  nodes?: NodesOption;
   /** sequences that run at once (default 64 on the GPU, 8 on the CPU) */
   maxBatch?: number;
   /** tokens per sequence, prompt and generated (default: the model's positions) */
@@ -95,6 +102,10 @@ function backendOptions(o: LoadOptions): BackendOptions {
 function checkLoadOptions(o: LoadOptions): void {
   if (typeof o.tensorParallel === 'number') positiveInt(o.tensorParallel, 'tensor parallel');
   positiveInt(o.pipelineParallel, 'pipeline parallel');
+  if (o.nodes) {
+    nodeShape(o);
+    if (o.nodes.rank > 0) fail('bad-argument', `node rank ${o.nodes.rank} runs the leader's calls: start it with runNode (the CLI does, given --node-rank), not loadGenerator`);
+  }
   if (o.pipelineParallel !== undefined && o.pipelineParallel > 1 && typeof o.tensorParallel === 'object') {
     fail('bad-argument', 'pipelineParallel with a { group, rank } rank: the group\'s stages set the pipeline (createGroup\'s tensor size); leave pipelineParallel out');
   }
@@ -249,8 +260,15 @@ async function openModel(nameOrPath: string, options: LoadOptions): Promise<Open
   };
 }
 
+/** Where the model `nameOrPath` names is on this machine (a hub id is downloaded first): what worker ranks open. */
+export async function modelPath(nameOrPath: string, options: LoadOptions = {}): Promise<string> {
+  return (await openModel(nameOrPath, options)).dir;
+}
+
 export async function loadModel(nameOrPath: string, options: LoadOptions = {}): Promise<LoadedModel> {
   checkLoadOptions(options);
+  // one node is no group of nodes (and more than one holds more than one rank: checkLoadOptions)
+  if (options.nodes?.count === 1) options = { ...options, nodes: undefined };
   const opened = await openModel(nameOrPath, options);
   if (typeof options.tensorParallel === 'object') return loadOpened(opened, options);
   const tensor = options.tensorParallel ?? 1, stages = options.pipelineParallel ?? 1;
@@ -264,7 +282,7 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
     await ranks.ready;
     return m;
   } catch (err) {
-    ranks.stop();
+    ranks.stop((err as Error).message);
     // a load every rank makes fails on this one too; otherwise the rank that failed is the cause
     if (ranks.error && !(err instanceof PeregrineError)) fail('device', ranks.error);
     throw err;
@@ -278,8 +296,8 @@ export async function loadModel(nameOrPath: string, options: LoadOptions = {}): 
 export async function loadModelDir(md: ModelDir, tokenizer: Tokenizer, options: LoadOptions = {}): Promise<LoadedModel> {
   checkLoadOptions(options);
   const tensor = typeof options.tensorParallel === 'number' ? options.tensorParallel : undefined;
-  if ((tensor ?? 1) * (options.pipelineParallel ?? 1) > 1) {
-    fail('bad-argument', 'tensorParallel or pipelineParallel as a number needs a model path (its worker ranks open it); load weights that are not files with { group, rank } on each rank');
+  if ((tensor ?? 1) * (options.pipelineParallel ?? 1) > 1 || (options.nodes?.count ?? 1) > 1) {
+    fail('bad-argument', 'tensorParallel, pipelineParallel as a number or nodes need a model path (its worker ranks open it); load weights that are not files with { group, rank } on each rank');
   }
   if (tensor !== undefined) options = { ...options, tensorParallel: undefined };
   return loadOpened({ dir: md.dir, md, configPath: md.dir, tokenizer: () => tokenizer, tokenizerPath: md.dir, hasTokenizer: true, embedDefaults: () => ({}) }, options);

@@ -11,7 +11,7 @@ const start = workerData as RankStart;
 const port = parentPort!;
 
 function failed(err: unknown): void {
-  abortGroup(start.handle, start.rank);
+  abortGroup(start.handle, start.rank, (err as Error).message);
   port.postMessage({ error: (err as Error).message });
   port.close();
 }

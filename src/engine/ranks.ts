@@ -5,11 +5,19 @@
 // each rank runs the same call on its own runtime, so the ranks run the same passes in the same order and meet at each
 // all-reduce and each hand-over between stages whatever requests arrive, and when. A rank that fails stops the group,
 // which ends the others' passes with an error naming it (src/backends/cpu/thread-group.ts).
+//
+// With options.nodes the group spans processes (net/nodes.ts): this process holds ranks 0 .. local - 1, its bridge
+// thread (net/bridge.ts) lets the other nodes join and carries the calls to them and their rows, and a stop anywhere
+// (a rank that fails, a process that ends) reaches every rank through it.
 import { Worker } from 'node:worker_threads';
+import { createNetHandle, type NetHandle } from '../backends/cpu/net-group.js';
 import { abortGroup, createGroup, type GroupHandle } from '../backends/cpu/thread-group.js';
 import { fail } from '../errors.js';
 import type { CausalRuntime } from '../runtime/causal.js';
 import type { LoadOptions } from './load.js';
+import type { BridgeNews } from './net/bridge.js';
+import { rankOptions, startBridge } from './net/nodes.js';
+import { nodeShape } from './net/shape.js';
 
 /** The runtime calls a rank mirrors (everything the scheduler calls that writes state or runs a pass). */
 export const MIRRORED = ['setRequest', 'setHistory', 'setBlocks', 'copyBlocks', 'saveBlocks', 'restoreBlocks', 'prefill', 'setDecodeRows',
@@ -27,14 +35,16 @@ export type RankCall = { method: Mirrored; args: unknown[] } | { method: 'restor
 /** What a worker rank is given (workerData). */
 export interface RankStart {
   model: string;
-  options: Omit<LoadOptions, 'notice' | 'tensorParallel' | 'pipelineParallel'>;
-  handle: GroupHandle;
+  options: Omit<LoadOptions, 'notice' | 'tensorParallel' | 'pipelineParallel' | 'nodes'>;
+  handle: GroupHandle | NetHandle;
   rank: number;
 }
 
 export class Ranks {
-  readonly handle: GroupHandle;
+  readonly handle: GroupHandle | NetHandle;
   private readonly workers: Worker[];
+  /** the thread that carries calls and rows to the other nodes, when there are other nodes */
+  private bridge: Worker | null = null;
   /** resolves once every worker rank has loaded; rejects with the first one's failure */
   readonly ready: Promise<void>;
   private failure: string | null = null;
@@ -48,34 +58,53 @@ export class Ranks {
    * pipeline stages of `tensor` ranks.
    */
   constructor(model: string, options: LoadOptions, tensor: number, stages: number) {
-    const size = tensor * stages;
-    this.handle = createGroup(size, undefined, tensor);
-    const { notice: _notice, tensorParallel: _tp, pipelineParallel: _pp, ...plain } = options;
+    const size = tensor * stages, local = options.nodes ? nodeShape(options).local : size;
+    this.handle = options.nodes ? createNetHandle(size, tensor, 0, local) : createGroup(size, undefined, tensor);
+    const plain = rankOptions(options);
     const loaded: Promise<void>[] = [];
-    this.workers = Array.from({ length: size - 1 }, (_, i) => {
+    if (options.nodes) loaded.push(this.lead(startBridge(model, this.handle as NetHandle, options, tensor, stages), options));
+    this.workers = Array.from({ length: local - 1 }, (_, i) => {
       const rank = i + 1;
       const start: RankStart = { model, options: plain, handle: this.handle, rank };
       const w = new Worker(new URL('./rank-worker.js', import.meta.url), { workerData: start });
       loaded.push(new Promise<void>((resolve, reject) => {
         w.on('message', (m: { ready?: boolean; error?: string }) => {
           if (m.ready) resolve();
-          if (m.error !== undefined) this.stopped(rank, m.error, reject);
+          if (m.error !== undefined) this.stopped(rank, `rank ${rank} of the parallel group: ${m.error}`, reject);
         });
-        w.on('error', (err) => this.stopped(rank, err.message, reject));
-        w.on('exit', (code) => this.stopped(rank, `exited with code ${code}`, reject));
+        w.on('error', (err) => this.stopped(rank, `rank ${rank} of the parallel group: ${err.message}`, reject));
+        w.on('exit', (code) => this.stopped(rank, `rank ${rank} of the parallel group: exited with code ${code}`, reject));
       }));
       return w;
     });
     // once loaded, the ranks only wait for calls from this thread: they no longer keep the process alive on their own
     this.ready = Promise.all(loaded).then(() => {
       for (const w of this.workers) w.unref();
+      this.bridge?.unref();
     });
     this.ready.catch(() => {});
   }
 
-  private stopped(rank: number, why: string, reject: (err: Error) => void): void {
-    this.failure ??= `rank ${rank} of the parallel group: ${why}`;
-    abortGroup(this.handle, rank);
+  /** Resolves once every other node's ranks have loaded; a stop or failure the bridge reports stops this group. */
+  private lead(bridge: Worker, options: LoadOptions): Promise<void> {
+    this.bridge = bridge;
+    const { count } = options.nodes!;
+    return new Promise<void>((resolve, reject) => {
+      const ready = new Set<number>();
+      bridge.on('message', (m: BridgeNews) => {
+        if ('joined' in m) options.notice?.(`node ${m.joined} of ${count} joined`);
+        if ('ready' in m && ready.add(m.ready).size === count - 1) resolve();
+        if ('stopped' in m) this.stopped(m.stopped.rank, `rank ${m.stopped.rank} of the parallel group stopped: ${m.stopped.why}`, reject);
+        if ('fatal' in m) this.stopped(0, m.fatal, reject);
+      });
+      bridge.on('error', (err) => this.stopped(0, `the bridge to the other nodes failed: ${err.message}`, reject));
+    });
+  }
+
+  /** The group stops because of `rank`, for the reason `message` gives (the first such message is the group's error). */
+  private stopped(rank: number, message: string, reject: (err: Error) => void): void {
+    this.failure ??= message;
+    abortGroup(this.handle, rank, message);
     reject(new Error(this.failure));
   }
 
@@ -112,10 +141,15 @@ export class Ranks {
         this.saved.set(out as Uint8Array, this.saves);
         this.collected.register(out as Uint8Array, this.saves++);
       }
-      if (method === 'dispose') for (const w of this.workers) void w.terminate();
+      if (method === 'dispose') {
+        for (const w of this.workers) void w.terminate();
+        // the process waits for the bridge to say bye to the other nodes, which then end
+        this.bridge?.ref();
+        this.bridge?.postMessage({ bye: true });
+      }
       return out;
     } catch (err) {
-      abortGroup(this.handle, 0);
+      abortGroup(this.handle, 0, (err as Error).message);
       if (this.failure) fail('device', this.failure);
       throw err;
     }
@@ -123,11 +157,13 @@ export class Ranks {
 
   private post(c: RankCall): void {
     for (const w of this.workers) w.postMessage(c);
+    this.bridge?.postMessage({ call: { t: 'call', call: c } });
   }
 
-  /** Stops the group and ends the worker ranks (this rank's load failed). */
-  stop(): void {
-    abortGroup(this.handle, 0);
+  /** Stops the group and ends the worker ranks (this rank's load failed); the bridge tells the other nodes, then ends. */
+  stop(why = 'the leader\'s load failed'): void {
+    abortGroup(this.handle, 0, why);
     for (const w of this.workers) void w.terminate();
+    this.bridge?.unref();
   }
 }

@@ -13,7 +13,7 @@ import { linear, quantLinear } from './linear.js';
 import { rotary } from './rotary.js';
 import { gatherRows, meanPool } from './rows.js';
 import { advance, CpuSampler, logprobs, processLogits, selectCandidates, type SeqArrays } from './sampling.js';
-import type { ThreadGroup } from './thread-group.js';
+import type { RankGroup } from './thread-group.js';
 
 export class CpuTensor implements Tensor {
   /** f32 values, i32 values, or a quantized weight's ggml blocks */
@@ -77,8 +77,8 @@ export class CpuBackend implements Backend {
   readonly parallel: ParallelRank | null;
   readonly pipeline: PipelineStage | null;
 
-  /** `group`: this backend's rank of a tensor- and/or pipeline-parallel group whose ranks are threads of this process */
-  constructor(private readonly group: ThreadGroup | null = null) {
+  /** `group`: this backend's rank of a tensor- and/or pipeline-parallel group (of threads of this process, or of processes) */
+  constructor(private readonly group: RankGroup | null = null) {
     this.parallel = group && group.size > 1 ? { rank: group.tensorRank, size: group.size } : null;
     this.pipeline = group && group.stages > 1 ? { stage: group.stage, stages: group.stages } : null;
   }

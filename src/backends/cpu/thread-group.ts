@@ -8,6 +8,7 @@
 // the group calls abort) or a wait past the timeout ends every waiting rank's call with an error that names the rank,
 // within the wait.
 import { fail } from '../../errors.js';
+import { abortNet, isNetHandle, type NetHandle } from './net-group.js';
 
 /** Int32 words at the start of the buffer: 1 + the rank that stopped (0: none), then per stage its barrier's generation and arrivals. */
 const STOPPED = 0;
@@ -47,8 +48,18 @@ export function createGroup(size: number, capacity = 1 << 16, tensor = size): Gr
   return { buffer: new SharedArrayBuffer(layout({ size, tensor, capacity }).bytes), size, tensor, capacity };
 }
 
-/** Marks the group failed because `rank` stopped, and wakes every rank waiting in it. */
-export function abortGroup(handle: GroupHandle, rank: number): void {
+/** What the backend asks of the group its rank is in: ThreadGroup, or NetGroup (net-group.ts) where the ranks span processes. */
+export type RankGroup = Pick<ThreadGroup, 'size' | 'tensorRank' | 'stage' | 'stages' | 'allReduce' | 'allGather' | 'send' | 'recv'>;
+
+/**
+ * Marks the group failed because `rank` stopped, and wakes every rank waiting in it. `why` reaches the other ranks of
+ * a group that spans processes; a group of threads names the rank only (the thread that started it knows why).
+ */
+export function abortGroup(handle: GroupHandle | NetHandle, rank: number, why = 'it stopped'): void {
+  if (isNetHandle(handle)) {
+    abortNet(handle, rank, why);
+    return;
+  }
   const l = layout(handle);
   const h = new Int32Array(handle.buffer, 0, l.headerWords);
   Atomics.compareExchange(h, STOPPED, 0, rank + 1);
