@@ -1,13 +1,15 @@
 // Pipeline parallelism on the CPU backend: the layers split into stages, each run by its own worker-thread ranks; a
-// stage takes its rows from the stage before it and passes them on (a decode step's rows in micro-batches), and the
-// last stage's logits go back to every stage. Alone it changes no arithmetic, so the tokens and log-probs are one
-// whole model's bit for bit: for Llama-family and GPT-2 fixtures, a quantized GGUF file (a stage reads only its
-// layers' blocks), an uneven split of five layers into three stages, and with tensor parallelism inside each stage. Everything the scheduler does (requests arriving
-// at any time, preemption, swapping, beams) runs through it; what cannot run pipeline-parallel is refused by name.
+// stage takes its rows from the stage before it and passes them on (a decode step's and a prompt chunk's rows in
+// micro-batches), and the last stage's logits go back to every stage. Alone it changes no arithmetic, so the tokens
+// and log-probs are one whole model's bit for bit: for Llama-family and GPT-2 fixtures, a quantized GGUF file (a stage
+// reads only its layers' blocks), an uneven split of five layers into three stages, and with tensor parallelism inside
+// each stage. Everything the scheduler does (requests arriving at any time, preemption, swapping, beams) runs through
+// it; what cannot run pipeline-parallel is refused by name.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createGroup, loadGenerator, type GenerationResult, type LoadOptions } from '../src/index.js';
 import { stageLayers } from '../src/models/stages.js';
+import { segmentsOf } from '../src/runtime/pass.js';
 import { fixture } from './helpers/fixtures.js';
 import { alone, deterministic, together, tokensOf, workload } from './helpers/generation.js';
 import { deepenLayers } from './helpers/layers.js';
@@ -67,6 +69,14 @@ describe('pipeline parallelism on the CPU backend', () => {
     assert.ok(stats.preemptions > 0 && stats.swapOuts > 0, 'preempted caches were swapped out and back, on every stage');
     assert.equal(stats.blocksUsed, 0);
     pp.dispose();
+  });
+
+  test('a prefill chunk\'s micro-batches take the segments of the rows they hold, counted from their first row', () => {
+    // rows 0-4 of one sequence, 5-6 of another, 7 of a third; the parts are rows 0-3 and 4-7
+    const table = new Int32Array([0, 5, 0, 5, 2, 0, 7, 1, 0]), out = new Int32Array(18);
+    assert.deepEqual(segmentsOf(table, 3, 0, 4, out, 0), { count: 1, longest: 4 });
+    assert.deepEqual(segmentsOf(table, 3, 4, 8, out, 1), { count: 3, longest: 2 });
+    assert.deepEqual([...out.subarray(0, 12)], [0, 4, 0, 0, 1, 0, 1, 2, 0, 3, 1, 0]);
   });
 
   test('the stages split the layers as if the LM head were layers of its own, a layer a stage at least', () => {

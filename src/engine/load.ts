@@ -45,8 +45,8 @@ export interface LoadOptions extends HubOptions {
   /**
    * Pipeline parallelism (CPU backend; GPT-2 and Llama-family models): the layers split into n stages, each run by its
    * own threads (with tensorParallel t, n * t ranks: t a stage), the first stage's rank 0 being this thread. A stage
-   * takes its rows from the stage before it and passes them on (a decode step's in micro-batches, so that the stages
-   * overlap); the last one's logits go back to every stage. It divides the weights and the KV cache, not the time.
+   * takes its rows from the stage before it and passes them on (a decode step's and a prompt chunk's in micro-batches,
+   * so that the stages overlap); the last one's logits go back to every stage. It divides the weights and the KV cache, not the time.
    */
   pipelineParallel?: number;
   /**

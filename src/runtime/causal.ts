@@ -7,7 +7,7 @@ import { dtypeBytes, packSegments, type Backend, type Candidates, type SampleRow
 import { CANDIDATE_SCRATCH, LOGPROB_STRIDE, MAX_CANDIDATES, REQUEST_STRIDE } from '../ops/requests.js';
 import { cacheLayers, tensorBytes, type CausalLM, type MemoryReport, type Pass } from '../models/model.js';
 import { EncoderMemory } from './memory.js';
-import { planPasses, PlannedPasses, rowsFrom, stepRows, type PassInputs } from './pass.js';
+import { planPasses, PlannedPasses, rowsFrom, segmentsOf, stepRows, type PassInputs } from './pass.js';
 import { TableWrites } from './table-writes.js';
 
 export interface RuntimeLimits {
@@ -24,6 +24,13 @@ export interface RuntimeLimits {
   /** encoder-decoder models: source tokens per request, and blocks of the encoder-memory pool (block 0 reserved) */
   maxSourceLen?: number;
   memoryBlocks?: number;
+}
+
+/** Rows first .. first + n - 1 of a prefill chunk, run as a pass of their own, and their segments. */
+interface PromptPart {
+  first: number;
+  n: number;
+  segments: Segments;
 }
 
 /** A prefill pass: packed prompt rows; `heads` of them draw the next token of their sequence. */
@@ -126,6 +133,8 @@ export class CausalRuntime {
   private readonly passes: PlannedPasses;
   private readonly buckets: number[];
   private readonly segmentHost: Int32Array;
+  /** a pipeline stage's micro-batches' segments (prefillParts) */
+  private readonly partSegmentHost: Int32Array;
   /** 0, 1, 2, ...: the rows a prefill pass's heads are gathered into */
   private readonly identity: Int32Array;
   private readonly keyLenHost: Int32Array;
@@ -194,6 +203,7 @@ export class CausalRuntime {
       out: b.buffer([T, LOGPROB_STRIDE], 'i32'),
     };
     this.segmentHost = new Int32Array(3 * T);
+    this.partSegmentHost = new Int32Array(3 * T);
     this.identity = Int32Array.from({ length: maxBatch }, (_, i) => i);
     this.keyLenHost = new Int32Array(T);
     this.lengthHost = new Int32Array(T);
@@ -284,8 +294,13 @@ export class CausalRuntime {
     if (flags.logprobs) b.logprobs(this.lpOut, this.logits, ids, rows, seqs, m, this.lpScratch);
   }
 
-  private prefillBody(p: Pass, heads: number, flags: StepFlags, scores: number): void {
-    const x = this.model.forward(p);
+  /**
+   * `parts`: the chunk's rows in micro-batches, a pipeline stage's (prefillParts), whose forwards run one after another
+   * so that the stage works on the next while the stage after it takes the one before; each writes its rows of the
+   * same residual stream, which lives through the whole forward (the arena shares no bytes with it).
+   */
+  private prefillBody(p: Pass, heads: number, flags: StepFlags, scores: number, parts: PromptPart[] | null = null): void {
+    const x = parts ? parts.map((r) => this.model.forward(stepRows(this.backend, p, r.first, r.n, r.segments)))[0] : this.model.forward(p);
     const M = this.limits.maxBatch;
     const last = p.buffer('last', [M, this.model.info.hidden]);
     const g = this.gather;
@@ -329,6 +344,25 @@ export class CausalRuntime {
     steps.forEach((s, i) => this.model.logits(s, xs[i], rowsFrom(b, this.logits, firsts[i]), s.n));
   }
 
+  /**
+   * A pipeline stage's micro-batches of a prefill chunk of n rows in `count` segments (segmentHost): as many parts as
+   * stages, each with its segments, written to the device in place of the chunk's; null off a pipeline.
+   */
+  private prefillParts(n: number, count: number): PromptPart[] | null {
+    const pp = this.backend.pipeline, b = this.backend;
+    if (!pp || n < 2) return null;
+    const parts = Math.min(n, pp.stages), out: PromptPart[] = [];
+    let at = 0;
+    for (let i = 0; i < parts; i++) {
+      const first = Math.floor((i * n) / parts), end = Math.floor(((i + 1) * n) / parts);
+      const s = segmentsOf(this.segmentHost, count, first, end, this.partSegmentHost, at);
+      out.push({ first, n: end - first, segments: { table: b.view(this.segments, 12 * at, [s.count, 3], 'i32'), ...s } });
+      at += s.count;
+    }
+    b.writeInt(this.segments, this.partSegmentHost, 3 * at);
+    return out;
+  }
+
   /** Runs a prefill chunk; returns the tokens drawn for its head rows. */
   prefill(c: PrefillChunk, flags: StepFlags): StepOutput {
     const b = this.backend, r = this.prefillRows, g = this.gather;
@@ -357,7 +391,8 @@ export class CausalRuntime {
       for (let i = 0; i < c.scores; i++) this.lengthHost[i] = this.keyLenHost[c.scoreRows[i]];
       b.writeInt(s.lengths, this.lengthHost, c.scores);
     }
-    this.prefillBody(this.passes.pass(this.prefillIO, c.n, { table: this.segments, ...seg }), c.heads, flags, c.scores);
+    const parts = this.prefillParts(c.n, seg.count);
+    this.prefillBody(this.passes.pass(this.prefillIO, c.n, { table: this.segments, ...seg }), c.heads, flags, c.scores, parts);
     const out = this.read(this.headOut, c.heads, flags);
     if (c.scores > 0) out.promptLogprobs = b.readInt(s.out, c.scores * LOGPROB_STRIDE).slice();
     return out;

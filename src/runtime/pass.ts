@@ -44,18 +44,36 @@ export function rowsFrom(b: Backend, t: Tensor, first: number): Tensor {
 }
 
 /**
- * Rows first .. first + n - 1 of decode step `p` as a step of their own: its row inputs, and each buffer the model asks
- * for (rows first, as every activation buffer is), from those rows on. A step's rows are independent of each other.
+ * Rows first .. first + n - 1 of pass `p` as a pass of their own: its row inputs, and each buffer the model asks for
+ * (rows first, as every activation buffer is), from those rows on. A decode step's rows are independent of each other.
+ * A prompt pass's rows need `segments`, theirs counted from `first` (segmentsOf): a row attends to the keys in the cache
+ * up to its own, so rows that follow rows of their sequence in another part see their keys once that part has run, as
+ * the chunks of a long prompt do.
  */
-export function stepRows(b: Backend, p: Pass, first: number, n: number): Pass {
-  if (p.segments) throw new Error('internal: a prompt pass split by rows');
-  if (first === 0 && n === p.n) return p;
+export function stepRows(b: Backend, p: Pass, first: number, n: number, segments: Segments | null = null): Pass {
+  if (p.segments && !segments) throw new Error('internal: a prompt pass split by rows without their segments');
+  if (first === 0 && n === p.n && !segments) return p;
   const rows = (t: Tensor) => rowsFrom(b, t, first);
   return {
-    ...p, n, capacity: p.capacity - first, ids: rows(p.ids), positions: rows(p.positions), slots: rows(p.slots), keyLens: rows(p.keyLens),
+    ...p, n, segments: segments ?? p.segments, capacity: p.capacity - first, ids: rows(p.ids), positions: rows(p.positions), slots: rows(p.slots), keyLens: rows(p.keyLens),
     lengths: rows(p.lengths), typeIds: p.typeIds && rows(p.typeIds),
     buffer: (name, shape, dtype) => rows(p.buffer(name, [shape[0] + first, ...shape.slice(1)], dtype)),
   };
+}
+
+/**
+ * The segments of rows first .. end - 1 of a prompt pass whose `count` segments are the (first row, rows, 0) triples
+ * of `table`, with rows counted from `first`, as triples in `out` from triple `at`; returns their count and the longest.
+ */
+export function segmentsOf(table: Int32Array, count: number, first: number, end: number, out: Int32Array, at: number): { count: number; longest: number } {
+  let k = 0, longest = 0;
+  for (let s = 0; s < count; s++) {
+    const a = Math.max(first, table[3 * s]), z = Math.min(end, table[3 * s] + table[3 * s + 1]);
+    if (a >= z) continue;
+    out.set([a - first, z - a, 0], 3 * (at + k++));
+    longest = Math.max(longest, z - a);
+  }
+  return { count: k, longest };
 }
 
 /** A body: what runs in one pass, given the pass. `segments` null makes it a decode step. */
