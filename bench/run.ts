@@ -2,6 +2,7 @@
 import { BenchArgs, markdownTable, type BenchResult } from './common.js';
 import { beam } from './beam.js';
 import { bert } from './bert.js';
+import { cpuCollectives } from './cpu-collectives.js';
 import { cpuGpt2 } from './cpu-gpt2.js';
 import { cpuLlama } from './cpu-llama.js';
 import { gpt2 } from './gpt2.js';
@@ -18,6 +19,7 @@ const BENCHES: Record<string, (args: BenchArgs) => Promise<BenchResult>> = {
   attention,
   beam,
   bert,
+  'cpu-collectives': cpuCollectives,
   'cpu-gpt2': cpuGpt2,
   'cpu-llama': cpuLlama,
   gpt2,
