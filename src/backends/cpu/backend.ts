@@ -318,6 +318,7 @@ export class CpuBackend implements Backend {
   }
 
   dispose(): void {
-    // nothing held outside the garbage-collected heap
+    // nothing held outside the garbage-collected heap but a group's channel
+    this.group?.close?.();
   }
 }

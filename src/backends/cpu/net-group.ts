@@ -126,6 +126,11 @@ export class NetGroup {
     this.parts = Array.from({ length: this.size }, () => new Float32Array(handle.capacity));
   }
 
+  /** Closes this rank's channel to the bridge (its backend is disposed). */
+  close(): void {
+    this.bridge.close();
+  }
+
   /** data := the sum over the stage's ranks of their `data`, added in rank order (the same bits on every rank). */
   allReduce(data: Float32Array): void {
     if (this.size === 1) return;

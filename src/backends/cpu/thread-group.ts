@@ -49,7 +49,10 @@ export function createGroup(size: number, capacity = 1 << 16, tensor = size): Gr
 }
 
 /** What the backend asks of the group its rank is in: ThreadGroup, or NetGroup (net-group.ts) where the ranks span processes. */
-export type RankGroup = Pick<ThreadGroup, 'size' | 'tensorRank' | 'stage' | 'stages' | 'allReduce' | 'allGather' | 'send' | 'recv'>;
+export type RankGroup = Pick<ThreadGroup, 'size' | 'tensorRank' | 'stage' | 'stages' | 'allReduce' | 'allGather' | 'send' | 'recv'> & {
+  /** lets go of what the rank holds outside the heap (NetGroup: its channel to the bridge) */
+  close?(): void;
+};
 
 /**
  * Marks the group failed because `rank` stopped, and wakes every rank waiting in it. `why` reaches the other ranks of

@@ -7,7 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { abortGroup } from '../../backends/cpu/thread-group.js';
-import { createNetHandle, type NetHandle } from '../../backends/cpu/net-group.js';
+import { createNetHandle, netStopped, type NetHandle } from '../../backends/cpu/net-group.js';
 import { fail, PeregrineError } from '../../errors.js';
 import type { LoadOptions } from '../load.js';
 import type { RankStart } from '../ranks.js';
@@ -75,6 +75,11 @@ export async function runNode(model: string, options: LoadOptions): Promise<void
       if (failure) reject(new PeregrineError('device', failure));
       else resolve();
     };
+    /** why the group stopped, whichever of its news comes first: the rank that stopped it and its reason */
+    const groupStop = () => {
+      const s = netStopped(handle);
+      return s && `rank ${s.rank} of the parallel group stopped: ${s.why}`;
+    };
     // a stop that begins here ends this node once the bridge has told the other nodes (its 'stopped' news), or after 2 s
     let reported = false;
     const stopped = (why: string) => {
@@ -89,14 +94,14 @@ export async function runNode(model: string, options: LoadOptions): Promise<void
         for (let i = 0; i < local; i++) {
           const start: RankStart = { model: path, options: { ...rankOptions(options), offline: true }, handle, rank: handle.first + i };
           const w = new Worker(new URL('../rank-worker.js', import.meta.url), { workerData: start });
-          w.on('message', (r: { ready?: boolean; error?: string }) => {
+          // a rank that fails stops the group with its error (rank-worker.ts), which the group's stop then reports
+          w.on('message', (r: { ready?: boolean }) => {
             if (r.ready && ++ready === local) bridge.postMessage({ ready: true });
-            if (r.error !== undefined) failure ??= `rank ${start.rank} of the parallel group (node ${nodes.rank}): ${r.error}`;
           });
-          w.on('error', (err) => stopped(`rank ${start.rank} of the parallel group (node ${nodes.rank}): ${err.message}`));
+          w.on('error', (err) => stopped(groupStop() ?? `rank ${start.rank} of the parallel group (node ${nodes.rank}): ${err.message}`));
           w.on('exit', (code) => {
             workers.splice(workers.indexOf(w), 1);
-            if (!disposing) stopped(`rank ${start.rank} of the parallel group (node ${nodes.rank}) exited with code ${code}`);
+            if (!disposing) stopped(groupStop() ?? `rank ${start.rank} of the parallel group (node ${nodes.rank}) exited with code ${code}`);
             else if (byeSaid && workers.length === 0) end();
           });
           workers.push(w);
@@ -112,7 +117,7 @@ export async function runNode(model: string, options: LoadOptions): Promise<void
       }
       if ('stopped' in m) {
         reported = true;
-        stopped(`rank ${m.stopped.rank} of the parallel group stopped: ${m.stopped.why}`);
+        stopped(groupStop()!);
       }
       if ('fatal' in m) {
         failure ??= m.fatal;
