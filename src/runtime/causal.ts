@@ -33,6 +33,14 @@ interface PromptPart {
   segments: Segments;
 }
 
+/** n rows in `parts` micro-batches of rows as even as they divide: each one's first row and rows. */
+function microBatches(n: number, parts: number): { first: number; n: number }[] {
+  return Array.from({ length: parts }, (_, i) => {
+    const first = Math.floor((i * n) / parts);
+    return { first, n: Math.floor(((i + 1) * n) / parts) - first };
+  });
+}
+
 /** A prefill pass: packed prompt rows; `heads` of them draw the next token of their sequence. */
 export interface PrefillChunk {
   n: number;
@@ -338,10 +346,10 @@ export class CausalRuntime {
     const pp = this.backend.pipeline, b = this.backend;
     const parts = pp && p.ops === b ? Math.min(p.n, pp.stages) : 1;
     if (parts === 1) return this.model.logits(p, this.model.forward(p), this.logits, p.n);
-    const firsts = Array.from({ length: parts }, (_, i) => Math.floor((i * p.n) / parts));
-    const steps = firsts.map((first, i) => stepRows(b, p, first, (i + 1 < parts ? firsts[i + 1] : p.n) - first));
+    const rows = microBatches(p.n, parts);
+    const steps = rows.map((r) => stepRows(b, p, r.first, r.n));
     const xs = steps.map((s) => this.model.forward(s));
-    steps.forEach((s, i) => this.model.logits(s, xs[i], rowsFrom(b, this.logits, firsts[i]), s.n));
+    steps.forEach((s, i) => this.model.logits(s, xs[i], rowsFrom(b, this.logits, rows[i].first), s.n));
   }
 
   /**
@@ -351,12 +359,11 @@ export class CausalRuntime {
   private prefillParts(n: number, count: number): PromptPart[] | null {
     const pp = this.backend.pipeline, b = this.backend;
     if (!pp || n < 2) return null;
-    const parts = Math.min(n, pp.stages), out: PromptPart[] = [];
+    const out: PromptPart[] = [];
     let at = 0;
-    for (let i = 0; i < parts; i++) {
-      const first = Math.floor((i * n) / parts), end = Math.floor(((i + 1) * n) / parts);
-      const s = segmentsOf(this.segmentHost, count, first, end, this.partSegmentHost, at);
-      out.push({ first, n: end - first, segments: { table: b.view(this.segments, 12 * at, [s.count, 3], 'i32'), ...s } });
+    for (const { first, n: rows } of microBatches(n, Math.min(n, pp.stages))) {
+      const s = segmentsOf(this.segmentHost, count, first, first + rows, this.partSegmentHost, at);
+      out.push({ first, n: rows, segments: { table: b.view(this.segments, 12 * at, [s.count, 3], 'i32'), ...s } });
       at += s.count;
     }
     b.writeInt(this.segments, this.partSegmentHost, 3 * at);
