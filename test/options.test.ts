@@ -72,6 +72,13 @@ describe('bad values and conflicting options', () => {
     const gen = await loadGenerator(model, { device: 'cpu', maxSeqLen: 32, kvBlocks: 3, blockSize: 8 });
     await assert.rejects(gen.generate('word '.repeat(30), { maxNewTokens: 4 }), oneLine(/beyond the 32 this generator holds per sequence/));
     await assert.rejects(gen.generate('a b', { maxNewTokens: 20 }), oneLine(/needs up to \d+ KV-cache blocks of 8 tokens, but the pool has 2/));
+    // one sequence of the whole length fits the pool sized for it, wherever its prompt ends in a block
+    const one = await loadGenerator(model, { device: 'cpu', maxBatch: 1, maxSeqLen: 32, blockSize: 8 });
+    for (const prompt of [24, 29, 31]) {
+      const [r] = await one.generateIds([Array.from({ length: prompt }, (_, i) => 10 + i)], { maxNewTokens: 32 - prompt, stopAtEos: false });
+      assert.equal(r.ids.length, 32 - prompt);
+    }
+    one.dispose();
     const small = await loadGenerator(model, { device: 'cpu', maxBatch: 2 });
     await assert.rejects(small.generate('a', { numBeams: 3 }), oneLine(/num beams \(3\) is above the 2 sequences/));
   });

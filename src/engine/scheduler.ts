@@ -141,7 +141,9 @@ export class Scheduler {
       if (need > memory.limits.blocks - 1) fail('bad-request', `the source needs ${need} encoder-memory blocks of ${blockSize} tokens, but the pool has ${memory.limits.blocks - 1}`);
     }
     if (beams > this.runtime.limits.maxBatch) fail('bad-request', `num beams (${beams}) is above the ${this.runtime.limits.maxBatch} sequences this generator runs at once (--max-batch)`);
-    const blocks = Math.ceil(tokens / blockSize) + beams * (Math.ceil(spec.maxNewTokens / blockSize) + 1);
+    // one sequence holds at most the blocks of its positions (a cached block it adopts is full and never written);
+    // beams each copy the prompt's last block when they fork, and grow apart
+    const blocks = spec.beam ? Math.ceil(tokens / blockSize) + beams * (Math.ceil(spec.maxNewTokens / blockSize) + 1) : Math.ceil(total / blockSize);
     if (blocks > this.pool.blocks - 1) {
       fail('bad-request', `the request needs up to ${blocks} KV-cache blocks of ${blockSize} tokens, but the pool has ${this.pool.blocks - 1}; load with more KV blocks (--kv-blocks) or ask for fewer tokens`);
     }
