@@ -11,6 +11,7 @@ import { FAMILIES, kernelBench } from './kernels/index.js';
 import { qgemv } from './kernels/quant.js';
 import { llama } from './llama.js';
 import { quant } from './quant.js';
+import { quantPerplexity } from './quant-perplexity.js';
 import { seq2seq } from './seq2seq.js';
 import { serve } from './serve.js';
 import { serving } from './serving.js';
@@ -26,6 +27,7 @@ const BENCHES: Record<string, (args: BenchArgs) => Promise<BenchResult>> = {
   llama,
   qgemv,
   quant,
+  'quant-perplexity': quantPerplexity,
   seq2seq,
   serve,
   serving,
