@@ -48,6 +48,8 @@ export class Ranks {
   /** resolves once every worker rank has loaded; rejects with the first one's failure */
   readonly ready: Promise<void>;
   private failure: string | null = null;
+  /** set as the model's dispose is posted: a worker rank that exits from then on is ending, not failing */
+  private disposing = false;
   private saves = 0;
   private readonly saved = new WeakMap<Uint8Array, number>();
   /** rank 0's saved bytes, collected: the other ranks drop theirs (after a restore they hold none already) */
@@ -73,7 +75,9 @@ export class Ranks {
           if (m.error !== undefined) this.stopped(rank, `rank ${rank} of the parallel group: ${m.error}`, reject);
         });
         w.on('error', (err) => this.stopped(rank, `rank ${rank} of the parallel group: ${err.message}`, reject));
-        w.on('exit', (code) => this.stopped(rank, `rank ${rank} of the parallel group: exited with code ${code}`, reject));
+        w.on('exit', (code) => {
+          if (!this.disposing) this.stopped(rank, `rank ${rank} of the parallel group: exited with code ${code}`, reject);
+        });
       }));
       return w;
     });
@@ -128,6 +132,9 @@ export class Ranks {
   }
 
   private call(rt: CausalRuntime, method: Mirrored, args: unknown[]): unknown {
+    // a rank that exits after the dispose (its own, or the terminate below) must not stop the other nodes before
+    // the bridge says bye: they would report it as the group's failure
+    if (method === 'dispose') this.disposing = true;
     if (method === 'restoreBlocks') {
       const save = this.saved.get(args[1] as Uint8Array);
       if (save === undefined) throw new Error('internal: restoring blocks no saveBlocks of this group returned');
