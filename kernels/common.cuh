@@ -99,6 +99,20 @@ __device__ __forceinline__ float activate(float x, int act) {
   }
 }
 
+// The end of a GEMM that multiplied quantized operands (FP8: f32 sums, kernels/fp8.cu; W8A8: int32 sums, mmvq.cu):
+// out[m, j] = act(acc[m, j] * sx[m * sx_stride] * sw[j] + bias[j]) (+ out[m, j] with res), x's scale per row and the
+// weight's per output, for `rows` rows of N; one thread per output, blocks of `blockDim.x`.
+template <typename T, typename O, typename A>
+__device__ __forceinline__ void scaled_epilogue(O* out, const A* acc, const float* sx, int sx_stride, const float* sw, const T* bias, int act,
+                                                int N, int rows, int res) {
+  const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (size_t)rows * N) return;
+  const int m = (int)(i / N), j = (int)(i % N);
+  float v = activate(fmaf((float)acc[i], sx[(size_t)m * sx_stride] * __ldg(sw + j), bias ? to_f(bias[j]) : 0.f), act);
+  if (res) v += to_f(out[i]);
+  out[i] = from_f<O>(v);
+}
+
 // The end of a GEMV whose `wpr` warps share output column j (kernels/gemv.cu, quant.cu, mmvq.cu): each lane's partial
 // sums acc[M] reduced over its warp, then over the column's warps through `partial` (shared, [warps][M]), and lane 0
 // of the column's first warp writes act(acc + bias[j]) (+ the old out when `res`) for each of the `rows` rows.

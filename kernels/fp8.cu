@@ -1,6 +1,6 @@
 // FP8 (E4M3) linear layers of more rows than the GEMV takes (src/backends/cuda/qlinear.ts fp8Matmul): x quantized to
 // E4M3 per token (quantize_fp8_tokens), the product of the E4M3 weights and x by cuBLASLt's FP8 GEMM into f32
-// (src/backends/cuda/blas.ts matmul in 'e4m3'), then fp8_epilogue applies x's and the weight's scales, the bias, the
+// (src/backends/cuda/blas.ts matmul in 'e4m3'), then fp8_epilogue applies x's and the weight's scales (common.cuh scaled_epilogue), the bias, the
 // activation and the residual. Also the weights' quantizer (quantize_weight_fp8). Layout and reference:
 // src/loaders/fp8.ts (quantizeFp8Rows, bit for bit; dequantizeFp8Row).
 #include <cuda_fp8.h>
@@ -29,17 +29,6 @@ extern "C" __global__ void __launch_bounds__(F8_THREADS) quantize_weight_fp8(uin
   quantize_fp8_row<float>(out, reinterpret_cast<float*>(out + ((size_t)N * K + 15) / 16 * 16), w, K);
 }
 
-// out[m, j] = act(acc[m, j] * s_x[m] * s_w[j] + bias[j]) (+ out[m, j] with res), for `rows` rows of N.
-template <typename T, typename O>
-__device__ void fp8_epilogue(O* out, const float* acc, const float* sx, const float* sw, const T* bias, int act, int N, int rows, int res) {
-  const size_t i = (size_t)blockIdx.x * F8_THREADS + threadIdx.x;
-  if (i >= (size_t)rows * N) return;
-  const int m = (int)(i / N), j = (int)(i % N);
-  float v = activate(fmaf(acc[i], sx[m] * __ldg(sw + j), bias ? to_f(bias[j]) : 0.f), act);
-  if (res) v += to_f(out[i]);
-  out[i] = from_f<O>(v);
-}
-
 #define F8(T, S)                                                                                                        \
   extern "C" __global__ void __launch_bounds__(F8_THREADS) quantize_fp8_tokens_##S(uint8_t* q, float* s, const T* x, int K) { \
     pdl_begin();                                                                                                        \
@@ -48,13 +37,13 @@ __device__ void fp8_epilogue(O* out, const float* acc, const float* sx, const fl
   extern "C" __global__ void __launch_bounds__(F8_THREADS)                                                              \
       fp8_epilogue_##S(T* out, const float* acc, const float* sx, const float* sw, const T* bias, int act, int N, int rows, int res) { \
     pdl_begin();                                                                                                        \
-    fp8_epilogue<T, T>(out, acc, sx, sw, bias, act, N, rows, res);                                                      \
+    scaled_epilogue<T, T, float>(out, acc, sx, 1, sw, bias, act, N, rows, res);                                                      \
   }
 #define F8_OUT32(T, S)                                                                                                  \
   extern "C" __global__ void __launch_bounds__(F8_THREADS)                                                              \
       fp8_epilogue_##S##_f32out(float* out, const float* acc, const float* sx, const float* sw, const T* bias, int act, int N, int rows, int res) { \
     pdl_begin();                                                                                                        \
-    fp8_epilogue<T, float>(out, acc, sx, sw, bias, act, N, rows, res);                                                  \
+    scaled_epilogue<T, float, float>(out, acc, sx, 1, sw, bias, act, N, rows, res);                                                  \
   }
 FOR_EACH_DTYPE(F8)
 F8_OUT32(__half, f16)

@@ -32,7 +32,9 @@ __device__ void quantize_q8(int8_t* xq, float2* xd, const T* x, const int* perm,
 
 // SmoothQuant's activations (src/loaders/w8a8.ts quantizeTokens): row r of x times the inputs' multipliers m (1 / s),
 // quantized to int8 with one scale per row (a = max |x m| / 127, q = round(x m / a)); xd holds (a, a * sum(q)) for each
-// group of 32, as the GEMV reads x's scales per group. One block of 256 threads per row; K % 32 == 0.
+// group of 32, as the GEMV reads x's scales per group. One block of 256 threads per row; K % 32 == 0. Past the GEMV's
+// rows, cuBLASLt's int8 GEMM multiplies these rows by the weight's into int32 sums (src/backends/cuda/qlinear.ts
+// w8a8Matmul), and w8a8_epilogue scales them by a (xd's first pair of the row) and the weight row's scale.
 template <typename T>
 __device__ void quantize_tokens(int8_t* xq, float2* xd, const T* x, const float* mult, int K) {
   __shared__ float scratch[32];
@@ -280,6 +282,11 @@ __device__ void mmvq(O* out, const int8_t* xq, const float2* xd, const uint8_t* 
       quantize_tokens_##S(int8_t* xq, float2* xd, const T* x, const float* mult, int K) {                               \
     pdl_begin();                                                                                                        \
     quantize_tokens<T>(xq, xd, x, mult, K);                                                                             \
+  }                                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(MV_THREADS) w8a8_epilogue_##S(T* out, const int* acc, const float2* xd,  \
+      const float* sw, const T* bias, int act, int N, int groups, int rows, int res) {                                  \
+    pdl_begin();                                                                                                        \
+    scaled_epilogue<T, T, int>(out, acc, reinterpret_cast<const float*>(xd), 2 * groups, sw, bias, act, N, rows, res);  \
   }
 #define MV_NORM_QUANTIZE(T, S)                                                                                              \
   extern "C" __global__ void __launch_bounds__(MV_THREADS)                                                                  \

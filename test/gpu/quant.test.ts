@@ -143,10 +143,11 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
     const tol = TOL[dtype];
     for (const { name, type, make } of CASES) {
       // up to 8 rows: the GEMV (16-bit: int8-rounded x and dp4a, kernels/mmvq.cu; f32: kernels/quant.cu); to 64, 16-bit x
-      // on tensor cores (kernels/qmma.cu); beyond, the dequantized chunks through cuBLASLt (kernels/dequant.cu)
+      // on tensor cores (kernels/qmma.cu); beyond, the dequantized chunks through cuBLASLt (kernels/dequant.cu). FP8 and
+      // W8A8 past one / eight rows: cuBLASLt's FP8 / int8 GEMM
       test(`${name}: plain, bias + activation, and into the residual, 1 to 70 rows`, () => {
-        // FP8's GEMM needs outputs of a multiple of 16 (those of 67 are the next test's)
-        const N = type === 'FP8' ? 80 : 67, K = 512;
+        // FP8's and W8A8's GEMMs need outputs of a multiple of 16 (those of 67 are the next test's)
+        const N = type === 'FP8' || type === 'W8A8' ? 80 : 67, K = 512;
         const w = make(N, K, 7);
         const bias = rounded(randn(N, 0.5), dtype);
         for (const M of [1, 3, 8, 19, 70]) {
@@ -201,11 +202,13 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
       }
     });
 
-    test('FP8 of outputs not a multiple of 16: the float GEMV at every row count, x as it is', () => {
-      const N = 67, K = 512, w = randomFp8(N, K, 9), bias = rounded(randn(N, 0.5), dtype);
-      for (const M of [1, 3, 19]) {
-        const x = rounded(randn(M * K, 2), dtype), res = rounded(randn(M * N), dtype);
-        check(layer(gpu(), dtype, 'FP8', w, N, K, x, M, bias, res), layer(cpu, 'f32', 'FP8', w, N, K, x, M, bias, res), tol, `${M} rows`);
+    test('FP8 and W8A8 of outputs not a multiple of 16: the GEMVs at every row count', () => {
+      const N = 67, K = 512, bias = rounded(randn(N, 0.5), dtype);
+      for (const [type, w] of [['FP8', randomFp8(N, K, 9)], ['W8A8', randomW8A8(N, K, 9)]] as const) {
+        for (const M of [1, 3, 19, 70]) {
+          const x = rounded(randn(M * K, 2), dtype), res = rounded(randn(M * N), dtype);
+          check(layer(gpu(), dtype, type, w, N, K, x, M, bias, res), layer(cpu, 'f32', type, w, N, K, x, M, bias, res), tol, `${type}, ${M} rows`);
+        }
       }
     });
 

@@ -1,5 +1,6 @@
 // cuBLASLt through koffi: row-major out[M, N] = x[M, K] w[N, K]^T (+ bias, + GELU) with fp32 accumulation; x and w
-// in f32, f16 or bf16, or both in FP8 E4M3 (tensor cores of sm_89 and later; f32 out, scaled by the caller).
+// in f32, f16 or bf16, or both in FP8 E4M3 (tensor cores of sm_89 and later; f32 out, scaled by the caller), or both
+// int8 with int32 accumulation and out (SmoothQuant's W8A8; scaled by the caller).
 // Per shape, the heuristic's candidate algorithms are timed once and the fastest is kept, in memory and
 // in a JSON file under the cache directory (like FasterTransformer's gemm_config), reused on the next load.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -24,10 +25,11 @@ const SIGNATURES = {
   matmul: 'int cublasLtMatmul(void *handle, void *desc, const void *alpha, uint64_t A, void *Adesc, uint64_t B, void *Bdesc, const void *beta, uint64_t C, void *Cdesc, uint64_t D, void *Ddesc, const void *algo, uint64_t workspace, size_t wsBytes, void *stream)',
 } as const;
 
-/** operand types: the activations' dtypes, or E4M3 bytes */
-type BlasType = DType | 'e4m3';
-const CUDA_R: Partial<Record<BlasType, number>> = { f32: 0, f16: 2, bf16: 14, i32: 10, e4m3: 28 };
-const COMPUTE_32F = 68;
+/** operand types: the activations' dtypes, E4M3 bytes or int8 */
+type BlasType = DType | 'e4m3' | 'i8';
+const CUDA_R: Partial<Record<BlasType, number>> = { f32: 0, f16: 2, bf16: 14, i8: 3, i32: 10, e4m3: 28 };
+const COMPUTE_32F = 68, COMPUTE_32I = 72;
+const bytesOf = (t: BlasType): number => (t === 'f32' || t === 'i32' ? 4 : t === 'e4m3' || t === 'i8' ? 1 : 2);
 const OP_N = 0, OP_T = 1;
 const DESC = { TRANSA: 3, TRANSB: 4, EPILOGUE: 7, BIAS_POINTER: 8 } as const;
 const LAYOUT_COLS = 3;
@@ -44,6 +46,9 @@ interface Plan {
   /** row counts at which the class's algorithm was refused, and the heuristic's choice there */
   exact: Map<number, Buffer>;
   hasBias: boolean;
+  /** alpha and beta (1, 0) in the scale type: f32, or int32 for int8 operands */
+  one: Float32Array | Int32Array;
+  zero: Float32Array | Int32Array;
   desc: Handle;
   a: Handle;
   b: Handle;
@@ -57,8 +62,6 @@ export class Blas {
   private readonly getStatusName: Fn;
   private readonly plans = new Map<string, Plan>();
   private readonly tuned: Record<string, string>;
-  private readonly one = new Float32Array([1]);
-  private readonly zero = new Float32Array([0]);
   private readonly ptr = new BigUint64Array(1);
   private readonly int = new Int32Array(1);
   readonly version: number;
@@ -111,7 +114,7 @@ export class Blas {
   }
 
   private run(p: Plan, out: number, x: number, w: number, algo: Buffer, accumulate = false): void {
-    this.check(this.fns.matmul(this.handle, p.desc, this.one, w, p.a, x, p.b, accumulate ? this.one : this.zero, out, p.c, out, p.c, algo,
+    this.check(this.fns.matmul(this.handle, p.desc, p.one, w, p.a, x, p.b, accumulate ? p.one : p.zero, out, p.c, out, p.c, algo,
       this.workspace.ptr, this.workspace.bytes, this.stream), 'cublasLtMatmul');
   }
 
@@ -138,7 +141,9 @@ export class Blas {
       this.check(this.fns[name](out, ...args), String(name));
       return out[0];
     };
-    const desc = h('descCreate', COMPUTE_32F, CUDA_R.f32);
+    const int8 = inType === 'i8';
+    if (int8 !== (outType === 'i32')) throw new Error(`internal: cuBLASLt multiplies int8 into int32 only, not ${inType} into ${outType}`);
+    const desc = h('descCreate', int8 ? COMPUTE_32I : COMPUTE_32F, int8 ? CUDA_R.i32 : CUDA_R.f32);
     const setInt = (attr: number, v: number) => {
       this.int[0] = v;
       this.check(this.fns.descSet(desc, attr, this.int, 4), `cublasLtMatmulDescSetAttribute(${attr})`);
@@ -150,7 +155,8 @@ export class Blas {
     const a = h('layoutCreate', CUDA_R[inType], K, N, K);
     const b = h('layoutCreate', CUDA_R[inType], K, M, K);
     const c = h('layoutCreate', CUDA_R[outType], N, M, ldOut);
-    plan = { m: M, exact: new Map(), hasBias: epilogue === EPILOGUE.BIAS || epilogue === EPILOGUE.GELU_BIAS, desc, a, b, c, algo: Buffer.alloc(64) };
+    const [one, zero] = int8 ? [new Int32Array([1]), new Int32Array([0])] : [new Float32Array([1]), new Float32Array([0])];
+    plan = { m: M, exact: new Map(), hasBias: epilogue === EPILOGUE.BIAS || epilogue === EPILOGUE.GELU_BIAS, one, zero, desc, a, b, c, algo: Buffer.alloc(64) };
     const cached = this.tuned[key];
     plan.algo = cached ? Buffer.from(cached, 'hex') : this.tune(plan, outType, inType, M, N, K, ldOut, key);
     this.plans.set(key, plan);
@@ -179,12 +185,11 @@ export class Blas {
   /** Times the heuristic's candidates on scratch data and keeps the fastest. */
   private tune(plan: Plan, outType: DType, inType: BlasType, M: number, N: number, K: number, ldOut: number, key: string): Buffer {
     const { algos } = this.candidates(plan, key);
-    const size = (t: BlasType) => (t === 'f32' ? 4 : t === 'e4m3' ? 1 : 2);
     // operands: any memory of the right size works for timing; bias reads stay inside w
-    const bytes = Math.max(M * K, N * K) * size(inType) + M * ldOut * size(outType);
+    const bytes = Math.max(M * K, N * K) * bytesOf(inType) + M * ldOut * bytesOf(outType);
     const scratch = [0];
     this.driver.call('cuMemAlloc', scratch, bytes);
-    const x = scratch[0], w = scratch[0], out = scratch[0] + Math.max(M * K, N * K) * size(inType);
+    const x = scratch[0], w = scratch[0], out = scratch[0] + Math.max(M * K, N * K) * bytesOf(inType);
     if (plan.hasBias) {
       this.ptr[0] = BigInt(w);
       this.check(this.fns.descSet(plan.desc, DESC.BIAS_POINTER, this.ptr, 8), 'cublasLtMatmulDescSetAttribute(BIAS_POINTER)');

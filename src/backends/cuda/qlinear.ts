@@ -6,8 +6,10 @@
 //   pre-norm layer's RMSNorm/LayerNorm in the same kernel) and dotted with the packed weights by dp4a (llama.cpp's MMVQ);
 // - up to 8 rows with f32 activations: kernels/quant.cu, the weights dequantized in registers against float x (no
 //   rounding of x, so fp32 runs stay within the fp32 tolerance);
-// - SmoothQuant's W8A8, every row count for now: x times the inputs' multipliers quantized to int8 per token
-//   (kernels/mmvq.cu quantize_tokens), then the integer GEMV over the int8 rows, 64 rows of x at a time;
+// - SmoothQuant's W8A8: x times the inputs' multipliers quantized to int8 per token (kernels/mmvq.cu quantize_tokens),
+//   then up to 8 rows (batch-invariant mode: every row, 64 at a time) the integer GEMV over the int8 rows; more rows
+//   cuBLASLt's int8 GEMM into int32 sums, scaled by x's and the weight's scales with the bias, activation and
+//   residual after it (w8a8_epilogue), a pass of up to w8a8Scratch's rows at a time;
 // - FP8 (E4M3) weights: one row (or outputs not a multiple of 16) the float GEMV (kernels/quant.cu) against x as it
 //   is; more rows quantized to E4M3 per token and multiplied by cuBLASLt's FP8 GEMM into f32, the scales, bias, activation and residual applied
 //   after it (kernels/fp8.cu), a pass of up to fp8Rows rows at a time;
@@ -66,9 +68,19 @@ function fp8Scratch(N: number, K: number): { rows: number; xq: number; sx: numbe
   return { rows, xq: 0, sx, acc, bytes: acc + 4 * rows * N };
 }
 
+/**
+ * Where the W8A8 GEMM's parts of the scratch lie: x as int8 and its scales as quantize_tokens writes them (a pair per
+ * 32 inputs), the int32 product; passes of as many rows as the FP8 GEMM takes.
+ */
+function w8a8Scratch(N: number, K: number): { rows: number; xq: number; xd: number; acc: number; bytes: number } {
+  const rows = fp8Rows(N), xd = align(rows * K), acc = xd + align(rows * (K / 32) * 8);
+  return { rows, xq: 0, xd, acc, bytes: acc + 4 * rows * N };
+}
+
 /** Scratch bytes a quantized [N, K] weight of `wtype` needs under activations of `dtype`. */
 export function quantScratchBytes(N: number, K: number, dtype: DType, wtype: QuantDType): number {
-  return wtype === 'fp8' ? fp8Scratch(N, K).bytes : layout(N, K, dtypeBytes(dtype)).bytes;
+  const gemv = layout(N, K, dtypeBytes(dtype)).bytes;
+  return wtype === 'fp8' ? fp8Scratch(N, K).bytes : wtype === 'w8a8' ? Math.max(gemv, w8a8Scratch(N, K).bytes) : gemv;
 }
 
 
@@ -213,6 +225,24 @@ function fp8Matmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tens
   }
 }
 
+/**
+ * More rows than the GEMV takes over a SmoothQuant W8A8 weight: x quantized per token (quantize_tokens), cuBLASLt's
+ * int8 GEMM into int32 sums, then x's and the weight's scales, bias, activation and residual (w8a8_epilogue).
+ */
+function w8a8Matmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: number, n: number, accumulate: boolean): void {
+  const [N, K] = w.shape, at = w8a8Scratch(N, K), R = at.rows, base = c.quantScratch.ptr;
+  if (at.bytes > c.quantScratch.bytes) throw new Error(`internal: quantized scratch of ${c.quantScratch.bytes} bytes, a W8A8 [${N}, ${K}] layer needs ${at.bytes}`);
+  const xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype), s = sfx(x.dtype), parts = w8a8Layout(N, K);
+  for (let r0 = 0; r0 < n; r0 += R) {
+    const rows = Math.min(R, n - r0);
+    c.kernels.get('mmvq', 'quantize_tokens', `_${s}`).launch(c.stream, rows, 1, 1, 256, 0, base + at.xq, base + at.xd, ptr(x) + r0 * K * xb,
+      ptr(w) + parts.multipliers, K);
+    c.blas.matmul(base + at.acc, 'i32', base + at.xq, ptr(w), 0, EPILOGUE.DEFAULT, rows, N, K, 'i8');
+    c.kernels.get('mmvq', 'w8a8_epilogue', `_${s}`).launch(c.stream, Math.ceil((rows * N) / 256), 1, 1, 256, 0, ptr(out) + r0 * N * ob, base + at.acc,
+      base + at.xd, ptr(w) + parts.scales, ptr(bias), act, N, K / 32, rows, accumulate ? 1 : 0);
+  }
+}
+
 /** kernels/qmma.cu: rows of x per block (the most it takes), weight rows per block, inputs per step, shared bytes */
 const QMMA = { rows: 64, cols: 128, step: 128, smem: 2 * (64 + 128) * (128 + 8) * 2 };
 
@@ -257,11 +287,14 @@ function qmma(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | 
   });
 }
 
-type Path = 'dequant' | 'float' | 'mmvq' | 'fp8' | 'qmma';
+type Path = 'dequant' | 'float' | 'mmvq' | 'fp8' | 'qmma' | 'w8a8';
 
 function path(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, n: number): Path {
-  // SmoothQuant's activations are always quantized per token: the integer GEMV, every row count (for now)
-  if (w.dtype === 'w8a8') return 'mmvq';
+  // SmoothQuant's activations are always quantized per token: the integer GEMV up to 8 rows (batch-invariant mode:
+  // every row, so that a row's sums never depend on the batch's size), past them cuBLASLt's int8 GEMM, for outputs
+  // of a multiple of 16 into x's dtype (cuBLASLt's int8 GEMMs want aligned columns; a 16-bit model's f32 logits never
+  // come from a W8A8 layer)
+  if (w.dtype === 'w8a8') return n > GEMV_ROWS && !c.batchInvariant && w.shape[0] % 16 === 0 && out.dtype === x.dtype ? 'w8a8' : 'mmvq';
   // FP8: the float GEMV for one row (batch-invariant mode: every row), else the GEMM on tensor cores, which at 2 to 8
   // rows already beats the GEMV's 8-row kernel (H100, Llama-3-8B gate|up at 4 rows: GEMV 144 us, GEMM 45.5). cuBLASLt
   // has no FP8 GEMM for outputs of other than a multiple of 16 (CUBLAS_STATUS_NOT_SUPPORTED): those take the GEMV.
@@ -279,6 +312,7 @@ export function quantLinear(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, b
   if (p === 'float') return floatGemv(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
   if (p === 'fp8') return fp8Matmul(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
   if (p === 'qmma') return qmma(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
+  if (p === 'w8a8') return w8a8Matmul(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
   mmvq(c, out, x, w, bias, ACT_CODE[act], n, accumulate);
 }
 

@@ -50,6 +50,7 @@ export const KERNEL_ARGS = {
     quantize_q8: 'pppi',
     quantize_q8_perm: 'ppppii',
     quantize_tokens: 'ppppi',
+    w8a8_epilogue: 'pppppiiiii',
     norm_quantize_q8: 'pppppfii',
     gated_quantize_q8: 'pppiii',
   },
