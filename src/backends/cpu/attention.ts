@@ -66,25 +66,43 @@ export interface Queries {
   bias: { table: Float32Array; positions: Int32Array; buckets: number; maxDistance: number; bidirectional: boolean } | null;
 }
 
+/** A head's output sums in f64, one buffer per head size (each thread has its own). */
+const accumulators = new Map<number, Float64Array>();
+
 /**
  * out[t, head] = softmax(q . k_j * scale (+ bias)) . v_j over keys j < the row's key count of sequence slots[t] (the
- * last `window` of them when shape.window > 0); query head h reads KV head h / (heads / kvHeads).
+ * last `window` of them when shape.window > 0); query head h reads KV head h / (heads / kvHeads). For head sizes that
+ * are a multiple of 4, the loops take 4 values a step (four partial sums in q . k); a head's output is summed in f64,
+ * then stored.
  */
 export function attend(
   c: Paged, out: Float32Array, q: Float32Array, rows: Queries, shape: AttentionShape, n: number, scores: Float32Array, rowsOf: Int32Array,
 ): void {
-  const { heads, kvHeads, headDim, scale, window } = shape;
-  const H = heads * headDim, rowWidth = rows.rowWidth, group = heads / kvHeads, bias = rows.bias;
+  const { heads, kvHeads, headDim: D, scale, window } = shape;
+  const H = heads * D, rowWidth = rows.rowWidth, group = heads / kvHeads, bias = rows.bias, K = c.k, V = c.v, by4 = D % 4 === 0;
+  let acc = accumulators.get(D);
+  if (!acc) accumulators.set(D, (acc = new Float64Array(D)));
   for (let t = 0; t < n; t++) {
     const L = rows.keyLens[rows.bySlot ? rows.slots[t] : t], first = window > 0 ? Math.max(0, L - window) : 0;
     for (let j = first; j < L; j++) rowsOf[j] = cacheOffset(c, rows.slots[t], j);
     for (let h = 0; h < heads; h++) {
-      const qo = t * rowWidth + h * headDim, kv = Math.floor(h / group) * headDim;
+      const qo = t * rowWidth + h * D, kv = Math.floor(h / group) * D;
       let max = -Infinity;
       for (let j = first; j < L; j++) {
         const k = rowsOf[j] + kv;
         let s = 0;
-        for (let i = 0; i < headDim; i++) s += q[qo + i] * c.k[k + i];
+        if (by4) {
+          let s1 = 0, s2 = 0, s3 = 0;
+          for (let i = 0; i < D; i += 4) {
+            s += q[qo + i] * K[k + i];
+            s1 += q[qo + i + 1] * K[k + i + 1];
+            s2 += q[qo + i + 2] * K[k + i + 2];
+            s3 += q[qo + i + 3] * K[k + i + 3];
+          }
+          s = s + s1 + (s2 + s3);
+        } else {
+          for (let i = 0; i < D; i++) s += q[qo + i] * K[k + i];
+        }
         s *= scale;
         if (bias) s += bias.table[relativeBucket(j - bias.positions[t], bias.buckets, bias.maxDistance, bias.bidirectional) * heads + h];
         scores[j] = s;
@@ -96,13 +114,22 @@ export function attend(
         scores[j] = e;
         sum += e;
       }
-      const o = t * H + h * headDim;
-      for (let i = 0; i < headDim; i++) out[o + i] = 0;
+      acc.fill(0);
       for (let j = first; j < L; j++) {
-        const p = scores[j] / sum;
-        const v = rowsOf[j] + kv;
-        for (let i = 0; i < headDim; i++) out[o + i] += p * c.v[v + i];
+        const p = scores[j] / sum, v = rowsOf[j] + kv;
+        if (by4) {
+          for (let i = 0; i < D; i += 4) {
+            acc[i] += p * V[v + i];
+            acc[i + 1] += p * V[v + i + 1];
+            acc[i + 2] += p * V[v + i + 2];
+            acc[i + 3] += p * V[v + i + 3];
+          }
+        } else {
+          for (let i = 0; i < D; i++) acc[i] += p * V[v + i];
+        }
       }
+      const o = t * H + h * D;
+      for (let i = 0; i < D; i++) out[o + i] = acc[i];
     }
   }
 }
