@@ -2,6 +2,7 @@
 import { BenchArgs, markdownTable, type BenchResult } from './common.js';
 import { beam } from './beam.js';
 import { bert } from './bert.js';
+import { cpuAttention } from './cpu-attention.js';
 import { cpuCollectives } from './cpu-collectives.js';
 import { cpuGpt2 } from './cpu-gpt2.js';
 import { cpuLlama } from './cpu-llama.js';
@@ -20,6 +21,7 @@ const BENCHES: Record<string, (args: BenchArgs) => Promise<BenchResult>> = {
   attention,
   beam,
   bert,
+  'cpu-attention': cpuAttention,
   'cpu-collectives': cpuCollectives,
   'cpu-gpt2': cpuGpt2,
   'cpu-llama': cpuLlama,
