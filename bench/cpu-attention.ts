@@ -28,7 +28,8 @@ export async function cpuAttention(args: BenchArgs): Promise<BenchResult> {
     const queries: Queries = { rowWidth, slots: new Int32Array(s.rows), keyLens: Int32Array.from({ length: s.rows }, (_, t) => s.keys - s.rows + 1 + t), bySlot: false, bias: null };
     const shape: AttentionShape = { heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim, scale: 1 / Math.sqrt(s.headDim), window: 0 };
     const out = new Float32Array(s.rows * s.heads * s.headDim), scores = new Float32Array(s.keys), rowsOf = new Int32Array(s.keys);
-    const call = () => attend(c, out, q, queries, shape, s.rows, scores, rowsOf);
+    const sums = new Float64Array(s.headDim);
+    const call = () => attend(c, out, q, queries, shape, s.rows, scores, rowsOf, sums);
     call(); // warm-up: the JIT
     const t0 = performance.now();
     let calls = 0;

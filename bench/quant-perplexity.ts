@@ -13,19 +13,13 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TextGenerator } from '../src/engine/generation.js';
-import { loadModel, type LoadOptions } from '../src/engine/load.js';
+import { loadGenerator } from '../src/engine/load.js';
 import { perplexity, type PerplexityResult } from '../src/engine/perplexity.js';
 import { smoothQuant } from '../src/engine/smoothquant.js';
 import type { QuantizeMethod } from '../src/loaders/quantize-methods.js';
 import type { BenchArgs, BenchResult } from './common.js';
 
 type Method = QuantizeMethod | 'w8a8';
-
-async function generator(model: string, options: LoadOptions): Promise<TextGenerator> {
-  const m = await loadModel(model, options);
-  if (m.kind !== 'causal-lm') throw new Error(`${model} is not a causal LM`);
-  return m.generator;
-}
 
 /** The text's token ids: whole, or its documents (split at `separator`) each tokenized on its own, concatenated. */
 function tokenize(gen: TextGenerator, text: string, separator: string | undefined): number[] {
@@ -62,7 +56,7 @@ export async function quantPerplexity(args: BenchArgs): Promise<BenchResult> {
       runs.push({ model: w8a8Dir, weights: 'w8a8 (SmoothQuant, alpha 0.5)', dtype: baseDtype });
     }
     for (const run of runs) {
-      const gen = await generator(run.model, { device, dtype: run.dtype, quantize: run.quantize });
+      const gen = await loadGenerator(run.model, { device, dtype: run.dtype, quantize: run.quantize });
       try {
         const ids = tokenize(gen, text, separator);
         const context = args.int('context', gen.model.info.maxPositions - 1);

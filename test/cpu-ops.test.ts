@@ -128,7 +128,7 @@ describe('attention over the paged KV cache', () => {
       });
       writeKV(c, qkv, R, slots, positions, T);
       const out = new Float32Array(T * H);
-      attend(c, out, qkv, { rowWidth: R, slots, keyLens, bySlot: false, bias: null }, shape, T, new Float32Array(maxSeq), new Int32Array(maxSeq));
+      attend(c, out, qkv, { rowWidth: R, slots, keyLens, bySlot: false, bias: null }, shape, T, new Float32Array(maxSeq), new Int32Array(maxSeq), new Float64Array(shape.headDim));
 
       // textbook: for token t, keys are the tokens of the same sequence at positions <= its own (and within the window)
       const want = new Float32Array(T * H);
@@ -155,11 +155,11 @@ describe('attention over the paged KV cache', () => {
       tables.set(tables.subarray(2 * maxBlocks, 3 * maxBlocks), maxBlocks);
       const shared = new Float32Array(4 * H);
       const rows = [1, 2, 3, 4].map((r) => r); // sequence 1's rows, positions 0..3
-      attend(c, shared, qkv.subarray(R), { rowWidth: R, slots: slots.subarray(1, 5), keyLens: keyLens.subarray(1, 5), bySlot: false, bias: null }, shape, 4, new Float32Array(maxSeq), new Int32Array(maxSeq));
+      attend(c, shared, qkv.subarray(R), { rowWidth: R, slots: slots.subarray(1, 5), keyLens: keyLens.subarray(1, 5), bySlot: false, bias: null }, shape, 4, new Float32Array(maxSeq), new Int32Array(maxSeq), new Float64Array(shape.headDim));
       const seq2 = new Float32Array(4 * H);
       const q2 = new Float32Array(4 * R);
       for (const r of rows) q2.set(qkv.subarray(r * R, (r + 1) * R), (r - 1) * R);
-      attend(c, seq2, q2, { rowWidth: R, slots: Int32Array.from([2, 2, 2, 2]), keyLens: keyLens.subarray(1, 5), bySlot: false, bias: null }, shape, 4, new Float32Array(maxSeq), new Int32Array(maxSeq));
+      attend(c, seq2, q2, { rowWidth: R, slots: Int32Array.from([2, 2, 2, 2]), keyLens: keyLens.subarray(1, 5), bySlot: false, bias: null }, shape, 4, new Float32Array(maxSeq), new Int32Array(maxSeq), new Float64Array(shape.headDim));
       assertClose(shared, seq2, 0, 'shared blocks');
     });
   }

@@ -66,22 +66,18 @@ export interface Queries {
   bias: { table: Float32Array; positions: Int32Array; buckets: number; maxDistance: number; bidirectional: boolean } | null;
 }
 
-/** A head's output sums in f64, one buffer per head size (each thread has its own). */
-const accumulators = new Map<number, Float64Array>();
-
 /**
  * out[t, head] = softmax(q . k_j * scale (+ bias)) . v_j over keys j < the row's key count of sequence slots[t] (the
  * last `window` of them when shape.window > 0); query head h reads KV head h / (heads / kvHeads). For head sizes that
  * are a multiple of 4, the loops take 4 values a step (four partial sums in q . k); a head's output is summed in f64,
- * then stored.
+ * then stored. Scratch from the caller: scores and rowsOf hold a value per key, acc one per value of a head.
  */
 export function attend(
   c: Paged, out: Float32Array, q: Float32Array, rows: Queries, shape: AttentionShape, n: number, scores: Float32Array, rowsOf: Int32Array,
+  acc: Float64Array,
 ): void {
   const { heads, kvHeads, headDim: D, scale, window } = shape;
   const H = heads * D, rowWidth = rows.rowWidth, group = heads / kvHeads, bias = rows.bias, K = c.k, V = c.v, by4 = D % 4 === 0;
-  let acc = accumulators.get(D);
-  if (!acc) accumulators.set(D, (acc = new Float64Array(D)));
   for (let t = 0; t < n; t++) {
     const L = rows.keyLens[rows.bySlot ? rows.slots[t] : t], first = window > 0 ? Math.max(0, L - window) : 0;
     for (let j = first; j < L; j++) rowsOf[j] = cacheOffset(c, rows.slots[t], j);
@@ -114,7 +110,7 @@ export function attend(
         scores[j] = e;
         sum += e;
       }
-      acc.fill(0);
+      acc.fill(0, 0, D);
       for (let j = first; j < L; j++) {
         const p = scores[j] / sum, v = rowsOf[j] + kv;
         if (by4) {

@@ -85,6 +85,7 @@ export class CpuBackend implements Backend {
 
   private scores = new Float32Array(1024);
   private rowsOf = new Int32Array(1024);
+  private headSums = new Float64Array(256);
   private readonly sampler = new CpuSampler();
   private decodePositions = new Int32Array(64);
   private seen = new Uint8Array(0);
@@ -236,9 +237,10 @@ export class CpuBackend implements Backend {
       this.scores = new Float32Array(longest);
       this.rowsOf = new Int32Array(longest);
     }
+    if (this.headSums.length < shape.headDim) this.headSums = new Float64Array(shape.headDim);
     const b = shape.bias;
     const bias = b ? { table: f32(b.table), positions: i32(b.positions), buckets: b.buckets, maxDistance: b.maxDistance, bidirectional: b.bidirectional } : null;
-    attend(c, f32(out), f32(q), { rowWidth: q.shape[1], slots: i32(slots), keyLens: i32(keyLens), bySlot, bias }, shape, n, this.scores, this.rowsOf);
+    attend(c, f32(out), f32(q), { rowWidth: q.shape[1], slots: i32(slots), keyLens: i32(keyLens), bySlot, bias }, shape, n, this.scores, this.rowsOf, this.headSums);
   }
 
   decodeAttention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, blockTables: Tensor, slots: Tensor, keyLens: Tensor,

@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { DType } from '../../ops/backend.js';
+import { dtypeBytes, type DType } from '../../ops/backend.js';
 import type { Driver, Handle } from './driver.js';
 import { loadCublasLt } from './libs.js';
 
@@ -29,7 +29,7 @@ const SIGNATURES = {
 type BlasType = DType | 'e4m3' | 'i8';
 const CUDA_R: Partial<Record<BlasType, number>> = { f32: 0, f16: 2, bf16: 14, i8: 3, i32: 10, e4m3: 28 };
 const COMPUTE_32F = 68, COMPUTE_32I = 72;
-const bytesOf = (t: BlasType): number => (t === 'f32' || t === 'i32' ? 4 : t === 'e4m3' || t === 'i8' ? 1 : 2);
+const bytesOf = (t: BlasType): number => (t === 'e4m3' || t === 'i8' ? 1 : dtypeBytes(t));
 const OP_N = 0, OP_T = 1;
 const DESC = { TRANSA: 3, TRANSB: 4, EPILOGUE: 7, BIAS_POINTER: 8 } as const;
 const LAYOUT_COLS = 3;

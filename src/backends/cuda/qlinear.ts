@@ -57,25 +57,22 @@ function layout(N: number, K: number, eltBytes: number): { xq: number; xd: numbe
   return { xq: 0, xd, chunk, bytes: chunk + chunkRows(N, K, eltBytes) * K * eltBytes };
 }
 
-/** Rows of x per pass of the FP8 GEMM: its f32 product [rows, N] within 32 MiB, a multiple of 16, 16 to 1024. */
+/** Rows of x per pass of the FP8 and W8A8 GEMMs: their 4-byte product [rows, N] within 32 MiB, a multiple of 16, 16 to 1024. */
 function fp8Rows(N: number): number {
   return Math.min(1024, Math.max(16, Math.floor(2 ** 25 / (4 * N) / 16) * 16));
 }
 
-/** Where the FP8 GEMM's parts of the scratch lie for passes of `rows` rows: x as E4M3, x's row scales, the f32 product. */
-function fp8Scratch(N: number, K: number): { rows: number; xq: number; sx: number; acc: number; bytes: number } {
-  const rows = fp8Rows(N), sx = align(rows * K), acc = sx + align(4 * rows);
+/**
+ * Where a GEMM over x quantized per token (FP8, W8A8) keeps its parts in the scratch, for passes of `rows` rows: x's
+ * bytes (one a value), x's scales (`scaleBytes` a row: FP8's one f32, W8A8's quantize_tokens pair per 32 inputs), the
+ * 4-byte product.
+ */
+function tokenGemmScratch(N: number, K: number, scaleBytes: number): { rows: number; xq: number; sx: number; acc: number; bytes: number } {
+  const rows = fp8Rows(N), sx = align(rows * K), acc = sx + align(scaleBytes * rows);
   return { rows, xq: 0, sx, acc, bytes: acc + 4 * rows * N };
 }
-
-/**
- * Where the W8A8 GEMM's parts of the scratch lie: x as int8 and its scales as quantize_tokens writes them (a pair per
- * 32 inputs), the int32 product; passes of as many rows as the FP8 GEMM takes.
- */
-function w8a8Scratch(N: number, K: number): { rows: number; xq: number; xd: number; acc: number; bytes: number } {
-  const rows = fp8Rows(N), xd = align(rows * K), acc = xd + align(rows * (K / 32) * 8);
-  return { rows, xq: 0, xd, acc, bytes: acc + 4 * rows * N };
-}
+const fp8Scratch = (N: number, K: number) => tokenGemmScratch(N, K, 4);
+const w8a8Scratch = (N: number, K: number) => tokenGemmScratch(N, K, (K / 32) * 8);
 
 /** Scratch bytes a quantized [N, K] weight of `wtype` needs under activations of `dtype`. */
 export function quantScratchBytes(N: number, K: number, dtype: DType, wtype: QuantDType): number {
@@ -235,11 +232,11 @@ function w8a8Matmul(c: CudaContext, out: Tensor, x: Tensor, w: Tensor, bias: Ten
   const xb = dtypeBytes(x.dtype), ob = dtypeBytes(out.dtype), s = sfx(x.dtype), parts = w8a8Layout(N, K);
   for (let r0 = 0; r0 < n; r0 += R) {
     const rows = Math.min(R, n - r0);
-    c.kernels.get('mmvq', 'quantize_tokens', `_${s}`).launch(c.stream, rows, 1, 1, 256, 0, base + at.xq, base + at.xd, ptr(x) + r0 * K * xb,
+    c.kernels.get('mmvq', 'quantize_tokens', `_${s}`).launch(c.stream, rows, 1, 1, 256, 0, base + at.xq, base + at.sx, ptr(x) + r0 * K * xb,
       ptr(w) + parts.multipliers, K);
     c.blas.matmul(base + at.acc, 'i32', base + at.xq, ptr(w), 0, EPILOGUE.DEFAULT, rows, N, K, 'i8');
     c.kernels.get('mmvq', 'w8a8_epilogue', `_${s}`).launch(c.stream, Math.ceil((rows * N) / 256), 1, 1, 256, 0, ptr(out) + r0 * N * ob, base + at.acc,
-      base + at.xd, ptr(w) + parts.scales, ptr(bias), act, N, K / 32, rows, accumulate ? 1 : 0);
+      base + at.sx, ptr(w) + parts.scales, ptr(bias), act, N, K / 32, rows, accumulate ? 1 : 0);
   }
 }
 
