@@ -6,8 +6,11 @@
 // that differ between nodes, and a leader that never comes, are refused by name.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
+import { createNetHandle } from '../src/backends/cpu/net-group.js';
+import { agreement, startBridge } from '../src/engine/net/nodes.js';
+import { readMessages, writeMessage, type Agreement, type Message } from '../src/engine/net/wire.js';
 import { loadGenerator, type GenerationResult, type LoadOptions } from '../src/index.js';
 import { copyFixture } from './helpers/fixture-copy.js';
 import { CLI, fixture } from './helpers/fixtures.js';
@@ -67,6 +70,33 @@ async function overNodes(dir: string, nodes: number, tensor: number, stages: num
   return got;
 }
 
+/** Node `n` as a script: joins the leader's bridge on `port` with `a`; next() is the next message it gets, or 'closed'. */
+async function scripted(port: number, n: number, a: Agreement): Promise<{ socket: Socket; next(): Promise<Message | 'closed'> }> {
+  for (let tries = 0; ; tries++) {
+    const socket = connect(port, '127.0.0.1');
+    const ok = await new Promise<boolean>((resolve) => {
+      socket.once('connect', () => resolve(true));
+      socket.once('error', () => resolve(false));
+    });
+    if (!ok) {
+      // the bridge thread is not listening yet
+      if (tries === 100) throw new Error(`no leader on port ${port}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      continue;
+    }
+    const got: Message[] = [];
+    let closed = false, wake = () => {};
+    readMessages(socket, (m) => (got.push(m), wake()), () => {});
+    socket.on('close', () => ((closed = true), wake()));
+    writeMessage(socket, { t: 'hello', node: n, agreement: a });
+    const next = async () => {
+      while (!got.length && !closed) await new Promise<void>((resolve) => (wake = resolve));
+      return got.shift() ?? 'closed';
+    };
+    return { socket, next };
+  }
+}
+
 describe('a parallel group over several processes (--nodes)', () => {
   test('gpt2-tiny, 2 pipeline stages on 2 nodes: one whole model\'s tokens and log-probs, bit for bit', async () => {
     const dir = fixture('gpt2-tiny');
@@ -76,6 +106,32 @@ describe('a parallel group over several processes (--nodes)', () => {
   test('gpt2-tiny, 3 stages on 3 nodes: the rows between nodes 1 and 2 pass through the leader', async () => {
     const dir = fixture('gpt2-tiny');
     assert.deepEqual(await overNodes(dir, 3, 1, 3), await generations(dir, {}));
+  });
+
+  test('the leader\'s bridge passes on rows between two followers after its bye, until they close their connections', async () => {
+    // the last stage sends its logits to rank 0 before rank 1: the leader can dispose its model, and its bridge say
+    // bye, while the rows for rank 1 are still on their way through it
+    const dir = fixture('gpt2-tiny'), port = await freePort();
+    const options: LoadOptions = { device: 'cpu', pipelineParallel: 3, nodes: { count: 3, rank: 0, masterPort: port } };
+    const bridge = startBridge(dir, createNetHandle(3, 1, 0, 1), options, 1, 3);
+    const exited = new Promise<number>((resolve) => bridge.on('exit', resolve));
+    try {
+      const a = agreement(dir, options, 1, 3), one = await scripted(port, 1, a), two = await scripted(port, 2, a);
+      assert.deepEqual([await one.next(), await two.next()], [{ t: 'welcome' }, { t: 'welcome' }]);
+      bridge.postMessage({ bye: true });
+      assert.deepEqual([await one.next(), await two.next()], [{ t: 'bye' }, { t: 'bye' }]);
+      const rows: Message = { t: 'rows', from: 2, to: 1, data: new Float32Array([1, 2, 3]) };
+      writeMessage(two.socket, rows);
+      assert.deepEqual(await one.next(), rows);
+      // once both have closed, the bridge ends (not after its wait for followers that never close)
+      const closedAt = Date.now();
+      one.socket.end();
+      two.socket.end();
+      assert.equal(await exited, 0);
+      assert.ok(Date.now() - closedAt < 5000, `the bridge ended ${Date.now() - closedAt} ms after the followers closed`);
+    } finally {
+      void bridge.terminate();
+    }
   });
 
   test('llama-tiny, 2 stages of 2 tensor-parallel ranks on 2 nodes of 2 ranks: the threads-only group\'s tokens and log-probs, bit for bit', async () => {

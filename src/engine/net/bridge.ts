@@ -167,6 +167,9 @@ function received(n: number, m: Message, socket: Socket): void {
 }
 
 // ---- the leader
+/** ms the leader's bridge relays rows after its bye for followers that have not closed their connections (NetGroup's wait) */
+const BYE_WAIT_MS = 60_000;
+
 function differences(a: Agreement, b: Agreement): string {
   const out: string[] = [];
   for (const k of ['nodes', 'tensor', 'stages', 'model'] as const) if (a[k] !== b[k]) out.push(`${k} ${b[k]} where the leader has ${a[k]}`);
@@ -214,14 +217,13 @@ function lead(): void {
     if ('call' in o) for (const s of peers.values()) writeMessage(s, o.call);
     if ('bye' in o) {
       ending = true;
-      for (const s of peers.values()) {
-        writeMessage(s, { t: 'bye' });
-        s.end();
-      }
+      // the connections stay open until each follower closes its own, once its ranks have run every call: a follower
+      // may still be in the last pass, and its rows from or to another follower pass through here
+      for (const s of peers.values()) writeMessage(s, { t: 'bye' });
       clearTimeout(timer);
-      // this thread ends once the followers have closed their ends (or after 2 s), so that bye reaches them
+      // this thread ends once every follower has closed its connection, or after as long as a rank waits for rows
       server.close(() => process.exit(0));
-      setTimeout(() => process.exit(0), 2000);
+      setTimeout(() => process.exit(0), BYE_WAIT_MS);
     }
   });
 }
