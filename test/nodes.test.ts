@@ -134,6 +134,15 @@ describe('a parallel group over several processes (--nodes)', () => {
     }
   });
 
+  test('peregrine generate as the leader: it disposes its model once it has printed, so its nodes end with 0', async () => {
+    const dir = fixture('gpt2-tiny'), port = await freePort();
+    const other = node(dir, 1, 2, port, ['--pipeline-parallel', '2']);
+    const leader = node(dir, 0, 2, port, ['--pipeline-parallel', '2', '-n', '4']);
+    const [a, b] = await Promise.all([leader.done, other.done]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(b.code, 0, b.stderr);
+  });
+
   test('llama-tiny, 2 stages of 2 tensor-parallel ranks on 2 nodes of 2 ranks: the threads-only group\'s tokens and log-probs, bit for bit', async () => {
     const dir = widenVocab(fixture('llama-tiny'), 1);
     assert.deepEqual(await overNodes(dir, 2, 2, 2), await generations(dir, { tensorParallel: 2, pipelineParallel: 2 }));

@@ -38,7 +38,12 @@ function buildProgram(): Command {
       const [{ loadGenerator }, { runGenerate }, { readPrompts }] = await Promise.all([engine(), import('./generate.js'), import('./inputs.js')]);
       const prompts = await readPrompts(o.prompt, o.promptFile);
       const gen = await loadGenerator(o.model, loadOptions(o));
-      await runGenerate(gen, prompts, generateOptions(o), o.json === true);
+      // disposed at the end, so that the nodes of a parallel group hear the leader's bye
+      try {
+        await runGenerate(gen, prompts, generateOptions(o), o.json === true);
+      } finally {
+        gen.dispose();
+      }
     });
 
   for (const [name, what] of [['translate', 'translate texts with an encoder-decoder model (Marian, mBART, T5 with its task prefix)'], ['summarize', 'summarize texts with an encoder-decoder model (BART, T5 with "summarize: ")']]) {
@@ -63,7 +68,11 @@ function buildProgram(): Command {
       if (await servedAsNode(o)) return;
       const [{ loadGenerator }, { runChat }] = await Promise.all([engine(), import('./chat.js')]);
       const gen = await loadGenerator(o.model, loadOptions(o));
-      await runChat(gen, generateOptions(o), o.system);
+      try {
+        await runChat(gen, generateOptions(o), o.system);
+      } finally {
+        gen.dispose();
+      }
     });
 
   truncateFlags(common(program.command('embed').description('print sentence embeddings as JSON, one vector per input line')), 'right')
