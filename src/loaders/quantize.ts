@@ -40,6 +40,26 @@ export function quantizeQ8_0(x: Float32Array, rows: number, cols: number): Uint8
   return out;
 }
 
+/** The scale (f16: its bits and value, and 1 / scale) and zero of an int4 group whose weights span [lo, hi] (lo <= 0 <= hi). */
+export interface Int4Group {
+  bits: number;
+  scale: number;
+  inverse: number;
+  zero: number;
+}
+
+export function int4Group(lo: number, hi: number): Int4Group {
+  const bits = f32ToF16Bits(f(f(hi - lo) / 15)), scale = f16ToF32(bits), inverse = scale ? f(1 / scale) : 0;
+  const zero = scale ? Math.min(Math.max(roundAway(f(-lo * inverse)), 0), 15) : 0;
+  return { bits, scale, inverse, zero };
+}
+
+/** The 4-bit code of weight w in group p: clamp(round(w / scale) + zero, 0, 15) (a NaN weight gets the zero). */
+export function int4Code(w: number, p: Int4Group): number {
+  const r = roundAway(f(w * p.inverse));
+  return Math.min(Math.max((Number.isNaN(r) ? 0 : r) + p.zero, 0), 15);
+}
+
 /** Grouped int4 of `rows` rows of `cols` values (cols a multiple of the group), in loaders/int4.ts's layout. */
 export function quantizeInt4(x: Float32Array, rows: number, cols: number, type: Int4Type): Uint8Array {
   const g = INT4_GROUPS[type], G = cols / g, at = int4Layout(type, rows, cols);
@@ -54,16 +74,14 @@ export function quantizeInt4(x: Float32Array, rows: number, cols: number, type: 
         if (x[x0 + e] < lo) lo = x[x0 + e];
         if (x[x0 + e] > hi) hi = x[x0 + e];
       }
-      const h = f32ToF16Bits(f(f(hi - lo) / 15)), s = f16ToF32(h), is = s ? f(1 / s) : 0;
-      const z = s ? Math.min(Math.max(roundAway(f(-lo * is)), 0), 15) : 0;
+      const p = int4Group(lo, hi);
       for (let e = 0; e < g; e++) {
-        const k = t * g + e, r = roundAway(f(x[x0 + e] * is));
-        const q = Math.min(Math.max((Number.isNaN(r) ? 0 : r) + z, 0), 15);
+        const k = t * g + e, q = int4Code(x[x0 + e], p);
         out[j * (cols / 2) + 16 * (k >> 5) + (k & 15)] |= q << ((k & 16) >> 2);
       }
-      out[at.scales + 2 * (j * G + t)] = h & 0xff;
-      out[at.scales + 2 * (j * G + t) + 1] = h >> 8;
-      out[at.zeros + j * G + t] = z;
+      out[at.scales + 2 * (j * G + t)] = p.bits & 0xff;
+      out[at.scales + 2 * (j * G + t) + 1] = p.bits >> 8;
+      out[at.zeros + j * G + t] = p.zero;
     }
   }
   new Int32Array(out.buffer, at.perm, cols).set(inputsInOrder(cols));
