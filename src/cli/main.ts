@@ -2,7 +2,7 @@
 // The peregrine command: generate, translate, summarize, chat, embed, classify, fill-mask, serve, perplexity, quantize, inspect. Each command imports what it runs when
 // it runs (the engine, the tokenizers, a backend), so --help and --version load only commander.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { PeregrineError } from '../errors.js';
+import { fail, PeregrineError } from '../errors.js';
 import type { Pooling } from '../engine/embedder.js';
 import { common, generateOptions, generationFlags, int, loadOptions, parallelFlag, promptFlags, runtimeFlags, truncateFlags, truncateSide, type CommonFlags, type GenerationFlags, type TruncateFlags } from './flags.js';
 import type { ServeFlags } from './serve.js';
@@ -135,20 +135,39 @@ function buildProgram(): Command {
       await runPerplexity(() => loadGenerator(o.model, loadOptions(o)), o.file, { context: o.context, stride: o.stride }, o.json === true);
     });
 
-  program.command('quantize').description('quantize a checkpoint into a new directory: --method smoothquant (SmoothQuant W8A8: int8 weights per output channel, int8 activations per token, smoothing scales calibrated on a text; GPT-2 and Llama-family blocks)')
+  program.command('quantize').description('quantize a checkpoint into a new directory, calibrated on a text run through the model on the CPU: --method smoothquant (SmoothQuant W8A8: int8 weights per output channel, int8 activations per token) or gptq (GPTQ int4 weights in groups, a GPTQ checkpoint); GPT-2 and Llama-family blocks')
     .requiredOption('-m, --model <dir>', 'the Hugging Face model directory (fp32, fp16 or bf16)')
     .requiredOption('-o, --output <dir>', 'where the quantized checkpoint goes (a new or empty directory)')
-    .addOption(new Option('--method <method>', 'the quantization method').choices(['smoothquant']).makeOptionMandatory())
+    .addOption(new Option('--method <method>', 'the quantization method').choices(['smoothquant', 'gptq']).makeOptionMandatory())
     .requiredOption('--calibration <file>', 'the calibration text (UTF-8), run through the model on the CPU')
-    .option('--alpha <a>', 'migration strength in (0, 1]: how much of the activations\' range moves into the weights (default 0.5)', parseFloat)
     .option('--calibration-tokens <n>', 'tokens of the calibration text read (default 8192)', int('--calibration-tokens', 2))
-    .action(async (o: { model: string; output: string; calibration: string; alpha?: number; calibrationTokens?: number }) => {
-      const [{ smoothQuant }, { readTextFile }] = await Promise.all([import('../engine/smoothquant.js'), import('./inputs.js')]);
+    .option('--alpha <a>', 'smoothquant: migration strength in (0, 1]: how much of the activations\' range moves into the weights (default 0.5)', parseFloat)
+    .option('--group-size <n>', 'gptq: inputs per group, 32, 64 or 128 (default: the largest that divides every layer\'s inputs)', int('--group-size', 1))
+    .option('--damp <f>', 'gptq: dampening of the Hessian\'s diagonal, a fraction of its mean, in (0, 1] (default 0.01)', parseFloat)
+    .option('--no-act-order', 'gptq: quantize inputs in their stored order instead of by decreasing activation energy')
+    .option('--sequential', 'gptq: one calibration pass per layer, each on the inputs the quantized layers before it give (a forward over the text per layer)')
+    .action(async (o: { model: string; output: string; method: 'smoothquant' | 'gptq'; calibration: string; calibrationTokens?: number; alpha?: number; groupSize?: number; damp?: number; actOrder: boolean; sequential?: boolean }) => {
+      const theirs = o.method === 'smoothquant' ? ['--group-size', '--damp', '--no-act-order', '--sequential'] : ['--alpha'];
+      const given = { '--alpha': o.alpha !== undefined, '--group-size': o.groupSize !== undefined, '--damp': o.damp !== undefined, '--no-act-order': !o.actOrder, '--sequential': o.sequential === true };
+      const stray = theirs.find((f) => given[f as keyof typeof given]);
+      if (stray) fail('bad-argument', `${stray} is not a setting of --method ${o.method}`);
+      const { readTextFile } = await import('./inputs.js');
       const text = await readTextFile(o.calibration, '--calibration');
       const tty = process.stderr.isTTY;
-      const r = await smoothQuant(o.model, text, o.output, { alpha: o.alpha, maxTokens: o.calibrationTokens, onWindow: (done, total) => tty && process.stderr.write(`\rcalibration window ${done}/${total}`) });
+      if (o.method === 'smoothquant') {
+        const { smoothQuant } = await import('../engine/smoothquant.js');
+        const r = await smoothQuant(o.model, text, o.output, { alpha: o.alpha, maxTokens: o.calibrationTokens, onWindow: (done, total) => tty && process.stderr.write(`\rcalibration window ${done}/${total}`) });
+        if (tty) process.stderr.write('\n');
+        writeOut(`${o.output}: ${r.matrices} block matrices (${r.tensors} tensors) quantized to W8A8, calibrated on ${r.tokens} tokens\n`);
+        return;
+      }
+      const { gptq } = await import('../engine/gptq.js');
+      const r = await gptq(o.model, text, o.output, {
+        group: o.groupSize, damp: o.damp, actOrder: o.actOrder, sequential: o.sequential, maxTokens: o.calibrationTokens,
+        onWindow: (pass, passes, done, total) => tty && process.stderr.write(`\rpass ${pass}/${passes}: calibration window ${done}/${total}`),
+      });
       if (tty) process.stderr.write('\n');
-      writeOut(`${o.output}: ${r.matrices} block matrices (${r.tensors} tensors) quantized to W8A8, calibrated on ${r.tokens} tokens\n`);
+      writeOut(`${o.output}: ${r.matrices} block matrices (${r.tensors} tensors) quantized to GPTQ int4 in groups of ${r.group}, calibrated on ${r.tokens} tokens in ${r.passes} pass${r.passes === 1 ? '' : 'es'}; output error on the calibration inputs ${r.errorVsRtn.toFixed(3)} of round-to-nearest's\n`);
     });
 
   runtimeFlags(common(program.command('inspect').description('architecture, parameter count, dtypes and the memory plan a load makes (KV-cache pool, tables, activations)')))
