@@ -2,8 +2,8 @@
 // packs read back by the loader's fromGptq, `peregrine quantize --method gptq` writing a checkpoint that loads again
 // and runs close to the model it came from, and the refusals.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -15,6 +15,7 @@ import { SafetensorsFile } from '../src/loaders/safetensors.js';
 import { seededRandom } from '../src/ops/rng.js';
 import { maxRelError } from './helpers/close.js';
 import { CLI, fixture, reference } from './helpers/fixtures.js';
+import { HubServer, repoFromDir } from './helpers/hub-server.js';
 import { allLogits } from './helpers/logits.js';
 import { widenVocab } from './helpers/vocab.js';
 
@@ -136,6 +137,27 @@ describe('peregrine quantize --method gptq', () => {
       full.dispose();
     });
   }
+
+  test('a hub id: the model is downloaded into the cache and quantized; the snapshot\'s marker is not copied', async () => {
+    const hub = new HubServer();
+    await hub.start();
+    hub.repos.set('tester/llama-tiny', repoFromDir(fixture('llama-tiny'), {}, ['reference.json']));
+    const out = join(tmp, 'from-hub');
+    try {
+      const child = spawn(process.execPath, [CLI, 'quantize', '-m', 'tester/llama-tiny', '-o', out, '--method', 'gptq', '--calibration', TEXT], {
+        env: { ...process.env, PEREGRINE_OFFLINE: '', PEREGRINE_HUB_URL: hub.endpoint, PEREGRINE_CACHE: join(tmp, 'hub-cache') },
+      });
+      let err = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      assert.equal(await new Promise((resolve) => child.on('close', resolve)), 0, err);
+    } finally {
+      await hub.stop();
+    }
+    assert.deepEqual(readdirSync(out).sort(), ['config.json', 'generation_config.json', 'model.safetensors', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json']);
+    const gen = await loadGenerator(out, { device: 'cpu' });
+    assert.ok(gen.model.weights().some((t) => t.dtype.startsWith('q4_g')));
+    gen.dispose();
+  });
 
   test('refused by name: a group that does not divide the inputs, dampening out of range, another method\'s settings, an encoder', () => {
     const base = ['-m', fixture('llama-tiny'), '--method', 'gptq', '--calibration', TEXT];

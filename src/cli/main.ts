@@ -136,7 +136,7 @@ function buildProgram(): Command {
     });
 
   program.command('quantize').description('quantize a checkpoint into a new directory, calibrated on a text run through the model on the CPU: --method smoothquant (SmoothQuant W8A8: int8 weights per output channel, int8 activations per token) or gptq (GPTQ int4 weights in groups, a GPTQ checkpoint); GPT-2 and Llama-family blocks')
-    .requiredOption('-m, --model <dir>', 'the Hugging Face model directory (fp32, fp16 or bf16)')
+    .requiredOption('-m, --model <dir>', 'a Hugging Face model directory or hub id, its weights fp32, fp16 or bf16')
     .requiredOption('-o, --output <dir>', 'where the quantized checkpoint goes (a new or empty directory)')
     .addOption(new Option('--method <method>', 'the quantization method').choices(['smoothquant', 'gptq']).makeOptionMandatory())
     .requiredOption('--calibration <file>', 'the calibration text (UTF-8), run through the model on the CPU')

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { CpuTensor } from '../backends/cpu/backend.js';
 import { fail, fsError } from '../errors.js';
 import { toFloat32, transpose2d, type StorageDType } from '../loaders/dtypes.js';
+import { resolveModelDir } from '../loaders/hub.js';
 import { openModelDir, type MatrixPart, type ModelDir } from '../loaders/model-dir.js';
 import { writeSafetensorsStreaming } from '../loaders/safetensors-write.js';
 import { Tokenizer } from '../tokenizers/tokenizer.js';
@@ -28,10 +29,13 @@ export interface CalibrationModel {
   ids: number[];
 }
 
-/** The model directory opened for `peregrine quantize --method <method>`, after checking it and making the output directory. */
-export function openForQuantize(dir: string, out: string): ModelDir {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) fail('bad-argument', `peregrine quantize reads a Hugging Face model directory; ${dir} is not one`);
+/**
+ * The model directory of `peregrine quantize` opened (a directory, or a hub id found in the cache or downloaded),
+ * after checking that `out` can be the new checkpoint's directory; then that directory is made.
+ */
+export async function openForQuantize(model: string, out: string): Promise<ModelDir> {
   if (existsSync(out) && (!statSync(out).isDirectory() || readdirSync(out).length > 0)) fail('bad-argument', `-o ${out} is not an empty directory; name a new one`);
+  const dir = await resolveModelDir(model);
   const md = openModelDir(dir);
   if (md.config.quantization_config !== undefined && md.config.quantization_config !== null) {
     md.weights.close();
@@ -103,7 +107,7 @@ export interface OutputTensor {
 /**
  * The quantized checkpoint of `md` (open, left open) in `out`: one safetensors file of `replaced`'s tensors (each
  * filled by `fill`) in place of the stored tensors they name, every other stored tensor copied; config.json with
- * `quantization`; the directory's other files (tokenizer, generation config) as they are.
+ * `quantization`; the directory's other files (tokenizer, generation config) as they are, but hidden ones.
  */
 export function writeQuantized(md: ModelDir, out: string, replaced: Map<string, OutputTensor[]>, fill: (t: OutputTensor, bytes: Uint8Array) => void,
   quantization: Record<string, unknown>): void {
@@ -119,7 +123,8 @@ export function writeQuantized(md: ModelDir, out: string, replaced: Map<string, 
   writeSafetensorsStreaming(join(out, 'model.safetensors'), specs, (t, bytes) => (t.copy ? bytes.set(md.weights.readBytes(t.source)) : fill(t, bytes)));
   writeFileSync(join(out, 'config.json'), JSON.stringify({ ...md.config, quantization_config: quantization }, null, 2) + '\n');
   for (const f of readdirSync(md.dir)) {
-    const skip = f === 'config.json' || /\.(safetensors|bin|pt|pth|gguf)$/.test(f) || /\.index\.json$/.test(f);
+    // not the weights, nor a hub snapshot's marker of its own
+    const skip = f === 'config.json' || f.startsWith('.') || /\.(safetensors|bin|pt|pth|gguf)$/.test(f) || /\.index\.json$/.test(f);
     if (!skip && statSync(join(md.dir, f)).isFile()) copyFileSync(join(md.dir, f), join(out, f));
   }
 }

@@ -52,12 +52,13 @@ function layerOf(name: string): number {
   return m ? Number(m[1]) : -1;
 }
 
-export async function gptq(dir: string, text: string, out: string, options: GptqOptions = {}): Promise<GptqResult> {
+export async function gptq(modelDir: string, text: string, out: string, options: GptqOptions = {}): Promise<GptqResult> {
   const maxTokens = options.maxTokens ?? 8192, damp = options.damp ?? 0.01, actOrder = options.actOrder ?? true;
   if (options.group !== undefined && !GROUPS.includes(options.group)) fail('bad-argument', `--group-size must be 32, 64 or 128, got ${options.group}`);
   if (!(damp > 0 && damp <= 1)) fail('bad-argument', `--damp must be in (0, 1], got ${damp}`);
   if (!Number.isSafeInteger(maxTokens) || maxTokens < 2) fail('bad-argument', `--calibration-tokens must be an integer of at least 2, got ${maxTokens}`);
-  const model = await loadForCalibration(openForQuantize(dir, out), text, maxTokens, 'gptq');
+  const md = await openForQuantize(modelDir, out);
+  const model = await loadForCalibration(md, text, maxTokens, 'gptq');
   const results = new Map<CpuTensor, GptqLayer>();
   let group = 0, passes = 0, gptqError = 0, rtnError = 0;
   try {
@@ -98,7 +99,7 @@ export async function gptq(dir: string, text: string, out: string, options: Gptq
   } finally {
     model.gen.dispose();
   }
-  const tensors = write(dir, out, model.matrices, results, group, { actOrder, damp, tokens: model.ids.length, passes });
+  const tensors = write(md.dir, out, model.matrices, results, group, { actOrder, damp, tokens: model.ids.length, passes });
   return { matrices: model.matrices.length, tensors, tokens: model.ids.length, passes, group, errorVsRtn: gptqError / rtnError };
 }
 

@@ -41,22 +41,23 @@ export function smoothingScales(xmax: Float32Array, wmax: Float32Array, alpha: n
   return xmax.map((x, k) => (x > 0 && wmax[k] > 0 ? Math.max(x, 1e-5) ** alpha / Math.max(wmax[k], 1e-5) ** (1 - alpha) : 1));
 }
 
-export async function smoothQuant(dir: string, text: string, out: string, options: SmoothQuantOptions = {}): Promise<SmoothQuantResult> {
+export async function smoothQuant(model: string, text: string, out: string, options: SmoothQuantOptions = {}): Promise<SmoothQuantResult> {
   const alpha = options.alpha ?? 0.5, maxTokens = options.maxTokens ?? 8192;
   if (!(alpha > 0 && alpha <= 1)) fail('bad-argument', `--alpha must be in (0, 1], got ${alpha}`);
   if (!Number.isSafeInteger(maxTokens) || maxTokens < 2) fail('bad-argument', `--calibration-tokens must be an integer of at least 2, got ${maxTokens}`);
-  const model = await loadForCalibration(openForQuantize(dir, out), text, maxTokens, 'smoothquant');
+  const md = await openForQuantize(model, out);
+  const calibrated = await loadForCalibration(md, text, maxTokens, 'smoothquant');
   // max |x| per input of each matrix over every token
-  const xmax = new Map(model.matrices.map((m) => [m.tensor, new Float32Array(m.tensor.shape[1])]));
+  const xmax = new Map(calibrated.matrices.map((m) => [m.tensor, new Float32Array(m.tensor.shape[1])]));
   try {
-    await calibrate(model, (w, x, n) => {
+    await calibrate(calibrated, (w, x, n) => {
       const into = xmax.get(w);
       if (into) columnMax(x, n, w.shape[1], into);
     }, options.onWindow);
   } finally {
-    model.gen.dispose();
+    calibrated.gen.dispose();
   }
-  return write(dir, out, model.matrices, xmax, alpha, model.ids.length);
+  return write(md.dir, out, calibrated.matrices, xmax, alpha, calibrated.ids.length);
 }
 
 /** The quantized checkpoint: each block matrix's parts as I8 weights with their weight and smoothing scales. */
