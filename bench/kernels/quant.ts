@@ -1,7 +1,9 @@
-// The quantized linear layers alone on the GPU: each Llama-3-8B decode matrix in fp16 and in every quantized format,
+// The quantized linear layers alone on the GPU: each decode matrix of Llama-3-8B (or GPT-2 1.5B, whose small layers
+// show each launch's fixed cost) in fp16 and in every quantized format,
 // timed as `backend.linear` (x's int8 quantization included where the path has one), and their weight bytes per
 // second against the device's copy bandwidth.
-//   npm run bench -- kernels/quant (or qgemv) [--formats fp16,int8,int4,fp8,w8a8] [--batches 1,4,64] [--out-dir DIR]
+//   npm run bench -- kernels/quant (or qgemv) [--model llama-8B|gpt2-1.5B] [--formats fp16,int8,int4,fp8,w8a8]
+//     [--batches 1,4,64] [--out-dir DIR]
 // Each timing replays a captured graph of linear layers over enough copies of the weight (different memory, random
 // bytes) that the L2 cache holds none of them from one use to the next: GPU time per layer, median of 5 replays.
 import { randomFillSync } from 'node:crypto';
@@ -9,13 +11,17 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CudaBackend } from '../../src/backends/cuda/backend.js';
 import type { CudaTensor } from '../../src/backends/cuda/tensor.js';
+import { quantizeTarget } from '../../src/loaders/quantize.js';
 import { w8a8Bytes } from '../../src/loaders/w8a8.js';
 import type { Tensor } from '../../src/ops/backend.js';
 import type { BenchArgs, BenchResult } from '../common.js';
 import { copyBandwidth } from '../cuda-timing.js';
 
-/** Llama-3-8B's decode matrices [N, K]: q|k|v, o, gate|up, down. */
-const SHAPES: [string, number, number][] = [['qkv', 6144, 4096], ['o', 4096, 4096], ['gate|up', 28672, 4096], ['down', 4096, 14336]];
+/** Each model's decode matrices [N, K]: Llama-3-8B's q|k|v, o, gate|up, down; GPT-2 1.5B's qkv, o, fc, proj. */
+const SHAPES: Record<string, [string, number, number][]> = {
+  'llama-8B': [['qkv', 6144, 4096], ['o', 4096, 4096], ['gate|up', 28672, 4096], ['down', 4096, 14336]],
+  'gpt2-1.5B': [['qkv', 4800, 1600], ['o', 1600, 1600], ['fc', 6400, 1600], ['proj', 1600, 6400]],
+};
 const FORMATS = { fp16: null, int8: 'Q8_0', int4: 'Q4_G128', fp8: 'FP8', w8a8: 'W8A8' } as const;
 type Format = keyof typeof FORMATS;
 
@@ -33,7 +39,8 @@ function makeWeight(b: CudaBackend, format: Format, N: number, K: number): Tenso
   }
   const f16 = { bytes: randomF16(N * K), dtype: 'F16' as const };
   const type = FORMATS[format];
-  return type ? b.quantizedWeight(f16, [N, K], false, type) : b.weight(f16, [N, K]);
+  // int4 in groups of 64 where 128 does not divide the inputs (GPT-2 1.5B's 1600), as --quantize int4 picks them
+  return type ? b.quantizedWeight(f16, [N, K], false, quantizeTarget([N, K], type, format)) : b.weight(f16, [N, K]);
 }
 
 /** GPU ms per layer: `reps` layers over `copies` weights, captured once, median of 5 replays. */
@@ -51,6 +58,8 @@ function timeLayer(b: CudaBackend, ws: Tensor[], batch: number, key: string): nu
 }
 
 export async function qgemv(args: BenchArgs): Promise<BenchResult> {
+  const model = args.string('model') ?? 'llama-8B';
+  if (!(model in SHAPES)) throw new Error(`unknown --model ${model}; ${Object.keys(SHAPES).join(', ')}`);
   const formats = args.list('formats', Object.keys(FORMATS)) as Format[];
   for (const f of formats) if (!(f in FORMATS)) throw new Error(`unknown format ${f}; ${Object.keys(FORMATS).join(', ')}`);
   const batches = args.list('batches', ['1', '4']).map(Number);
@@ -58,7 +67,7 @@ export async function qgemv(args: BenchArgs): Promise<BenchResult> {
   const bandwidth = copyBandwidth(b);
   const rows: Record<string, string | number>[] = [];
   const fp16Us = new Map<string, number>();
-  for (const [name, N, K] of SHAPES) {
+  for (const [name, N, K] of SHAPES[model]) {
     for (const format of formats) {
       const first = makeWeight(b, format, N, K);
       const bytes = (first as CudaTensor).bytes;
@@ -77,10 +86,10 @@ export async function qgemv(args: BenchArgs): Promise<BenchResult> {
   }
   const result: BenchResult = {
     name: 'qgemv',
-    config: { device: b.device.name, copyBandwidthGBs: bandwidth, cublasLt: b.ctx.blas.version, command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim() },
+    config: { model, device: b.device.name, copyBandwidthGBs: bandwidth, cublasLt: b.ctx.blas.version, command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim() },
     rows,
     notes: [
-      'int8: Q8_0 (int8, an f16 scale per 32); int4: grouped int4 (an f16 scale and a u8 zero per 128: AWQ/GPTQ and --quantize int4); fp8: E4M3, an f32 scale per row (past one row x rounded to E4M3 per token, cuBLASLt FP8 GEMM); w8a8: SmoothQuant int8 rows, x quantized per token.',
+      'int8: Q8_0 (int8, an f16 scale per 32); int4: grouped int4 (an f16 scale and a u8 zero per 128, per 64 where 128 does not divide the inputs: AWQ/GPTQ and --quantize int4); fp8: E4M3, an f32 scale per row (past one row x rounded to E4M3 per token, cuBLASLt FP8 GEMM); w8a8: SmoothQuant int8 rows, x quantized per token.',
       'weight GB/s: the weight\'s bytes (quants and scales) per layer time; x\'s quantization to int8 is inside the time.',
     ],
   };
