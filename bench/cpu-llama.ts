@@ -3,12 +3,15 @@
 // and t * s - 1 worker-thread ranks, each holding 1/t of every layer of its stage's (src/engine/ranks.ts); or over n
 // processes of this host (`nodes`), the others started as `peregrine generate --node-rank k` and joined over TCP.
 //   npm run bench -- cpu-llama [--layouts 1x1,2x1,1x2,2x1@2] [--config 160M] [--batch 1] [--prompt 32] [--new 32]
-// (a layout is tensor-parallel ranks x pipeline stages, then @ processes, 1 if left out)
+//     [--quantize int8|int4|fp8]
+// (a layout is tensor-parallel ranks x pipeline stages, then @ processes, 1 if left out; tensor parallelism refuses
+// quantized weights)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadGenerator } from '../src/engine/load.js';
+import type { QuantizeMethod } from '../src/loaders/quantize-methods.js';
 import { writeSafetensorsStreaming } from '../src/loaders/safetensors-write.js';
 import { FIXTURES, roundPrompts, timedGenerations, type BenchArgs, type BenchResult } from './common.js';
 import { CONFIGS, randomLlama } from './llama.js';
@@ -32,6 +35,7 @@ function follower(dir: string, rank: number, nodes: number, port: number, flags:
 
 export async function cpuLlama(args: BenchArgs): Promise<BenchResult> {
   const config = args.string('config') ?? '160M', batch = args.int('batch', 1), prompt = args.int('prompt', 32), newTokens = args.int('new', 32);
+  const quantize = args.string('quantize') as QuantizeMethod | undefined;
   const c = CONFIGS[config];
   if (!c) throw new Error(`--config ${config}: one of ${Object.keys(CONFIGS).join(', ')}`);
   const dir = writeRandomLlama(config);
@@ -45,8 +49,8 @@ export async function cpuLlama(args: BenchArgs): Promise<BenchResult> {
       const [tensor, stages, processes] = [Number(m[1]), Number(m[2]), Number(m[3] ?? 1)];
       const kvBlocks = batch * (Math.ceil(maxSeqLen / 16) + 1), port = 29500 + Math.floor(Math.random() * 1000);
       const followers = Array.from({ length: processes - 1 }, (_, k) => follower(dir, k + 1, processes, port,
-        ['--tensor-parallel', tensor, '--pipeline-parallel', stages, '--max-batch', batch, '--max-seq-len', maxSeqLen, '--kv-blocks', kvBlocks].map(String)));
-      const gen = await loadGenerator(dir, { device: 'cpu', tensorParallel: tensor, pipelineParallel: stages, maxBatch: batch, maxSeqLen, kvBlocks,
+        ['--tensor-parallel', tensor, '--pipeline-parallel', stages, '--max-batch', batch, '--max-seq-len', maxSeqLen, '--kv-blocks', kvBlocks, ...(quantize ? ['--quantize', quantize] : [])].map(String)));
+      const gen = await loadGenerator(dir, { device: 'cpu', tensorParallel: tensor, pipelineParallel: stages, maxBatch: batch, maxSeqLen, kvBlocks, quantize,
         nodes: processes > 1 ? { count: processes, rank: 0, masterPort: port } : undefined });
       const r = await timedGenerations(gen, roundPrompts(batch, prompt, 950), { maxNewTokens: newTokens, stopAtEos: false });
       gen.dispose();
@@ -62,7 +66,7 @@ export async function cpuLlama(args: BenchArgs): Promise<BenchResult> {
   }
   return {
     name: 'cpu-llama',
-    config: { model: `Llama ${config} (hidden ${c.hidden}, ${c.layers} layers, ${c.heads} / ${c.kvHeads} heads, MLP ${c.inner}, vocabulary ${c.vocab}), random bf16 weights, f32 compute`,
+    config: { model: `Llama ${config} (hidden ${c.hidden}, ${c.layers} layers, ${c.heads} / ${c.kvHeads} heads, MLP ${c.inner}, vocabulary ${c.vocab}), random bf16 weights${quantize ? `, --quantize ${quantize}` : ''}, f32 compute`,
       batch, prompt, newTokens, cpu: `${cpus().length} x ${cpus()[0]?.model}`, node: process.version, command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim() },
     rows,
     notes: ['Ranks: threads of one process, or of `processes` processes of this host joined over TCP on localhost (every row between ranks of two processes '
