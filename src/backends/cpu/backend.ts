@@ -9,7 +9,7 @@ import { gatedActivation } from './activations.js';
 import { attend, copyBlocks, writeKV, type Paged } from './attention.js';
 import { embed, embedSlice } from './embedding.js';
 import { addBiasResidualLayerNorm, layerNorm, rmsNorm } from './layernorm.js';
-import { linear, quantLinear } from './linear.js';
+import { linear, quantLinear, quantLinearScratch } from './linear.js';
 import { rotary } from './rotary.js';
 import { gatherRows, meanPool } from './rows.js';
 import { advance, CpuSampler, logprobs, processLogits, selectCandidates, type SeqArrays } from './sampling.js';
@@ -86,6 +86,8 @@ export class CpuBackend implements Backend {
   private scores = new Float32Array(1024);
   private rowsOf = new Int32Array(1024);
   private headSums = new Float64Array(256);
+  /** a block of a quantized weight's rows dequantized (linear.ts quantLinear) */
+  private dequantized = new Float32Array(0);
   private readonly sampler = new CpuSampler();
   private decodePositions = new Int32Array(64);
   private seen = new Uint8Array(0);
@@ -179,7 +181,11 @@ export class CpuBackend implements Backend {
   }
 
   linear(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | null, act: Activation, n: number): void {
-    if (isQuant(w.dtype)) return quantLinear(f32(out), f32(x), quantType(w.dtype), (w as CpuTensor).data as Uint8Array, opt(bias), act, n, w.shape[0], w.shape[1]);
+    if (isQuant(w.dtype)) {
+      const [N, K] = w.shape;
+      if (this.dequantized.length < quantLinearScratch(K)) this.dequantized = new Float32Array(quantLinearScratch(K));
+      return quantLinear(f32(out), f32(x), quantType(w.dtype), (w as CpuTensor).data as Uint8Array, opt(bias), act, n, N, K, this.dequantized);
+    }
     linear(f32(out), f32(x), f32(w), opt(bias), act, n, w.shape[0], w.shape[1]);
   }
 

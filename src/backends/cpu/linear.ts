@@ -2,7 +2,7 @@
 // Weights are [N, K] (torch.nn.Linear layout), so every output is a contiguous dot product. Register
 // blocking: one row of x against eight weight rows, or two rows of x against four, so each loaded value
 // feeds several multiply-adds (V8 keeps the accumulators in registers). A block of weight rows stays in
-// cache while every row of x passes over it.
+// cache while every row of x passes over it; a quantized weight's block is dequantized into f32 first.
 import { dequantizeFp8Row } from '../../loaders/fp8.js';
 import { dequantizeInt4Row, int4Perm, isInt4Type } from '../../loaders/int4.js';
 import { dequantizeRow, rowBytes, type StoredQuant } from '../../loaders/quant.js';
@@ -16,36 +16,45 @@ export function linear(
   out: Float32Array, x: Float32Array, w: Float32Array, bias: Float32Array | null,
   act: Activation, M: number, N: number, K: number,
 ): void {
-  const nb = Math.max(8, Math.floor(ROW_BLOCK_BYTES / (4 * K) / 8) * 8);
-  for (let j0 = 0; j0 < N; j0 += nb) {
-    const j1 = Math.min(N, j0 + nb);
-    let m = 0;
-    for (; m + 2 <= M; m += 2) {
-      let j = j0;
-      for (; j + 4 <= j1; j += 4) dot2x4(out, x, w, m, j, N, K);
-      for (; j < j1; j++) {
-        dot1x1(out, x, w, m, j, N, K);
-        dot1x1(out, x, w, m + 1, j, N, K);
-      }
-    }
-    if (m < M) {
-      let j = j0;
-      for (; j + 8 <= j1; j += 8) dot1x8(out, x, w, m, j, N, K);
-      for (; j < j1; j++) dot1x1(out, x, w, m, j, N, K);
+  const nb = rowBlock(K);
+  for (let j0 = 0; j0 < N; j0 += nb) block(out, x, w, 0, j0, Math.min(N, j0 + nb), M, N, K);
+  biasAndActivation(out, bias, act, M, N);
+}
+
+/** Weight rows per cache block: 256 KiB of f32 rows, a multiple of 8 rows, at least 8. */
+const rowBlock = (K: number): number => Math.max(8, Math.floor(ROW_BLOCK_BYTES / (4 * K) / 8) * 8);
+
+/** out[:, j0 .. j1) for every row of x, weight row j at w[(j - wb) K ..]. */
+function block(out: Float32Array, x: Float32Array, w: Float32Array, wb: number, j0: number, j1: number, M: number, N: number, K: number): void {
+  let m = 0;
+  for (; m + 2 <= M; m += 2) {
+    let j = j0;
+    for (; j + 4 <= j1; j += 4) dot2x4(out, x, w, m, j, (j - wb) * K, N, K);
+    for (; j < j1; j++) {
+      dot1x1(out, x, w, m, j, (j - wb) * K, N, K);
+      dot1x1(out, x, w, m + 1, j, (j - wb) * K, N, K);
     }
   }
-  if (bias || act !== 'none') {
-    for (let m = 0; m < M; m++) {
-      const o = m * N;
-      if (bias) for (let j = 0; j < N; j++) out[o + j] += bias[j];
-      if (act !== 'none') applyActivation(out, o, N, act);
-    }
+  if (m < M) {
+    let j = j0;
+    for (; j + 8 <= j1; j += 8) dot1x8(out, x, w, m, j, (j - wb) * K, N, K);
+    for (; j < j1; j++) dot1x1(out, x, w, m, j, (j - wb) * K, N, K);
   }
 }
 
-function dot1x8(out: Float32Array, x: Float32Array, w: Float32Array, m: number, j: number, N: number, K: number): void {
+function biasAndActivation(out: Float32Array, bias: Float32Array | null, act: Activation, M: number, N: number): void {
+  if (!bias && act === 'none') return;
+  for (let m = 0; m < M; m++) {
+    const o = m * N;
+    if (bias) for (let j = 0; j < N; j++) out[o + j] += bias[j];
+    if (act !== 'none') applyActivation(out, o, N, act);
+  }
+}
+
+// out[m, j ..] for weight rows from w[w0 ..]
+function dot1x8(out: Float32Array, x: Float32Array, w: Float32Array, m: number, j: number, w0: number, N: number, K: number): void {
   const xm = m * K;
-  const w0 = j * K, w1 = w0 + K, w2 = w1 + K, w3 = w2 + K, w4 = w3 + K, w5 = w4 + K, w6 = w5 + K, w7 = w6 + K;
+  const w1 = w0 + K, w2 = w1 + K, w3 = w2 + K, w4 = w3 + K, w5 = w4 + K, w6 = w5 + K, w7 = w6 + K;
   let a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
   for (let k = 0; k < K; k++) {
     const xk = x[xm + k];
@@ -63,9 +72,9 @@ function dot1x8(out: Float32Array, x: Float32Array, w: Float32Array, m: number, 
   out[o + 4] = a4; out[o + 5] = a5; out[o + 6] = a6; out[o + 7] = a7;
 }
 
-function dot2x4(out: Float32Array, x: Float32Array, w: Float32Array, m: number, j: number, N: number, K: number): void {
+function dot2x4(out: Float32Array, x: Float32Array, w: Float32Array, m: number, j: number, w0: number, N: number, K: number): void {
   const x0 = m * K, x1 = x0 + K;
-  const w0 = j * K, w1 = w0 + K, w2 = w1 + K, w3 = w2 + K;
+  const w1 = w0 + K, w2 = w1 + K, w3 = w2 + K;
   let a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
   for (let k = 0; k < K; k++) {
     const p = x[x0 + k], q = x[x1 + k];
@@ -78,45 +87,42 @@ function dot2x4(out: Float32Array, x: Float32Array, w: Float32Array, m: number, 
   out[o2] = b0; out[o2 + 1] = b1; out[o2 + 2] = b2; out[o2 + 3] = b3;
 }
 
-function dot1x1(out: Float32Array, x: Float32Array, w: Float32Array, m: number, j: number, N: number, K: number): void {
-  const xm = m * K, wj = j * K;
+function dot1x1(out: Float32Array, x: Float32Array, w: Float32Array, m: number, j: number, wj: number, N: number, K: number): void {
+  const xm = m * K;
   let a = 0;
   for (let k = 0; k < K; k++) a += x[xm + k] * w[wj + k];
   out[m * N + j] = a;
 }
 
-function dequantizedLinear(out: Float32Array, x: Float32Array, type: Exclude<StoredQuant, 'W8A8'>, w: Uint8Array, M: number, N: number, K: number): void {
-  const row = new Float32Array(K);
-  const perm = isInt4Type(type) ? int4Perm(type, w, N, K) : null;
-  for (let j = 0; j < N; j++) {
-    if (isInt4Type(type)) dequantizeInt4Row(type, w, N, K, j, row, 0, perm!);
-    else if (type === 'FP8') dequantizeFp8Row(w, N, K, j, row, 0);
-    else dequantizeRow(type, w, j * rowBytes(type, K), row, 0, K);
-    for (let m = 0; m < M; m++) {
-      let a = 0;
-      const xm = m * K;
-      for (let k = 0; k < K; k++) a += x[xm + k] * row[k];
-      out[m * N + j] = a;
+/** A block of weight rows at a time dequantized into `rows` (at least rowBlock(K) rows of K), then as linear() does. */
+function dequantizedLinear(out: Float32Array, x: Float32Array, type: Exclude<StoredQuant, 'W8A8'>, w: Uint8Array, M: number, N: number, K: number, rows: Float32Array): void {
+  const perm = isInt4Type(type) ? int4Perm(type, w, N, K) : null, nb = rowBlock(K);
+  for (let j0 = 0; j0 < N; j0 += nb) {
+    const j1 = Math.min(N, j0 + nb);
+    for (let j = j0; j < j1; j++) {
+      const o = (j - j0) * K;
+      if (isInt4Type(type)) dequantizeInt4Row(type, w, N, K, j, rows, o, perm!);
+      else if (type === 'FP8') dequantizeFp8Row(w, N, K, j, rows, o);
+      else dequantizeRow(type, w, j * rowBytes(type, K), rows, o, K);
     }
+    block(out, x, rows, j0, j0, j1, M, N, K);
   }
 }
 
+/** The f32 scratch quantLinear needs for a weight of K inputs. */
+export const quantLinearScratch = (K: number): number => rowBlock(K) * K;
+
 /**
  * linear() over a quantized weight w [N, K] (ggml blocks, loaders/quant.ts; grouped int4, loaders/int4.ts; E4M3, loaders/fp8.ts): each
- * weight row is dequantized once into fp32 and dotted with every row of x. The reference for kernels/quant.cu and
+ * weight row is dequantized once into fp32 (`rows`, quantLinearScratch(K) values), a block of rows at a time that
+ * every row of x passes over, as linear() does. The reference for kernels/quant.cu and
  * kernels/mmvq.cu. SmoothQuant's W8A8 quantizes x per token and sums integers (loaders/w8a8.ts).
  */
 export function quantLinear(
   out: Float32Array, x: Float32Array, type: StoredQuant, w: Uint8Array, bias: Float32Array | null,
-  act: Activation, M: number, N: number, K: number,
+  act: Activation, M: number, N: number, K: number, rows: Float32Array,
 ): void {
   if (type === 'W8A8') w8a8Linear(out, x, w, M, N, K);
-  else dequantizedLinear(out, x, type, w, M, N, K);
-  if (bias || act !== 'none') {
-    for (let m = 0; m < M; m++) {
-      const o = m * N;
-      if (bias) for (let j = 0; j < N; j++) out[o + j] += bias[j];
-      if (act !== 'none') applyActivation(out, o, N, act);
-    }
-  }
+  else dequantizedLinear(out, x, type, w, M, N, K, rows);
+  biasAndActivation(out, bias, act, M, N);
 }
