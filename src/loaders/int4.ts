@@ -44,25 +44,41 @@ export function int4InOrder(type: Int4Type, bytes: Uint8Array, N: number, K: num
   return perm.every((p, k) => p === k);
 }
 
-/** Row j of a [N, K] matrix as floats in the layer's input order, into out[o .. o + K). */
-export function dequantizeInt4Row(type: Int4Type, src: Uint8Array, N: number, K: number, j: number, out: Float32Array, o: number, perm: Int32Array): void {
+/**
+ * Row j of a [N, K] matrix as floats in the layer's input order, into out[o .. o + K); `perm` is the perm section,
+ * or null where it is the identity (int4InOrder).
+ */
+export function dequantizeInt4Row(type: Int4Type, src: Uint8Array, N: number, K: number, j: number, out: Float32Array, o: number, perm: Int32Array | null): void {
   const g = INT4_GROUPS[type], G = K / g, at = int4Layout(type, N, K);
   const q = j * (K / 2);
   for (let t = 0; t < G; t++) {
     const s = f16ToF32(src[at.scales + 2 * (j * G + t)] | (src[at.scales + 2 * (j * G + t) + 1] << 8));
     const z = src[at.zeros + j * G + t];
-    for (let k = t * g; k < (t + 1) * g; k++) {
-      const b = src[q + (k >> 5) * 16 + (k & 15)];
-      const v = (k & 16 ? b >> 4 : b & 15) - z;
-      out[o + perm[k]] = Math.fround(s * v);
+    // units of 32 inputs: byte e of unit u holds input 32u + e (low nibble) and 32u + e + 16 (high)
+    for (let u = (t * g) >> 5; u < ((t + 1) * g) >> 5; u++) {
+      const b0 = q + 16 * u, k0 = 32 * u;
+      if (perm) {
+        for (let e = 0; e < 16; e++) {
+          const b = src[b0 + e];
+          out[o + perm[k0 + e]] = Math.fround(s * ((b & 15) - z));
+          out[o + perm[k0 + e + 16]] = Math.fround(s * ((b >> 4) - z));
+        }
+      } else {
+        const y = o + k0;
+        for (let e = 0; e < 16; e++) {
+          const b = src[b0 + e];
+          out[y + e] = Math.fround(s * ((b & 15) - z));
+          out[y + e + 16] = Math.fround(s * ((b >> 4) - z));
+        }
+      }
     }
   }
 }
 
 /** A whole [N, K] matrix dequantized, [N, K] in the layer's input order. */
 export function dequantizeInt4(type: Int4Type, src: Uint8Array, N: number, K: number): Float32Array {
-  const out = new Float32Array(N * K), perm = int4Perm(type, src, N, K);
-  for (let j = 0; j < N; j++) dequantizeInt4Row(type, src, N, K, j, out, j * K, perm);
+  const out = new Float32Array(N * K), perm = int4Perm(type, src, N, K), inOrder = perm.every((p, k) => p === k);
+  for (let j = 0; j < N; j++) dequantizeInt4Row(type, src, N, K, j, out, j * K, inOrder ? null : perm);
   return out;
 }
 

@@ -62,50 +62,58 @@ const f = Math.fround;
 
 /** Dequantizes `columns` weights (one row) from src at srcOffset into out at outOffset, in fp32 as ggml does. */
 export function dequantizeRow(type: QuantType, src: Uint8Array, srcOffset: number, out: Float32Array, outOffset: number, columns: number): void {
-  const { elements, bytes } = QUANT_BLOCKS[type];
-  for (let blk = 0; blk < columns / elements; blk++) {
-    const o = srcOffset + blk * bytes, y = outOffset + blk * elements;
-    switch (type) {
-      case 'Q8_0': {
-        const d = half(src, o);
-        for (let e = 0; e < 32; e++) out[y + e] = f(d * ((src[o + 2 + e] << 24) >> 24));
-        break;
+  // the format chosen once a row, each loop over the row's blocks in a function of its own
+  const { elements, bytes } = QUANT_BLOCKS[type], blocks = columns / elements;
+  if (type === 'Q8_0') rowQ8_0(src, srcOffset, out, outOffset, blocks);
+  else if (type === 'Q4_0') rowQ4_0(src, srcOffset, out, outOffset, blocks);
+  else if (type === 'Q6_K') rowQ6_K(src, srcOffset, out, outOffset, blocks);
+  else rowQ45_K(src, srcOffset, out, outOffset, blocks, bytes, type === 'Q5_K');
+}
+
+function rowQ8_0(src: Uint8Array, o0: number, out: Float32Array, y0: number, blocks: number): void {
+  for (let blk = 0; blk < blocks; blk++) {
+    const o = o0 + blk * 34, y = y0 + blk * 32, d = half(src, o);
+    for (let e = 0; e < 32; e++) out[y + e] = f(d * ((src[o + 2 + e] << 24) >> 24));
+  }
+}
+
+function rowQ4_0(src: Uint8Array, o0: number, out: Float32Array, y0: number, blocks: number): void {
+  for (let blk = 0; blk < blocks; blk++) {
+    const o = o0 + blk * 18, y = y0 + blk * 32, d = half(src, o);
+    for (let e = 0; e < 16; e++) {
+      out[y + e] = f(d * ((src[o + 2 + e] & 15) - 8));
+      out[y + e + 16] = f(d * ((src[o + 2 + e] >> 4) - 8));
+    }
+  }
+}
+
+function rowQ45_K(src: Uint8Array, o0: number, out: Float32Array, y0: number, blocks: number, bytes: number, five: boolean): void {
+  for (let blk = 0; blk < blocks; blk++) {
+    const o = o0 + blk * bytes, y = y0 + blk * 256;
+    const d = half(src, o), dmin = half(src, o + 2);
+    const qs = o + (five ? 48 : 16), qh = o + 16;
+    for (let s = 0; s < 8; s++) {
+      const [sc, m] = scaleMin(src, o + 4, s);
+      const scale = f(d * sc), min = f(dmin * m);
+      for (let e = 0; e < 32; e++) {
+        let q = (src[qs + 32 * (s >> 1) + e] >> (4 * (s & 1))) & 15;
+        if (five) q |= ((src[qh + e] >> s) & 1) << 4;
+        out[y + 32 * s + e] = f(f(scale * q) - min);
       }
-      case 'Q4_0': {
-        const d = half(src, o);
-        for (let e = 0; e < 16; e++) {
-          out[y + e] = f(d * ((src[o + 2 + e] & 15) - 8));
-          out[y + e + 16] = f(d * ((src[o + 2 + e] >> 4) - 8));
-        }
-        break;
-      }
-      case 'Q4_K':
-      case 'Q5_K': {
-        const d = half(src, o), dmin = half(src, o + 2);
-        const qs = o + (type === 'Q4_K' ? 16 : 48), qh = o + 16;
-        for (let s = 0; s < 8; s++) {
-          const [sc, m] = scaleMin(src, o + 4, s);
-          const scale = f(d * sc), min = f(dmin * m);
-          for (let e = 0; e < 32; e++) {
-            let q = (src[qs + 32 * (s >> 1) + e] >> (4 * (s & 1))) & 15;
-            if (type === 'Q5_K') q |= ((src[qh + e] >> s) & 1) << 4;
-            out[y + 32 * s + e] = f(f(scale * q) - min);
-          }
-        }
-        break;
-      }
-      case 'Q6_K': {
-        const d = half(src, o + 208);
-        for (let u = 0; u < 8; u++) {
-          const h = u >> 2, k = u & 3;
-          for (let e = 0; e < 32; e++) {
-            const lo = (src[o + 64 * h + 32 * (k & 1) + e] >> (4 * (k >> 1))) & 15;
-            const hi = (src[o + 128 + 32 * h + e] >> (2 * k)) & 3;
-            const sc = (src[o + 192 + 2 * u + (e >> 4)] << 24) >> 24;
-            out[y + 32 * u + e] = f(f(d * sc) * ((lo | (hi << 4)) - 32));
-          }
-        }
-        break;
+    }
+  }
+}
+
+function rowQ6_K(src: Uint8Array, o0: number, out: Float32Array, y0: number, blocks: number): void {
+  for (let blk = 0; blk < blocks; blk++) {
+    const o = o0 + blk * 210, y = y0 + blk * 256, d = half(src, o + 208);
+    for (let u = 0; u < 8; u++) {
+      const h = u >> 2, k = u & 3;
+      for (let e = 0; e < 32; e++) {
+        const lo = (src[o + 64 * h + 32 * (k & 1) + e] >> (4 * (k >> 1))) & 15;
+        const hi = (src[o + 128 + 32 * h + e] >> (2 * k)) & 3;
+        const sc = (src[o + 192 + 2 * u + (e >> 4)] << 24) >> 24;
+        out[y + 32 * u + e] = f(f(d * sc) * ((lo | (hi << 4)) - 32));
       }
     }
   }
