@@ -167,6 +167,7 @@ function buildProgram(): Command {
         onWindow: (pass, passes, done, total) => tty && process.stderr.write(`\rpass ${pass}/${passes}: calibration window ${done}/${total}`),
       });
       if (tty) process.stderr.write('\n');
+      if (r.tokens < r.maxInputs) process.stderr.write(`peregrine: note: ${r.tokens} calibration tokens are fewer than the ${r.maxInputs} inputs of the widest layer, so GPTQ fits the calibration text more than the model's use; give a longer text (--calibration, --calibration-tokens)\n`);
       writeOut(`${o.output}: ${r.matrices} block matrices (${r.tensors} tensors) quantized to GPTQ int4 in groups of ${r.group}, calibrated on ${r.tokens} tokens in ${r.passes} pass${r.passes === 1 ? '' : 'es'}; output error on the calibration inputs ${r.errorVsRtn.toFixed(3)} of round-to-nearest's\n`);
     });
 

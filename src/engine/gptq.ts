@@ -42,6 +42,8 @@ export interface GptqResult {
   group: number;
   /** the block matrices' output error over the calibration inputs, summed, against round-to-nearest's in the same groups (rows sampled) */
   errorVsRtn: number;
+  /** the most inputs a block matrix has: with fewer calibration tokens its x x^T is singular and errorVsRtn flatters */
+  maxInputs: number;
 }
 
 const GROUPS = [128, 64, 32];
@@ -87,8 +89,9 @@ export async function gptq(modelDir: string, text: string, out: string, options:
         } catch (err) {
           return fail('bad-argument', `${m.parts.map((p) => p.name).join(' + ')}: ${(err as Error).message}`);
         }
-        // the error against round to nearest's, over at most 256 of the rows (it costs what GPTQ does per row)
-        const type = int4Type(group)!, step = Math.ceil(N / 256);
+        // the error against round to nearest's, every row where that costs under 2^28 multiply-adds, else rows spread
+        // over the matrix (a row costs K^2, as GPTQ's own walk over it)
+        const type = int4Type(group)!, step = Math.max(1, Math.ceil((N * K * K) / 2 ** 28));
         gptqError += outputError(w, r.dequantized, N, K, h, step);
         rtnError += outputError(w, dequantizeInt4(type, quantizeInt4(w, N, K, type), N, K), N, K, h, step);
         results.set(m.tensor, r);
@@ -100,7 +103,8 @@ export async function gptq(modelDir: string, text: string, out: string, options:
     model.gen.dispose();
   }
   const tensors = write(md.dir, out, model.matrices, results, group, { actOrder, damp, tokens: model.ids.length, passes });
-  return { matrices: model.matrices.length, tensors, tokens: model.ids.length, passes, group, errorVsRtn: gptqError / rtnError };
+  const maxInputs = Math.max(...model.matrices.map((m) => m.tensor.shape[1]));
+  return { matrices: model.matrices.length, tensors, tokens: model.ids.length, passes, group, errorVsRtn: gptqError / rtnError, maxInputs };
 }
 
 /** The group size: `asked` where every block matrix's inputs are whole groups of it, else the largest that divides them all; refused by name where none does or outputs are not in eights. */

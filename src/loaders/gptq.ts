@@ -12,6 +12,9 @@
 // loaders/int4.ts's fromGptq reads.
 import { int4Code, int4Group } from './quantize.js';
 
+/** rows of W quantized together (each on its own: they share reads of U) */
+const ROWS = 8;
+
 export interface GptqSettings {
   /** inputs per group (32, 64 or 128) */
   group: number;
@@ -74,29 +77,20 @@ function invertLowerTransposed(l: Float64Array, n: number): Float64Array {
 
 /**
  * U with H^-1 = U^T U (upper triangular), H [K, K] damped by `damp` times its mean diagonal; null where H is not
- * positive definite even so.
+ * positive definite even so. With J the reversal of the K indices, J H J = B B^T (Cholesky, B lower), so
+ * H = V V^T with V = J B J upper, and U = V^-1 = J B^-1 J: one factorization and one triangular inverse.
  */
 function inverseFactor(h: Float64Array, K: number, damp: number): Float64Array | null {
   let mean = 0;
   for (let k = 0; k < K; k++) mean += h[k * K + k] / K;
-  const l = Float64Array.from(h);
-  for (let k = 0; k < K; k++) l[k * K + k] += damp * mean;
-  if (!cholesky(l, K)) return null;
-  // H^-1 = L^-T L^-1: with T = L^-T (upper), H^-1[i, j] = sum over k >= max(i, j) of T[i, k] T[j, k]
-  const t = invertLowerTransposed(l, K);
-  const inv = new Float64Array(K * K);
-  for (let i = 0; i < K; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = 0;
-      for (let k = i; k < K; k++) s += t[i * K + k] * t[j * K + k];
-      inv[i * K + j] = s;
-      inv[j * K + i] = s;
-    }
-  }
-  if (!cholesky(inv, K)) return null;
-  // U = C^T for the lower factor C
+  const b = new Float64Array(K * K);
+  for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) b[i * K + j] = h[(K - 1 - i) * K + (K - 1 - j)];
+  for (let k = 0; k < K; k++) b[k * K + k] += damp * mean;
+  if (!cholesky(b, K)) return null;
+  // t = (B^-1)^T, so U[i, j] = B^-1[K - 1 - i, K - 1 - j] = t[K - 1 - j, K - 1 - i]
+  const t = invertLowerTransposed(b, K);
   const u = new Float64Array(K * K);
-  for (let i = 0; i < K; i++) for (let j = i; j < K; j++) u[i * K + j] = inv[j * K + i];
+  for (let i = 0; i < K; i++) for (let j = i; j < K; j++) u[i * K + j] = t[(K - 1 - j) * K + (K - 1 - i)];
   return u;
 }
 
@@ -123,26 +117,34 @@ export function gptqQuantize(w: Float32Array, N: number, K: number, hessian: Flo
   const G = K / g;
   const q = new Uint8Array(N * K), dequantized = new Float32Array(N * K);
   const scales = new Uint16Array(G * N), zeros = new Uint8Array(G * N);
-  const row = new Float64Array(K);
-  for (let r = 0; r < N; r++) {
-    for (let i = 0; i < K; i++) row[i] = dead[order[i]] ? 0 : w[r * K + order[i]];
-    let p = int4Group(0, 0); // set at i = 0
+  // ROWS rows at a time, each on its own as above, so that a row of U is read once for all of them
+  const rows = new Float64Array(ROWS * K), groups = Array.from({ length: ROWS }, () => int4Group(0, 0)), errs = new Float64Array(ROWS);
+  for (let r0 = 0; r0 < N; r0 += ROWS) {
+    const R = Math.min(ROWS, N - r0);
+    for (let b = 0; b < R; b++) for (let i = 0; i < K; i++) rows[b * K + i] = dead[order[i]] ? 0 : w[(r0 + b) * K + order[i]];
     for (let i = 0; i < K; i++) {
-      if (i % g === 0) {
-        let lo = 0, hi = 0;
-        for (let e = i; e < i + g; e++) {
-          if (row[e] < lo) lo = row[e];
-          if (row[e] > hi) hi = row[e];
+      const ui = i * K, d = u[ui + i];
+      for (let b = 0; b < R; b++) {
+        const row = b * K, r = r0 + b;
+        if (i % g === 0) {
+          let lo = 0, hi = 0;
+          for (let e = row + i; e < row + i + g; e++) {
+            if (rows[e] < lo) lo = rows[e];
+            if (rows[e] > hi) hi = rows[e];
+          }
+          const p = (groups[b] = int4Group(lo, hi));
+          scales[(i / g) * N + r] = p.bits;
+          zeros[(i / g) * N + r] = p.zero;
         }
-        p = int4Group(lo, hi);
-        scales[(i / g) * N + r] = p.bits;
-        zeros[(i / g) * N + r] = p.zero;
+        const p = groups[b], code = int4Code(rows[row + i], p), value = Math.fround(p.scale * (code - p.zero));
+        q[r * K + order[i]] = code;
+        dequantized[r * K + order[i]] = value;
+        errs[b] = (rows[row + i] - value) / d;
       }
-      const code = int4Code(row[i], p), value = Math.fround(p.scale * (code - p.zero));
-      q[r * K + order[i]] = code;
-      dequantized[r * K + order[i]] = value;
-      const err = (row[i] - value) / u[i * K + i], ui = i * K;
-      for (let j = i + 1; j < K; j++) row[j] -= err * u[ui + j];
+      for (let b = 0; b < R; b++) {
+        const row = b * K, err = errs[b];
+        for (let j = i + 1; j < K; j++) rows[row + j] -= err * u[ui + j];
+      }
     }
   }
   const gIdx = new Int32Array(K);
@@ -150,14 +152,24 @@ export function gptqQuantize(w: Float32Array, N: number, K: number, hessian: Flo
   return { q, scales, zeros, gIdx, dequantized, damp };
 }
 
-/** Adds x x^T of `n` input rows x [n, K] into the lower triangle of h [K, K] (symmetrize with `mirrorLower` before use). */
+/**
+ * Adds x x^T of `n` input rows x [n, K] into the lower triangle of h [K, K] (symmetrize with `mirrorLower` before
+ * use): four rows a sweep over h, added one after another as one row a sweep would (the same sums), so that h, as
+ * large as K^2 doubles, is read a quarter as often.
+ */
 export function accumulateHessian(h: Float64Array, x: Float32Array, n: number, K: number): void {
-  for (let t = 0; t < n; t++) {
+  let t = 0;
+  for (; t + 4 <= n; t += 4) {
+    const x0 = t * K, x1 = x0 + K, x2 = x1 + K, x3 = x2 + K;
+    for (let i = 0; i < K; i++) {
+      const a0 = x[x0 + i], a1 = x[x1 + i], a2 = x[x2 + i], a3 = x[x3 + i], ri = i * K;
+      for (let j = 0; j <= i; j++) h[ri + j] = h[ri + j] + a0 * x[x0 + j] + a1 * x[x1 + j] + a2 * x[x2 + j] + a3 * x[x3 + j];
+    }
+  }
+  for (; t < n; t++) {
     const xt = t * K;
     for (let i = 0; i < K; i++) {
-      const a = x[xt + i];
-      if (a === 0) continue;
-      const ri = i * K;
+      const a = x[xt + i], ri = i * K;
       for (let j = 0; j <= i; j++) h[ri + j] += a * x[xt + j];
     }
   }
