@@ -4,7 +4,7 @@
 // feeds several multiply-adds (V8 keeps the accumulators in registers). A block of weight rows stays in
 // cache while every row of x passes over it; a quantized weight's block is dequantized into f32 first.
 import { dequantizeFp8Row } from '../../loaders/fp8.js';
-import { dequantizeInt4Row, int4InOrder, int4Perm, isInt4Type } from '../../loaders/int4.js';
+import { dequantizeInt4Row, int4Perm, isInt4Type } from '../../loaders/int4.js';
 import { dequantizeRow, rowBytes, type StoredQuant } from '../../loaders/quant.js';
 import { w8a8Linear } from '../../loaders/w8a8.js';
 import type { Activation } from '../../ops/backend.js';
@@ -96,8 +96,9 @@ function dot1x1(out: Float32Array, x: Float32Array, w: Float32Array, m: number, 
 
 /** A block of weight rows at a time dequantized into `rows` (at least rowBlock(K) rows of K), then as linear() does. */
 function dequantizedLinear(out: Float32Array, x: Float32Array, type: Exclude<StoredQuant, 'W8A8'>, w: Uint8Array, M: number, N: number, K: number, rows: Float32Array): void {
-  // an int4 weight's input order, null where it is the identity
-  const perm = isInt4Type(type) && !int4InOrder(type, w, N, K) ? int4Perm(type, w, N, K) : null, nb = rowBlock(K);
+  // an int4 weight's input order, null where it is the identity (read once)
+  const order = isInt4Type(type) ? int4Perm(type, w, N, K) : null, nb = rowBlock(K);
+  const perm = order && !order.every((p, k) => p === k) ? order : null;
   for (let j0 = 0; j0 < N; j0 += nb) {
     const j1 = Math.min(N, j0 + nb);
     for (let j = j0; j < j1; j++) {
